@@ -1,0 +1,40 @@
+"""ASGI entry point: HTTP through Django, websockets through Channels.
+
+Websockets pass ``AllowedHostsOriginValidator`` (a foreign Origin is refused before accept, even
+with a valid session cookie) and ``AuthMiddlewareStack`` (``scope["user"]`` from the session).
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contactcenter.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_asgi_app = get_asgi_application()
+
+from django.conf import settings  # noqa: E402
+
+if settings.CC_SERVE_STATIC:
+    # daphne serves /static/ itself (one process, nothing else to install); a CDN or proxy in
+    # front of production can take this over by setting CC_SERVE_STATIC=0.
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from .routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)
+
+if settings.CC_EMBEDDED_WORKER and not settings.CC_PRODUCTION:
+    from .embedded import start_worker
+
+    start_worker()

@@ -1,0 +1,61 @@
+"""The embedded runtime: a real Celery worker and beat running as threads of the web process.
+
+In embedded mode (no ``DATABASE_URL``/``REDIS_URL``) the broker is kombu's in-memory transport.
+A task queued by a request is serialised onto that broker and consumed by a genuine
+``celery.worker.WorkController`` in a daemon thread, exactly the code path a separate
+``celery worker`` process runs in production; no ``task_always_eager`` shortcut.
+"""
+
+import logging
+import threading
+
+from celery import beat
+from celery.worker import WorkController
+
+from .celery import app
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_started: dict[str, object] = {}
+
+
+def start_worker(*, with_beat: bool = True) -> WorkController:
+    """Start the in-process worker (and beat) once; return the worker."""
+    with _lock:
+        if "worker" in _started:
+            return _started["worker"]  # type: ignore[return-value]
+        worker = WorkController(
+            app=app,
+            hostname="embedded@localhost",
+            pool="solo",  # SQLite has one writer; one task at a time keeps it simple and correct
+            concurrency=1,
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+            loglevel="WARNING",
+        )
+        thread = threading.Thread(target=worker.start, name="celery-embedded-worker", daemon=True)
+        thread.start()
+        _started["worker"] = worker
+        _started["worker_thread"] = thread
+        if with_beat:
+            # celery.beat.Scheduler keeps its schedule in memory: nothing to write on disk.
+            service = beat.EmbeddedService(app, thread=True, scheduler_cls="celery.beat:Scheduler")
+            service.start()
+            _started["beat"] = service
+        logger.info("embedded Celery worker%s started", " and beat" if with_beat else "")
+        return worker
+
+
+def stop_worker() -> None:
+    with _lock:
+        service = _started.pop("beat", None)
+        if service is not None:
+            service.stop()
+        worker = _started.pop("worker", None)
+        thread = _started.pop("worker_thread", None)
+        if worker is not None:
+            worker.stop(in_sighandler=False)
+        if thread is not None:
+            thread.join(timeout=10)

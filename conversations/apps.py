@@ -1,0 +1,18 @@
+from django.apps import AppConfig
+
+
+class ConversationsConfig(AppConfig):
+    name = "conversations"
+    verbose_name = "Conversations"
+
+    def ready(self) -> None:
+        from profiles import merge_registry, timeline
+
+        from .models import Conversation, Message
+        from .selectors import MessageTimelineSource
+
+        # A merge moves the source customer's conversations; their messages (which carry a copy
+        # of the customer for the timeline index) follow the recorded conversation ids.
+        merge_registry.register(Conversation, "customer")
+        merge_registry.register(Message, "customer", follows=(Conversation, "conversation"))
+        timeline.register_source(MessageTimelineSource())

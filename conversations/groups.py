@@ -1,0 +1,13 @@
+"""Channel-layer group names, in one place (Channels allows only [a-zA-Z0-9-._])."""
+
+
+def agent_group(agent_id: int) -> str:
+    return f"agent.{agent_id}"
+
+
+def supervisors_group() -> str:
+    return "supervisors"
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"conversation.{conversation_id}"

@@ -1,0 +1,316 @@
+"""Inboxes, conversations, messages, agents and the routing configuration they hang on.
+
+Every channel (SMS, WhatsApp, email, web chat, voice) is carried by the same rows: a Conversation
+on an Inbox, Messages with a per-inbox unique provider id (idempotent ingest), delivery status
+events kept one by one. Routing fields (queue, priority, waiting_since) are here from the start.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from profiles.models import Customer
+
+
+class Channel(models.TextChoices):
+    SMS = "sms", _("SMS")
+    WHATSAPP = "whatsapp", _("WhatsApp")
+    EMAIL = "email", _("Email")
+    WEBCHAT = "webchat", _("Web chat")
+    VOICE = "voice", _("Voice")
+
+
+DEFAULT_CAPACITY = {"voice": 1, "webchat": 3, "sms": 5, "whatsapp": 5, "email": 5}
+
+
+def default_capacity() -> dict[str, int]:
+    return dict(DEFAULT_CAPACITY)
+
+
+class Inbox(models.Model):
+    """One configured endpoint: a Twilio number, a WhatsApp sender, a mailbox, a widget, a voice line."""
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=Channel.choices)
+    address = models.CharField(max_length=320, help_text=_("E.164 number, email address, or widget key"))
+    settings = models.JSONField(default=dict, blank=True)
+    secret = models.CharField(max_length=128, blank=True, help_text=_("Widget HMAC / email webhook secret"))
+    reopen_window_days = models.PositiveIntegerField(default=7)
+    default_queue = models.ForeignKey("Queue", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "inboxes"
+        ordering = ["kind", "name"]
+        constraints = [models.UniqueConstraint(fields=["kind", "address"], name="inbox_unique_kind_address")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()} {self.address})"
+
+
+class Skill(models.Model):
+    name = models.CharField(max_length=64)
+    slug = models.SlugField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Queue(models.Model):
+    """Where waiting conversations wait. Routing (business hours, overflow, steps) extends it."""
+
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=64, unique=True)
+    channels = models.JSONField(default=list, blank=True, help_text=_("Channels served; empty = all"))
+    required_skills = models.ManyToManyField(Skill, blank=True, related_name="queues")
+    priority = models.IntegerField(default=0)
+    sla_seconds = models.PositiveIntegerField(default=60, help_text=_("Service-level threshold"))
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PresenceState(models.Model):
+    """A presence an agent can be in (Available, Break, Lunch, Offline …); only some take work."""
+
+    name = models.CharField(max_length=50, unique=True)
+    is_available = models.BooleanField(default=False)
+    is_offline = models.BooleanField(default=False, help_text=_("Signed out: offers are rescinded"))
+    ordering = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["ordering", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Agent(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent")
+    display_name = models.CharField(max_length=100)
+    languages = models.JSONField(default=list, blank=True, help_text=_('e.g. ["ja", "en"]'))
+    skills = models.ManyToManyField(Skill, through="AgentSkill", blank=True, related_name="agents")
+    capacity = models.JSONField(default=default_capacity, help_text=_("Concurrent conversations per channel"))
+    presence = models.ForeignKey(PresenceState, null=True, blank=True, on_delete=models.PROTECT, related_name="agents")
+    presence_changed_at = models.DateTimeField(default=timezone.now)
+    last_assigned_at = models.DateTimeField(null=True, blank=True, help_text=_("For longest-idle ordering"))
+    time_zone = models.CharField(max_length=64, blank=True)
+    ui_language = models.CharField(max_length=8, blank=True, choices=settings.LANGUAGES)
+
+    class Meta:
+        ordering = ["display_name"]
+        indexes = [models.Index(fields=["presence", "last_assigned_at"], name="agent_presence_idle_idx")]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    def capacity_for(self, channel: str) -> int:
+        return int(self.capacity.get(channel, DEFAULT_CAPACITY.get(channel, 1)))
+
+
+class AgentSkill(models.Model):
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE)
+    skill = models.ForeignKey(Skill, on_delete=models.CASCADE)
+    level = models.PositiveSmallIntegerField(default=1)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agent", "skill"], name="agentskill_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.skill} ({self.level})"
+
+
+class ConversationStatus(models.TextChoices):
+    OPEN = "open", _("Open")
+    PENDING = "pending", _("Pending")
+    SNOOZED = "snoozed", _("Snoozed")
+    RESOLVED = "resolved", _("Resolved")
+
+
+class Conversation(models.Model):
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="conversations")
+    inbox = models.ForeignKey(Inbox, on_delete=models.PROTECT, related_name="conversations")
+    channel = models.CharField(max_length=16, choices=Channel.choices, help_text=_("Copied from the inbox"))
+    status = models.CharField(max_length=16, choices=ConversationStatus.choices, default=ConversationStatus.OPEN)
+    priority = models.IntegerField(default=0)
+    subject = models.CharField(max_length=300, blank=True)
+    queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations")
+    assignee = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations")
+    created_at = models.DateTimeField(default=timezone.now)
+    first_response_at = models.DateTimeField(null=True, blank=True)
+    waiting_since = models.DateTimeField(null=True, blank=True, help_text=_("First unanswered inbound message"))
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    snoozed_until = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-last_message_at", "-id"]
+        indexes = [
+            models.Index(fields=["customer", "status"], name="conv_customer_status_idx"),
+            models.Index(fields=["inbox", "customer", "status"], name="conv_inbox_customer_idx"),
+            # Routing: waiting conversations of a queue by priority, then age.
+            models.Index(
+                fields=["queue", "-priority", "waiting_since"],
+                condition=Q(assignee__isnull=True, status="open"),
+                name="conv_waiting_idx",
+            ),
+            models.Index(fields=["assignee", "status"], name="conv_assignee_status_idx"),
+            models.Index(fields=["status", "snoozed_until"], name="conv_snooze_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.get_channel_display()} · {self.customer}"
+
+
+class Direction(models.TextChoices):
+    INBOUND = "inbound", _("Inbound")
+    OUTBOUND = "outbound", _("Outbound")
+    INTERNAL = "internal", _("Internal")
+
+
+class MessageKind(models.TextChoices):
+    MESSAGE = "message", _("Message")
+    NOTE = "note", _("Private note")
+    EVENT = "event", _("System event")
+
+
+class DeliveryStatus(models.TextChoices):
+    """Twilio's message statuses plus our own ``pending`` (stored, not yet handed to the provider)."""
+
+    PENDING = "pending", _("Pending")
+    ACCEPTED = "accepted", _("Accepted")
+    SCHEDULED = "scheduled", _("Scheduled")
+    QUEUED = "queued", _("Queued")
+    SENDING = "sending", _("Sending")
+    SENT = "sent", _("Sent")
+    RECEIVING = "receiving", _("Receiving")
+    RECEIVED = "received", _("Received")
+    PARTIALLY_DELIVERED = "partially_delivered", _("Partially delivered")
+    DELIVERED = "delivered", _("Delivered")
+    UNDELIVERED = "undelivered", _("Undelivered")
+    FAILED = "failed", _("Failed")
+    READ = "read", _("Read")
+    CANCELED = "canceled", _("Canceled")
+
+
+class EventType(models.TextChoices):
+    """System events shown on the timeline."""
+
+    CREATED = "created", _("Conversation opened")
+    REOPENED = "reopened", _("Reopened")
+    OFFERED = "offered", _("Offered")
+    ASSIGNED = "assigned", _("Assigned")
+    TRANSFERRED = "transferred", _("Transferred")
+    SNOOZED = "snoozed", _("Snoozed")
+    RESOLVED = "resolved", _("Resolved")
+    SURVEY_SENT = "survey_sent", _("Survey sent")
+    SURVEY_ANSWERED = "survey_answered", _("Survey answered")
+    CONSENT_CHANGED = "consent_changed", _("Consent changed")
+
+
+class Message(models.Model):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # Copies of the conversation's customer, inbox and channel: the timeline reads one index
+    # (customer, created_at, id) without a join, and provider ids are unique per inbox.
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
+    inbox = models.ForeignKey(Inbox, on_delete=models.PROTECT, related_name="+")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    direction = models.CharField(max_length=16, choices=Direction.choices)
+    kind = models.CharField(max_length=16, choices=MessageKind.choices, default=MessageKind.MESSAGE)
+    author_agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    text = models.TextField(blank=True)
+    html = models.TextField(blank=True, help_text=_("Sanitized HTML (email); never raw customer markup"))
+    event_type = models.CharField(max_length=32, blank=True, choices=EventType.choices)
+    event_data = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True, help_text=_("Headers, provider fields"))
+    provider_id = models.CharField(max_length=255, null=True, blank=True)
+    delivery_status = models.CharField(max_length=24, blank=True, choices=DeliveryStatus.choices)
+    delivery_error_code = models.CharField(max_length=32, blank=True)
+    delivery_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["inbox", "provider_id"],
+                condition=Q(provider_id__isnull=False),
+                name="message_unique_inbox_provider_id",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "created_at", "id"], name="message_timeline_idx"),
+            models.Index(fields=["conversation", "created_at", "id"], name="message_conversation_idx"),
+            models.Index(fields=["provider_id"], name="message_provider_id_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_direction_display()} {self.get_kind_display()} #{self.pk}"
+
+    @property
+    def author_label(self) -> str:
+        if self.author_agent_id:
+            return self.author_agent.display_name
+        if self.direction == Direction.INBOUND:
+            return str(self.customer)
+        return ""
+
+
+class MessageStatusEvent(models.Model):
+    """Every delivery status report, kept. ``message`` is null until the message is known."""
+
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="status_events")
+    provider_id = models.CharField(max_length=255)
+    status = models.CharField(max_length=24, choices=DeliveryStatus.choices)
+    error_code = models.CharField(max_length=32, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["received_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider_id", "status"], name="status_event_unique_sid_status")
+        ]
+        indexes = [models.Index(fields=["message", "received_at"], name="status_event_message_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.provider_id}: {self.status}"
+
+
+def attachment_path(instance: "Attachment", filename: str) -> str:
+    return f"attachments/{timezone.now():%Y/%m}/{instance.message_id or 'new'}/{filename}"
+
+
+class AttachmentState(models.TextChoices):
+    STORED = "stored", _("Stored")
+    PENDING = "pending", _("Waiting to be fetched")
+    UNAVAILABLE = "unavailable", _("Unavailable")
+
+
+class Attachment(models.Model):
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
+    file = models.FileField(upload_to=attachment_path, blank=True)
+    filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=255, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    source_url = models.CharField(max_length=2000, blank=True)
+    state = models.CharField(max_length=16, choices=AttachmentState.choices, default=AttachmentState.STORED)
+    state_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.filename

@@ -1,0 +1,239 @@
+"""Customers and everything we know about them outside conversations.
+
+``profiles`` never imports ``conversations`` (DESIGN.md); conversations plug their rows into the
+merge and the timeline through ``merge_registry`` and ``timeline.register_source``.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class JourneyStage(models.TextChoices):
+    INTEREST = "interest", _("Interest")
+    INFORMATION_GATHERING = "information_gathering", _("Information gathering")
+    COMPARISON = "comparison", _("Comparison")
+    PURCHASE_DECISION = "purchase_decision", _("Purchase decision")
+    PURCHASE = "purchase", _("Purchase")
+    AFTER_SALES_SUPPORT = "after_sales_support", _("After-sales support")
+    REPEAT_PURCHASE = "repeat_purchase", _("Repeat purchase")
+    FEEDBACK = "feedback", _("Feedback")
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=50, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Customer(models.Model):
+    display_name = models.CharField(_("display name"), max_length=200, blank=True)
+    language = models.CharField(_("language"), max_length=16, blank=True, help_text=_("BCP 47, e.g. ja or en"))
+    time_zone = models.CharField(_("time zone"), max_length=64, blank=True)
+    journey_stage = models.CharField(
+        _("journey stage"), max_length=32, choices=JourneyStage.choices, default=JourneyStage.INTEREST
+    )
+    tags = models.ManyToManyField(Tag, blank=True, related_name="customers")
+    custom_attributes = models.JSONField(_("custom attributes"), default=dict, blank=True)
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_customers",
+        help_text=_("Set while this customer is merged into another one."),
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("merge_customer", "Can merge and unmerge customers")]
+        indexes = [models.Index(fields=["display_name"], name="customer_name_idx")]
+
+    def __str__(self) -> str:
+        return self.display_name or f"Customer #{self.pk}"
+
+    @property
+    def is_merged(self) -> bool:
+        return self.merged_into_id is not None
+
+
+class IdentityKind(models.TextChoices):
+    PHONE = "phone", _("Phone")
+    WHATSAPP = "whatsapp", _("WhatsApp")
+    EMAIL = "email", _("Email")
+    WEB_VISITOR = "web_visitor", _("Web visitor")
+    EXTERNAL_ID = "external_id", _("External id")
+
+
+class IdentitySource(models.TextChoices):
+    """How we learned an address; decides whether it may link customers on its own."""
+
+    INBOUND = "inbound", _("Inbound message from this address")
+    PROVIDER = "provider", _("Verified by the provider")
+    SIGNED = "signed", _("Signed by the customer's site")
+    CLAIMED = "claimed", _("Claimed by the customer (typed, unverified)")
+    SIGNATURE = "signature", _("Found in an email signature")
+    AGENT = "agent", _("Entered by an agent")
+    IMPORT = "import", _("Imported")
+    MERGE = "merge", _("Confirmed merge suggestion")
+
+
+class Identity(models.Model):
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities")
+    kind = models.CharField(max_length=16, choices=IdentityKind.choices)
+    value = models.CharField(max_length=320, help_text=_("Normalized: E.164 phone, lowercased email, …"))
+    verified = models.BooleanField(default=False)
+    source = models.CharField(max_length=16, choices=IdentitySource.choices, default=IdentitySource.INBOUND)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "identities"
+        ordering = ["kind", "value"]
+        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="identity_unique_kind_value")]
+        indexes = [models.Index(fields=["customer", "kind"], name="identity_customer_kind_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.value}"
+
+
+class TouchpointKind(models.TextChoices):
+    PAGE_VIEW = "page_view", _("Page viewed")
+    PRODUCT_VIEW = "product_view", _("Product viewed")
+    PURCHASE = "purchase", _("Purchase")
+    APP_EVENT = "app_event", _("App event")
+    STORE_VISIT = "store_visit", _("Store visit")
+    OTHER = "other", _("Other")
+
+
+class Touchpoint(models.Model):
+    """Something the customer did outside a conversation: what, when, where, on which device."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="touchpoints")
+    kind = models.CharField(max_length=16, choices=TouchpointKind.choices)
+    title = models.CharField(max_length=300, help_text=_("What: page title, product, order, event name"))
+    url = models.CharField(max_length=2000, blank=True, help_text=_("Where: page URL, store, app screen"))
+    location = models.CharField(max_length=200, blank=True, help_text=_("Where the customer was"))
+    device = models.CharField(max_length=100, blank=True)
+    channel = models.CharField(max_length=32, blank=True, help_text=_("web, app, store, …"))
+    data = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [models.Index(fields=["customer", "occurred_at", "id"], name="touchpoint_timeline_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.title}"
+
+
+class CustomerNote(models.Model):
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+
+class ConsentStatus(models.TextChoices):
+    OPTED_IN = "opted_in", _("Opted in")
+    OPTED_OUT = "opted_out", _("Opted out")
+
+
+class Consent(models.Model):
+    """Consent of one customer address towards one of our senders (blank sender: all of them)."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="consents")
+    channel = models.CharField(max_length=16)
+    address = models.CharField(max_length=320)
+    sender = models.CharField(max_length=320, blank=True, default="")
+    status = models.CharField(max_length=16, choices=ConsentStatus.choices)
+    changed_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=64, blank=True, help_text=_("How: keyword, OptOutType, error 21610, agent…"))
+    evidence = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "address", "sender"], name="consent_unique_address_sender")
+        ]
+        indexes = [models.Index(fields=["customer", "channel"], name="consent_customer_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.address} → {self.sender or '*'}: {self.status}"
+
+
+class CustomerMerge(models.Model):
+    """One merge of ``source`` into ``target``, with exactly what moved so it can be undone."""
+
+    target = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="merges_in")
+    source = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="merges_out")
+    performed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    # {"<app_label.model>": [ids moved from source to target], "tags": [tag ids added to target]}
+    moved = models.JSONField(default=dict)
+    # Field values of both customers before the merge, restored on undo.
+    target_before = models.JSONField(default=dict)
+    source_before = models.JSONField(default=dict)
+    suggestion = models.ForeignKey(
+        "MergeSuggestion", null=True, blank=True, on_delete=models.SET_NULL, related_name="merges"
+    )
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # A customer can be the source of at most one active merge at a time.
+            models.UniqueConstraint(fields=["source"], condition=Q(undone_at__isnull=True), name="merge_one_active_per_source")
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.source_id} → #{self.target_id}{' (undone)' if self.undone_at else ''}"
+
+
+class SuggestionStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    CONFIRMED = "confirmed", _("Confirmed")
+    DISMISSED = "dismissed", _("Dismissed")
+
+
+class MergeSuggestion(models.Model):
+    """An unverified hint that ``candidate`` is the same person as ``customer``; an agent decides."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="merge_suggestions")
+    candidate = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="suggested_for")
+    reason = models.CharField(max_length=32)
+    evidence = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=SuggestionStatus.choices, default=SuggestionStatus.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "candidate", "reason"],
+                condition=Q(status="pending"),
+                name="suggestion_one_pending_per_pair_reason",
+            ),
+            models.CheckConstraint(condition=~Q(customer=models.F("candidate")), name="suggestion_not_self"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.candidate_id} may be #{self.customer_id} ({self.reason})"

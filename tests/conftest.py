@@ -1,0 +1,101 @@
+"""Shared fixtures: named users, factories, and a real Celery worker for either runtime mode."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from .factories import *  # noqa: F401,F403 - fixtures re-exported for every test module
+
+REPO = Path(__file__).resolve().parent.parent
+PRODUCTION = settings.CC_PRODUCTION
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_prod = pytest.mark.skip(reason="production mode only (PostgreSQL + Redis): run by `make test`")
+    skip_emb = pytest.mark.skip(reason="embedded mode only")
+    for item in items:
+        if "production" in item.keywords and not PRODUCTION:
+            item.add_marker(skip_prod)
+        if "embedded" in item.keywords and PRODUCTION:
+            item.add_marker(skip_emb)
+
+
+def pytest_report_header(config):
+    return f"contact center runtime mode: {settings.CC_MODE}"
+
+
+def _database_url_for_test_db() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return ""
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
+
+
+class EmbeddedWorker:
+    """The same in-process worker thread ``make run`` uses (contactcenter.embedded)."""
+
+    def __init__(self):
+        from contactcenter import embedded
+
+        self._embedded = embedded
+        self.worker = embedded.start_worker(with_beat=False)
+
+    def stop(self):
+        self._embedded.stop_worker()
+
+
+class ProcessWorker:
+    """A real ``celery worker`` process on Redis, pointed at the test database."""
+
+    def __init__(self):
+        env = dict(os.environ)
+        env["DATABASE_URL"] = _database_url_for_test_db()
+        env["CC_EMBEDDED_WORKER"] = "0"
+        self.log = open(REPO / "var" / f"test-worker-{os.getpid()}.log", "w")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "contactcenter", "worker", "-P", "threads", "-c", "4",
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING",
+             "-n", f"test-{os.getpid()}@%h"],
+            cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker):
+    """A worker consuming the broker of the current mode. Tests using it need
+    ``@pytest.mark.django_db(transaction=True)`` so the worker sees committed rows."""
+    (REPO / "var").mkdir(exist_ok=True)
+    worker = ProcessWorker() if PRODUCTION else EmbeddedWorker()
+    yield worker
+    worker.stop()
+
+
+def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.05):
+    """Poll ``predicate`` until it is truthy; return its value or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        time.sleep(interval)
