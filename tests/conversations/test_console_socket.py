@@ -1,0 +1,73 @@
+"""The console websocket behind AllowedHostsOriginValidator(AuthMiddlewareStack(...))."""
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+from contactcenter.asgi import application
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+def _session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+async def _connect(cookie: str | None, origin: str = "http://127.0.0.1:8000"):
+    headers = [(b"origin", origin.encode()), (b"host", b"127.0.0.1:8000")]
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    communicator = WebsocketCommunicator(application, "/ws/console/", headers=headers)
+    connected, code = await communicator.connect()
+    return communicator, connected, code
+
+
+async def test_agent_with_session_is_accepted_and_greeted(agent):
+    cookie = await database_sync_to_async(_session_cookie)(agent.user)
+    communicator, connected, _ = await _connect(cookie)
+    try:
+        assert connected
+        assert await communicator.receive_json_from() == {"type": "hello", "groups": 1}
+        await communicator.send_json_to({"type": "ping"})
+        assert await communicator.receive_json_from() == {"type": "pong"}
+    finally:
+        await communicator.disconnect()
+
+
+async def test_foreign_origin_is_rejected_before_accept_even_with_a_valid_session(agent):
+    cookie = await database_sync_to_async(_session_cookie)(agent.user)
+    communicator, connected, _ = await _connect(cookie, origin="https://evil.example")
+    assert not connected
+    await communicator.disconnect()
+
+
+async def test_anonymous_and_stranger_are_refused(stranger):
+    communicator, connected, _ = await _connect(None)
+    assert not connected
+    await communicator.disconnect()
+    cookie = await database_sync_to_async(_session_cookie)(stranger)
+    communicator, connected, code = await _connect(cookie)
+    assert not connected and code == 4403
+    await communicator.disconnect()
+
+
+async def test_events_sent_to_the_agent_group_reach_the_socket(agent):
+    from channels.layers import get_channel_layer
+
+    from conversations.groups import agent_group
+
+    cookie = await database_sync_to_async(_session_cookie)(agent.user)
+    communicator, connected, _ = await _connect(cookie)
+    try:
+        assert connected
+        await communicator.receive_json_from()
+        await get_channel_layer().group_send(
+            agent_group(agent.pk), {"type": "console.event", "event": {"type": "conversation.assigned", "conversation": 1}}
+        )
+        assert await communicator.receive_json_from(timeout=5) == {"type": "conversation.assigned", "conversation": 1}
+    finally:
+        await communicator.disconnect()
