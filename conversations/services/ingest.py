@@ -1,0 +1,217 @@
+"""The one ingest path every inbound message takes (DESIGN.md).
+
+channel adapter (verified, normalised) → ``message_receive`` in one transaction:
+resolve the customer (profiles) → find or open the conversation → store the message idempotently
+(unique provider id per inbox) → after commit: publish the event.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from profiles.models import Customer, IdentitySource
+from profiles.services import identity_resolve
+
+from ..events import notify_message_created
+from ..models import (
+    Attachment,
+    AttachmentState,
+    Conversation,
+    ConversationStatus,
+    Direction,
+    EventType,
+    Inbox,
+    Message,
+    MessageKind,
+)
+
+ACTIVE_STATUSES = (ConversationStatus.OPEN, ConversationStatus.PENDING, ConversationStatus.SNOOZED)
+
+
+@dataclass
+class InboundAttachment:
+    filename: str
+    content_type: str = ""
+    content: bytes | None = None  # stored now
+    source_url: str = ""  # fetched later by the channel's own task (never from private addresses)
+    unavailable_reason: str = ""
+
+
+@dataclass
+class InboundMessage:
+    """What every channel adapter hands to the ingest service, whatever the provider."""
+
+    inbox: Inbox
+    sender_kind: str  # profiles.models.IdentityKind
+    sender_address: str  # raw: the ingest normalises it
+    text: str = ""
+    html: str = ""  # already sanitised by the adapter
+    subject: str = ""
+    sender_name: str = ""
+    provider_id: str | None = None  # MessageSid, Message-ID, widget message uuid …
+    received_at: datetime | None = None
+    metadata: dict = field(default_factory=dict)
+    attachments: list[InboundAttachment] = field(default_factory=list)
+    # Message ids this one answers (email In-Reply-To/References): followed only within the customer.
+    thread_refs: list[str] = field(default_factory=list)
+    # Auto-replies, bounces, list mail: stored, but never reopen a conversation or get acknowledged.
+    automated: bool = False
+    identity_source: str = IdentitySource.INBOUND
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    message: Message
+    conversation: Conversation
+    customer: Customer
+    duplicate: bool = False
+    conversation_opened: bool = False
+    conversation_reopened: bool = False
+
+
+def _existing(inbox: Inbox, provider_id: str | None) -> Message | None:
+    if not provider_id:
+        return None
+    return Message.objects.select_related("conversation", "customer").filter(inbox=inbox, provider_id=provider_id).first()
+
+
+def _duplicate(message: Message) -> IngestResult:
+    return IngestResult(message=message, conversation=message.conversation, customer=message.customer, duplicate=True)
+
+
+def _thread_conversation(customer: Customer, refs: list[str]) -> Conversation | None:
+    """A conversation of *this* customer that one of ``refs`` points into. A stranger quoting
+    another customer's Message-ID never lands in that customer's thread."""
+    refs = [ref for ref in refs if ref][:50]
+    if not refs:
+        return None
+    hit = (
+        Message.objects.filter(provider_id__in=refs, customer=customer)
+        .select_related("conversation")
+        .order_by("-created_at")
+        .first()
+    )
+    return hit.conversation if hit else None
+
+
+def _event(conversation: Conversation, event_type: str, at: datetime, **data) -> Message:
+    return Message.objects.create(
+        conversation=conversation, customer_id=conversation.customer_id, inbox_id=conversation.inbox_id,
+        channel=conversation.channel, direction=Direction.INTERNAL, kind=MessageKind.EVENT,
+        event_type=event_type, event_data=data, created_at=at,
+    )
+
+
+def _find_or_open_conversation(
+    *, customer: Customer, inbox: Inbox, inbound: InboundMessage, at: datetime
+) -> tuple[Conversation, bool, bool]:
+    """Returns (conversation, opened, reopened). Caller holds the customer's row lock."""
+    conversation = _thread_conversation(customer, inbound.thread_refs)
+    if conversation is None:
+        conversation = (
+            Conversation.objects.filter(customer=customer, inbox=inbox).order_by("-last_message_at", "-id").first()
+        )
+    if conversation is not None:
+        if conversation.status in ACTIVE_STATUSES:
+            return conversation, False, False
+        window = timedelta(days=inbox.reopen_window_days)
+        resolved_at = conversation.resolved_at or conversation.last_message_at or conversation.created_at
+        if inbound.automated:
+            # An auto-reply to our closing message must not wake the conversation up.
+            return conversation, False, False
+        if at - resolved_at <= window:
+            conversation.status = ConversationStatus.OPEN
+            conversation.resolved_at = None
+            conversation.snoozed_until = None
+            conversation.save(update_fields=["status", "resolved_at", "snoozed_until", "updated_at"])
+            _event(conversation, EventType.REOPENED, at, reason="customer_message")
+            return conversation, False, True
+    conversation = Conversation.objects.create(
+        customer=customer, inbox=inbox, channel=inbox.kind, subject=inbound.subject[:300],
+        queue=inbox.default_queue, created_at=at, last_message_at=at,
+        status=ConversationStatus.RESOLVED if inbound.automated else ConversationStatus.OPEN,
+        resolved_at=at if inbound.automated else None,
+    )
+    return conversation, True, False
+
+
+def message_receive(inbound: InboundMessage) -> IngestResult:
+    """Store one inbound message on the customer's timeline, exactly once.
+
+    Idempotent on (inbox, provider_id): a replay or a concurrent duplicate returns the stored
+    message with ``duplicate=True`` and changes nothing. Raises ``ValidationError`` when the
+    sender address does not normalise (the adapter decides how to answer the provider).
+    """
+    inbox = inbound.inbox
+    existing = _existing(inbox, inbound.provider_id)
+    if existing is not None:
+        return _duplicate(existing)
+    at = inbound.received_at or timezone.now()
+    try:
+        with transaction.atomic():
+            resolution = identity_resolve(
+                kind=inbound.sender_kind, value=inbound.sender_address, display_name=inbound.sender_name,
+                source=inbound.identity_source,
+            )
+            # One writer per customer at a time: two messages of the same customer arriving together
+            # must join one conversation, not open two.
+            customer = Customer.objects.select_for_update().get(pk=resolution.customer.pk)
+            conversation, opened, reopened = _find_or_open_conversation(
+                customer=customer, inbox=inbox, inbound=inbound, at=at
+            )
+            message = Message.objects.create(
+                conversation=conversation, customer=customer, inbox=inbox, channel=inbox.kind,
+                direction=Direction.INBOUND, kind=MessageKind.MESSAGE, text=inbound.text, html=inbound.html,
+                provider_id=inbound.provider_id or None, metadata=inbound.metadata, created_at=at,
+            )
+            for attachment in inbound.attachments:
+                _store_attachment(message, attachment)
+            _after_inbound(conversation, inbound=inbound, at=at)
+            notify_message_created(message, assignee_id=conversation.assignee_id)
+    except IntegrityError:
+        # A concurrent request stored the same provider id first: that one is the message.
+        existing = _existing(inbox, inbound.provider_id)
+        if existing is None:
+            raise
+        return _duplicate(existing)
+    return IngestResult(
+        message=message, conversation=conversation, customer=customer,
+        conversation_opened=opened, conversation_reopened=reopened,
+    )
+
+
+def _store_attachment(message: Message, inbound: InboundAttachment) -> Attachment:
+    attachment = Attachment(
+        message=message, filename=inbound.filename[:255] or "attachment", content_type=inbound.content_type[:255],
+        source_url=inbound.source_url[:2000],
+    )
+    if inbound.content is not None:
+        attachment.size = len(inbound.content)
+        attachment.state = AttachmentState.STORED
+        attachment.file.save(attachment.filename, ContentFile(inbound.content), save=False)
+    elif inbound.unavailable_reason:
+        attachment.state = AttachmentState.UNAVAILABLE
+        attachment.state_reason = inbound.unavailable_reason[:300]
+    else:
+        attachment.state = AttachmentState.PENDING
+    attachment.save()
+    return attachment
+
+
+def _after_inbound(conversation: Conversation, *, inbound: InboundMessage, at: datetime) -> None:
+    fields = ["last_message_at", "updated_at"]
+    conversation.last_message_at = max(conversation.last_message_at or at, at)
+    if conversation.status == ConversationStatus.SNOOZED and not inbound.automated:
+        conversation.status = ConversationStatus.OPEN
+        conversation.snoozed_until = None
+        fields += ["status", "snoozed_until"]
+    if conversation.status != ConversationStatus.RESOLVED and conversation.waiting_since is None and not inbound.automated:
+        conversation.waiting_since = at
+        fields.append("waiting_since")
+    if not conversation.subject and inbound.subject:
+        conversation.subject = inbound.subject[:300]
+        fields.append("subject")
+    conversation.save(update_fields=fields)
