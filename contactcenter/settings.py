@@ -208,6 +208,9 @@ CC_SERVE_STATIC = env_bool("CC_SERVE_STATIC", default=True)
 # --- Twilio ---------------------------------------------------------------------------------
 TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")
 TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
+# Media is fetched only from these hosts (https, public addresses only): Twilio's API and CDNs.
+CC_TWILIO_MEDIA_HOSTS = env_list("CC_TWILIO_MEDIA_HOSTS", ["api.twilio.com", "*.twiliocdn.com", "*.twilio.com"])
+CC_MAX_ATTACHMENT_BYTES = env_int("CC_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
 
 # --- Demo -----------------------------------------------------------------------------------
 CC_DEMO_PASSWORD = env_str("CC_DEMO_PASSWORD", "demo-password-2026")

@@ -15,5 +15,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/", include("contactcenter.api_urls")),
+    path("webhooks/", include("conversations.urls_webhooks")),
     path("console/", include(("conversations.console.urls", "console"))),
 ]

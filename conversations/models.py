@@ -314,3 +314,28 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.filename
+
+
+class RecordedProviderRequest(models.Model):
+    """A request our code made to a provider while no real credentials are configured.
+
+    The local Twilio HTTP client (and the simulator's email backend) record here what a real
+    provider would have received; the customer simulator shows it as the customer's phone/inbox.
+    """
+
+    provider = models.CharField(max_length=32)  # "twilio", "email"
+    method = models.CharField(max_length=8)
+    uri = models.CharField(max_length=2000)
+    params = models.JSONField(default=dict)
+    sid = models.CharField(max_length=64, blank=True, db_index=True)
+    to = models.CharField(max_length=320, blank=True, db_index=True)
+    from_address = models.CharField(max_length=320, blank=True)
+    body = models.TextField(blank=True)
+    status_code = models.PositiveSmallIntegerField(default=201)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.method} → {self.to or self.uri}"

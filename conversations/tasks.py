@@ -1,0 +1,80 @@
+"""Celery tasks of conversations: take ids, re-fetch, check state, call a service (STYLE.md habit 10)."""
+
+import logging
+
+from celery import shared_task
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, name="conversations.deliver_message", max_retries=8, acks_late=True)
+def deliver_message(self, message_id: int) -> str:
+    """Send one stored outbound message through its channel adapter.
+
+    Idempotent: a message that already has a provider id was sent; it is never sent again. After an
+    ambiguous failure (the connection broke after the request may have reached the provider) the
+    retry first asks the provider whether the message went out, and records that id instead of
+    sending twice. Transient errors retry with exponential backoff; permanent ones mark it failed.
+    """
+    from .channels import PermanentSendError, TransientSendError
+    from .models import DeliveryStatus, Message
+    from .services.outbound import delivery_record_failed, delivery_record_sent
+
+    message = Message.objects.select_related("conversation").filter(pk=message_id).first()
+    if message is None or message.provider_id or message.delivery_status != DeliveryStatus.PENDING:
+        return "skipped"
+    to, from_ = message.metadata.get("to", ""), message.metadata.get("from", "")
+    from .channels.registry import adapter_for
+
+    adapter = adapter_for(message.channel)
+    if adapter is None:
+        delivery_record_failed(message_id=message.pk, reason=f"No outbound adapter for {message.get_channel_display()}")
+        return "failed"
+    attempt_started = message.metadata.get("attempt_started")
+    try:
+        if attempt_started and hasattr(adapter, "find_sent"):
+            found = adapter.find_sent(message, to=to, from_=from_, since=attempt_started)
+            if found and not Message.objects.filter(provider_id=found).exclude(pk=message.pk).exists():
+                delivery_record_sent(message_id=message.pk, provider_id=found, status="queued")
+                return "reconciled"
+        Message.objects.filter(pk=message.pk).update(
+            metadata={**message.metadata, "attempt_started": timezone.now().isoformat()}
+        )
+        message.refresh_from_db()
+        result = adapter.send(message, to=to, from_=from_)
+    except PermanentSendError as exc:
+        delivery_record_failed(message_id=message.pk, reason=exc.reason, code=exc.code)
+        return "failed"
+    except TransientSendError as exc:
+        if self.request.retries >= self.max_retries:
+            delivery_record_failed(message_id=message.pk, reason=f"Gave up after retries: {exc.reason}")
+            return "failed"
+        logger.warning("transient send failure for message %s: %s", message.pk, exc.reason)
+        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 300)) from exc
+    delivery_record_sent(message_id=message.pk, provider_id=result.provider_id, status=result.status)
+    return "sent"
+
+
+@shared_task(name="conversations.fetch_twilio_media", autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def fetch_twilio_media(message_id: int) -> int:
+    """Download the pending MMS/WhatsApp media of a message (SSRF-checked), or mark it unavailable."""
+    import requests
+    from django.conf import settings
+
+    from .channels import media
+    from .channels.twilio_client import account_sid, auth_token
+    from .services.attachments import attachment_mark_unavailable, attachment_store
+    from .models import Attachment, AttachmentState
+
+    done = 0
+    for attachment in Attachment.objects.filter(message_id=message_id, state=AttachmentState.PENDING):
+        try:
+            fetched = media.fetch(attachment.source_url, auth=(account_sid(), auth_token()),
+                                  max_bytes=settings.CC_MAX_ATTACHMENT_BYTES)
+        except (media.MediaRefused, requests.HTTPError) as exc:
+            attachment_mark_unavailable(attachment=attachment, reason=str(exc))
+            continue
+        attachment_store(attachment=attachment, content=fetched.content, content_type=fetched.content_type)
+        done += 1
+    return done

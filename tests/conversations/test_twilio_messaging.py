@@ -1,0 +1,127 @@
+import pytest
+from django.test import override_settings
+
+from conversations.channels import twilio_messaging
+from conversations.models import Attachment, Channel, Conversation, Message, RecordedProviderRequest
+from profiles.models import Consent, Customer, Identity
+
+from .twilio_helpers import MESSAGING_PATH, signed_post, sms_params
+
+pytestmark = pytest.mark.django_db
+
+SID = "SM" + "a" * 32
+
+
+def test_signed_sms_is_stored_and_answered_with_empty_twiml(client):
+    response = signed_post(client, MESSAGING_PATH, sms_params(SID))
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/xml")
+    assert response.content.decode().replace("\n", "") in ('<?xml version="1.0" encoding="UTF-8"?><Response />',)
+    message = Message.objects.get()
+    assert (message.text, message.channel, message.provider_id) == ("こんにちは", "sms", SID)
+    assert message.customer.identities.get().value == "+819012345678"
+    assert message.metadata["twilio"]["NumSegments"] == "1"  # unknown/extra parameters kept
+
+
+@pytest.mark.parametrize("signature", ["", "bm90IGEgc2lnbmF0dXJl", None])
+def test_bad_or_missing_signature_is_403_and_nothing_stored(client, signature):
+    params = sms_params(SID)
+    if signature is None:
+        # Signed for other parameters: a tampered body.
+        from twilio.request_validator import RequestValidator
+
+        from conversations.channels.twilio_client import auth_token
+
+        signature = RequestValidator(auth_token()).compute_signature("http://testserver" + MESSAGING_PATH, {**params, "Body": "x"})
+    response = signed_post(client, MESSAGING_PATH, params, signature=signature)
+    assert response.status_code == 403
+    assert Message.objects.count() == 0 and Customer.objects.count() == 0
+
+
+@override_settings(CC_PUBLIC_URL="https://cc.example.com")
+def test_signature_behind_a_tls_proxy_uses_the_public_url(client):
+    ok = signed_post(client, MESSAGING_PATH, sms_params(SID), url_base="https://cc.example.com")
+    assert ok.status_code == 200
+    wrong = signed_post(client, MESSAGING_PATH, sms_params("SM" + "b" * 32))  # signed for the internal URL
+    assert wrong.status_code == 403
+
+
+def test_replayed_message_sid_is_one_message_and_both_are_2xx(client):
+    assert signed_post(client, MESSAGING_PATH, sms_params(SID)).status_code == 200
+    assert signed_post(client, MESSAGING_PATH, sms_params(SID)).status_code == 200
+    assert Message.objects.filter(kind="message").count() == 1
+
+
+def test_whatsapp_sender_becomes_a_whatsapp_identity_of_the_same_customer(client):
+    signed_post(client, MESSAGING_PATH, sms_params(SID, sender="+819012345678"))
+    signed_post(client, MESSAGING_PATH, sms_params("SM" + "c" * 32, sender="whatsapp:+819012345678",
+                                                   to="whatsapp:+815012340001", ProfileName="Hanako"))
+    assert Customer.objects.count() == 1
+    assert set(Identity.objects.values_list("kind", flat=True)) == {"phone", "whatsapp"}
+    whatsapp = Message.objects.get(provider_id="SM" + "c" * 32)
+    assert whatsapp.channel == Channel.WHATSAPP and whatsapp.inbox.kind == "whatsapp"
+    assert Conversation.objects.count() == 2  # one per inbox, both on the one customer
+
+
+@pytest.mark.parametrize("body", ["STOP", "stop", " Unsubscribe ", "optout", "REVOKE"])
+def test_opt_out_keyword_records_consent_and_refuses_later_sends(client, body):
+    from conversations.services.outbound import SendRefused, message_send
+
+    signed_post(client, MESSAGING_PATH, sms_params(SID, body=body))
+    consent = Consent.objects.get()
+    assert (consent.status, consent.address, consent.sender, consent.channel) == (
+        "opted_out", "+819012345678", "+815012340000", "sms")
+    conversation = Conversation.objects.get()
+    with pytest.raises(SendRefused) as excinfo:
+        message_send(conversation=conversation, agent=None, text="Hello again")
+    assert "opted out" in str(excinfo.value)
+    assert RecordedProviderRequest.objects.count() == 0
+    assert Message.objects.filter(direction="outbound").count() == 0
+
+    signed_post(client, MESSAGING_PATH, sms_params("SM" + "d" * 32, body="START"))
+    assert Consent.objects.get().status == "opted_in"
+
+
+def test_opt_out_type_from_twilio_records_consent_and_answers_empty(client):
+    response = signed_post(client, MESSAGING_PATH, sms_params(SID, body="やめて", OptOutType="STOP"))
+    assert "<Message>" not in response.content.decode()
+    consent = Consent.objects.get()
+    assert consent.status == "opted_out" and "OptOutType" in consent.source
+
+
+@pytest.mark.parametrize("body", ["停止", "配信停止", "配信停止。"])
+def test_japanese_extra_keywords_opt_out_and_get_a_japanese_confirmation(client, body):
+    response = signed_post(client, MESSAGING_PATH, sms_params(SID, body=body))
+    assert "配信を停止しました" in response.content.decode()
+    assert Consent.objects.get().status == "opted_out"
+
+
+def test_help_and_ordinary_text_change_no_consent(client):
+    signed_post(client, MESSAGING_PATH, sms_params(SID, body="HELP"))
+    signed_post(client, MESSAGING_PATH, sms_params("SM" + "e" * 32, body="please stop by the store"))
+    assert Consent.objects.count() == 0
+
+
+def test_inbox_can_configure_its_own_keywords():
+    from conversations.models import Inbox
+
+    inbox = Inbox(kind="sms", address="+815000000000", settings={"opt_out_keywords": ["やめる"]})
+    assert twilio_messaging.classify_keyword("やめる", inbox) == "opt_out"
+    assert twilio_messaging.classify_keyword("停止", inbox) == ""
+
+
+def test_mms_media_becomes_pending_attachments_and_private_urls_are_refused(client, django_capture_on_commit_callbacks):
+    params = sms_params("MM" + "f" * 32, NumMedia="2",
+                        MediaUrl0="https://169.254.169.254/latest/meta-data/", MediaContentType0="image/jpeg",
+                        MediaUrl1="https://evil.example/x.png", MediaContentType1="image/png")
+    with django_capture_on_commit_callbacks(execute=False):
+        signed_post(client, MESSAGING_PATH, params)
+    attachments = list(Attachment.objects.order_by("id"))
+    assert [a.state for a in attachments] == ["pending", "pending"]
+    from conversations.tasks import fetch_twilio_media
+
+    assert fetch_twilio_media.apply(args=[attachments[0].message_id]).get() == 0
+    states = {a.source_url: (a.state, a.state_reason) for a in Attachment.objects.all()}
+    assert states["https://169.254.169.254/latest/meta-data/"][0] == "unavailable"
+    assert "host not allowed" in states["https://evil.example/x.png"][1]
+    assert Message.objects.filter(kind="message").count() == 1  # the message itself is kept
