@@ -212,6 +212,10 @@ TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
 CC_TWILIO_MEDIA_HOSTS = env_list("CC_TWILIO_MEDIA_HOSTS", ["api.twilio.com", "*.twiliocdn.com", "*.twilio.com"])
 CC_MAX_ATTACHMENT_BYTES = env_int("CC_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
 
+# --- Customer simulator (dev) ---------------------------------------------------------------
+# On in the embedded default, off in production unless CC_SIMULATOR=1.
+CC_SIMULATOR = env_bool("CC_SIMULATOR", default=not CC_PRODUCTION)
+
 # --- Demo -----------------------------------------------------------------------------------
 CC_DEMO_PASSWORD = env_str("CC_DEMO_PASSWORD", "demo-password-2026")
 

@@ -16,5 +16,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/", include("contactcenter.api_urls")),
     path("webhooks/", include("conversations.urls_webhooks")),
+    path("simulator/", include("conversations.simulator.urls")),
     path("console/", include(("conversations.console.urls", "console"))),
 ]

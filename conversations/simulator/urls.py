@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+app_name = "simulator"
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("phone/", views.phone, name="phone"),
+    path("phone/inbox/", views.phone_inbox, name="phone-inbox"),
+    path("phone/send/", views.phone_send, name="phone-send"),
+]

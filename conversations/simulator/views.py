@@ -1,0 +1,104 @@
+"""Simulator pages and their small JSON endpoints (dev only: 404 unless CC_SIMULATOR)."""
+
+import asyncio
+import json
+from functools import wraps
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from profiles import addresses
+
+from ..models import Inbox, RecordedProviderRequest
+from . import client
+
+MAX_BODY = 1600
+
+
+def simulator_only(view):
+    if asyncio.iscoroutinefunction(view):
+        @wraps(view)
+        async def async_wrapper(request, *args, **kwargs):
+            if not settings.CC_SIMULATOR:
+                raise Http404("The simulator is off")
+            return await view(request, *args, **kwargs)
+
+        return async_wrapper
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not settings.CC_SIMULATOR:
+            raise Http404("The simulator is off")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _base_url(request: HttpRequest) -> str:
+    return settings.CC_PUBLIC_URL or request.build_absolute_uri("/").rstrip("/")
+
+
+@simulator_only
+@require_GET
+def index(request):
+    return render(request, "simulator/index.html")
+
+
+@simulator_only
+@require_GET
+def phone(request):
+    inboxes = Inbox.objects.filter(kind__in=["sms", "whatsapp"], is_active=True).order_by("kind", "name")
+    return render(request, "simulator/phone.html", {"inboxes": inboxes})
+
+
+def _phone_messages(number: str) -> list[dict]:
+    rows = RecordedProviderRequest.objects.filter(provider="twilio", to__in=[number, f"whatsapp:{number}"]).order_by(
+        "-created_at")[:100]
+    return [
+        {"sid": row.sid, "from": row.from_address, "to": row.to, "body": row.body,
+         "whatsapp": row.to.startswith("whatsapp:"), "at": row.created_at.isoformat()}
+        for row in reversed(rows)
+    ]
+
+
+@simulator_only
+@require_GET
+def phone_inbox(request):
+    try:
+        number = addresses.normalize_phone(request.GET.get("number", ""))
+    except ValidationError as exc:
+        return JsonResponse({"error": exc.messages[0]}, status=400)
+    return JsonResponse({"number": number, "messages": _phone_messages(number)})
+
+
+@simulator_only
+@require_POST
+async def phone_send(request):
+    """Text our number as the simulated phone: a signed Twilio webhook to our own endpoint.
+
+    Async on purpose: the webhook it calls is served by this same process, and a sync view
+    would hold the thread that view needs."""
+    try:
+        payload = json.loads(request.body or b"{}")
+        sender = addresses.normalize_phone(payload.get("from", ""))
+        to = addresses.normalize_phone(payload.get("to", ""))
+    except (ValueError, ValidationError) as exc:
+        message = exc.messages[0] if isinstance(exc, ValidationError) else "invalid JSON"
+        return JsonResponse({"error": message}, status=400)
+    body = str(payload.get("body", ""))
+    if not body.strip():
+        return JsonResponse({"error": "Type a message first."}, status=400)
+    if len(body) > MAX_BODY:
+        return JsonResponse({"error": f"SMS bodies are limited to {MAX_BODY} characters."}, status=400)
+    params = client.twilio_sms_params(sender=sender, to=to, body=body, whatsapp=bool(payload.get("whatsapp")))
+    base = await sync_to_async(_base_url)(request)
+    try:
+        response = await asyncio.to_thread(client.post_signed, base, client.MESSAGING_PATH, params)
+    except OSError as exc:
+        return JsonResponse({"error": f"Could not reach the webhook: {exc}"}, status=502)
+    return JsonResponse({"sid": params["MessageSid"], "status": response.status_code,
+                         "twiml": response.text[:2000]}, status=200 if response.ok else 502)

@@ -1,0 +1,55 @@
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+
+from conversations.models import Message, RecordedProviderRequest
+from conversations.services.outbound import message_send
+from conversations.tasks import deliver_message
+
+from ..factories import make_inbox
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_phone_texts_through_a_signed_webhook_and_receives_the_reply(client, live_server, settings):
+    settings.CC_PUBLIC_URL = live_server.url
+    make_inbox("sms")
+    response = client.post("/simulator/phone/send/", {"from": "０９０－１２３４－５６７８", "to": "+815012340000",
+                                                      "body": "荷物が届きません"}, content_type="application/json")
+    assert response.status_code == 200, response.content
+    message = Message.objects.get(direction="inbound")
+    assert message.text == "荷物が届きません"
+    assert message.provider_id == response.json()["sid"]
+    assert message.customer.identities.get().value == "+819012345678"
+
+    reply = message_send(conversation=message.conversation, agent=None, text="確認いたします")
+    deliver_message.apply(args=[reply.pk])
+    inbox = client.get("/simulator/phone/inbox/", {"number": "090-1234-5678"}).json()
+    assert [m["body"] for m in inbox["messages"]] == ["確認いたします"]
+    assert inbox["messages"][0]["from"] == "+815012340000"
+
+
+def test_phone_page_renders_and_validates_input(client):
+    make_inbox("sms")
+    assert client.get("/simulator/").status_code == 200
+    page = client.get("/simulator/phone/")
+    assert page.status_code == 200 and b"+815012340000" in page.content
+    bad = client.post("/simulator/phone/send/", {"from": "nope", "to": "+815012340000", "body": "x"},
+                      content_type="application/json")
+    assert bad.status_code == 400 and "phone" in bad.json()["error"]
+    assert client.get("/simulator/phone/inbox/", {"number": "nope"}).status_code == 400
+
+
+@override_settings(CC_SIMULATOR=False)
+def test_simulator_is_404_when_off(client):
+    assert client.get("/simulator/").status_code == 404
+    assert client.get("/simulator/phone/").status_code == 404
+    assert client.post("/simulator/phone/send/", {}, content_type="application/json").status_code == 404
+    assert RecordedProviderRequest.objects.count() == 0
+
+
+def test_simulate_command_sends_signed_sms(live_server, capsys):
+    make_inbox("sms")
+    call_command("simulate", "sms", "hello from the shell", "--from", "090-1111-2222", "--url", live_server.url)
+    assert "sent sms" in capsys.readouterr().out
+    assert Message.objects.get().text == "hello from the shell"
