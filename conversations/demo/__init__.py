@@ -1,0 +1,1 @@
+"""Demo data for ``python manage.py seed_demo``: configuration, users and 30+ customers with history."""
