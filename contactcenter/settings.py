@@ -215,6 +215,11 @@ CC_MAX_ATTACHMENT_BYTES = env_int("CC_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
 # --- Customer simulator (dev) ---------------------------------------------------------------
 # On in the embedded default, off in production unless CC_SIMULATOR=1.
 CC_SIMULATOR = env_bool("CC_SIMULATOR", default=not CC_PRODUCTION)
+# Without Twilio credentials, play Twilio's part after each recorded send: signed status
+# callbacks (sent, then delivered) to our own webhook, so delivery states move as in production.
+CC_SIMULATE_DELIVERY = env_bool("CC_SIMULATE_DELIVERY", default=CC_SIMULATOR and "pytest" not in sys.modules)
+# The URL this server answers on, for requests it makes to itself (set by runembedded).
+CC_SELF_URL = env_str("CC_SELF_URL", CC_PUBLIC_URL or "http://127.0.0.1:8000")
 
 # --- Demo -----------------------------------------------------------------------------------
 CC_DEMO_PASSWORD = env_str("CC_DEMO_PASSWORD", "demo-password-2026")

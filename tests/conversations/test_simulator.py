@@ -53,3 +53,19 @@ def test_simulate_command_sends_signed_sms(live_server, capsys):
     call_command("simulate", "sms", "hello from the shell", "--from", "090-1111-2222", "--url", live_server.url)
     assert "sent sms" in capsys.readouterr().out
     assert Message.objects.get().text == "hello from the shell"
+
+
+def test_simulated_delivery_posts_signed_status_callbacks(live_server, settings):
+    from conversations.services import InboundMessage, message_receive
+    from conversations.tasks import simulate_twilio_delivery
+
+    settings.CC_SELF_URL = live_server.url
+    conversation = message_receive(InboundMessage(inbox=make_inbox("sms"), sender_kind="phone",
+                                                  sender_address="090-1234-5678", text="hi", provider_id="SMin")).conversation
+    reply = message_send(conversation=conversation, agent=None, text="届きました")
+    deliver_message.apply(args=[reply.pk])
+    reply.refresh_from_db()
+    simulate_twilio_delivery.apply(args=[reply.provider_id, "+819012345678", "+815012340000"])
+    reply.refresh_from_db()
+    assert reply.delivery_status == "delivered"
+    assert sorted(reply.status_events.values_list("status", flat=True)) == ["delivered", "sent"]

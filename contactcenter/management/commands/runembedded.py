@@ -20,6 +20,7 @@ class Command(BaseCommand):
             self.stderr.write("DATABASE_URL and REDIS_URL are set: use the Procfile (honcho start) instead.")
             sys.exit(2)
         os.environ["CC_EMBEDDED_WORKER"] = "1"
+        os.environ.setdefault("CC_SELF_URL", f"http://{host}:{port}")
         self.stdout.write(f"Contact center (embedded) on http://{host}:{port}/  — console: /console/, admin: /admin/")
         os.execvp(
             sys.executable,
