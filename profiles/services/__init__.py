@@ -2,6 +2,7 @@
 
 from .identity import IdentityResolution, LinkOutcome, identity_link, identity_resolve
 from .merge import MergeError, customer_merge, customer_merge_undo
+from .profile import customer_update  # noqa: F401 - re-exported
 from .suggestions import (
     merge_suggestion_decide,
     suggest_from_email_signature,
