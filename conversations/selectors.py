@@ -15,6 +15,6 @@ class MessageTimelineSource:
     def queryset(self, *, customer_id: int) -> QuerySet:
         return (
             Message.objects.filter(customer_id=customer_id)
-            .select_related("conversation", "author_agent", "inbox")
+            .select_related("conversation", "author_agent", "inbox", "customer")
             .prefetch_related(Prefetch("attachments", queryset=Attachment.objects.order_by("id")))
         )

@@ -15,6 +15,25 @@ REPO = Path(__file__).resolve().parent.parent
 PRODUCTION = settings.CC_PRODUCTION
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing():
+    """PBKDF2 at Django's production cost takes about a second per hash on this machine; tests
+    that create users do not test the hasher."""
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Throttles and rate limits live in the cache: no test inherits another's counters."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 def pytest_collection_modifyitems(config, items):
     skip_prod = pytest.mark.skip(reason="production mode only (PostgreSQL + Redis): run by `make test`")
     skip_emb = pytest.mark.skip(reason="embedded mode only")
