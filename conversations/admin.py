@@ -1,0 +1,261 @@
+"""Admin for channels, routing configuration, agents, and (read-mostly) conversations and messages.
+
+Messages, delivery events and attachments are written by ingest, outbound delivery and provider
+callbacks only: the admin shows them and never edits them. A conversation's customer, inbox and
+state are owned by the services (ingest, routing, resolve), so only its routing knobs are editable.
+"""
+
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
+
+from contactcenter.admin import ReadOnlyAdminMixin, ReadOnlyInlineMixin, recent_rows_formset
+
+from .models import (
+    Agent,
+    AgentSkill,
+    Attachment,
+    Conversation,
+    Inbox,
+    Message,
+    MessageStatusEvent,
+    PresenceState,
+    Queue,
+    RecordedProviderRequest,
+    Skill,
+)
+
+
+def _admin_link(obj, label=None):
+    if obj is None:
+        return "-"
+    url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, label if label is not None else obj)
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+@admin.register(Inbox)
+class InboxAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "address", "default_queue", "reopen_window_days", "is_active", "created_at")
+    list_filter = ("kind", "is_active", "default_queue")
+    search_fields = ("name", "address")
+    ordering = ("kind", "name")
+    list_select_related = ("default_queue",)
+    readonly_fields = ("created_at",)
+    fields = ("name", "kind", "address", "default_queue", "reopen_window_days", "is_active", "secret", "settings",
+              "created_at")
+
+
+@admin.register(Skill)
+class SkillAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug")
+    search_fields = ("name", "slug")
+    ordering = ("name",)
+    prepopulated_fields = {"slug": ("name",)}
+
+
+@admin.register(Queue)
+class QueueAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "channels", "priority", "sla_seconds", "is_active")
+    list_filter = ("is_active", "required_skills")
+    search_fields = ("name", "slug")
+    ordering = ("name",)
+    prepopulated_fields = {"slug": ("name",)}
+    filter_horizontal = ("required_skills",)
+
+
+@admin.register(PresenceState)
+class PresenceStateAdmin(admin.ModelAdmin):
+    list_display = ("name", "is_available", "is_offline", "ordering")
+    list_editable = ("ordering",)
+    list_filter = ("is_available", "is_offline")
+    search_fields = ("name",)
+    ordering = ("ordering", "name")
+
+
+class AgentSkillInline(admin.TabularInline):
+    model = AgentSkill
+    autocomplete_fields = ("skill",)
+    extra = 0
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    list_display = ("display_name", "user", "presence", "presence_changed_at", "last_assigned_at", "languages")
+    list_filter = ("presence", "skills", "ui_language")
+    search_fields = ("display_name", "user__username", "user__email")
+    ordering = ("display_name",)
+    autocomplete_fields = ("user",)
+    list_select_related = ("user", "presence")
+    readonly_fields = ("presence_changed_at", "last_assigned_at")
+    inlines = (AgentSkillInline,)
+
+
+@admin.register(AgentSkill)
+class AgentSkillAdmin(admin.ModelAdmin):
+    list_display = ("agent", "skill", "level")
+    list_filter = ("skill", "level")
+    search_fields = ("agent__display_name", "skill__name")
+    ordering = ("agent__display_name", "skill__name")
+    autocomplete_fields = ("agent", "skill")
+    list_select_related = ("agent", "skill")
+
+
+# --- conversations ----------------------------------------------------------------------------
+
+
+class MessageInline(ReadOnlyInlineMixin, admin.TabularInline):
+    """The latest messages of a conversation, read-only; each links to its own page."""
+
+    model = Message
+    fields = ("created_at", "direction", "kind", "author", "excerpt", "delivery_status")
+    readonly_fields = fields
+    ordering = ("-created_at", "-id")
+    formset = recent_rows_formset(50)
+    verbose_name_plural = _("latest messages")
+
+    def get_queryset(self, request):
+        # ``author_label`` reads the agent or the customer of each row.
+        return super().get_queryset(request).select_related("author_agent", "customer")
+
+    @admin.display(description=_("author"))
+    def author(self, obj):
+        return obj.author_label or "-"
+
+    @admin.display(description=_("text"))
+    def excerpt(self, obj):
+        return Truncator(obj.text or obj.get_event_type_display()).chars(120)
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = (
+        "id", "customer", "channel", "inbox", "status", "queue", "assignee", "priority", "subject_excerpt",
+        "last_message_at", "created_at",
+    )
+    list_display_links = ("id",)
+    list_filter = ("status", "channel", "inbox", "queue", "assignee", "created_at")
+    search_fields = ("subject", "customer__display_name", "customer__identities__value", "id__exact")
+    ordering = ("-last_message_at", "-id")
+    date_hierarchy = "created_at"
+    list_select_related = ("customer", "inbox", "queue", "assignee")
+    list_per_page = 50
+    readonly_fields = (
+        "customer_link", "inbox", "channel", "status", "assignee", "created_at", "first_response_at", "waiting_since",
+        "last_message_at", "snoozed_until", "resolved_at", "updated_at", "all_messages",
+    )
+    fieldsets = (
+        (None, {"fields": ("customer_link", "inbox", "channel", "status", "assignee", "subject")}),
+        (_("Routing"), {"fields": ("queue", "priority")}),
+        (_("Times"), {"fields": ("created_at", "first_response_at", "waiting_since", "last_message_at",
+                                 "snoozed_until", "resolved_at", "updated_at")}),
+        (_("Messages"), {"fields": ("all_messages",)}),
+    )
+    inlines = (MessageInline,)
+
+    def has_add_permission(self, request) -> bool:
+        # Conversations open through ingest (or the console), which also routes and notifies.
+        return False
+
+    @admin.display(description=_("subject"))
+    def subject_excerpt(self, obj):
+        return Truncator(obj.subject).chars(60)
+
+    @admin.display(description=_("customer"))
+    def customer_link(self, obj):
+        return _admin_link(obj.customer)
+
+    @admin.display(description=_("all messages"))
+    def all_messages(self, obj):
+        url = reverse("admin:conversations_message_changelist")
+        return format_html('<a href="{}?conversation__id__exact={}">{}</a>', url, obj.pk, _("Show all messages"))
+
+
+class MessageStatusEventInline(ReadOnlyInlineMixin, admin.TabularInline):
+    model = MessageStatusEvent
+    fields = ("received_at", "status", "error_code", "provider_id")
+    readonly_fields = fields
+
+
+class AttachmentInline(ReadOnlyInlineMixin, admin.TabularInline):
+    model = Attachment
+    fields = ("filename", "content_type", "size", "state", "state_reason", "file")
+    readonly_fields = fields
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Messages are a record of what was said: never added, edited or deleted by hand."""
+
+    list_display = (
+        "id", "conversation_link", "customer", "channel", "direction", "kind", "excerpt", "delivery_status",
+        "created_at",
+    )
+    list_display_links = ("id",)
+    list_filter = ("channel", "direction", "kind", "delivery_status", "inbox", "created_at")
+    search_fields = ("text", "provider_id", "customer__display_name")
+    ordering = ("-created_at", "-id")
+    date_hierarchy = "created_at"
+    list_select_related = ("customer",)
+    list_per_page = 50
+    show_full_result_count = False
+    inlines = (MessageStatusEventInline, AttachmentInline)
+
+    @admin.display(description=_("conversation"), ordering="conversation")
+    def conversation_link(self, obj):
+        url = reverse("admin:conversations_conversation_change", args=[obj.conversation_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.conversation_id)
+
+    @admin.display(description=_("text"))
+    def excerpt(self, obj):
+        return Truncator(obj.text or obj.get_event_type_display()).chars(80)
+
+
+@admin.register(MessageStatusEvent)
+class MessageStatusEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("provider_id", "status", "error_code", "message_link", "received_at")
+    list_filter = ("status", "received_at")
+    search_fields = ("provider_id", "error_code")
+    ordering = ("-received_at", "-id")
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+
+    @admin.display(description=_("message"), ordering="message")
+    def message_link(self, obj):
+        # The id is on the row: no join needed to link it.
+        if obj.message_id is None:
+            return "-"
+        url = reverse("admin:conversations_message_change", args=[obj.message_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.message_id)
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("filename", "content_type", "size", "state", "message_link", "created_at")
+    list_filter = ("state", "created_at")
+    search_fields = ("filename", "content_type", "source_url")
+    ordering = ("-created_at", "-id")
+
+    @admin.display(description=_("message"), ordering="message")
+    def message_link(self, obj):
+        url = reverse("admin:conversations_message_change", args=[obj.message_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.message_id)
+
+
+@admin.register(RecordedProviderRequest)
+class RecordedProviderRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What would have gone to Twilio or an SMTP server without credentials (dev/tests)."""
+
+    list_display = ("created_at", "provider", "method", "to", "from_address", "sid", "status_code", "body_excerpt")
+    list_filter = ("provider", "method", "status_code")
+    search_fields = ("to", "from_address", "sid", "body")
+    ordering = ("-created_at", "-id")
+    date_hierarchy = "created_at"
+
+    @admin.display(description=_("body"))
+    def body_excerpt(self, obj):
+        return Truncator(obj.body).chars(80)
