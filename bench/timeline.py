@@ -30,7 +30,7 @@ SELECT * FROM (
   ) messages
   UNION ALL
   SELECT * FROM (
-    SELECT 'touchpoint', t.occurred_at, 1, t.id, NULL, t.channel, NULL, t.kind, NULL, NULL, NULL, NULL, t.title, t.url
+    SELECT 'touchpoint', t.occurred_at, 1, t.id, CAST(NULL AS BIGINT), t.channel, NULL, t.kind, NULL, NULL, NULL, NULL, t.title, t.url
     FROM profiles_touchpoint t
     WHERE t.customer_id = %(customer)s AND t.occurred_at < %(at)s
     ORDER BY t.occurred_at DESC, t.id DESC LIMIT %(limit)s

@@ -11,4 +11,8 @@ def adapter_for(channel: str) -> ModuleType | None:
         from . import twilio_messaging
 
         return twilio_messaging
+    if channel == Channel.WEBCHAT:
+        from . import webchat
+
+        return webchat
     return None

@@ -7,6 +7,7 @@ number of queries never depends on the size of a customer's history.
 
 from functools import wraps
 
+from conversations.models import Conversation
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Prefetch, Q
@@ -100,11 +101,15 @@ def customer_detail(request, customer_id: int):
         page = customer_timeline(customer_id=customer.pk, before=before, after=after, limit=TIMELINE_LIMIT)
     except ValidationError:
         return HttpResponseBadRequest(_("Invalid timeline cursor."), content_type="text/plain; charset=utf-8")
-    for entry in page.entries:
-        # Every message on this timeline belongs to this customer: hand over the row we hold so
-        # author labels of inbound messages cost no query per message.
-        if entry.type == "message" and entry.item.customer_id == customer.pk:
-            entry.item.customer = customer
+    messages = [entry.item for entry in page.entries if entry.type == "message"]
+    # One query for the page's conversations (subjects), whatever the page size.
+    conversations = Conversation.objects.in_bulk({m.conversation_id for m in messages})
+    for message in messages:
+        # Every message on this timeline belongs to this customer: hand over the rows we hold so
+        # author labels and subjects cost no query per message.
+        if message.customer_id == customer.pk:
+            message.customer = customer
+        message.conversation = conversations[message.conversation_id]
 
     suggestions = []
     rows = (

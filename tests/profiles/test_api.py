@@ -590,7 +590,7 @@ def test_session_writes_without_csrf_token_are_403(agent, customer):
 def test_session_write_with_csrf_token_passes(agent, customer):
     api = APIClient(enforce_csrf_checks=True)
     api.force_login(agent.user)
-    api.get("/accounts/login/")  # sets the csrftoken cookie
+    api.get("/console/")  # a page with a form sets the csrftoken cookie
     token = api.cookies["csrftoken"].value
     response = api.patch(url("customer-detail", customer.pk), {"display_name": "new"}, format="json",
                          HTTP_X_CSRFTOKEN=token)
