@@ -2,6 +2,8 @@
 
 Websockets pass ``AllowedHostsOriginValidator`` (a foreign Origin is refused before accept, even
 with a valid session cookie) and ``AuthMiddlewareStack`` (``scope["user"]`` from the session).
+The one exception is the web-chat widget (``/ws/widget/``), embedded on other sites: it gets no
+session at all and its Origin is checked against the widget inbox's ``allowed_origins``.
 """
 
 import os
@@ -25,12 +27,19 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from .routing import websocket_urlpatterns  # noqa: E402
+from django.urls import re_path  # noqa: E402
+
+from .routing import websocket_urlpatterns, widget_websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": URLRouter(
+            [
+                *widget_websocket_urlpatterns,
+                re_path(r"^", AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
+            ]
+        ),
     }
 )
 

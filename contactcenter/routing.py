@@ -1,7 +1,14 @@
 from django.urls import path
 
 from conversations.consumers import ConsoleConsumer
+from conversations.consumers_widget import WidgetConsumer, WidgetOriginValidator
 
 websocket_urlpatterns = [
     path("ws/console/", ConsoleConsumer.as_asgi()),
+]
+
+# The widget runs on customers' own sites: no session, and its Origin is checked against the
+# inbox's ``allowed_origins`` (WidgetOriginValidator) instead of ALLOWED_HOSTS (see asgi.py).
+widget_websocket_urlpatterns = [
+    path("ws/widget/", WidgetOriginValidator(WidgetConsumer.as_asgi())),
 ]

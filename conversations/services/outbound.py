@@ -46,6 +46,7 @@ _IDENTITY_FOR_CHANNEL = {
     Channel.WHATSAPP: [IdentityKind.WHATSAPP, IdentityKind.PHONE],
     Channel.EMAIL: [IdentityKind.EMAIL],
     Channel.VOICE: [IdentityKind.PHONE],
+    Channel.WEBCHAT: [IdentityKind.WEB_VISITOR],
 }
 
 

@@ -1,0 +1,31 @@
+"""Web chat: the widget's websocket is both the inbound and the outbound provider.
+
+Inbound is verified and parsed by ``conversations.consumers_widget`` (per-inbox Origin check, the
+visitor token) and stored by ``services.webchat.visitor_message_receive`` through the one ingest
+path. Outbound (``send``) pushes the stored reply to the visitor's sockets; a visitor who is not
+connected gets it from the database with the history on their next connect, so "delivered" here
+means "handed to the channel layer", exactly like a provider accepting a message.
+"""
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from ..models import Message, MessageKind
+from . import PermanentSendError, SendResult, TransientSendError
+
+
+def send(message: Message, *, to: str, from_: str) -> SendResult:
+    from ..services.webchat import widget_group, widget_message_frame
+
+    if message.kind != MessageKind.MESSAGE:
+        raise PermanentSendError("Notes and events are never sent to a visitor", code="not_a_message")
+    layer = get_channel_layer()
+    if layer is None:
+        raise PermanentSendError("No channel layer configured", code="no_layer")
+    agent_name = message.author_agent.display_name if message.author_agent_id else ""
+    frame = widget_message_frame(message, agent_name=agent_name)
+    try:
+        async_to_sync(layer.group_send)(widget_group(message.conversation_id), {"type": "widget.event", "event": frame})
+    except Exception as exc:  # noqa: BLE001 - Redis down: retry; the row is the truth either way
+        raise TransientSendError(f"channel layer: {exc}") from exc
+    return SendResult(provider_id=f"wc-{message.pk}", status="delivered")

@@ -1,0 +1,222 @@
+"""``/ws/widget/``: the web-chat widget's socket, on other people's sites.
+
+No session and no cookies are used here (``AuthMiddlewareStack`` is not on this route): a visitor is
+who their token says, and the token only ever reaches that visitor's own conversations. The Origin
+is checked before accept against the widget inbox's ``settings["allowed_origins"]`` (empty: any
+site may embed it), the inbox being named in the query string (``/ws/widget/?widget=<key>``)
+because the first frame arrives only after accept.
+
+Frames in:  hello {widget, token, locale, user?: {id, signature}} · message {id, text} ·
+            typing {on} · prechat {name, email} · offline_message {id, email, text, name?} ·
+            status · history · attachment {id}
+Frames out: history {conversations, messages} · status {online, reason} · message · typing (agent) ·
+            prechat/offline_message {ok} · attachment · error {code, reason}
+"""
+
+import base64
+import json
+import logging
+from urllib.parse import parse_qs, urlparse
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.security.websocket import OriginValidator, WebsocketDenier
+
+from .services import webchat
+from .services.webchat import WidgetError, visitor_group
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTACHMENT_FRAME_BYTES = 2 * 1024 * 1024
+
+
+def _query_widget(scope) -> str:
+    query = parse_qs(scope.get("query_string", b"").decode("latin1"))
+    return (query.get("widget") or [""])[0]
+
+
+def _origin(scope):
+    for name, value in scope.get("headers", []):
+        if name == b"origin":
+            try:
+                return urlparse(value.decode("latin1"))
+            except (UnicodeDecodeError, ValueError):
+                return None
+    return None
+
+
+@database_sync_to_async
+def _inbox_origins(address: str):
+    inbox = webchat.widget_inbox(address)
+    if inbox is None:
+        return None, None
+    origins = inbox.settings.get("allowed_origins") or []
+    return inbox.pk, [str(o) for o in origins] if isinstance(origins, list) else []
+
+
+class WidgetOriginValidator:
+    """Refuses the handshake (before accept) unless the widget inbox exists and is active and the
+    Origin is one of its ``allowed_origins`` (the patterns of channels' ``OriginValidator``)."""
+
+    def __init__(self, application):
+        self.application = application
+
+    async def __call__(self, scope, receive, send):
+        inbox_id, origins = await _inbox_origins(_query_widget(scope))
+        allowed = inbox_id is not None and (not origins or OriginValidator(None, origins).valid_origin(_origin(scope)))
+        if not allowed:
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.application(dict(scope, widget_inbox_id=inbox_id), receive, send)
+
+
+class WidgetConsumer(AsyncWebsocketConsumer):
+    async def connect(self):
+        self.visitor = None
+        self.joined: set[str] = set()
+        client = self.scope.get("client") or ("unknown", 0)
+        self.ip = str(client[0] or "unknown")
+        await self.accept()
+
+    async def disconnect(self, code):
+        for group in self.joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def _join(self, group: str) -> None:
+        if group not in self.joined:
+            self.joined.add(group)
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    async def send_json(self, content):
+        await self.send(text_data=json.dumps(content, ensure_ascii=False))
+
+    async def receive(self, text_data=None, bytes_data=None):
+        max_frame = webchat.limits()["max_frame"]
+        if text_data is None or len(text_data) > max_frame or len(text_data.encode("utf-8")) > max_frame:
+            # Never parse a huge frame: answer before touching it.
+            code = 413 if text_data is not None or bytes_data else 400
+            await self.send_json(WidgetError(code, "too_long" if code == 413 else "bad_frame").frame())
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            content = None
+        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
+            await self.send_json(WidgetError(400, "bad_frame").frame())
+            return
+        try:
+            await self.dispatch_frame(content)
+        except WidgetError as exc:
+            await self.send_json(exc.frame())
+            if content["type"] == "hello":
+                await self.close(code=4000 + exc.code)
+
+    async def dispatch_frame(self, content: dict) -> None:
+        kind = content["type"]
+        if kind == "hello":
+            return await self.on_hello(content)
+        if self.visitor is None:
+            raise WidgetError(401, "hello_first")
+        handler = {
+            "message": self.on_message, "typing": self.on_typing, "prechat": self.on_prechat,
+            "offline_message": self.on_offline_message, "status": self.on_status, "history": self.on_history,
+            "attachment": self.on_attachment, "ping": self.on_ping,
+        }.get(kind)
+        if handler is None:
+            raise WidgetError(400, "unknown_type")
+        await handler(content)
+
+    async def on_hello(self, content):
+        if self.visitor is not None:
+            raise WidgetError(400, "already_hello")
+        inbox_id = self.scope["widget_inbox_id"]
+        widget = content.get("widget")
+        inbox = await database_sync_to_async(webchat.widget_inbox)(widget) if widget else None
+        if widget and (inbox is None or inbox.pk != inbox_id):
+            raise WidgetError(400, "bad_widget")
+        if inbox is None:
+            inbox = await database_sync_to_async(lambda: webchat.Inbox.objects.get(pk=inbox_id))()
+        # Only the token and the site's signature count; "verified" or "customer" fields are ignored.
+        visitor = await database_sync_to_async(webchat.visitor_hello)(
+            inbox=inbox, token=content.get("token"), ip=self.ip, user=content.get("user") or None
+        )
+        self.visitor = visitor
+        await self._join(visitor_group(visitor.key))
+        await self._send_history()
+        await self.send_json(await database_sync_to_async(webchat.widget_status)(inbox))
+
+    async def _send_history(self):
+        def load():
+            ids = webchat.visitor_conversation_ids(self.visitor)
+            return ids, webchat.visitor_history(self.visitor, ids)
+
+        ids, messages = await database_sync_to_async(load)()
+        for conversation_id in ids:
+            await self._join(webchat.widget_group(conversation_id))
+        await self.send_json({"type": "history", "conversations": ids, "messages": messages})
+
+    async def on_history(self, content):
+        await self._send_history()
+
+    async def on_message(self, content):
+        frame, duplicate = await database_sync_to_async(webchat.visitor_message_receive)(
+            visitor=self.visitor, client_id=content.get("id"), text=content.get("text"),
+            name=content.get("name") or "",
+        )
+        await self._join(webchat.widget_group(frame["conversation"]))
+        if duplicate:
+            await self.send_json(frame)  # a resend after a lost ack: answered, nothing stored twice
+
+    async def on_typing(self, content):
+        conversation_id = content.get("conversation")
+        if conversation_id is None:
+            ids = await database_sync_to_async(webchat.visitor_conversation_ids)(self.visitor)
+            if not ids:
+                return
+            conversation_id = ids[-1]
+        await database_sync_to_async(webchat.visitor_typing_notify)(
+            visitor=self.visitor, conversation_id=conversation_id, on=bool(content.get("on"))
+        )
+
+    async def on_prechat(self, content):
+        await self.send_json(await database_sync_to_async(webchat.visitor_prechat)(
+            visitor=self.visitor, name=content.get("name"), email=content.get("email")
+        ))
+
+    async def on_offline_message(self, content):
+        await self.send_json(await database_sync_to_async(webchat.visitor_offline_message)(
+            visitor=self.visitor, client_id=content.get("id"), email=content.get("email"),
+            text=content.get("text"), name=content.get("name") or "",
+        ))
+
+    async def on_status(self, content):
+        def load():
+            return webchat.widget_status(webchat.Inbox.objects.get(pk=self.visitor.inbox_id))
+
+        await self.send_json(await database_sync_to_async(load)())
+
+    async def on_ping(self, content):
+        await self.send_json({"type": "pong"})
+
+    async def on_attachment(self, content):
+        def load():
+            attachment = webchat.access_visitor_attachment(self.visitor, content.get("id"))
+            if attachment.size > MAX_ATTACHMENT_FRAME_BYTES:
+                raise WidgetError(413, "too_large")
+            with attachment.file.open("rb") as handle:
+                data = handle.read(MAX_ATTACHMENT_FRAME_BYTES + 1)
+            return {
+                "type": "attachment", "id": attachment.pk, "message": attachment.message_id,
+                "filename": attachment.filename, "content_type": attachment.content_type,
+                "size": attachment.size, "data": base64.b64encode(data).decode("ascii"),
+            }
+
+        await self.send_json(await database_sync_to_async(load)())
+
+    async def widget_event(self, event):
+        """Relay an event of the visitor's groups; a message of a conversation opened in another
+        tab makes this tab join that conversation's group too."""
+        frame = event["event"]
+        conversation_id = frame.get("conversation")
+        if frame.get("type") == "message" and isinstance(conversation_id, int):
+            await self._join(webchat.widget_group(conversation_id))
+        await self.send_json(frame)

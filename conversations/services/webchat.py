@@ -1,0 +1,521 @@
+"""The web-chat widget's side of the domain: who a visitor is, what they may see, what they send.
+
+A visitor is known only by a random token their browser keeps (localStorage). We never store the
+token: the ``web_visitor`` identity holds ``sha256(token)`` (the *visitor key*), so a database
+leak does not let anyone impersonate a visitor.
+
+What a visitor may see (threats.md, widget identity forgery):
+
+* an anonymous visitor sees only the widget conversations in which *this* visitor key wrote
+  (``metadata["visitor"]`` on their inbound messages), even if an agent later merged their
+  customer into a bigger record: a merge confirmed from a typed email must not open that
+  customer's history to whoever typed it;
+* a visitor whose site signed their user id (HMAC-SHA256 with the inbox secret) is proven to be
+  that customer and sees that customer's conversations on this widget inbox;
+* only ``kind=message`` rows of the widget inbox, never notes, events or other channels.
+
+A typed (pre-chat or offline) email is a *claim*: ``identity_link(source=CLAIMED)`` attaches it
+when nobody owns it and records a merge suggestion when someone does; it never links, and the
+visitor is never told which happened (no account enumeration).
+"""
+
+import hashlib
+import hmac
+import logging
+import re
+import unicodedata
+import zoneinfo
+from dataclasses import dataclass
+from datetime import datetime, time
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from profiles import addresses
+from profiles.models import Customer, Identity, IdentityKind, IdentitySource
+from profiles.services import MergeError, identity_link, identity_resolve
+
+from ..groups import agent_group, conversation_group
+from ..models import Agent, Attachment, AttachmentState, Channel, Conversation, Direction, Inbox, Message, MessageKind
+from .ingest import InboundMessage, message_receive
+
+logger = logging.getLogger(__name__)
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+_USER_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+# C0/C1 controls other than tab and newline are dropped; bidi and zero-width characters are kept
+# (they are legitimate in Japanese/Arabic text) and every client renders them as plain text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+DEFAULT_LIMITS = {
+    "max_text": 4000,  # characters of one message
+    "max_frame": 64 * 1024,  # bytes of one websocket frame
+    "history": 200,  # messages sent on (re)connect
+    "message_per_visitor": (20, 10),  # (count, seconds)
+    "message_per_ip": (120, 10),
+    "conversation_per_ip": (5, 3600),
+    "hello_per_ip": (60, 60),
+    "offline_per_ip": (5, 3600),
+    "typing_per_visitor": (20, 10),
+}
+
+
+def limits() -> dict:
+    return {**DEFAULT_LIMITS, **getattr(settings, "CC_WIDGET_LIMITS", {})}
+
+
+class WidgetError(Exception):
+    """A refusal the widget shows the visitor: ``code`` is HTTP-like (400, 403, 404, 409, 413, 429)."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+    def frame(self) -> dict:
+        return {"type": "error", "code": self.code, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Visitor:
+    inbox_id: int
+    key: str  # sha256(token) hex: the web_visitor identity value
+    ip: str
+    signed_customer_id: int | None = None  # set when the site signed the user's id
+
+    @property
+    def signed(self) -> bool:
+        return self.signed_customer_id is not None
+
+
+# --- groups and events ------------------------------------------------------------------------
+
+
+def widget_group(conversation_id: int) -> str:
+    """The visitor sockets of one widget conversation (every tab of the visitor joins it)."""
+    return f"widget.{conversation_id}"
+
+
+def visitor_group(key: str) -> str:
+    """Every socket (tab) of one visitor token: their own messages echo to all of them."""
+    return f"visitor.{key}"
+
+
+def _widget_send(group: str, event: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, {"type": "widget.event", "event": event})
+    except Exception:  # noqa: BLE001 - a notification failure must never undo committed data
+        logger.exception("could not publish %s to %s", event.get("type"), group)
+
+
+def _console_send(groups: list[str], event: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for group in dict.fromkeys(groups):
+        try:
+            async_to_sync(layer.group_send)(group, {"type": "console.event", "event": event})
+        except Exception:  # noqa: BLE001
+            logger.exception("could not publish %s to %s", event.get("type"), group)
+
+
+def widget_message_frame(message: Message, *, agent_name: str = "") -> dict:
+    """What the visitor's browser gets for one message: text only, rendered with textContent."""
+    outbound = message.direction == Direction.OUTBOUND
+    return {
+        "type": "message",
+        "id": message.pk,
+        "client_id": (message.metadata or {}).get("client_id") if not outbound else None,
+        "conversation": message.conversation_id,
+        "from": "agent" if outbound else "visitor",
+        "author": agent_name if outbound else "",
+        "text": message.text,
+        "at": message.created_at.isoformat(),
+    }
+
+
+def widget_message_publish(message: Message) -> None:
+    """Send a visitor-visible message to the visitor's sockets after commit. Notes and events never."""
+    if message.kind != MessageKind.MESSAGE or message.channel != Channel.WEBCHAT:
+        return
+    agent_name = message.author_agent.display_name if message.author_agent_id else ""
+    frame = widget_message_frame(message, agent_name=agent_name)
+    visitor = (message.metadata or {}).get("visitor") if message.direction == Direction.INBOUND else None
+    group = visitor_group(visitor) if visitor else widget_group(message.conversation_id)
+    transaction.on_commit(lambda: _widget_send(group, frame))
+
+
+def agent_typing_notify(*, conversation_id: int, agent: Agent, on: bool) -> None:
+    """The console calls this while an agent types a reply: the visitor and other agents see it.
+    Ephemeral: nothing is stored."""
+    conversation = Conversation.objects.filter(pk=conversation_id).values("channel", "assignee_id").first()
+    if conversation is None:
+        return
+    if conversation["channel"] == Channel.WEBCHAT:
+        _widget_send(widget_group(conversation_id), {"type": "typing", "on": bool(on), "name": agent.display_name})
+    _console_send(
+        [conversation_group(conversation_id)],
+        {"type": "typing", "conversation": conversation_id, "agent": agent.pk, "on": bool(on)},
+    )
+
+
+def visitor_typing_notify(*, visitor: Visitor, conversation_id: int, on: bool) -> None:
+    """The visitor types: the assigned agent and whoever watches the conversation see it."""
+    if conversation_id not in visitor_conversation_ids(visitor):
+        raise WidgetError(404, "not_found")
+    if not rate_allow(f"typing:{visitor.key}", *limits()["typing_per_visitor"]):
+        return  # typing indicators are best effort: silently dropped, never an error
+    assignee = Conversation.objects.filter(pk=conversation_id).values_list("assignee_id", flat=True).first()
+    groups = [conversation_group(conversation_id)] + ([agent_group(assignee)] if assignee else [])
+    _console_send(groups, {"type": "typing", "conversation": conversation_id, "customer": True, "on": bool(on)})
+
+
+# --- rate limits ------------------------------------------------------------------------------
+
+
+def rate_allow(key: str, count: int, seconds: int) -> bool:
+    """At most ``count`` hits per ``seconds`` window for ``key`` (a fixed window in the shared cache:
+    ``add`` + ``incr`` are atomic in Redis and locmem, so concurrent daphne processes agree).
+    A burst straddling a window boundary may reach twice ``count``: enough to stop a flood."""
+    window = int(timezone.now().timestamp() // seconds)
+    cache_key = f"cc:widget:rate:{key}:{seconds}:{window}"
+    cache.add(cache_key, 0, timeout=seconds + 1)
+    try:
+        hits = cache.incr(cache_key)
+    except ValueError:  # expired between add and incr
+        cache.add(cache_key, 1, timeout=seconds + 1)
+        hits = 1
+    return hits <= count
+
+
+def _require_rate(key: str, limit: tuple[int, int]) -> None:
+    if not rate_allow(key, *limit):
+        raise WidgetError(429, "rate_limited")
+
+
+# --- text -------------------------------------------------------------------------------------
+
+
+def clean_text(raw, *, max_chars: int) -> str:
+    """Visitor text as stored: controls dropped, everything else (markup, bidi, zero-width) kept as
+    text. Raises ``WidgetError(413)`` past the limit and ``WidgetError(400)`` when empty."""
+    if not isinstance(raw, str):
+        raise WidgetError(400, "bad_frame")
+    if len(raw) > max_chars:
+        raise WidgetError(413, "too_long")
+    text = _CONTROL.sub("", unicodedata.normalize("NFC", raw)).strip()
+    if not text:
+        raise WidgetError(400, "empty")
+    return text
+
+
+def _clean_name(raw) -> str:
+    if not isinstance(raw, str):
+        return ""
+    return _CONTROL.sub("", raw).strip()[:100]
+
+
+def _clean_email(raw) -> str:
+    if not isinstance(raw, str) or len(raw) > 320:
+        raise WidgetError(400, "bad_email")
+    try:
+        return addresses.normalize_email(raw)
+    except ValidationError as exc:
+        raise WidgetError(400, "bad_email") from exc
+
+
+# --- who the visitor is -----------------------------------------------------------------------
+
+
+def widget_inbox(address: str) -> Inbox | None:
+    if not isinstance(address, str) or not address or len(address) > 320:
+        return None
+    return Inbox.objects.filter(kind=Channel.WEBCHAT, address=address, is_active=True).first()
+
+
+def visitor_key(token) -> str:
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        raise WidgetError(400, "bad_token")
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def user_signature(inbox: Inbox, user_id: str) -> str:
+    """What the site computes on its server: hex HMAC-SHA256(inbox.secret, user id)."""
+    return hmac.new(inbox.secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+
+
+def _external_id(inbox: Inbox, user_id: str) -> str:
+    # Ids of different sites must not collide ("123" on two shops are two people).
+    namespace = str(inbox.settings.get("external_id_namespace") or inbox.address)
+    return f"{namespace}:{user_id}"
+
+
+def _active(customer: Customer) -> Customer:
+    seen = set()
+    while customer.merged_into_id is not None and customer.pk not in seen:
+        seen.add(customer.pk)
+        customer = Customer.objects.get(pk=customer.merged_into_id)
+    return customer
+
+
+def _visitor_customer(key: str) -> Customer | None:
+    identity = Identity.objects.select_related("customer").filter(kind=IdentityKind.WEB_VISITOR, value=key).first()
+    return _active(identity.customer) if identity else None
+
+
+def visitor_hello(*, inbox: Inbox, token, ip: str, user: dict | None = None) -> Visitor:
+    """Identify the visitor of a new socket. With ``user = {"id", "signature"}`` the signature is
+    checked with the inbox secret; a valid one proves the visitor is that user and links (merges)
+    the visitor's record with the user's. The client's own claims ("verified": true …) are ignored."""
+    _require_rate(f"hello-ip:{ip}", limits()["hello_per_ip"])
+    key = visitor_key(token)
+    if not user:
+        return Visitor(inbox_id=inbox.pk, key=key, ip=ip)
+    if not isinstance(user, dict):
+        raise WidgetError(400, "bad_frame")
+    user_id, signature = user.get("id"), user.get("signature")
+    if not isinstance(user_id, str) or not _USER_ID.fullmatch(user_id) or not isinstance(signature, str):
+        raise WidgetError(400, "bad_user")
+    if not inbox.secret or not hmac.compare_digest(user_signature(inbox, user_id), signature.lower()):
+        raise WidgetError(403, "bad_signature")
+    return Visitor(inbox_id=inbox.pk, key=key, ip=ip, signed_customer_id=_link_signed_user(inbox, key, user_id).pk)
+
+
+def _link_signed_user(inbox: Inbox, key: str, user_id: str) -> Customer:
+    external = _external_id(inbox, user_id)
+    with transaction.atomic():
+        owner = _visitor_customer(key)
+        if owner is not None:
+            others = owner.identities.filter(kind=IdentityKind.EXTERNAL_ID).exclude(value=external)
+            if others.exists():
+                # The browser's token belongs to another signed-in user (shared computer): never
+                # merge two users because they used the same browser. The widget picks a new token.
+                raise WidgetError(409, "token_in_use")
+        user_customer = identity_resolve(
+            kind=IdentityKind.EXTERNAL_ID, value=external, source=IdentitySource.SIGNED
+        ).customer
+        try:
+            if owner is None:
+                identity_link(customer=user_customer, kind=IdentityKind.WEB_VISITOR, value=key,
+                              source=IdentitySource.SIGNED, evidence={"inbox": inbox.pk})
+                return user_customer
+            # The anonymous visitor's record (and its conversations) joins the signed user's.
+            _outcome, customer = identity_link(customer=owner, kind=IdentityKind.EXTERNAL_ID, value=external,
+                                               source=IdentitySource.SIGNED, evidence={"inbox": inbox.pk})
+        except MergeError as exc:
+            raise WidgetError(409, "cannot_link") from exc
+    return _active(customer)
+
+
+# --- what the visitor may see -----------------------------------------------------------------
+
+
+def visitor_conversation_ids(visitor: Visitor) -> list[int]:
+    """The widget conversations this visitor may see, oldest first."""
+    if visitor.signed:
+        customer = Customer.objects.filter(pk=visitor.signed_customer_id).first()
+        if customer is None:
+            return []
+        customer = _active(customer)
+        query = Conversation.objects.filter(customer=customer, inbox_id=visitor.inbox_id)
+    else:
+        customer = _visitor_customer(visitor.key)
+        if customer is None:
+            return []
+        mine = Message.objects.filter(
+            customer=customer, inbox_id=visitor.inbox_id, direction=Direction.INBOUND, metadata__visitor=visitor.key,
+        ).values("conversation_id")
+        query = Conversation.objects.filter(customer=customer, inbox_id=visitor.inbox_id, pk__in=mine)
+    return list(query.order_by("created_at", "id").values_list("pk", flat=True))
+
+
+def visitor_history(visitor: Visitor, conversation_ids: list[int] | None = None) -> list[dict]:
+    """The last messages of the visitor's conversations: customer-visible messages only."""
+    ids = visitor_conversation_ids(visitor) if conversation_ids is None else conversation_ids
+    if not ids:
+        return []
+    rows = (
+        Message.objects.filter(conversation_id__in=ids, inbox_id=visitor.inbox_id, channel=Channel.WEBCHAT,
+                               kind=MessageKind.MESSAGE)
+        .exclude(direction=Direction.INTERNAL)
+        .select_related("author_agent")
+        .order_by("-created_at", "-id")[: limits()["history"]]
+    )
+    return [
+        widget_message_frame(m, agent_name=m.author_agent.display_name if m.author_agent_id else "")
+        for m in reversed(list(rows))
+    ]
+
+
+def access_visitor_conversation(visitor: Visitor, conversation_id) -> int:
+    if not isinstance(conversation_id, int) or conversation_id not in visitor_conversation_ids(visitor):
+        raise WidgetError(404, "not_found")
+    return conversation_id
+
+
+def access_visitor_attachment(visitor: Visitor, attachment_id) -> Attachment:
+    """An attachment of a customer-visible message in one of the visitor's conversations, else 404."""
+    if not isinstance(attachment_id, int):
+        raise WidgetError(404, "not_found")
+    attachment = (
+        Attachment.objects.select_related("message")
+        .filter(pk=attachment_id, message__kind=MessageKind.MESSAGE, message__inbox_id=visitor.inbox_id,
+                message__conversation_id__in=visitor_conversation_ids(visitor), state=AttachmentState.STORED)
+        .exclude(message__direction=Direction.INTERNAL)
+        .first()
+    )
+    if attachment is None:
+        raise WidgetError(404, "not_found")
+    return attachment
+
+
+# --- availability -----------------------------------------------------------------------------
+
+
+def _within_business_hours(inbox: Inbox, now: datetime) -> bool:
+    """``inbox.settings["business_hours"] = {"time_zone": "Asia/Tokyo", "weekdays": [0, 1, 2, 3, 4],
+    "open": "09:00", "close": "18:00"}``; absent means always open."""
+    hours = inbox.settings.get("business_hours")
+    if not hours:
+        return True
+    try:
+        tz = zoneinfo.ZoneInfo(hours.get("time_zone") or settings.CC_DEFAULT_TIME_ZONE)
+        local = now.astimezone(tz)
+        opens = time.fromisoformat(hours.get("open", "00:00"))
+        closes = time.fromisoformat(hours.get("close", "23:59"))
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError, TypeError):
+        logger.warning("inbox %s has unreadable business_hours; treating it as open", inbox.pk)
+        return True
+    if local.weekday() not in hours.get("weekdays", range(7)):
+        return False
+    return opens <= local.time() < closes
+
+
+def widget_status(inbox: Inbox, *, now: datetime | None = None) -> dict:
+    """Whether a live agent can take a chat now; when not, the widget offers the offline form."""
+    now = now or timezone.now()
+    if not _within_business_hours(inbox, now):
+        return {"type": "status", "online": False, "reason": "closed"}
+    if not Agent.objects.filter(presence__is_available=True).exists():
+        return {"type": "status", "online": False, "reason": "no_agent"}
+    return {"type": "status", "online": True, "reason": "available"}
+
+
+# --- writes -----------------------------------------------------------------------------------
+
+
+def _client_id(raw) -> str:
+    if not isinstance(raw, str) or not _CLIENT_ID.fullmatch(raw):
+        raise WidgetError(400, "bad_id")
+    return raw
+
+
+def visitor_message_receive(*, visitor: Visitor, client_id, text, name: str = "") -> tuple[dict, bool]:
+    """One visitor message through the one ingest path; returns (message frame, duplicate).
+
+    Idempotent on the client's message id, which is namespaced by the visitor key: another visitor
+    reusing the id stores their own message and never gets ours back. A new message is echoed to
+    every socket of the visitor after commit (``visitor_group``)."""
+    client_id = _client_id(client_id)
+    text = clean_text(text, max_chars=limits()["max_text"])
+    provider_id = f"wv:{visitor.key}:{client_id}"
+    inbox = Inbox.objects.get(pk=visitor.inbox_id)
+    already = Message.objects.filter(inbox=inbox, provider_id=provider_id).first()
+    if already is not None:
+        return widget_message_frame(already), True
+    _require_rate(f"msg-visitor:{visitor.key}", limits()["message_per_visitor"])
+    _require_rate(f"msg-ip:{visitor.ip}", limits()["message_per_ip"])
+    if not visitor_conversation_ids(visitor) or not _has_active_conversation(visitor):
+        _require_rate(f"conv-ip:{visitor.ip}", limits()["conversation_per_ip"])
+    result = message_receive(InboundMessage(
+        inbox=inbox, sender_kind=IdentityKind.WEB_VISITOR, sender_address=visitor.key, text=text,
+        sender_name=_clean_name(name), provider_id=provider_id,
+        metadata={"visitor": visitor.key, "client_id": client_id, "ip": visitor.ip},
+    ))
+    if not result.duplicate:
+        widget_message_publish(result.message)  # committed already: published now, to every tab
+    return widget_message_frame(result.message), result.duplicate
+
+
+def _has_active_conversation(visitor: Visitor) -> bool:
+    from .ingest import ACTIVE_STATUSES
+
+    return Conversation.objects.filter(pk__in=visitor_conversation_ids(visitor), status__in=ACTIVE_STATUSES).exists()
+
+
+def _ensure_visitor_customer(visitor: Visitor, name: str) -> Customer:
+    if visitor.signed:
+        return _active(Customer.objects.get(pk=visitor.signed_customer_id))
+    return identity_resolve(kind=IdentityKind.WEB_VISITOR, value=visitor.key, display_name=name).customer
+
+
+def _claim_email(customer: Customer, email: str, *, inbox_id: int, via: str) -> None:
+    # A typed address is a claim: attached if free, a merge suggestion if someone owns it. Never a
+    # link, never history. The visitor learns nothing about which happened.
+    identity_link(customer=customer, kind=IdentityKind.EMAIL, value=email, source=IdentitySource.CLAIMED,
+                  evidence={"via": via, "inbox": inbox_id})
+
+
+def visitor_prechat(*, visitor: Visitor, name, email) -> dict:
+    name = _clean_name(name)
+    email = _clean_email(email) if email else ""
+    _require_rate(f"msg-visitor:{visitor.key}", limits()["message_per_visitor"])
+    with transaction.atomic():
+        customer = _ensure_visitor_customer(visitor, name)
+        if name and not customer.display_name:
+            Customer.objects.filter(pk=customer.pk).update(display_name=name, updated_at=timezone.now())
+        if email:
+            _claim_email(customer, email, inbox_id=visitor.inbox_id, via="webchat_prechat")
+    return {"type": "prechat", "ok": True}
+
+
+def offline_inbox(widget: Inbox) -> Inbox | None:
+    address = widget.settings.get("offline_email_inbox")
+    query = Inbox.objects.filter(kind=Channel.EMAIL, is_active=True)
+    if address:
+        return query.filter(address=address).first()
+    return query.order_by("id").first()
+
+
+def visitor_offline_message(*, visitor: Visitor, client_id, email, text, name="") -> dict:
+    """Nobody can chat now: the message becomes an email conversation of the *visitor's* customer.
+
+    The ingest runs on the email inbox with the visitor key as sender (so it resolves the visitor,
+    never the owner of the typed address); the typed address is recorded as a claim and as the
+    reply address in the message metadata (``reply_to``)."""
+    client_id = _client_id(client_id)
+    email = _clean_email(email)
+    text = clean_text(text, max_chars=limits()["max_text"])
+    widget = Inbox.objects.get(pk=visitor.inbox_id)
+    target = offline_inbox(widget)
+    if target is None:
+        raise WidgetError(503, "offline_unavailable")
+    provider_id = f"wv:{visitor.key}:{client_id}"
+    if Message.objects.filter(inbox=target, provider_id=provider_id).exists():
+        return {"type": "offline_message", "ok": True}
+    _require_rate(f"offline-ip:{visitor.ip}", limits()["offline_per_ip"])
+    _require_rate(f"msg-visitor:{visitor.key}", limits()["message_per_visitor"])
+    name = _clean_name(name)
+    with transaction.atomic():
+        result = message_receive(InboundMessage(
+            inbox=target, sender_kind=IdentityKind.WEB_VISITOR, sender_address=visitor.key, text=text,
+            sender_name=name, provider_id=provider_id, subject=_offline_subject(widget, text),
+            metadata={"visitor": visitor.key, "client_id": client_id, "reply_to": email, "via": "webchat_offline",
+                      "widget_inbox": widget.pk, "ip": visitor.ip},
+        ))
+        _claim_email(result.customer, email, inbox_id=widget.pk, via="webchat_offline")
+    return {"type": "offline_message", "ok": True}
+
+
+def _offline_subject(widget: Inbox, text: str) -> str:
+    first_line = text.splitlines()[0] if text else ""
+    return f"[{widget.name}] {first_line}"[:300]

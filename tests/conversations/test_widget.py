@@ -1,0 +1,629 @@
+"""The web-chat widget socket ``/ws/widget/`` (issue 3) and its threat cases (threats.md: widget)."""
+
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.core.cache import cache
+from django.core.files.base import ContentFile
+from django.test import override_settings
+
+from contactcenter.asgi import application
+from conversations.channels import SendResult
+from conversations.channels.registry import adapter_for
+from conversations.groups import conversation_group
+from conversations.models import (
+    Agent,
+    Attachment,
+    Channel,
+    Conversation,
+    Direction,
+    Inbox,
+    Message,
+    MessageKind,
+)
+from conversations.services import webchat
+from profiles.models import Customer, Identity, IdentityKind, MergeSuggestion
+
+from ..factories import make_conversation, make_customer, make_identity, make_inbox, make_message
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+SITE = "https://shop.example.com"
+SECRET = "widget-secret-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def widget(db) -> Inbox:
+    inbox = make_inbox(Channel.WEBCHAT, secret=SECRET, settings={"allowed_origins": [SITE]})
+    Inbox.objects.filter(pk=inbox.pk).update(secret=SECRET, settings={"allowed_origins": [SITE]})
+    inbox.refresh_from_db()
+    return inbox
+
+
+@pytest.fixture
+def online(agent, available_presence) -> Agent:
+    agent.presence = available_presence
+    agent.save()
+    return agent
+
+
+def _token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _with_ip(ip: str):
+    async def app(scope, receive, send):
+        return await application(dict(scope, client=(ip, 40000)), receive, send)
+
+    return app
+
+
+async def _connect(widget_key="widget-main", origin=SITE, ip="198.51.100.7"):
+    headers = [(b"host", b"cc.example.com")]
+    if origin:
+        headers.append((b"origin", origin.encode()))
+    communicator = WebsocketCommunicator(_with_ip(ip), f"/ws/widget/?widget={widget_key}", headers=headers)
+    connected, code = await communicator.connect()
+    return communicator, connected, code
+
+
+async def _hello(token, *, ip="198.51.100.7", user=None, extra=None):
+    """Connect, say hello, return (communicator, history frame, status frame)."""
+    communicator, connected, _ = await _connect(ip=ip)
+    assert connected
+    frame = {"type": "hello", "widget": "widget-main", "token": token, "locale": "ja", **(extra or {})}
+    if user:
+        frame["user"] = user
+    await communicator.send_json_to(frame)
+    history = await communicator.receive_json_from(timeout=5)
+    if history.get("type") == "error":
+        return communicator, history, None
+    status = await communicator.receive_json_from(timeout=5)
+    return communicator, history, status
+
+
+async def _say(communicator, text, *, client_id=None):
+    client_id = client_id or str(uuid.uuid4())
+    await communicator.send_json_to({"type": "message", "id": client_id, "text": text})
+    return await communicator.receive_json_from(timeout=5)
+
+
+def _signature(user_id: str) -> str:
+    return hmac.new(SECRET.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+
+
+# --- connecting -------------------------------------------------------------------------------
+
+
+async def test_hello_gives_empty_history_and_online_status(widget, online):
+    communicator, history, status = await _hello(_token())
+    try:
+        assert history == {"type": "history", "conversations": [], "messages": []}
+        assert status == {"type": "status", "online": True, "reason": "available"}
+    finally:
+        await communicator.disconnect()
+
+
+async def test_origin_is_checked_against_the_inbox_before_accept(widget):
+    communicator, connected, _ = await _connect(origin="https://evil.example")
+    assert not connected
+    await communicator.disconnect()
+    communicator, connected, _ = await _connect(origin=None)
+    assert not connected
+    await communicator.disconnect()
+    communicator, connected, _ = await _connect(origin=SITE)
+    assert connected
+    await communicator.disconnect()
+
+
+async def test_empty_allowed_origins_accepts_any_site_but_unknown_or_inactive_widgets_are_refused(widget):
+    await database_sync_to_async(Inbox.objects.filter(pk=widget.pk).update)(settings={})
+    communicator, connected, _ = await _connect(origin="https://any-shop.example")
+    assert connected
+    await communicator.disconnect()
+    communicator, connected, _ = await _connect(widget_key="no-such-widget", origin="https://any-shop.example")
+    assert not connected
+    await communicator.disconnect()
+    await database_sync_to_async(Inbox.objects.filter(pk=widget.pk).update)(is_active=False)
+    communicator, connected, _ = await _connect(origin="https://any-shop.example")
+    assert not connected
+    await communicator.disconnect()
+
+
+async def test_console_route_still_refuses_a_foreign_origin(widget):
+    communicator = WebsocketCommunicator(
+        application, "/ws/console/", headers=[(b"origin", SITE.encode()), (b"host", b"127.0.0.1:8000")]
+    )
+    connected, _ = await communicator.connect()
+    assert not connected
+    await communicator.disconnect()
+
+
+async def test_bad_frames_get_a_clear_error(widget):
+    communicator, connected, _ = await _connect()
+    try:
+        assert connected
+        await communicator.send_to(text_data="not json")
+        assert await communicator.receive_json_from() == {"type": "error", "code": 400, "reason": "bad_frame"}
+        await communicator.send_json_to({"type": "message", "id": str(uuid.uuid4()), "text": "hi"})
+        assert await communicator.receive_json_from() == {"type": "error", "code": 401, "reason": "hello_first"}
+        await communicator.send_json_to({"type": "hello", "widget": "widget-main", "token": "short"})
+        assert await communicator.receive_json_from() == {"type": "error", "code": 400, "reason": "bad_token"}
+        assert (await communicator.receive_output(timeout=5))["type"] == "websocket.close"
+    finally:
+        await communicator.disconnect()
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+async def test_visitor_message_goes_through_ingest_and_survives_reload_and_tabs(widget, online):
+    token = _token()
+    tab1, _, _ = await _hello(token)
+    tab2, _, _ = await _hello(token)
+    try:
+        frame = await _say(tab1, "こんにちは、注文について")
+        assert frame["type"] == "message" and frame["from"] == "visitor" and frame["text"] == "こんにちは、注文について"
+        assert await tab2.receive_json_from(timeout=5) == frame  # the other tab sees it live
+
+        message = await database_sync_to_async(Message.objects.select_related("conversation").get)(pk=frame["id"])
+        assert (message.channel, message.direction, message.inbox_id) == (Channel.WEBCHAT, Direction.INBOUND, widget.pk)
+        identity = await database_sync_to_async(Identity.objects.get)(kind=IdentityKind.WEB_VISITOR)
+        assert identity.value == _key(token) and identity.customer_id == message.customer_id
+        assert not await database_sync_to_async(Identity.objects.filter(value__contains=token).exists)()
+    finally:
+        await tab1.disconnect()
+        await tab2.disconnect()
+
+    again, history, _ = await _hello(token)
+    try:
+        assert history["conversations"] == [frame["conversation"]]
+        assert [m["text"] for m in history["messages"]] == ["こんにちは、注文について"]
+    finally:
+        await again.disconnect()
+
+
+async def test_the_same_client_message_id_stores_one_message(widget, online):
+    communicator, _, _ = await _hello(_token())
+    try:
+        client_id = str(uuid.uuid4())
+        first = await _say(communicator, "hello", client_id=client_id)
+        second = await _say(communicator, "hello", client_id=client_id)
+        assert first == second
+        assert await database_sync_to_async(Message.objects.filter(inbox=widget).count)() == 1
+    finally:
+        await communicator.disconnect()
+
+
+async def test_another_visitor_reusing_a_message_id_never_gets_that_message(widget, online):
+    alice, _, _ = await _hello(_token())
+    mallory, _, _ = await _hello(_token())
+    try:
+        client_id = str(uuid.uuid4())
+        secret = await _say(alice, "my card ends 4242", client_id=client_id)
+        mine = await _say(mallory, "hi", client_id=client_id)
+        assert mine["text"] == "hi" and mine["id"] != secret["id"] and mine["conversation"] != secret["conversation"]
+    finally:
+        await alice.disconnect()
+        await mallory.disconnect()
+
+
+async def test_markup_bidi_and_zero_width_are_kept_as_text(widget, online):
+    communicator, _, _ = await _hello(_token())
+    text = '<script>alert(1)</script><img src=x onerror=alert(2)> \u202eevil\u202c \u200bzero\u2066 &amp;'
+    try:
+        frame = await _say(communicator, text)
+        assert frame["text"] == text
+        stored = await database_sync_to_async(Message.objects.get)(pk=frame["id"])
+        assert stored.text == text and stored.html == ""
+    finally:
+        await communicator.disconnect()
+
+
+async def test_over_long_text_and_a_megabyte_frame_are_refused_clearly_and_not_stored(widget, online):
+    communicator, _, _ = await _hello(_token())
+    try:
+        assert await _say(communicator, "a" * 4001) == {"type": "error", "code": 413, "reason": "too_long"}
+        assert await _say(communicator, "あ" * 1024 * 1024) == {"type": "error", "code": 413, "reason": "too_long"}
+        assert await database_sync_to_async(Message.objects.count)() == 0
+        assert (await _say(communicator, "a" * 4000))["type"] == "message"  # the socket still works
+    finally:
+        await communicator.disconnect()
+
+
+# --- isolation --------------------------------------------------------------------------------
+
+
+async def test_visitor_cannot_reach_another_visitors_conversation_or_attachment(widget, online):
+    alice, _, _ = await _hello(_token())
+    mallory, _, _ = await _hello(_token())
+    try:
+        said = await _say(alice, "private")
+
+        def attach():
+            conversation = Conversation.objects.get(pk=said["conversation"])
+            reply = make_message(conversation, "here is your invoice", direction=Direction.OUTBOUND)
+            attachment = Attachment(message=reply, filename="invoice.pdf", content_type="application/pdf", size=4)
+            attachment.file.save("invoice.pdf", ContentFile(b"%PDF"), save=False)
+            attachment.save()
+            note = make_message(conversation, "internal", direction=Direction.INTERNAL, kind=MessageKind.NOTE)
+            hidden = Attachment(message=note, filename="note.txt", size=2)
+            hidden.file.save("note.txt", ContentFile(b"hi"), save=False)
+            hidden.save()
+            return attachment.pk, hidden.pk
+
+        attachment_id, note_attachment_id = await database_sync_to_async(attach)()
+
+        await alice.send_json_to({"type": "attachment", "id": attachment_id})
+        got = await alice.receive_json_from(timeout=5)
+        assert got["type"] == "attachment" and got["filename"] == "invoice.pdf" and got["data"] == "JVBERg=="
+        await alice.send_json_to({"type": "attachment", "id": note_attachment_id})
+        assert await alice.receive_json_from() == {"type": "error", "code": 404, "reason": "not_found"}
+
+        await mallory.send_json_to({"type": "attachment", "id": attachment_id})
+        assert await mallory.receive_json_from() == {"type": "error", "code": 404, "reason": "not_found"}
+        await mallory.send_json_to({"type": "typing", "on": True, "conversation": said["conversation"]})
+        assert await mallory.receive_json_from() == {"type": "error", "code": 404, "reason": "not_found"}
+        await mallory.send_json_to({"type": "history"})
+        assert await mallory.receive_json_from() == {"type": "history", "conversations": [], "messages": []}
+        assert await mallory.receive_nothing(timeout=0.3)
+    finally:
+        await alice.disconnect()
+        await mallory.disconnect()
+
+
+async def test_history_holds_only_customer_visible_messages(widget, online):
+    token = _token()
+    communicator, _, _ = await _hello(token)
+    said = await _say(communicator, "question")
+    await communicator.disconnect()
+
+    def decorate():
+        conversation = Conversation.objects.get(pk=said["conversation"])
+        make_message(conversation, "customer seems angry", direction=Direction.INTERNAL, kind=MessageKind.NOTE)
+        make_message(conversation, "", direction=Direction.INTERNAL, kind=MessageKind.EVENT, event_type="assigned")
+        make_message(conversation, "answer", direction=Direction.OUTBOUND, author_agent=online)
+
+    await database_sync_to_async(decorate)()
+    communicator, history, _ = await _hello(token)
+    try:
+        assert [(m["from"], m["text"], m["author"]) for m in history["messages"]] == [
+            ("visitor", "question", ""), ("agent", "answer", "Alice"),
+        ]
+    finally:
+        await communicator.disconnect()
+
+
+async def test_typing_an_existing_customers_email_only_suggests_a_merge(widget, online):
+    def existing():
+        owner = make_customer("山田 花子")
+        make_identity(owner, IdentityKind.EMAIL, "hanako@example.jp", verified=True)
+        conversation = make_conversation(owner, widget)
+        make_message(conversation, "my address is 東京都…")
+        return owner
+
+    owner = await database_sync_to_async(existing)()
+    token = _token()
+    communicator, _, _ = await _hello(token)
+    try:
+        await communicator.send_json_to({"type": "prechat", "name": "Mallory", "email": "Hanako@Example.jp"})
+        assert await communicator.receive_json_from() == {"type": "prechat", "ok": True}
+        await communicator.send_json_to({"type": "history"})
+        assert await communicator.receive_json_from() == {"type": "history", "conversations": [], "messages": []}
+    finally:
+        await communicator.disconnect()
+
+    def check():
+        visitor = Identity.objects.get(kind=IdentityKind.WEB_VISITOR, value=_key(token)).customer
+        assert visitor.pk != owner.pk and visitor.display_name == "Mallory"
+        assert Identity.objects.get(kind=IdentityKind.EMAIL, value="hanako@example.jp").customer_id == owner.pk
+        suggestion = MergeSuggestion.objects.get()
+        assert (suggestion.customer_id, suggestion.candidate_id) == (owner.pk, visitor.pk)
+
+    await database_sync_to_async(check)()
+
+
+async def test_after_an_agent_merges_the_visitor_it_still_sees_only_its_own_conversation(widget, online):
+    from profiles.services import customer_merge
+
+    def existing():
+        owner = make_customer("Owner")
+        make_message(make_conversation(owner, widget), "owner's old chat")
+        return owner
+
+    owner = await database_sync_to_async(existing)()
+    token = _token()
+    communicator, _, _ = await _hello(token)
+    said = await _say(communicator, "mine")
+    await communicator.disconnect()
+
+    def merge():
+        visitor = Identity.objects.get(kind=IdentityKind.WEB_VISITOR, value=_key(token)).customer
+        customer_merge(source=visitor, target=owner)
+
+    await database_sync_to_async(merge)()
+    communicator, history, _ = await _hello(token)
+    try:
+        assert history["conversations"] == [said["conversation"]]
+        assert [m["text"] for m in history["messages"]] == ["mine"]
+    finally:
+        await communicator.disconnect()
+
+
+# --- signed identity --------------------------------------------------------------------------
+
+
+async def test_a_valid_signature_links_the_visitor_to_the_sites_user(widget, online):
+    def existing():
+        owner = make_customer("Signed User")
+        make_identity(owner, IdentityKind.EXTERNAL_ID, "widget-main:user-42", verified=True, source="signed")
+        make_message(make_conversation(owner, widget), "from my laptop")
+        return owner
+
+    owner = await database_sync_to_async(existing)()
+    token = _token()
+    anonymous, _, _ = await _hello(token)
+    await _say(anonymous, "before login")
+    await anonymous.disconnect()
+
+    communicator, history, _ = await _hello(token, user={"id": "user-42", "signature": _signature("user-42")})
+    try:
+        assert history["type"] == "history"
+        assert {m["text"] for m in history["messages"]} == {"from my laptop", "before login"}
+    finally:
+        await communicator.disconnect()
+
+    def check():
+        assert Identity.objects.get(kind=IdentityKind.WEB_VISITOR, value=_key(token)).customer_id == owner.pk
+        assert Customer.objects.filter(merged_into=owner).count() == 1
+
+    await database_sync_to_async(check)()
+
+
+async def test_a_bad_signature_or_a_client_verified_flag_proves_nothing(widget, online):
+    def existing():
+        owner = make_customer("Victim")
+        make_identity(owner, IdentityKind.EXTERNAL_ID, "widget-main:user-42", verified=True, source="signed")
+        make_identity(owner, IdentityKind.EMAIL, "victim@example.jp", verified=True)
+        make_message(make_conversation(owner, widget), "victim's secret")
+
+    await database_sync_to_async(existing)()
+    communicator, error, _ = await _hello(_token(), user={"id": "user-42", "signature": "00" * 32})
+    assert error == {"type": "error", "code": 403, "reason": "bad_signature"}
+    assert (await communicator.receive_output(timeout=5))["type"] == "websocket.close"
+    await communicator.disconnect()
+
+    communicator, history, _ = await _hello(
+        _token(), extra={"verified": True, "customer": 1, "email": "victim@example.jp", "user_id": "user-42"}
+    )
+    try:
+        assert history == {"type": "history", "conversations": [], "messages": []}
+    finally:
+        await communicator.disconnect()
+    assert await database_sync_to_async(Identity.objects.filter(kind=IdentityKind.WEB_VISITOR).count)() == 0
+
+
+async def test_a_token_of_another_signed_user_is_not_merged(widget, online):
+    token = _token()
+    first, history, _ = await _hello(token, user={"id": "user-1", "signature": _signature("user-1")})
+    assert history["type"] == "history"
+    await first.disconnect()
+    second, error, _ = await _hello(token, user={"id": "user-2", "signature": _signature("user-2")})
+    assert error == {"type": "error", "code": 409, "reason": "token_in_use"}
+    await second.disconnect()
+    assert await database_sync_to_async(Customer.objects.filter(merged_into__isnull=False).count)() == 0
+
+
+# --- rate limits ------------------------------------------------------------------------------
+
+
+# A long window keeps the test away from a window boundary (fixed windows allow up to 2x a limit
+# across one boundary, which is fine for flood control but would make the count here flaky).
+@override_settings(CC_WIDGET_LIMITS={"message_per_visitor": (20, 3600)})
+async def test_a_flooding_visitor_gets_429_and_others_are_unaffected(widget, online):
+    flooder, _, _ = await _hello(_token())
+    other, _, _ = await _hello(_token())
+    try:
+        for n in range(20):
+            assert (await _say(flooder, f"spam {n}"))["type"] == "message"
+        assert await _say(flooder, "one more") == {"type": "error", "code": 429, "reason": "rate_limited"}
+        assert (await _say(other, "I have a real question"))["type"] == "message"
+        assert await database_sync_to_async(Message.objects.count)() == 21
+    finally:
+        await flooder.disconnect()
+        await other.disconnect()
+
+
+@override_settings(CC_WIDGET_LIMITS={"conversation_per_ip": (2, 3600)})
+async def test_new_conversations_from_one_address_are_limited_per_ip(widget, online):
+    sockets = []
+    try:
+        for _n in range(2):
+            communicator, _, _ = await _hello(_token(), ip="203.0.113.9")
+            sockets.append(communicator)
+            assert (await _say(communicator, "hi"))["type"] == "message"
+        communicator, _, _ = await _hello(_token(), ip="203.0.113.9")
+        sockets.append(communicator)
+        assert await _say(communicator, "hi") == {"type": "error", "code": 429, "reason": "rate_limited"}
+        assert (await _say(sockets[0], "the existing conversation goes on"))["type"] == "message"
+        elsewhere, _, _ = await _hello(_token(), ip="192.0.2.50")
+        sockets.append(elsewhere)
+        assert (await _say(elsewhere, "hi"))["type"] == "message"
+    finally:
+        for communicator in sockets:
+            await communicator.disconnect()
+
+
+# --- agent side -------------------------------------------------------------------------------
+
+
+async def test_agent_reply_through_the_webchat_adapter_appears_live(widget, online):
+    assert adapter_for(Channel.WEBCHAT) is not None
+    communicator, _, _ = await _hello(_token())
+    try:
+        said = await _say(communicator, "hello?")
+
+        def reply():
+            conversation = Conversation.objects.get(pk=said["conversation"])
+            message = make_message(conversation, "<b>Hi</b> there", direction=Direction.OUTBOUND, author_agent=online)
+            return message.pk, adapter_for(Channel.WEBCHAT).send(message, to="", from_=widget.address)
+
+        message_id, result = await database_sync_to_async(reply)()
+        assert result == SendResult(provider_id=f"wc-{message_id}", status="delivered")
+        frame = await communicator.receive_json_from(timeout=5)
+        assert (frame["type"], frame["from"], frame["author"], frame["text"]) == ("message", "agent", "Alice", "<b>Hi</b> there")
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.skipif(
+    Channel.WEBCHAT not in __import__("conversations.services.outbound", fromlist=["x"])._IDENTITY_FOR_CHANNEL,
+    reason="needs outbound._IDENTITY_FOR_CHANNEL[Channel.WEBCHAT] = [IdentityKind.WEB_VISITOR] (see report)",
+)
+async def test_message_send_and_delivery_reach_the_visitor(widget, online):
+    from conversations.services.outbound import message_send
+    from conversations.tasks import deliver_message
+
+    communicator, _, _ = await _hello(_token())
+    try:
+        said = await _say(communicator, "hello?")
+
+        def reply():
+            conversation = Conversation.objects.get(pk=said["conversation"])
+            message = message_send(conversation=conversation, agent=online, text="どうぞ")
+            deliver_message(message.pk)
+            message.refresh_from_db()
+            return message
+
+        message = await database_sync_to_async(reply)()
+        assert message.provider_id == f"wc-{message.pk}" and message.delivery_status == "delivered"
+        frame = await communicator.receive_json_from(timeout=5)
+        assert (frame["from"], frame["text"]) == ("agent", "どうぞ")
+    finally:
+        await communicator.disconnect()
+
+
+async def test_notes_are_never_sent_by_the_adapter(widget, online):
+    from conversations.channels import PermanentSendError
+
+    def note():
+        conversation = make_conversation(make_customer(), widget)
+        return make_message(conversation, "internal", direction=Direction.INTERNAL, kind=MessageKind.NOTE)
+
+    message = await database_sync_to_async(note)()
+    with pytest.raises(PermanentSendError):
+        await database_sync_to_async(adapter_for(Channel.WEBCHAT).send)(message, to="", from_="")
+
+
+async def test_typing_both_ways(widget, online):
+    layer = get_channel_layer()
+    communicator, _, _ = await _hello(_token())
+    try:
+        said = await _say(communicator, "hello?")
+        console = await layer.new_channel()
+        await layer.group_add(conversation_group(said["conversation"]), console)
+
+        await database_sync_to_async(webchat.agent_typing_notify)(
+            conversation_id=said["conversation"], agent=online, on=True
+        )
+        assert await communicator.receive_json_from(timeout=5) == {"type": "typing", "on": True, "name": "Alice"}
+        agent_side = await layer.receive(console)
+        assert agent_side["event"] == {"type": "typing", "conversation": said["conversation"], "agent": online.pk, "on": True}
+
+        await communicator.send_json_to({"type": "typing", "on": True})
+        visitor_side = await layer.receive(console)
+        assert visitor_side["event"] == {"type": "typing", "conversation": said["conversation"], "customer": True, "on": True}
+        await layer.group_discard(conversation_group(said["conversation"]), console)
+    finally:
+        await communicator.disconnect()
+
+
+# --- offline ----------------------------------------------------------------------------------
+
+
+async def test_nobody_available_or_closed_hours_say_offline(widget, agent):
+    communicator, _, status = await _hello(_token())
+    await communicator.disconnect()
+    assert status == {"type": "status", "online": False, "reason": "no_agent"}
+
+    await database_sync_to_async(Inbox.objects.filter(pk=widget.pk).update)(
+        settings={"allowed_origins": [SITE], "business_hours": {"weekdays": [], "open": "00:00", "close": "23:59"}}
+    )
+    communicator, _, status = await _hello(_token())
+    await communicator.disconnect()
+    assert status == {"type": "status", "online": False, "reason": "closed"}
+
+
+async def test_offline_message_becomes_an_email_conversation_of_the_visitor(widget, agent):
+    def setup():
+        mailbox = make_inbox(Channel.EMAIL)
+        owner = make_customer("Existing")
+        make_identity(owner, IdentityKind.EMAIL, "taken@example.jp", verified=True)
+        return mailbox, owner
+
+    mailbox, owner = await database_sync_to_async(setup)()
+    token = _token()
+    communicator, _, status = await _hello(token)
+    try:
+        assert status["online"] is False
+        await communicator.send_json_to({
+            "type": "offline_message", "id": str(uuid.uuid4()), "email": "taken@example.jp",
+            "text": "返品したいです", "name": "Visitor",
+        })
+        assert await communicator.receive_json_from(timeout=5) == {"type": "offline_message", "ok": True}
+    finally:
+        await communicator.disconnect()
+
+    def check():
+        message = Message.objects.select_related("conversation").get()
+        visitor = Identity.objects.get(kind=IdentityKind.WEB_VISITOR, value=_key(token)).customer
+        assert (message.channel, message.inbox_id, message.customer_id) == (Channel.EMAIL, mailbox.pk, visitor.pk)
+        assert message.metadata["reply_to"] == "taken@example.jp"
+        assert message.text == "返品したいです"
+        assert not Conversation.objects.filter(customer=owner).exists()
+        assert Identity.objects.get(kind=IdentityKind.EMAIL, value="taken@example.jp").customer_id == owner.pk
+        assert MergeSuggestion.objects.filter(customer=owner, candidate=visitor).exists()
+
+    await database_sync_to_async(check)()
+
+
+async def test_offline_message_needs_a_valid_email(widget, agent):
+    await database_sync_to_async(make_inbox)(Channel.EMAIL)
+    communicator, _, _ = await _hello(_token())
+    try:
+        await communicator.send_json_to({"type": "offline_message", "id": str(uuid.uuid4()), "email": "nope", "text": "x"})
+        assert await communicator.receive_json_from() == {"type": "error", "code": 400, "reason": "bad_email"}
+    finally:
+        await communicator.disconnect()
+
+
+def test_widget_script_and_demo_exist_and_render_text_safely():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = (root / "static" / "widget" / "widget.js").read_text()
+    assert "innerHTML" not in script and "textContent" in script
+    assert "attachShadow" in script and "/ws/widget/" in script and "localStorage" in script
+    assert "チャット" in script  # Japanese strings ship inside the script
+    assert (root / "static" / "widget" / "widget.css").exists()
+    demo = (root / "templates" / "widget" / "demo.html").read_text()
+    assert "widget.js" in demo and "<script>" not in demo
+    json.dumps(demo)
