@@ -34,6 +34,15 @@ def _clear_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _english_after_each_test():
+    """A request in Japanese leaves the thread's language active; the next test starts in English."""
+    from django.utils import translation
+
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
+
+
 def pytest_collection_modifyitems(config, items):
     skip_prod = pytest.mark.skip(reason="production mode only (PostgreSQL + Redis): run by `make test`")
     skip_emb = pytest.mark.skip(reason="embedded mode only")

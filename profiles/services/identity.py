@@ -59,6 +59,10 @@ def identity_resolve(
     is_verified = source in PROVEN_SOURCES if verified is None else verified
     for _attempt in range(_RESOLVE_ATTEMPTS):
         identity = Identity.objects.select_related("customer").filter(kind=kind, value=normalized).first()
+        if identity is not None and not identity.verified and is_verified:
+            # The address was only claimed (typed into a form) and now proves itself: the claimant
+            # may not be its owner, so the owner gets their own record and an agent decides.
+            return _detach_claimed(identity, source=source, display_name=display_name, language=language, now=now)
         if identity is not None:
             Identity.objects.filter(pk=identity.pk).update(last_seen_at=now)
             return IdentityResolution(customer=_active_customer(identity.customer), identity=identity, created=False)
@@ -74,6 +78,28 @@ def identity_resolve(
         except IntegrityError:
             continue
     raise RuntimeError(f"identity_resolve({kind}, {normalized}) did not settle after {_RESOLVE_ATTEMPTS} attempts")
+
+
+def _detach_claimed(identity: Identity, *, source: str, display_name: str, language: str, now) -> IdentityResolution:
+    from .suggestions import suggestion_record
+
+    with transaction.atomic():
+        locked = Identity.objects.select_for_update().select_related("customer").get(pk=identity.pk)
+        if locked.verified:  # a concurrent call already did it
+            return IdentityResolution(customer=_active_customer(locked.customer), identity=locked, created=False)
+        claimant = _active_customer(locked.customer)
+        owner = Customer.objects.create(display_name=display_name[:200], language=language[:16])
+        locked.customer = owner
+        locked.verified = True
+        locked.source = source
+        locked.last_seen_at = now
+        locked.save(update_fields=["customer", "verified", "source", "last_seen_at"])
+        suggestion_record(
+            customer=owner, candidate=claimant, reason=f"claimed_{locked.kind}",
+            evidence={"kind": locked.kind, "value": locked.value, "claimed_by": claimant.pk,
+                      "proven_by": source},
+        )
+    return IdentityResolution(customer=owner, identity=locked, created=True)
 
 
 def _sibling_owner(kind: str, normalized: str) -> Customer | None:

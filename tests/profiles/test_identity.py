@@ -48,7 +48,7 @@ def test_invalid_address_is_a_validation_error_and_creates_nothing():
 def test_resolve_follows_a_merged_customer_to_the_live_one():
     target = make_customer("Target")
     source = make_customer("Source", merged_into=target)
-    make_identity(source, IdentityKind.EMAIL, "old@example.jp")
+    make_identity(source, IdentityKind.EMAIL, "old@example.jp", verified=True)
     assert identity_resolve(kind="email", value="old@example.jp").customer == target
 
 
@@ -122,3 +122,19 @@ def test_concurrent_resolve_of_a_new_address_yields_one_customer():
         assert len(set(results)) == 1
         assert Customer.objects.count() == 1
         assert Identity.objects.filter(value="+819099990000").count() == 1
+
+
+def test_a_claimed_address_that_later_proves_itself_gets_its_own_customer_and_a_suggestion():
+    visitor = identity_resolve(kind="web_visitor", value="visitor-token-3").customer
+    outcome, _ = identity_link(customer=visitor, kind="email", value="victim@example.jp", source=IdentitySource.CLAIMED)
+    assert outcome is LinkOutcome.ATTACHED
+    assert Identity.objects.get(value="victim@example.jp").verified is False
+
+    real = identity_resolve(kind="email", value="victim@example.jp", display_name="The real owner")
+    assert real.created and real.customer != visitor
+    identity = Identity.objects.get(value="victim@example.jp")
+    assert identity.customer == real.customer and identity.verified
+    suggestion = MergeSuggestion.objects.get()
+    assert (suggestion.customer, suggestion.candidate) == (real.customer, visitor)
+    # From now on the address resolves to its owner.
+    assert identity_resolve(kind="email", value="victim@example.jp").customer == real.customer
