@@ -2,8 +2,9 @@
 
 Measures the median server time of the first and of a deep timeline page through the API
 (``GET /api/v1/customers/<id>/timeline/``: middleware, token auth, selector, serializer) against
-a baseline served through the same stack by a minimal view that fetches the same page with one
-hand-written SQL query and dumps its rows as JSON. Also checks that the API's query count does
+a baseline served through the same stack (middleware, DRF with the same authentication and
+permission classes) by a minimal view that fetches the same page with one hand-written SQL query
+and returns its rows. Also checks that the API's query count does
 not depend on history size. Prints ``BENCH timeline ratio=<worst of first/deep> target=3 …``.
 """
 
@@ -98,9 +99,7 @@ def populate():
 def main() -> int:
     with bench_database() as connection:
         import django.urls
-        from django.http import JsonResponse
         from django.test import Client, override_settings
-        from django.test.utils import CaptureQueriesContext
         from django.urls import path
 
         from conversations.models import Message
@@ -111,7 +110,14 @@ def main() -> int:
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE")
 
-        def baseline_view(request, customer_id):
+        from rest_framework.response import Response
+        from rest_framework.views import APIView
+
+        class BaselineView(APIView):
+            def get(self, request, customer_id):
+                return Response(baseline_rows(request, customer_id))
+
+        def baseline_rows(request, customer_id):
             cursor = Position.decode(request.GET["before"]) if "before" in request.GET else None
             params = {
                 "customer": customer_id,
@@ -124,11 +130,11 @@ def main() -> int:
                 columns = [c[0] for c in db.description]
                 rows = [dict(zip(columns, row, strict=True)) for row in db.fetchall()]
             rows.reverse()
-            return JsonResponse({"results": rows}, json_dumps_params={"default": str})
+            return {"results": rows}
 
         module = type(sys)("bench_timeline_urls")
         module.urlpatterns = [
-            path("bench/baseline/<int:customer_id>/", baseline_view),
+            path("bench/baseline/<int:customer_id>/", BaselineView.as_view()),
             *__import__("contactcenter.urls", fromlist=["urlpatterns"]).urlpatterns,
         ]
         sys.modules["bench_timeline_urls"] = module
@@ -150,10 +156,19 @@ def main() -> int:
             base_ids = [(r["type"], r["id"]) for r in base_deep]
             assert api_ids == base_ids, "API page and hand-written SQL page differ"
 
-            with CaptureQueriesContext(connection) as first_queries:
+            first_queries, deep_queries = [], []
+
+            def counter(sink):
+                def wrapper(execute, sql, params, many, context):
+                    sink.append(sql)
+                    return execute(sql, params, many, context)
+                return wrapper
+
+            with connection.execute_wrapper(counter(first_queries)):
                 client.get(api, {"limit": PAGE})
-            with CaptureQueriesContext(connection) as deep_queries:
+            with connection.execute_wrapper(counter(deep_queries)):
                 client.get(api, {"limit": PAGE, "before": deep_cursor})
+            assert len(first_queries) == len(deep_queries), "query count depends on the page's depth"
 
             api_first = median_ms(lambda: client.get(api, {"limit": PAGE}))
             base_first = median_ms(lambda: client.get(base))

@@ -1,6 +1,6 @@
 """Reads on conversations, with fixed query counts (STYLE.md habit 6)."""
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 
 from .models import Attachment, Message
 
@@ -20,5 +20,9 @@ class MessageTimelineSource:
         return (
             Message.objects.filter(customer_id=customer_id)
             .select_related("author_agent")
-            .prefetch_related(Prefetch("attachments", queryset=Attachment.objects.order_by("id")))
+            # Provider payloads and mail headers can be large and no timeline view reads them.
+            .defer("metadata")
         )
+
+    def hydrate(self, messages: list[Message]) -> None:
+        prefetch_related_objects(messages, Prefetch("attachments", queryset=Attachment.objects.order_by("id")))

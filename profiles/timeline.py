@@ -80,6 +80,9 @@ class TimelineSource(Protocol):
 
     def queryset(self, *, customer_id: int) -> QuerySet: ...
 
+    # Optional: ``hydrate(items)`` loads related rows for the entries that made the page (one
+    # query per relation), so rows fetched only to find the page boundary cost nothing more.
+
 
 def _before(source: TimelineSource, cursor: Position) -> Q:
     """Rows of ``source`` strictly before ``cursor`` in (at, rank, id) order."""
@@ -143,6 +146,11 @@ def customer_timeline(
     more = len(candidates) > limit
     chosen = candidates[:limit]
     chosen.sort(key=lambda entry: entry.position)
+    for source in _sources.values():
+        hydrate = getattr(source, "hydrate", None)
+        items = [entry.item for entry in chosen if entry.type == source.type]
+        if hydrate is not None and items:
+            hydrate(items)
     if forward:
         return TimelinePage(entries=chosen, has_older=cursor is not None, has_newer=more)
     return TimelinePage(entries=chosen, has_older=more, has_newer=cursor is not None)
