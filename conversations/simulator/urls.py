@@ -6,6 +6,7 @@ app_name = "simulator"
 urlpatterns = [
     path("", views.index, name="index"),
     path("phone/", views.phone, name="phone"),
+    path("widget/", views.widget_page, name="widget"),
     path("phone/inbox/", views.phone_inbox, name="phone-inbox"),
     path("phone/send/", views.phone_send, name="phone-send"),
 ]

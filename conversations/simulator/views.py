@@ -50,6 +50,23 @@ def index(request):
 
 @simulator_only
 @require_GET
+def widget_page(request):
+    """A stand-in for a customer's web site with the widget embedded by one script tag.
+    ``?user=<id>`` plays a site that knows its signed-in user and signs the id (HMAC)."""
+    from ..services.webchat import user_signature
+
+    inbox = Inbox.objects.filter(kind="webchat", is_active=True).order_by("id").first()
+    if inbox is None:
+        raise Http404("No web-chat inbox is configured: run seed_demo.")
+    user_id = request.GET.get("user", "")[:100]
+    context = {"widget_key": inbox.address, "locale": request.GET.get("locale", "")[:5] or None}
+    if user_id:
+        context |= {"user_id": user_id, "user_signature": user_signature(inbox, user_id)}
+    return render(request, "widget/demo.html", context)
+
+
+@simulator_only
+@require_GET
 def phone(request):
     inboxes = Inbox.objects.filter(kind__in=["sms", "whatsapp"], is_active=True).order_by("kind", "name")
     return render(request, "simulator/phone.html", {"inboxes": inboxes})

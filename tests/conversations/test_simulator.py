@@ -69,3 +69,15 @@ def test_simulated_delivery_posts_signed_status_callbacks(live_server, settings)
     reply.refresh_from_db()
     assert reply.delivery_status == "delivered"
     assert sorted(reply.status_events.values_list("status", flat=True)) == ["delivered", "sent"]
+
+
+def test_widget_demo_page_embeds_the_widget_with_one_script_tag(client):
+    from conversations.services.webchat import user_signature
+
+    inbox = make_inbox("webchat", secret="s3cret")
+    page = client.get("/simulator/widget/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.count("<script") == 1 and 'data-widget="widget-main"' in html and "widget/widget.js" in html
+    signed = client.get("/simulator/widget/", {"user": "shop-user-42"}).content.decode()
+    assert f'data-user-signature="{user_signature(inbox, "shop-user-42")}"' in signed
