@@ -16,3 +16,7 @@ class ConversationsConfig(AppConfig):
         merge_registry.register(Conversation, "customer")
         merge_registry.register(Message, "customer", follows=(Conversation, "conversation"))
         timeline.register_source(MessageTimelineSource())
+
+        from . import recovery
+
+        recovery.register()

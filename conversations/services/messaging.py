@@ -5,6 +5,7 @@ from django.db import IntegrityError, transaction
 from profiles.models import ConsentStatus
 
 from ..channels import twilio_messaging
+from ..enqueue import enqueue_on_commit
 from ..models import Channel, Inbox
 from .ingest import InboundAttachment, InboundMessage, message_receive
 
@@ -55,7 +56,7 @@ def twilio_inbound_receive(*, parsed: twilio_messaging.ParsedInbound, raw: dict)
             evidence=f"message {parsed.sid}",
         )
     if parsed.media:
-        transaction.on_commit(lambda: fetch_twilio_media.delay(result.message.pk))
+        enqueue_on_commit(fetch_twilio_media, result.message.pk)
     if parsed.opt_out_type:
         return ""  # Twilio's Advanced Opt-Out already answered the customer
     if keyword == "opt_out" and parsed.body.strip().upper() not in twilio_messaging.OPT_OUT_KEYWORDS:

@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 from profiles.models import ConsentStatus, IdentityKind
 from profiles.services import consent_check, consent_record
 
+from ..enqueue import enqueue_on_commit
 from ..events import send_on_commit
 from ..groups import agent_group, conversation_group, supervisors_group
 from ..models import (
@@ -131,7 +132,7 @@ def message_send(*, conversation: Conversation, agent: Agent | None, text: str, 
             fields += ["status", "resolved_at"]
         conversation.save(update_fields=fields)
         send_on_commit(_recipients(message, conversation.assignee_id), _message_event("message.created", message))
-        deliver_message.delay_on_commit(message.pk)
+        enqueue_on_commit(deliver_message, message.pk)
     return message
 
 

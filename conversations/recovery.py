@@ -1,0 +1,54 @@
+"""Tick jobs that find work whose task was lost (broker down at enqueue, worker killed) and
+queue it again. Every task they queue is idempotent, so a duplicate is harmless."""
+
+import logging
+from datetime import timedelta
+
+from django.utils import timezone
+
+from .models import Attachment, AttachmentState, DeliveryStatus, Direction, Message
+
+logger = logging.getLogger(__name__)
+
+# Long enough that the normal on-commit enqueue has certainly been tried first.
+OUTBOUND_GRACE = timedelta(seconds=30)
+MEDIA_GRACE = timedelta(seconds=60)
+BATCH = 200
+
+
+def _enqueue(task, *args) -> bool:
+    try:
+        task.apply_async(args=args, retry=False)
+        return True
+    except Exception:  # noqa: BLE001 - still down: next tick
+        logger.warning("recovery could not enqueue %s%r", task.name, args)
+        return False
+
+
+def requeue_stuck_outbound() -> int:
+    from .tasks import deliver_message
+
+    cutoff = timezone.now() - OUTBOUND_GRACE
+    ids = Message.objects.filter(
+        direction=Direction.OUTBOUND, delivery_status=DeliveryStatus.PENDING, provider_id__isnull=True,
+        created_at__lt=cutoff,
+    ).order_by("created_at").values_list("pk", flat=True)[:BATCH]
+    return sum(_enqueue(deliver_message, pk) for pk in ids)
+
+
+def requeue_pending_media() -> int:
+    from .tasks import fetch_twilio_media
+
+    cutoff = timezone.now() - MEDIA_GRACE
+    message_ids = (
+        Attachment.objects.filter(state=AttachmentState.PENDING, created_at__lt=cutoff)
+        .exclude(source_url="").order_by("message_id").values_list("message_id", flat=True).distinct()[:BATCH]
+    )
+    return sum(_enqueue(fetch_twilio_media, pk) for pk in message_ids)
+
+
+def register() -> None:
+    from contactcenter import tick
+
+    tick.register("requeue_stuck_outbound", requeue_stuck_outbound)
+    tick.register("requeue_pending_media", requeue_pending_media)
