@@ -100,6 +100,13 @@ def _check_sendable(conversation: Conversation, text: str, template: dict | None
               "send an approved template instead."),
             code="whatsapp_window",
         )
+    if template:
+        approved = {t.get("content_sid") for t in conversation.inbox.settings.get("whatsapp_templates", [])}
+        if conversation.channel != Channel.WHATSAPP or template.get("content_sid") not in approved:
+            raise SendRefused(
+                _("“%(sid)s” is not an approved WhatsApp template of this inbox."), code="template_not_approved",
+                params={"sid": template.get("content_sid", "")},
+            )
     if not text.strip() and not template:
         raise SendRefused(_("The message is empty."), code="empty")
     return destination

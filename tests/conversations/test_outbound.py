@@ -114,12 +114,15 @@ def test_body_over_the_limit_is_refused_before_storing(sms_conversation):
 
 @pytest.mark.django_db
 def test_whatsapp_free_form_only_inside_24_hours(db):
-    inbox = make_inbox("whatsapp")
+    inbox = make_inbox("whatsapp", settings={"whatsapp_templates": [
+        {"name": "follow_up", "content_sid": "HX" + "0" * 32, "language": "ja", "body": "{{1}}様、お問い合わせの件でご連絡しました。"}]})
     old = timezone.now() - timedelta(hours=25)
     conversation = message_receive(InboundMessage(inbox=inbox, sender_kind="whatsapp", sender_address="whatsapp:+819012345678",
                                                   text="hi", provider_id="SMwa", received_at=old)).conversation
     with pytest.raises(SendRefused, match="24 hours"):
         message_send(conversation=conversation, agent=None, text="free form")
+    with pytest.raises(SendRefused, match="not an approved"):
+        message_send(conversation=conversation, agent=None, text="", template={"content_sid": "HXforged"})
     template = {"content_sid": "HX" + "0" * 32, "variables": {"1": "Hanako"}}
     message = message_send(conversation=conversation, agent=None, text="", template=template)
     deliver_message.apply(args=[message.pk])
