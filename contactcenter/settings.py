@@ -229,5 +229,40 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("CC_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # The tick runs every few seconds: one line per run would drown everything else.
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.beat": {"level": "WARNING"},
+    },
 }
+
+# --- Email ----------------------------------------------------------------------------------
+# Outbound mail goes through Django's email backends. Without a real server configured it is
+# recorded (RecordedProviderRequest) so the simulator shows what the customer's inbox received.
+EMAIL_URL = env_str("EMAIL_URL")
+CC_EMAIL_HOST = env_str("CC_EMAIL_HOST")
+if EMAIL_URL or CC_EMAIL_HOST:
+    from urllib.parse import unquote, urlsplit
+
+    _email_url = urlsplit(EMAIL_URL) if EMAIL_URL else None
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = (_email_url.hostname if _email_url else CC_EMAIL_HOST) or "localhost"
+    EMAIL_PORT = (_email_url.port if _email_url else None) or env_int("CC_EMAIL_PORT", 587)
+    EMAIL_HOST_USER = unquote(_email_url.username or "") if _email_url else env_str("CC_EMAIL_USER")
+    EMAIL_HOST_PASSWORD = unquote(_email_url.password or "") if _email_url else env_str("CC_EMAIL_PASSWORD")
+    EMAIL_USE_SSL = (_email_url.scheme == "smtps") if _email_url else env_bool("CC_EMAIL_USE_SSL", False)
+    EMAIL_USE_TLS = not EMAIL_USE_SSL and (
+        (_email_url.scheme == "smtp+tls") if _email_url else env_bool("CC_EMAIL_USE_TLS", True)
+    )
+    EMAIL_TIMEOUT = env_int("CC_EMAIL_TIMEOUT", 30)
+else:
+    EMAIL_BACKEND = "conversations.channels.email_backend.RecordingEmailBackend"
+CC_SMTP_HOST = env_str("CC_SMTP_HOST", "127.0.0.1")
+CC_SMTP_PORT = env_int("CC_SMTP_PORT", 2525)
+CC_EMAIL_WEBHOOK_SECRET = env_str("CC_EMAIL_WEBHOOK_SECRET")
+CC_MAX_EMAIL_BYTES = env_int("CC_MAX_EMAIL_BYTES", 25 * 1024 * 1024)
+# Authentication-Results headers are trusted only from these authserv-ids (our own MTA).
+CC_EMAIL_AUTHSERV_IDS = env_list("CC_EMAIL_AUTHSERV_IDS", [])
+CC_IMAP_DEFAULT_INTERVAL = env_int("CC_IMAP_DEFAULT_INTERVAL", 60)

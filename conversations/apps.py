@@ -20,3 +20,10 @@ class ConversationsConfig(AppConfig):
         from . import recovery
 
         recovery.register()
+
+        from contactcenter import tick
+
+        from .channels.imap import imap_poll_due
+
+        # Polls only the IMAP mailboxes whose interval has elapsed (each claims its own turn).
+        tick.register("imap_poll", imap_poll_due)

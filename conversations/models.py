@@ -339,3 +339,42 @@ class RecordedProviderRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.method} → {self.to or self.uri}"
+
+
+class RawEmail(models.Model):
+    """The inbound mail exactly as it arrived, byte for byte: parsing is best-effort and may
+    improve, so the original is kept to re-parse, to audit and to show "view source"."""
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="raw_email")
+    raw = models.BinaryField()
+    size = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    source = models.CharField(max_length=16, blank=True, help_text=_("smtp, webhook or imap"))
+    envelope_from = models.CharField(max_length=320, blank=True)
+    envelope_to = models.JSONField(default=list, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"raw email of message #{self.message_id} ({self.size} bytes)"
+
+
+class ImapCursor(models.Model):
+    """How far an IMAP mailbox of an email inbox has been read. A UID is only meaningful with its
+    UIDVALIDITY: when the server changes it, the cursor restarts and Message-IDs deduplicate."""
+
+    inbox = models.ForeignKey(Inbox, on_delete=models.CASCADE, related_name="imap_cursors")
+    mailbox = models.CharField(max_length=255, default="INBOX")
+    uidvalidity = models.BigIntegerField(default=0)
+    last_uid = models.BigIntegerField(default=0)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    # A mail that keeps failing is retried a few times, then skipped (it stays on the server and
+    # last_error names it) so one poisoned message cannot stall the mailbox forever.
+    failing_uid = models.BigIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["inbox", "mailbox"], name="imap_cursor_unique_inbox_mailbox")]
+
+    def __str__(self) -> str:
+        return f"{self.inbox.address} {self.mailbox} uidvalidity={self.uidvalidity} last_uid={self.last_uid}"

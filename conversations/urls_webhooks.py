@@ -1,8 +1,9 @@
 from django.urls import path
 
-from . import webhooks
+from . import webhooks, webhooks_email
 
 urlpatterns = [
     path("twilio/messaging/", webhooks.twilio_messaging_inbound, name="twilio-messaging"),
     path("twilio/messaging/status/", webhooks.twilio_messaging_status, name="twilio-messaging-status"),
+    path("email/", webhooks_email.email_inbound, name="email-inbound"),
 ]

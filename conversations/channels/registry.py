@@ -15,4 +15,8 @@ def adapter_for(channel: str) -> ModuleType | None:
         from . import webchat
 
         return webchat
+    if channel == Channel.EMAIL:
+        from . import email
+
+        return email
     return None
