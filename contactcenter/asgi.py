@@ -44,6 +44,7 @@ application = ProtocolTypeRouter(
 )
 
 if settings.CC_EMBEDDED_WORKER and not settings.CC_PRODUCTION:
-    from .embedded import start_worker
+    from .embedded import start_smtp_listener, start_worker
 
     start_worker()
+    start_smtp_listener()

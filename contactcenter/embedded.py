@@ -1,4 +1,5 @@
-"""The embedded runtime: a real Celery worker and beat running as threads of the web process.
+"""The embedded runtime: a real Celery worker and beat (and the SMTP listener) running as
+threads of the web process.
 
 In embedded mode (no ``DATABASE_URL``/``REDIS_URL``) the broker is kombu's in-memory transport.
 A task queued by a request is serialised onto that broker and consumed by a genuine
@@ -48,8 +49,30 @@ def start_worker(*, with_beat: bool = True) -> WorkController:
         return worker
 
 
+def start_smtp_listener() -> object | None:
+    """The SMTP listener (``manage.py smtpd``) as a thread of this process; None when its port is
+    taken (another listener already runs: mail still arrives there)."""
+    from conversations.management.commands.smtpd import make_controller
+
+    with _lock:
+        if "smtp" in _started:
+            return _started["smtp"]
+        controller = make_controller()
+        try:
+            controller.start()
+        except (OSError, RuntimeError) as exc:
+            logger.warning("SMTP listener not started (%s): is another one running?", exc)
+            return None
+        _started["smtp"] = controller
+        logger.info("embedded SMTP listener on %s:%s", controller.hostname, controller.port)
+        return controller
+
+
 def stop_worker() -> None:
     with _lock:
+        smtp = _started.pop("smtp", None)
+        if smtp is not None:
+            smtp.stop()
         service = _started.pop("beat", None)
         if service is not None:
             service.stop()

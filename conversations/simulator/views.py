@@ -1,6 +1,7 @@
 """Simulator pages and their small JSON endpoints (dev only: 404 unless CC_SIMULATOR)."""
 
 import asyncio
+import smtplib
 import json
 from functools import wraps
 
@@ -119,3 +120,56 @@ async def phone_send(request):
         return JsonResponse({"error": f"Could not reach the webhook: {exc}"}, status=502)
     return JsonResponse({"sid": params["MessageSid"], "status": response.status_code,
                          "twiml": response.text[:2000]}, status=200 if response.ok else 502)
+
+
+@simulator_only
+@require_GET
+def email_client(request):
+    inboxes = Inbox.objects.filter(kind="email", is_active=True).order_by("name")
+    return render(request, "simulator/email.html", {
+        "inboxes": inboxes, "smtp": f"{settings.CC_SMTP_HOST}:{settings.CC_SMTP_PORT}",
+    })
+
+
+@simulator_only
+@require_GET
+def email_inbox(request):
+    """Mail we sent to this address (recorded by the email backend when no SMTP server is set)."""
+    try:
+        address = addresses.normalize_email(request.GET.get("address", ""))
+    except ValidationError as exc:
+        return JsonResponse({"error": exc.messages[0]}, status=400)
+    rows = RecordedProviderRequest.objects.filter(provider="email", to__icontains=address).order_by("-created_at")[:50]
+    return JsonResponse({"address": address, "messages": [
+        {"from": row.from_address, "subject": row.params.get("subject", ""), "body": row.body,
+         "message_id": row.params.get("message_id", ""), "at": row.created_at.isoformat()}
+        for row in reversed(rows)
+    ]})
+
+
+@simulator_only
+@require_POST
+async def email_send(request):
+    """Send a mail as the customer through our SMTP listener (async: in the embedded default the
+    listener runs in this process, and its handler needs the thread a sync view would hold)."""
+    try:
+        payload = json.loads(request.body or b"{}")
+        sender = addresses.normalize_email(payload.get("from", ""))
+        to = addresses.normalize_email(payload.get("to", ""))
+    except (ValueError, ValidationError) as exc:
+        message = exc.messages[0] if isinstance(exc, ValidationError) else "invalid JSON"
+        return JsonResponse({"error": message}, status=400)
+    subject = str(payload.get("subject", ""))[:300]
+    body = str(payload.get("body", ""))
+    if not body.strip():
+        return JsonResponse({"error": "Write a message first."}, status=400)
+    try:
+        message_id = await asyncio.to_thread(
+            client.send_email, host=settings.CC_SMTP_HOST, port=settings.CC_SMTP_PORT, sender=sender, to=to,
+            subject=subject or body[:40], body=body, in_reply_to=str(payload.get("in_reply_to", ""))[:300],
+            display_name=str(payload.get("name", ""))[:100],
+        )
+    except (OSError, smtplib.SMTPException) as exc:
+        return JsonResponse({"error": f"The SMTP listener at {settings.CC_SMTP_HOST}:{settings.CC_SMTP_PORT} "
+                                      f"did not take the mail: {exc}"}, status=502)
+    return JsonResponse({"message_id": message_id})
