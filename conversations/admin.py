@@ -14,6 +14,8 @@ from django.utils.translation import gettext_lazy as _
 from contactcenter.admin import ReadOnlyAdminMixin, ReadOnlyInlineMixin, recent_rows_formset
 
 from .models import (
+    ImapCursor,
+    RawEmail,
     Agent,
     AgentSkill,
     Attachment,
@@ -259,3 +261,26 @@ class RecordedProviderRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("body"))
     def body_excerpt(self, obj):
         return Truncator(obj.body).chars(80)
+
+
+@admin.register(RawEmail)
+class RawEmailAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The byte-for-byte mail as received; shown by size and hash, never rendered."""
+
+    list_display = ("message", "source", "envelope_from", "size", "sha256", "received_at")
+    list_filter = ("source",)
+    search_fields = ("sha256", "envelope_from", "message__provider_id")
+    raw_id_fields = ("message",)
+    exclude = ("raw",)
+    list_select_related = ("message",)
+    date_hierarchy = "received_at"
+
+
+@admin.register(ImapCursor)
+class ImapCursorAdmin(admin.ModelAdmin):
+    """Where IMAP polling of each mailbox stands; editable so an admin can re-read a mailbox."""
+
+    list_display = ("inbox", "mailbox", "uidvalidity", "last_uid", "last_polled_at", "failures", "last_error")
+    list_filter = ("inbox",)
+    list_select_related = ("inbox",)
+    readonly_fields = ("last_polled_at", "last_error", "failing_uid", "failures")

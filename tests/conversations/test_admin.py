@@ -230,3 +230,21 @@ def test_agent_without_staff_flag_cannot_reach_conversation_admin(client, agent,
                 _url(Message, "changelist")):
         response = client.get(url)
         assert response.status_code == 302 and response.url.startswith(reverse("admin:login")), url
+
+
+def test_email_admin_pages_load(client, admin_user):
+    from conversations.models import ImapCursor, RawEmail
+
+    from ..factories import make_conversation, make_customer, make_inbox, make_message
+
+    inbox = make_inbox("email")
+    message = make_message(make_conversation(make_customer(), inbox), "mail")
+    raw = RawEmail.objects.create(message=message, raw=b"Subject: <script>x</script>\r\n\r\nhi", size=30, sha256="0" * 64)
+    cursor = ImapCursor.objects.create(inbox=inbox, mailbox="INBOX")
+    client.force_login(admin_user)
+    for url in ("/admin/conversations/rawemail/", f"/admin/conversations/rawemail/{raw.pk}/change/",
+                "/admin/conversations/imapcursor/", f"/admin/conversations/imapcursor/{cursor.pk}/change/"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert b"<script>x</script>" not in response.content
+    assert client.post("/admin/conversations/rawemail/add/", {}).status_code == 403

@@ -21,6 +21,12 @@ from ..factories import make_inbox
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def simulator_on(settings):
+    """The simulator is off by default in production mode; these tests are about it."""
+    settings.CC_SIMULATOR = True
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

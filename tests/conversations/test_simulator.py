@@ -11,6 +11,12 @@ from ..factories import make_inbox
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def simulator_on(settings):
+    """The simulator is off by default in production mode; these tests are about it."""
+    settings.CC_SIMULATOR = True
+
+
 def test_phone_texts_through_a_signed_webhook_and_receives_the_reply(client, live_server, settings):
     settings.CC_PUBLIC_URL = live_server.url
     make_inbox("sms")
