@@ -160,3 +160,45 @@ def test_concurrent_duplicates_and_same_customer_messages_yield_one_message_and_
     assert Message.objects.filter(kind="message").count() == 4
     assert Conversation.objects.count() == 1
     assert Customer.objects.count() == 1
+
+
+@pytest.mark.production
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_arriving_while_the_slow_first_delivery_is_still_committing_stores_nothing_twice(monkeypatch):
+    """Twilio retries after its timeout while our first handler is still inside its transaction."""
+    from conversations.services import ingest
+
+    inbox = make_inbox("sms")
+    inside, release = threading.Event(), threading.Event()
+    original = ingest._after_inbound
+
+    def slow_after_inbound(conversation, **kwargs):
+        original(conversation, **kwargs)
+        if threading.current_thread().name == "first":
+            inside.set()
+            release.wait(10)  # the first delivery holds its transaction open
+
+    monkeypatch.setattr(ingest, "_after_inbound", slow_after_inbound)
+    results = {}
+
+    def deliver(name):
+        from django.db import connections
+
+        try:
+            results[name] = message_receive(_sms(inbox, sid="SMslow"))
+        finally:
+            connections.close_all()
+
+    first = threading.Thread(target=deliver, args=("first",), name="first")
+    first.start()
+    assert inside.wait(10)
+    retry = threading.Thread(target=deliver, args=("retry",), name="retry")
+    retry.start()
+    retry.join(0.5)
+    assert retry.is_alive()  # the retry waits for the first transaction instead of racing it
+    release.set()
+    first.join(10)
+    retry.join(10)
+    assert not results["first"].duplicate and results["retry"].duplicate
+    assert results["retry"].message.pk == results["first"].message.pk
+    assert Message.objects.filter(provider_id="SMslow").count() == 1
