@@ -90,3 +90,17 @@ def test_beat_process_drives_tick_through_the_worker_process(celery_worker, tmp_
     finally:
         beat.terminate()
         beat.wait(timeout=10)
+
+
+@pytest.mark.django_db(transaction=False)
+def test_procfile_declares_every_production_process_and_honcho_accepts_it():
+    procfile = (REPO / "Procfile").read_text()
+    processes = dict(line.split(":", 1) for line in procfile.splitlines() if line.strip())
+    assert set(processes) == {"web", "worker", "beat", "smtp"}
+    assert "daphne" in processes["web"] and "contactcenter.asgi:application" in processes["web"]
+    assert "celery -A contactcenter worker" in processes["worker"]
+    assert "celery -A contactcenter beat" in processes["beat"]
+    assert "manage.py smtpd" in processes["smtp"]
+    checked = subprocess.run([sys.executable, "-m", "honcho", "-f", str(REPO / "Procfile"), "check"],
+                             capture_output=True, text=True, cwd=REPO)
+    assert checked.returncode == 0, checked.stderr

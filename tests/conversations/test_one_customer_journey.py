@@ -129,3 +129,15 @@ def test_email_client_page_and_validation(client):
                       content_type="application/json")
     assert bad.status_code == 400
     assert client.get("/simulator/email/inbox/", {"address": "nope"}).status_code == 400
+
+
+def test_simulate_command_sends_email_through_the_smtp_listener(smtp_listener, capsys):
+    from django.core.management import call_command
+
+    make_inbox("email")
+    call_command("simulate", "email", "Where is my parcel?", "--from", "Taro@Example.JP", "--subject", "Order 7",
+                 "--smtp-port", str(smtp_listener.port))
+    assert "sent email" in capsys.readouterr().out
+    message = wait_for(lambda: Message.objects.filter(channel="email").first())
+    assert message.text.strip() == "Where is my parcel?"
+    assert message.customer.identities.get(kind="email").value == "taro@example.jp"
