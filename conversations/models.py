@@ -6,6 +6,7 @@ events kept one by one. Routing fields (queue, priority, waiting_since) are here
 """
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -62,6 +63,16 @@ class Skill(models.Model):
         return self.name
 
 
+class AfterHoursAction(models.TextChoices):
+    QUEUE = "queue", _("Tell the customer and keep the conversation queued")
+    VOICEMAIL = "voicemail", _("Voicemail / email fallback")
+
+
+class OfflinePolicy(models.TextChoices):
+    STAY = "stay", _("Conversations stay with the agent")
+    REQUEUE = "requeue", _("Back to the queue after a grace period")
+
+
 class Queue(models.Model):
     """Where waiting conversations wait. Routing (business hours, overflow, steps) extends it."""
 
@@ -72,12 +83,67 @@ class Queue(models.Model):
     priority = models.IntegerField(default=0)
     sla_seconds = models.PositiveIntegerField(default=60, help_text=_("Service-level threshold"))
     is_active = models.BooleanField(default=True)
+    is_default = models.BooleanField(default=False, help_text=_("Where conversations go when no routing rule matches"))
+    business_hours = models.JSONField(
+        default=dict, blank=True,
+        help_text=_('{"time_zone": "Asia/Tokyo", "weekly": {"mon": [["09:00", "18:00"]], …}, "holidays": ["2026-01-01"]}; '
+                    "empty = always open"),
+    )
+    after_hours_action = models.CharField(max_length=16, choices=AfterHoursAction.choices, default=AfterHoursAction.QUEUE)
+    after_hours_message = models.TextField(blank=True)
+    overflow_queue = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    overflow_after_seconds = models.PositiveIntegerField(null=True, blank=True)
+    offer_timeout_seconds = models.PositiveIntegerField(default=120)
+    auto_accept = models.BooleanField(default=False, help_text=_("Assign directly instead of offering (messaging)"))
+    known_agent_window_days = models.PositiveIntegerField(default=30, help_text=_("0 disables the known-agent step"))
+    known_agent_timeout_seconds = models.PositiveIntegerField(default=30)
+    allow_pick = models.BooleanField(default=True, help_text=_("Agents may pick waiting conversations themselves"))
+    wrap_up_required = models.BooleanField(default=False)
+    offline_policy = models.CharField(max_length=16, choices=OfflinePolicy.choices, default=OfflinePolicy.STAY)
+    offline_grace_seconds = models.PositiveIntegerField(default=300)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from .routing.hours import validate_config
+
+        if self.business_hours:
+            try:
+                validate_config(self.business_hours)
+            except ValidationError as exc:
+                raise ValidationError({"business_hours": exc.messages}) from exc
+        if self.overflow_queue_id and self.overflow_queue_id == self.pk:
+            raise ValidationError({"overflow_queue": _("A queue cannot overflow into itself.")})
+
+
+class RoutingRule(models.Model):
+    """Ordered filters over the conversation and customer; the first match picks the queue."""
+
+    name = models.CharField(max_length=100)
+    order = models.PositiveIntegerField(default=0)
+    expression = models.TextField(
+        blank=True, help_text=_('e.g. channel == "sms" and "VIP" in tags and language == "ja"; empty matches all')
+    )
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="rules")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["order", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.order}. {self.name} → {self.queue}"
+
+    def clean(self) -> None:
+        from .routing.rules import compile_rule
+
+        try:
+            compile_rule(self.expression)
+        except ValidationError as exc:
+            raise ValidationError({"expression": exc.messages}) from exc
 
 
 class PresenceState(models.Model):
@@ -153,6 +219,12 @@ class Conversation(models.Model):
     snoozed_until = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Routing: when it entered the current queue (overflow timer, position, answer time), when an
+    # agent took it, and whether the customer left before anyone did (abandoned).
+    queued_at = models.DateTimeField(null=True, blank=True)
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    abandoned_at = models.DateTimeField(null=True, blank=True)
+    routing_note = models.CharField(max_length=300, blank=True, help_text=_("Why it is where it is (last decision)"))
 
     class Meta:
         ordering = ["-last_message_at", "-id"]
@@ -238,6 +310,9 @@ class Message(models.Model):
     delivery_status = models.CharField(max_length=24, blank=True, choices=DeliveryStatus.choices)
     delivery_error_code = models.CharField(max_length=32, blank=True)
     delivery_error = models.TextField(blank=True)
+    # Set while one worker is handing the message to the provider: two executions of the same
+    # delivery task (a redelivered message, a manual retry) must never both send it.
+    delivery_claimed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -378,3 +453,43 @@ class ImapCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.inbox.address} {self.mailbox} uidvalidity={self.uidvalidity} last_uid={self.last_uid}"
+
+
+class OfferStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    ACCEPTED = "accepted", _("Accepted")
+    REJECTED = "rejected", _("Rejected")
+    TIMEOUT = "timeout", _("Timed out")
+    CANCELED = "canceled", _("Canceled")
+    RESCINDED = "rescinded", _("Rescinded")
+
+
+class Offer(models.Model):
+    """A reservation: one conversation offered to one agent (TaskRouter's reservation)."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="offers")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="offers")
+    queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    step = models.CharField(max_length=16, help_text=_("known_agent, queue or manual"))
+    status = models.CharField(max_length=16, choices=OfferStatus.choices, default=OfferStatus.PENDING)
+    explanation = models.JSONField(default=dict, blank=True, help_text=_("Rule matched, step, candidates considered"))
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # The database, not the router, guarantees a conversation is never offered twice at once.
+            models.UniqueConstraint(
+                fields=["conversation"], condition=Q(status="pending"), name="offer_one_pending_per_conversation"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "expires_at"], name="offer_due_idx"),
+            models.Index(fields=["agent", "status", "channel"], name="offer_agent_load_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.conversation_id} → {self.agent} ({self.status})"

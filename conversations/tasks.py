@@ -2,10 +2,15 @@
 
 import logging
 
+from datetime import timedelta
+
 from celery import shared_task
+from django.db.models import Q
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
+
+CLAIM_TTL = timedelta(minutes=5)
 
 
 @shared_task(bind=True, name="conversations.deliver_message", max_retries=8, acks_late=True)
@@ -31,6 +36,14 @@ def deliver_message(self, message_id: int) -> str:
     if adapter is None:
         delivery_record_failed(message_id=message.pk, reason=f"No outbound adapter for {message.get_channel_display()}")
         return "failed"
+    # Claim the send (healthchecks' pattern): only the execution whose UPDATE matched goes on. A
+    # claim older than CLAIM_TTL belongs to a worker that died mid-send and may be taken over.
+    now = timezone.now()
+    claimed = Message.objects.filter(pk=message.pk, provider_id__isnull=True, delivery_status=DeliveryStatus.PENDING).filter(
+        Q(delivery_claimed_at__isnull=True) | Q(delivery_claimed_at__lt=now - CLAIM_TTL)
+    ).update(delivery_claimed_at=now)
+    if claimed != 1:
+        return "claimed elsewhere"
     attempt_started = message.metadata.get("attempt_started")
     try:
         if attempt_started and hasattr(adapter, "find_sent"):
@@ -51,6 +64,7 @@ def deliver_message(self, message_id: int) -> str:
             delivery_record_failed(message_id=message.pk, reason=f"Gave up after retries: {exc.reason}")
             return "failed"
         logger.warning("transient send failure for message %s: %s", message.pk, exc.reason)
+        Message.objects.filter(pk=message.pk).update(delivery_claimed_at=None)  # the retry claims again
         raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 300)) from exc
     delivery_record_sent(message_id=message.pk, provider_id=result.provider_id, status=result.status)
     return "sent"
@@ -100,3 +114,18 @@ def simulate_twilio_delivery(sid: str, to: str, from_: str) -> None:
             logger.warning("simulated status callback for %s could not reach %s", sid, settings.CC_SELF_URL)
             return
         time.sleep(0.5)
+
+
+@shared_task(name="conversations.route_conversation", ignore_result=True, acks_late=True)
+def route_conversation_task(conversation_id: int) -> str:
+    """Offer one waiting conversation to an agent (idempotent: see services.routing)."""
+    from .services.routing import route_conversation
+
+    return route_conversation(conversation_id=conversation_id).reason or "offered"
+
+
+@shared_task(name="conversations.route_for_agent", ignore_result=True, acks_late=True)
+def route_for_agent_task(agent_id: int) -> int:
+    from .services.routing import route_for_agent
+
+    return route_for_agent(agent_id=agent_id)

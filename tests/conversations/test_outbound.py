@@ -181,3 +181,19 @@ def test_callback_before_the_message_is_recorded_is_kept_and_reconciled(sms_conv
     assert message.provider_id == early_sid
     assert message.delivery_status == "delivered"
     assert MessageStatusEvent.objects.get().message_id == message.pk
+
+
+@pytest.mark.django_db
+def test_a_second_execution_of_the_same_delivery_never_sends_again(sms_conversation):
+    from conversations.models import Message as MessageModel
+    from django.utils import timezone as tz
+
+    message = message_send(conversation=sms_conversation, agent=None, text="claimed")
+    # Another worker is in the middle of sending it (claimed a moment ago, no provider id yet).
+    MessageModel.objects.filter(pk=message.pk).update(delivery_claimed_at=tz.now())
+    assert deliver_message.apply(args=[message.pk]).get() == "claimed elsewhere"
+    assert RecordedProviderRequest.objects.count() == 0
+    # A claim from a worker that died long ago is taken over.
+    MessageModel.objects.filter(pk=message.pk).update(delivery_claimed_at=tz.now() - timedelta(minutes=6))
+    assert deliver_message.apply(args=[message.pk]).get() == "sent"
+    assert RecordedProviderRequest.objects.count() == 1
