@@ -2,4 +2,5 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("profiles.api.urls")),
+    path("", include("conversations.api.urls")),
 ]

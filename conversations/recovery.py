@@ -52,3 +52,10 @@ def register() -> None:
 
     tick.register("requeue_stuck_outbound", requeue_stuck_outbound)
     tick.register("requeue_pending_media", requeue_pending_media)
+
+    from .services import routing
+
+    # Time-based routing transitions, found in the database each tick (DESIGN.md).
+    tick.register("offers_expire", routing.offers_expire)
+    tick.register("route_waiting", routing.route_waiting)
+    tick.register("offline_requeue", routing.offline_requeue)

@@ -53,6 +53,7 @@ from ..models import (
     MessageStatusEvent,
     PresenceState,
     Queue,
+    RoutingRule,
     Skill,
 )
 from . import data
@@ -121,6 +122,12 @@ class CustomerSpec:
 # --------------------------------------------------------------------------- configuration
 
 
+ROUTING_RULES = [
+    ("Billing questions", '"請求" in subject or "invoice" in subject or "receipt" in subject or "領収書" in subject', "billing"),
+    ("Orders and products from prospects", 'journey_stage in ["interest", "information_gathering", "comparison", "purchase_decision"]', "sales"),
+]
+
+
 def ensure_configuration(password: str) -> dict:
     ensure_roles()
     skills = {slug: Skill.objects.get_or_create(slug=slug, defaults={"name": name})[0] for name, slug in SKILLS}
@@ -137,6 +144,12 @@ def ensure_configuration(password: str) -> dict:
         if created:
             queue.required_skills.set([skills[s] for s in required])
         queues[slug] = queue
+    if not Queue.objects.filter(is_default=True).exists():
+        Queue.objects.filter(slug="support").update(is_default=True)
+    # Routing rules: the first match wins; otherwise the inbox's default queue.
+    for order, (name, expression, queue_slug) in enumerate(ROUTING_RULES, start=1):
+        RoutingRule.objects.get_or_create(
+            name=name, defaults={"order": order * 10, "expression": expression, "queue": queues[queue_slug]})
     inboxes = {}
     for kind, name, address, queue_slug in INBOXES:
         defaults = {"name": name, "default_queue": queues[queue_slug]}

@@ -15,6 +15,7 @@ from django.utils import timezone
 from profiles.models import Customer, IdentitySource
 from profiles.services import identity_resolve
 
+from ..enqueue import enqueue_on_commit
 from ..events import notify_message_created
 from ..models import (
     Attachment,
@@ -171,6 +172,10 @@ def message_receive(inbound: InboundMessage) -> IngestResult:
                 _store_attachment(message, attachment)
             _after_inbound(conversation, inbound=inbound, at=at)
             notify_message_created(message, assignee_id=conversation.assignee_id)
+            if conversation.assignee_id is None and conversation.status == ConversationStatus.OPEN:
+                from ..tasks import route_conversation_task
+
+                enqueue_on_commit(route_conversation_task, conversation.pk)
     except IntegrityError:
         # A concurrent request stored the same provider id first: that one is the message.
         existing = _existing(inbox, inbound.provider_id)

@@ -1,0 +1,640 @@
+"""Routing: the right agent at the right time (TaskRouter's model, shared/reference/twilio.md §6).
+
+A waiting conversation (open, unassigned, in a queue) is offered to one eligible agent at a time:
+available presence, free capacity on the conversation's channel, every skill the queue requires.
+Order: the known agent first (the last agent who served the customer, for the queue's known-agent
+step), then longest idle, ties broken by id. An offer is a reservation: pending → accepted |
+rejected | timeout | canceled | rescinded.
+
+Concurrency (two workers routing at once): every writer locks the conversation row first and the
+agent row second, always in that order, so routers cannot deadlock. The conversation lock makes one
+router the owner of a conversation; the agent lock serialises the capacity check and the offer
+insert, so two routers can never both take an agent's last free slot. The partial unique
+constraint "one pending offer per conversation" is the database's own guarantee on top.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from ..enqueue import enqueue_on_commit
+from ..events import send_on_commit
+from ..groups import agent_group, conversation_group, supervisors_group
+from ..models import (
+    Agent,
+    Conversation,
+    ConversationStatus,
+    Direction,
+    EventType,
+    Message,
+    MessageKind,
+    Offer,
+    OfferStatus,
+    PresenceState,
+    Queue,
+    RoutingRule,
+)
+
+logger = logging.getLogger(__name__)
+
+LOAD_STATUSES = (ConversationStatus.OPEN, ConversationStatus.PENDING)
+# An agent who turned a conversation down is not offered it again for this long (unless they are
+# picked or assigned by hand), so an offer cannot ping-pong between two agents.
+REJECT_MEMORY = timedelta(minutes=10)
+MISSED_OFFER_PRESENCE = "Missed offer"
+
+
+@dataclass
+class RoutingDecision:
+    offer: Offer | None = None
+    assigned: bool = False
+    reason: str = ""
+    explanation: dict = field(default_factory=dict)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+def _timeline_event(conversation: Conversation, event_type: str, *, agent: Agent | None = None, **data) -> Message:
+    return Message.objects.create(
+        conversation=conversation, customer_id=conversation.customer_id, inbox_id=conversation.inbox_id,
+        channel=conversation.channel, direction=Direction.INTERNAL, kind=MessageKind.EVENT,
+        event_type=event_type, event_data=data, author_agent=agent,
+    )
+
+
+def _publish(event: dict, *, agents: list[int | None], conversation_id: int) -> None:
+    groups = [conversation_group(conversation_id), supervisors_group()]
+    groups += [agent_group(agent_id) for agent_id in agents if agent_id]
+    send_on_commit(groups, event)
+
+
+def offer_event(offer: Offer, event_type: str) -> dict:
+    return {
+        "type": event_type, "offer": offer.pk, "conversation": offer.conversation_id, "agent": offer.agent_id,
+        "queue": offer.queue_id, "channel": offer.channel, "step": offer.step, "status": offer.status,
+        "expires_at": offer.expires_at.isoformat() if offer.expires_at else None,
+    }
+
+
+# --- selection ----------------------------------------------------------------------------------
+
+def rule_context(conversation: Conversation) -> dict:
+    customer = conversation.customer
+    local = timezone.localtime(timezone.now())
+    return {
+        "channel": conversation.channel, "inbox": conversation.inbox.address, "language": customer.language,
+        "tags": [tag.name for tag in customer.tags.all()], "journey_stage": customer.journey_stage,
+        "priority": conversation.priority, "ivr": (conversation.inbox.settings or {}).get("ivr_choice"),
+        "customer_id": customer.pk, "subject": conversation.subject, "hour": local.hour, "weekday": local.isoweekday(),
+    }
+
+
+def queue_pick(conversation: Conversation) -> tuple[Queue | None, dict]:
+    """The first active rule whose expression matches decides; else the inbox's default queue, else
+    the queue marked default."""
+    from ..routing.rules import first_match
+
+    rules = list(RoutingRule.objects.filter(is_active=True, queue__is_active=True).select_related("queue"))
+    context = rule_context(conversation)
+    matched = first_match(((rule, rule.expression) for rule in rules), context)
+    if matched is not None:
+        return matched.queue, {"rule": matched.name, "rule_id": matched.pk}
+    if conversation.inbox.default_queue_id:
+        return conversation.inbox.default_queue, {"rule": "inbox default"}
+    default = Queue.objects.filter(is_default=True, is_active=True).order_by("id").first()
+    return default, {"rule": "default queue" if default else "no queue"}
+
+
+def agent_loads(agent_ids: list[int], channel: str) -> dict[int, int]:
+    """Open/pending conversations plus pending offers per agent on ``channel`` (two queries)."""
+    loads = dict.fromkeys(agent_ids, 0)
+    for row in (Conversation.objects.filter(assignee_id__in=agent_ids, channel=channel, status__in=LOAD_STATUSES)
+                .values("assignee_id").annotate(n=Count("id"))):
+        loads[row["assignee_id"]] += row["n"]
+    for row in (Offer.objects.filter(agent_id__in=agent_ids, channel=channel, status=OfferStatus.PENDING)
+                .values("agent_id").annotate(n=Count("id"))):
+        loads[row["agent_id"]] += row["n"]
+    return loads
+
+
+def eligible_agents(*, queue: Queue, channel: str, exclude: set[int] = frozenset()) -> list[Agent]:
+    """Agents who could take a conversation of ``queue`` on ``channel`` now, longest idle first."""
+    required = list(queue.required_skills.values_list("pk", flat=True))
+    qs = Agent.objects.filter(presence__is_available=True).exclude(pk__in=exclude).select_related("presence")
+    if required:
+        qs = qs.annotate(matched=Count("skills", filter=Q(skills__in=required), distinct=True)).filter(
+            matched=len(required))
+    agents = list(qs.order_by("last_assigned_at", "presence_changed_at", "pk"))
+    # nulls first on every database: never-assigned agents are the longest idle.
+    agents.sort(key=lambda a: (a.last_assigned_at is not None, a.last_assigned_at or a.presence_changed_at,
+                               a.presence_changed_at, a.pk))
+    loads = agent_loads([a.pk for a in agents], channel)
+    return [a for a in agents if loads[a.pk] < a.capacity_for(channel)]
+
+
+def known_agent_id(conversation: Conversation, queue: Queue) -> int | None:
+    if not queue.known_agent_window_days:
+        return None
+    since = timezone.now() - timedelta(days=queue.known_agent_window_days)
+    return (
+        Conversation.objects.filter(customer_id=conversation.customer_id, assignee__isnull=False,
+                                    assigned_at__gte=since)
+        .exclude(pk=conversation.pk).order_by("-assigned_at", "-pk").values_list("assignee_id", flat=True).first()
+    )
+
+
+# --- routing ------------------------------------------------------------------------------------
+
+def _waiting(qs=None):
+    return (qs if qs is not None else Conversation.objects).filter(status=ConversationStatus.OPEN, assignee__isnull=True,
+                                               abandoned_at__isnull=True)
+
+
+def route_conversation(*, conversation_id: int) -> RoutingDecision:
+    """Offer (or, on auto-accept queues, assign) one waiting conversation. Idempotent: a
+    conversation already assigned, already offered, or being routed by another worker is left."""
+    from ..routing.hours import BusinessHours
+
+    now = timezone.now()
+    with transaction.atomic():
+        conversation = (
+            _waiting(Conversation.objects.select_for_update(skip_locked=True, of=("self",)))
+            .select_related("customer", "inbox", "queue").filter(pk=conversation_id).first()
+        )
+        if conversation is None:
+            return RoutingDecision(reason="not waiting or being routed elsewhere")
+        if Offer.objects.filter(conversation=conversation, status=OfferStatus.PENDING).exists():
+            return RoutingDecision(reason="already offered")
+        explanation: dict = {}
+        fields = []
+        if conversation.queue_id is None:
+            queue, why = queue_pick(conversation)
+            explanation.update(why)
+            if queue is None:
+                return RoutingDecision(reason="no queue matched and no default queue")
+            conversation.queue = queue
+            fields.append("queue")
+        if conversation.queued_at is None:
+            conversation.queued_at = now
+            fields.append("queued_at")
+        queue = conversation.queue
+        if queue.overflow_queue_id and queue.overflow_after_seconds is not None and \
+                now - conversation.queued_at >= timedelta(seconds=queue.overflow_after_seconds):
+            _timeline_event(conversation, EventType.TRANSFERRED, from_queue=queue.pk, to_queue=queue.overflow_queue_id,
+                            reason="overflow")
+            conversation.queue_id = queue.overflow_queue_id
+            conversation.queued_at = now
+            queue = Queue.objects.get(pk=queue.overflow_queue_id)
+            conversation.queue = queue
+            fields += ["queue", "queued_at"]
+            explanation["overflow_from"] = queue.pk
+
+        hours = BusinessHours.from_config(queue.business_hours or None)
+        if not hours.is_open(now):
+            reopen = hours.next_open(now)
+            note = f"queue {queue.slug} closed; opens {reopen.isoformat() if reopen else 'never'}"
+            if conversation.routing_note != note:
+                conversation.routing_note = note[:300]
+                fields.append("routing_note")
+                _after_hours(conversation, queue)
+            conversation.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
+            return RoutingDecision(reason=note, explanation=explanation)
+
+        recent_refusals = set(
+            Offer.objects.filter(conversation=conversation, status__in=[OfferStatus.REJECTED, OfferStatus.TIMEOUT],
+                                 decided_at__gte=now - REJECT_MEMORY).values_list("agent_id", flat=True)
+        )
+        candidates = eligible_agents(queue=queue, channel=conversation.channel, exclude=recent_refusals)
+        step = "queue"
+        known = known_agent_id(conversation, queue)
+        in_known_step = known is not None and now - conversation.queued_at < timedelta(
+            seconds=queue.known_agent_timeout_seconds) and known not in recent_refusals
+        if in_known_step:
+            known_candidates = [a for a in candidates if a.pk == known]
+            if known_candidates:
+                candidates, step = known_candidates, "known_agent"
+            elif Agent.objects.filter(pk=known, presence__is_available=True).exists():
+                # Known agent is here but full: wait for them until the step times out.
+                note = f"waiting for known agent #{known}"
+                conversation.routing_note = note
+                conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at"])
+                return RoutingDecision(reason=note, explanation=explanation)
+        explanation |= {"queue": queue.slug, "step": step, "known_agent": known,
+                        "candidates": [a.pk for a in candidates][:20], "excluded": sorted(recent_refusals)}
+
+        for candidate in candidates:
+            # Lock order: conversation (held) → one agent at a time. The agent is locked inside a
+            # savepoint: when they turn out to be full, rolling the savepoint back releases the
+            # row lock, so a router never holds two agents (two routers walking the same agents
+            # in different orders would otherwise deadlock). Re-count under the lock: another
+            # router may have taken the last slot since eligible_agents() looked.
+            try:
+                with transaction.atomic():
+                    agent = Agent.objects.select_for_update(of=("self",)).select_related("presence").get(pk=candidate.pk)
+                    if not (agent.presence and agent.presence.is_available) or \
+                            agent_loads([agent.pk], conversation.channel)[agent.pk] >= agent.capacity_for(conversation.channel):
+                        raise _AgentUnavailable
+                    decision = _offer(conversation, agent, queue, step, explanation, now)
+            except _AgentUnavailable:
+                continue
+            conversation.routing_note = f"{'assigned to' if decision.assigned else 'offered to'} {agent.display_name}"[:300]
+            conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at", "assignee",
+                                             "assigned_at"])
+            return decision
+        conversation.routing_note = "waiting: no eligible agent is free"
+        conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at"])
+        return RoutingDecision(reason=conversation.routing_note, explanation=explanation)
+
+
+class _AgentUnavailable(Exception):
+    pass
+
+
+def _after_hours(conversation: Conversation, queue: Queue) -> None:
+    _timeline_event(conversation, EventType.OFFERED, step="after_hours", queue=queue.pk, action=queue.after_hours_action)
+    if queue.after_hours_message:
+        from .outbound import SendRefused, message_send
+
+        try:
+            message_send(conversation=conversation, agent=None, text=queue.after_hours_message)
+        except SendRefused as exc:
+            logger.info("after-hours message not sent for conversation %s: %s", conversation.pk, exc.messages)
+
+
+def _offer(conversation: Conversation, agent: Agent, queue: Queue, step: str, explanation: dict, now) -> RoutingDecision:
+    """Caller holds the conversation and agent locks."""
+    if queue.auto_accept:
+        offer = Offer.objects.create(
+            conversation=conversation, agent=agent, queue=queue, channel=conversation.channel, step=step,
+            status=OfferStatus.ACCEPTED, explanation=explanation, created_at=now, decided_at=now,
+        )
+        _assign(conversation, agent, now, via="auto_accept")
+        return RoutingDecision(offer=offer, assigned=True, explanation=explanation)
+    offer = Offer.objects.create(
+        conversation=conversation, agent=agent, queue=queue, channel=conversation.channel, step=step,
+        explanation=explanation, created_at=now, expires_at=now + timedelta(seconds=queue.offer_timeout_seconds),
+    )
+    # Idle time restarts when routing hands an agent work (offered or assigned), so the next
+    # conversation goes to someone else: longest idle, as TaskRouter does.
+    Agent.objects.filter(pk=agent.pk).update(last_assigned_at=now)
+    _timeline_event(conversation, EventType.OFFERED, agent=agent, offer=offer.pk, step=step, queue=queue.pk)
+    _publish(offer_event(offer, "offer.created"), agents=[agent.pk], conversation_id=conversation.pk)
+    return RoutingDecision(offer=offer, explanation=explanation)
+
+
+def _assign(conversation: Conversation, agent: Agent, now, *, via: str, by: Agent | None = None, note: str = "") -> None:
+    """Caller holds the conversation lock (and the agent's, when capacity matters)."""
+    conversation.assignee = agent
+    conversation.assigned_at = now
+    Agent.objects.filter(pk=agent.pk).update(last_assigned_at=now)
+    _timeline_event(conversation, EventType.ASSIGNED, agent=by, assignee=agent.pk, assignee_name=agent.display_name,
+                    via=via, **({"note": note} if note else {}))
+    _publish({"type": "conversation.assigned", "conversation": conversation.pk, "agent": agent.pk, "via": via},
+             agents=[agent.pk], conversation_id=conversation.pk)
+
+
+# --- offers -------------------------------------------------------------------------------------
+
+class RoutingError(ValidationError):
+    """A routing action that cannot be done, with the reason for the person who asked."""
+
+
+def _locked_offer(offer_id: int) -> tuple[Conversation, Offer]:
+    conversation_id = Offer.objects.filter(pk=offer_id).values_list("conversation_id", flat=True).first()
+    if conversation_id is None:
+        raise RoutingError(_("No such offer."), code="offer_missing")
+    conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+    return conversation, Offer.objects.select_for_update(of=("self",)).select_related("agent").get(pk=offer_id)
+
+
+def offer_accept(*, offer_id: int, agent: Agent) -> Offer:
+    from ..tasks import route_conversation_task
+
+    now = timezone.now()
+    with transaction.atomic():
+        conversation, offer = _locked_offer(offer_id)
+        if offer.agent_id != agent.pk:
+            raise RoutingError(_("This offer is not yours."), code="offer_not_yours")
+        if offer.status != OfferStatus.PENDING:
+            raise RoutingError(_("This offer is no longer open (%(status)s)."), code="offer_closed",
+                               params={"status": offer.get_status_display()})
+        if offer.expires_at and offer.expires_at <= now:
+            _close_offer(offer, OfferStatus.TIMEOUT, now)
+            enqueue_on_commit(route_conversation_task, conversation.pk)
+            raise RoutingError(_("This offer timed out."), code="offer_timeout")
+        offer.status = OfferStatus.ACCEPTED
+        offer.decided_at = now
+        offer.save(update_fields=["status", "decided_at"])
+        _assign(conversation, offer.agent, now, via="offer")
+        conversation.save(update_fields=["assignee", "assigned_at", "updated_at"])
+        _publish(offer_event(offer, "offer.accepted"), agents=[agent.pk], conversation_id=conversation.pk)
+    return offer
+
+
+def _close_offer(offer: Offer, status: str, now) -> None:
+    offer.status = status
+    offer.decided_at = now
+    offer.save(update_fields=["status", "decided_at"])
+    _timeline_event(offer.conversation, EventType.OFFERED, agent=offer.agent, offer=offer.pk, outcome=status)
+    _publish(offer_event(offer, f"offer.{status}"), agents=[offer.agent_id], conversation_id=offer.conversation_id)
+
+
+def offer_reject(*, offer_id: int, agent: Agent) -> Offer:
+    from ..tasks import route_conversation_task
+
+    with transaction.atomic():
+        conversation, offer = _locked_offer(offer_id)
+        if offer.agent_id != agent.pk:
+            raise RoutingError(_("This offer is not yours."), code="offer_not_yours")
+        if offer.status != OfferStatus.PENDING:
+            raise RoutingError(_("This offer is no longer open (%(status)s)."), code="offer_closed",
+                               params={"status": offer.get_status_display()})
+        offer.conversation = conversation
+        _close_offer(offer, OfferStatus.REJECTED, timezone.now())
+        enqueue_on_commit(route_conversation_task, conversation.pk)
+    return offer
+
+
+def missed_offer_presence() -> PresenceState:
+    state, _created = PresenceState.objects.get_or_create(
+        name=MISSED_OFFER_PRESENCE, defaults={"is_available": False, "is_offline": False, "ordering": 90})
+    return state
+
+
+def offers_expire(*, limit: int = 200) -> int:
+    """Tick job: time out due offers, move their agents to an unavailable presence, re-route."""
+    from ..tasks import route_conversation_task
+
+    now = timezone.now()
+    done = 0
+    due = list(Offer.objects.filter(status=OfferStatus.PENDING, expires_at__lte=now).order_by("expires_at")
+               .values_list("pk", flat=True)[:limit])
+    for offer_id in due:
+        with transaction.atomic():
+            conversation, offer = _locked_offer(offer_id)
+            if offer.status != OfferStatus.PENDING:
+                continue
+            offer.conversation = conversation
+            _close_offer(offer, OfferStatus.TIMEOUT, now)
+            agent = Agent.objects.select_for_update(of=("self",)).select_related("presence").get(pk=offer.agent_id)
+            if agent.presence and agent.presence.is_available:
+                _set_presence(agent, missed_offer_presence(), now, reason="missed_offer")
+            enqueue_on_commit(route_conversation_task, conversation.pk)
+            done += 1
+    return done
+
+
+# --- presence -----------------------------------------------------------------------------------
+
+def _set_presence(agent: Agent, presence: PresenceState, now, *, reason: str = "") -> None:
+    agent.presence = presence
+    agent.presence_changed_at = now
+    agent.save(update_fields=["presence", "presence_changed_at"])
+    send_on_commit([agent_group(agent.pk), supervisors_group()], {
+        "type": "agent.presence", "agent": agent.pk, "presence": presence.pk, "name": presence.name,
+        "available": presence.is_available, "reason": reason,
+    })
+
+
+def agent_presence_set(*, agent: Agent, presence: PresenceState) -> Agent:
+    """Change an agent's presence. Becoming available routes waiting work to them; going offline
+    rescinds their pending offers (which go to the next agent)."""
+    from ..tasks import route_conversation_task, route_for_agent_task
+
+    now = timezone.now()
+    rescinded = []
+    with transaction.atomic():
+        pending = list(Offer.objects.filter(agent=agent, status=OfferStatus.PENDING).values_list("pk", flat=True))
+        if presence.is_offline or not presence.is_available:
+            for offer_id in pending:
+                conversation, offer = _locked_offer(offer_id)
+                if offer.status == OfferStatus.PENDING:
+                    offer.conversation = conversation
+                    _close_offer(offer, OfferStatus.RESCINDED, now)
+                    rescinded.append(conversation.pk)
+        agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        _set_presence(agent, presence, now, reason="agent")
+        for conversation_id in rescinded:
+            enqueue_on_commit(route_conversation_task, conversation_id)
+        if presence.is_available:
+            enqueue_on_commit(route_for_agent_task, agent.pk)
+    return agent
+
+
+def route_for_agent(*, agent_id: int, limit: int = 20) -> int:
+    """An agent became available or freed capacity: route the waiting conversations they could
+    serve, highest priority then oldest first, until none is left or they are full."""
+    agent = Agent.objects.select_related("presence").filter(pk=agent_id).first()
+    if agent is None or not (agent.presence and agent.presence.is_available):
+        return 0
+    skills = set(agent.skills.values_list("pk", flat=True))
+    queues = [q for q in Queue.objects.filter(is_active=True).prefetch_related("required_skills")
+              if {s.pk for s in q.required_skills.all()} <= skills]
+    waiting = (
+        _waiting().filter(Q(queue__in=queues) | Q(queue__isnull=True))
+        .exclude(offers__status=OfferStatus.PENDING)
+        .order_by("-priority", "queued_at", "created_at", "pk").values_list("pk", flat=True)[:limit]
+    )
+    offered = 0
+    for conversation_id in waiting:
+        decision = route_conversation(conversation_id=conversation_id)
+        offered += bool(decision.offer)
+    return offered
+
+
+def route_waiting(*, limit: int = 500) -> int:
+    """Tick job: every waiting conversation without a pending offer gets a routing attempt
+    (covers lost tasks, known-agent step timeouts, overflow and business hours opening)."""
+    from ..tasks import route_conversation_task
+
+    ids = list(
+        _waiting().exclude(offers__status=OfferStatus.PENDING).filter(Q(queue__isnull=False) | Q(queued_at__isnull=True))
+        .order_by("-priority", "queued_at", "pk").values_list("pk", flat=True)[:limit]
+    )
+    queued = 0
+    for conversation_id in ids:
+        try:
+            route_conversation_task.apply_async(args=[conversation_id], retry=False)
+            queued += 1
+        except Exception:  # noqa: BLE001 - broker down: next tick
+            logger.warning("could not enqueue routing for %s", conversation_id)
+            break
+    return queued
+
+
+def offline_requeue(*, limit: int = 200) -> int:
+    """Tick job: conversations of agents offline longer than their queue's grace go back to the
+    queue (queues with the requeue policy), so nothing waits with nobody watching."""
+    from ..tasks import route_conversation_task
+
+    now = timezone.now()
+    rows = list(
+        Conversation.objects.filter(status__in=LOAD_STATUSES, assignee__presence__is_offline=True,
+                                    queue__offline_policy="requeue")
+        .select_related("queue", "assignee").order_by("pk")[:limit]
+    )
+    moved = 0
+    for row in rows:
+        if now - row.assignee.presence_changed_at < timedelta(seconds=row.queue.offline_grace_seconds):
+            continue
+        with transaction.atomic():
+            conversation = Conversation.objects.select_for_update().get(pk=row.pk)
+            if conversation.assignee_id != row.assignee_id:
+                continue
+            previous = conversation.assignee_id
+            conversation.assignee = None
+            conversation.queued_at = now
+            conversation.routing_note = "back to the queue: agent went offline"
+            conversation.save(update_fields=["assignee", "queued_at", "routing_note", "updated_at"])
+            _timeline_event(conversation, EventType.TRANSFERRED, from_agent=previous, to_queue=conversation.queue_id,
+                            reason="agent_offline")
+            _publish({"type": "conversation.requeued", "conversation": conversation.pk, "agent": previous},
+                     agents=[previous], conversation_id=conversation.pk)
+            enqueue_on_commit(route_conversation_task, conversation.pk)
+            moved += 1
+    return moved
+
+
+# --- customer leaves, manual control ---------------------------------------------------------------
+
+def conversation_abandon(*, conversation_id: int, reason: str) -> bool:
+    """The customer left while waiting: cancel routing (pending offers canceled); counts as
+    abandoned. Returns False when the conversation was already with an agent."""
+    now = timezone.now()
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        if conversation.assignee_id or conversation.abandoned_at:
+            return False
+        for offer in Offer.objects.select_for_update().filter(conversation=conversation, status=OfferStatus.PENDING):
+            offer.conversation = conversation
+            _close_offer(offer, OfferStatus.CANCELED, now)
+        conversation.abandoned_at = now
+        conversation.routing_note = f"abandoned: {reason}"[:300]
+        conversation.save(update_fields=["abandoned_at", "routing_note", "updated_at"])
+    return True
+
+
+def conversation_assign(*, conversation_id: int, agent: Agent, by: Agent | None, note: str = "", via: str = "manual") -> Conversation:
+    """Supervisor assignment, reassignment or an agent's pick. Pending offers are rescinded."""
+    from ..tasks import route_for_agent_task
+
+    now = timezone.now()
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        if conversation.status == ConversationStatus.RESOLVED:
+            raise RoutingError(_("This conversation is resolved."), code="resolved")
+        previous = conversation.assignee_id
+        for offer in Offer.objects.select_for_update().filter(conversation=conversation, status=OfferStatus.PENDING):
+            offer.conversation = conversation
+            _close_offer(offer, OfferStatus.RESCINDED, now)
+        target = Agent.objects.select_for_update().get(pk=agent.pk)
+        _assign(conversation, target, now, via=via, by=by, note=note)
+        conversation.routing_note = f"{via} by {by.display_name if by else 'system'}"[:300]
+        conversation.save(update_fields=["assignee", "assigned_at", "routing_note", "updated_at"])
+        if previous and previous != target.pk:
+            enqueue_on_commit(route_for_agent_task, previous)
+    return conversation
+
+
+def conversation_pick(*, conversation_id: int, agent: Agent) -> Conversation:
+    """An agent takes a waiting conversation from a queue that allows picking."""
+    conversation = Conversation.objects.select_related("queue").get(pk=conversation_id)
+    if conversation.assignee_id:
+        raise RoutingError(_("Someone already took this conversation."), code="taken")
+    if conversation.queue and not conversation.queue.allow_pick:
+        raise RoutingError(_("This queue does not allow picking."), code="pick_not_allowed")
+    with transaction.atomic():
+        locked = Conversation.objects.select_for_update().get(pk=conversation_id)
+        if locked.assignee_id:
+            raise RoutingError(_("Someone already took this conversation."), code="taken")
+        return conversation_assign(conversation_id=conversation_id, agent=agent, by=agent, via="pick")
+
+
+def conversation_transfer(*, conversation_id: int, by: Agent, note: str, to_agent: Agent | None = None,
+                          to_queue: Queue | None = None) -> Conversation:
+    """Hand a conversation to an agent or back to a queue with a handoff note the receiver sees first."""
+    from ..tasks import route_conversation_task, route_for_agent_task
+
+    if (to_agent is None) == (to_queue is None):
+        raise RoutingError(_("Transfer to an agent or to a queue."), code="transfer_target")
+    note = (note or "").strip()[:2000]
+    if to_agent is not None:
+        conversation = conversation_assign(conversation_id=conversation_id, agent=to_agent, by=by, note=note,
+                                           via="transfer")
+        with transaction.atomic():
+            _timeline_event(conversation, EventType.TRANSFERRED, agent=by, to_agent=to_agent.pk, note=note)
+        return conversation
+    now = timezone.now()
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        previous = conversation.assignee_id
+        conversation.assignee = None
+        conversation.queue = to_queue
+        conversation.queued_at = now
+        conversation.routing_note = f"transferred to {to_queue.slug} by {by.display_name}"[:300]
+        conversation.save(update_fields=["assignee", "queue", "queued_at", "routing_note", "updated_at"])
+        _timeline_event(conversation, EventType.TRANSFERRED, agent=by, to_queue=to_queue.pk, note=note)
+        _publish({"type": "conversation.transferred", "conversation": conversation.pk, "queue": to_queue.pk},
+                 agents=[previous], conversation_id=conversation.pk)
+        enqueue_on_commit(route_conversation_task, conversation.pk)
+        if previous:
+            enqueue_on_commit(route_for_agent_task, previous)
+    return conversation
+
+
+def conversation_resolve(*, conversation_id: int, by: Agent | None, wrap_up_code: str = "", note: str = "") -> Conversation:
+    """Resolve; frees the agent's capacity, which routes the next waiting conversation to them."""
+    from ..tasks import route_for_agent_task
+
+    now = timezone.now()
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update(of=("self",)).select_related("queue").get(pk=conversation_id)
+        if conversation.status == ConversationStatus.RESOLVED:
+            return conversation
+        if conversation.queue and conversation.queue.wrap_up_required and not wrap_up_code.strip():
+            raise RoutingError(_("This queue requires a wrap-up code to resolve."), code="wrap_up_required")
+        for offer in Offer.objects.select_for_update().filter(conversation=conversation, status=OfferStatus.PENDING):
+            offer.conversation = conversation
+            _close_offer(offer, OfferStatus.CANCELED, now)
+        conversation.status = ConversationStatus.RESOLVED
+        conversation.resolved_at = now
+        conversation.waiting_since = None
+        conversation.save(update_fields=["status", "resolved_at", "waiting_since", "updated_at"])
+        _timeline_event(conversation, EventType.RESOLVED, agent=by, wrap_up_code=wrap_up_code.strip()[:64],
+                        note=note.strip()[:2000])
+        _publish({"type": "conversation.resolved", "conversation": conversation.pk},
+                 agents=[conversation.assignee_id], conversation_id=conversation.pk)
+        if conversation.assignee_id:
+            enqueue_on_commit(route_for_agent_task, conversation.assignee_id)
+    return conversation
+
+
+# --- position and wait ------------------------------------------------------------------------------
+
+def queue_position(*, conversation: Conversation) -> dict | None:
+    """Position among the queue's waiting conversations (priority, then age) and an estimated wait
+    from the queue's recent answer times (median of the last 50 accepted offers)."""
+    conversation.refresh_from_db(fields=["assignee", "queue", "status", "queued_at", "priority", "abandoned_at"])
+    if conversation.assignee_id or not conversation.queue_id or conversation.status != ConversationStatus.OPEN:
+        return None
+    if conversation.queued_at is None or conversation.abandoned_at:
+        return None
+    ahead = _waiting().filter(queue_id=conversation.queue_id).filter(
+        Q(priority__gt=conversation.priority)
+        | Q(priority=conversation.priority, queued_at__lt=conversation.queued_at)
+        | Q(priority=conversation.priority, queued_at=conversation.queued_at, pk__lt=conversation.pk)
+    ).count()
+    recent = list(
+        Conversation.objects.filter(queue_id=conversation.queue_id, assigned_at__isnull=False, queued_at__isnull=False)
+        .order_by("-assigned_at").values_list("queued_at", "assigned_at")[:50]
+    )
+    waits = sorted((assigned - queued).total_seconds() for queued, assigned in recent if assigned >= queued)
+    median = waits[len(waits) // 2] if waits else None
+    estimate = round(median * (ahead + 1)) if median is not None else None
+    return {"position": ahead + 1, "ahead": ahead, "estimated_wait_seconds": estimate}

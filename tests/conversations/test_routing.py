@@ -1,0 +1,327 @@
+"""Routing (issue 4): eligibility, order, offers, triggers, manual control, position."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from conversations.models import (
+    AgentSkill,
+    Conversation,
+    EventType,
+    Message,
+    Offer,
+    PresenceState,
+    Queue,
+    RoutingRule,
+    Skill,
+)
+from conversations.services import InboundMessage, message_receive
+from conversations.services.routing import (
+    RoutingError,
+    agent_presence_set,
+    conversation_abandon,
+    conversation_assign,
+    conversation_pick,
+    conversation_resolve,
+    conversation_transfer,
+    offer_accept,
+    offer_reject,
+    offers_expire,
+    queue_position,
+    route_conversation,
+    route_for_agent,
+    route_waiting,
+)
+from profiles.models import Tag
+
+from ..factories import make_agent, make_conversation, make_customer, make_inbox
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def presence(db):
+    return {
+        "available": PresenceState.objects.create(name="Available", is_available=True),
+        "break": PresenceState.objects.create(name="Break"),
+        "offline": PresenceState.objects.create(name="Offline", is_offline=True),
+    }
+
+
+@pytest.fixture
+def support(db):
+    skill = Skill.objects.create(name="Support", slug="support")
+    queue = Queue.objects.create(name="Support", slug="support", is_default=True, offer_timeout_seconds=60,
+                                 known_agent_timeout_seconds=30)
+    queue.required_skills.add(skill)
+    return queue
+
+
+def staff(username, presence_state, *skills, **fields):
+    agent = make_agent(username, presence=presence_state, **fields)
+    for slug in skills:
+        AgentSkill.objects.create(agent=agent, skill=Skill.objects.get(slug=slug))
+    return agent
+
+
+def waiting(queue=None, *, priority=0, channel="sms", age_seconds=0, customer=None):
+    conversation = make_conversation(customer or make_customer(), make_inbox(channel), queue=queue, priority=priority)
+    if age_seconds:
+        Conversation.objects.filter(pk=conversation.pk).update(queued_at=timezone.now() - timedelta(seconds=age_seconds))
+    return conversation
+
+
+def test_offer_goes_to_an_available_agent_with_the_skills_and_capacity(support, presence):
+    staff("nobody-skilled", presence["available"])
+    staff("on-break", presence["break"], "support")
+    full = staff("full", presence["available"], "support", capacity={"sms": 1})
+    make_conversation(make_customer(), make_inbox("sms"), assignee=full, status="open")
+    right = staff("right", presence["available"], "support")
+    conversation = waiting()
+    decision = route_conversation(conversation_id=conversation.pk)
+    assert decision.offer.agent == right and decision.offer.status == "pending"
+    assert decision.offer.expires_at > timezone.now()
+    conversation.refresh_from_db()
+    assert conversation.queue == support and conversation.queued_at is not None
+    assert decision.explanation["candidates"] == [right.pk] and decision.explanation["rule"] == "default queue"
+    assert Message.objects.filter(conversation=conversation, event_type=EventType.OFFERED).exists()
+    # Routing again does nothing: one pending offer per conversation.
+    assert route_conversation(conversation_id=conversation.pk).offer is None
+    assert Offer.objects.count() == 1
+
+
+def test_longest_idle_first_with_deterministic_ties(support, presence):
+    now = timezone.now()
+    recent = staff("recent", presence["available"], "support", last_assigned_at=now - timedelta(minutes=1))
+    idle = staff("idle", presence["available"], "support", last_assigned_at=now - timedelta(hours=1))
+    never_a = staff("never-a", presence["available"], "support", presence_changed_at=now - timedelta(minutes=5))
+    never_b = staff("never-b", presence["available"], "support", presence_changed_at=now - timedelta(minutes=5))
+    order = [route_conversation(conversation_id=waiting().pk).offer.agent for _ in range(4)]
+    assert order == [never_a, never_b, idle, recent]
+
+
+def test_known_agent_first_within_the_step_then_the_queue(support, presence):
+    customer = make_customer()
+    known = staff("known", presence["available"], "support", capacity={"sms": 1})
+    other = staff("other", presence["available"], "support")
+    make_conversation(customer, make_inbox("email"), assignee=known, assigned_at=timezone.now() - timedelta(days=2),
+                      status="resolved")
+    first = waiting(customer=customer)
+    assert route_conversation(conversation_id=first.pk).offer.agent == known
+    assert Offer.objects.get(conversation=first).step == "known_agent"
+    # Known agent now full: the next conversation waits for them during the step…
+    second = waiting(customer=customer)
+    assert route_conversation(conversation_id=second.pk).offer is None
+    second.refresh_from_db()
+    assert "known agent" in second.routing_note
+    # …and falls through to the queue once the step's timeout has passed.
+    Conversation.objects.filter(pk=second.pk).update(queued_at=timezone.now() - timedelta(seconds=31))
+    assert route_conversation(conversation_id=second.pk).offer.agent == other
+
+
+def test_rules_pick_the_queue_first_match_wins(support, presence):
+    vip_queue = Queue.objects.create(name="VIP", slug="vip")
+    RoutingRule.objects.create(name="VIP SMS", order=1, expression='channel == "sms" and "VIP" in tags', queue=vip_queue)
+    RoutingRule.objects.create(name="all SMS", order=2, expression='channel == "sms"', queue=support)
+    staff("any", presence["available"], "support")
+    vip = make_customer()
+    vip.tags.add(Tag.objects.create(name="VIP"))
+    conversation = waiting(customer=vip)
+    decision = route_conversation(conversation_id=conversation.pk)
+    conversation.refresh_from_db()
+    assert conversation.queue == vip_queue and decision.explanation["rule"] == "VIP SMS"
+    plain = waiting()
+    route_conversation(conversation_id=plain.pk)
+    plain.refresh_from_db()
+    assert plain.queue == support
+
+
+def test_invalid_rule_is_rejected_on_save_with_the_reason(support):
+    from django.core.exceptions import ValidationError
+
+    rule = RoutingRule(name="bad", expression="__import__('os').system('x')", queue=support)
+    with pytest.raises(ValidationError) as excinfo:
+        rule.full_clean()
+    assert "expression" in excinfo.value.message_dict
+
+
+def test_accept_assigns_and_reject_or_timeout_moves_to_the_next_agent(support, presence):
+    first = staff("first", presence["available"], "support")
+    second = staff("second", presence["available"], "support")
+    conversation = waiting()
+    offer = route_conversation(conversation_id=conversation.pk).offer
+    assert offer.agent == first
+    with pytest.raises(RoutingError):
+        offer_accept(offer_id=offer.pk, agent=second)
+    offer_reject(offer_id=offer.pk, agent=first)
+    nxt = route_conversation(conversation_id=conversation.pk).offer
+    assert nxt.agent == second
+    Offer.objects.filter(pk=nxt.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert offers_expire() == 1
+    nxt.refresh_from_db()
+    second.refresh_from_db()
+    assert nxt.status == "timeout"
+    assert not second.presence.is_available and second.presence.name == "Missed offer"
+    # Both refused recently: it waits (nobody else), and is accepted when offered again later.
+    third = staff("third", presence["available"], "support")
+    final = route_conversation(conversation_id=conversation.pk).offer
+    assert final.agent == third
+    offer_accept(offer_id=final.pk, agent=third)
+    conversation.refresh_from_db()
+    assert conversation.assignee == third and conversation.assigned_at is not None
+    with pytest.raises(RoutingError):
+        offer_accept(offer_id=final.pk, agent=third)
+
+
+def test_auto_accept_assigns_directly(support, presence):
+    support.auto_accept = True
+    support.save()
+    agent = staff("auto", presence["available"], "support")
+    conversation = waiting()
+    decision = route_conversation(conversation_id=conversation.pk)
+    conversation.refresh_from_db()
+    assert decision.assigned and conversation.assignee == agent
+
+
+def test_waiting_conversations_go_out_by_priority_then_age(support, presence):
+    old = waiting(support, age_seconds=300)
+    urgent = waiting(support, priority=5, age_seconds=10)
+    newer = waiting(support, age_seconds=100)
+    agent = staff("solo", presence["break"], "support", capacity={"sms": 3})
+    agent_presence_set(agent=agent, presence=presence["available"])
+    route_for_agent(agent_id=agent.pk)
+    offers = list(Offer.objects.order_by("created_at", "id").values_list("conversation_id", flat=True))
+    assert offers == [urgent.pk, old.pk, newer.pk]
+
+
+def test_going_offline_rescinds_offers_and_they_go_to_the_next_agent(support, presence):
+    leaving = staff("leaving", presence["available"], "support")
+    conversation = waiting()
+    offer = route_conversation(conversation_id=conversation.pk).offer
+    assert offer.agent == leaving
+    staying = staff("staying", presence["available"], "support")
+    agent_presence_set(agent=leaving, presence=presence["offline"])
+    offer.refresh_from_db()
+    assert offer.status == "rescinded"
+    assert route_conversation(conversation_id=conversation.pk).offer.agent == staying
+
+
+def test_customer_leaving_cancels_routing_and_counts_as_abandoned(support, presence):
+    staff("a", presence["available"], "support")
+    conversation = waiting()
+    offer = route_conversation(conversation_id=conversation.pk).offer
+    assert conversation_abandon(conversation_id=conversation.pk, reason="widget closed")
+    offer.refresh_from_db()
+    conversation.refresh_from_db()
+    assert offer.status == "canceled" and conversation.abandoned_at is not None
+    assert route_conversation(conversation_id=conversation.pk).offer is None
+
+
+def test_resolve_requires_wrap_up_when_configured_and_frees_capacity(support, presence, django_capture_on_commit_callbacks):
+    support.wrap_up_required = True
+    support.save()
+    agent = staff("busy", presence["available"], "support", capacity={"sms": 1})
+    first = waiting()
+    offer_accept(offer_id=route_conversation(conversation_id=first.pk).offer.pk, agent=agent)
+    second = waiting()
+    assert route_conversation(conversation_id=second.pk).offer is None  # full
+    with pytest.raises(RoutingError, match="wrap-up"):
+        conversation_resolve(conversation_id=first.pk, by=agent)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        conversation_resolve(conversation_id=first.pk, by=agent, wrap_up_code="refund", note="sent")
+    assert callbacks  # route_for_agent is queued after commit
+    assert route_for_agent(agent_id=agent.pk) == 1
+    assert Offer.objects.get(conversation=second, status="pending").agent == agent
+
+
+def test_closed_queue_keeps_the_conversation_queued_and_says_so_once(support, presence):
+    support.business_hours = {"time_zone": "Asia/Tokyo", "weekly": {}, "holidays": []}
+    support.after_hours_message = ""
+    support.save()
+    staff("a", presence["available"], "support")
+    conversation = waiting()
+    decision = route_conversation(conversation_id=conversation.pk)
+    assert decision.offer is None and "closed" in decision.reason
+    route_conversation(conversation_id=conversation.pk)
+    assert Message.objects.filter(conversation=conversation, event_data__step="after_hours").count() == 1
+
+
+def test_overflow_moves_to_the_overflow_queue_after_n_seconds(support, presence):
+    overflow = Queue.objects.create(name="Overflow", slug="overflow")
+    support.overflow_queue = overflow
+    support.overflow_after_seconds = 60
+    support.save()
+    generalist = staff("generalist", presence["available"])  # no skills: only the overflow queue fits
+    conversation = waiting(support, age_seconds=61)
+    decision = route_conversation(conversation_id=conversation.pk)
+    conversation.refresh_from_db()
+    assert conversation.queue == overflow and decision.offer.agent == generalist
+
+
+def test_manual_assign_pick_and_transfer_with_a_handoff_note(support, presence):
+    supervisor = staff("boss", presence["available"])
+    alice = staff("alice", presence["available"], "support")
+    bob = staff("bob", presence["available"], "support")
+    conversation = waiting(support)
+    conversation_pick(conversation_id=conversation.pk, agent=alice)
+    with pytest.raises(RoutingError):
+        conversation_pick(conversation_id=conversation.pk, agent=bob)
+    conversation_transfer(conversation_id=conversation.pk, by=alice, to_agent=bob, note="Refund approved; send label")
+    conversation.refresh_from_db()
+    assert conversation.assignee == bob
+    transfer = Message.objects.filter(conversation=conversation, event_type=EventType.TRANSFERRED).latest("id")
+    assert transfer.event_data["note"] == "Refund approved; send label"
+    conversation_assign(conversation_id=conversation.pk, agent=alice, by=supervisor)
+    conversation.refresh_from_db()
+    assert conversation.assignee == alice
+    conversation_transfer(conversation_id=conversation.pk, by=alice, to_queue=support, note="needs billing")
+    conversation.refresh_from_db()
+    assert conversation.assignee is None and conversation.queue == support
+
+
+def test_queue_position_and_estimated_wait(support):
+    now = timezone.now()
+    for minutes in (2, 4, 6):
+        make_conversation(make_customer(), make_inbox("sms"), queue=support, queued_at=now - timedelta(minutes=10),
+                          assigned_at=now - timedelta(minutes=10) + timedelta(minutes=minutes),
+                          assignee=make_agent(f"a{minutes}"))
+    first = waiting(support, age_seconds=50)
+    second = waiting(support, age_seconds=20)
+    assert queue_position(conversation=first) == {"position": 1, "ahead": 0, "estimated_wait_seconds": 240}
+    assert queue_position(conversation=second) == {"position": 2, "ahead": 1, "estimated_wait_seconds": 480}
+
+
+def test_tick_routes_waiting_conversations_nobody_enqueued(support, presence, monkeypatch):
+    from conversations.tasks import route_conversation_task
+
+    queued = []
+    monkeypatch.setattr(route_conversation_task, "apply_async", lambda args=(), **kw: queued.append(args[0]))
+    lost = waiting(support)
+    offered = waiting(support)
+    staff("a", presence["available"], "support")
+    route_conversation(conversation_id=offered.pk)
+    assert route_waiting() == 1 and queued == [lost.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_new_inbound_message_is_routed_through_the_worker(support, presence, celery_worker):
+    from ..conftest import wait_for
+
+    agent = staff("ready", presence["available"], "support")
+    result = message_receive(InboundMessage(inbox=make_inbox("sms"), sender_kind="phone",
+                                            sender_address="090-1234-5678", text="help", provider_id="SMroute"))
+    offer = wait_for(lambda: Offer.objects.filter(conversation=result.conversation).first())
+    assert offer.agent == agent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_agent_becoming_available_gets_waiting_work_through_the_worker(support, presence, celery_worker):
+    from ..conftest import wait_for
+
+    conversation = waiting(support)
+    agent = staff("late", presence["break"], "support")
+    assert route_conversation(conversation_id=conversation.pk).offer is None
+    agent_presence_set(agent=agent, presence=presence["available"])
+    offer = wait_for(lambda: Offer.objects.filter(conversation=conversation).first())
+    assert offer.agent == agent
