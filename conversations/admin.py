@@ -14,6 +14,8 @@ from django.utils.translation import gettext_lazy as _
 from contactcenter.admin import ReadOnlyAdminMixin, ReadOnlyInlineMixin, recent_rows_formset
 
 from .models import (
+    Offer,
+    RoutingRule,
     ImapCursor,
     RawEmail,
     Agent,
@@ -60,14 +62,54 @@ class SkillAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
 
 
+class RoutingRuleInline(admin.TabularInline):
+    model = RoutingRule
+    extra = 0
+    fields = ("order", "name", "expression", "is_active")
+
+
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "channels", "priority", "sla_seconds", "is_active")
-    list_filter = ("is_active", "required_skills")
+    list_display = ("name", "slug", "channels", "priority", "sla_seconds", "is_default", "auto_accept", "is_active")
+    list_filter = ("is_active", "is_default", "auto_accept", "required_skills")
     search_fields = ("name", "slug")
     ordering = ("name",)
     prepopulated_fields = {"slug": ("name",)}
     filter_horizontal = ("required_skills",)
+    raw_id_fields = ("overflow_queue",)
+    inlines = [RoutingRuleInline]
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "channels", "required_skills", "priority", "sla_seconds", "is_active",
+                           "is_default")}),
+        (_("Offers"), {"fields": ("auto_accept", "offer_timeout_seconds", "known_agent_window_days",
+                                  "known_agent_timeout_seconds", "allow_pick", "wrap_up_required")}),
+        (_("Business hours and overflow"), {"fields": ("business_hours", "after_hours_action", "after_hours_message",
+                                                       "overflow_queue", "overflow_after_seconds")}),
+        (_("Agents going offline"), {"fields": ("offline_policy", "offline_grace_seconds")}),
+    )
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    """Ordered filters: the first active rule whose expression matches picks the queue. An
+    invalid expression is refused on save with the reason (RoutingRule.clean)."""
+
+    list_display = ("order", "name", "expression", "queue", "is_active")
+    list_display_links = ("name",)
+    list_editable = ("order", "is_active")
+    list_filter = ("is_active", "queue")
+    search_fields = ("name", "expression")
+    list_select_related = ("queue",)
+
+
+@admin.register(Offer)
+class OfferAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("conversation", "agent", "queue", "channel", "step", "status", "created_at", "expires_at",
+                    "decided_at")
+    list_filter = ("status", "step", "channel", "queue", "agent")
+    raw_id_fields = ("conversation", "agent", "queue")
+    list_select_related = ("conversation", "agent", "queue")
+    date_hierarchy = "created_at"
 
 
 @admin.register(PresenceState)

@@ -249,7 +249,34 @@ def route_conversation(*, conversation_id: int) -> RoutingDecision:
             return decision
         conversation.routing_note = "waiting: no eligible agent is free"
         conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at"])
+        if "queued_at" in fields:
+            _queue_auto_reply(conversation)
         return RoutingDecision(reason=conversation.routing_note, explanation=explanation)
+
+
+def _queue_auto_reply(conversation: Conversation) -> None:
+    """SMS/WhatsApp inboxes may tell a customer who has to wait where they stand:
+    ``inbox.settings["queue_auto_reply"]``, e.g. "You are number {position} in line (about
+    {wait_minutes} min)." Sent once, when the conversation first has to wait."""
+    template = (conversation.inbox.settings or {}).get("queue_auto_reply")
+    if not template or conversation.channel not in ("sms", "whatsapp"):
+        return
+    position = queue_position(conversation=conversation)
+    if position is None:
+        return
+    wait = position["estimated_wait_seconds"]
+    try:
+        text = str(template).format(position=position["position"],
+                                    wait_minutes=max(1, round(wait / 60)) if wait is not None else "?")
+    except (KeyError, IndexError, ValueError):
+        logger.warning("inbox %s has an invalid queue_auto_reply template", conversation.inbox_id)
+        return
+    from .outbound import SendRefused, message_send
+
+    try:
+        message_send(conversation=conversation, agent=None, text=text)
+    except SendRefused as exc:
+        logger.info("queue auto-reply not sent for conversation %s: %s", conversation.pk, exc.messages)
 
 
 class _AgentUnavailable(Exception):

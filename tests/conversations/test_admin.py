@@ -248,3 +248,25 @@ def test_email_admin_pages_load(client, admin_user):
         assert response.status_code == 200, url
         assert b"<script>x</script>" not in response.content
     assert client.post("/admin/conversations/rawemail/add/", {}).status_code == 403
+
+
+def test_routing_admin_pages_and_rule_validation(client, admin_user):
+    from conversations.models import Offer, Queue, RoutingRule
+
+    queue = Queue.objects.create(name="Support", slug="support")
+    conversation = make_conversation(make_customer(), make_inbox("sms"))
+    from ..factories import make_agent
+
+    offer = Offer.objects.create(conversation=conversation, agent=make_agent("zed"), queue=queue, channel="sms",
+                                 step="queue")
+    rule = RoutingRule.objects.create(name="VIP", expression='"VIP" in tags', queue=queue)
+    client.force_login(admin_user)
+    for url in ("/admin/conversations/offer/", f"/admin/conversations/offer/{offer.pk}/change/",
+                "/admin/conversations/routingrule/", f"/admin/conversations/routingrule/{rule.pk}/change/",
+                f"/admin/conversations/queue/{queue.pk}/change/"):
+        assert client.get(url).status_code == 200, url
+    response = client.post("/admin/conversations/routingrule/add/", {
+        "name": "evil", "order": 1, "expression": "__import__('os').system('id')", "queue": queue.pk, "is_active": "on"})
+    assert response.status_code == 200  # the form comes back with the reason
+    assert "not allowed" in response.content.decode()
+    assert not RoutingRule.objects.filter(name="evil").exists()

@@ -325,3 +325,51 @@ def test_agent_becoming_available_gets_waiting_work_through_the_worker(support, 
     agent_presence_set(agent=agent, presence=presence["available"])
     offer = wait_for(lambda: Offer.objects.filter(conversation=conversation).first())
     assert offer.agent == agent
+
+
+def test_sms_customer_who_must_wait_is_told_their_position_once(support, presence):
+    from conversations.models import Direction
+
+    inbox = make_inbox("sms", settings={"queue_auto_reply": "ただいま{position}番目です（約{wait_minutes}分）。"})
+    ahead = make_conversation(make_customer(), inbox, queue=support)
+    Conversation.objects.filter(pk=ahead.pk).update(queued_at=timezone.now() - timedelta(minutes=1))
+    result = message_receive(InboundMessage(inbox=inbox, sender_kind="phone", sender_address="090-1234-5678",
+                                            text="まだですか", provider_id="SMwait"))
+    route_conversation(conversation_id=result.conversation.pk)
+    route_conversation(conversation_id=result.conversation.pk)
+    replies = Message.objects.filter(conversation=result.conversation, direction=Direction.OUTBOUND)
+    assert [m.text for m in replies] == ["ただいま2番目です（約?分）。"]
+
+
+def test_offline_agent_conversations_go_back_to_the_queue_after_the_grace(support, presence, monkeypatch):
+    from conversations.services.routing import offline_requeue
+    from conversations.tasks import route_conversation_task
+
+    monkeypatch.setattr(route_conversation_task, "apply_async", lambda *a, **k: None)
+    support.offline_policy = "requeue"
+    support.offline_grace_seconds = 300
+    support.save()
+    agent = staff("leaving", presence["available"], "support")
+    conversation = waiting(support)
+    offer_accept(offer_id=route_conversation(conversation_id=conversation.pk).offer.pk, agent=agent)
+    agent_presence_set(agent=agent, presence=presence["offline"])
+    assert offline_requeue() == 0  # still within the grace period: it stays
+    type(agent).objects.filter(pk=agent.pk).update(presence_changed_at=timezone.now() - timedelta(seconds=301))
+    assert offline_requeue() == 1
+    conversation.refresh_from_db()
+    assert conversation.assignee is None and "offline" in conversation.routing_note
+    assert Message.objects.filter(conversation=conversation, event_type=EventType.TRANSFERRED,
+                                  event_data__reason="agent_offline").exists()
+
+
+def test_stay_policy_keeps_conversations_with_an_offline_agent(support, presence):
+    from conversations.services.routing import offline_requeue
+
+    agent = staff("stays", presence["available"], "support")
+    conversation = waiting(support)
+    offer_accept(offer_id=route_conversation(conversation_id=conversation.pk).offer.pk, agent=agent)
+    agent_presence_set(agent=agent, presence=presence["offline"])
+    type(agent).objects.filter(pk=agent.pk).update(presence_changed_at=timezone.now() - timedelta(hours=1))
+    assert offline_requeue() == 0
+    conversation.refresh_from_db()
+    assert conversation.assignee == agent
