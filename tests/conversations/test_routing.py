@@ -373,3 +373,33 @@ def test_stay_policy_keeps_conversations_with_an_offline_agent(support, presence
     assert offline_requeue() == 0
     conversation.refresh_from_db()
     assert conversation.assignee == agent
+
+
+def test_routing_events_leave_after_commit_to_the_agent_and_supervisors(support, presence, monkeypatch,
+                                                                        django_capture_on_commit_callbacks):
+    sent = []
+    monkeypatch.setattr("conversations.events._group_send", lambda group, event: sent.append((group, event)))
+    agent = staff("evented", presence["available"], "support")
+    conversation = waiting()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        offer = route_conversation(conversation_id=conversation.pk).offer
+    assert sent == []
+    for callback in callbacks:
+        callback()
+    created = [(group, event) for group, event in sent if event["type"] == "offer.created"]
+    assert {group for group, _ in created} == {f"agent.{agent.pk}", "supervisors", f"conversation.{conversation.pk}"}
+    assert created[0][1] == {
+        "type": "offer.created", "offer": offer.pk, "conversation": conversation.pk, "agent": agent.pk,
+        "queue": support.pk, "channel": "sms", "step": "queue", "status": "pending",
+        "expires_at": offer.expires_at.isoformat(),
+    }
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(offer_id=offer.pk, agent=agent)
+    types = {event["type"] for _, event in sent}
+    assert {"conversation.assigned", "offer.accepted"} <= types
+    with django_capture_on_commit_callbacks(execute=True):
+        agent_presence_set(agent=agent, presence=presence["break"])
+    presence_events = [(g, e) for g, e in sent if e["type"] == "agent.presence"]
+    assert {g for g, _ in presence_events} == {f"agent.{agent.pk}", "supervisors"}
+    assert presence_events[0][1]["available"] is False
