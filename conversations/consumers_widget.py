@@ -8,9 +8,12 @@ because the first frame arrives only after accept.
 
 Frames in:  hello {widget, token, locale, user?: {id, signature}} · message {id, text} ·
             typing {on} · prechat {name, email} · offline_message {id, email, text, name?} ·
-            status · history · attachment {id}
+            status · history · attachment {id} · queue {conversation?} · end {conversation?}
 Frames out: history {conversations, messages} · status {online, reason} · message · typing (agent) ·
-            prechat/offline_message {ok} · attachment · error {code, reason}
+            prechat/offline_message {ok} · attachment ·
+            queue {conversation, waiting, position, estimated_wait_seconds} (on request, and after
+            the visitor's message while it waits in a queue) · ended {conversation} (every tab) ·
+            error {code, reason}
 """
 
 import base64
@@ -119,7 +122,7 @@ class WidgetConsumer(AsyncWebsocketConsumer):
         handler = {
             "message": self.on_message, "typing": self.on_typing, "prechat": self.on_prechat,
             "offline_message": self.on_offline_message, "status": self.on_status, "history": self.on_history,
-            "attachment": self.on_attachment, "ping": self.on_ping,
+            "attachment": self.on_attachment, "ping": self.on_ping, "queue": self.on_queue, "end": self.on_end,
         }.get(kind)
         if handler is None:
             raise WidgetError(400, "unknown_type")
@@ -193,6 +196,17 @@ class WidgetConsumer(AsyncWebsocketConsumer):
             return webchat.widget_status(webchat.Inbox.objects.get(pk=self.visitor.inbox_id))
 
         await self.send_json(await database_sync_to_async(load)())
+
+    async def on_queue(self, content):
+        await self.send_json(await database_sync_to_async(webchat.visitor_queue)(
+            visitor=self.visitor, conversation_id=content.get("conversation")
+        ))
+
+    async def on_end(self, content):
+        # The "ended" frame reaches this socket through the visitor's group, with the other tabs.
+        await database_sync_to_async(webchat.visitor_end)(
+            visitor=self.visitor, conversation_id=content.get("conversation")
+        )
 
     async def on_ping(self, content):
         await self.send_json({"type": "pong"})

@@ -115,6 +115,10 @@ def _find_or_open_conversation(
         conversation = (
             Conversation.objects.filter(customer=customer, inbox=inbox).order_by("-last_message_at", "-id").first()
         )
+    if conversation is not None and conversation.abandoned_at is not None and not inbound.automated:
+        # The customer left while waiting (routing was canceled): a new message starts afresh
+        # instead of landing where no router will ever look.
+        conversation = None
     if conversation is not None:
         if conversation.status in ACTIVE_STATUSES:
             return conversation, False, False

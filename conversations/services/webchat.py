@@ -41,7 +41,19 @@ from profiles.models import Customer, Identity, IdentityKind, IdentitySource
 from profiles.services import MergeError, identity_link, identity_resolve
 
 from ..groups import agent_group, conversation_group
-from ..models import Agent, Attachment, AttachmentState, Channel, Conversation, Direction, Inbox, Message, MessageKind
+from ..models import (
+    Agent,
+    Attachment,
+    AttachmentState,
+    Channel,
+    Conversation,
+    ConversationStatus,
+    Direction,
+    EventType,
+    Inbox,
+    Message,
+    MessageKind,
+)
 from .ingest import InboundMessage, message_receive
 
 logger = logging.getLogger(__name__)
@@ -63,6 +75,7 @@ DEFAULT_LIMITS = {
     "hello_per_ip": (60, 60),
     "offline_per_ip": (5, 3600),
     "typing_per_visitor": (20, 10),
+    "queue_per_visitor": (30, 60),  # queue-position requests (the widget polls every ~20 s per tab)
 }
 
 
@@ -436,20 +449,131 @@ def visitor_message_receive(*, visitor: Visitor, client_id, text, name: str = ""
     _require_rate(f"msg-ip:{visitor.ip}", limits()["message_per_ip"])
     if not visitor_conversation_ids(visitor) or not _has_active_conversation(visitor):
         _require_rate(f"conv-ip:{visitor.ip}", limits()["conversation_per_ip"])
-    result = message_receive(InboundMessage(
-        inbox=inbox, sender_kind=IdentityKind.WEB_VISITOR, sender_address=visitor.key, text=text,
-        sender_name=_clean_name(name), provider_id=provider_id,
-        metadata={"visitor": visitor.key, "client_id": client_id, "ip": visitor.ip},
-    ))
+    with transaction.atomic():
+        fresh = _open_fresh_conversation_if_ended(visitor, inbox)
+        result = message_receive(InboundMessage(
+            inbox=inbox, sender_kind=IdentityKind.WEB_VISITOR, sender_address=visitor.key, text=text,
+            sender_name=_clean_name(name), provider_id=provider_id,
+            metadata={"visitor": visitor.key, "client_id": client_id, "ip": visitor.ip},
+        ))
+        if result.duplicate and fresh is not None and not fresh.messages.exists():
+            fresh.delete()  # a concurrent resend stored the message first: no empty conversation left
+        if not result.duplicate:
+            widget_message_publish(result.message)  # to every tab, after commit
     if not result.duplicate:
-        widget_message_publish(result.message)  # committed already: published now, to every tab
+        # Still waiting in a queue: the visitor learns where they stand right after their message
+        # (after the echo: same group, same order). Not yet queued (routing runs in the worker):
+        # nothing now, the widget asks again shortly.
+        frame = queue_frame(result.conversation)
+        if frame["position"] is not None:
+            _widget_send(visitor_group(visitor.key), frame)
     return widget_message_frame(result.message), result.duplicate
 
 
 def _has_active_conversation(visitor: Visitor) -> bool:
     from .ingest import ACTIVE_STATUSES
 
-    return Conversation.objects.filter(pk__in=visitor_conversation_ids(visitor), status__in=ACTIVE_STATUSES).exists()
+    active = Conversation.objects.filter(pk__in=visitor_conversation_ids(visitor), status__in=ACTIVE_STATUSES)
+    return any(not _ended_by_visitor(conversation) for conversation in active)
+
+
+# --- queue position and ending the chat ---------------------------------------------------------
+
+ENDED_NOTE = "ended by the customer"
+
+
+def _ended_by_visitor(conversation: Conversation) -> bool:
+    """The visitor closed this chat for good: left while waiting (abandoned, nobody took it) or
+    ended it while an agent had it (resolved with ``ENDED_NOTE``)."""
+    if conversation.abandoned_at is not None and conversation.assignee_id is None:
+        return True
+    if conversation.status != ConversationStatus.RESOLVED:
+        return False
+    event = (
+        Message.objects.filter(conversation=conversation, kind=MessageKind.EVENT, event_type=EventType.RESOLVED)
+        .order_by("-created_at", "-id").values_list("event_data", flat=True).first()
+    )
+    return isinstance(event, dict) and event.get("note") == ENDED_NOTE
+
+
+def _open_fresh_conversation_if_ended(visitor: Visitor, inbox: Inbox) -> Conversation | None:
+    """After "End chat" the next message starts a new conversation. The ingest would append it to
+    the latest conversation (an abandoned one stays open and is never routed again; a resolved one
+    is reopened within the inbox's window), so a new conversation is opened here, the way the
+    ingest opens one, under the same customer lock. Caller holds a transaction."""
+    customer = _visitor_customer(visitor.key)
+    if customer is None:
+        return None
+    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    latest = Conversation.objects.filter(customer=customer, inbox=inbox).order_by("-last_message_at", "-id").first()
+    if latest is None or not _ended_by_visitor(latest):
+        return None
+    now = timezone.now()
+    return Conversation.objects.create(
+        customer=customer, inbox=inbox, channel=inbox.kind, queue=inbox.default_queue,
+        created_at=now, last_message_at=now, status=ConversationStatus.OPEN,
+    )
+
+
+def _visitor_target(visitor: Visitor, conversation_id) -> Conversation | None:
+    """The conversation a queue/end frame is about: the one named (only the visitor's own: else
+    404), or the visitor's current one (the one their next message would join)."""
+    if conversation_id is not None:
+        return Conversation.objects.get(pk=access_visitor_conversation(visitor, conversation_id))
+    ids = visitor_conversation_ids(visitor)
+    if not ids:
+        return None
+    return Conversation.objects.filter(pk__in=ids).order_by("-last_message_at", "-id").first()
+
+
+def queue_frame(conversation: Conversation | None) -> dict:
+    """``{"type": "queue", "conversation", "waiting", "position", "estimated_wait_seconds"}``.
+    ``waiting``: open and nobody has it yet; ``position`` is null while it is not (or not yet) in a
+    queue, and once an agent has it: the widget hides the line then."""
+    from .routing import queue_position
+
+    position = queue_position(conversation=conversation) if conversation is not None else None
+    waiting = bool(
+        conversation is not None and conversation.status == ConversationStatus.OPEN
+        and conversation.assignee_id is None and conversation.abandoned_at is None
+    )
+    return {
+        "type": "queue", "conversation": conversation.pk if conversation is not None else None,
+        "waiting": waiting,
+        "position": position["position"] if position else None,
+        "estimated_wait_seconds": position["estimated_wait_seconds"] if position else None,
+    }
+
+
+def visitor_queue(*, visitor: Visitor, conversation_id=None) -> dict:
+    """Where the visitor's conversation stands in its queue (the widget polls this while waiting)."""
+    _require_rate(f"queue-visitor:{visitor.key}", limits()["queue_per_visitor"])
+    return queue_frame(_visitor_target(visitor, conversation_id))
+
+
+def visitor_end(*, visitor: Visitor, conversation_id=None) -> dict:
+    """The visitor pressed "End chat". Still waiting: routing is canceled and the conversation counts
+    as abandoned. With an agent: resolved (``ENDED_NOTE``), which frees the agent. Idempotent.
+    Every tab of the visitor gets ``{"type": "ended"}`` and clears; the next message opens a new
+    conversation."""
+    from .routing import RoutingError, conversation_abandon, conversation_resolve
+
+    _require_rate(f"msg-visitor:{visitor.key}", limits()["message_per_visitor"])
+    conversation = _visitor_target(visitor, conversation_id)
+    if conversation is not None and not _ended_by_visitor(conversation) \
+            and conversation.status != ConversationStatus.RESOLVED:
+        abandoned = conversation.assignee_id is None and conversation.status == ConversationStatus.OPEN and \
+            conversation_abandon(conversation_id=conversation.pk, reason=ENDED_NOTE)
+        if not abandoned:
+            # With an agent (or taken between our read and the abandon's lock), or parked unassigned.
+            try:
+                conversation_resolve(conversation_id=conversation.pk, by=None, note=ENDED_NOTE)
+            except RoutingError:
+                # The queue wants a wrap-up code only the agent can give: the agent resolves it.
+                logger.info("conversation %s ended by the visitor; left for the agent's wrap-up", conversation.pk)
+    frame = {"type": "ended", "conversation": conversation.pk if conversation is not None else None}
+    _widget_send(visitor_group(visitor.key), frame)
+    return frame
 
 
 def _ensure_visitor_customer(visitor: Visitor, name: str) -> Customer:

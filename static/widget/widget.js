@@ -29,6 +29,9 @@
       offline_send: "Send message", offline_done: "Thank you. We will reply by email.",
       typing: "{name} is typing…", agent: "Agent", you: "You",
       prechat_intro: "Tell us who you are (optional).",
+      queue: "You are number {position} in the queue", queue_wait: " · about {minutes} min",
+      end: "End chat", end_confirm: "End this chat? The agent will no longer see your messages here.",
+      end_yes: "End chat", end_no: "Cancel", ended: "Chat ended. Send a message to start a new chat.",
       err_413: "That message is too long. Please shorten it.",
       err_429: "You are sending too fast. Please wait a moment.",
       err_400: "That could not be sent. Please check and try again.",
@@ -48,6 +51,9 @@
       offline_send: "送信する", offline_done: "ありがとうございました。メールでご返信します。",
       typing: "{name}が入力中…", agent: "担当者", you: "あなた",
       prechat_intro: "よろしければお名前とメールアドレスをご入力ください。",
+      queue: "順番待ち：あなたは{position}番目です", queue_wait: " · 約{minutes}分",
+      end: "チャットを終了", end_confirm: "このチャットを終了しますか？",
+      end_yes: "終了する", end_no: "キャンセル", ended: "チャットを終了しました。メッセージを送ると新しいチャットが始まります。",
       err_413: "メッセージが長すぎます。短くしてください。",
       err_429: "送信が速すぎます。少し待ってからお試しください。",
       err_400: "送信できませんでした。内容をご確認ください。",
@@ -126,12 +132,30 @@
   panel.setAttribute("lang", locale);
   var header = el("header", "cc-header");
   header.appendChild(el("h2", "cc-title", T.title));
+  var endButton = el("button", "cc-end cc-hidden", T.end);
+  endButton.type = "button";
+  header.appendChild(endButton);
   var closeButton = el("button", "cc-close", "×");
   closeButton.type = "button";
   closeButton.setAttribute("aria-label", T.close);
   header.appendChild(closeButton);
   var statusLine = el("p", "cc-status", T.connecting);
   statusLine.setAttribute("role", "status");
+  var queueLine = el("p", "cc-queue cc-hidden");
+  queueLine.setAttribute("role", "status");
+  // "End chat" asks first: ending cannot be undone (the next message starts a new chat).
+  var confirmBox = el("div", "cc-confirm cc-hidden");
+  confirmBox.setAttribute("role", "alertdialog");
+  var confirmText = el("p", "cc-confirm-text", T.end_confirm);
+  confirmBox.appendChild(confirmText);
+  var confirmButtons = el("div", "cc-buttons");
+  var confirmNo = el("button", "cc-secondary", T.end_no);
+  confirmNo.type = "button";
+  var confirmYes = el("button", "cc-primary cc-danger", T.end_yes);
+  confirmYes.type = "button";
+  confirmButtons.appendChild(confirmNo);
+  confirmButtons.appendChild(confirmYes);
+  confirmBox.appendChild(confirmButtons);
   var list = el("ol", "cc-messages");
   list.setAttribute("role", "log");
   list.setAttribute("aria-live", "polite");
@@ -194,7 +218,7 @@
   composer.appendChild(textbox);
   composer.appendChild(sendButton);
 
-  [header, statusLine, list, typingLine, errorLine, prechat, offline, composer].forEach(function (n) {
+  [header, statusLine, queueLine, confirmBox, list, typingLine, errorLine, prechat, offline, composer].forEach(function (n) {
     panel.appendChild(n);
   });
   root.appendChild(panel);
@@ -216,6 +240,11 @@
   var prechatDone = storeGet(tokenKey + ":prechat") === "1" || !!userId;
   var typingTimer = null;
   var typingSentAt = 0;
+  var queueTimer = null;  // polls the queue position while the conversation waits for an agent
+  var QUEUE_POLL_MS = 20000;
+  var endedKey = tokenKey + ":ended";
+  // Conversations up to this id were ended by the visitor: a fresh chat does not show them again.
+  var endedUpTo = parseInt(storeGet(endedKey) || "0", 10) || 0;
 
   function renderMessage(frame) {
     var item = el("li", "cc-message " + (frame.from === "agent" ? "cc-agent" : "cc-visitor"));
@@ -245,6 +274,31 @@
     list.scrollTop = list.scrollHeight;
     if (frame.from === "agent") { show(typingLine, false); }
   }
+
+  // --- queue position --------------------------------------------------------------------------
+  function renderQueue(frame) {
+    if (frame.position === null || frame.position === undefined) { show(queueLine, false); return; }
+    var text = T.queue.replace("{position}", String(frame.position));
+    var seconds = frame.estimated_wait_seconds;
+    if (typeof seconds === "number") {
+      text += T.queue_wait.replace("{minutes}", String(Math.max(1, Math.round(seconds / 60))));
+    }
+    queueLine.textContent = text;
+    show(queueLine, true);
+  }
+  function stopQueue() {
+    window.clearTimeout(queueTimer);
+    queueTimer = null;
+    show(queueLine, false);
+  }
+  function scheduleQueue(delay) {
+    window.clearTimeout(queueTimer);
+    queueTimer = window.setTimeout(function () {
+      queueTimer = null;
+      send({ type: "queue" });
+      scheduleQueue(QUEUE_POLL_MS);  // the answer stops the polling once nobody waits any more
+    }, delay);
+  }
   function renderPending() {
     Object.keys(pending).forEach(function (id) {
       var node = renderMessage({ from: "visitor", text: pending[id].text });
@@ -267,6 +321,8 @@
     show(offline, ready && offlineMode);
     show(prechat, ready && !offlineMode && !prechatDone && !hasHistory);
     show(composer, ready && !offlineMode && (prechatDone || hasHistory));
+    show(endButton, ready && conversations.length > 0);
+    if (!conversations.length) { show(confirmBox, false); }
   }
   var offlineReason = "no_agent";
 
@@ -308,9 +364,12 @@
         ready = true;
         while (list.firstChild) { list.removeChild(list.firstChild); }
         messages = {};
-        conversations = (frame.conversations || []).slice();
-        (frame.messages || []).forEach(addMessage);
+        conversations = (frame.conversations || []).filter(function (id) { return id > endedUpTo; });
+        var shown = (frame.messages || []).filter(function (m) { return !(m.conversation <= endedUpTo); });
+        shown.forEach(addMessage);
         renderPending();
+        // The last word is the visitor's: they may be waiting in a queue; the answer tells.
+        if (shown.length && shown[shown.length - 1].from === "visitor") { scheduleQueue(0); } else { stopQueue(); }
         Object.keys(pending).forEach(function (id) { send({ type: "message", id: id, text: pending[id].text }); });
         updateForms();
         break;
@@ -321,6 +380,27 @@
         break;
       case "message":
         addMessage(frame);
+        if (frame.from === "agent") { stopQueue(); }  // an agent is here: no more queue position
+        updateForms();
+        break;
+      case "queue":
+        renderQueue(frame);
+        if (frame.waiting === false) { stopQueue(); } else if (!queueTimer) { scheduleQueue(QUEUE_POLL_MS); }
+        break;
+      case "ended":
+        // Every tab of the visitor clears; the next message starts a new conversation.
+        if (typeof frame.conversation === "number" && frame.conversation > endedUpTo) {
+          endedUpTo = frame.conversation;
+          storeSet(endedKey, String(endedUpTo));
+        }
+        stopQueue();
+        show(confirmBox, false);
+        show(typingLine, false);
+        while (list.firstChild) { list.removeChild(list.firstChild); }
+        messages = {};
+        conversations = [];
+        list.appendChild(el("li", "cc-notice", T.ended));
+        renderPending();
         updateForms();
         break;
       case "typing":
@@ -384,6 +464,18 @@
     textbox.value = "";
     send({ type: "typing", on: false });
     send({ type: "message", id: id, text: text });  // resent with the same id after a reconnect
+    scheduleQueue(3000);  // routing runs on the server: ask shortly where this chat stands
+  });
+  endButton.addEventListener("click", function () {
+    show(confirmBox, confirmBox.classList.contains("cc-hidden"));
+    if (!confirmBox.classList.contains("cc-hidden")) { confirmNo.focus(); }
+  });
+  confirmNo.addEventListener("click", function () {
+    show(confirmBox, false);
+    endButton.focus();
+  });
+  confirmYes.addEventListener("click", function () {
+    if (send({ type: "end" })) { show(confirmBox, false); } else { showError(0, "other"); }
   });
   textbox.addEventListener("keydown", function (event) {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {

@@ -202,3 +202,13 @@ def test_a_retry_arriving_while_the_slow_first_delivery_is_still_committing_stor
     assert not results["first"].duplicate and results["retry"].duplicate
     assert results["retry"].message.pk == results["first"].message.pk
     assert Message.objects.filter(provider_id="SMslow").count() == 1
+
+
+def test_message_after_the_customer_abandoned_opens_a_new_conversation():
+    from conversations.services.routing import conversation_abandon
+
+    inbox = make_inbox("sms")
+    first = message_receive(_sms(inbox, sid="SMa1"))
+    assert conversation_abandon(conversation_id=first.conversation.pk, reason="hung up")
+    again = message_receive(_sms(inbox, sid="SMa2"))
+    assert again.conversation_opened and again.conversation.pk != first.conversation.pk

@@ -627,3 +627,218 @@ def test_widget_script_and_demo_exist_and_render_text_safely():
     demo = (root / "templates" / "widget" / "demo.html").read_text()
     assert "widget.js" in demo and "<script>" not in demo
     json.dumps(demo)
+
+
+# --- queue position and "End chat" ---------------------------------------------------------------
+
+
+@pytest.fixture
+def default_queue(db):
+    from conversations.models import Queue
+
+    return Queue.objects.create(name="Chat", slug="chat", is_default=True, offer_timeout_seconds=600)
+
+
+async def _route(conversation_id):
+    from conversations.services.routing import route_conversation
+
+    return await database_sync_to_async(route_conversation)(conversation_id=conversation_id)
+
+
+async def _drain(communicator):
+    """Discard frames already pushed (a queue frame after a message, when a test worker routed the
+    conversation first); reads only what is there, never waits for a frame."""
+    while not await communicator.receive_nothing(timeout=0.2):
+        await communicator.receive_json_from()
+
+
+async def _ask_queue(communicator, conversation_id=None):
+    frame = {"type": "queue"}
+    if conversation_id is not None:
+        frame["conversation"] = conversation_id
+    await communicator.send_json_to(frame)
+    return await communicator.receive_json_from(timeout=5)
+
+
+async def test_queue_position_and_estimate_of_two_waiting_visitors(widget, agent, default_queue):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    def answered_before():
+        # One chat of this queue was answered after two minutes: the estimate's median.
+        now = timezone.now()
+        make_conversation(make_customer(), widget, queue=default_queue, queued_at=now - timedelta(seconds=120),
+                          assigned_at=now, assignee=agent, status="resolved")
+
+    await database_sync_to_async(answered_before)()
+    first, _, _ = await _hello(_token())
+    second, _, _ = await _hello(_token())
+    try:
+        one = await _say(first, "first in line")
+        await _route(one["conversation"])
+        two = await _say(second, "second in line")
+        await _route(two["conversation"])
+        await _drain(first)
+        await _drain(second)
+
+        assert await _ask_queue(first) == {
+            "type": "queue", "conversation": one["conversation"], "waiting": True,
+            "position": 1, "estimated_wait_seconds": 120,
+        }
+        assert await _ask_queue(second) == {
+            "type": "queue", "conversation": two["conversation"], "waiting": True,
+            "position": 2, "estimated_wait_seconds": 240,
+        }
+        # A message while waiting in the queue: the echo, then where the visitor stands.
+        again = await _say(second, "still there?")
+        assert again["type"] == "message" and again["conversation"] == two["conversation"]
+        assert (await second.receive_json_from(timeout=5))["position"] == 2
+        assert await second.receive_nothing(timeout=0.2)
+    finally:
+        await first.disconnect()
+        await second.disconnect()
+
+
+async def test_queue_position_is_null_once_an_agent_has_the_conversation(widget, agent, default_queue):
+    from conversations.services.routing import conversation_assign
+
+    communicator, _, _ = await _hello(_token())
+    try:
+        said = await _say(communicator, "hello?")
+        await _route(said["conversation"])
+        await _drain(communicator)
+        assert (await _ask_queue(communicator))["position"] == 1
+        await database_sync_to_async(conversation_assign)(conversation_id=said["conversation"], agent=agent, by=None)
+        assert await _ask_queue(communicator, said["conversation"]) == {
+            "type": "queue", "conversation": said["conversation"], "waiting": False,
+            "position": None, "estimated_wait_seconds": None,
+        }
+    finally:
+        await communicator.disconnect()
+
+
+async def test_queue_without_a_conversation_and_not_yet_queued(widget, agent):
+    communicator, _, _ = await _hello(_token())
+    try:
+        assert await _ask_queue(communicator) == {
+            "type": "queue", "conversation": None, "waiting": False, "position": None, "estimated_wait_seconds": None,
+        }
+        said = await _say(communicator, "hello?")  # no queue at all: it waits, with no position
+        assert await communicator.receive_nothing(timeout=0.2)
+        frame = await _ask_queue(communicator)
+        assert (frame["conversation"], frame["waiting"], frame["position"]) == (said["conversation"], True, None)
+    finally:
+        await communicator.disconnect()
+
+
+async def test_another_visitor_cannot_query_or_end_someone_elses_conversation(widget, online, default_queue):
+    from conversations.models import Offer, OfferStatus
+
+    alice, _, _ = await _hello(_token())
+    mallory, _, _ = await _hello(_token())
+    try:
+        said = await _say(alice, "private")
+        await _route(said["conversation"])
+        await _drain(alice)
+        await mallory.send_json_to({"type": "queue", "conversation": said["conversation"]})
+        assert await mallory.receive_json_from() == {"type": "error", "code": 404, "reason": "not_found"}
+        await mallory.send_json_to({"type": "end", "conversation": said["conversation"]})
+        assert await mallory.receive_json_from() == {"type": "error", "code": 404, "reason": "not_found"}
+        await mallory.send_json_to({"type": "queue", "conversation": "1"})
+        assert await mallory.receive_json_from() == {"type": "error", "code": 404, "reason": "not_found"}
+        assert await alice.receive_nothing(timeout=0.2)
+
+        def untouched():
+            conversation = Conversation.objects.get(pk=said["conversation"])
+            assert conversation.abandoned_at is None and conversation.status == "open"
+            assert Offer.objects.get(conversation=conversation).status == OfferStatus.PENDING
+
+        await database_sync_to_async(untouched)()
+    finally:
+        await alice.disconnect()
+        await mallory.disconnect()
+
+
+async def test_end_while_waiting_abandons_cancels_the_offer_and_the_next_message_starts_anew(
+        widget, online, default_queue):
+    from conversations.models import Offer, OfferStatus
+
+    token = _token()
+    tab1, _, _ = await _hello(token)
+    tab2, _, _ = await _hello(token)
+    try:
+        said = await _say(tab1, "I need help")
+        assert (await tab2.receive_json_from(timeout=5))["id"] == said["id"]
+        decision = await _route(said["conversation"])
+        assert decision.offer is not None and decision.offer.status == OfferStatus.PENDING
+        await _drain(tab1)
+        await _drain(tab2)
+
+        await tab1.send_json_to({"type": "end"})
+        ended = {"type": "ended", "conversation": said["conversation"]}
+        assert await tab1.receive_json_from(timeout=5) == ended
+        assert await tab2.receive_json_from(timeout=5) == ended  # every tab clears
+
+        def check():
+            conversation = Conversation.objects.get(pk=said["conversation"])
+            assert conversation.abandoned_at is not None and conversation.assignee_id is None
+            assert Offer.objects.get(pk=decision.offer.pk).status == OfferStatus.CANCELED
+
+        await database_sync_to_async(check)()
+        frame = await _ask_queue(tab1)
+        assert (frame["waiting"], frame["position"]) == (False, None)
+
+        # Ending again changes nothing and still answers.
+        await tab1.send_json_to({"type": "end", "conversation": said["conversation"]})
+        assert await tab1.receive_json_from(timeout=5) == ended
+        assert await tab2.receive_json_from(timeout=5) == ended
+
+        fresh = await _say(tab1, "another question")
+        assert fresh["conversation"] != said["conversation"]
+        assert (await tab2.receive_json_from(timeout=5))["id"] == fresh["id"]
+        new = await database_sync_to_async(Conversation.objects.get)(pk=fresh["conversation"])
+        assert (new.status, new.abandoned_at, new.assignee_id) == ("open", None, None)
+    finally:
+        await tab1.disconnect()
+        await tab2.disconnect()
+
+
+async def test_end_with_an_agent_resolves_and_the_next_message_starts_anew(widget, agent, default_queue):
+    from conversations.services.routing import conversation_assign
+
+    token = _token()
+    communicator, _, _ = await _hello(token)
+    try:
+        said = await _say(communicator, "hello?")
+        await database_sync_to_async(conversation_assign)(conversation_id=said["conversation"], agent=agent, by=None)
+        await _drain(communicator)
+        await communicator.send_json_to({"type": "end"})
+        assert await communicator.receive_json_from(timeout=5) == {"type": "ended", "conversation": said["conversation"]}
+
+        def check():
+            conversation = Conversation.objects.get(pk=said["conversation"])
+            assert conversation.status == "resolved" and conversation.abandoned_at is None
+            event = Message.objects.get(conversation=conversation, kind=MessageKind.EVENT, event_type="resolved")
+            assert event.event_data["note"] == "ended by the customer" and event.author_agent_id is None
+
+        await database_sync_to_async(check)()
+        fresh = await _say(communicator, "one more thing")
+        assert fresh["conversation"] != said["conversation"]
+    finally:
+        await communicator.disconnect()
+
+    again, history, _ = await _hello(token)
+    try:
+        assert history["conversations"] == [said["conversation"], fresh["conversation"]]
+    finally:
+        await again.disconnect()
+
+
+def test_widget_script_shows_the_queue_and_ends_the_chat():
+    from pathlib import Path
+
+    script = (Path(__file__).resolve().parents[2] / "static" / "widget" / "widget.js").read_text()
+    assert '"queue"' in script and 'type: "end"' in script and '"ended"' in script
+    assert "You are number {position} in the queue" in script and "{position}番目" in script
+    assert "End chat" in script and "チャットを終了" in script
