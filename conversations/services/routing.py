@@ -100,7 +100,9 @@ def queue_pick(conversation: Conversation) -> tuple[Queue | None, dict]:
     the queue marked default."""
     from ..routing.rules import first_match
 
-    rules = list(RoutingRule.objects.filter(is_active=True, queue__is_active=True).select_related("queue"))
+    # A rule can only send a conversation to a queue that serves its channel (empty = all).
+    rules = [rule for rule in RoutingRule.objects.filter(is_active=True, queue__is_active=True).select_related("queue")
+             if not rule.queue.channels or conversation.channel in rule.queue.channels]
     context = rule_context(conversation)
     matched = first_match(((rule, rule.expression) for rule in rules), context)
     if matched is not None:

@@ -403,3 +403,12 @@ def test_routing_events_leave_after_commit_to_the_agent_and_supervisors(support,
     presence_events = [(g, e) for g, e in sent if e["type"] == "agent.presence"]
     assert {g for g, _ in presence_events} == {f"agent.{agent.pk}", "supervisors"}
     assert presence_events[0][1]["available"] is False
+
+
+def test_a_rule_never_sends_a_conversation_to_a_queue_that_does_not_serve_its_channel(support, presence):
+    voice_only = Queue.objects.create(name="Phones", slug="phones", channels=["voice"])
+    RoutingRule.objects.create(name="everything", order=1, expression="", queue=voice_only)
+    conversation = waiting()
+    route_conversation(conversation_id=conversation.pk)
+    conversation.refresh_from_db()
+    assert conversation.queue == support  # the default, since the only rule's queue takes no SMS
