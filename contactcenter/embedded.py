@@ -21,7 +21,7 @@ _lock = threading.Lock()
 _started: dict[str, object] = {}
 
 
-def start_worker(*, with_beat: bool = True) -> WorkController:
+def start_worker(*, with_beat: bool = True, queues: list[str] | None = None) -> WorkController:
     """Start the in-process worker (and beat) once; return the worker."""
     with _lock:
         if "worker" in _started:
@@ -35,6 +35,7 @@ def start_worker(*, with_beat: bool = True) -> WorkController:
             without_mingle=True,
             without_gossip=True,
             loglevel="WARNING",
+            **({"queues": queues} if queues else {}),
         )
         thread = threading.Thread(target=worker.start, name="celery-embedded-worker", daemon=True)
         thread.start()

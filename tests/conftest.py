@@ -70,6 +70,12 @@ def _database_url_for_test_db() -> str:
     return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
 
 
+# The test worker consumes its own queue: tasks that other tests enqueue as a side effect (routing
+# after every ingested message …) stay on the default queue, so a worker started for one test
+# never works on another test's rows or races the database flush between tests.
+WORKER_QUEUE = "cc-test-worker"
+
+
 class EmbeddedWorker:
     """The same in-process worker thread ``make run`` uses (contactcenter.embedded)."""
 
@@ -77,7 +83,8 @@ class EmbeddedWorker:
         from contactcenter import embedded
 
         self._embedded = embedded
-        self.worker = embedded.start_worker(with_beat=False)
+        self.worker = embedded.start_worker(with_beat=False, queues=[WORKER_QUEUE])
+        self.nodename = None
 
     def stop(self):
         self._embedded.stop_worker()
@@ -94,7 +101,7 @@ class ProcessWorker:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "contactcenter", "worker", "-P", "threads", "-c", "4",
              "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING",
-             "-n", f"test-{os.getpid()}@%h"],
+             "-Q", WORKER_QUEUE, "-n", f"test-{os.getpid()}@%h"],
             cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
 
@@ -108,13 +115,38 @@ class ProcessWorker:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker):
-    """A worker consuming the broker of the current mode. Tests using it need
-    ``@pytest.mark.django_db(transaction=True)`` so the worker sees committed rows."""
+def _session_worker(django_db_setup, django_db_blocker):
     (REPO / "var").mkdir(exist_ok=True)
     worker = ProcessWorker() if PRODUCTION else EmbeddedWorker()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def celery_worker(_session_worker):
+    """A worker consuming the broker of the current mode. Tests using it need
+    ``@pytest.mark.django_db(transaction=True)`` so the worker sees committed rows. Tasks sent
+    during the test go to the worker's queue; afterwards the queue is purged and the worker is
+    given time to finish what it holds before the database is flushed."""
+    from contactcenter.celery import app
+
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = WORKER_QUEUE
+    try:
+        yield _session_worker
+    finally:
+        app.conf.task_default_queue = previous
+        _drain_worker_queue(app)
+
+
+def _drain_worker_queue(app) -> None:
+    with app.connection_for_write() as connection:
+        try:
+            connection.default_channel.queue_purge(WORKER_QUEUE)
+        except Exception:  # noqa: BLE001 - queue not declared yet
+            pass
+    # Tasks already taken by the worker finish within their own (short) run time.
+    time.sleep(1.0 if PRODUCTION else 0.3)
 
 
 def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.05):

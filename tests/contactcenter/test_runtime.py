@@ -79,7 +79,9 @@ def test_embedded_beat_thread_sends_tick_to_the_embedded_worker(celery_worker):
 
 @pytest.mark.production
 def test_beat_process_drives_tick_through_the_worker_process(celery_worker, tmp_path):
-    env = dict(os.environ, DATABASE_URL=_database_url_for_test_db(), CC_TICK_SECONDS="1")
+    from ..conftest import WORKER_QUEUE
+
+    env = dict(os.environ, DATABASE_URL=_database_url_for_test_db(), CC_TICK_SECONDS="1", CC_CELERY_QUEUE=WORKER_QUEUE)
     beat = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "contactcenter", "beat", "-l", "WARNING",
          "-s", str(tmp_path / "beat-schedule")],
