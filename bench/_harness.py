@@ -49,3 +49,23 @@ def bench_line(name: str, *, ratio: float, target: float, **figures) -> str:
     for key, value in figures.items():
         parts.append(f"{key}={value:.3f}" if isinstance(value, float) else f"{key}={value}")
     return " ".join(parts)
+
+
+def database_url(connection) -> str:
+    """A ``DATABASE_URL`` for the database ``connection`` is on now (e.g. the bench test database),
+    for worker processes started by a benchmark; "" on SQLite (same as tests/conftest.py)."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return ""
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
+
+
+def percentile(values, q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), -(-len(ordered) * q // 100)))
+    return ordered[int(rank) - 1]

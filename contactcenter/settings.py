@@ -89,7 +89,9 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------------
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("CC_DB_CONN_MAX_AGE", 0))}
+    # Persistent connections (checked before reuse): a worker no longer reconnects for every task.
+    DATABASES = {"default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=env_int("CC_DB_CONN_MAX_AGE", 60), conn_health_checks=True)}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

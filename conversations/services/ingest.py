@@ -175,11 +175,13 @@ def message_receive(inbound: InboundMessage) -> IngestResult:
             for attachment in inbound.attachments:
                 _store_attachment(message, attachment)
             _after_inbound(conversation, inbound=inbound, at=at)
-            notify_message_created(message, assignee_id=conversation.assignee_id)
             if conversation.assignee_id is None and conversation.status == ConversationStatus.OPEN:
                 from ..tasks import route_conversation_task
 
+                # Registered first: on-commit callbacks run in order, and routing should not wait
+                # behind the websocket notifications (bench/routing).
                 enqueue_on_commit(route_conversation_task, conversation.pk)
+            notify_message_created(message, assignee_id=conversation.assignee_id)
     except IntegrityError:
         # A concurrent request stored the same provider id first: that one is the message.
         existing = _existing(inbox, inbound.provider_id)

@@ -128,7 +128,8 @@ def agent_loads(agent_ids: list[int], channel: str) -> dict[int, int]:
 def eligible_agents(*, queue: Queue, channel: str, exclude: set[int] = frozenset()) -> list[Agent]:
     """Agents who could take a conversation of ``queue`` on ``channel`` now, longest idle first."""
     required = list(queue.required_skills.values_list("pk", flat=True))
-    qs = Agent.objects.filter(presence__is_available=True).exclude(pk__in=exclude).select_related("presence")
+    qs = Agent.objects.filter(presence__is_available=True).exclude(pk__in=exclude).only(
+        "pk", "capacity", "last_assigned_at", "presence_changed_at", "display_name")
     if required:
         qs = qs.annotate(matched=Count("skills", filter=Q(skills__in=required), distinct=True)).filter(
             matched=len(required))
@@ -468,10 +469,17 @@ def route_for_agent(*, agent_id: int, limit: int = 20) -> int:
     waiting = (
         _waiting().filter(Q(queue__in=queues) | Q(queue__isnull=True))
         .exclude(offers__status=OfferStatus.PENDING)
-        .order_by("-priority", "queued_at", "created_at", "pk").values_list("pk", flat=True)[:limit]
+        .order_by("-priority", "queued_at", "created_at", "pk").values_list("pk", "channel")[:limit]
     )
     offered = 0
-    for conversation_id in waiting:
+    channels_full: set[str] = set()
+    for conversation_id, channel in waiting:
+        if channel in channels_full:
+            continue
+        if agent_loads([agent.pk], channel)[agent.pk] >= agent.capacity_for(channel):
+            # Full on this channel: every further attempt would scan all agents and find nobody.
+            channels_full.add(channel)
+            continue
         decision = route_conversation(conversation_id=conversation_id)
         offered += bool(decision.offer)
     return offered

@@ -412,3 +412,16 @@ def test_a_rule_never_sends_a_conversation_to_a_queue_that_does_not_serve_its_ch
     route_conversation(conversation_id=conversation.pk)
     conversation.refresh_from_db()
     assert conversation.queue == support  # the default, since the only rule's queue takes no SMS
+
+
+def test_route_for_agent_stops_trying_once_the_agent_is_full(support, presence, monkeypatch):
+    from conversations.services import routing
+
+    agent = staff("small", presence["available"], "support", capacity={"sms": 1})
+    for _ in range(5):
+        waiting(support)
+    calls = []
+    original = routing.route_conversation
+    monkeypatch.setattr(routing, "route_conversation", lambda **kw: calls.append(kw) or original(**kw))
+    assert route_for_agent(agent_id=agent.pk) == 1
+    assert len(calls) == 1  # not five full scans for an agent who can take one

@@ -1,0 +1,679 @@
+"""bench/routing: 100 agents (3 skills, capacity 3 on SMS) routed by two real Celery workers.
+
+(a) arrivals: 20 new SMS conversations/s for 30 s through the real ingest path (``message_receive``,
+    which enqueues ``route_conversation_task`` after commit), from ARRIVAL_THREADS sender threads
+    (open-loop schedule, like several web processes). Latency = the conversation's commit → the
+    commit of its first offer. So that the figure is routing latency, not queueing for capacity,
+    capacity keeps flowing: a conversation whose offer has been pending HOLD_SECONDS is resolved
+    (which cancels the offer and frees the slot without enqueueing anything else). 20/s x 3 s = 60
+    offers in flight for 300 slots, so agents never run out; ``waited`` counts arrivals that still
+    had no offer when the phase drained (expected 0 on an unloaded machine).
+(b) freeing: every agent full (3 accepted conversations each) and a backlog of 500 waiting
+    conversations (bulk-created as routing leaves them when nobody is free); then one assigned
+    conversation is resolved every 0.1 s (round robin, 30 s, so each agent is freed 3 times).
+    ``conversation_resolve`` enqueues ``route_for_agent_task``. Latency = the resolve's commit →
+    the commit of the next offer made to that agent.
+
+Commit times are exact: triggers installed in the throwaway test database send ``pg_notify`` on
+conversation insert, conversation → resolved, offer insert and worker-heartbeat insert; PostgreSQL
+delivers a notification only when the transaction commits, and a separate listener process stamps
+each one with ``time.time()`` on arrival (same machine clock for every event, no polling delay).
+
+Baseline, measured in the same run: the median Celery round trip of the existing
+``contactcenter.record_heartbeat`` task (apply_async → a worker runs it → its row insert commits,
+seen by the same listener), plus the median of one ``SELECT … FOR UPDATE SKIP LOCKED`` claim of a
+waiting conversation row in its own transaction from this process. Ratio = the worse phase p95 /
+baseline, target 2. After each phase the invariants are checked (``double_assignments`` must be 0,
+else exit 1). Prints ``BENCH routing ratio=… target=2 …``.
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+
+from _harness import REPO, bench_database, bench_line, database_url, median_ms, percentile
+
+AGENTS = 100
+CAPACITY = 3
+ARRIVAL_RATE = 20  # per second
+ARRIVAL_SECONDS = 30
+HOLD_SECONDS = 3.0  # phase (a): how long an offer stays pending before its conversation is resolved
+BACKLOG = 500
+FREE_RATE = 10  # per second
+FREE_SECONDS = 30
+WORKERS = 2
+ARRIVAL_THREADS = 2
+WORKER_THREADS = 4
+NOOP_SAMPLES = 30
+CLAIM_SAMPLES = 50
+DRAIN_SECONDS = 20
+TARGET = 2.0
+
+TRIGGERS = """
+CREATE OR REPLACE FUNCTION bench_notify_conversation_insert() RETURNS trigger AS $$
+BEGIN PERFORM pg_notify('bench_conv', NEW.id::text); RETURN NULL; END $$ LANGUAGE plpgsql;
+CREATE TRIGGER bench_conversation_insert AFTER INSERT ON conversations_conversation
+    FOR EACH ROW EXECUTE FUNCTION bench_notify_conversation_insert();
+
+CREATE OR REPLACE FUNCTION bench_notify_conversation_resolved() RETURNS trigger AS $$
+BEGIN PERFORM pg_notify('bench_resolved', NEW.id || ' ' || COALESCE(NEW.assignee_id, 0)); RETURN NULL; END
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER bench_conversation_resolved AFTER UPDATE ON conversations_conversation
+    FOR EACH ROW WHEN (NEW.status = 'resolved' AND OLD.status IS DISTINCT FROM 'resolved')
+    EXECUTE FUNCTION bench_notify_conversation_resolved();
+
+CREATE OR REPLACE FUNCTION bench_notify_offer_insert() RETURNS trigger AS $$
+BEGIN PERFORM pg_notify('bench_offer', NEW.id || ' ' || NEW.conversation_id || ' ' || NEW.agent_id || ' '
+                        || extract(epoch FROM clock_timestamp())); RETURN NULL; END $$ LANGUAGE plpgsql;
+CREATE TRIGGER bench_offer_insert AFTER INSERT ON conversations_offer
+    FOR EACH ROW EXECUTE FUNCTION bench_notify_offer_insert();
+
+CREATE OR REPLACE FUNCTION bench_notify_heartbeat_insert() RETURNS trigger AS $$
+BEGIN PERFORM pg_notify('bench_hb', NEW.token); RETURN NULL; END $$ LANGUAGE plpgsql;
+CREATE TRIGGER bench_heartbeat_insert AFTER INSERT ON contactcenter_workerheartbeat
+    FOR EACH ROW EXECUTE FUNCTION bench_notify_heartbeat_insert();
+"""
+CHANNELS = ("bench_conv", "bench_resolved", "bench_offer", "bench_hb")
+
+
+# --- the listener process -------------------------------------------------------------------------
+
+def listen_main(dsn: str) -> int:
+    """Child process: stamp every notification with this machine's clock the moment it arrives."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for channel in CHANNELS:
+            conn.execute(f"LISTEN {channel}")
+        print("ready", flush=True)
+        for notify in conn.notifies():
+            sys.stdout.write(f"{time.time():.6f} {notify.channel} {notify.payload}\n")
+            sys.stdout.flush()
+    return 0
+
+
+class Events:
+    """The listener's stamps, indexed as they come in."""
+
+    def __init__(self, dsn: str, log):
+        self.cond = threading.Condition()
+        self.conversation_commit: dict[int, float] = {}
+        self.resolved: dict[int, tuple[float, int]] = {}  # conversation → (commit time, assignee)
+        self.offers: list[tuple[float, int, int, int, float]] = []  # (commit, offer, conversation, agent, insert)
+        self.first_offer: dict[int, float] = {}  # conversation → commit time of its first offer
+        self.heartbeats: dict[str, float] = {}
+        self._ready = threading.Event()
+        self.process = subprocess.Popen([sys.executable, __file__, "--listen", dsn], cwd=REPO,
+                                        stdout=subprocess.PIPE, stderr=log, text=True)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(20):
+            raise RuntimeError("notification listener did not start")
+
+    def _read(self):
+        for line in self.process.stdout:
+            parts = line.split()
+            if parts == ["ready"]:
+                self._ready.set()
+                continue
+            at, channel, payload = float(parts[0]), parts[1], parts[2:]
+            with self.cond:
+                if channel == "bench_conv":
+                    self.conversation_commit[int(payload[0])] = at
+                elif channel == "bench_resolved":
+                    self.resolved[int(payload[0])] = (at, int(payload[1]))
+                elif channel == "bench_offer":
+                    offer, conversation, agent, inserted = int(payload[0]), int(payload[1]), int(payload[2]), float(payload[3])
+                    self.offers.append((at, offer, conversation, agent, inserted))
+                    self.first_offer.setdefault(conversation, at)
+                elif channel == "bench_hb":
+                    self.heartbeats[payload[0]] = at
+                self.cond.notify_all()
+
+    def wait(self, predicate, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(min(left, 0.2))
+        return True
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+# --- workers ----------------------------------------------------------------------------------------
+
+class Workers:
+    """WORKERS real ``celery worker`` processes on Redis, pointed at the bench test database, no beat."""
+
+    def __init__(self, db_url: str):
+        from contactcenter.celery import app
+
+        self.app = app
+        env = dict(os.environ, DATABASE_URL=db_url, CC_EMBEDDED_WORKER="0")
+        (REPO / "var").mkdir(exist_ok=True)
+        self.names = [f"bench-routing{i}-{os.getpid()}" for i in range(WORKERS)]
+        self.procs = []
+        for i, name in enumerate(self.names):
+            log = open(REPO / "var" / f"bench-routing-worker{i}.log", "w")  # noqa: SIM115
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "contactcenter", "worker", "-P", "threads",
+                 "-c", str(WORKER_THREADS), "--without-gossip", "--without-mingle", "--without-heartbeat",
+                 "-l", "WARNING", "-n", f"{name}@%h"],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+            self.procs.append((proc, log))
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for proc, _log in self.procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"a celery worker exited with {proc.returncode}; see var/bench-routing-worker*.log")
+            replies = self.app.control.ping(timeout=1.0) or []
+            seen = {name.split("@")[0] for reply in replies for name in reply}
+            if all(name in seen for name in self.names):
+                return
+        raise RuntimeError("celery workers did not answer ping in time")
+
+    def stop(self) -> None:
+        for proc, _log in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc, log in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+            log.close()
+
+
+def broker_idle() -> bool:
+    import redis
+
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        return client.llen("celery") == 0 and client.hlen("unacked") == 0
+    finally:
+        client.close()
+
+
+def broker_backlog() -> int:
+    import redis
+
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        return client.llen("celery")
+    finally:
+        client.close()
+
+
+def quiesce(events: Events, timeout: float = DRAIN_SECONDS) -> bool:
+    """Until the broker queue is empty and no offer has been committed for a second."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = len(events.offers)
+        if count != last:
+            last, since = count, time.monotonic()
+        elif time.monotonic() - since >= 1.0 and broker_idle():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+def populate():
+    from django.contrib.auth.models import User
+
+    from conversations.models import DEFAULT_CAPACITY, Agent, AgentSkill, Inbox, PresenceState, Queue, Skill
+
+    available, _ = PresenceState.objects.get_or_create(name="Available", defaults={"is_available": True})
+    if not available.is_available:
+        available.is_available = True
+        available.save(update_fields=["is_available"])
+    skills = [Skill.objects.create(name=f"Bench {c}", slug=f"bench-{c}") for c in "abcdef"]
+    queue = Queue.objects.create(name="Bench", slug="bench", is_default=True, auto_accept=False)
+    queue.required_skills.add(skills[0], skills[1])  # every agent has both, plus one of four others
+    users = User.objects.bulk_create([User(username=f"bench-agent-{i:03d}", password="!") for i in range(AGENTS)])
+    agents = Agent.objects.bulk_create([
+        Agent(user=user, display_name=f"Agent {i:03d}", presence=available,
+              capacity={**DEFAULT_CAPACITY, "sms": CAPACITY}) for i, user in enumerate(users)
+    ])
+    AgentSkill.objects.bulk_create([
+        AgentSkill(agent=agent, skill=skill) for i, agent in enumerate(agents)
+        for skill in (skills[0], skills[1], skills[2 + i % 4])
+    ])
+    inbox = Inbox.objects.create(name="Bench SMS", kind="sms", address="+815000000999", default_queue=queue)
+    return queue, inbox, [a.pk for a in agents]
+
+
+def arrive(inbox, number: int) -> int:
+    from conversations.services.ingest import InboundMessage, message_receive
+
+    result = message_receive(InboundMessage(
+        inbox=inbox, sender_kind="phone", sender_address=f"+8190{12340000 + number}", text="hello",
+        provider_id=f"SMbench{number:06d}",
+    ))
+    assert result.conversation_opened, "each arrival must open a new conversation"
+    return result.conversation.pk
+
+
+def check_invariants() -> dict[str, int]:
+    """Zero everywhere means no double assignment (see the module docstring)."""
+    from django.db import connection
+
+    queries = {
+        "two_pending_offers": """SELECT count(*) FROM (SELECT conversation_id FROM conversations_offer
+            WHERE status = 'pending' GROUP BY conversation_id HAVING count(*) > 1) x""",
+        "two_accepted_offers": """SELECT count(*) FROM (SELECT conversation_id FROM conversations_offer
+            WHERE status = 'accepted' GROUP BY conversation_id HAVING count(*) > 1) x""",
+        "offered_while_assigned": """SELECT count(*) FROM conversations_offer o JOIN conversations_conversation c
+            ON c.id = o.conversation_id WHERE o.status = 'pending' AND c.assignee_id IS NOT NULL""",
+        "accepted_not_assignee": """SELECT count(*) FROM conversations_offer o JOIN conversations_conversation c
+            ON c.id = o.conversation_id WHERE o.status = 'accepted' AND c.assignee_id IS DISTINCT FROM o.agent_id""",
+        "agents_over_capacity": f"""SELECT count(*) FROM (
+            SELECT agent_id, channel, sum(n) AS load FROM (
+                SELECT assignee_id AS agent_id, channel, count(*) AS n FROM conversations_conversation
+                 WHERE assignee_id IS NOT NULL AND status IN ('open', 'pending') GROUP BY 1, 2
+                UNION ALL
+                SELECT agent_id, channel, count(*) FROM conversations_offer WHERE status = 'pending' GROUP BY 1, 2
+            ) parts GROUP BY 1, 2) loads WHERE channel = 'sms' AND load > {CAPACITY}""",
+    }
+    with connection.cursor() as cursor:
+        result = {}
+        for name, sql in queries.items():
+            cursor.execute(sql)
+            result[name] = cursor.fetchone()[0]
+    return result
+
+
+class Desk(threading.Thread):
+    """Phase (a)'s capacity release: a conversation whose offer has been pending HOLD_SECONDS is
+    resolved (``conversation_resolve`` cancels the offer, which frees the agent's slot). Cheaper
+    than accept + resolve, and it enqueues no ``route_for_agent`` (the conversation has no
+    assignee), so the bench adds as little load as possible to the machine under test."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.halt = threading.Event()
+        self.resolved = 0
+        self.error: BaseException | None = None
+
+    def run(self):
+        from datetime import timedelta
+
+        from django.db import connection
+        from django.utils import timezone
+
+        from conversations.models import Offer
+        from conversations.services.routing import conversation_resolve
+
+        try:
+            while not self.halt.is_set():
+                cutoff = timezone.now() - timedelta(seconds=HOLD_SECONDS)
+                for cid in list(Offer.objects.filter(status="pending", created_at__lt=cutoff)
+                                .values_list("conversation_id", flat=True)):
+                    conversation_resolve(conversation_id=cid, by=None)
+                    self.resolved += 1
+                self.halt.wait(0.1)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            self.error = exc
+        finally:
+            connection.close()
+
+
+# --- phases -----------------------------------------------------------------------------------------
+
+def measure_noop(events: Events, samples: int, tag: str) -> list[float]:
+    from contactcenter.tasks import record_heartbeat
+
+    out = []
+    for i in range(samples + 5):
+        token = f"bench-{tag}-{i}"
+        start = time.time()
+        record_heartbeat.apply_async(kwargs={"token": token})
+        if not events.wait(lambda token=token: token in events.heartbeats, 30):
+            raise RuntimeError("no worker ran record_heartbeat within 30 s")
+        if i >= 5:  # warm-up first
+            out.append((events.heartbeats[token] - start) * 1000)
+        time.sleep(0.02)
+    return out
+
+
+def phase_arrivals(events: Events, inbox, enqueued: dict) -> dict:
+    from django.utils import timezone  # noqa: F401
+
+    from conversations.models import Offer
+
+    desk = Desk()
+    desk.start()
+    ids, lags, ingest_ms, errors = [], [0.0], [], []
+    lock = threading.Lock()
+    total = ARRIVAL_RATE * ARRIVAL_SECONDS
+    start = time.monotonic()
+
+    def sender(first: int):
+        # Several senders, like several web processes taking webhooks: one slow ingest does not
+        # hold up the next arrival's schedule.
+        from django.db import connection
+
+        try:
+            for i in range(first, total, ARRIVAL_THREADS):
+                if time.monotonic() - start > ARRIVAL_SECONDS + 10:
+                    break  # the machine cannot keep the rate: stop, report what was done
+                due = start + i / ARRIVAL_RATE
+                now = time.monotonic()
+                if due > now:
+                    time.sleep(due - now)
+                began = time.monotonic()
+                cid = arrive(inbox, i)
+                with lock:
+                    lags.append(began - due)
+                    ingest_ms.append((time.monotonic() - began) * 1000)
+                    ids.append(cid)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    senders = [threading.Thread(target=sender, args=(n,), daemon=True) for n in range(ARRIVAL_THREADS)]
+    try:
+        for thread in senders:
+            thread.start()
+        for thread in senders:
+            thread.join(ARRIVAL_SECONDS + 30)
+        elapsed = time.monotonic() - start
+        late = max(lags)
+        if errors:
+            raise errors[0]
+        events.wait(lambda: all(c in events.first_offer for c in ids), DRAIN_SECONDS)
+    finally:
+        desk.halt.set()
+        desk.join(timeout=30)
+    if desk.error:
+        raise desk.error
+    quiesce(events)
+    latencies, pickup, routing, insert_commit = [], [], [], []
+    created = dict(Offer.objects.filter(conversation_id__in=ids).order_by("conversation_id", "created_at")
+                   .values_list("conversation_id", "created_at").distinct("conversation_id"))
+    first_insert = {}
+    for at, _offer, conversation, _agent, inserted in events.offers:
+        first_insert.setdefault(conversation, (at, inserted))
+    for cid in ids:
+        if cid not in events.first_offer or cid not in events.conversation_commit:
+            continue
+        committed, offered = events.conversation_commit[cid], events.first_offer[cid]
+        latencies.append((offered - committed) * 1000)
+        if cid in created:
+            route_start = created[cid].timestamp()  # Offer.created_at = route_conversation()'s start
+            pickup.append((route_start - committed) * 1000)
+            routing.append((offered - route_start) * 1000)
+        insert_commit.append((first_insert[cid][0] - first_insert[cid][1]) * 1000)
+    from collections import Counter
+
+    from conversations.models import Conversation
+
+    waited_ids = [c for c in ids if c not in events.first_offer]
+    waited_notes = dict(Counter(Conversation.objects.filter(pk__in=waited_ids).values_list("routing_note", flat=True)))
+    enqueue = [(enqueued[c] - events.conversation_commit[c]) * 1000 for c in ids
+               if c in enqueued and c in events.conversation_commit]
+    return {
+        "waited_notes": waited_notes, "ingest_ms": ingest_ms, "ids": ids, "latencies": latencies, "waited": len(ids) - len(latencies), "elapsed": elapsed, "late": late,
+        "resolved": desk.resolved,
+        "commit_to_enqueue": enqueue, "commit_to_route_start": pickup, "route_start_to_offer_commit": routing,
+        "offer_insert_to_commit": insert_commit,
+    }
+
+
+def phase_freeing(events: Events, inbox, queue, agent_ids: list[int]) -> dict:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.models import Agent, Conversation, Offer
+    from conversations.services.routing import RoutingError, conversation_resolve, offer_accept
+    from profiles.models import Customer
+
+    # Everyone full: accept what is pending, then top every agent up to CAPACITY accepted conversations.
+    for offer_id, agent_id in list(Offer.objects.filter(status="pending").values_list("pk", "agent_id")):
+        try:
+            offer_accept(offer_id=offer_id, agent=Agent(pk=agent_id))
+        except RoutingError:
+            pass
+    held = defaultdict(list)
+    for cid, agent_id in Conversation.objects.filter(assignee_id__in=agent_ids, channel="sms",
+                                                     status__in=["open", "pending"]).values_list("pk", "assignee_id"):
+        held[agent_id].append(cid)
+    need = [(agent_id, CAPACITY - len(held[agent_id])) for agent_id in agent_ids if len(held[agent_id]) < CAPACITY]
+    count = sum(n for _a, n in need)
+    customers = Customer.objects.bulk_create([Customer(display_name=f"held {i}") for i in range(count)])
+    now = timezone.now()
+    rows, it = [], iter(customers)
+    for agent_id, n in need:
+        for _ in range(n):
+            rows.append(Conversation(customer=next(it), inbox=inbox, channel="sms", status="open", queue=queue,
+                                     assignee_id=agent_id, assigned_at=now, queued_at=now, created_at=now,
+                                     last_message_at=now))
+    for conversation in Conversation.objects.bulk_create(rows):
+        held[conversation.assignee_id].append(conversation.pk)
+    assert all(len(held[a]) == CAPACITY for a in agent_ids), "could not fill every agent"
+    offers_before = len(events.offers)
+
+    # The backlog: BACKLOG waiting conversations in the queue, as routing leaves them when nobody is
+    # free (queued, routing note set, no offer). Bulk-created: ingesting and routing 500 through
+    # the workers would take ~40 s of this machine's two CPUs and measure nothing new.
+    backlog_start = time.monotonic()
+    customers = Customer.objects.bulk_create([Customer(display_name=f"waiting {i}") for i in range(BACKLOG)])
+    now = timezone.now()
+    Conversation.objects.bulk_create([
+        Conversation(customer=customer, inbox=inbox, channel="sms", status="open", queue=queue,
+                     created_at=now - timedelta(seconds=BACKLOG - i), last_message_at=now - timedelta(seconds=BACKLOG - i),
+                     waiting_since=now - timedelta(seconds=BACKLOG - i), queued_at=now - timedelta(seconds=BACKLOG - i),
+                     routing_note="waiting: no eligible agent is free")
+        for i, customer in enumerate(customers)
+    ])
+    quiesce(events, timeout=5)
+    backlog_seconds = time.monotonic() - backlog_start
+    backlog_offers = len(events.offers) - offers_before
+    invariants_before = check_invariants()
+
+    # Free one slot every 1/FREE_RATE s, round robin, so each agent is freed every AGENTS/FREE_RATE s.
+    freed = []
+    late = 0.0
+    start = time.monotonic()
+    for k in range(FREE_RATE * FREE_SECONDS):
+        if time.monotonic() - start > FREE_SECONDS + 10:
+            break  # the machine cannot keep the rate: stop, report what was done
+        due = start + k / FREE_RATE
+        now_m = time.monotonic()
+        if due > now_m:
+            time.sleep(due - now_m)
+        else:
+            late = max(late, now_m - due)
+        agent_id = agent_ids[k % len(agent_ids)]
+        cid = held[agent_id].pop()
+        conversation_resolve(conversation_id=cid, by=None)
+        freed.append((cid, agent_id))
+    elapsed = time.monotonic() - start
+
+    def served():
+        per_agent = defaultdict(int)
+        for _t, _o, _c, agent, _i in events.offers[offers_before:]:
+            per_agent[agent] += 1
+        wanted = defaultdict(int)
+        for _cid, agent in freed:
+            wanted[agent] += 1
+        return all(per_agent[a] >= n for a, n in wanted.items())
+
+    events.wait(served, DRAIN_SECONDS)
+    # Whatever routing is still queued now is load the frees generated that the workers could not
+    # absorb (route_for_agent_task walks up to 20 waiting conversations per free): count it, drop it.
+    queue_left = broker_backlog()
+    if queue_left:
+        from contactcenter.celery import app
+
+        app.control.purge()
+    quiesce(events)
+
+    # Match every free (resolve commit) to the first later offer committed to the same agent.
+    with events.cond:
+        offers_by_agent = defaultdict(list)
+        for at, _o, _c, agent, _i in events.offers[offers_before:]:
+            offers_by_agent[agent].append(at)
+        frees = sorted((events.resolved[cid][0], agent) for cid, agent in freed if cid in events.resolved)
+    used = defaultdict(int)
+    latencies, unserved = [], 0
+    for at, agent in frees:
+        times = sorted(offers_by_agent[agent])
+        index = used[agent]
+        while index < len(times) and times[index] <= at:
+            index += 1
+        if index < len(times):
+            latencies.append((times[index] - at) * 1000)
+            used[agent] = index + 1
+        else:
+            unserved += 1
+    return {
+        "latencies": latencies, "unserved": unserved + len(freed) - len(frees), "elapsed": elapsed, "late": late,
+        "frees": len(freed), "queue_left": queue_left,
+        "backlog_seconds": backlog_seconds, "backlog_offers": backlog_offers, "invariants_before": invariants_before,
+    }
+
+
+def claim_ms() -> float:
+    from django.db import connection, transaction
+
+    def claim():
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM conversations_conversation WHERE status = 'open' AND assignee_id IS NULL "
+                "AND abandoned_at IS NULL ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            )
+            assert cursor.fetchone() is not None
+
+    return median_ms(claim, repeat=CLAIM_SAMPLES)
+
+
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    return f"p50 {percentile(values, 50):.1f} ms, p95 {percentile(values, 95):.1f} ms, max {max(values):.1f} ms (n={len(values)})"
+
+
+def main() -> int:
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql") or not settings.CC_PRODUCTION:
+        print("routing bench needs production mode (PostgreSQL + Redis, real celery workers): skipped")
+        print(bench_line("routing", ratio=0.0, target=TARGET, db="sqlite", skipped=1))
+        return 0
+
+    with bench_database() as connection:
+        from celery.signals import after_task_publish
+
+        from contactcenter.celery import app
+
+        enqueued: dict[int, float] = {}
+
+        def on_publish(sender=None, body=None, **_kwargs):
+            if sender == "conversations.route_conversation":
+                try:
+                    enqueued.setdefault(int(body[0][0]), time.time())
+                except (TypeError, IndexError, ValueError):
+                    pass
+
+        after_task_publish.connect(on_publish, weak=False)
+        with connection.cursor() as cursor:
+            cursor.execute(TRIGGERS)
+        queue, inbox, agent_ids = populate()
+        db_url = database_url(connection)
+        (REPO / "var").mkdir(exist_ok=True)
+        listener_log = open(REPO / "var" / "bench-routing-listener.log", "w")  # noqa: SIM115
+        events = workers = None
+        try:
+            app.control.purge()
+            events = Events(db_url, listener_log)
+            workers = Workers(db_url)
+            workers.wait_ready()
+
+            load_start = os.getloadavg()[0]
+            noop = measure_noop(events, NOOP_SAMPLES, "start")
+            a = phase_arrivals(events, inbox, enqueued)
+            inv_a = check_invariants()
+            b = phase_freeing(events, inbox, queue, agent_ids)
+            inv_b = check_invariants()
+            noop_end = measure_noop(events, NOOP_SAMPLES, "end")
+            claim = claim_ms()
+            load_end = os.getloadavg()[0]
+        finally:
+            if workers is not None:
+                workers.stop()
+            if events is not None:
+                events.stop()
+            listener_log.close()
+            after_task_publish.disconnect(on_publish)
+
+    noop_ms = statistics.median(noop)
+    baseline = noop_ms + claim
+    doubles = sum(inv_a.values()) + sum(b["invariants_before"].values()) + sum(inv_b.values())
+    a_p50, a_p95 = percentile(a["latencies"], 50), percentile(a["latencies"], 95)
+    b_p50, b_p95 = (percentile(b["latencies"], 50), percentile(b["latencies"], 95)) if b["latencies"] else (0.0, 0.0)
+    ratio = max(a_p95, b_p95) / baseline
+
+    print(f"database: postgresql + redis; {AGENTS} agents x 3 skills, capacity {CAPACITY} on sms; "
+          f"{WORKERS} celery workers (-P threads -c {WORKER_THREADS}); {os.cpu_count()} CPUs, "
+          f"load average {load_start:.1f} at start, {load_end:.1f} at end")
+    if load_start > 1.5:
+        print("note: the machine was already busy when the bench started (other processes); latencies include that")
+    print(f"baseline: celery round trip (record_heartbeat, apply_async -> row committed) median {noop_ms:.2f} ms "
+          f"[end of run {statistics.median(noop_end):.2f} ms] + SKIP LOCKED claim {claim:.2f} ms = {baseline:.2f} ms")
+    print(f"(a) {len(a['ids'])} arrivals in {a['elapsed']:.1f} s (max lag {a['late'] * 1000:.0f} ms); offered "
+          f"conversations resolved after {HOLD_SECONDS:g} s pending: {a['resolved']}; waited without offer: {a['waited']}")
+    if a["waited"]:
+        print(f"    routing notes of the arrivals without an offer ('' = never routed yet): {a['waited_notes']}")
+    print(f"    message_receive in this process (ingest, {ARRIVAL_THREADS} sender threads): {fmt(a['ingest_ms'])}")
+    print(f"    conversation commit -> offer commit: {fmt(a['latencies'])}")
+    print(f"    of which: commit -> task enqueued {fmt(a['commit_to_enqueue'])}")
+    print(f"              commit -> route_conversation start (Offer.created_at) {fmt(a['commit_to_route_start'])}")
+    print(f"              route start -> offer commit {fmt(a['route_start_to_offer_commit'])}")
+    print(f"              offer insert -> offer commit {fmt(a['offer_insert_to_commit'])}")
+    print(f"(b) backlog {BACKLOG} waiting created in {b['backlog_seconds']:.1f} s (offers made while full: "
+          f"{b['backlog_offers']}); {b['frees']} frees in {b['elapsed']:.1f} s "
+          f"(max lag {b['late'] * 1000:.0f} ms); frees without a following offer: {b['unserved']}; "
+          f"routing tasks still queued {DRAIN_SECONDS} s after the last free (purged): {b['queue_left']}")
+    print(f"    resolve commit -> next offer commit to that agent: {fmt(b['latencies'])}")
+    print(f"invariants after (a): {inv_a}; before frees: {b['invariants_before']}; after (b): {inv_b}")
+    print(f"p95 over baseline: arrivals x{a_p95 / baseline:.2f}, freeing x{b_p95 / baseline:.2f}")
+    print(bench_line(
+        "routing", ratio=ratio, target=TARGET, db="postgresql", arrival_p50_ms=a_p50, arrival_p95_ms=a_p95,
+        freed_p50_ms=b_p50, freed_p95_ms=b_p95, baseline_ms=baseline, noop_ms=noop_ms, claim_ms=claim,
+        double_assignments=doubles, offered=len(a["latencies"]), waited=a["waited"], unserved=b["unserved"],
+        arrivals=len(a["ids"]), frees=b["frees"], queue_left=b["queue_left"], load_start=round(load_start, 1),
+    ))
+    if doubles:
+        print("FAIL: double assignments found", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--listen":
+        sys.exit(listen_main(sys.argv[2]))
+    sys.exit(main())
