@@ -23,7 +23,7 @@ from django.db import transaction
 
 from profiles import addresses
 from profiles.models import Identity, IdentityKind, IdentitySource
-from profiles.services import suggest_from_email_signature, suggestion_record
+from profiles.services import suggest_from_email_signature, suggest_same_name_same_domain, suggestion_record
 
 from ..channels import email as email_channel
 from ..models import Channel, Direction, Inbox, Message, RawEmail
@@ -225,6 +225,10 @@ def _after_receive(result: IngestResult, parsed: email_channel.ParsedEmail, send
     if not parsed.automated and not sender.quarantined:
         # Only the sender's own words: the quoted history may hold our signature or another person's.
         suggest_from_email_signature(customer=result.customer, text=parsed.own_text)
+        if result.conversation_opened:
+            # A new thread from a colleague-looking address (same name, same company domain) is
+            # probably the same person writing from another mailbox: an agent decides.
+            suggest_same_name_same_domain(customer=result.customer)
     original = parsed.bounce.get("original_message_id")
     if original and parsed.bounce.get("action", "").lower() == "failed" and Message.objects.filter(
         inbox=inbox, provider_id=original, direction=Direction.OUTBOUND

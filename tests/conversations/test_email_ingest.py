@@ -297,3 +297,14 @@ def test_webhook_unknown_recipient_and_empty_body(client, inbox):
     assert response.status_code == 422 and "No email inbox" in response.json()["error"]
     assert post(client, b"").status_code == 400
     assert post(client, b"x", content_type="application/json").status_code == 415
+
+
+def test_same_name_from_the_same_company_domain_suggests_a_merge(inbox):
+    colleague = make_customer("Taro Suzuki")
+    make_identity(colleague, IdentityKind.EMAIL, "taro@acme-trading.co.jp", verified=True)
+    raw = (b"From: Taro Suzuki <t.suzuki@acme-trading.co.jp>\r\nTo: support@shop.example.jp\r\n"
+           b"Subject: Invoice\r\nMessage-ID: <x1@acme-trading.co.jp>\r\n\r\nPlease resend the invoice.\r\n")
+    result = email_receive(raw=raw, inbox=inbox, source="webhook")
+    suggestion = MergeSuggestion.objects.get(reason="same_name_same_domain")
+    assert (suggestion.customer, suggestion.candidate) == (colleague, result.customer)
+    assert suggestion.evidence["domain"] == "acme-trading.co.jp"
