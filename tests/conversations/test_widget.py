@@ -494,10 +494,6 @@ async def test_agent_reply_through_the_webchat_adapter_appears_live(widget, onli
         await communicator.disconnect()
 
 
-@pytest.mark.skipif(
-    Channel.WEBCHAT not in __import__("conversations.services.outbound", fromlist=["x"])._IDENTITY_FOR_CHANNEL,
-    reason="needs outbound._IDENTITY_FOR_CHANNEL[Channel.WEBCHAT] = [IdentityKind.WEB_VISITOR] (see report)",
-)
 async def test_message_send_and_delivery_reach_the_visitor(widget, online):
     from conversations.services.outbound import message_send
     from conversations.tasks import deliver_message
