@@ -24,6 +24,8 @@ embedded_rc=$?
 export DATABASE_URL=${CC_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/contactcenter}
 export REDIS_URL=${CC_TEST_REDIS_URL:-redis://127.0.0.1:6379/13}
 export CC_CHANNELS_PREFIX=cc-test
+# Tests open connections from many threads; persistent ones would outlive the test database.
+export CC_DB_CONN_MAX_AGE=0
 export SECRET_KEY=${SECRET_KEY:-test-only-secret-key-for-the-production-mode-suite}
 echo "=== production mode (PostgreSQL $DATABASE_URL, Redis $REDIS_URL, celery worker process) ==="
 production_rc=0

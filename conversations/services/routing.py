@@ -19,7 +19,8 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -27,7 +28,9 @@ from ..enqueue import enqueue_on_commit
 from ..events import send_on_commit
 from ..groups import agent_group, conversation_group, supervisors_group
 from ..models import (
+    DEFAULT_CAPACITY,
     Agent,
+    AgentSkill,
     Conversation,
     ConversationStatus,
     Direction,
@@ -125,20 +128,41 @@ def agent_loads(agent_ids: list[int], channel: str) -> dict[int, int]:
     return loads
 
 
-def eligible_agents(*, queue: Queue, channel: str, exclude: set[int] = frozenset()) -> list[Agent]:
-    """Agents who could take a conversation of ``queue`` on ``channel`` now, longest idle first."""
+@dataclass(frozen=True)
+class Candidate:
+    pk: int
+    load: int
+    capacity: int
+
+
+def eligible_agents(*, queue: Queue, channel: str, exclude: set[int] = frozenset()) -> list[Candidate]:
+    """Agents who could take a conversation of ``queue`` on ``channel`` now, longest idle first.
+
+    One statement: skills, presence and each agent's load (open/pending conversations plus
+    pending offers on the channel) come back as plain rows, no model instances (bench/routing).
+    Never-assigned agents count as the longest idle; ties go to the lower id."""
+    held = Subquery(
+        Conversation.objects.filter(assignee=OuterRef("pk"), channel=channel, status__in=LOAD_STATUSES)
+        .values("assignee").annotate(n=Count("pk")).values("n")[:1]
+    )
+    offered = Subquery(
+        Offer.objects.filter(agent=OuterRef("pk"), channel=channel, status=OfferStatus.PENDING)
+        .values("agent").annotate(n=Count("pk")).values("n")[:1]
+    )
     required = list(queue.required_skills.values_list("pk", flat=True))
-    qs = Agent.objects.filter(presence__is_available=True).exclude(pk__in=exclude).only(
-        "pk", "capacity", "last_assigned_at", "presence_changed_at", "display_name")
+    qs = Agent.objects.filter(presence__is_available=True).exclude(pk__in=exclude)
     if required:
-        qs = qs.annotate(matched=Count("skills", filter=Q(skills__in=required), distinct=True)).filter(
-            matched=len(required))
-    agents = list(qs.order_by("last_assigned_at", "presence_changed_at", "pk"))
-    # nulls first on every database: never-assigned agents are the longest idle.
-    agents.sort(key=lambda a: (a.last_assigned_at is not None, a.last_assigned_at or a.presence_changed_at,
-                               a.presence_changed_at, a.pk))
-    loads = agent_loads([a.pk for a in agents], channel)
-    return [a for a in agents if loads[a.pk] < a.capacity_for(channel)]
+        qs = qs.filter(pk__in=AgentSkill.objects.filter(skill__in=required).values("agent").annotate(
+            n=Count("skill", distinct=True)).filter(n=len(required)).values("agent"))
+    rows = qs.annotate(load=Coalesce(held, 0) + Coalesce(offered, 0)).order_by(
+        F("last_assigned_at").asc(nulls_first=True), "presence_changed_at", "pk"
+    ).values_list("pk", "load", "capacity")
+    candidates = []
+    for pk, load, capacity in rows:
+        limit = int((capacity or {}).get(channel, DEFAULT_CAPACITY.get(channel, 1)))
+        if load < limit:
+            candidates.append(Candidate(pk=pk, load=load, capacity=limit))
+    return candidates
 
 
 def known_agent_id(conversation: Conversation, queue: Queue) -> int | None:
