@@ -31,9 +31,11 @@ from django.urls import re_path  # noqa: E402
 
 from .routing import websocket_urlpatterns, widget_websocket_urlpatterns  # noqa: E402
 
+from .concurrency import ConcurrencyLimit  # noqa: E402
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": ConcurrencyLimit(django_asgi_app, limit=settings.CC_MAX_CONCURRENT_REQUESTS),
         "websocket": URLRouter(
             [
                 *widget_websocket_urlpatterns,

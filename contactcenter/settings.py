@@ -89,9 +89,11 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------------
 if DATABASE_URL:
-    # Persistent connections (checked before reuse): a worker no longer reconnects for every task.
+    # No persistent connections by default: under ASGI every request runs in a thread of its own,
+    # so kept-open connections pile up until PostgreSQL refuses new clients (bench/webhook found it).
+    # Long-lived Celery worker threads do benefit: the Procfile sets CC_DB_CONN_MAX_AGE for them.
     DATABASES = {"default": dj_database_url.parse(
-        DATABASE_URL, conn_max_age=env_int("CC_DB_CONN_MAX_AGE", 60), conn_health_checks=True)}
+        DATABASE_URL, conn_max_age=env_int("CC_DB_CONN_MAX_AGE", 0), conn_health_checks=True)}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -207,6 +209,9 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 MEDIA_ROOT = Path(env_str("CC_MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"
 CC_SERVE_STATIC = env_bool("CC_SERVE_STATIC", default=True)
+# HTTP requests one daphne process works on at once (each holds a database connection); keep
+# processes x this below PostgreSQL's max_connections. More wait in the event loop.
+CC_MAX_CONCURRENT_REQUESTS = env_int("CC_MAX_CONCURRENT_REQUESTS", 24)
 
 # --- Twilio ---------------------------------------------------------------------------------
 TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")

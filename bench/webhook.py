@@ -1,0 +1,390 @@
+"""bench/webhook: signed inbound SMS at a fixed rate against a real daphne in production mode.
+
+Set-up: a throwaway PostgreSQL database (``test_<name>``), one ``daphne`` process serving
+``bench/_webhook_asgi.py`` (the project's ASGI application and settings, plus the baseline route
+``bench/insert/`` from ``bench/_webhook_urls.py``; same middleware for both), pointed at that
+database and Redis with ``CC_PUBLIC_URL=http://127.0.0.1:<port>`` so Twilio signatures validate as
+they would behind a proxy, and one real ``celery worker`` (``-P threads -c 2``, no beat) that
+consumes the ``route_conversation`` tasks the ingest enqueues after commit, as in production. The
+measured time never includes the worker: the webhook answers once its transaction has committed
+and the task is on the broker (``--no-worker`` runs without it; the queue is purged afterwards).
+
+Load, open loop (asyncio + aiohttp, keep-alive pool; a request is sent at its scheduled time
+whether or not earlier ones have been answered, like Twilio): RATE requests/s for SECONDS s, every
+request a distinct MessageSid from one of SENDERS numbers (so conversations are reused), signed
+with ``RequestValidator(auth_token()).compute_signature(url, params)``. Latency = send → 200 with
+the body read; anything but a 200 (or a timeout / connection error) is an error.
+
+Baseline, same run, same rate and duration, first: a minimal sync Django view behind the same
+middleware that parses the same signed form body and does ONE INSERT (``WorkerHeartbeat``,
+autocommit) — i.e. what any Django webhook costs on this stack. Before each open-loop phase a
+short sequential warm-up, whose median is reported as the serial service time.
+
+Afterwards (once daphne has settled: requests the client timed out on may still be running):
+every MessageSid must be stored exactly once (``duplicates`` = Message rows beyond one per sid,
+``missing`` = sids answered 200 but not stored), then RETRIES SMS that were answered 200 are posted
+again, signed identically (a Twilio retry): each must get a 200 and no Message row may appear for
+them. Prints ``BENCH webhook ratio=<p99 webhook / p99 baseline> target=3 …``; exits 1 on errors,
+duplicates or missing messages.
+
+Options (for smoke runs): ``--rate N --seconds S --no-worker``.
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+from urllib.request import urlopen
+
+from _harness import REPO, bench_database, bench_line, database_url, free_port, percentile
+
+RATE = 100  # requests per second
+SECONDS = 20
+SENDERS = 200
+RETRIES = 50
+WARMUP = 60  # sequential requests per endpoint before its phase
+REQUEST_TIMEOUT = 30.0  # seconds; a request not answered by then is an error
+MAX_CONNECTIONS = 256  # client keep-alive pool (open loop: new connections while others wait)
+WORKER_THREADS = 2
+TARGET = 3.0
+WEBHOOK_PATH = "/webhooks/twilio/messaging/"
+BASELINE_PATH = "/bench/insert/"
+OUR_NUMBER = "+815012340000"
+
+
+# --- processes ------------------------------------------------------------------------------------
+
+class Server:
+    """One daphne process (and optionally one celery worker) on the bench database."""
+
+    def __init__(self, db_url: str, *, worker: bool):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        bench_dir = str(REPO / "bench")
+        env = dict(
+            os.environ, DATABASE_URL=db_url, CC_EMBEDDED_WORKER="0", CC_PUBLIC_URL=self.base,
+            ALLOWED_HOSTS="127.0.0.1,localhost", DJANGO_SETTINGS_MODULE="_webhook_settings",
+            PYTHONPATH=os.pathsep.join(p for p in (bench_dir, str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+        )
+        env.setdefault("SECRET_KEY", "bench-only-secret-key")
+        (REPO / "var").mkdir(exist_ok=True)
+        self.procs = []
+        log = open(REPO / "var" / "bench-webhook-daphne.log", "w")  # noqa: SIM115
+        self.daphne = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "_webhook_asgi:application"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        self.procs.append((self.daphne, log))
+        self.worker_name = None
+        if worker:
+            self.worker_name = f"bench-webhook-{os.getpid()}"
+            log = open(REPO / "var" / "bench-webhook-worker.log", "w")  # noqa: SIM115
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "contactcenter", "worker", "-P", "threads",
+                 "-c", str(WORKER_THREADS), "--without-gossip", "--without-mingle", "--without-heartbeat",
+                 "-l", "WARNING", "-n", f"{self.worker_name}@%h"],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+            self.procs.append((proc, log))
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        from urllib.error import HTTPError, URLError
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.daphne.poll() is not None:
+                raise RuntimeError(f"daphne exited with {self.daphne.returncode}; see var/bench-webhook-daphne.log")
+            try:
+                urlopen(self.base + WEBHOOK_PATH, timeout=2).close()  # noqa: S310 - GET: 405 when up
+                break
+            except HTTPError:
+                break  # any HTTP answer means Django is serving
+            except (URLError, OSError):
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("daphne did not answer in time; see var/bench-webhook-daphne.log")
+        if self.worker_name:
+            from contactcenter.celery import app
+
+            while time.monotonic() < deadline:
+                if self.procs[1][0].poll() is not None:
+                    raise RuntimeError("the celery worker exited; see var/bench-webhook-worker.log")
+                replies = app.control.ping(timeout=1.0) or []
+                if any(name.split("@")[0] == self.worker_name for reply in replies for name in reply):
+                    return
+            raise RuntimeError("the celery worker did not answer ping in time")
+
+    def tracebacks(self) -> int:
+        """Tracebacks daphne logged (an exception in a view or in daphne itself)."""
+        text = (REPO / "var" / "bench-webhook-daphne.log").read_text(errors="replace")
+        return text.count("Traceback (most recent call last)")
+
+    def stop(self) -> None:
+        for proc, _log in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc, log in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+            log.close()
+
+
+# --- requests -------------------------------------------------------------------------------------
+
+def sms_requests(base: str, path: str, count: int, tag: str) -> list[tuple[str, bytes, dict, str]]:
+    """``count`` signed inbound SMS: (url, form body, headers, MessageSid), senders round robin."""
+    from twilio.request_validator import RequestValidator
+
+    from conversations.channels.twilio_client import auth_token
+    from conversations.simulator.client import new_message_sid, twilio_sms_params
+
+    validator = RequestValidator(auth_token())
+    url = base + path
+    out = []
+    for i in range(count):
+        sid = new_message_sid()
+        params = twilio_sms_params(sender=f"+81901234{i % SENDERS:04d}", to=OUR_NUMBER, sid=sid,
+                                   body=f"bench {tag} message {i}: is my order on its way?")
+        headers = {"X-Twilio-Signature": validator.compute_signature(url, params),
+                   "Content-Type": "application/x-www-form-urlencoded"}
+        out.append((url, urllib.parse.urlencode(params).encode(), headers, sid))
+    return out
+
+
+async def _one(session, url: str, body: bytes, headers: dict) -> tuple[float, int | str]:
+    start = time.perf_counter()
+    try:
+        async with session.post(url, data=body, headers=headers) as response:
+            await response.read()
+            status = response.status
+    except Exception as exc:  # noqa: BLE001 - a timeout or a refused/reset connection: an error
+        status = type(exc).__name__
+    return (time.perf_counter() - start) * 1000, status
+
+
+def _session():
+    import aiohttp
+
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, keepalive_timeout=60),
+        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+    )
+
+
+async def _sequential(reqs) -> list[tuple[float, int | str]]:
+    async with _session() as session:
+        return [await _one(session, url, body, headers) for url, body, headers, _sid in reqs]
+
+
+async def _open_loop(reqs, rate: float) -> dict:
+    """Send request i at start + i/rate regardless of earlier answers; gather every answer."""
+    loop = asyncio.get_running_loop()
+    async with _session() as session:
+        tasks, lags = [], []
+        start = loop.time() + 0.1
+        for i, (url, body, headers, _sid) in enumerate(reqs):
+            due = start + i / rate
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            lags.append(max(0.0, loop.time() - due) * 1000)
+            tasks.append(asyncio.create_task(_one(session, url, body, headers)))
+        sent_for = loop.time() - start
+        results = await asyncio.gather(*tasks)
+        elapsed = loop.time() - start
+    return {"results": results, "lags": lags, "send_seconds": sent_for, "seconds": elapsed}
+
+
+def summarise(results: list[tuple[float, int | str]]) -> dict:
+    ok = [ms for ms, status in results if status == 200]
+    errors: dict[str, int] = {}
+    for _ms, status in results:
+        if status != 200:
+            errors[str(status)] = errors.get(str(status), 0) + 1
+    return {
+        "n": len(results), "ok": len(ok), "errors": sum(errors.values()), "error_kinds": errors,
+        "p50": percentile(ok, 50) if ok else float("nan"), "p90": percentile(ok, 90) if ok else float("nan"),
+        "p99": percentile(ok, 99) if ok else float("nan"), "max": max(ok) if ok else float("nan"),
+    }
+
+
+def fmt(s: dict) -> str:
+    return (f"p50 {s['p50']:.1f} ms, p90 {s['p90']:.1f} ms, p99 {s['p99']:.1f} ms, max {s['max']:.1f} ms; "
+            f"{s['ok']}/{s['n']} answered 200" + (f", errors {s['error_kinds']}" if s["errors"] else ""))
+
+
+def run_phase(name: str, base: str, path: str, rate: float, seconds: float) -> dict:
+    warm = sms_requests(base, path, WARMUP, f"{name}-warmup")
+    reqs = sms_requests(base, path, int(rate * seconds), name)
+    warm_results = asyncio.run(_sequential(warm))
+    warm_errors = [s for _ms, s in warm_results if s != 200]
+    if warm_errors:
+        raise RuntimeError(f"{name} warm-up: {len(warm_errors)} of {WARMUP} not 200 (first: {warm_errors[0]}); "
+                           "see var/bench-webhook-daphne.log")
+    serial = statistics.median(ms for ms, _s in warm_results[WARMUP // 3:])
+    load = os.getloadavg()[0]
+    phase = asyncio.run(_open_loop(reqs, rate))
+    summary = summarise(phase["results"])
+    summary.update(serial_ms=serial, load=load, max_lag_ms=max(phase["lags"]), send_seconds=phase["send_seconds"],
+                   seconds=phase["seconds"], reqs=reqs, results=phase["results"])
+    return summary
+
+
+# --- checks ---------------------------------------------------------------------------------------
+
+def stored_counts(sids: list[str]) -> tuple[int, int]:
+    """(Message rows for these sids, distinct sids among them)."""
+    from django.db.models import Count
+
+    from conversations.models import Message
+
+    rows = Message.objects.filter(provider_id__in=sids)
+    agg = rows.aggregate(rows=Count("id"), distinct=Count("provider_id", distinct=True))
+    return agg["rows"], agg["distinct"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rate", type=float, default=RATE)
+    parser.add_argument("--seconds", type=float, default=SECONDS)
+    parser.add_argument("--no-worker", action="store_true", help="no celery worker (routing tasks stay queued)")
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql") or not settings.CC_PRODUCTION:
+        print("webhook bench needs production mode (PostgreSQL + Redis, daphne): skipped")
+        print(bench_line("webhook", ratio=0.0, target=TARGET, db="sqlite", skipped=1))
+        return 0
+
+    from contactcenter.celery import app
+    from contactcenter.models import WorkerHeartbeat
+    from conversations.models import Conversation, Message
+
+    began = time.monotonic()
+    with bench_database() as connection:
+        db_url = database_url(connection)
+        app.control.purge()
+        server = None
+        try:
+            server = Server(db_url, worker=not args.no_worker)
+            server.wait_ready()
+            load_start = os.getloadavg()[0]
+            base = run_phase("baseline", server.base, BASELINE_PATH, args.rate, args.seconds)
+            hook = run_phase("webhook", server.base, WEBHOOK_PATH, args.rate, args.seconds)
+
+            # Requests the client gave up on (timeouts) may still be running in daphne: let it finish.
+            settle_seconds = quiesce()
+            # Duplicates: every sid answered 200 stored exactly once; then Twilio-style retries.
+            sids = [sid for _u, _b, _h, sid in hook["reqs"]]
+            ok_sids = [sid for (_u, _b, _h, sid), (_ms, st) in zip(hook["reqs"], hook["results"], strict=True)
+                       if st == 200]
+            rows, distinct = stored_counts(sids)
+            missing = len(set(ok_sids)) - len(set(ok_sids) & stored_sids(ok_sids))
+            # Retries of SMS that were stored (answered 200): Twilio re-posting what we already have.
+            ok = set(ok_sids)
+            step = max(1, len(ok) // RETRIES)
+            retry = [r for r in hook["reqs"] if r[3] in ok][::step][:RETRIES]
+            retry_sids = [r[3] for r in retry]
+            before, _ = stored_counts(retry_sids)
+            retry_results = asyncio.run(_sequential(retry))
+            retry_errors = sum(1 for _ms, st in retry_results if st != 200)
+            new_rows = stored_counts(retry_sids)[0] - before
+            rows_after, distinct_after = stored_counts(sids)
+            duplicates = (rows_after - distinct_after) + new_rows
+            baseline_rows = WorkerHeartbeat.objects.filter(token__in=[s for *_x, s in base["reqs"]]).count()
+            conversations = Conversation.objects.count()
+            queued = broker_backlog()
+            tracebacks = server.tracebacks()
+            load_end = os.getloadavg()[0]
+        finally:
+            if server is not None:
+                server.stop()
+            try:
+                app.control.purge()
+            except Exception:  # noqa: BLE001
+                pass
+            connection.close()
+
+    errors = hook["errors"] + base["errors"] + retry_errors
+    ratio = hook["p99"] / base["p99"]
+    rate = int(args.rate) if args.rate == int(args.rate) else args.rate
+    seconds = int(args.seconds) if args.seconds == int(args.seconds) else args.seconds
+    print(f"database: postgresql + redis; one daphne process on 127.0.0.1:{server.port}; "
+          f"{'one celery worker (-P threads -c %d)' % WORKER_THREADS if not args.no_worker else 'no celery worker'}; "
+          f"{os.cpu_count()} CPUs, load average {load_start:.1f} at start, {load_end:.1f} at end")
+    if load_start > 1.5:
+        print("note: the machine was already busy when the bench started (other processes); latencies include that")
+    print(f"open loop: {rate}/s for {seconds} s per phase, {SENDERS} senders, aiohttp keep-alive pool "
+          f"(max {MAX_CONNECTIONS} connections), timeout {REQUEST_TIMEOUT:g} s")
+    for name, s in (("baseline (1 INSERT view)", base), ("webhook (signed inbound SMS)", hook)):
+        print(f"{name}: serial {s['serial_ms']:.1f} ms/request (sequential warm-up median, "
+              f"~{1000 / s['serial_ms']:.0f}/s for one daphne); under load: {fmt(s)}")
+        print(f"    sent in {s['send_seconds']:.1f} s (max client lag {s['max_lag_ms']:.0f} ms), last answer after "
+              f"{s['seconds']:.1f} s; load average {s['load']:.1f} at phase start")
+    print(f"after the webhook phase daphne settled (no new Message for 2 s) in {settle_seconds:.1f} s")
+    print(f"stored: {rows} Message rows for {len(sids)} sids ({distinct} distinct), {missing} answered 200 but "
+          f"not stored; {conversations} conversations; baseline rows {baseline_rows}/{len(base['reqs'])}")
+    print(f"retries: {len(retry)} already-sent SMS posted again: {len(retry) - retry_errors} answered 200, "
+          f"{new_rows} new Message rows for them; routing tasks left on the broker at the end: {queued}; "
+          f"tracebacks in var/bench-webhook-daphne.log: {tracebacks}")
+    if base["errors"]:
+        print("note: the baseline itself had errors (overloaded): its p99 covers only the 200s and the ratio "
+              "understates the webhook's cost")
+    print(f"p99 webhook / p99 baseline: x{ratio:.2f} (target {TARGET:g}); total {time.monotonic() - began:.0f} s")
+    print(bench_line(
+        "webhook", ratio=ratio, target=TARGET, db="postgresql", rate=rate, seconds=seconds,
+        webhook_p50_ms=hook["p50"], webhook_p99_ms=hook["p99"], baseline_p50_ms=base["p50"],
+        baseline_p99_ms=base["p99"], errors=errors, duplicates=duplicates, sent=hook["n"], missing=missing,
+        webhook_serial_ms=hook["serial_ms"], baseline_serial_ms=base["serial_ms"],
+        max_lag_ms=round(max(hook["max_lag_ms"], base["max_lag_ms"])), worker=0 if args.no_worker else 1,
+        load_start=round(load_start, 1),
+    ))
+    if errors or duplicates or missing:
+        print(f"FAIL: errors={errors} duplicates={duplicates} missing={missing}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def stored_sids(sids: list[str]) -> set[str]:
+    from conversations.models import Message
+
+    return set(Message.objects.filter(provider_id__in=sids).values_list("provider_id", flat=True))
+
+
+def quiesce(limit: float = 40.0) -> float:
+    """Wait until no Message row has appeared for 2 s (at most ``limit`` s); returns seconds waited."""
+    from conversations.models import Message
+
+    start = last_change = time.monotonic()
+    count = Message.objects.count()
+    while time.monotonic() - last_change < 2.0 and time.monotonic() - start < limit:
+        time.sleep(0.5)
+        now = Message.objects.count()
+        if now != count:
+            count, last_change = now, time.monotonic()
+    return time.monotonic() - start
+
+
+def broker_backlog() -> int:
+    from contactcenter.celery import app
+
+    try:
+        with app.connection_for_read() as conn:
+            return conn.default_channel.client.llen(app.conf.task_default_queue)
+    except Exception:  # noqa: BLE001 - informational only
+        return -1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
