@@ -16,29 +16,36 @@ from .models import Message
 logger = logging.getLogger(__name__)
 
 
-def _group_send(group: str, event: dict) -> None:
+def _group_send(group: str, event: dict, *, handler: str = "console.event") -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, {"type": "console.event", "event": event})
+        async_to_sync(layer.group_send)(group, {"type": handler, "event": event})
     except Exception:  # noqa: BLE001 - a notification failure must never undo committed data
         logger.exception("could not publish %s to %s", event.get("type"), group)
 
 
+def publish_now(groups: list[str], event: dict, *, handler: str = "console.event") -> None:
+    """Publish immediately; for callers already running after commit (or outside a transaction)."""
+    for group in dict.fromkeys(groups):
+        _group_send(group, event, handler=handler)
+
+
 def send_on_commit(groups: list[str], event: dict) -> None:
     """Publish ``event`` to ``groups`` once the current transaction commits (never if it rolls back)."""
-
-    def publish():
-        for group in dict.fromkeys(groups):
-            _group_send(group, event)
-
-    transaction.on_commit(publish)
+    transaction.on_commit(lambda: publish_now(groups, event))
 
 
-def message_created_event(message: Message) -> dict:
-    return {
-        "type": "message.created",
+def conversation_recipients(conversation_id: int, *agent_ids: int | None) -> list[str]:
+    """Who hears about a conversation: its watchers, the supervisors and the agents concerned."""
+    groups = [conversation_group(conversation_id), supervisors_group()]
+    return groups + [agent_group(agent_id) for agent_id in agent_ids if agent_id]
+
+
+def message_event(event_type: str, message: Message) -> dict:
+    event = {
+        "type": event_type,
         "message": message.pk,
         "conversation": message.conversation_id,
         "customer": message.customer_id,
@@ -46,14 +53,10 @@ def message_created_event(message: Message) -> dict:
         "direction": message.direction,
         "kind": message.kind,
     }
-
-
-def message_recipients(message: Message, *, assignee_id: int | None) -> list[str]:
-    groups = [conversation_group(message.conversation_id), supervisors_group()]
-    if assignee_id:
-        groups.append(agent_group(assignee_id))
-    return groups
+    if message.direction == "outbound":
+        event |= {"delivery_status": message.delivery_status, "delivery_error": message.delivery_error}
+    return event
 
 
 def notify_message_created(message: Message, *, assignee_id: int | None) -> None:
-    send_on_commit(message_recipients(message, assignee_id=assignee_id), message_created_event(message))
+    send_on_commit(conversation_recipients(message.conversation_id, assignee_id), message_event("message.created", message))

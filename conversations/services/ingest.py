@@ -17,6 +17,7 @@ from profiles.services import identity_resolve
 
 from ..enqueue import enqueue_on_commit
 from ..events import notify_message_created
+from .system_events import system_event_record
 from ..models import (
     Attachment,
     AttachmentState,
@@ -98,14 +99,6 @@ def _thread_conversation(customer: Customer, refs: list[str]) -> Conversation | 
     return hit.conversation if hit else None
 
 
-def _event(conversation: Conversation, event_type: str, at: datetime, **data) -> Message:
-    return Message.objects.create(
-        conversation=conversation, customer_id=conversation.customer_id, inbox_id=conversation.inbox_id,
-        channel=conversation.channel, direction=Direction.INTERNAL, kind=MessageKind.EVENT,
-        event_type=event_type, event_data=data, created_at=at,
-    )
-
-
 def _find_or_open_conversation(
     *, customer: Customer, inbox: Inbox, inbound: InboundMessage, at: datetime
 ) -> tuple[Conversation, bool, bool]:
@@ -132,7 +125,7 @@ def _find_or_open_conversation(
             conversation.resolved_at = None
             conversation.snoozed_until = None
             conversation.save(update_fields=["status", "resolved_at", "snoozed_until", "updated_at"])
-            _event(conversation, EventType.REOPENED, at, reason="customer_message")
+            system_event_record(conversation, EventType.REOPENED, at=at, reason="customer_message")
             return conversation, False, True
     conversation = Conversation.objects.create(
         customer=customer, inbox=inbox, channel=inbox.kind, subject=inbound.subject[:300],

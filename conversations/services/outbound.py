@@ -18,8 +18,7 @@ from profiles.models import ConsentStatus, IdentityKind
 from profiles.services import consent_check, consent_record
 
 from ..enqueue import enqueue_on_commit
-from ..events import send_on_commit
-from ..groups import agent_group, conversation_group, supervisors_group
+from ..events import conversation_recipients, message_event, notify_message_created, send_on_commit
 from ..models import (
     Agent,
     Channel,
@@ -138,30 +137,14 @@ def message_send(*, conversation: Conversation, agent: Agent | None, text: str, 
             conversation.resolved_at = None
             fields += ["status", "resolved_at"]
         conversation.save(update_fields=fields)
-        send_on_commit(_recipients(message, conversation.assignee_id), _message_event("message.created", message))
+        notify_message_created(message, assignee_id=conversation.assignee_id)
         enqueue_on_commit(deliver_message, message.pk)
     return message
 
 
-def _recipients(message: Message, assignee_id: int | None) -> list[str]:
-    groups = [conversation_group(message.conversation_id), supervisors_group()]
-    if assignee_id:
-        groups.append(agent_group(assignee_id))
-    return groups
-
-
-def _message_event(event_type: str, message: Message) -> dict:
-    return {
-        "type": event_type, "message": message.pk, "conversation": message.conversation_id,
-        "customer": message.customer_id, "channel": message.channel, "direction": message.direction,
-        "kind": message.kind, "delivery_status": message.delivery_status,
-        "delivery_error": message.delivery_error,
-    }
-
-
 def _notify_delivery(message: Message) -> None:
     assignee = Conversation.objects.filter(pk=message.conversation_id).values_list("assignee_id", flat=True).first()
-    send_on_commit(_recipients(message, assignee), _message_event("message.delivery", message))
+    send_on_commit(conversation_recipients(message.conversation_id, assignee), message_event("message.delivery", message))
 
 
 def delivery_record_sent(*, message_id: int, provider_id: str, status: str) -> Message:

@@ -25,18 +25,16 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..enqueue import enqueue_on_commit
-from ..events import send_on_commit
-from ..groups import agent_group, conversation_group, supervisors_group
+from ..events import conversation_recipients, send_on_commit
+from ..groups import agent_group, supervisors_group
+from .system_events import system_event_record
 from ..models import (
     DEFAULT_CAPACITY,
     Agent,
     AgentSkill,
     Conversation,
     ConversationStatus,
-    Direction,
     EventType,
-    Message,
-    MessageKind,
     Offer,
     OfferStatus,
     PresenceState,
@@ -63,18 +61,8 @@ class RoutingDecision:
 
 # --- events -----------------------------------------------------------------------------------
 
-def _timeline_event(conversation: Conversation, event_type: str, *, agent: Agent | None = None, **data) -> Message:
-    return Message.objects.create(
-        conversation=conversation, customer_id=conversation.customer_id, inbox_id=conversation.inbox_id,
-        channel=conversation.channel, direction=Direction.INTERNAL, kind=MessageKind.EVENT,
-        event_type=event_type, event_data=data, author_agent=agent,
-    )
-
-
 def _publish(event: dict, *, agents: list[int | None], conversation_id: int) -> None:
-    groups = [conversation_group(conversation_id), supervisors_group()]
-    groups += [agent_group(agent_id) for agent_id in agents if agent_id]
-    send_on_commit(groups, event)
+    send_on_commit(conversation_recipients(conversation_id, *agents), event)
 
 
 def offer_event(offer: Offer, event_type: str) -> dict:
@@ -213,7 +201,7 @@ def route_conversation(*, conversation_id: int) -> RoutingDecision:
         queue = conversation.queue
         if queue.overflow_queue_id and queue.overflow_after_seconds is not None and \
                 now - conversation.queued_at >= timedelta(seconds=queue.overflow_after_seconds):
-            _timeline_event(conversation, EventType.TRANSFERRED, from_queue=queue.pk, to_queue=queue.overflow_queue_id,
+            system_event_record(conversation, EventType.TRANSFERRED, from_queue=queue.pk, to_queue=queue.overflow_queue_id,
                             reason="overflow")
             conversation.queue_id = queue.overflow_queue_id
             conversation.queued_at = now
@@ -311,7 +299,7 @@ class _AgentUnavailable(Exception):
 
 
 def _after_hours(conversation: Conversation, queue: Queue) -> None:
-    _timeline_event(conversation, EventType.OFFERED, step="after_hours", queue=queue.pk, action=queue.after_hours_action)
+    system_event_record(conversation, EventType.OFFERED, step="after_hours", queue=queue.pk, action=queue.after_hours_action)
     if queue.after_hours_message:
         from .outbound import SendRefused, message_send
 
@@ -337,7 +325,7 @@ def _offer(conversation: Conversation, agent: Agent, queue: Queue, step: str, ex
     # Idle time restarts when routing hands an agent work (offered or assigned), so the next
     # conversation goes to someone else: longest idle, as TaskRouter does.
     Agent.objects.filter(pk=agent.pk).update(last_assigned_at=now)
-    _timeline_event(conversation, EventType.OFFERED, agent=agent, offer=offer.pk, step=step, queue=queue.pk)
+    system_event_record(conversation, EventType.OFFERED, agent=agent, offer=offer.pk, step=step, queue=queue.pk)
     _publish(offer_event(offer, "offer.created"), agents=[agent.pk], conversation_id=conversation.pk)
     return RoutingDecision(offer=offer, explanation=explanation)
 
@@ -347,7 +335,7 @@ def _assign(conversation: Conversation, agent: Agent, now, *, via: str, by: Agen
     conversation.assignee = agent
     conversation.assigned_at = now
     Agent.objects.filter(pk=agent.pk).update(last_assigned_at=now)
-    _timeline_event(conversation, EventType.ASSIGNED, agent=by, assignee=agent.pk, assignee_name=agent.display_name,
+    system_event_record(conversation, EventType.ASSIGNED, agent=by, assignee=agent.pk, assignee_name=agent.display_name,
                     via=via, **({"note": note} if note else {}))
     _publish({"type": "conversation.assigned", "conversation": conversation.pk, "agent": agent.pk, "via": via},
              agents=[agent.pk], conversation_id=conversation.pk)
@@ -395,7 +383,7 @@ def _close_offer(offer: Offer, status: str, now) -> None:
     offer.status = status
     offer.decided_at = now
     offer.save(update_fields=["status", "decided_at"])
-    _timeline_event(offer.conversation, EventType.OFFERED, agent=offer.agent, offer=offer.pk, outcome=status)
+    system_event_record(offer.conversation, EventType.OFFERED, agent=offer.agent, offer=offer.pk, outcome=status)
     _publish(offer_event(offer, f"offer.{status}"), agents=[offer.agent_id], conversation_id=offer.conversation_id)
 
 
@@ -553,7 +541,7 @@ def offline_requeue(*, limit: int = 200) -> int:
             conversation.queued_at = now
             conversation.routing_note = "back to the queue: agent went offline"
             conversation.save(update_fields=["assignee", "queued_at", "routing_note", "updated_at"])
-            _timeline_event(conversation, EventType.TRANSFERRED, from_agent=previous, to_queue=conversation.queue_id,
+            system_event_record(conversation, EventType.TRANSFERRED, from_agent=previous, to_queue=conversation.queue_id,
                             reason="agent_offline")
             _publish({"type": "conversation.requeued", "conversation": conversation.pk, "agent": previous},
                      agents=[previous], conversation_id=conversation.pk)
@@ -629,7 +617,7 @@ def conversation_transfer(*, conversation_id: int, by: Agent, note: str, to_agen
         conversation = conversation_assign(conversation_id=conversation_id, agent=to_agent, by=by, note=note,
                                            via="transfer")
         with transaction.atomic():
-            _timeline_event(conversation, EventType.TRANSFERRED, agent=by, to_agent=to_agent.pk, note=note)
+            system_event_record(conversation, EventType.TRANSFERRED, agent=by, to_agent=to_agent.pk, note=note)
         return conversation
     now = timezone.now()
     with transaction.atomic():
@@ -640,7 +628,7 @@ def conversation_transfer(*, conversation_id: int, by: Agent, note: str, to_agen
         conversation.queued_at = now
         conversation.routing_note = f"transferred to {to_queue.slug} by {by.display_name}"[:300]
         conversation.save(update_fields=["assignee", "queue", "queued_at", "routing_note", "updated_at"])
-        _timeline_event(conversation, EventType.TRANSFERRED, agent=by, to_queue=to_queue.pk, note=note)
+        system_event_record(conversation, EventType.TRANSFERRED, agent=by, to_queue=to_queue.pk, note=note)
         _publish({"type": "conversation.transferred", "conversation": conversation.pk, "queue": to_queue.pk},
                  agents=[previous], conversation_id=conversation.pk)
         enqueue_on_commit(route_conversation_task, conversation.pk)
@@ -667,7 +655,7 @@ def conversation_resolve(*, conversation_id: int, by: Agent | None, wrap_up_code
         conversation.resolved_at = now
         conversation.waiting_since = None
         conversation.save(update_fields=["status", "resolved_at", "waiting_since", "updated_at"])
-        _timeline_event(conversation, EventType.RESOLVED, agent=by, wrap_up_code=wrap_up_code.strip()[:64],
+        system_event_record(conversation, EventType.RESOLVED, agent=by, wrap_up_code=wrap_up_code.strip()[:64],
                         note=note.strip()[:2000])
         _publish({"type": "conversation.resolved", "conversation": conversation.pk},
                  agents=[conversation.assignee_id], conversation_id=conversation.pk)

@@ -28,8 +28,6 @@ import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime, time
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -40,6 +38,7 @@ from profiles import addresses
 from profiles.models import Customer, Identity, IdentityKind, IdentitySource
 from profiles.services import MergeError, identity_link, identity_resolve
 
+from ..events import publish_now
 from ..groups import agent_group, conversation_group
 from ..models import (
     Agent,
@@ -121,24 +120,11 @@ def visitor_group(key: str) -> str:
 
 
 def _widget_send(group: str, event: dict) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(group, {"type": "widget.event", "event": event})
-    except Exception:  # noqa: BLE001 - a notification failure must never undo committed data
-        logger.exception("could not publish %s to %s", event.get("type"), group)
+    publish_now([group], event, handler="widget.event")
 
 
 def _console_send(groups: list[str], event: dict) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    for group in dict.fromkeys(groups):
-        try:
-            async_to_sync(layer.group_send)(group, {"type": "console.event", "event": event})
-        except Exception:  # noqa: BLE001
-            logger.exception("could not publish %s to %s", event.get("type"), group)
+    publish_now(groups, event)
 
 
 def widget_message_frame(message: Message, *, agent_name: str = "") -> dict:
