@@ -52,6 +52,7 @@ def message_event(event_type: str, message: Message) -> dict:
         "channel": message.channel,
         "direction": message.direction,
         "kind": message.kind,
+        "seq": message.seq,
     }
     if message.direction == "outbound":
         event |= {"delivery_status": message.delivery_status, "delivery_error": message.delivery_error}

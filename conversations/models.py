@@ -225,6 +225,10 @@ class Conversation(models.Model):
     assigned_at = models.DateTimeField(null=True, blank=True)
     abandoned_at = models.DateTimeField(null=True, blank=True)
     routing_note = models.CharField(max_length=300, blank=True, help_text=_("Why it is where it is (last decision)"))
+    # The sequence number of the newest message, note or event in this conversation. Allocated by
+    # an UPDATE on this row, so the row lock orders commits: a console that saw sequence n of a
+    # conversation has seen every entry up to n, and catches up with "after n" (no gap, no repeat).
+    last_seq = models.PositiveBigIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["-last_message_at", "-id"]
@@ -243,6 +247,15 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.get_channel_display()} · {self.customer}"
+
+    def save(self, *args, **kwargs):
+        # ``last_seq`` is only ever moved by ``next_message_seq``'s UPDATE; a full save of a stale
+        # instance (admin, shell) must not move it back and hand out a sequence number twice.
+        if self.pk is not None and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
+            kwargs["update_fields"] = [
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name != "last_seq"
+            ]
+        super().save(*args, **kwargs)
 
 
 class Direction(models.TextChoices):
@@ -314,10 +327,13 @@ class Message(models.Model):
     # delivery task (a redelivered message, a manual retry) must never both send it.
     delivery_claimed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Position in the conversation (1, 2, 3 …), in commit order: see ``Conversation.last_seq``.
+    seq = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
+            models.UniqueConstraint(fields=["conversation", "seq"], name="message_unique_conversation_seq"),
             models.UniqueConstraint(
                 fields=["inbox", "provider_id"],
                 condition=Q(provider_id__isnull=False),
@@ -493,3 +509,47 @@ class Offer(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.conversation_id} → {self.agent} ({self.status})"
+
+
+class CannedResponse(models.Model):
+    """A saved reply an agent inserts by its shortcode; ``{customer_name}``, ``{customer_first_name}``
+    and ``{agent_name}`` are filled in for the conversation at hand."""
+
+    shortcode = models.SlugField(max_length=40, unique=True, help_text=_("Typed after “/” in the composer"))
+    title = models.CharField(max_length=100)
+    text = models.TextField()
+    language = models.CharField(max_length=8, blank=True, choices=settings.LANGUAGES)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["shortcode"]
+
+    def __str__(self) -> str:
+        return f"/{self.shortcode}"
+
+
+class WrapUpCode(models.Model):
+    """Why a conversation ended (billing question, order status …); queues may require one."""
+
+    code = models.SlugField(max_length=64, unique=True)
+    label = models.CharField(max_length=100)
+    is_active = models.BooleanField(default=True)
+    ordering = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["ordering", "label"]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class ConversationRead(models.Model):
+    """How far an agent has read a conversation (unread counts in the console)."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="reads")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="reads")
+    last_read_seq = models.PositiveBigIntegerField(default=0)
+    read_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agent", "conversation"], name="read_unique_agent_conversation")]

@@ -689,10 +689,15 @@ def write_drafts(drafts: list[Draft]) -> None:
     conversations = Conversation.objects.bulk_create([d.conversation for d in drafts])
     messages = []
     for draft, conversation in zip(drafts, conversations, strict=True):
-        for message in draft.messages:
+        # Sequence numbers in timeline order (see conversations.sequence).
+        ordered = sorted(draft.messages, key=lambda m: m.created_at)
+        for seq, message in enumerate(ordered, start=1):
             message.conversation = conversation
+            message.seq = seq
+        conversation.last_seq = len(ordered)
         messages.extend(draft.messages)
     Message.objects.bulk_create(messages, batch_size=500)
+    Conversation.objects.bulk_update(conversations, ["last_seq"], batch_size=500)
     events = []
     for draft in drafts:
         for index, status, error_code, at in draft.status_events:

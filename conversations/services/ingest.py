@@ -17,6 +17,7 @@ from profiles.services import identity_resolve
 
 from ..enqueue import enqueue_on_commit
 from ..events import notify_message_created
+from ..sequence import message_seq_next
 from .system_events import system_event_record
 from ..models import (
     Attachment,
@@ -161,7 +162,7 @@ def message_receive(inbound: InboundMessage) -> IngestResult:
                 customer=customer, inbox=inbox, inbound=inbound, at=at
             )
             message = Message.objects.create(
-                conversation=conversation, customer=customer, inbox=inbox, channel=inbox.kind,
+                seq=message_seq_next(conversation), conversation=conversation, customer=customer, inbox=inbox, channel=inbox.kind,
                 direction=Direction.INBOUND, kind=MessageKind.MESSAGE, text=inbound.text, html=inbound.html,
                 provider_id=inbound.provider_id or None, metadata=inbound.metadata, created_at=at,
             )

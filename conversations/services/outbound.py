@@ -18,6 +18,7 @@ from profiles.models import ConsentStatus, IdentityKind
 from profiles.services import consent_check, consent_record
 
 from ..enqueue import enqueue_on_commit
+from ..sequence import message_seq_next
 from ..events import conversation_recipients, message_event, notify_message_created, send_on_commit
 from ..models import (
     Agent,
@@ -121,7 +122,7 @@ def message_send(*, conversation: Conversation, agent: Agent | None, text: str, 
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
         message = Message.objects.create(
-            conversation=conversation, customer_id=conversation.customer_id, inbox_id=conversation.inbox_id,
+            seq=message_seq_next(conversation), conversation=conversation, customer_id=conversation.customer_id, inbox_id=conversation.inbox_id,
             channel=conversation.channel, direction=Direction.OUTBOUND, kind=MessageKind.MESSAGE,
             author_agent=agent, text=text, delivery_status=DeliveryStatus.PENDING, created_at=now,
             metadata={"to": destination.to, "from": destination.from_, **({"template": template} if template else {})},

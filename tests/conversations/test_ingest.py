@@ -127,7 +127,7 @@ def test_message_event_is_published_after_commit(django_capture_on_commit_callba
         callback()
     assert ("supervisors", {
         "type": "message.created", "message": result.message.pk, "conversation": result.conversation.pk,
-        "customer": result.customer.pk, "channel": "sms", "direction": "inbound", "kind": "message",
+        "customer": result.customer.pk, "channel": "sms", "direction": "inbound", "kind": "message", "seq": 1,
     }) in sent
     assert {group for group, _ in sent} == {f"conversation.{result.conversation.pk}", "supervisors"}
 

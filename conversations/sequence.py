@@ -1,0 +1,26 @@
+"""Per-conversation sequence numbers for messages, notes and events.
+
+The console follows a conversation by its sequence numbers: an entry numbered n is visible only
+once every entry before it in that conversation is, because the number is taken by an UPDATE of
+the conversation row and that row lock is held until commit. So "give me everything after n" after a
+dropped connection has no gap and no duplicate (a plain auto-increment id does not have that
+property: ids are handed out at insert, commits land in any order).
+
+Lock order: callers may already hold the customer's row lock (ingest); nothing takes the customer's
+lock after a conversation's, so the two never deadlock.
+"""
+
+from django.db import connection
+
+from .models import Conversation
+
+
+def message_seq_next(conversation: Conversation) -> int:
+    """Take the conversation's next number (inside the caller's transaction)."""
+    table = connection.ops.quote_name(Conversation._meta.db_table)
+    with connection.cursor() as cursor:
+        # One statement on both backends (SQLite has RETURNING since 3.35).
+        cursor.execute(f"UPDATE {table} SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq", [conversation.pk])
+        (seq,) = cursor.fetchone()
+    conversation.last_seq = seq
+    return seq
