@@ -14,6 +14,8 @@ from django.utils.translation import gettext_lazy as _
 from contactcenter.admin import ReadOnlyAdminMixin, ReadOnlyInlineMixin, recent_rows_formset
 
 from .models import (
+    CannedResponse,
+    WrapUpCode,
     Offer,
     RoutingRule,
     ImapCursor,
@@ -40,6 +42,20 @@ def _admin_link(obj, label=None):
 
 
 # --- configuration ----------------------------------------------------------------------------
+
+@admin.register(CannedResponse)
+class CannedResponseAdmin(admin.ModelAdmin):
+    list_display = ("shortcode", "title", "language", "is_active")
+    list_filter = ("is_active", "language")
+    search_fields = ("shortcode", "title", "text")
+
+
+@admin.register(WrapUpCode)
+class WrapUpCodeAdmin(admin.ModelAdmin):
+    list_display = ("label", "code", "ordering", "is_active")
+    list_editable = ("ordering", "is_active")
+    search_fields = ("label", "code")
+
 
 
 @admin.register(Inbox)

@@ -517,7 +517,7 @@ class CannedResponse(models.Model):
 
     shortcode = models.SlugField(max_length=40, unique=True, help_text=_("Typed after “/” in the composer"))
     title = models.CharField(max_length=100)
-    text = models.TextField()
+    text = models.TextField(help_text=_("Variables: {customer_name}, {customer_first_name}, {agent_name}"))
     language = models.CharField(max_length=8, blank=True, choices=settings.LANGUAGES)
     is_active = models.BooleanField(default=True)
 

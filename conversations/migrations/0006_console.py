@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('shortcode', models.SlugField(help_text='Typed after “/” in the composer', max_length=40, unique=True)),
                 ('title', models.CharField(max_length=100)),
-                ('text', models.TextField()),
+                ('text', models.TextField(help_text='Variables: {customer_name}, {customer_first_name}, {agent_name}')),
                 ('language', models.CharField(blank=True, choices=[('en', 'English'), ('ja', '日本語')], max_length=8)),
                 ('is_active', models.BooleanField(default=True)),
             ],
