@@ -1,7 +1,7 @@
 import zoneinfo
 
 from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
 
 
 class ContentSecurityPolicyMiddleware:
@@ -25,7 +25,8 @@ class ContentSecurityPolicyMiddleware:
 
 
 class UserTimezoneMiddleware:
-    """Activate the signed-in agent's time zone: UTC in the database, local time on screen."""
+    """Activate the signed-in agent's time zone (UTC in the database, local time on screen) and
+    their language: the console follows the agent, whatever browser they sit at."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -37,6 +38,9 @@ class UserTimezoneMiddleware:
             agent = getattr(user, "agent", None) if hasattr(user, "agent") else None
             if agent is not None and agent.time_zone:
                 tz_name = agent.time_zone
+            if agent is not None and agent.ui_language:
+                translation.activate(agent.ui_language)
+                request.LANGUAGE_CODE = translation.get_language()
         try:
             timezone.activate(zoneinfo.ZoneInfo(tz_name))
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):

@@ -27,3 +27,7 @@ class ConversationsConfig(AppConfig):
 
         # Polls only the IMAP mailboxes whose interval has elapsed (each claims its own turn).
         tick.register("imap_poll", imap_poll_due)
+
+        from .services.agent_actions import snoozed_wake
+
+        tick.register("snoozed_wake", snoozed_wake)

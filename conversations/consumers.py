@@ -5,7 +5,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from contactcenter.permissions import is_contact_center_staff
 
-from .groups import agent_group, supervisors_group
+from .groups import agent_group, conversation_group, customer_group, supervisors_group
 
 
 @database_sync_to_async
@@ -54,6 +54,33 @@ def _act(user, kind: str, content: dict) -> dict:
 _ACTIONS = {"presence.set", "offer.accept", "offer.reject"}
 
 
+@database_sync_to_async
+def _watchable(user, conversation_id) -> dict | None:
+    """The conversation's customer and the agent's name if ``user`` may see it (the same check as
+    the page: a stranger's ids are refused), else None."""
+    from django.http import Http404
+
+    from .selectors import access_conversation
+
+    try:
+        conversation = access_conversation(user=user, conversation_id=conversation_id)
+    except Http404:
+        return None
+    agent = getattr(user, "agent", None) if hasattr(user, "agent") else None
+    name = agent.display_name if agent is not None else (user.get_full_name() or user.get_username())
+    return {"conversation": conversation.pk, "customer": conversation.customer_id, "name": name,
+            "agent": agent.pk if agent is not None else None}
+
+
+@database_sync_to_async
+def _typing(user, conversation_id: int, on: bool) -> None:
+    from .services.webchat import agent_typing_notify
+
+    agent = getattr(user, "agent", None) if hasattr(user, "agent") else None
+    if agent is not None:
+        agent_typing_notify(conversation_id=conversation_id, agent=agent, on=on)
+
+
 class ConsoleConsumer(AsyncJsonWebsocketConsumer):
     """``/ws/console/``: events for the signed-in agent (and supervisors)."""
 
@@ -70,13 +97,72 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "hello", "groups": len(groups)})
 
     async def disconnect(self, code):
+        await self._unwatch()
         for group in getattr(self, "joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
+
+    # -- watching a conversation: its events, its customer's timeline, who else is looking ------
+
+    async def _unwatch(self):
+        watching = getattr(self, "watching", None)
+        if not watching:
+            return
+        self.watching = None
+        await self._viewer(watching, "left")
+        await self.channel_layer.group_discard(conversation_group(watching["conversation"]), self.channel_name)
+        await self.channel_layer.group_discard(customer_group(watching["customer"]), self.channel_name)
+
+    async def _viewer(self, watching: dict, state: str, *, reply: bool = False):
+        await self.channel_layer.group_send(conversation_group(watching["conversation"]), {
+            "type": "console.viewer", "from": self.channel_name, "reply": reply,
+            "event": {"type": "viewer", "conversation": watching["conversation"], "agent": watching["agent"],
+                      "name": watching["name"], "state": state},
+        })
+
+    async def _watch(self, conversation_id):
+        watching = await _watchable(self.scope["user"], conversation_id)
+        if watching is None:
+            await self.send_json({"type": "error", "code": 404, "reason": "no such conversation", "for": "watch"})
+            return
+        current = getattr(self, "watching", None)
+        if current and current["conversation"] == watching["conversation"]:
+            return
+        await self._unwatch()
+        self.watching = watching
+        await self.channel_layer.group_add(conversation_group(watching["conversation"]), self.channel_name)
+        await self.channel_layer.group_add(customer_group(watching["customer"]), self.channel_name)
+        await self.send_json({"type": "ack", "for": "watch", "conversation": watching["conversation"]})
+        await self._viewer(watching, "viewing")
+
+    async def console_viewer(self, event):
+        """Another console's viewer state. A newcomer's "viewing" is answered once with our own,
+        so both sides know (no storage: presence in a conversation is ephemeral)."""
+        if event.get("from") == self.channel_name:
+            return
+        watching = getattr(self, "watching", None)
+        if not watching or watching["conversation"] != event["event"]["conversation"]:
+            return
+        if watching["agent"] is not None and watching["agent"] == event["event"].get("agent"):
+            return  # the same agent in another tab is not a collision
+        await self.send_json(event["event"])
+        if event["event"]["state"] == "viewing" and not event.get("reply"):
+            await self._viewer(watching, "viewing", reply=True)
 
     async def receive_json(self, content, **kwargs):
         kind = content.get("type") if isinstance(content, dict) else None
         if kind == "ping":
             await self.send_json({"type": "pong"})
+        elif kind == "watch":
+            await self._watch(content.get("conversation"))
+        elif kind == "unwatch":
+            await self._unwatch()
+        elif kind == "typing":
+            watching = getattr(self, "watching", None)
+            # Only for the conversation this socket was authorised to watch.
+            if watching and str(content.get("conversation")) == str(watching["conversation"]):
+                on = bool(content.get("on"))
+                await _typing(self.scope["user"], watching["conversation"], on)
+                await self._viewer(watching, "typing" if on else "viewing", reply=True)
         elif kind in _ACTIONS:
             await self.send_json(await _act(self.scope["user"], kind, content))
         else:

@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from .groups import agent_group, conversation_group, supervisors_group
+from .groups import agent_group, conversation_group, customer_group, supervisors_group
 from .models import Message
 
 logger = logging.getLogger(__name__)
@@ -59,5 +59,11 @@ def message_event(event_type: str, message: Message) -> dict:
     return event
 
 
+def message_recipients(message: Message, assignee_id: int | None) -> list[str]:
+    """A message concerns its conversation's watchers and, because the console shows one timeline
+    per customer, everyone looking at that customer."""
+    return conversation_recipients(message.conversation_id, assignee_id) + [customer_group(message.customer_id)]
+
+
 def notify_message_created(message: Message, *, assignee_id: int | None) -> None:
-    send_on_commit(conversation_recipients(message.conversation_id, assignee_id), message_event("message.created", message))
+    send_on_commit(message_recipients(message, assignee_id), message_event("message.created", message))

@@ -11,3 +11,8 @@ def supervisors_group() -> str:
 
 def conversation_group(conversation_id: int) -> str:
     return f"conversation.{conversation_id}"
+
+
+def customer_group(customer_id: int) -> str:
+    """Consoles showing this customer's timeline (every conversation of the customer)."""
+    return f"customer.{customer_id}"

@@ -349,6 +349,27 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.get_direction_display()} {self.get_kind_display()} #{self.pk}"
 
+    def _quote_start(self) -> int | None:
+        raw = getattr(self, "quote_start_raw", None)
+        if raw is None and "metadata" in self.__dict__:
+            raw = (self.metadata or {}).get("quote_start")
+        try:
+            return int(raw) if raw not in (None, "") else None
+        except (TypeError, ValueError):
+            return None
+
+    @property
+    def own_text(self) -> str:
+        """What the customer wrote, without the quoted history of an email reply."""
+        start = self._quote_start()
+        return self.text[:start].rstrip() if start is not None else self.text
+
+    @property
+    def quoted_text(self) -> str:
+        """The quoted history (collapsed in the display, never deleted)."""
+        start = self._quote_start()
+        return self.text[start:] if start is not None else ""
+
     @property
     def author_label(self) -> str:
         if self.author_agent_id:

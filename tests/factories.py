@@ -64,6 +64,10 @@ def make_conversation(customer: Customer, inbox: Inbox | None = None, **fields) 
 def make_message(conversation: Conversation, text: str = "hello", **fields) -> Message:
     fields.setdefault("direction", Direction.INBOUND)
     fields.setdefault("kind", MessageKind.MESSAGE)
+    if "seq" not in fields:
+        from conversations.sequence import message_seq_next
+
+        fields["seq"] = message_seq_next(conversation)
     return Message.objects.create(
         conversation=conversation,
         customer_id=conversation.customer_id,

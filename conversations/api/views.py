@@ -9,48 +9,16 @@ from rest_framework.views import APIView
 
 from contactcenter.permissions import is_contact_center_staff
 
-from ..models import Agent, Conversation, Offer, PresenceState
+from ..models import Agent, Offer, PresenceState
+from ..selectors import access_conversation
 from ..services.routing import agent_presence_set, offer_accept, offer_reject, queue_position
 from . import selectors
-
-SUPERVISOR_GROUPS = ("supervisor", "admin")
-
 
 def _agent_of(request) -> Agent:
     agent = Agent.objects.filter(user=request.user).select_related("presence").first()
     if agent is None:
         raise Http404("You have no agent profile.")
     return agent
-
-
-def _is_supervisor(user) -> bool:
-    return user.is_superuser or user.groups.filter(name__in=SUPERVISOR_GROUPS).exists()
-
-
-def access_conversation(*, user, conversation_id) -> Conversation:
-    """Supervisors see every conversation; agents those assigned or offered to them or waiting in
-    a queue whose skills they have; anyone else gets 404."""
-    try:
-        conversation_id = int(conversation_id)
-    except (TypeError, ValueError):
-        raise Http404 from None
-    if not is_contact_center_staff(user):
-        raise Http404
-    conversation = Conversation.objects.select_related("queue", "assignee").filter(pk=conversation_id).first()
-    if conversation is None:
-        raise Http404
-    if _is_supervisor(user):
-        return conversation
-    agent = Agent.objects.filter(user=user).first()
-    if agent is None:
-        raise Http404
-    if conversation.assignee_id == agent.pk or conversation.offers.filter(agent=agent).exists():
-        return conversation
-    if conversation.queue_id and conversation.assignee_id is None:
-        required = set(conversation.queue.required_skills.values_list("pk", flat=True))
-        if required <= set(agent.skills.values_list("pk", flat=True)):
-            return conversation
-    raise Http404
 
 
 def _error(exc: DjangoValidationError) -> Response:

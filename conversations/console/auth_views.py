@@ -79,3 +79,17 @@ class ThrottledLoginView(LoginView):
         # cannot reset its budget by signing in to an account it owns between guesses.
         cache.delete(_failure_keys(self.request, self.request.POST.get("username", ""))[0])
         return super().form_valid(form)
+
+
+def set_language(request):
+    """The language switcher: remembered on the agent (so every browser they use follows it), then
+    Django's own ``set_language`` for the cookie and the redirect."""
+    from django.conf import settings as django_settings
+    from django.views.i18n import set_language as django_set_language
+
+    language = request.POST.get("language", "")
+    if request.method == "POST" and request.user.is_authenticated and language in dict(django_settings.LANGUAGES):
+        from conversations.models import Agent
+
+        Agent.objects.filter(user=request.user).update(ui_language=language)
+    return django_set_language(request)

@@ -1,26 +1,36 @@
-"""Agent console pages (server-rendered, read-only for now).
+"""Agent console pages: the workspace (work list, the customer's one timeline with the conversation
+in it, the customer 360) and the fragments the page re-fetches when a live event says something
+changed. Server-rendered: customer content is escaped by the template engine, never by script.
 
-Every page is for contact-center staff only. Reads go through selectors (``profiles.selectors``,
-``profiles.timeline``); these views add only the few fixed-count queries a page needs, so the
-number of queries never depends on the size of a customer's history.
+Every page is for contact-center staff only; a conversation or customer the user may not see is a
+404 (never a 403: a stranger's ids tell nothing). Reads go through selectors with fixed query
+counts, so nothing here grows with the size of a customer's history.
 """
 
+import json
 from functools import wraps
 
-from conversations.models import Conversation
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Prefetch, Q
-from django.http import HttpResponseBadRequest
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET
 
 from contactcenter.permissions import is_contact_center_staff
-from profiles.models import Consent, Customer, CustomerNote, Identity, IdentityKind, MergeSuggestion, SuggestionStatus
+from profiles.models import Consent, Customer, CustomerNote, Identity, IdentityKind, JourneyStage, MergeSuggestion, SuggestionStatus
 from profiles.selectors import access_customer, customer_search
 from profiles.timeline import customer_timeline
+
+from ..models import Agent, Conversation, Message, PresenceState, Queue
+from ..selectors import access_conversation, agent_of, is_supervisor
+from ..services.agent_actions import conversation_mark_read
+from . import selectors
 
 HOME_LIMIT = 50
 TIMELINE_LIMIT = 50
@@ -47,6 +57,20 @@ def console_staff_required(view):
     return wrapper
 
 
+def console_login_required(view):
+    """For object pages: anonymous → login; anyone without a role → 404 (from the access check)."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not is_contact_center_staff(request.user):
+            raise Http404
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 def _suggestion_reason(reason: str) -> str:
     if reason in SUGGESTION_REASONS:
         return str(SUGGESTION_REASONS[reason])
@@ -65,25 +89,10 @@ def _pairs(data) -> list[tuple[str, str]]:
     return [(str(key), value if isinstance(value, str) else str(value)) for key, value in sorted(data.items())]
 
 
-@require_GET
-@console_staff_required
-def console_home(request):
-    q = request.GET.get("q", "").strip()[:200]
-    customers = list(customer_search(user=request.user, q=q).order_by("-updated_at", "-id")[:HOME_LIMIT])
-    return render(request, "console/home.html", {"customers": customers, "q": q, "limit": HOME_LIMIT})
+# --- building blocks -------------------------------------------------------------------------------------
 
-
-@require_GET
-def customer_detail(request, customer_id: int):
-    """One customer: profile and the cross-channel timeline, newest ``TIMELINE_LIMIT`` entries
-    (or the ones before ``?before=<cursor>``), oldest first.
-
-    A stranger (no role) and an unknown id both get 404: nobody learns which ids exist.
-    """
-    if not request.user.is_authenticated:
-        return redirect_to_login(request.get_full_path())
-    customer = access_customer(user=request.user, customer_id=customer_id)
-    customer = (
+def _customer_rows(customer_id: int) -> Customer:
+    return (
         Customer.objects.select_related("merged_into")
         .prefetch_related(
             "tags",
@@ -91,51 +100,240 @@ def customer_detail(request, customer_id: int):
             Prefetch("consents", queryset=Consent.objects.order_by("channel", "address", "sender")),
             Prefetch("notes", queryset=CustomerNote.objects.select_related("author__agent").order_by("-created_at", "-id")),
         )
-        .get(pk=customer.pk)
+        .get(pk=customer_id)
     )
+
+
+def _suggestions(customer: Customer) -> list[dict]:
+    rows = (
+        MergeSuggestion.objects.filter(Q(customer=customer) | Q(candidate=customer), status=SuggestionStatus.PENDING)
+        .select_related("customer", "candidate").order_by("-created_at", "-id")
+    )
+    result = []
+    for suggestion in rows:
+        other = suggestion.candidate if suggestion.customer_id == customer.pk else suggestion.customer
+        result.append({
+            "id": suggestion.pk, "other": other, "reason": _suggestion_reason(suggestion.reason),
+            "evidence": _pairs(suggestion.evidence), "created_at": suggestion.created_at,
+        })
+    return result
+
+
+def _timeline(customer: Customer, *, before=None, after=None):
+    page = customer_timeline(customer_id=customer.pk, before=before, after=after, limit=TIMELINE_LIMIT)
+    _attach(customer, [entry.item for entry in page.entries if entry.type == "message"])
+    return page
+
+
+def _attach(customer: Customer, messages: list[Message]) -> None:
+    """Hand the rows we hold to the messages so author labels and subjects cost no query each."""
+    conversations = Conversation.objects.in_bulk({m.conversation_id for m in messages})
+    for message in messages:
+        if message.customer_id == customer.pk:
+            message.customer = customer
+        message.conversation = conversations[message.conversation_id]
+
+
+def _workspace_context(request, *, customer: Customer | None, conversation: Conversation | None,
+                       before=None, after=None) -> dict:
+    agent = agent_of(request.user)
+    supervisor = is_supervisor(request.user)
+    if conversation is not None and agent is not None and conversation.assignee_id == agent.pk:
+        # Before the work list is read: the page that opens a conversation shows it as read.
+        conversation_mark_read(agent=agent, conversation=conversation)
+    context = {
+        "agent": agent,
+        "supervisor": supervisor,
+        "sidebar": selectors.sidebar(agent=agent, supervisor=supervisor),
+        "presences": list(PresenceState.objects.all()),
+        "now": timezone.now(),
+        "customer": customer,
+        "conversation": conversation,
+    }
+    if customer is not None:
+        page = _timeline(customer, before=before, after=after)
+        context |= {
+            "page": page,
+            "paged": bool(before or after),
+            "seen_json": json.dumps(selectors.conversation_seen_map(customer_id=customer.pk)),
+            "custom_attributes": _pairs(customer.custom_attributes),
+            "suggestions": _suggestions(customer),
+            "panel": selectors.customer_panel(customer=customer, conversation=conversation),
+            "journey_stages": JourneyStage.choices,
+        }
+    if conversation is not None:
+        context |= {
+            "handoff": selectors.handoff_note(conversation),
+            "reply_options": selectors.reply_options(conversation=conversation, customer=customer),
+            "wrap_up_codes": selectors.wrap_up_codes(),
+            "transfer_agents": list(Agent.objects.exclude(pk=agent.pk if agent else None).select_related("presence")
+                                    .order_by("display_name")),
+            "transfer_queues": list(Queue.objects.filter(is_active=True).order_by("name")),
+            "is_mine": agent is not None and conversation.assignee_id == agent.pk,
+            "offer": conversation.offers.filter(agent=agent, status="pending").first() if agent else None,
+        }
+    return context
+
+
+# --- pages -----------------------------------------------------------------------------------------------
+
+@require_GET
+@console_staff_required
+def workspace(request):
+    """The console with no conversation open: the work list, and a hint to pick one."""
+    return render(request, "console/workspace.html", _workspace_context(request, customer=None, conversation=None))
+
+
+@require_GET
+@console_login_required
+def conversation_detail(request, conversation_id: int):
+    conversation = access_conversation(user=request.user, conversation_id=conversation_id)
+    customer = _customer_rows(conversation.customer_id)
+    conversation.customer = customer
+    context = _workspace_context(request, customer=customer, conversation=conversation)
+    if request.GET.get("fragment") == "panes":
+        return render(request, "console/_panes.html", context)
+    return render(request, "console/workspace.html", context)
+
+
+@require_GET
+def customer_detail(request, customer_id: int):
+    """One customer: the 360 and the cross-channel timeline, newest ``TIMELINE_LIMIT`` entries (or
+    the ones before ``?before=<cursor>`` / after ``?after=``), oldest first."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    customer = _customer_rows(access_customer(user=request.user, customer_id=customer_id).pk)
     before = request.GET.get("before") or None
     after = request.GET.get("after") or None
     if before and after:
         after = None
     try:
-        page = customer_timeline(customer_id=customer.pk, before=before, after=after, limit=TIMELINE_LIMIT)
+        context = _workspace_context(request, customer=customer, conversation=None, before=before, after=after)
     except ValidationError:
         return HttpResponseBadRequest(_("Invalid timeline cursor."), content_type="text/plain; charset=utf-8")
-    messages = [entry.item for entry in page.entries if entry.type == "message"]
-    # One query for the page's conversations (subjects), whatever the page size.
-    conversations = Conversation.objects.in_bulk({m.conversation_id for m in messages})
-    for message in messages:
-        # Every message on this timeline belongs to this customer: hand over the rows we hold so
-        # author labels and subjects cost no query per message.
-        if message.customer_id == customer.pk:
-            message.customer = customer
-        message.conversation = conversations[message.conversation_id]
+    if request.GET.get("fragment") == "panes":
+        return render(request, "console/_panes.html", context)
+    return render(request, "console/workspace.html", context)
 
-    suggestions = []
-    rows = (
-        MergeSuggestion.objects.filter(Q(customer=customer) | Q(candidate=customer), status=SuggestionStatus.PENDING)
-        .select_related("customer", "candidate")
-        .order_by("-created_at", "-id")
-    )
-    for suggestion in rows:
-        other = suggestion.candidate if suggestion.customer_id == customer.pk else suggestion.customer
-        suggestions.append(
-            {
-                "other": other,
-                "reason": _suggestion_reason(suggestion.reason),
-                "evidence": _pairs(suggestion.evidence),
-                "created_at": suggestion.created_at,
-            }
-        )
 
-    return render(
-        request,
-        "console/customer.html",
-        {
-            "customer": customer,
-            "custom_attributes": _pairs(customer.custom_attributes),
-            "suggestions": suggestions,
-            "page": page,
-            "paged": bool(before or after),
-        },
+@require_GET
+@console_staff_required
+def customer_list(request):
+    q = request.GET.get("q", "").strip()[:200]
+    customers = list(customer_search(user=request.user, q=q).prefetch_related("tags", "identities")
+                     .order_by("-updated_at", "-id")[:HOME_LIMIT])
+    return render(request, "console/home.html", {"customers": customers, "q": q, "limit": HOME_LIMIT})
+
+
+# --- fragments for live updates ----------------------------------------------------------------------------
+
+@require_GET
+@console_staff_required
+def sidebar_fragment(request):
+    agent = agent_of(request.user)
+    supervisor = is_supervisor(request.user)
+    return render(request, "console/_sidebar.html", {
+        "sidebar": selectors.sidebar(agent=agent, supervisor=supervisor), "agent": agent, "supervisor": supervisor,
+        "presences": list(PresenceState.objects.all()), "now": timezone.now(),
+        "current_id": _int(request.GET.get("current")),
+    })
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _parse_seen(raw: str) -> dict[int, int]:
+    try:
+        data = json.loads(raw or "{}")
+        return {int(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    except (ValueError, TypeError, AttributeError):
+        raise ValidationError("bad seen map") from None
+
+
+def _render_entry(request, message: Message, *, current_id: int | None) -> str:
+    from profiles.timeline import Position, TimelineEntry
+
+    entry = TimelineEntry("message", Position(message.created_at, 0, message.pk), message)
+    return render_to_string("console/_timeline_entry.html", {"entry": entry, "current_id": current_id}, request=request)
+
+
+@require_GET
+@console_login_required
+def timeline_catchup(request, customer_id: int):
+    """Entries of the customer's timeline the page has not seen, by per-conversation sequence
+    number (``seen`` = {"conversation id": last seq}), plus fresh renderings of the messages in
+    ``refresh`` (delivery states). The client inserts by key, so a repeat is never shown twice."""
+    customer = access_customer(user=request.user, customer_id=customer_id)
+    try:
+        seen = _parse_seen(request.GET.get("seen", "{}"))
+    except ValidationError:
+        return JsonResponse({"error": _("Invalid catch-up position.")}, status=400)
+    current_id = _int(request.GET.get("current"))
+    rows, new_seen, complete = selectors.timeline_catchup(customer_id=customer.pk, seen=seen)
+    refresh_ids = [i for i in (_int(x) for x in request.GET.get("refresh", "").split(",")[:100]) if i]
+    refreshed = []
+    if refresh_ids:
+        from ..selectors import MessageTimelineSource
+
+        source = MessageTimelineSource()
+        refreshed = list(source.queryset(customer_id=customer.pk).filter(pk__in=refresh_ids))
+        source.hydrate(refreshed)
+    _attach(customer, rows + refreshed)
+    return JsonResponse({
+        "complete": complete,
+        "seen": {str(k): v for k, v in new_seen.items()},
+        "entries": [
+            {"key": f"m-{m.pk}", "conversation": m.conversation_id, "seq": m.seq,
+             "html": _render_entry(request, m, current_id=current_id)}
+            for m in rows + refreshed
+        ],
+    })
+
+
+@require_GET
+@console_login_required
+def timeline_older(request, customer_id: int):
+    """The page of entries before ``before``, as list items (scrolling up loads older history)."""
+    customer = access_customer(user=request.user, customer_id=customer_id)
+    try:
+        page = _timeline(customer, before=request.GET.get("before") or None)
+    except ValidationError:
+        return HttpResponseBadRequest(_("Invalid timeline cursor."), content_type="text/plain; charset=utf-8")
+    return render(request, "console/_timeline_page.html", {
+        "page": page, "current_id": _int(request.GET.get("current")), "customer": customer,
+    })
+
+
+@require_GET
+@console_login_required
+def message_html(request, message_id: int):
+    """An email's sanitized HTML, for a sandboxed frame (no script, no same-origin, its own CSP:
+    no network access at all, so a tracking pixel never reports the agent's visit)."""
+    message = Message.objects.filter(pk=message_id).exclude(html="").only("pk", "html", "customer_id").first()
+    if message is None:
+        raise Http404
+    access_customer(user=request.user, customer_id=message.customer_id)
+    body = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><base target=\"_blank\"></head>"
+            f"<body>{message.html}</body></html>")
+    response = HttpResponse(body, content_type="text/html; charset=utf-8")
+    response["Content-Security-Policy"] = (
+        "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; frame-ancestors 'self'; "
+        "sandbox allow-popups allow-popups-to-escape-sandbox"
     )
+    response["X-Frame-Options"] = "SAMEORIGIN"
+    return response
+
+
+@require_GET
+@console_login_required
+def canned_list(request):
+    conversation = None
+    if request.GET.get("conversation"):
+        conversation = access_conversation(user=request.user, conversation_id=request.GET["conversation"])
+    agent = agent_of(request.user)
+    return JsonResponse({"responses": selectors.canned_responses(conversation=conversation, agent=agent,
+                                                                 language=get_language() or "")})

@@ -19,7 +19,7 @@ from profiles.services import consent_check, consent_record
 
 from ..enqueue import enqueue_on_commit
 from ..sequence import message_seq_next
-from ..events import conversation_recipients, message_event, notify_message_created, send_on_commit
+from ..events import message_event, message_recipients, notify_message_created, send_on_commit
 from ..models import (
     Agent,
     Channel,
@@ -145,7 +145,7 @@ def message_send(*, conversation: Conversation, agent: Agent | None, text: str, 
 
 def _notify_delivery(message: Message) -> None:
     assignee = Conversation.objects.filter(pk=message.conversation_id).values_list("assignee_id", flat=True).first()
-    send_on_commit(conversation_recipients(message.conversation_id, assignee), message_event("message.delivery", message))
+    send_on_commit(message_recipients(message, assignee), message_event("message.delivery", message))
 
 
 def delivery_record_sent(*, message_id: int, provider_id: str, status: str) -> Message:

@@ -1,46 +1,674 @@
-// Progressive enhancement for the agent console. Everything works without this file.
+// The agent console: live updates over /ws/console/, navigation without reloads, keyboard
+// shortcuts. The server renders every piece of customer content (escaped by Django's templates);
+// this file only moves server-rendered fragments around and sets textContent, never builds HTML
+// from data. Every form also works without it (plain POST + redirect).
 (function () {
   "use strict";
 
-  // "Show older" on the customer timeline: fetch the older page and prepend its entries in
-  // place, keeping the reader's scroll position. Falls back to the plain link on any error.
-  function enhanceOlderLink(link) {
+  var $ = function (sel, root) { return (root || document).querySelector(sel); };
+  var $$ = function (sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); };
+  var workspace = null;
+  var strings = {};
+  var state = { customer: null, conversation: null, seen: {}, socket: null, connected: false, everConnected: false,
+    retry: 0, catchupBusy: false, catchupAgain: false, refresh: {}, viewers: {}, canned: null };
+
+  function t(key, fallback) { return strings[key] || fallback; }
+
+  function csrfToken() {
+    var input = $("input[name=csrfmiddlewaretoken]");
+    if (input) return input.value;
+    var match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  function toast(text, kind) {
+    var region = $("#toasts");
+    if (!region) return;
+    var item = document.createElement("div");
+    item.className = "toast" + (kind ? " toast-" + kind : "");
+    item.textContent = text;
+    region.appendChild(item);
+    setTimeout(function () { item.remove(); }, 5000);
+  }
+
+  function fragmentFrom(html) {
+    var template = document.createElement("template");
+    template.innerHTML = html.trim();
+    return template.content;
+  }
+
+  function getJSON(url) {
+    return fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } }).then(function (r) {
+      if (!r.ok) throw new Error(String(r.status));
+      return r.json();
+    });
+  }
+
+  function getHTML(url) {
+    return fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } }).then(function (r) {
+      if (!r.ok) throw new Error(String(r.status));
+      return r.text();
+    });
+  }
+
+  function debounce(fn, ms) {
+    var timer = null;
+    return function () { clearTimeout(timer); timer = setTimeout(fn, ms); };
+  }
+
+  // --- the centre pane: the customer's timeline ----------------------------------------------------
+
+  function pane() { return $("#conversation-pane"); }
+  function list() { return $("#timeline-entries"); }
+  function scroller() { return $("#timeline-scroll"); }
+
+  function sortKey(el) {
+    return (el.getAttribute("data-sort") || "0|0|0|0").split("|").map(Number);
+  }
+
+  function before(a, b) {
+    for (var i = 0; i < 4; i++) { if (a[i] !== b[i]) return a[i] < b[i]; }
+    return false;
+  }
+
+  function nearBottom() {
+    var s = scroller();
+    return !s || s.scrollHeight - s.scrollTop - s.clientHeight < 120;
+  }
+
+  function scrollToBottom() {
+    var s = scroller();
+    if (s) s.scrollTop = s.scrollHeight;
+  }
+
+  // Put a server-rendered entry in its place: replace the one with the same key (a delivery
+  // update), else insert it in timeline order. Keys make a repeat harmless: never shown twice.
+  function placeEntry(html) {
+    var ol = list();
+    if (!ol) return;
+    var node = fragmentFrom(html).firstElementChild;
+    if (!node) return;
+    var key = node.getAttribute("data-key");
+    var existing = key ? ol.querySelector('[data-key="' + key + '"]') : null;
+    if (existing) { existing.replaceWith(node); return; }
+    var empty = ol.querySelector(".empty-timeline");
+    if (empty) empty.remove();
+    var mine = sortKey(node);
+    var child = ol.lastElementChild;
+    while (child && before(mine, sortKey(child))) child = child.previousElementSibling;
+    ol.insertBefore(node, child ? child.nextElementSibling : ol.firstElementChild);
+    node.classList.add("is-new");
+  }
+
+  // Catch up from the database: everything after the sequence numbers this page has seen, per
+  // conversation. Used for every live message (the event only says "something new"), after a
+  // reconnect and after our own send, so all three paths insert the same way.
+  function catchup() {
+    if (!state.customer) return;
+    if (state.catchupBusy) { state.catchupAgain = true; return; }
+    state.catchupBusy = true;
+    var refresh = Object.keys(state.refresh);
+    state.refresh = {};
+    var url = pane().getAttribute("data-catchup-url") + "?seen=" + encodeURIComponent(JSON.stringify(state.seen)) +
+      "&current=" + (state.conversation || "") + (refresh.length ? "&refresh=" + refresh.join(",") : "");
+    var stick = nearBottom();
+    var customer = state.customer;
+    getJSON(url).then(function (data) {
+      if (customer !== state.customer) return;
+      if (!data.complete) { loadPanes(location.pathname, false); return; }
+      data.entries.forEach(function (entry) { placeEntry(entry.html); });
+      Object.keys(data.seen).forEach(function (k) {
+        state.seen[k] = Math.max(state.seen[k] || 0, data.seen[k]);
+      });
+      if (stick) scrollToBottom();
+    }).catch(function () {
+      toast(t("catchup_failed", "Could not load the newest messages; retrying."), "warn");
+      setTimeout(catchup, 3000);
+    }).finally(function () {
+      state.catchupBusy = false;
+      if (state.catchupAgain) { state.catchupAgain = false; catchup(); }
+    });
+  }
+  var catchupSoon = debounce(catchup, 40);
+
+  function onMessageEvent(event) {
+    if (String(event.customer) !== String(state.customer)) return;
+    if (event.type === "message.delivery") {
+      state.refresh[event.message] = true;
+      catchupSoon();
+      return;
+    }
+    var seen = state.seen[event.conversation] || 0;
+    if (event.seq && event.seq <= seen) return; // already on screen
+    catchupSoon();
+  }
+
+  // Scrolling up loads older history in place, keeping what the agent reads where it is.
+  function watchOlder() {
+    var link = $("#timeline-scroll a[data-older]");
+    if (!link || !("IntersectionObserver" in window)) return;
+    var observer = new IntersectionObserver(function (items) {
+      if (!items.some(function (i) { return i.isIntersecting; })) return;
+      observer.disconnect();
+      loadOlder(link);
+    }, { root: scroller(), rootMargin: "200px 0px 0px 0px" });
+    observer.observe(link);
     link.addEventListener("click", function (event) {
       if (event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
       event.preventDefault();
-      link.setAttribute("aria-busy", "true");
-      fetch(link.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-        .then(function (response) {
-          if (!response.ok) throw new Error(String(response.status));
-          return response.text();
-        })
-        .then(function (html) {
-          var doc = new DOMParser().parseFromString(html, "text/html");
-          var incoming = doc.getElementById("timeline-entries");
-          var list = document.getElementById("timeline-entries");
-          if (!incoming || !list) throw new Error("no timeline");
-          var before = document.documentElement.scrollHeight;
-          var fragment = document.createDocumentFragment();
-          Array.prototype.forEach.call(incoming.children, function (child) {
-            fragment.appendChild(document.importNode(child, true));
-          });
-          list.insertBefore(fragment, list.firstChild);
-          window.scrollBy(0, document.documentElement.scrollHeight - before);
-          var nextLink = doc.querySelector("a[data-older]");
-          if (nextLink) {
-            link.href = nextLink.getAttribute("href");
-            link.removeAttribute("aria-busy");
-          } else {
-            link.parentNode.remove();
-          }
-        })
-        .catch(function () {
-          window.location.href = link.href;
-        });
+      observer.disconnect();
+      loadOlder(link);
+    });
+  }
+
+  function loadOlder(link) {
+    if (link.getAttribute("aria-busy")) return;
+    link.setAttribute("aria-busy", "true");
+    var cursor = new URL(link.href, location.href).searchParams.get("before");
+    var url = pane().getAttribute("data-older-url") + "?before=" + encodeURIComponent(cursor) + "&current=" + (state.conversation || "");
+    getHTML(url).then(function (html) {
+      var fragment = fragmentFrom(html);
+      var incoming = fragment.querySelector("ol");
+      var s = scroller();
+      var from = s.scrollHeight;
+      var ol = list();
+      Array.prototype.slice.call(incoming.children).reverse().forEach(function (child) {
+        var key = child.getAttribute("data-key");
+        if (key && ol.querySelector('[data-key="' + key + '"]')) return;
+        ol.insertBefore(child, ol.firstElementChild);
+      });
+      s.scrollTop += s.scrollHeight - from;
+      var next = fragment.querySelector("a[data-older]");
+      if (next) {
+        link.href = next.getAttribute("href");
+        link.removeAttribute("aria-busy");
+        watchOlder();
+      } else {
+        link.parentNode.remove();
+      }
+    }).catch(function () { window.location.href = link.href; });
+  }
+
+  // --- panes: navigation without reloads --------------------------------------------------------------
+
+  function initPanes() {
+    var p = pane();
+    state.customer = p ? p.getAttribute("data-customer") : null;
+    state.conversation = p ? (p.getAttribute("data-conversation") || null) : null;
+    var seen = $("#seen-map");
+    state.seen = seen ? JSON.parse(seen.textContent || "{}") : {};
+    state.viewers = {};
+    state.canned = null;
+    renderCollision();
+    watchOlder();
+    initComposer();
+    scrollToBottom();
+    highlightCurrent();
+    watchCurrent();
+    var title = p && p.getAttribute("data-title");
+    document.title = (title ? title + " · " : "") + (strings.app_title || "Contact Center");
+  }
+
+  function loadPanes(url, push) {
+    var target = new URL(url, location.href);
+    target.searchParams.set("fragment", "panes");
+    return getHTML(target.toString()).then(function (html) {
+      $("#panes").innerHTML = html;
+      if (push) history.pushState({ panes: true }, "", url);
+      initPanes();
+      var focus = $("#composer-text") || $("#timeline-scroll");
+      if (focus && push) focus.focus({ preventScroll: true });
+    }).catch(function () { window.location.href = url; });
+  }
+
+  // Header and customer pane only: the timeline and what the agent is typing stay as they are.
+  var refreshHead = debounce(function () {
+    if (!state.customer) return;
+    var target = new URL(location.href);
+    target.searchParams.set("fragment", "panes");
+    getHTML(target.toString()).then(function (html) {
+      var fresh = fragmentFrom(html);
+      var head = $(".conversation-head"), newHead = fresh.querySelector(".conversation-head");
+      if (head && newHead) head.replaceWith(newHead);
+      ["#resolve-dialog", "#snooze-dialog", "#transfer-dialog"].forEach(function (sel) {
+        var old = $(sel), incoming = fresh.querySelector(sel);
+        if (old && incoming && !old.open) old.replaceWith(incoming);
+      });
+      var right = $("#customer-pane"), newRight = fresh.querySelector("#customer-pane");
+      if (right && newRight) right.innerHTML = newRight.innerHTML;
+    }).catch(function () {});
+  }, 250);
+
+  var refreshSidebar = debounce(function () {
+    var url = workspace.getAttribute("data-sidebar-url") + "?current=" + (state.conversation || "");
+    getHTML(url).then(function (html) {
+      var inner = $("#worklist-inner");
+      var focusedId = document.activeElement && document.activeElement.id;
+      if (inner) inner.outerHTML = html;
+      highlightCurrent();
+      tickCountdowns();
+      if (focusedId && document.getElementById(focusedId)) document.getElementById(focusedId).focus();
+    }).catch(function () {});
+  }, 150);
+
+  function highlightCurrent() {
+    $$("#worklist .work-item").forEach(function (item) {
+      var on = state.conversation && item.getAttribute("data-conversation") === String(state.conversation);
+      item.classList.toggle("is-current", !!on);
+    });
+  }
+
+  // --- the websocket --------------------------------------------------------------------------------------
+
+  function connect() {
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var socket = new WebSocket(scheme + location.host + "/ws/console/");
+    state.socket = socket;
+    socket.addEventListener("open", function () {
+      var reconnect = state.everConnected;
+      state.connected = true;
+      state.everConnected = true;
+      state.retry = 0;
+      $("#connection").hidden = true;
+      document.body.classList.remove("is-offline");
+      watchCurrent();
+      if (reconnect) { catchup(); refreshSidebar(); refreshHead(); }
+    });
+    socket.addEventListener("message", function (msg) {
+      var event;
+      try { event = JSON.parse(msg.data); } catch (e) { return; }
+      onEvent(event);
+    });
+    socket.addEventListener("close", function () {
+      state.connected = false;
+      if (state.socket !== socket) return;
+      $("#connection").hidden = false;
+      document.body.classList.add("is-offline");
+      var delay = Math.min(10000, 500 * Math.pow(2, state.retry++)) + Math.random() * 300;
+      setTimeout(connect, delay);
+    });
+  }
+
+  function send(frame) {
+    if (state.socket && state.connected) state.socket.send(JSON.stringify(frame));
+  }
+
+  function watchCurrent() {
+    if (state.conversation) send({ type: "watch", conversation: Number(state.conversation) });
+    else send({ type: "unwatch" });
+  }
+
+  function onEvent(event) {
+    var type = event.type || "";
+    if (type === "message.created" || type === "message.delivery") {
+      onMessageEvent(event);
+      if (type === "message.created") refreshSidebar();
+    } else if (type.indexOf("offer.") === 0) {
+      refreshSidebar();
+      if (type === "offer.created") toast(t("new_offer", "New conversation offered to you."), "info");
+      if (type === "offer.timeout") toast(t("offer_missed", "An offer timed out: your status was changed."), "warn");
+      if (String(event.conversation) === String(state.conversation)) refreshHead();
+    } else if (type.indexOf("conversation.") === 0 || type.indexOf("presence") === 0 || type.indexOf("agent.") === 0) {
+      refreshSidebar();
+      if (String(event.conversation) === String(state.conversation)) refreshHead();
+    } else if (type === "typing") {
+      if (String(event.conversation) !== String(state.conversation)) return;
+      if (event.customer) showTyping(t("customer_typing", "The customer is typing…"), event.on);
+    } else if (type === "viewer") {
+      if (String(event.conversation) !== String(state.conversation)) return;
+      if (event.state === "left") delete state.viewers[event.agent || event.name];
+      else state.viewers[event.agent || event.name] = event;
+      renderCollision();
+    }
+  }
+
+  var typingTimer = null;
+  function showTyping(text, on) {
+    var line = $("#typing-line");
+    if (!line) return;
+    line.textContent = on ? text : "";
+    clearTimeout(typingTimer);
+    if (on) typingTimer = setTimeout(function () { line.textContent = ""; }, 8000);
+  }
+
+  function renderCollision() {
+    var box = $("#collision");
+    if (!box) return;
+    var names = Object.keys(state.viewers).map(function (k) { return state.viewers[k]; });
+    if (!names.length) { box.hidden = true; box.textContent = ""; return; }
+    var typing = names.filter(function (v) { return v.state === "typing"; });
+    box.hidden = false;
+    box.classList.toggle("is-typing", typing.length > 0);
+    box.textContent = typing.length
+      ? t("also_typing", "Also replying here:") + " " + typing.map(function (v) { return v.name; }).join(", ")
+      : t("also_viewing", "Also viewing:") + " " + names.map(function (v) { return v.name; }).join(", ");
+  }
+
+  // --- forms ------------------------------------------------------------------------------------------------
+
+  function setError(form, text) {
+    var box = form.querySelector("[data-error]");
+    if (box) box.textContent = text || "";
+    if (text) toast(text, "error");
+  }
+
+  function submitAction(form, submitter) {
+    var action = form.getAttribute("data-action");
+    var confirmText = form.getAttribute("data-confirm");
+    if (confirmText && !window.confirm(confirmText)) return;
+    var body = new FormData(form);
+    if (submitter && submitter.name) body.append(submitter.name, submitter.value);
+    if (action === "reply" || action === "note") {
+      var text = (body.get("text") || "").trim();
+      if (!text && !body.get("template")) { setError(form, t("empty", "Type something first.")); return; }
+    }
+    var buttons = $$("button[type=submit]", form);
+    buttons.forEach(function (b) { b.disabled = true; });
+    setError(form, "");
+    fetch(form.action, {
+      method: "POST", body: body, credentials: "same-origin",
+      headers: { "Accept": "application/json", "X-CSRFToken": csrfToken() },
+    }).then(function (r) {
+      return r.json().catch(function () { return { error: t("failed", "Something went wrong.") + " (" + r.status + ")" }; });
+    }).then(function (data) {
+      if (data.error) { setError(form, data.error); return; }
+      afterAction(form, action, data);
+    }).catch(function () {
+      setError(form, t("offline", "Not sent: the connection dropped. Your text is still here."));
+    }).finally(function () {
+      buttons.forEach(function (b) { b.disabled = false; });
+      updateSendable();
+    });
+  }
+
+  function afterAction(form, action, data) {
+    var dialog = form.closest("dialog");
+    if (dialog) dialog.close();
+    if (action === "reply" || action === "note") {
+      var area = $("#composer-text");
+      area.value = "";
+      sendTyping(false);
+      catchup();
+      refreshSidebar();
+      if (data.conversation && String(data.conversation) !== String(state.conversation)) {
+        toast(t("sent_elsewhere", "Sent on the other channel."), "ok");
+      }
+      return;
+    }
+    if (action === "accept" && data.conversation) { loadPanes("/console/conversations/" + data.conversation + "/", true); refreshSidebar(); return; }
+    if (action === "pick" && data.conversation) { loadPanes("/console/conversations/" + data.conversation + "/", true); refreshSidebar(); return; }
+    if (action === "transfer") { toast(t("transferred", "Transferred."), "ok"); loadPanes("/console/", true); refreshSidebar(); return; }
+    if (action === "presence") { refreshSidebar(); return; }
+    if (action === "merge" || action === "unmerge") { loadPanes(location.pathname, false); return; }
+    refreshHead();
+    refreshSidebar();
+    catchup();
+  }
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.hasAttribute || !form.hasAttribute("data-action") || !workspace) return;
+    event.preventDefault();
+    submitAction(form, event.submitter);
+  });
+
+  document.addEventListener("change", function (event) {
+    var el = event.target;
+    if (el.id === "presence-select") submitAction(el.form);
+    else if (el.hasAttribute && el.hasAttribute("data-autosubmit")) submitAction(el.form);
+    else if (el.id === "reply-channel") updateSendable();
+    else if (el.id === "reply-template") updateSendable();
+  });
+
+  // --- composer ---------------------------------------------------------------------------------------------
+
+  function composer() { return $("#composer"); }
+
+  function setMode(mode) {
+    var form = composer();
+    if (!form) return;
+    form.setAttribute("data-action", mode === "note" ? "note" : "reply");
+    form.action = form.getAttribute(mode === "note" ? "data-note-url" : "data-reply-url");
+    form.classList.toggle("is-note", mode === "note");
+    $$(".composer-tab", form).forEach(function (tab) {
+      var on = tab.getAttribute("data-mode") === mode;
+      tab.classList.toggle("is-current", on);
+      tab.setAttribute("aria-selected", on ? "true" : "false");
+    });
+    $$("[data-reply-only]", form).forEach(function (el) { el.hidden = mode === "note"; });
+    updateSendable();
+    $("#composer-text").focus();
+  }
+
+  // The channel picker says why a channel is refused and offers WhatsApp templates outside the
+  // 24-hour window; the send button is disabled until the reply can go out.
+  function updateSendable() {
+    var form = composer();
+    if (!form) return;
+    var select = $("#reply-channel"), reason = $("#channel-reason"), templates = $("#reply-template");
+    var send = $("#composer-send");
+    if (form.getAttribute("data-action") === "note" || !select) { send.disabled = false; return; }
+    var option = select.options[select.selectedIndex];
+    var available = !option || option.getAttribute("data-available") !== "0";
+    reason.textContent = available ? "" : (option.getAttribute("data-reason") || "");
+    var raw = option ? option.getAttribute("data-templates") || "" : "";
+    var wanted = !available && raw;
+    templates.hidden = !wanted;
+    if (wanted && templates.getAttribute("data-for") !== option.value) {
+      templates.setAttribute("data-for", option.value);
+      while (templates.options.length > 1) templates.remove(1);
+      raw.split(";").forEach(function (pair) {
+        var parts = pair.split("|");
+        if (!parts[0]) return;
+        var opt = document.createElement("option");
+        opt.value = parts[0];
+        opt.textContent = parts[1] || parts[0];
+        templates.appendChild(opt);
+      });
+    }
+    if (!wanted) templates.value = "";
+    send.disabled = !available && !(wanted && templates.value);
+  }
+
+  var typingOn = false, typingIdle = null, typingSentAt = 0;
+  function sendTyping(on) {
+    if (!state.conversation) return;
+    var now = Date.now();
+    if (on && typingOn && now - typingSentAt < 3000) return;
+    if (!on && !typingOn) return;
+    typingOn = on;
+    typingSentAt = now;
+    send({ type: "typing", conversation: Number(state.conversation), on: on });
+  }
+
+  function initComposer() {
+    var form = composer();
+    if (!form) return;
+    var area = $("#composer-text");
+    $$(".composer-tab", form).forEach(function (tab) {
+      tab.addEventListener("click", function () { setMode(tab.getAttribute("data-mode")); });
+    });
+    area.addEventListener("input", function () {
+      if (form.getAttribute("data-action") === "reply") {
+        sendTyping(true);
+        clearTimeout(typingIdle);
+        typingIdle = setTimeout(function () { sendTyping(false); }, 4000);
+      }
+      cannedMenu();
+    });
+    area.addEventListener("keydown", function (event) {
+      var menu = $("#canned-menu");
+      if (!menu.hidden && ["ArrowDown", "ArrowUp", "Enter", "Tab", "Escape"].indexOf(event.key) >= 0) {
+        cannedKey(event);
+        return;
+      }
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        if (!$("#composer-send").disabled) submitAction(form);
+      } else if (event.key === "Escape") {
+        area.blur();
+      }
+    });
+    area.addEventListener("blur", function () { setTimeout(function () { $("#canned-menu").hidden = true; }, 150); });
+    updateSendable();
+  }
+
+  // Canned responses: "/" then a shortcode; arrows choose, Enter or Tab inserts.
+  function cannedMenu() {
+    var area = $("#composer-text"), menu = $("#canned-menu");
+    var upto = area.value.slice(0, area.selectionStart);
+    var match = upto.match(/(?:^|\s)\/([\w-]*)$/);
+    if (!match) { menu.hidden = true; return; }
+    var load = state.canned ? Promise.resolve(state.canned) :
+      getJSON(workspace.getAttribute("data-canned-url") + "?conversation=" + (state.conversation || "")).then(function (d) {
+        state.canned = d.responses; return d.responses;
+      });
+    load.then(function (responses) {
+      var hits = responses.filter(function (r) { return r.shortcode.indexOf(match[1].toLowerCase()) === 0; }).slice(0, 8);
+      menu.textContent = "";
+      hits.forEach(function (r, i) {
+        var li = document.createElement("li");
+        li.setAttribute("role", "option");
+        li.setAttribute("data-index", String(i));
+        li.className = i === 0 ? "is-active" : "";
+        var code = document.createElement("strong");
+        code.textContent = "/" + r.shortcode;
+        var title = document.createElement("span");
+        title.textContent = " " + r.title;
+        var preview = document.createElement("div");
+        preview.className = "muted small";
+        preview.textContent = r.text.slice(0, 90);
+        li.appendChild(code); li.appendChild(title); li.appendChild(preview);
+        li.addEventListener("mousedown", function (e) { e.preventDefault(); insertCanned(r, match[1]); });
+        menu.appendChild(li);
+      });
+      menu.hidden = hits.length === 0;
+      menu._hits = hits;
+      menu._typed = match[1];
+    }).catch(function () {});
+  }
+
+  function cannedKey(event) {
+    var menu = $("#canned-menu");
+    var items = $$("li", menu);
+    var index = items.findIndex(function (li) { return li.classList.contains("is-active"); });
+    if (event.key === "Escape") { menu.hidden = true; event.preventDefault(); return; }
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      if (index >= 0) items[index].classList.remove("is-active");
+      index = (index + (event.key === "ArrowDown" ? 1 : -1) + items.length) % items.length;
+      items[index].classList.add("is-active");
+      return;
+    }
+    event.preventDefault();
+    insertCanned(menu._hits[Math.max(0, index)], menu._typed);
+  }
+
+  function insertCanned(response, typed) {
+    var area = $("#composer-text");
+    var start = area.selectionStart - typed.length - 1;
+    area.value = area.value.slice(0, start) + response.text + area.value.slice(area.selectionStart);
+    var caret = start + response.text.length;
+    area.setSelectionRange(caret, caret);
+    $("#canned-menu").hidden = true;
+    area.focus();
+  }
+
+  // --- keyboard ---------------------------------------------------------------------------------------------
+
+  function typingInField(target) {
+    return target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+  }
+
+  function moveConversation(step) {
+    var links = $$("#my-conversations a[data-conversation-link]");
+    if (!links.length) return;
+    var index = links.findIndex(function (a) { return a.closest(".work-item").classList.contains("is-current"); });
+    var next = links[Math.min(links.length - 1, Math.max(0, index + step))] || links[0];
+    if (index < 0) next = links[0];
+    loadPanes(next.getAttribute("href"), true);
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (!workspace || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (typingInField(event.target) || $("dialog[open]")) return;
+    var key = event.key;
+    if (key === "j") moveConversation(1);
+    else if (key === "k") moveConversation(-1);
+    else if (key === "r" && composer()) setMode("reply");
+    else if (key === "n" && composer()) setMode("note");
+    else if (key === "e") { var resolve = $("#resolve-dialog"); if (resolve) resolve.showModal(); else return; }
+    else if (key === "a") {
+      var accept = $(".conversation-actions form[data-action=accept]") || $("#offers form[data-action=accept]");
+      if (accept) submitAction(accept); else return;
+    } else if (key === "?") $("#shortcuts-dialog").showModal();
+    else return;
+    event.preventDefault();
+  });
+
+  // --- clicks: navigation, dialogs, email HTML ------------------------------------------------------------------
+
+  document.addEventListener("click", function (event) {
+    var opener = event.target.closest("[data-open-dialog]");
+    if (opener) {
+      var dialog = document.getElementById(opener.getAttribute("data-open-dialog"));
+      if (dialog) { dialog.showModal(); event.preventDefault(); }
+      return;
+    }
+    var closer = event.target.closest("[data-close-dialog]");
+    if (closer) { closer.closest("dialog").close(); return; }
+    var link = event.target.closest("a[data-nav]");
+    if (link && workspace && !(event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0)) {
+      event.preventDefault();
+      loadPanes(link.getAttribute("href"), true);
+    }
+  });
+
+  // Formatted email: only on request, in a frame with no script and no same-origin rights, served
+  // with its own CSP that blocks every network fetch.
+  document.addEventListener("toggle", function (event) {
+    var details = event.target;
+    if (!details.matches || !details.matches("details[data-html-src]") || !details.open) return;
+    if (details.querySelector("iframe")) return;
+    var frame = document.createElement("iframe");
+    frame.setAttribute("sandbox", "allow-popups allow-popups-to-escape-sandbox");
+    frame.setAttribute("referrerpolicy", "no-referrer");
+    frame.setAttribute("title", t("formatted_email", "Formatted email"));
+    frame.className = "email-frame";
+    frame.src = details.getAttribute("data-html-src");
+    details.appendChild(frame);
+  }, true);
+
+  window.addEventListener("popstate", function () {
+    if (workspace) loadPanes(location.href, false);
+  });
+
+  // --- clocks ---------------------------------------------------------------------------------------------------
+
+  function tickCountdowns() {
+    var now = Date.now();
+    $$(".countdown[data-expires]").forEach(function (el) {
+      var left = Math.max(0, Math.round((Date.parse(el.getAttribute("data-expires")) - now) / 1000));
+      el.textContent = Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
+      el.classList.toggle("is-urgent", left <= 15);
     });
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    document.querySelectorAll("a[data-older]").forEach(enhanceOlderLink);
+    workspace = $("#workspace");
+    var stringsNode = $("#console-strings");
+    if (stringsNode) strings = JSON.parse(stringsNode.textContent || "{}");
+    if (!workspace) {
+      $$("a[data-older]").forEach(function (link) { link.addEventListener("click", function () {}); });
+      return;
+    }
+    initPanes();
+    connect();
+    setInterval(tickCountdowns, 1000);
+    tickCountdowns();
+    setInterval(function () { send({ type: "ping" }); }, 25000);
   });
+
+  // For tests and the curious: the live state of the page.
+  window.ccConsole = { state: state, catchup: catchup };
 })();

@@ -129,7 +129,8 @@ def test_message_event_is_published_after_commit(django_capture_on_commit_callba
         "type": "message.created", "message": result.message.pk, "conversation": result.conversation.pk,
         "customer": result.customer.pk, "channel": "sms", "direction": "inbound", "kind": "message", "seq": 1,
     }) in sent
-    assert {group for group, _ in sent} == {f"conversation.{result.conversation.pk}", "supervisors"}
+    assert {group for group, _ in sent} == {
+        f"conversation.{result.conversation.pk}", "supervisors", f"customer.{result.customer.pk}"}
 
 
 @pytest.mark.production
