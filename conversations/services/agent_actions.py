@@ -79,7 +79,11 @@ def conversation_for_channel(*, customer: Customer, channel: str, agent: Agent, 
     back to the same agent). Web chat only continues an existing chat: a visitor cannot be
     reached when they are not on the site."""
     with transaction.atomic():
-        customer = Customer.objects.select_for_update().get(pk=customer.pk)  # one opener at a time
+        # One opener at a time. FOR NO KEY UPDATE, not FOR UPDATE: the reply that follows in the
+        # caller's transaction waits for the conversation's lock, and whoever holds that one inserts
+        # a message whose foreign key check takes FOR KEY SHARE on this customer row; FOR UPDATE
+        # would block that check and deadlock the two.
+        customer = Customer.objects.select_for_update(no_key=True).get(pk=customer.pk)
         existing = (
             Conversation.objects.filter(customer=customer, channel=channel, status__in=ACTIVE)
             .order_by("-last_message_at", "-id").first()
@@ -112,11 +116,16 @@ def reply_send(*, conversation: Conversation, agent: Agent, text: str, channel: 
     channel = channel or conversation.channel
     if channel not in Channel.values or channel == Channel.VOICE:
         raise SendRefused(_("Replies cannot be sent on that channel."), code="bad_channel")
-    target = conversation
-    if channel != conversation.channel:
+    text = (text or "").strip()
+    if channel == conversation.channel:
+        return message_send(conversation=conversation, agent=agent, text=text, template=template)
+    # The conversation opened for the reply commits with the reply or not at all: a refusal (opted
+    # out, WhatsApp window, no address) must not leave an empty conversation in the agent's list.
+    # Locks: the customer (opening), then the conversation (sequence number), the ingest's order.
+    with transaction.atomic():
         target = conversation_for_channel(customer=conversation.customer, channel=channel, agent=agent,
                                           origin=conversation)
-    return message_send(conversation=target, agent=agent, text=(text or "").strip(), template=template)
+        return message_send(conversation=target, agent=agent, text=text, template=template)
 
 
 def conversation_snooze(*, conversation: Conversation, agent: Agent | None, until: datetime) -> Conversation:

@@ -157,7 +157,10 @@ def message_receive(inbound: InboundMessage) -> IngestResult:
             )
             # One writer per customer at a time: two messages of the same customer arriving together
             # must join one conversation, not open two.
-            customer = Customer.objects.select_for_update().get(pk=resolution.customer.pk)
+            # FOR NO KEY UPDATE: exclusive among writers of this customer, but it does not block the
+            # KEY SHARE lock a foreign-key check takes, so an agent's note or reply inserting a
+            # message for this customer while holding the conversation row cannot deadlock with us.
+            customer = Customer.objects.select_for_update(no_key=True).get(pk=resolution.customer.pk)
             conversation, opened, reopened = _find_or_open_conversation(
                 customer=customer, inbox=inbox, inbound=inbound, at=at
             )

@@ -490,7 +490,7 @@ def _open_fresh_conversation_if_ended(visitor: Visitor, inbox: Inbox) -> Convers
     customer = _visitor_customer(visitor.key)
     if customer is None:
         return None
-    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    customer = Customer.objects.select_for_update(no_key=True).get(pk=customer.pk)  # see ingest.message_receive
     latest = Conversation.objects.filter(customer=customer, inbox=inbox).order_by("-last_message_at", "-id").first()
     if latest is None or not _ended_by_visitor(latest):
         return None

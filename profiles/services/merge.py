@@ -19,7 +19,9 @@ class MergeError(ValidationError):
 def _lock_pair(first_id: int, second_id: int) -> dict[int, Customer]:
     # Lock both customers in ascending id order: two merges touching the same pair from opposite
     # directions then queue behind each other instead of deadlocking.
-    rows = Customer.objects.select_for_update().filter(pk__in=[first_id, second_id]).order_by("pk")
+    # NO KEY: a merge changes profile fields and merged_into, never the key; rows referencing the
+    # customers (a message being stored right now) may still take their foreign-key share locks.
+    rows = Customer.objects.select_for_update(no_key=True).filter(pk__in=[first_id, second_id]).order_by("pk")
     return {row.pk: row for row in rows}
 
 

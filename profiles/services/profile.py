@@ -51,7 +51,9 @@ def customer_update(*, customer: Customer, data: dict, actor=None) -> Customer:
     """
     _validate(data)
     # Lock the row: a concurrent merge moves/fills fields of this customer in its own transaction.
-    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    # NO KEY: concurrent inserts that reference this customer (messages, notes) must not wait on an
+    # edit of its profile fields, nor deadlock with it.
+    customer = Customer.objects.select_for_update(no_key=True).get(pk=customer.pk)
     if customer.merged_into_id is not None:
         raise ValidationError(
             _("Customer #%(customer)s is merged into #%(into)s; edit that customer instead."),

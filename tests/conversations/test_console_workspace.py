@@ -1,0 +1,540 @@
+"""The agent console's pages and fragments: who sees what, escaping, the email frame, query counts,
+unread counts, reply options, canned responses and the "what they already told us" card."""
+
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from conversations.models import (
+    AgentSkill,
+    Attachment,
+    CannedResponse,
+    Channel,
+    ConversationRead,
+    ConversationStatus,
+    DeliveryStatus,
+    Direction,
+    EventType,
+    MessageKind,
+    Offer,
+    Queue,
+    Skill,
+    WrapUpCode,
+)
+from conversations.services.email import email_receive
+from conversations.services.routing import conversation_resolve, conversation_transfer
+from profiles.models import ConsentStatus, IdentityKind
+from profiles.services import consent_record
+
+from ..factories import (
+    make_agent,
+    make_conversation,
+    make_customer,
+    make_identity,
+    make_inbox,
+    make_message,
+    make_touchpoint,
+)
+
+pytestmark = pytest.mark.django_db
+
+XSS = "<script>alert(1)</script><img src=x onerror=alert(1)>"
+ESCAPED = ("&lt;script&gt;alert(1)&lt;/script&gt;", "&lt;img src=x onerror=alert(1)&gt;")
+EMAIL_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "email"
+
+
+def page(conversation) -> str:
+    return reverse("console:conversation", args=[conversation.pk])
+
+
+def body(response) -> str:
+    return response.content.decode()
+
+
+def assert_escaped(text: str) -> None:
+    for escaped in ESCAPED:
+        assert escaped in text
+    assert "<script>alert" not in text
+    assert "<img src=x" not in text
+
+
+def sidebar_item(html: str, conversation) -> str:
+    """The work-list entry of ``conversation`` (empty when it is not listed)."""
+    match = re.search(rf'<li class="work-item[^"]*" data-conversation="{conversation.pk}">(.*?)</li>', html, re.S)
+    return match.group(0) if match else ""
+
+
+def timeline(html: str) -> str:
+    match = re.search(r'<ol class="timeline" id="timeline-entries".*?</ol>', html, re.S)
+    assert match, "no timeline on the page"
+    return match.group(0)
+
+
+@pytest.fixture
+def mine(agent, customer):
+    """Alice's SMS conversation with Hanako."""
+    conversation = make_conversation(customer, make_inbox("sms"), assignee=agent, assigned_at=timezone.now())
+    make_message(conversation, "荷物が届きません")
+    return conversation
+
+
+@pytest.fixture
+def bobs(other_agent):
+    """Bob's conversation: Alice is not offered it and it waits in no queue of hers."""
+    someone = make_customer("Someone Else")
+    make_identity(someone, IdentityKind.PHONE, "+819099990000")
+    conversation = make_conversation(someone, make_inbox("sms"), assignee=other_agent)
+    make_message(conversation, "bob's private business")
+    return conversation
+
+
+# --- who sees what ---------------------------------------------------------------------------------------
+
+
+def test_anonymous_is_sent_to_login_everywhere(client, mine):
+    message = mine.messages.first()
+    paths = [
+        reverse("console:home"), reverse("console:customers"), reverse("console:sidebar"), page(mine),
+        reverse("console:customer", args=[mine.customer_id]), reverse("console:catchup", args=[mine.customer_id]),
+        reverse("console:older", args=[mine.customer_id]), reverse("console:message-html", args=[message.pk]),
+        reverse("console:canned"),
+    ]
+    for path in paths:
+        response = client.get(path)
+        assert response.status_code == 302, path
+        assert response["Location"].startswith("/accounts/login/?next="), path
+
+
+def test_user_without_a_role_gets_404_on_object_pages_and_403_on_the_console(client, stranger, mine):
+    email = make_conversation(mine.customer, make_inbox("email"))
+    html_message = make_message(email, "plain", html="<p>formatted</p>")
+    client.force_login(stranger)
+    for path in (page(mine), page(mine) + "?fragment=panes", reverse("console:customer", args=[mine.customer_id]),
+                 reverse("console:catchup", args=[mine.customer_id]), reverse("console:older", args=[mine.customer_id]),
+                 reverse("console:message-html", args=[html_message.pk]),
+                 reverse("console:canned") + f"?conversation={mine.pk}", reverse("console:canned")):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert "荷物" not in body(response) and "formatted" not in body(response)
+    for path in (reverse("console:home"), reverse("console:sidebar"), reverse("console:customers")):
+        assert client.get(path).status_code == 403, path
+
+
+def test_agent_cannot_open_another_agents_conversation_but_may_look_the_customer_up(client, agent, bobs):
+    client.force_login(agent.user)
+    for path in (page(bobs), page(bobs) + "?fragment=panes", reverse("console:canned") + f"?conversation={bobs.pk}"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert "private business" not in body(response)
+    # Every member of staff may look a customer up (the customer directory), and follow their timeline.
+    assert client.get(reverse("console:customer", args=[bobs.customer_id])).status_code == 200
+    response = client.get(reverse("console:catchup", args=[bobs.customer_id]), {"seen": "{}"})
+    assert response.status_code == 200
+    assert [entry["conversation"] for entry in response.json()["entries"]] == [bobs.pk]
+    # The sidebar never lists it.
+    assert not sidebar_item(body(client.get(reverse("console:sidebar"))), bobs)
+
+
+def test_unknown_conversation_is_404(client, agent):
+    client.force_login(agent.user)
+    assert client.get("/console/conversations/999999/").status_code == 404
+
+
+def test_agent_sees_offered_and_queued_conversations_only_with_the_queues_skills(client, agent):
+    skill = Skill.objects.create(name="Billing", slug="billing")
+    billing = Queue.objects.create(name="Billing", slug="billing")
+    billing.required_skills.add(skill)
+    waiting = make_conversation(make_customer("Waiting"), make_inbox("sms"), queue=billing)
+    offered = make_conversation(make_customer("Offered"), make_inbox("email"), queue=billing)
+    Offer.objects.create(conversation=offered, agent=agent, queue=billing, channel="email", step="queue",
+                         expires_at=timezone.now() + timedelta(minutes=2))
+    client.force_login(agent.user)
+    assert client.get(page(waiting)).status_code == 404  # lacks the queue's skill
+    assert client.get(page(offered)).status_code == 200  # offered to her
+    AgentSkill.objects.create(agent=agent, skill=skill)
+    assert client.get(page(waiting)).status_code == 200
+    # Once someone else has it, it is theirs.
+    waiting.assignee = make_agent("dave")
+    waiting.save()
+    assert client.get(page(waiting)).status_code == 404
+
+
+@pytest.mark.parametrize("who", ["supervisor", "admin_user"])
+def test_supervisors_and_admins_see_every_conversation(client, request, who, bobs):
+    user = request.getfixturevalue(who)
+    client.force_login(getattr(user, "user", user))
+    response = client.get(page(bobs))
+    assert response.status_code == 200
+    assert "bob&#x27;s private business" in body(response)
+    assert client.get(page(bobs) + "?fragment=panes").status_code == 200
+
+
+def test_workspace_and_panes_fragment(client, agent, mine):
+    client.force_login(agent.user)
+    workspace = body(client.get(reverse("console:home")))
+    assert "Pick a conversation" in workspace
+    assert f'href="{page(mine)}"' in workspace  # in the work list
+    full = body(client.get(page(mine)))
+    assert '<html lang="en">' in full and 'id="worklist"' in full
+    assert "荷物が届きません" in timeline(full)
+    panes = body(client.get(page(mine), {"fragment": "panes"}))
+    assert "<html" not in panes and 'id="worklist"' not in panes
+    assert "荷物が届きません" in timeline(panes) and 'id="composer"' in panes
+    # The page starts the live catch-up from what it rendered.
+    seen = json.loads(re.search(r'<script type="application/json" id="seen-map">(.*?)</script>', full).group(1))
+    assert seen == {str(mine.pk): 1}
+
+
+# --- customer content is text, never markup ----------------------------------------------------------------
+
+
+def test_customer_content_is_escaped_on_the_page_the_sidebar_and_the_catchup(client, agent):
+    evil = make_customer(f"Eve {XSS}")
+    make_identity(evil, IdentityKind.PHONE, "+819011110000")
+    conversation = make_conversation(evil, make_inbox("sms"), assignee=agent, subject=XSS)
+    make_message(conversation, f"hello {XSS}")
+    make_message(conversation, "", kind=MessageKind.EVENT, direction=Direction.INTERNAL,
+                 event_type=EventType.TRANSFERRED, event_data={"note": XSS, "agent": XSS}, author_agent=agent)
+    client.force_login(agent.user)
+
+    html = body(client.get(page(conversation)))
+    assert_escaped(timeline(html))
+    assert_escaped(re.search(r'<div class="handoff".*?</div>', html, re.S).group(0))
+    assert_escaped(sidebar_item(html, conversation))
+
+    assert_escaped(sidebar_item(body(client.get(reverse("console:sidebar"))), conversation))
+
+    response = client.get(reverse("console:catchup", args=[evil.pk]), {"seen": "{}"})
+    entries = response.json()["entries"]
+    assert len(entries) == 2
+    for entry in entries:
+        assert_escaped(entry["html"])
+
+
+def test_email_html_is_served_sanitized_in_its_own_sandbox(client, agent, stranger):
+    make_inbox("email")
+    result = email_receive(raw=(EMAIL_FIXTURES / "html_xss.eml").read_bytes())
+    message = result.message
+    assert message.html
+    result.conversation.assignee = agent
+    result.conversation.save()
+    client.force_login(agent.user)
+
+    # The page only links to the frame, and shows the hostile subject as text.
+    html = body(client.get(page(result.conversation)))
+    assert f'data-html-src="{reverse("console:message-html", args=[message.pk])}"' in html
+    assert "Hello <b>agent</b>" not in html
+    assert "&lt;script&gt;alert(&#x27;subject&#x27;)&lt;/script&gt;" in html
+    assert "<script>alert" not in html
+
+    response = client.get(reverse("console:message-html", args=[message.pk]))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/html; charset=utf-8"
+    csp = response["Content-Security-Policy"]
+    assert "default-src 'none'" in csp
+    assert "sandbox" in csp and "allow-scripts" not in csp and "allow-same-origin" not in csp
+    assert "script-src" not in csp  # nothing may run: default-src 'none' covers scripts
+    frame = body(response)
+    assert "Hello <b>agent</b>" in frame
+    assert message.html in frame
+    for bad in ("<script", "onerror", "onclick", "javascript:", "tracker.example"):
+        assert bad not in frame.lower(), bad
+
+    # A message without an HTML part has no frame; a stranger learns nothing.
+    text_only = make_message(result.conversation, "x")
+    assert client.get(reverse("console:message-html", args=[text_only.pk])).status_code == 404
+    client.force_login(stranger)
+    response = client.get(reverse("console:message-html", args=[message.pk]))
+    assert response.status_code == 404
+    assert "Hello <b>agent</b>" not in body(response)
+
+
+# --- query counts ------------------------------------------------------------------------------------------
+
+
+def _busy_customer(agent, size: int):
+    """A customer with ``size`` entries of every kind over two conversations, plus the extras the
+    panes show (touchpoints, a handoff, a resolved conversation, identities)."""
+    customer = make_customer(f"Busy {size}")
+    make_identity(customer, IdentityKind.PHONE, f"+8190{size:08d}")
+    make_identity(customer, IdentityKind.EMAIL, f"busy{size}@example.jp")
+    sms = make_conversation(customer, make_inbox("sms"), assignee=agent, assigned_at=timezone.now())
+    email = make_conversation(customer, make_inbox("email"), subject=f"Order {size}")
+    for number in range(size):
+        conversation = (sms, email)[number % 2]
+        kind = number % 4
+        if kind == 0:
+            make_message(conversation, f"in {number}")
+        elif kind == 1:
+            message = make_message(conversation, f"out {number}", direction=Direction.OUTBOUND, author_agent=agent,
+                                   delivery_status=DeliveryStatus.DELIVERED)
+            Attachment.objects.create(message=message, filename=f"f{number}.pdf", size=10)
+        elif kind == 2:
+            make_message(conversation, f"note {number}", kind=MessageKind.NOTE, direction=Direction.INTERNAL,
+                         author_agent=agent)
+        else:
+            make_message(conversation, "", kind=MessageKind.EVENT, direction=Direction.INTERNAL,
+                         event_type=EventType.TRANSFERRED, event_data={"note": f"handoff {number}"}, author_agent=agent)
+        make_touchpoint(customer, f"page {number}")
+    return sms
+
+
+def _count(client, path) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(path)
+    assert response.status_code == 200
+    return len(captured)
+
+
+def test_conversation_page_query_count_does_not_grow_with_history(client, agent, django_assert_max_num_queries):
+    small, big = _busy_customer(agent, 1), _busy_customer(agent, 30)
+    client.force_login(agent.user)
+    for conversation in (small, big):  # warm up: session, content types, the first read mark
+        client.get(page(conversation))
+    counts = [_count(client, page(small)), _count(client, page(big))]
+    assert counts[0] == counts[1], counts
+    panes = [_count(client, page(small) + "?fragment=panes"), _count(client, page(big) + "?fragment=panes")]
+    assert panes[0] == panes[1], panes
+    with django_assert_max_num_queries(counts[1]):
+        html = body(client.get(page(big)))
+    assert timeline(html).count('class="entry ') == 50  # one page of 60 entries (30 messages, 30 touchpoints)
+
+
+def _sidebar_work(agent, queue, number: int) -> None:
+    customer = make_customer(f"Work {number}")
+    mine = make_conversation(customer, make_inbox("sms"), assignee=agent, queue=queue)
+    make_message(mine, f"mine {number}")
+    make_message(mine, f"answer {number}", direction=Direction.OUTBOUND, author_agent=agent)
+    offered = make_conversation(customer, make_inbox("email"), queue=queue, queued_at=timezone.now())
+    make_message(offered, f"offered {number}")
+    Offer.objects.create(conversation=offered, agent=agent, queue=queue, channel="email", step="queue",
+                         expires_at=timezone.now() + timedelta(minutes=2))
+    waiting = make_conversation(customer, make_inbox("whatsapp"), queue=queue, queued_at=timezone.now())
+    make_message(waiting, f"waiting {number}")
+
+
+def test_sidebar_query_count_does_not_grow_with_the_work_list(client, agent, support_queue, available_presence):
+    Queue.objects.create(name="Sales", slug="sales")
+    client.force_login(agent.user)
+    _sidebar_work(agent, support_queue, 0)
+    client.get(reverse("console:sidebar"))  # warm up
+    one = _count(client, reverse("console:sidebar"))
+    workspace_one = _count(client, reverse("console:home"))
+    for number in range(1, 30):
+        _sidebar_work(agent, support_queue, number)
+    thirty = _count(client, reverse("console:sidebar"))
+    workspace_thirty = _count(client, reverse("console:home"))
+    assert one == thirty, (one, thirty)
+    assert workspace_one == workspace_thirty, (workspace_one, workspace_thirty)
+    html = body(client.get(reverse("console:sidebar")))
+    assert html.count('class="work-item offer"') == 30
+    assert 'data-conversation-link' in html and html.count("data-conversation-link") == 30
+    assert "waiting 0" in html
+    assert len(re.findall(r'action="/console/conversations/\d+/pick/"', html)) == 10  # the first ten per queue
+
+
+# --- the work list -----------------------------------------------------------------------------------------
+
+
+def test_sidebar_lists_my_conversations_offers_and_queues(client, agent, supervisor, support_queue):
+    customer = make_customer("Taro")
+    mine = make_conversation(customer, make_inbox("sms"), assignee=agent)
+    make_message(mine, "inbound preview")
+    make_message(mine, "my last answer", direction=Direction.OUTBOUND, author_agent=agent)
+    offered = make_conversation(make_customer("Offered Person"), make_inbox("email"), queue=support_queue)
+    offer = Offer.objects.create(conversation=offered, agent=agent, queue=support_queue, channel="email", step="queue",
+                                 expires_at=timezone.now() + timedelta(minutes=2))
+    waiting = make_conversation(make_customer("Waiting Person"), make_inbox("whatsapp"), queue=support_queue)
+    make_message(waiting, "please help")
+    resolved = make_conversation(customer, make_inbox("email"), assignee=agent, status=ConversationStatus.RESOLVED)
+    client.force_login(agent.user)
+    html = body(client.get(reverse("console:sidebar"), {"current": mine.pk}))
+    item = sidebar_item(html, mine)
+    assert "is-current" in item and 'aria-current="page"' in item
+    assert "You:" in item and "my last answer" in item  # the last message, ours
+    assert f'data-offer="{offer.pk}"' in html and "Offered Person" in html
+    assert reverse("console:offer-accept", args=[offer.pk]) in html
+    assert "Support" in html and "please help" in html and reverse("console:pick", args=[waiting.pk]) in html
+    assert not sidebar_item(html, resolved)
+    # A supervisor has no conversations of their own but sees the queues.
+    client.force_login(supervisor.user)
+    html = body(client.get(reverse("console:sidebar")))
+    assert "Nothing assigned to you." in html and "please help" in html
+
+
+def test_unread_counts_inbound_messages_after_the_last_read_and_opening_clears_them(client, agent, mine):
+    make_message(mine, "second")
+    make_message(mine, "our answer", direction=Direction.OUTBOUND, author_agent=agent)
+    make_message(mine, "a note", kind=MessageKind.NOTE, direction=Direction.INTERNAL, author_agent=agent)
+    make_message(mine, "third")
+    client.force_login(agent.user)
+
+    def unread() -> str:
+        item = sidebar_item(body(client.get(reverse("console:sidebar"))), mine)
+        assert item
+        match = re.search(r'<span class="unread"[^>]*>(\d+)', item)
+        return match.group(1) if match else ""
+
+    assert unread() == "3"  # three inbound messages; our reply, notes and events do not count
+    html = body(client.get(page(mine)))
+    assert ConversationRead.objects.get(agent=agent, conversation=mine).last_read_seq == 5
+    assert 'class="unread"' not in sidebar_item(html, mine)  # the page that opened it shows it read
+    assert unread() == ""
+    make_message(mine, "fourth")
+    assert unread() == "1"
+
+
+def test_opening_a_conversation_someone_else_holds_marks_nothing_read(client, supervisor, mine):
+    client.force_login(supervisor.user)
+    assert client.get(page(mine)).status_code == 200
+    assert not ConversationRead.objects.exists()
+
+
+# --- the centre pane: reply options, handoff -------------------------------------------------------------
+
+
+def test_reply_options_say_why_a_channel_is_refused(client, agent, customer):
+    sms_inbox = make_inbox("sms")
+    whatsapp_inbox = make_inbox("whatsapp")
+    make_inbox("email")
+    make_inbox("webchat")
+    make_identity(customer, IdentityKind.EMAIL, "hanako@example.jp")
+    make_identity(customer, IdentityKind.WHATSAPP, "+819012345678")
+    make_identity(customer, IdentityKind.WEB_VISITOR, "v" * 64)
+    consent_record(customer=customer, channel=Channel.EMAIL, address="hanako@example.jp",
+                   status=ConsentStatus.OPTED_OUT, source="unsubscribe link")
+    old_whatsapp = make_conversation(customer, whatsapp_inbox, status=ConversationStatus.RESOLVED)
+    make_message(old_whatsapp, "from whatsapp", created_at=timezone.now() - timedelta(hours=25))
+    conversation = make_conversation(customer, sms_inbox, assignee=agent)
+    make_message(conversation, "from sms")
+    client.force_login(agent.user)
+    html = body(client.get(page(conversation)))
+    options = {
+        match.group("channel"): match.groupdict()
+        for match in re.finditer(
+            r'<option value="(?P<channel>\w+)" data-available="(?P<available>[01])" data-reason="(?P<reason>[^"]*)"',
+            html)
+    }
+    assert list(options) == ["sms", "whatsapp", "email", "webchat"]  # the channel they last wrote on first
+    assert options["sms"]["available"] == "1" and options["sms"]["reason"] == ""
+    assert options["whatsapp"]["available"] == "0" and "24-hour window" in options["whatsapp"]["reason"]
+    assert options["email"]["available"] == "0"
+    assert "opted out" in options["email"]["reason"] and "unsubscribe link" in options["email"]["reason"]
+    assert options["webchat"]["available"] == "0" and options["webchat"]["reason"] == "The visitor has no open chat."
+
+
+def test_reply_option_without_an_inbox(client, agent, customer):
+    make_identity(customer, IdentityKind.EMAIL, "hanako@example.jp")
+    conversation = make_conversation(customer, make_inbox("sms"), assignee=agent)
+    client.force_login(agent.user)
+    html = body(client.get(page(conversation)))
+    assert 'value="email" data-available="0" data-reason="No Email inbox is set up."' in html
+
+
+def test_receiver_reads_the_handoff_note_first(client, agent, other_agent, mine):
+    make_message(mine, "later message")
+    conversation_transfer(conversation_id=mine.pk, by=agent, note="Refund approved, call after 6pm",
+                          to_agent=other_agent)
+    client.force_login(other_agent.user)
+    html = body(client.get(page(mine)))
+    handoff = re.search(r'<div class="handoff" role="note">.*?</div>', html, re.S)
+    assert handoff and "Handoff note from Alice" in handoff.group(0)
+    assert "Refund approved, call after 6pm" in handoff.group(0)
+    assert html.index('class="handoff"') < html.index('id="timeline-entries"')
+
+
+# --- the right pane ----------------------------------------------------------------------------------------
+
+
+def test_what_they_already_told_us(client, agent, customer):
+    three_days_ago = timezone.now() - timedelta(days=3)
+    old = make_conversation(customer, make_inbox("sms"), last_message_at=three_days_ago)
+    make_message(old, "My parcel never arrived. It was order 77.", created_at=three_days_ago)
+    WrapUpCode.objects.create(code="delivery", label="Delivery")
+    conversation_resolve(conversation_id=old.pk, by=agent, wrap_up_code="delivery", note="Resent the parcel. Done.")
+    email = make_conversation(customer, make_inbox("email"), subject="Invoice for March", assignee=agent,
+                              waiting_since=timezone.now())
+    make_message(email, "Hello, about the invoice")
+    client.force_login(agent.user)
+    html = body(client.get(page(email)))
+    card = re.search(r'<section class="card card-context".*?</section>', html, re.S).group(0)
+    assert "What they already told us" in card
+    assert "Invoice for March" in card and "Waiting for us" in card
+    assert "My parcel never arrived." in card and "order 77" not in card  # the first sentence only
+    assert "delivery · Resent the parcel." in card and "Done." not in card
+    assert card.index("Invoice for March") < card.index("My parcel never arrived.")  # newest first
+
+
+def test_customer_pane_shows_other_channels_the_last_agent_activity_and_surveys(client, agent, other_agent, customer):
+    earlier = make_conversation(customer, make_inbox("whatsapp"), assignee=other_agent,
+                                status=ConversationStatus.RESOLVED,
+                                assigned_at=timezone.now() - timedelta(days=5))
+    make_message(earlier, "", kind=MessageKind.EVENT, direction=Direction.INTERNAL,
+                 event_type=EventType.SURVEY_ANSWERED, event_data={"kind": "csat", "score": 5, "comment": "Very kind"})
+    elsewhere = make_conversation(customer, make_inbox("email"), subject="Receipt please")
+    make_touchpoint(customer, "Viewed the returns page", url="https://shop.example.jp/returns")
+    conversation = make_conversation(customer, make_inbox("sms"), assignee=agent, assigned_at=timezone.now())
+    client.force_login(agent.user)
+    html = body(client.get(page(conversation)))
+    pane = re.search(r'<aside class="pane pane-right".*?</aside>', html, re.S).group(0)
+    others = re.search(r'<section class="card" aria-labelledby="elsewhere-title">.*?</section>', pane, re.S).group(0)
+    assert f'href="{page(elsewhere)}"' in others and "Receipt please" in others
+    assert f'href="{page(conversation)}"' not in others  # not the one on screen
+    assert re.search(r"<dt>Last agent</dt><dd>Bob</dd>", pane)
+    assert "Viewed the returns page" in pane and "https://shop.example.jp/returns" in pane
+    assert "CSAT" in pane and "Very kind" in pane and ">5<" in pane
+    # The customer page (no conversation open) has the same pane, and no composer.
+    customer_page = client.get(reverse("console:customer", args=[customer.pk]), {"fragment": "panes"})
+    assert customer_page.status_code == 200
+    panes = body(customer_page)
+    assert "<html" not in panes and "Receipt please" in panes and 'id="composer"' not in panes
+
+
+def test_first_contact_has_nothing_earlier(client, agent, customer):
+    conversation = make_conversation(customer, make_inbox("sms"), assignee=agent)
+    client.force_login(agent.user)
+    html = body(client.get(page(conversation)))
+    assert "First contact: nothing earlier." in html
+
+
+# --- canned responses ----------------------------------------------------------------------------------------
+
+
+def test_canned_responses_fill_in_the_variables(client, agent, mine):
+    CannedResponse.objects.create(shortcode="hello", title="Greeting",
+                                  text="Hello {customer_name} ({customer_first_name}), this is {agent_name}.")
+    CannedResponse.objects.create(shortcode="jp", title="挨拶", language="ja", text="{customer_first_name}様")
+    CannedResponse.objects.create(shortcode="thanks", title="Thanks", language="en", text="Thanks, {agent_name}")
+    CannedResponse.objects.create(shortcode="off", title="Retired", text="old", is_active=False)
+    client.force_login(agent.user)
+    response = client.get(reverse("console:canned"), {"conversation": mine.pk})
+    assert response.status_code == 200
+    responses = {r["shortcode"]: r for r in response.json()["responses"]}
+    assert set(responses) == {"hello", "jp", "thanks"}
+    assert responses["hello"]["text"] == "Hello 山田 花子 (山田), this is Alice."
+    assert responses["jp"]["text"] == "山田様"
+    assert responses["thanks"]["text"] == "Thanks, Alice"
+    # Responses in the agent's language (or in none) first, the other languages after.
+    assert [r["shortcode"] for r in response.json()["responses"]] == ["hello", "thanks", "jp"]
+    japanese = client.get(reverse("console:canned"), {"conversation": mine.pk}, HTTP_ACCEPT_LANGUAGE="ja").json()
+    assert [r["shortcode"] for r in japanese["responses"]] == ["hello", "jp", "thanks"]
+    # Without a conversation there is nobody to name.
+    plain = client.get(reverse("console:canned")).json()["responses"]
+    assert {r["shortcode"]: r["text"] for r in plain}["hello"] == "Hello there (there), this is Alice."
+
+
+def test_canned_variables_are_not_markup(client, agent):
+    evil = make_customer(XSS)
+    conversation = make_conversation(evil, make_inbox("sms"), assignee=agent)
+    CannedResponse.objects.create(shortcode="hello", title="Greeting", text="Hi {customer_name}")
+    client.force_login(agent.user)
+    response = client.get(reverse("console:canned"), {"conversation": conversation.pk})
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["responses"][0]["text"] == f"Hi {XSS}"  # data; the script inserts it as text
