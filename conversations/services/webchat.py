@@ -52,6 +52,7 @@ from ..models import (
     Inbox,
     Message,
     MessageKind,
+    Queue,
 )
 from .ingest import InboundMessage, message_receive
 
@@ -380,9 +381,17 @@ def access_visitor_attachment(visitor: Visitor, attachment_id) -> Attachment:
 # --- availability -----------------------------------------------------------------------------
 
 
-def _within_business_hours(inbox: Inbox, now: datetime) -> bool:
-    """``inbox.settings["business_hours"] = {"time_zone": "Asia/Tokyo", "weekdays": [0, 1, 2, 3, 4],
-    "open": "09:00", "close": "18:00"}``; absent means always open."""
+def _widget_queue(inbox: Inbox) -> Queue | None:
+    """The queue a chat from this widget starts in: the inbox's default queue, else the default."""
+    if inbox.default_queue_id:
+        return Queue.objects.filter(pk=inbox.default_queue_id, is_active=True).prefetch_related("required_skills").first()
+    return Queue.objects.filter(is_default=True, is_active=True).prefetch_related("required_skills").first()
+
+
+def _legacy_inbox_hours_open(inbox: Inbox, now: datetime) -> bool:
+    """Older widgets kept their hours in ``inbox.settings["business_hours"]`` (``weekdays``,
+    ``open``, ``close``). Still honoured so an upgrade does not open a closed chat, but the queue's
+    business hours (the ones routing uses) are the place to set them now."""
     hours = inbox.settings.get("business_hours")
     if not hours:
         return True
@@ -399,12 +408,31 @@ def _within_business_hours(inbox: Inbox, now: datetime) -> bool:
     return opens <= local.time() < closes
 
 
+def _queue_open(queue: Queue | None, now: datetime) -> bool:
+    from ..routing.hours import BusinessHours
+
+    if queue is None or not queue.business_hours:
+        return True
+    try:
+        return BusinessHours.from_config(queue.business_hours).is_open(now)
+    except ValidationError:
+        return True  # validated on save; an unreadable config never closes the chat silently
+
+
 def widget_status(inbox: Inbox, *, now: datetime | None = None) -> dict:
-    """Whether a live agent can take a chat now; when not, the widget offers the offline form."""
+    """Whether a live agent can take a chat now; when not, the widget offers the offline form.
+
+    One source of opening hours: the queue the chat would start in, the same hours routing
+    applies (so the widget never promises a live agent the router would answer with the after-hours
+    message), and an available agent who has that queue's skills."""
     now = now or timezone.now()
-    if not _within_business_hours(inbox, now):
+    queue = _widget_queue(inbox)
+    if not _queue_open(queue, now) or not _legacy_inbox_hours_open(inbox, now):
         return {"type": "status", "online": False, "reason": "closed"}
-    if not Agent.objects.filter(presence__is_available=True).exists():
+    agents = Agent.objects.filter(presence__is_available=True)
+    for skill in (queue.required_skills.all() if queue is not None else []):
+        agents = agents.filter(skills=skill)
+    if not agents.exists():
         return {"type": "status", "online": False, "reason": "no_agent"}
     return {"type": "status", "online": True, "reason": "available"}
 

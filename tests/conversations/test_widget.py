@@ -838,3 +838,41 @@ def test_widget_script_shows_the_queue_and_ends_the_chat():
     assert '"queue"' in script and 'type: "end"' in script and '"ended"' in script
     assert "You are number {position} in the queue" in script and "{position}番目" in script
     assert "End chat" in script and "チャットを終了" in script
+
+
+async def test_the_widget_follows_the_queue_business_hours_and_skills(widget, agent):
+    """One source of opening hours: the queue a chat starts in (the hours routing applies), and an
+    available agent with that queue's skills."""
+    from conversations.models import PresenceState, Queue, Skill
+
+    def setup(hours):
+        available = PresenceState.objects.filter(is_available=True).first() or PresenceState.objects.create(
+            name="Available", is_available=True)
+        agent.presence = available
+        agent.save(update_fields=["presence"])
+        queue = Queue.objects.create(name="Chat", slug="chat", business_hours=hours)
+        Inbox.objects.filter(pk=widget.pk).update(default_queue=queue)
+        return queue
+
+    closed_all_week = {"time_zone": "Asia/Tokyo", "weekly": {}}
+    queue = await database_sync_to_async(setup)(closed_all_week)
+    communicator, _, status = await _hello(_token())
+    await communicator.disconnect()
+    assert status == {"type": "status", "online": False, "reason": "closed"}
+
+    def open_but_skilled():
+        Queue.objects.filter(pk=queue.pk).update(business_hours={})
+        queue.required_skills.add(Skill.objects.create(name="Wholesale", slug="wholesale"))
+
+    await database_sync_to_async(open_but_skilled)()
+    communicator, _, status = await _hello(_token())
+    await communicator.disconnect()
+    assert status == {"type": "status", "online": False, "reason": "no_agent"}  # nobody has the skill
+
+    def grant():
+        agent.skills.add(Skill.objects.get(slug="wholesale"))
+
+    await database_sync_to_async(grant)()
+    communicator, _, status = await _hello(_token())
+    await communicator.disconnect()
+    assert status == {"type": "status", "online": True, "reason": "available"}
