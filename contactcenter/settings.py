@@ -120,7 +120,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CC_CHANNELS_PREFIX", "cc")},
+            # redis-py 8 defaults to a 5 s socket timeout, the same length as channels_redis's
+            # blocking receive: an idle console socket then died with 1011 every ~5 s
+            # (django/channels_redis#422). A longer timeout keeps the blocking read inside it.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": env_int("CC_CHANNELS_SOCKET_TIMEOUT", 30)}],
+                "prefix": env_str("CC_CHANNELS_PREFIX", "cc"),
+            },
         }
     }
 else:

@@ -71,3 +71,30 @@ async def test_events_sent_to_the_agent_group_reach_the_socket(agent):
         assert await communicator.receive_json_from(timeout=5) == {"type": "conversation.assigned", "conversation": 1}
     finally:
         await communicator.disconnect()
+
+
+@pytest.mark.production
+async def test_an_idle_console_socket_stays_open_on_the_redis_layer(agent):
+    """redis-py 8's default 5 s socket timeout equals channels_redis's blocking receive, and an
+    idle consumer used to die with 1011 after ~5 s (django/channels_redis#422): the layer's
+    socket timeout is set longer. Idle here for 7 s, then the socket still answers and still
+    receives group events."""
+    import asyncio
+
+    from channels.layers import get_channel_layer
+
+    from conversations.groups import agent_group
+
+    cookie = await database_sync_to_async(_session_cookie)(agent.user)
+    communicator, connected, _ = await _connect(cookie)
+    try:
+        assert connected
+        await communicator.receive_json_from()
+        await asyncio.sleep(7)
+        await communicator.send_json_to({"type": "ping"})
+        assert await communicator.receive_json_from(timeout=5) == {"type": "pong"}
+        await get_channel_layer().group_send(
+            agent_group(agent.pk), {"type": "console.event", "event": {"type": "offer.created", "offer": 1}})
+        assert await communicator.receive_json_from(timeout=5) == {"type": "offer.created", "offer": 1}
+    finally:
+        await communicator.disconnect()
