@@ -2,6 +2,7 @@
 
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -15,8 +16,8 @@ os.environ.setdefault("CC_EMBEDDED_WORKER", "0")
 
 
 @contextmanager
-def bench_database():
-    """A fresh test database (``test_<name>``), migrated, destroyed afterwards."""
+def bench_database(name: str | None = None):
+    """A fresh test database (``test_<name>``, or ``name`` when given), migrated, destroyed afterwards."""
     import django
 
     django.setup()
@@ -25,6 +26,8 @@ def bench_database():
 
     setup_test_environment()
     old_name = connection.settings_dict["NAME"]
+    if name:
+        connection.settings_dict.setdefault("TEST", {})["NAME"] = name
     connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     try:
         yield connection
@@ -78,3 +81,105 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# --- child processes (daphne, celery worker) -------------------------------------------------------
+
+def with_redis_db(url: str, db: int) -> str:
+    """``url`` (``redis://host:port/n``) pointed at database ``db`` instead: a benchmark's own keys."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+def celery_queues(app) -> list[str]:
+    """Every queue the project's tasks can be sent to: the default queue, declared queues, routed
+    queues and per-task ``queue=`` options, so a worker started with ``-Q`` consumes them all
+    (``-Q`` is needed: a queue only named in ``task_routes`` is not consumed by default)."""
+    app.loader.import_default_modules()
+    names = {app.conf.task_default_queue}
+    names.update(queue.name for queue in app.conf.task_queues or ())
+    routes = app.conf.task_routes or ()
+    for table in [routes] if isinstance(routes, dict) else routes:
+        if isinstance(table, dict):
+            for route in table.values():
+                queue = route.get("queue") if isinstance(route, dict) else route if isinstance(route, str) else None
+                names.add(getattr(queue, "name", queue))
+    names.update(task.queue for task in app.tasks.values() if getattr(task, "queue", None))
+    return sorted(str(name) for name in names if name)
+
+
+class Processes:
+    """Child processes a benchmark starts, each logging to ``var/bench-<log>.log``; ``stop()`` ends them."""
+
+    def __init__(self):
+        self.procs: list[tuple[str, subprocess.Popen, object]] = []
+
+    def start(self, log: str, argv: list[str], env: dict) -> subprocess.Popen:
+        (REPO / "var").mkdir(exist_ok=True)
+        out = open(REPO / "var" / f"bench-{log}.log", "w")  # noqa: SIM115 - closed in stop()
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append((log, proc, out))
+        return proc
+
+    def daphne(self, log: str, *, port: int, application: str, env: dict) -> subprocess.Popen:
+        return self.start(log, [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application], env)
+
+    def celery_worker(self, log: str, *, node: str, env: dict, concurrency: int, queues: list[str],
+                      pool: str = "threads") -> subprocess.Popen:
+        return self.start(log, [
+            sys.executable, "-m", "celery", "-A", "contactcenter", "worker", "-P", pool, "-c", str(concurrency),
+            "-Q", ",".join(queues), "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING",
+            "-n", f"{node}@%h",
+        ], env)
+
+    def log_text(self, log: str) -> str:
+        return (REPO / "var" / f"bench-{log}.log").read_text(errors="replace")
+
+    def tracebacks(self, log: str) -> int:
+        return self.log_text(log).count("Traceback (most recent call last)")
+
+    def _check(self, proc, log: str) -> None:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{log} exited with {proc.returncode}; see var/bench-{log}.log")
+
+    def wait_http(self, proc, log: str, url: str, timeout: float = 60) -> None:
+        """Until ``url`` gives any HTTP answer (Django is serving)."""
+        from urllib.error import HTTPError, URLError
+        from urllib.request import urlopen
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check(proc, log)
+            try:
+                urlopen(url, timeout=2).close()  # noqa: S310 - a local server this benchmark started
+                return
+            except HTTPError:
+                return
+            except (URLError, OSError):
+                time.sleep(0.2)
+        raise RuntimeError(f"{log} did not answer in {timeout:g} s; see var/bench-{log}.log")
+
+    def wait_celery(self, proc, log: str, app, node: str, timeout: float = 60) -> None:
+        """Until the worker named ``node`` answers a broadcast ping."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check(proc, log)
+            replies = app.control.ping(timeout=1.0) or []
+            if any(name.split("@")[0] == node for reply in replies for name in reply):
+                return
+        raise RuntimeError(f"{log} did not answer ping in {timeout:g} s; see var/bench-{log}.log")
+
+    def stop(self) -> None:
+        for _log, proc, _out in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for _log, proc, out in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+            out.close()
+        self.procs.clear()
