@@ -390,6 +390,7 @@
       sendTyping(false);
       catchup();
       refreshSidebar();
+      refreshHead(); // "waiting for us" is answered now
       if (data.conversation && String(data.conversation) !== String(state.conversation)) {
         toast(t("sent_elsewhere", "Sent on the other channel."), "ok");
       }

@@ -1,0 +1,99 @@
+"""A dropped websocket loses nothing and repeats nothing: messages that arrive while the console is
+offline appear once each after it reconnects, without a reload."""
+
+import re
+import time
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from conversations.models import Channel, Message
+from profiles.models import IdentityKind
+
+from ..conftest import wait_for
+from ..factories import PASSWORD, make_conversation, make_customer, make_identity, make_message
+from .conftest import login, screenshot, wait_connected
+from .seeding import console_agent, presences, support_desk, text_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+WHILE_OFFLINE = ["First while you were away: the parcel came back to the depot.",
+                 "Second while you were away: 再配達は土曜日の午前中にお願いします。"]
+
+
+class SocketSwitch:
+    """The console's websocket through Playwright's websocket routing: connected to the server
+    while on; ``cut`` closes the open one at both ends and refuses reconnections until ``restore``.
+    (Route handlers run while Playwright is called: an attempt made during a plain ``sleep`` waits
+    for the next browser call, as it would on a slow network.)"""
+
+    def __init__(self):
+        self.on = True
+        self.open = []
+        self.refused = 0
+
+    def route(self, ws):
+        if not self.on:
+            self.refused += 1
+            ws.close(code=4000, reason="test: network down")
+            return
+        self.open.append((ws, ws.connect_to_server()))
+
+    def cut(self):
+        self.on = False
+        for page_side, server_side in self.open:
+            server_side.close(code=1000, reason="test: network down")  # a browser may close with 1000 only
+            page_side.close(code=4000, reason="test: network down")
+        self.open.clear()
+
+    def restore(self):
+        self.on = True
+
+
+def test_messages_sent_while_the_socket_is_down_appear_once_after_it_reconnects(new_context, browser_server):
+    states = presences()
+    desk = support_desk()
+    alice = console_agent("alice", display_name="Alice Tanaka", presence=states.available, skills=[desk.skill])
+    customer = make_customer("佐藤 健", language="ja")
+    make_identity(customer, IdentityKind.PHONE, "+819087654321", verified=True)
+    conversation = make_conversation(customer, desk.sms, queue=desk.queue, assignee=alice, assigned_at=timezone.now())
+    make_message(conversation, "Where is my parcel? 荷物はどこですか")
+
+    context = new_context()
+    switch = SocketSwitch()
+    context.route_web_socket(re.compile(r"/ws/console/$"), switch.route)
+    page = context.new_page()
+    login(page, "alice", PASSWORD)
+    page.goto(f"/console/conversations/{conversation.pk}/")
+    wait_connected(page)
+    expect(page.locator("#timeline-entries")).to_contain_text("Where is my parcel?")
+    page.evaluate("() => { window.__marker = 1; }")
+
+    # The connection drops: closed at both ends (daphne logs the disconnect), and the console's
+    # reconnection attempts are refused until the switch is back on. (context.set_offline() does
+    # not do it: chromium keeps an open websocket, and lets a new one through, while "offline".)
+    switch.cut()
+    page.wait_for_function("() => window.ccConsole.state.connected === false")
+    expect(page.locator("#connection")).to_be_visible()
+    expect(page.locator("#connection")).to_have_text("Reconnecting…")
+
+    for text in WHILE_OFFLINE:
+        text_in(browser_server.base_url, sender="+819087654321", to=desk.sms.address, body=text)
+    wait_for(lambda: Message.objects.filter(conversation=conversation, text__in=WHILE_OFFLINE).count() == 2)
+    time.sleep(1)  # the events went out to nobody; nothing may arrive while the socket is down
+    for text in WHILE_OFFLINE:
+        expect(page.locator("#timeline-entries > li").filter(has_text=text)).to_have_count(0)
+    screenshot(page, "reconnect-01-offline")
+
+    assert switch.refused >= 1, "the console did not try to reconnect while the socket was down"
+    switch.restore()
+    expect(page.locator("#connection")).to_be_hidden(timeout=30_000)
+    for text in WHILE_OFFLINE:
+        expect(page.locator("#timeline-entries > li").filter(has_text=text)).to_have_count(1)
+    time.sleep(1.5)  # a late live event or a second catch-up must not add a copy
+    for text in WHILE_OFFLINE:
+        assert page.locator("#timeline-entries > li").filter(has_text=text).count() == 1
+    assert page.evaluate("() => window.__marker") == 1  # no reload
+    screenshot(page, "reconnect-02-caught-up")
+    assert conversation.messages.filter(channel=Channel.SMS, text__in=WHILE_OFFLINE).count() == 2
