@@ -37,17 +37,26 @@
     return template.content;
   }
 
+  // A signed-out session answers a fragment request with a redirect to the login page: go there
+  // (and come back) instead of pasting the login form into a pane.
+  function checked(r) {
+    if (r.redirected && r.url.indexOf("/accounts/login/") >= 0) {
+      window.location.href = "/accounts/login/?next=" + encodeURIComponent(location.pathname);
+      throw new Error("signed out");
+    }
+    if (!r.ok) throw new Error(String(r.status));
+    return r;
+  }
+
   function getJSON(url) {
     return fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } }).then(function (r) {
-      if (!r.ok) throw new Error(String(r.status));
-      return r.json();
+      return checked(r).json();
     });
   }
 
   function getHTML(url) {
     return fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } }).then(function (r) {
-      if (!r.ok) throw new Error(String(r.status));
-      return r.text();
+      return checked(r).text();
     });
   }
 
