@@ -50,10 +50,25 @@ def _back(request, fallback: str):
     return redirect(target)
 
 
+def _json_sign_in_required(view):
+    """The page's fetches get a 401 they can act on (not the login page's HTML) once the session
+    has expired; the text typed stays in the composer."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated and _wants_json(request):
+            return JsonResponse({"error": _("You were signed out. Sign in again; nothing you typed is lost."),
+                                 "login": "/accounts/login/"}, status=401)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 def console_action(view):
     """POST only, staff only; turns ``ValidationError``/``ActionError`` into a clear answer."""
 
     @require_POST
+    @_json_sign_in_required
     @console_login_required
     @wraps(view)
     def wrapper(request, *args, **kwargs):

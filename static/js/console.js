@@ -380,7 +380,11 @@
     }).then(function (r) {
       return r.json().catch(function () { return { error: t("failed", "Something went wrong.") + " (" + r.status + ")" }; });
     }).then(function (data) {
-      if (data.error) { setError(form, data.error); return; }
+      if (data.error) {
+        setError(form, data.error);
+        if (data.login) window.open(data.login + "?next=/console/", "_blank"); // sign in beside, keep the text
+        return;
+      }
       afterAction(form, action, data);
     }).catch(function () {
       setError(form, t("offline", "Not sent: the connection dropped. Your text is still here."));

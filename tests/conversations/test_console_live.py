@@ -116,3 +116,13 @@ async def test_typing_is_refused_for_a_conversation_not_watched(agent, customer)
         assert [f for f in await _pong(socket) if f["type"] in ("typing", "viewer")] == []
     finally:
         await socket.disconnect()
+
+
+def test_an_expired_session_gets_a_json_401_from_actions(client, agent, customer):
+    conversation = make_conversation(customer, assignee=agent)
+    response = client.post(f"/console/conversations/{conversation.pk}/note/", {"text": "hi"},
+                           HTTP_ACCEPT="application/json")
+    assert response.status_code == 401
+    assert response.json()["login"] == "/accounts/login/"
+    # Without script the same post goes to the login page.
+    assert client.post(f"/console/conversations/{conversation.pk}/note/", {"text": "hi"}).status_code == 302
