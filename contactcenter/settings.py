@@ -94,6 +94,11 @@ if DATABASE_URL:
     # Long-lived Celery worker threads do benefit: the Procfile sets CC_DB_CONN_MAX_AGE for them.
     DATABASES = {"default": dj_database_url.parse(
         DATABASE_URL, conn_max_age=env_int("CC_DB_CONN_MAX_AGE", 0), conn_health_checks=True)}
+    # CC_DB_POOL=<max connections>: take connections from psycopg's pool instead of opening one per
+    # request (daphne; bench/webhook measured it). Needs CC_DB_CONN_MAX_AGE=0: the pool keeps them.
+    if env_int("CC_DB_POOL", 0):
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 2, "max_size": env_int("CC_DB_POOL", 0), "timeout": 10}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

@@ -31,6 +31,7 @@ from .models import (
     Queue,
     RecordedProviderRequest,
     Skill,
+    TwilioInboundEvent,
 )
 
 
@@ -342,3 +343,67 @@ class ImapCursorAdmin(admin.ModelAdmin):
     list_filter = ("inbox",)
     list_select_related = ("inbox",)
     readonly_fields = ("last_polled_at", "last_error", "failing_uid", "failures")
+
+
+# --- Twilio inbound events ------------------------------------------------------------------------
+
+
+class TwilioInboundStateFilter(admin.SimpleListFilter):
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return (("pending", _("pending")), ("processed", _("processed")), ("failed", _("failed")))
+
+    def queryset(self, request, queryset):
+        if self.value() == "pending":
+            return queryset.filter(processed_at__isnull=True, failed_at__isnull=True)
+        if self.value() == "processed":
+            return queryset.filter(processed_at__isnull=False)
+        if self.value() == "failed":
+            return queryset.filter(failed_at__isnull=False)
+        return queryset
+
+
+@admin.register(TwilioInboundEvent)
+class TwilioInboundEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Inbound SMS/WhatsApp webhooks as Twilio posted them. One that could not be ingested (bad
+    input, or still failing after every retry) stays here with its error; once the cause is fixed,
+    "Process again" gives it another try."""
+
+    list_display = ("message_sid", "sender", "recipient", "state", "attempts", "error_excerpt", "received_at",
+                    "processed_at")
+    list_filter = (TwilioInboundStateFilter,)
+    search_fields = ("message_sid__exact", "sender", "recipient")
+    ordering = ("-id",)
+    list_per_page = 50
+    show_full_result_count = False
+    readonly_fields = ("message_link",)
+    actions = ("process_again",)
+
+    @admin.display(description=_("state"))
+    def state(self, obj):
+        if obj.processed_at:
+            return _("processed")
+        return _("failed") if obj.failed_at else _("pending")
+
+    @admin.display(description=_("last error"))
+    def error_excerpt(self, obj):
+        lines = obj.last_error.strip().splitlines()
+        return Truncator(lines[-1]).chars(80) if lines else ""
+
+    @admin.display(description=_("message"))
+    def message_link(self, obj):
+        message = Message.objects.filter(provider_id=obj.message_sid).only("id").first()
+        return _admin_link(message, f"#{message.pk}") if message else "-"
+
+    def has_process_permission(self, request) -> bool:
+        # Re-running processing writes through the ingest service: for those allowed to change events.
+        return request.user.has_perm("conversations.change_twilioinboundevent")
+
+    @admin.action(description=_("Process again"), permissions=["process"])
+    def process_again(self, request, queryset):
+        from .services.messaging import twilio_inbound_events_retry
+
+        count = twilio_inbound_events_retry(event_ids=list(queryset.values_list("pk", flat=True)[:500]))
+        self.message_user(request, _("%(count)d event(s) queued for processing.") % {"count": count})

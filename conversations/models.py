@@ -574,3 +574,41 @@ class ConversationRead(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["agent", "conversation"], name="read_unique_agent_conversation")]
+
+
+class TwilioInboundEvent(models.Model):
+    """One inbound SMS/MMS/WhatsApp webhook exactly as Twilio posted it (twilio.md §1).
+
+    The webhook stores this row (one INSERT, unique on MessageSid, so a Twilio retry or a
+    concurrent duplicate is a no-op) and answers at once; ``process_twilio_inbound`` then does the
+    ingest and sets ``processed_at`` in the same transaction. An event that keeps failing stays
+    here with its error (``failed_at``) for an admin to look at: nothing Twilio sent is lost.
+    """
+
+    message_sid = models.CharField(max_length=64, unique=True)
+    account_sid = models.CharField(max_length=64, blank=True)
+    # From and To as posted (``whatsapp:`` prefix included): enough to find an event in the admin.
+    sender = models.CharField(max_length=64, blank=True)
+    recipient = models.CharField(max_length=64, blank=True)
+    payload = models.JSONField(help_text=_("Every form parameter Twilio posted"))
+    received_at = models.DateTimeField(default=timezone.now)
+    # When the next try is due: received_at at first, then pushed back after each failure. The
+    # recovery tick re-queues events whose try is overdue (lost task, crashed worker).
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True, help_text=_("Gave up: bad input or too many attempts"))
+
+    class Meta:
+        # Newest first by primary key: no extra index to maintain on the webhook's one INSERT.
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], name="twilio_inbound_due_idx",
+                condition=Q(processed_at__isnull=True, failed_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.message_sid

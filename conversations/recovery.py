@@ -13,6 +13,7 @@ logger = logging.getLogger(__name__)
 # Long enough that the normal on-commit enqueue has certainly been tried first.
 OUTBOUND_GRACE = timedelta(seconds=30)
 MEDIA_GRACE = timedelta(seconds=60)
+INBOUND_GRACE = timedelta(seconds=30)
 BATCH = 200
 
 
@@ -47,11 +48,22 @@ def requeue_pending_media() -> int:
     return sum(_enqueue(fetch_twilio_media, pk) for pk in message_ids)
 
 
+def requeue_unprocessed_inbound() -> int:
+    """Stored Twilio webhooks whose processing is overdue: the task was never queued (broker down
+    at commit), was lost, or its worker died mid-way."""
+    from .services.messaging import twilio_inbound_events_overdue
+    from .tasks import process_twilio_inbound
+
+    ids = twilio_inbound_events_overdue(grace=INBOUND_GRACE, limit=BATCH)
+    return sum(_enqueue(process_twilio_inbound, pk) for pk in ids)
+
+
 def register() -> None:
     from contactcenter import tick
 
     tick.register("requeue_stuck_outbound", requeue_stuck_outbound)
     tick.register("requeue_pending_media", requeue_pending_media)
+    tick.register("requeue_unprocessed_inbound", requeue_unprocessed_inbound)
 
     from .services import routing
 

@@ -129,3 +129,18 @@ def route_for_agent_task(agent_id: int) -> int:
     from .services.routing import route_for_agent
 
     return route_for_agent(agent_id=agent_id)
+
+
+# max_retries mirrors services.messaging.MAX_ATTEMPTS; the attempts counted on the event are the real bound.
+@shared_task(bind=True, name="conversations.process_twilio_inbound", ignore_result=True, acks_late=True,
+             max_retries=8)
+def process_twilio_inbound(self, event_id: int) -> str:
+    """Ingest one stored Twilio inbound webhook (idempotent: see services.messaging). A failure is
+    recorded on the event, which says when to try again: this retry is the fast path, the
+    recovery tick the backstop when the retry is lost."""
+    from .services.messaging import twilio_inbound_event_process
+
+    outcome = twilio_inbound_event_process(event_id=event_id)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return outcome.status

@@ -2,14 +2,13 @@
 
 import logging
 
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.twiml.messaging_response import MessagingResponse
 
 from .channels import twilio_messaging
-from .services.messaging import twilio_inbound_receive
+from .services.messaging import MAX_SID_LENGTH, twilio_inbound_accept
 from .services.outbound import delivery_status_receive
 
 logger = logging.getLogger(__name__)
@@ -22,22 +21,22 @@ def _twiml(response: MessagingResponse | None = None) -> HttpResponse:
 @csrf_exempt
 @require_POST
 def twilio_messaging_inbound(request: HttpRequest) -> HttpResponse:
+    """Verify, store the raw event, answer. The ingest runs in ``process_twilio_inbound``: Twilio
+    gives up after 15 s and then posts again (twilio.md §1), so the answer must not wait for it."""
     if not twilio_messaging.verify(request):
         logger.warning("rejected unsigned/invalid Twilio messaging webhook from %s", request.META.get("REMOTE_ADDR"))
         return HttpResponseForbidden("invalid signature")
     parsed = twilio_messaging.parse(request.POST)
-    if not parsed.sid:
-        return HttpResponse("MessageSid is required", status=400, content_type="text/plain")
-    try:
-        reply = twilio_inbound_receive(parsed=parsed, raw=dict(request.POST.items()))
-    except ValidationError as exc:
-        # A sender we cannot parse (a short code, an alphanumeric id): stored nowhere useful, but
-        # say so clearly; Twilio retrying would not change the answer.
-        logger.warning("Twilio message %s not ingested: %s", parsed.sid, exc.messages)
-        return HttpResponse("; ".join(exc.messages), status=400, content_type="text/plain")
+    if not parsed.sid or len(parsed.sid) > MAX_SID_LENGTH:
+        # Nothing to deduplicate on: not a message webhook Twilio sends.
+        return HttpResponse("a MessageSid of at most %d characters is required" % MAX_SID_LENGTH, status=400,
+                            content_type="text/plain")
+    # A sender we cannot use (a short code, an alphanumeric id) is stored too: its processing fails
+    # with the reason, kept on the event in the admin; Twilio retrying would not change anything.
+    accepted = twilio_inbound_accept(parsed=parsed, raw=dict(request.POST.items()))
     response = MessagingResponse()
-    if reply:
-        response.message(reply)
+    if accepted is not None and accepted.reply:  # a replay (None) gets no second reply
+        response.message(accepted.reply)
     return _twiml(response)
 
 

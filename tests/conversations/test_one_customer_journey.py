@@ -17,6 +17,7 @@ from profiles.timeline import customer_timeline
 
 from ..conftest import wait_for
 from ..factories import make_inbox
+from .twilio_helpers import process_inbound_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -77,6 +78,7 @@ def test_sms_email_and_chat_become_one_timeline_and_replies_reach_every_channel(
     sent = client.post("/simulator/phone/send/", {"from": "090-1234-5678", "to": "+815012340000",
                                                   "body": "注文した急須が届きません"}, content_type="application/json")
     assert sent.status_code == 200, sent.content
+    process_inbound_events()  # the worker's part: the webhook only stored the event
     phone_customer = Message.objects.get(channel="sms").customer
 
     # 2. Email through the SMTP listener; the signature names the same phone number.

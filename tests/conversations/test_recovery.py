@@ -11,10 +11,10 @@ from conversations import recovery
 from conversations.models import Attachment, Message
 from conversations.services import InboundMessage, message_receive
 from conversations.services.outbound import message_send
-from conversations.tasks import deliver_message, fetch_twilio_media
+from conversations.tasks import deliver_message, fetch_twilio_media, process_twilio_inbound
 
 from ..factories import make_inbox
-from .twilio_helpers import MESSAGING_PATH, signed_post, sms_params
+from .twilio_helpers import MESSAGING_PATH, process_inbound_events, signed_post, sms_params
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,7 +24,7 @@ def broker_down(monkeypatch):
     def refuse(*args, **kwargs):
         raise OperationalError("Error 111 connecting to broker: Connection refused")
 
-    for task in (deliver_message, fetch_twilio_media):
+    for task in (deliver_message, fetch_twilio_media, process_twilio_inbound):
         monkeypatch.setattr(task, "apply_async", refuse)
 
 
@@ -33,6 +33,7 @@ def test_webhook_commits_and_answers_200_while_the_broker_is_down(client, broker
                         MediaContentType0="image/png")
     response = signed_post(client, MESSAGING_PATH, params)
     assert response.status_code == 200
+    process_inbound_events()  # as the recovery tick would have it done (test_twilio_inbound_processing)
     message = Message.objects.get()
     assert message.attachments.get().state == "pending"
 

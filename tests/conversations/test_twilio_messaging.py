@@ -1,30 +1,67 @@
+"""The inbound messaging webhook (verify, store the raw event, answer) and what processing the
+event does (identity, consent keywords, media, the common ingest). Processing runs eagerly here
+(``post_inbound``); the worker path, retries and recovery are in test_twilio_inbound_processing."""
+
 import pytest
 from django.test import override_settings
 
 from conversations.channels import twilio_messaging
-from conversations.models import Attachment, Channel, Conversation, Message, RecordedProviderRequest
+from conversations.models import Attachment, Channel, Conversation, Message, RecordedProviderRequest, TwilioInboundEvent
+from conversations.tasks import process_twilio_inbound
 from profiles.models import Consent, Customer, Identity
 
-from .twilio_helpers import MESSAGING_PATH, signed_post, sms_params
+from .twilio_helpers import MESSAGING_PATH, post_inbound, process_inbound_events, signed_post, sms_params
 
 pytestmark = pytest.mark.django_db
 
 SID = "SM" + "a" * 32
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 
 
-def test_signed_sms_is_stored_and_answered_with_empty_twiml(client):
-    response = signed_post(client, MESSAGING_PATH, sms_params(SID))
+@pytest.fixture
+def enqueued(monkeypatch):
+    """Tasks queued by ``process_twilio_inbound.apply_async``, instead of reaching a broker."""
+    sent = []
+    monkeypatch.setattr(process_twilio_inbound, "apply_async", lambda args=(), kwargs=None, **_: sent.append(args))
+    return sent
+
+
+def test_signed_sms_is_stored_raw_queued_after_commit_and_answered_with_empty_twiml(
+        client, enqueued, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = signed_post(client, MESSAGING_PATH, sms_params(SID))
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/xml")
-    assert response.content.decode().replace("\n", "") in ('<?xml version="1.0" encoding="UTF-8"?><Response />',)
+    assert response.content.decode().replace("\n", "") == EMPTY_TWIML
+    event = TwilioInboundEvent.objects.get()
+    assert (event.message_sid, event.sender, event.recipient) == (SID, "+819012345678", "+815012340000")
+    assert event.payload == sms_params(SID)  # every posted parameter, known or not
+    assert event.processed_at is None and event.attempts == 0
+    assert Message.objects.count() == 0  # the ingest is the task's work, not the webhook's
+    assert enqueued == []  # queued only once the event is committed
+    for callback in callbacks:
+        callback()
+    assert enqueued == [(event.pk,)]
+
+
+def test_processed_event_is_the_message_on_the_customers_timeline(client):
+    response = post_inbound(client, sms_params(SID))
+    assert response.status_code == 200
+    event = TwilioInboundEvent.objects.get()
+    assert event.processed_at is not None and event.attempts == 1 and event.last_error == ""
     message = Message.objects.get()
+    assert message.created_at == event.received_at  # when Twilio delivered it, not when it was processed
     assert (message.text, message.channel, message.provider_id) == ("こんにちは", "sms", SID)
     assert message.customer.identities.get().value == "+819012345678"
     assert message.metadata["twilio"]["NumSegments"] == "1"  # unknown/extra parameters kept
+    from profiles.timeline import customer_timeline
+
+    timeline = customer_timeline(customer_id=message.customer_id).entries
+    assert [(e.type, e.item.pk) for e in timeline] == [("message", message.pk)]
 
 
 @pytest.mark.parametrize("signature", ["", "bm90IGEgc2lnbmF0dXJl", None])
-def test_bad_or_missing_signature_is_403_and_nothing_stored(client, signature):
+def test_bad_or_missing_signature_is_403_and_nothing_stored(client, signature, django_capture_on_commit_callbacks):
     params = sms_params(SID)
     if signature is None:
         # Signed for other parameters: a tampered body.
@@ -32,9 +69,12 @@ def test_bad_or_missing_signature_is_403_and_nothing_stored(client, signature):
 
         from conversations.channels.twilio_client import auth_token
 
-        signature = RequestValidator(auth_token()).compute_signature("http://testserver" + MESSAGING_PATH, {**params, "Body": "x"})
-    response = signed_post(client, MESSAGING_PATH, params, signature=signature)
+        signature = RequestValidator(auth_token()).compute_signature("http://testserver" + MESSAGING_PATH,
+                                                                     {**params, "Body": "x"})
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = signed_post(client, MESSAGING_PATH, params, signature=signature)
     assert response.status_code == 403
+    assert TwilioInboundEvent.objects.count() == 0 and callbacks == []  # nothing stored or enqueued
     assert Message.objects.count() == 0 and Customer.objects.count() == 0
 
 
@@ -46,16 +86,45 @@ def test_signature_behind_a_tls_proxy_uses_the_public_url(client):
     assert wrong.status_code == 403
 
 
-def test_replayed_message_sid_is_one_message_and_both_are_2xx(client):
+def test_replayed_message_sid_is_one_event_one_task_and_one_message_and_both_are_2xx(
+        client, enqueued, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        first = signed_post(client, MESSAGING_PATH, sms_params(SID))
+        replay = signed_post(client, MESSAGING_PATH, sms_params(SID))
+    assert (first.status_code, replay.status_code) == (200, 200)
+    assert replay.content.decode().replace("\n", "") == EMPTY_TWIML
+    assert TwilioInboundEvent.objects.count() == 1 and len(enqueued) == 1
+    process_inbound_events()
+    # Twilio retrying after we processed it: still a no-op.
     assert signed_post(client, MESSAGING_PATH, sms_params(SID)).status_code == 200
-    assert signed_post(client, MESSAGING_PATH, sms_params(SID)).status_code == 200
+    process_inbound_events()
+    assert TwilioInboundEvent.objects.count() == 1
     assert Message.objects.filter(kind="message").count() == 1
 
 
+def test_webhook_without_a_message_sid_is_400_and_stores_nothing(client):
+    params = sms_params(SID)
+    del params["MessageSid"], params["SmsSid"]
+    response = signed_post(client, MESSAGING_PATH, params)
+    assert response.status_code == 400 and b"MessageSid" in response.content
+    assert TwilioInboundEvent.objects.count() == 0
+
+
+def test_a_sender_that_is_no_phone_number_is_kept_with_a_clear_error(client):
+    """Twilio gets its 200 (retrying cannot help); the event stays, failed, with the reason."""
+    response = post_inbound(client, sms_params(SID, sender="ShopAlerts"))
+    assert response.status_code == 200
+    event = TwilioInboundEvent.objects.get()
+    assert event.failed_at is not None and event.processed_at is None and event.attempts == 1
+    assert "“ShopAlerts” is not a phone number" in event.last_error
+    assert event.payload["From"] == "ShopAlerts"  # nothing lost
+    assert Message.objects.count() == 0 and Customer.objects.count() == 0
+
+
 def test_whatsapp_sender_becomes_a_whatsapp_identity_of_the_same_customer(client):
-    signed_post(client, MESSAGING_PATH, sms_params(SID, sender="+819012345678"))
-    signed_post(client, MESSAGING_PATH, sms_params("SM" + "c" * 32, sender="whatsapp:+819012345678",
-                                                   to="whatsapp:+815012340001", ProfileName="Hanako"))
+    post_inbound(client, sms_params(SID, sender="+819012345678"))
+    post_inbound(client, sms_params("SM" + "c" * 32, sender="whatsapp:+819012345678",
+                                    to="whatsapp:+815012340001", ProfileName="Hanako"))
     assert Customer.objects.count() == 1
     assert set(Identity.objects.values_list("kind", flat=True)) == {"phone", "whatsapp"}
     whatsapp = Message.objects.get(provider_id="SM" + "c" * 32)
@@ -67,7 +136,7 @@ def test_whatsapp_sender_becomes_a_whatsapp_identity_of_the_same_customer(client
 def test_opt_out_keyword_records_consent_and_refuses_later_sends(client, body):
     from conversations.services.outbound import SendRefused, message_send
 
-    signed_post(client, MESSAGING_PATH, sms_params(SID, body=body))
+    post_inbound(client, sms_params(SID, body=body))
     consent = Consent.objects.get()
     assert (consent.status, consent.address, consent.sender, consent.channel) == (
         "opted_out", "+819012345678", "+815012340000", "sms")
@@ -78,12 +147,12 @@ def test_opt_out_keyword_records_consent_and_refuses_later_sends(client, body):
     assert RecordedProviderRequest.objects.count() == 0
     assert Message.objects.filter(direction="outbound").count() == 0
 
-    signed_post(client, MESSAGING_PATH, sms_params("SM" + "d" * 32, body="START"))
+    post_inbound(client, sms_params("SM" + "d" * 32, body="START"))
     assert Consent.objects.get().status == "opted_in"
 
 
 def test_opt_out_type_from_twilio_records_consent_and_answers_empty(client):
-    response = signed_post(client, MESSAGING_PATH, sms_params(SID, body="やめて", OptOutType="STOP"))
+    response = post_inbound(client, sms_params(SID, body="やめて", OptOutType="STOP"))
     assert "<Message>" not in response.content.decode()
     consent = Consent.objects.get()
     assert consent.status == "opted_out" and "OptOutType" in consent.source
@@ -91,14 +160,27 @@ def test_opt_out_type_from_twilio_records_consent_and_answers_empty(client):
 
 @pytest.mark.parametrize("body", ["停止", "配信停止", "配信停止。"])
 def test_japanese_extra_keywords_opt_out_and_get_a_japanese_confirmation(client, body):
-    response = signed_post(client, MESSAGING_PATH, sms_params(SID, body=body))
+    response = post_inbound(client, sms_params(SID, body=body))
     assert "配信を停止しました" in response.content.decode()
     assert Consent.objects.get().status == "opted_out"
+    # A Twilio retry of the same message is not confirmed twice.
+    assert "<Message>" not in post_inbound(client, sms_params(SID, body=body)).content.decode()
+
+
+def test_an_inboxs_own_opt_out_keyword_is_confirmed_by_the_webhook(client):
+    from conversations.models import Inbox
+
+    Inbox.objects.create(kind="sms", address="+815012340000", name="SMS", settings={"opt_out_keywords": ["やめる"]})
+    response = post_inbound(client, sms_params(SID, body="やめる"))
+    assert "配信を停止しました" in response.content.decode()
+    assert Consent.objects.get().status == "opted_out"
+    ordinary = post_inbound(client, sms_params("SM" + "b" * 32, body="やめるかもしれません"))
+    assert "<Message>" not in ordinary.content.decode()
 
 
 def test_help_and_ordinary_text_change_no_consent(client):
-    signed_post(client, MESSAGING_PATH, sms_params(SID, body="HELP"))
-    signed_post(client, MESSAGING_PATH, sms_params("SM" + "e" * 32, body="please stop by the store"))
+    post_inbound(client, sms_params(SID, body="HELP"))
+    post_inbound(client, sms_params("SM" + "e" * 32, body="please stop by the store"))
     assert Consent.objects.count() == 0
 
 
@@ -115,7 +197,7 @@ def test_mms_media_becomes_pending_attachments_and_private_urls_are_refused(clie
                         MediaUrl0="https://169.254.169.254/latest/meta-data/", MediaContentType0="image/jpeg",
                         MediaUrl1="https://evil.example/x.png", MediaContentType1="image/png")
     with django_capture_on_commit_callbacks(execute=False):
-        signed_post(client, MESSAGING_PATH, params)
+        post_inbound(client, params)
     attachments = list(Attachment.objects.order_by("id"))
     assert [a.state for a in attachments] == ["pending", "pending"]
     from conversations.tasks import fetch_twilio_media
