@@ -1,4 +1,5 @@
-"""bench/routing: 100 agents (3 skills, capacity 3 on SMS) routed by two real Celery workers.
+"""bench/routing: 100 agents (3 skills, capacity 3 on SMS) routed by two real Celery workers
+(``-P threads -c 4``, ``CC_DB_CONN_MAX_AGE=60`` as in the Procfile).
 
 (a) arrivals: 20 new SMS conversations/s for 30 s through the real ingest path (``message_receive``,
     which enqueues ``route_conversation_task`` after commit), from ARRIVAL_THREADS sender threads
@@ -155,13 +156,16 @@ class Events:
 # --- workers ----------------------------------------------------------------------------------------
 
 class Workers:
-    """WORKERS real ``celery worker`` processes on Redis, pointed at the bench test database, no beat."""
+    """WORKERS real ``celery worker`` processes on Redis, pointed at the bench test database, no beat.
+    Started as the Procfile starts them: persistent database connections (``CC_DB_CONN_MAX_AGE=60``),
+    so neither routing nor the no-op baseline pays a new PostgreSQL connection per task."""
 
     def __init__(self, db_url: str):
         from contactcenter.celery import app
 
         self.app = app
-        env = dict(os.environ, DATABASE_URL=db_url, CC_EMBEDDED_WORKER="0")
+        env = dict(os.environ, DATABASE_URL=db_url, CC_EMBEDDED_WORKER="0",
+                   CC_DB_CONN_MAX_AGE=os.environ.get("CC_DB_CONN_MAX_AGE", "60"))
         (REPO / "var").mkdir(exist_ok=True)
         self.names = [f"bench-routing{i}-{os.getpid()}" for i in range(WORKERS)]
         self.procs = []

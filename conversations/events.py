@@ -4,7 +4,10 @@ An event is a plain dict of ids plus the few rendered bits a client needs; the d
 truth (a client that misses one catches up by cursor), so a lost event never loses data.
 """
 
+import asyncio
 import logging
+import os
+import threading
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -15,13 +18,47 @@ from .models import Message
 
 logger = logging.getLogger(__name__)
 
+PUBLISH_TIMEOUT_SECONDS = 10
+
+
+class _PublisherLoop:
+    """One event loop per process, in a daemon thread, for publishing from synchronous code.
+
+    ``async_to_sync`` outside an event loop (Celery worker threads, management commands) starts a
+    thread and an event loop per call, and channels_redis keeps its connection pool per loop, so
+    every publish also opened and closed a Redis connection: ~8 ms of CPU for an event sent to
+    three groups, against ~0.7 ms on a loop that lives on (bench/routing). Callers still wait for
+    the send, so events leave in the order they were published."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._running()).result(PUBLISH_TIMEOUT_SECONDS)
+
+    def _running(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():  # after a fork the thread is gone
+                self._loop, self._pid = asyncio.new_event_loop(), os.getpid()
+                threading.Thread(target=self._loop.run_forever, name="cc-event-publisher", daemon=True).start()
+            return self._loop
+
+
+_publisher = _PublisherLoop()
+
 
 def _group_send(group: str, event: dict, *, handler: str = "console.event") -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    message = {"type": handler, "event": event}
     try:
-        async_to_sync(layer.group_send)(group, {"type": handler, "event": event})
+        if type(layer).__module__.startswith("channels_redis."):
+            _publisher.run(layer.group_send(group, message))
+        else:  # the in-memory layer's queues belong to the loop its consumers run on
+            async_to_sync(layer.group_send)(group, message)
     except Exception:  # noqa: BLE001 - a notification failure must never undo committed data
         logger.exception("could not publish %s to %s", event.get("type"), group)
 

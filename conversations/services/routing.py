@@ -4,13 +4,17 @@ A waiting conversation (open, unassigned, in a queue) is offered to one eligible
 available presence, free capacity on the conversation's channel, every skill the queue requires.
 Order: the known agent first (the last agent who served the customer, for the queue's known-agent
 step), then longest idle, ties broken by id. An offer is a reservation: pending → accepted |
-rejected | timeout | canceled | rescinded.
+rejected | timeout | canceled | rescinded. The reads behind a decision are in
+``conversations.routing.selection``.
 
 Concurrency (two workers routing at once): every writer locks the conversation row first and the
 agent row second, always in that order, so routers cannot deadlock. The conversation lock makes one
 router the owner of a conversation; the agent lock serialises the capacity check and the offer
 insert, so two routers can never both take an agent's last free slot. The partial unique
 constraint "one pending offer per conversation" is the database's own guarantee on top.
+Routers take both locks with SKIP LOCKED first, so concurrent decisions do not queue behind each
+other: they all see the same longest-idle agent first, and each moves on to the next one instead
+of waiting for the router that holds them (bench/routing).
 """
 
 import logging
@@ -18,20 +22,33 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..enqueue import enqueue_on_commit
 from ..events import conversation_recipients, send_on_commit
 from ..groups import agent_group, supervisors_group
+from ..routing.selection import (
+    LOAD_STATUSES,
+    LOCKED_ELSEWHERE,
+    Candidate,
+    agent_load,
+    agent_lock,
+    agent_state,
+    capacity_on,
+    eligible_agents,
+    known_agent_id,
+    queue_pick,
+    recent_refusals,
+    routing_facts,
+    waiting_for_agent,
+)
+from ..routing.selection import waiting as _waiting
 from .system_events import system_event_record
 from ..models import (
-    DEFAULT_CAPACITY,
     Agent,
-    AgentSkill,
     Conversation,
     ConversationStatus,
     EventType,
@@ -39,15 +56,10 @@ from ..models import (
     OfferStatus,
     PresenceState,
     Queue,
-    RoutingRule,
 )
 
 logger = logging.getLogger(__name__)
 
-LOAD_STATUSES = (ConversationStatus.OPEN, ConversationStatus.PENDING)
-# An agent who turned a conversation down is not offered it again for this long (unless they are
-# picked or assigned by hand), so an offer cannot ping-pong between two agents.
-REJECT_MEMORY = timedelta(minutes=10)
 MISSED_OFFER_PRESENCE = "Missed offer"
 
 
@@ -73,118 +85,34 @@ def offer_event(offer: Offer, event_type: str) -> dict:
     }
 
 
-# --- selection ----------------------------------------------------------------------------------
-
-def rule_context(conversation: Conversation) -> dict:
-    customer = conversation.customer
-    local = timezone.localtime(timezone.now())
-    return {
-        "channel": conversation.channel, "inbox": conversation.inbox.address, "language": customer.language,
-        "tags": [tag.name for tag in customer.tags.all()], "journey_stage": customer.journey_stage,
-        "priority": conversation.priority, "ivr": (conversation.inbox.settings or {}).get("ivr_choice"),
-        "customer_id": customer.pk, "subject": conversation.subject, "hour": local.hour, "weekday": local.isoweekday(),
-    }
-
-
-def queue_pick(conversation: Conversation) -> tuple[Queue | None, dict]:
-    """The first active rule whose expression matches decides; else the inbox's default queue, else
-    the queue marked default."""
-    from ..routing.rules import first_match
-
-    # A rule can only send a conversation to a queue that serves its channel (empty = all).
-    rules = [rule for rule in RoutingRule.objects.filter(is_active=True, queue__is_active=True).select_related("queue")
-             if not rule.queue.channels or conversation.channel in rule.queue.channels]
-    context = rule_context(conversation)
-    matched = first_match(((rule, rule.expression) for rule in rules), context)
-    if matched is not None:
-        return matched.queue, {"rule": matched.name, "rule_id": matched.pk}
-    if conversation.inbox.default_queue_id:
-        return conversation.inbox.default_queue, {"rule": "inbox default"}
-    default = Queue.objects.filter(is_default=True, is_active=True).order_by("id").first()
-    return default, {"rule": "default queue" if default else "no queue"}
-
-
-def agent_loads(agent_ids: list[int], channel: str) -> dict[int, int]:
-    """Open/pending conversations plus pending offers per agent on ``channel`` (two queries)."""
-    loads = dict.fromkeys(agent_ids, 0)
-    for row in (Conversation.objects.filter(assignee_id__in=agent_ids, channel=channel, status__in=LOAD_STATUSES)
-                .values("assignee_id").annotate(n=Count("id"))):
-        loads[row["assignee_id"]] += row["n"]
-    for row in (Offer.objects.filter(agent_id__in=agent_ids, channel=channel, status=OfferStatus.PENDING)
-                .values("agent_id").annotate(n=Count("id"))):
-        loads[row["agent_id"]] += row["n"]
-    return loads
-
-
-@dataclass(frozen=True)
-class Candidate:
-    pk: int
-    load: int
-    capacity: int
-
-
-def eligible_agents(*, queue: Queue, channel: str, exclude: set[int] = frozenset()) -> list[Candidate]:
-    """Agents who could take a conversation of ``queue`` on ``channel`` now, longest idle first.
-
-    One statement: skills, presence and each agent's load (open/pending conversations plus
-    pending offers on the channel) come back as plain rows, no model instances (bench/routing).
-    Never-assigned agents count as the longest idle; ties go to the lower id."""
-    held = Subquery(
-        Conversation.objects.filter(assignee=OuterRef("pk"), channel=channel, status__in=LOAD_STATUSES)
-        .values("assignee").annotate(n=Count("pk")).values("n")[:1]
-    )
-    offered = Subquery(
-        Offer.objects.filter(agent=OuterRef("pk"), channel=channel, status=OfferStatus.PENDING)
-        .values("agent").annotate(n=Count("pk")).values("n")[:1]
-    )
-    required = list(queue.required_skills.values_list("pk", flat=True))
-    qs = Agent.objects.filter(presence__is_available=True).exclude(pk__in=exclude)
-    if required:
-        qs = qs.filter(pk__in=AgentSkill.objects.filter(skill__in=required).values("agent").annotate(
-            n=Count("skill", distinct=True)).filter(n=len(required)).values("agent"))
-    rows = qs.annotate(load=Coalesce(held, 0) + Coalesce(offered, 0)).order_by(
-        F("last_assigned_at").asc(nulls_first=True), "presence_changed_at", "pk"
-    ).values_list("pk", "load", "capacity")
-    candidates = []
-    for pk, load, capacity in rows:
-        limit = int((capacity or {}).get(channel, DEFAULT_CAPACITY.get(channel, 1)))
-        if load < limit:
-            candidates.append(Candidate(pk=pk, load=load, capacity=limit))
-    return candidates
-
-
-def known_agent_id(conversation: Conversation, queue: Queue) -> int | None:
-    if not queue.known_agent_window_days:
-        return None
-    since = timezone.now() - timedelta(days=queue.known_agent_window_days)
-    return (
-        Conversation.objects.filter(customer_id=conversation.customer_id, assignee__isnull=False,
-                                    assigned_at__gte=since)
-        .exclude(pk=conversation.pk).order_by("-assigned_at", "-pk").values_list("assignee_id", flat=True).first()
-    )
-
-
 # --- routing ------------------------------------------------------------------------------------
-
-def _waiting(qs=None):
-    return (qs if qs is not None else Conversation.objects).filter(status=ConversationStatus.OPEN, assignee__isnull=True,
-                                               abandoned_at__isnull=True)
-
 
 def route_conversation(*, conversation_id: int) -> RoutingDecision:
     """Offer (or, on auto-accept queues, assign) one waiting conversation. Idempotent: a
     conversation already assigned, already offered, or being routed by another worker is left."""
+    try:
+        return _route_conversation(conversation_id, waits=False)
+    except _StartOver:
+        # Rolled back, every lock released: decide again, prepared to wait (_offer_to_first_free).
+        return _route_conversation(conversation_id, waits=True)
+
+
+def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision:
     from ..routing.hours import BusinessHours
 
     now = timezone.now()
     with transaction.atomic():
+        # Lock order, first: the conversation. SKIP LOCKED: another router holding it will decide.
+        # Only the queue comes along: the customer and the inbox are read on the rare paths (rules,
+        # auto-replies), and joining them costs every decision (bench/routing).
         conversation = (
             _waiting(Conversation.objects.select_for_update(skip_locked=True, of=("self",)))
-            .select_related("customer", "inbox", "queue").filter(pk=conversation_id).first()
+            .select_related("queue").filter(pk=conversation_id).order_by().first()
         )
         if conversation is None:
             return RoutingDecision(reason="not waiting or being routed elsewhere")
-        if Offer.objects.filter(conversation=conversation, status=OfferStatus.PENDING).exists():
+        facts = routing_facts(conversation, now)
+        if facts.has_pending_offer:
             return RoutingDecision(reason="already offered")
         explanation: dict = {}
         fields = []
@@ -221,15 +149,12 @@ def route_conversation(*, conversation_id: int) -> RoutingDecision:
             conversation.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
             return RoutingDecision(reason=note, explanation=explanation)
 
-        recent_refusals = set(
-            Offer.objects.filter(conversation=conversation, status__in=[OfferStatus.REJECTED, OfferStatus.TIMEOUT],
-                                 decided_at__gte=now - REJECT_MEMORY).values_list("agent_id", flat=True)
-        )
-        candidates = eligible_agents(queue=queue, channel=conversation.channel, exclude=recent_refusals)
+        refused = recent_refusals(conversation.pk, now) if facts.has_recent_refusal else set()
+        candidates = eligible_agents(queue=queue, channel=conversation.channel, exclude=refused)
         step = "queue"
-        known = known_agent_id(conversation, queue)
+        known = known_agent_id(facts, queue, now)
         in_known_step = known is not None and now - conversation.queued_at < timedelta(
-            seconds=queue.known_agent_timeout_seconds) and known not in recent_refusals
+            seconds=queue.known_agent_timeout_seconds) and known not in refused
         if in_known_step:
             known_candidates = [a for a in candidates if a.pk == known]
             if known_candidates:
@@ -241,24 +166,12 @@ def route_conversation(*, conversation_id: int) -> RoutingDecision:
                 conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at"])
                 return RoutingDecision(reason=note, explanation=explanation)
         explanation |= {"queue": queue.slug, "step": step, "known_agent": known,
-                        "candidates": [a.pk for a in candidates][:20], "excluded": sorted(recent_refusals)}
+                        "candidates": [a.pk for a in candidates][:20], "excluded": sorted(refused)}
 
-        for candidate in candidates:
-            # Lock order: conversation (held) → one agent at a time. The agent is locked inside a
-            # savepoint: when they turn out to be full, rolling the savepoint back releases the
-            # row lock, so a router never holds two agents (two routers walking the same agents
-            # in different orders would otherwise deadlock). Re-count under the lock: another
-            # router may have taken the last slot since eligible_agents() looked.
-            try:
-                with transaction.atomic():
-                    agent = Agent.objects.select_for_update(of=("self",)).select_related("presence").get(pk=candidate.pk)
-                    if not (agent.presence and agent.presence.is_available) or \
-                            agent_loads([agent.pk], conversation.channel)[agent.pk] >= agent.capacity_for(conversation.channel):
-                        raise _AgentUnavailable
-                    decision = _offer(conversation, agent, queue, step, explanation, now)
-            except _AgentUnavailable:
-                continue
-            conversation.routing_note = f"{'assigned to' if decision.assigned else 'offered to'} {agent.display_name}"[:300]
+        decision = _offer_to_first_free(conversation, candidates, queue, step, explanation, now, waits=waits)
+        if decision is not None:
+            conversation.routing_note = (
+                f"{'assigned to' if decision.assigned else 'offered to'} {decision.offer.agent.display_name}"[:300])
             conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at", "assignee",
                                              "assigned_at"])
             return decision
@@ -267,6 +180,74 @@ def route_conversation(*, conversation_id: int) -> RoutingDecision:
         if "queued_at" in fields:
             _queue_auto_reply(conversation)
         return RoutingDecision(reason=conversation.routing_note, explanation=explanation)
+
+
+class _StartOver(Exception):
+    """A decision that must wait for an agent but holds another agent's lock (see below)."""
+
+
+_NO_ROOM = "no room"
+
+
+def _offer_to_first_free(conversation: Conversation, candidates: list[Candidate], queue: Queue, step: str,
+                         explanation: dict, now, *, waits: bool) -> RoutingDecision | None:
+    """Offer to the first candidate who still has room once their row is locked. Caller holds the
+    conversation lock. Lock order: conversation (held) → agent. The load is counted again under the
+    agent's lock, in a statement of its own (its snapshot then includes every offer the previous
+    holder of the lock committed): another router may have taken the last slot since
+    eligible_agents() looked.
+
+    First pass, SKIP LOCKED: an agent locked by another router is being offered something right
+    now, so this router tries the next one rather than queueing behind it, and routers do not
+    serialise on the longest idle agent they all see first. This pass never waits for anything, so
+    it cannot be part of a deadlock, and an agent it locked who turned out to be full simply stays
+    locked until commit (no savepoint to release them: two round trips fewer per decision).
+
+    Only when nobody else is free does the router wait for the agents it skipped, and while it
+    waits it must hold no agent's lock: two routers each holding one agent and waiting for the
+    other's would deadlock. So each of those agents is locked inside a savepoint, rolled back (lock
+    released) when they are full; and a first pass that kept a full agent locked starts the
+    decision over (``_StartOver``: the transaction rolls back) with ``waits``, where every agent is
+    locked inside a savepoint from the start."""
+    skipped, holding = [], False
+    for candidate in candidates:
+        agent = _lock_agent_with_room(candidate.pk, conversation.channel, skip_locked=True, release_if_full=waits)
+        if agent is LOCKED_ELSEWHERE:
+            skipped.append(candidate)
+        elif agent is _NO_ROOM:
+            holding = holding or not waits
+        elif agent is not None:
+            return _offer(conversation, agent, queue, step, explanation, now)
+    if not skipped:
+        return None
+    if holding:
+        raise _StartOver
+    for candidate in skipped:
+        agent = _lock_agent_with_room(candidate.pk, conversation.channel, skip_locked=False, release_if_full=True)
+        if isinstance(agent, Agent):
+            return _offer(conversation, agent, queue, step, explanation, now)
+    return None
+
+
+def _lock_agent_with_room(agent_id: int, channel: str, *, skip_locked: bool, release_if_full: bool):
+    """Lock the agent's row until commit and return them if still available with room on
+    ``channel``. Otherwise ``_NO_ROOM`` (their lock released again if ``release_if_full``, by rolling
+    back a savepoint taken before it), None when the agent is gone, or ``LOCKED_ELSEWHERE`` when
+    ``skip_locked`` and another transaction holds them."""
+    savepoint = transaction.savepoint() if release_if_full else None
+    locked = agent_lock(agent_id, skip_locked=skip_locked)
+    if locked is None or locked is LOCKED_ELSEWHERE:
+        if savepoint:
+            transaction.savepoint_rollback(savepoint)
+        return locked
+    available, capacity, display_name = locked
+    if not available or agent_load(agent_id, channel) >= capacity_on(capacity, channel):
+        if savepoint:
+            transaction.savepoint_rollback(savepoint)
+        return _NO_ROOM
+    if savepoint:
+        transaction.savepoint_commit(savepoint)
+    return Agent(pk=agent_id, capacity=capacity, display_name=display_name)
 
 
 def _queue_auto_reply(conversation: Conversation) -> None:
@@ -292,10 +273,6 @@ def _queue_auto_reply(conversation: Conversation) -> None:
         message_send(conversation=conversation, agent=None, text=text)
     except SendRefused as exc:
         logger.info("queue auto-reply not sent for conversation %s: %s", conversation.pk, exc.messages)
-
-
-class _AgentUnavailable(Exception):
-    pass
 
 
 def _after_hours(conversation: Conversation, queue: Queue) -> None:
@@ -398,8 +375,8 @@ def offer_reject(*, offer_id: int, agent: Agent) -> Offer:
             raise RoutingError(_("This offer is no longer open (%(status)s)."), code="offer_closed",
                                params={"status": offer.get_status_display()})
         offer.conversation = conversation
+        enqueue_on_commit(route_conversation_task, conversation.pk)  # before the events: to the next agent first
         _close_offer(offer, OfferStatus.REJECTED, timezone.now())
-        enqueue_on_commit(route_conversation_task, conversation.pk)
     return offer
 
 
@@ -471,29 +448,27 @@ def agent_presence_set(*, agent: Agent, presence: PresenceState) -> Agent:
 
 def route_for_agent(*, agent_id: int, limit: int = 20) -> int:
     """An agent became available or freed capacity: route the waiting conversations they could
-    serve, highest priority then oldest first, until none is left or they are full."""
-    agent = Agent.objects.select_related("presence").filter(pk=agent_id).first()
-    if agent is None or not (agent.presence and agent.presence.is_available):
+    serve, highest priority then oldest first, until none is left or they are full.
+
+    Each conversation goes through route_conversation(), which decides who gets it (the known
+    agent, else the longest idle) under its locks; the load tracked here only decides when to stop
+    trying, so it is counted once per channel and then followed from the decisions made."""
+    state = agent_state(agent_id)
+    if state is None or not state[0]:
         return 0
-    skills = set(agent.skills.values_list("pk", flat=True))
-    queues = [q for q in Queue.objects.filter(is_active=True).prefetch_related("required_skills")
-              if {s.pk for s in q.required_skills.all()} <= skills]
-    waiting = (
-        _waiting().filter(Q(queue__in=queues) | Q(queue__isnull=True))
-        .exclude(offers__status=OfferStatus.PENDING)
-        .order_by("-priority", "queued_at", "created_at", "pk").values_list("pk", "channel")[:limit]
-    )
+    capacity = state[1]
     offered = 0
-    channels_full: set[str] = set()
-    for conversation_id, channel in waiting:
-        if channel in channels_full:
-            continue
-        if agent_loads([agent.pk], channel)[agent.pk] >= agent.capacity_for(channel):
+    loads: dict[str, int] = {}
+    for conversation_id, channel in waiting_for_agent(agent_id, limit=limit):
+        if channel not in loads:
+            loads[channel] = agent_load(agent_id, channel)
+        if loads[channel] >= capacity_on(capacity, channel):
             # Full on this channel: every further attempt would scan all agents and find nobody.
-            channels_full.add(channel)
             continue
         decision = route_conversation(conversation_id=conversation_id)
         offered += bool(decision.offer)
+        if decision.offer is not None and decision.offer.agent_id == agent_id:
+            loads[channel] += 1
     return offered
 
 
@@ -648,6 +623,10 @@ def conversation_resolve(*, conversation_id: int, by: Agent | None, wrap_up_code
             return conversation
         if conversation.queue and conversation.queue.wrap_up_required and not wrap_up_code.strip():
             raise RoutingError(_("This queue requires a wrap-up code to resolve."), code="wrap_up_required")
+        if conversation.assignee_id:
+            # Registered before the events: on-commit callbacks run in order, and the agent's next
+            # conversation should not wait behind the websocket notifications (bench/routing).
+            enqueue_on_commit(route_for_agent_task, conversation.assignee_id)
         for offer in Offer.objects.select_for_update().filter(conversation=conversation, status=OfferStatus.PENDING):
             offer.conversation = conversation
             _close_offer(offer, OfferStatus.CANCELED, now)
@@ -659,8 +638,6 @@ def conversation_resolve(*, conversation_id: int, by: Agent | None, wrap_up_code
                         note=note.strip()[:2000])
         _publish({"type": "conversation.resolved", "conversation": conversation.pk},
                  agents=[conversation.assignee_id], conversation_id=conversation.pk)
-        if conversation.assignee_id:
-            enqueue_on_commit(route_for_agent_task, conversation.assignee_id)
     return conversation
 
 

@@ -164,3 +164,138 @@ def test_concurrent_routing_keeps_every_invariant(celery_worker):
     for conversation_id, assignee_id in Conversation.objects.filter(assignee__isnull=False).values_list("pk", "assignee_id")[:500]:
         last = Offer.objects.filter(conversation_id=conversation_id, status="accepted").order_by("-decided_at").first()
         assert last is None or last.agent_id == assignee_id
+
+
+# --- the agent lock: routers do not queue behind each other ---------------------------------------
+
+def _routing_floor(*capacities):
+    """A queue and one available agent per capacity, the first the longest idle."""
+    available = PresenceState.objects.create(name="Available", is_available=True)
+    queue = Queue.objects.create(name="Support", slug="support", is_default=True, known_agent_window_days=0)
+    from django.contrib.auth.models import User
+
+    now = timezone.now()
+    agents = [
+        Agent.objects.create(user=User.objects.create(username=f"lock{i}"), display_name=f"Lock {i}",
+                             presence=available, capacity={"sms": capacity},
+                             last_assigned_at=now - timedelta(hours=len(capacities) - i))
+        for i, capacity in enumerate(capacities)
+    ]
+    inbox = Inbox.objects.create(name="sms", kind="sms", address="+815000000002")
+    return queue, inbox, agents
+
+
+def _waiting(queue, inbox):
+    return Conversation.objects.create(customer=Customer.objects.create(display_name="waiting"), inbox=inbox,
+                                       channel="sms", status="open", queue=queue)
+
+
+class _AgentHeld(threading.Thread):
+    """Another transaction holding an agent's row lock (a router offering them something) until
+    ``release`` is set or ``hold`` seconds pass; ``before_commit`` runs while the lock is held."""
+
+    def __init__(self, agent_id, *, hold=5.0, before_commit=None):
+        super().__init__(daemon=True)
+        self.agent_id, self.hold, self.before_commit = agent_id, hold, before_commit
+        self.locked, self.release = threading.Event(), threading.Event()
+        self.error = None
+
+    def run(self):
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                Agent.objects.select_for_update().get(pk=self.agent_id)
+                self.locked.set()
+                self.release.wait(self.hold)
+                if self.before_commit:
+                    self.before_commit()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+        finally:
+            connections.close_all()
+
+    def __enter__(self):
+        self.start()
+        assert self.locked.wait(10)
+        return self
+
+    def __exit__(self, *exc):
+        self.release.set()
+        self.join(10)
+        assert self.error is None, self.error
+
+
+def test_a_router_skips_an_agent_another_router_holds_and_offers_to_the_next():
+    queue, inbox, (first, second) = _routing_floor(3, 3)
+    conversation = _waiting(queue, inbox)
+    with _AgentHeld(first.pk):
+        started = time.monotonic()
+        decision = route_conversation(conversation_id=conversation.pk)
+        waited = time.monotonic() - started
+    assert decision.offer.agent_id == second.pk
+    assert waited < 2, f"the router queued behind the held agent for {waited:.1f} s"
+
+
+def test_when_only_a_held_agent_is_free_the_router_waits_for_them():
+    queue, inbox, (only,) = _routing_floor(3)
+    conversation = _waiting(queue, inbox)
+    with _AgentHeld(only.pk, hold=0.5):
+        decision = route_conversation(conversation_id=conversation.pk)
+    assert decision.offer.agent_id == only.pk
+
+
+def test_the_last_slot_taken_while_the_router_waited_is_not_taken_twice():
+    queue, inbox, (only,) = _routing_floor(1)
+    conversation = _waiting(queue, inbox)
+    other = _waiting(queue, inbox)
+
+    def offer_the_last_slot():
+        Offer.objects.create(conversation=other, agent=only, queue=queue, channel="sms", step="queue")
+
+    with _AgentHeld(only.pk, hold=0.5, before_commit=offer_the_last_slot):
+        decision = route_conversation(conversation_id=conversation.pk)
+    assert decision.offer is None and decision.reason == "waiting: no eligible agent is free"
+    assert Offer.objects.filter(agent=only, status="pending").count() == 1
+
+
+def test_a_router_holding_a_full_agent_starts_over_before_it_waits_for_another(monkeypatch):
+    """The first pass keeps a full agent locked (no savepoint); to wait for a held agent it must
+    let go of them first, or two such routers could deadlock."""
+    from django.db import DatabaseError, transaction
+
+    from conversations.routing.selection import Candidate
+    from conversations.services import routing
+
+    queue, inbox, (full, held) = _routing_floor(1, 3)
+    Conversation.objects.create(customer=Customer.objects.create(display_name="busy"), inbox=inbox, channel="sms",
+                                status="open", queue=queue, assignee=full, assigned_at=timezone.now())
+    conversation = _waiting(queue, inbox)
+    looked = []
+
+    def stale_eligible(**kwargs):  # as seen just before ``full`` took their last conversation
+        looked.append(kwargs)
+        return [Candidate(pk=full.pk, load=0, capacity=1), Candidate(pk=held.pk, load=0, capacity=3)]
+
+    monkeypatch.setattr(routing, "eligible_agents", stale_eligible)
+    full_was_free = []
+
+    def lock_full_meanwhile():
+        try:
+            time.sleep(0.3)  # the router is waiting for ``held`` by now
+            with transaction.atomic():
+                Agent.objects.select_for_update(nowait=True).get(pk=full.pk)
+            full_was_free.append(True)
+        except DatabaseError:
+            full_was_free.append(False)
+        finally:
+            connections.close_all()
+
+    checker = threading.Thread(target=lock_full_meanwhile, daemon=True)
+    with _AgentHeld(held.pk, hold=0.8):
+        checker.start()
+        decision = route_conversation(conversation_id=conversation.pk)
+    checker.join(10)
+    assert decision.offer.agent_id == held.pk
+    assert len(looked) == 2, "the decision should have started over once"
+    assert full_was_free == [True], "the router held the full agent while it waited"

@@ -1,0 +1,105 @@
+"""Routing's cost per decision (bench/routing): a fixed number of queries, whatever the number of
+agents, waiting conversations or past conversations of the customer.
+
+The counts include the transaction's BEGIN and COMMIT."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from conversations.models import Agent, AgentSkill, Conversation, Offer, PresenceState, Queue, Skill
+from conversations.services.routing import conversation_resolve, route_conversation, route_for_agent
+from profiles.models import Customer
+
+from ..factories import make_conversation, make_customer, make_inbox
+
+pytestmark = pytest.mark.django_db
+
+# BEGIN, lock the conversation, its routing facts, the eligible agents, lock the agent, their load,
+# insert the offer, the agent's idle time, the event's sequence number and row, the conversation's
+# note, COMMIT.
+ROUTE_CONVERSATION_QUERIES = 12
+# The agent's presence and capacity, the waiting conversations they could serve, their load, then
+# one route_conversation.
+ROUTE_FOR_AGENT_QUERIES = 3 + ROUTE_CONVERSATION_QUERIES
+
+
+@pytest.fixture
+def floor(db):
+    """A queue needing two skills and a way to add agents (every one has both skills and one
+    more, capacity 3 on SMS) and waiting conversations in bulk."""
+    available = PresenceState.objects.create(name="Available", is_available=True)
+    skills = [Skill.objects.create(name=f"Skill {c}", slug=f"skill-{c}") for c in "abcd"]
+    queue = Queue.objects.create(name="Support", slug="support", is_default=True)
+    queue.required_skills.add(skills[0], skills[1])
+    inbox = make_inbox("sms", default_queue=queue)
+
+    class Floor:
+        agents: list[Agent] = []
+
+        def add_agents(self, n: int) -> list[Agent]:
+            start = len(self.agents)
+            users = User.objects.bulk_create([User(username=f"floor-{start + i}") for i in range(n)])
+            agents = Agent.objects.bulk_create([
+                Agent(user=user, display_name=f"Agent {start + i}", presence=available, capacity={"sms": 3},
+                      last_assigned_at=timezone.now() - timedelta(minutes=start + i))
+                for i, user in enumerate(users)
+            ])
+            AgentSkill.objects.bulk_create([AgentSkill(agent=a, skill=s) for a in agents
+                                            for s in (skills[0], skills[1], skills[2 + a.pk % 2])])
+            self.agents += agents
+            return agents
+
+        def add_waiting(self, n: int, **fields) -> list[Conversation]:
+            customers = Customer.objects.bulk_create([Customer(display_name=f"w{i}") for i in range(n)])
+            now = timezone.now()
+            return Conversation.objects.bulk_create([
+                Conversation(customer=c, inbox=inbox, channel="sms", status="open", queue=queue,
+                             queued_at=now - timedelta(seconds=n - i), created_at=now - timedelta(seconds=n - i),
+                             **fields) for i, c in enumerate(customers)
+            ])
+
+        def fill(self, agent: Agent) -> list[Conversation]:
+            return self.add_waiting(3, assignee=agent, assigned_at=timezone.now())
+
+    floor = Floor()
+    floor.queue, floor.inbox = queue, inbox
+    return floor
+
+
+def _count(django_assert_num_queries, expected, fn):
+    with django_assert_num_queries(expected):
+        return fn()
+
+
+def test_a_routing_decision_takes_the_same_queries_for_few_or_many_agents(floor, django_assert_num_queries):
+    for agents, waiting in ((3, 5), (60, 400)):
+        floor.add_agents(agents)
+        floor.add_waiting(waiting)
+        customer = make_customer()
+        # The customer was served before (the known-agent step looks), long ago.
+        make_conversation(customer, floor.inbox, status="resolved", assignee=floor.agents[0],
+                          assigned_at=timezone.now() - timedelta(days=90))
+        conversation = make_conversation(customer, floor.inbox, queue=floor.queue)
+        decision = _count(django_assert_num_queries, ROUTE_CONVERSATION_QUERIES,
+                          lambda c=conversation: route_conversation(conversation_id=c.pk))
+        assert decision.offer is not None and decision.offer.status == "pending"
+
+
+def test_routing_for_a_freed_agent_takes_the_same_queries_for_a_short_or_long_backlog(
+        floor, django_assert_num_queries, monkeypatch):
+    from conversations.tasks import route_for_agent_task
+
+    monkeypatch.setattr(route_for_agent_task, "apply_async", lambda *a, **k: None)
+    for agents, backlog in ((2, 3), (40, 300)):
+        added = floor.add_agents(agents)
+        held = {agent.pk: floor.fill(agent) for agent in added}
+        floor.add_waiting(backlog)
+        agent = added[-1]
+        conversation_resolve(conversation_id=held[agent.pk][0].pk, by=None)
+        offered = _count(django_assert_num_queries, ROUTE_FOR_AGENT_QUERIES,
+                         lambda a=agent: route_for_agent(agent_id=a.pk))
+        assert offered == 1
+        assert Offer.objects.filter(agent=agent, status="pending").count() == 1
