@@ -28,7 +28,7 @@ from profiles.services.suggestions import merge_suggestion_decide
 from ..models import Agent, Offer, PresenceState, Queue, WrapUpCode
 from ..selectors import access_conversation, agent_of, is_supervisor
 from ..services import agent_actions, routing
-from .views import console_login_required
+from .views import console_login_required, int_or_none
 
 JSON = "application/json"
 
@@ -184,9 +184,9 @@ def transfer(request, conversation_id: int):
     kind, _sep, ident = target.partition(":")
     to_agent = to_queue = None
     if kind == "agent":
-        to_agent = Agent.objects.filter(pk=_int(ident)).first()
+        to_agent = Agent.objects.filter(pk=int_or_none(ident)).first()
     elif kind == "queue":
-        to_queue = Queue.objects.filter(pk=_int(ident), is_active=True).first()
+        to_queue = Queue.objects.filter(pk=int_or_none(ident), is_active=True).first()
     if to_agent is None and to_queue is None:
         raise ActionError(_("Choose an agent or a queue to transfer to."))
     routing.conversation_transfer(conversation_id=conversation.pk, by=agent, note=request.POST.get("note", ""),
@@ -207,7 +207,7 @@ def assign(request, conversation_id: int):
     if not is_supervisor(request.user):
         raise Http404
     conversation = _conversation(request, conversation_id)
-    to_agent = Agent.objects.filter(pk=_int(request.POST.get("agent"))).first()
+    to_agent = Agent.objects.filter(pk=int_or_none(request.POST.get("agent"))).first()
     if to_agent is None:
         raise ActionError(_("Choose an agent."))
     routing.conversation_assign(conversation_id=conversation.pk, agent=to_agent, by=agent_of(request.user),
@@ -232,7 +232,7 @@ def offer_decide(request, offer_id: int, decision: str):
 @console_action
 def presence(request):
     agent = _agent(request)
-    state = PresenceState.objects.filter(pk=_int(request.POST.get("presence"))).first()
+    state = PresenceState.objects.filter(pk=int_or_none(request.POST.get("presence"))).first()
     if state is None:
         raise ActionError(_("Unknown presence."))
     routing.agent_presence_set(agent=agent, presence=state)
@@ -261,7 +261,7 @@ def customer_merge_view(request, customer_id: int):
     target = access_customer(user=request.user, customer_id=customer_id)
     suggestion = None
     if request.POST.get("suggestion"):
-        suggestion = MergeSuggestion.objects.filter(pk=_int(request.POST["suggestion"]),
+        suggestion = MergeSuggestion.objects.filter(pk=int_or_none(request.POST["suggestion"]),
                                                     status=SuggestionStatus.PENDING).first()
         if suggestion is None or target.pk not in (suggestion.customer_id, suggestion.candidate_id):
             raise Http404
@@ -293,9 +293,3 @@ def merge_undo(request, merge_id: int):
     return {"json": {"source": merge.source_id, "target": merge.target_id}, "flash": _("Unmerged."),
             "next": f"/console/customers/{merge.target_id}/"}
 
-
-def _int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

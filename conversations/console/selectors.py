@@ -34,9 +34,9 @@ from ..models import (
     Queue,
     WrapUpCode,
 )
+from ..services.ingest import ACTIVE_STATUSES as ACTIVE
 from ..services.outbound import WHATSAPP_WINDOW
 
-ACTIVE = (ConversationStatus.OPEN, ConversationStatus.PENDING, ConversationStatus.SNOOZED)
 WAITING = Q(status=ConversationStatus.OPEN, assignee__isnull=True, abandoned_at__isnull=True)
 PICK_LIST_LIMIT = 10
 MY_LIST_LIMIT = 100

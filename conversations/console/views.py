@@ -235,11 +235,11 @@ def sidebar_fragment(request):
     return render(request, "console/_sidebar.html", {
         "sidebar": selectors.sidebar(agent=agent, supervisor=supervisor), "agent": agent, "supervisor": supervisor,
         "presences": list(PresenceState.objects.all()), "now": timezone.now(),
-        "current_id": _int(request.GET.get("current")),
+        "current_id": int_or_none(request.GET.get("current")),
     })
 
 
-def _int(value) -> int | None:
+def int_or_none(value) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -272,9 +272,9 @@ def timeline_catchup(request, customer_id: int):
         seen = _parse_seen(request.GET.get("seen", "{}"))
     except ValidationError:
         return JsonResponse({"error": _("Invalid catch-up position.")}, status=400)
-    current_id = _int(request.GET.get("current"))
+    current_id = int_or_none(request.GET.get("current"))
     rows, new_seen, complete = selectors.timeline_catchup(customer_id=customer.pk, seen=seen)
-    refresh_ids = [i for i in (_int(x) for x in request.GET.get("refresh", "").split(",")[:100]) if i]
+    refresh_ids = [i for i in (int_or_none(x) for x in request.GET.get("refresh", "").split(",")[:100]) if i]
     refreshed = []
     if refresh_ids:
         from ..selectors import MessageTimelineSource
@@ -304,7 +304,7 @@ def timeline_older(request, customer_id: int):
     except ValidationError:
         return HttpResponseBadRequest(_("Invalid timeline cursor."), content_type="text/plain; charset=utf-8")
     return render(request, "console/_timeline_page.html", {
-        "page": page, "current_id": _int(request.GET.get("current")), "customer": customer,
+        "page": page, "current_id": int_or_none(request.GET.get("current")), "customer": customer,
     })
 
 

@@ -27,11 +27,11 @@ from ..models import (
     MessageKind,
 )
 from ..sequence import message_seq_next
+from .ingest import ACTIVE_STATUSES as ACTIVE
 from .outbound import SendRefused, message_send
 from .system_events import system_event_record
 
 NOTE_MAX_CHARS = 10_000
-ACTIVE = (ConversationStatus.OPEN, ConversationStatus.PENDING, ConversationStatus.SNOOZED)
 
 
 def _publish_conversation(conversation: Conversation, event_type: str, **extra) -> None:
