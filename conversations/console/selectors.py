@@ -9,7 +9,7 @@ read the same way.
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db.models import Count, IntegerField, Max, OuterRef, Q, Subquery, Value
+from django.db.models import Count, F, IntegerField, Max, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -116,7 +116,9 @@ def sidebar(*, agent: Agent | None, supervisor: bool) -> Sidebar:
         # query (a window would be nicer; the per-queue cap is applied here on a bounded list).
         rows = (
             _with_previews(Conversation.objects.filter(WAITING, queue__in=pickable))
-            .select_related("customer").order_by("-priority", "queued_at", "id")[: PICK_LIST_LIMIT * len(pickable)]
+            .select_related("customer")
+            # NULLS LAST on both backends (SQLite sorts NULL first, PostgreSQL last).
+            .order_by("-priority", F("queued_at").asc(nulls_last=True), "id")[: PICK_LIST_LIMIT * len(pickable)]
         )
         for conversation in rows:
             bucket = waiting_by_queue[conversation.queue_id]
