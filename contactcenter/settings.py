@@ -233,6 +233,9 @@ TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
 # Media is fetched only from these hosts (https, public addresses only): Twilio's API and CDNs.
 CC_TWILIO_MEDIA_HOSTS = env_list("CC_TWILIO_MEDIA_HOSTS", ["api.twilio.com", "*.twiliocdn.com", "*.twilio.com"])
 CC_MAX_ATTACHMENT_BYTES = env_int("CC_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
+# Processed raw Twilio webhooks are kept this long (for the admin, and as the MessageSid dedupe of
+# late retries; the message itself stays unique per provider id after that). Failed ones are kept.
+CC_INBOUND_EVENT_RETENTION_DAYS = env_int("CC_INBOUND_EVENT_RETENTION_DAYS", 30)
 
 # --- Customer simulator (dev) ---------------------------------------------------------------
 # On in the embedded default, off in production unless CC_SIMULATOR=1.

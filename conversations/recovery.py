@@ -58,12 +58,26 @@ def requeue_unprocessed_inbound() -> int:
     return sum(_enqueue(process_twilio_inbound, pk) for pk in ids)
 
 
+def prune_processed_inbound() -> int:
+    """Keep processed Twilio webhooks ``CC_INBOUND_EVENT_RETENTION_DAYS``; looks at most once every
+    ten minutes (the tick runs every few seconds, the cutoff moves by days)."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    from .services.messaging import twilio_inbound_events_prune
+
+    if not cache.add("cc:prune-inbound-events", 1, timeout=600):
+        return 0
+    return twilio_inbound_events_prune(older_than=timedelta(days=settings.CC_INBOUND_EVENT_RETENTION_DAYS))
+
+
 def register() -> None:
     from contactcenter import tick
 
     tick.register("requeue_stuck_outbound", requeue_stuck_outbound)
     tick.register("requeue_pending_media", requeue_pending_media)
     tick.register("requeue_unprocessed_inbound", requeue_unprocessed_inbound)
+    tick.register("prune_processed_inbound", prune_processed_inbound)
 
     from .services import routing
 

@@ -222,6 +222,21 @@ def twilio_inbound_events_overdue(*, grace: timedelta, limit: int) -> list[int]:
     return ids
 
 
+def twilio_inbound_events_prune(*, older_than: timedelta, limit: int = 1000) -> int:
+    """Delete processed events older than ``older_than`` (at most ``limit``, oldest first). Failed
+    and unprocessed events are never deleted. Walks the primary key from the oldest row, so it
+    needs no index of its own and stops after ``limit`` matches."""
+    cutoff = timezone.now() - older_than
+    ids = list(
+        TwilioInboundEvent.objects.filter(processed_at__isnull=False, processed_at__lt=cutoff)
+        .order_by("pk").values_list("pk", flat=True)[:limit]
+    )
+    if not ids:
+        return 0
+    deleted, _rows = TwilioInboundEvent.objects.filter(pk__in=ids).delete()
+    return deleted
+
+
 def twilio_inbound_events_retry(*, event_ids: list[int]) -> int:
     """Give failed (or waiting) events one more try now, e.g. after fixing what made them fail
     (an admin action). Processed events are never processed again."""

@@ -210,6 +210,25 @@ def test_recovery_job_runs_on_the_tick():
     from contactcenter import tick
 
     assert "requeue_unprocessed_inbound" in tick.registered()
+    assert "prune_processed_inbound" in tick.registered()
+
+
+def test_processed_events_are_pruned_after_the_retention_failed_and_pending_ones_never(client, settings):
+    settings.CC_INBOUND_EVENT_RETENTION_DAYS = 30
+    old_processed, recent_processed, old_failed, old_pending = (
+        _store(client, sid) for sid in ("SM" + "1" * 32, "SM" + "2" * 32, "SM" + "3" * 32, "SM" + "4" * 32))
+    long_ago = timezone.now() - timedelta(days=31)
+    TwilioInboundEvent.objects.filter(pk=old_processed.pk).update(processed_at=long_ago, received_at=long_ago)
+    TwilioInboundEvent.objects.filter(pk=recent_processed.pk).update(processed_at=timezone.now())
+    TwilioInboundEvent.objects.filter(pk=old_failed.pk).update(failed_at=long_ago, received_at=long_ago)
+    TwilioInboundEvent.objects.filter(pk=old_pending.pk).update(received_at=long_ago)
+
+    assert recovery.prune_processed_inbound() == 1
+    assert set(TwilioInboundEvent.objects.values_list("pk", flat=True)) == {
+        recent_processed.pk, old_failed.pk, old_pending.pk}
+    # Throttled: the next tick within ten minutes does not look again.
+    TwilioInboundEvent.objects.filter(pk=recent_processed.pk).update(processed_at=long_ago)
+    assert recovery.prune_processed_inbound() == 0
 
 
 # --- the real path: webhook → broker → worker ------------------------------------------------------
