@@ -5,6 +5,7 @@ resolve the customer (profiles) → find or open the conversation → store the 
 (unique provider id per inbox) → after commit: publish the event.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -63,6 +64,9 @@ class InboundMessage:
     # Auto-replies, bounces, list mail: stored, but never reopen a conversation or get acknowledged.
     automated: bool = False
     identity_source: str = IdentitySource.INBOUND
+    # The channel's own rule for "this conversation is over for good, start a new one" (web chat:
+    # the visitor ended the chat), decided here under the customer's lock like every other choice.
+    start_fresh_if: Callable[[Conversation], bool] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,8 @@ def _find_or_open_conversation(
     if conversation is not None and conversation.abandoned_at is not None and not inbound.automated:
         # The customer left while waiting (routing was canceled): a new message starts afresh
         # instead of landing where no router will ever look.
+        conversation = None
+    if conversation is not None and inbound.start_fresh_if is not None and inbound.start_fresh_if(conversation):
         conversation = None
     if conversation is not None:
         if conversation.status in ACTIVE_STATUSES:

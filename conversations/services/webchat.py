@@ -464,14 +464,14 @@ def visitor_message_receive(*, visitor: Visitor, client_id, text, name: str = ""
     if not visitor_conversation_ids(visitor) or not _has_active_conversation(visitor):
         _require_rate(f"conv-ip:{visitor.ip}", limits()["conversation_per_ip"])
     with transaction.atomic():
-        fresh = _open_fresh_conversation_if_ended(visitor, inbox)
+        # After "End chat" the next message starts a new conversation (the ingest would otherwise
+        # reopen the ended one or append to the abandoned one).
         result = message_receive(InboundMessage(
             inbox=inbox, sender_kind=IdentityKind.WEB_VISITOR, sender_address=visitor.key, text=text,
             sender_name=_clean_name(name), provider_id=provider_id,
             metadata={"visitor": visitor.key, "client_id": client_id, "ip": visitor.ip},
+            start_fresh_if=_ended_by_visitor,
         ))
-        if result.duplicate and fresh is not None and not fresh.messages.exists():
-            fresh.delete()  # a concurrent resend stored the message first: no empty conversation left
         if not result.duplicate:
             widget_message_publish(result.message)  # to every tab, after commit
     if not result.duplicate:
@@ -508,25 +508,6 @@ def _ended_by_visitor(conversation: Conversation) -> bool:
         .order_by("-created_at", "-id").values_list("event_data", flat=True).first()
     )
     return isinstance(event, dict) and event.get("note") == ENDED_NOTE
-
-
-def _open_fresh_conversation_if_ended(visitor: Visitor, inbox: Inbox) -> Conversation | None:
-    """After "End chat" the next message starts a new conversation. The ingest would append it to
-    the latest conversation (an abandoned one stays open and is never routed again; a resolved one
-    is reopened within the inbox's window), so a new conversation is opened here, the way the
-    ingest opens one, under the same customer lock. Caller holds a transaction."""
-    customer = _visitor_customer(visitor.key)
-    if customer is None:
-        return None
-    customer = Customer.objects.select_for_update(no_key=True).get(pk=customer.pk)  # see ingest.message_receive
-    latest = Conversation.objects.filter(customer=customer, inbox=inbox).order_by("-last_message_at", "-id").first()
-    if latest is None or not _ended_by_visitor(latest):
-        return None
-    now = timezone.now()
-    return Conversation.objects.create(
-        customer=customer, inbox=inbox, channel=inbox.kind, queue=inbox.default_queue,
-        created_at=now, last_message_at=now, status=ConversationStatus.OPEN,
-    )
 
 
 def _visitor_target(visitor: Visitor, conversation_id) -> Conversation | None:
