@@ -275,3 +275,27 @@ FAILED_SMS_NOTE = {
     "en": "SMS to this number failed (30003, handset unreachable). Followed up by email.",
     "ja": "SMSが届かず（30003：端末に到達不可）。メールでフォロー済み。",
 }
+
+# Wrap-up codes (admin → Wrap-up codes): why a conversation ended.
+WRAP_UP_CODES = [
+    ("order-status", "Order status / 注文状況"),
+    ("delivery-issue", "Delivery issue / 配送トラブル"),
+    ("return-refund", "Return or refund / 返品・返金"),
+    ("billing", "Billing / 請求"),
+    ("product-question", "Product question / 商品の質問"),
+    ("account", "Account / アカウント"),
+    ("no-action", "No action needed / 対応不要"),
+]
+
+# Canned responses (admin → Canned responses), typed as /shortcode in the composer.
+CANNED_RESPONSES = [
+    ("hello", "Greeting", "en", "Hi {customer_first_name}, this is {agent_name} from Sakura Tea. How can I help?"),
+    ("thanks", "Thanks for waiting", "en", "Thank you for your patience, {customer_first_name}. I'm looking into it now."),
+    ("tracking", "Tracking number", "en",
+     "Your order has shipped. You can follow it here: https://shop.example.jp/orders (tracking number in the confirmation email)."),
+    ("bye", "Closing", "en", "Is there anything else I can help with? Have a lovely day, {customer_first_name}!"),
+    ("aisatsu", "ご挨拶", "ja", "{customer_name}様、お問い合わせありがとうございます。担当の{agent_name}です。"),
+    ("omachi", "お待たせ", "ja", "{customer_name}様、お待たせいたしました。ただいま確認いたします。"),
+    ("hassou", "発送のご案内", "ja", "ご注文の商品は発送済みです。追跡番号は発送完了メールに記載しております。"),
+    ("shime", "締めのご挨拶", "ja", "他にご不明な点はございますか。今後ともよろしくお願いいたします。"),
+]

@@ -41,6 +41,7 @@ from profiles.services import suggest_same_name_same_domain
 from ..models import (
     Agent,
     AgentSkill,
+    CannedResponse,
     Channel,
     Conversation,
     ConversationStatus,
@@ -55,6 +56,7 @@ from ..models import (
     Queue,
     RoutingRule,
     Skill,
+    WrapUpCode,
 )
 from . import data
 
@@ -185,6 +187,10 @@ def ensure_configuration(password: str) -> dict:
             )
         agents[username] = agent
     tags = {name: Tag.objects.get_or_create(name=name)[0] for name in data.TAG_NAMES}
+    for ordering, (code, label) in enumerate(data.WRAP_UP_CODES):
+        WrapUpCode.objects.get_or_create(code=code, defaults={"label": label, "ordering": ordering})
+    for shortcode, title, language, text in data.CANNED_RESPONSES:
+        CannedResponse.objects.get_or_create(shortcode=shortcode, defaults={"title": title, "language": language, "text": text})
     return {"skills": skills, "queues": queues, "inboxes": inboxes, "agents": agents, "tags": tags}
 
 

@@ -225,7 +225,9 @@
       $("#panes").innerHTML = html;
       if (push) history.pushState({ panes: true }, "", url);
       initPanes();
-      var focus = $("#composer-text") || $("#timeline-scroll");
+      // Focus the conversation, not the composer: single-key shortcuts (e, a, j/k) keep working
+      // right after opening one, and r / n start typing.
+      var focus = $("#timeline-scroll");
       if (focus && push) focus.focus({ preventScroll: true });
     }).catch(function () { window.location.href = url; });
   }

@@ -135,6 +135,15 @@ def test_configuration_inboxes_queues_skills_presences(seeded):
     assert {"Break", "Lunch"} <= set(presences)
 
 
+def test_wrap_up_codes_and_canned_responses_in_both_languages(seeded):
+    from conversations.models import CannedResponse, WrapUpCode
+
+    assert WrapUpCode.objects.filter(is_active=True).count() >= 5
+    languages = set(CannedResponse.objects.values_list("language", flat=True))
+    assert {"en", "ja"} <= languages
+    assert CannedResponse.objects.filter(text__contains="{customer_name}").exists()
+
+
 def test_customers_japanese_and_english_with_profiles(seeded):
     customers = list(Customer.objects.all())
     assert len(customers) >= 30
