@@ -257,7 +257,11 @@ def _parse_seen(raw: str) -> dict[int, int]:
 def _render_entry(request, message: Message, *, current_id: int | None) -> str:
     from profiles.timeline import Position, TimelineEntry
 
-    entry = TimelineEntry("message", Position(message.created_at, 0, message.pk), message)
+    from ..selectors import MessageTimelineSource
+
+    # The same position the timeline gives the row, so the page sorts it in the same place.
+    source = MessageTimelineSource
+    entry = TimelineEntry(source.type, Position(message.created_at, source.rank, message.pk), message)
     return render_to_string("console/_timeline_entry.html", {"entry": entry, "current_id": current_id}, request=request)
 
 

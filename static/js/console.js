@@ -674,10 +674,7 @@
     workspace = $("#workspace");
     var stringsNode = $("#console-strings");
     if (stringsNode) strings = JSON.parse(stringsNode.textContent || "{}");
-    if (!workspace) {
-      $$("a[data-older]").forEach(function (link) { link.addEventListener("click", function () {}); });
-      return;
-    }
+    if (!workspace) return; // the customer list and other plain pages need nothing from here
     initPanes();
     connect();
     setInterval(tickCountdowns, 1000);
