@@ -101,6 +101,7 @@ class QueueAdmin(admin.ModelAdmin):
         (_("Offers"), {"fields": ("auto_accept", "offer_timeout_seconds", "known_agent_window_days",
                                   "known_agent_timeout_seconds", "allow_pick", "wrap_up_required")}),
         (_("Business hours and overflow"), {"fields": ("business_hours", "after_hours_action", "after_hours_message",
+                                                       "after_hours_fallback_queue",
                                                        "overflow_queue", "overflow_after_seconds")}),
         (_("Agents going offline"), {"fields": ("offline_policy", "offline_grace_seconds")}),
     )

@@ -65,6 +65,9 @@ class Skill(models.Model):
 
 class AfterHoursAction(models.TextChoices):
     QUEUE = "queue", _("Tell the customer and keep the conversation queued")
+    # A follow-up, not a live wait: the customer is told when and where the answer will come (by
+    # email when we know their address), leaving does not cancel it, and it is answered from the
+    # follow-up queue (or this one once it opens). Calls: the voicemail becomes such a follow-up.
     VOICEMAIL = "voicemail", _("Voicemail / email fallback")
 
 
@@ -90,7 +93,13 @@ class Queue(models.Model):
                     "empty = always open"),
     )
     after_hours_action = models.CharField(max_length=16, choices=AfterHoursAction.choices, default=AfterHoursAction.QUEUE)
-    after_hours_message = models.TextField(blank=True)
+    after_hours_message = models.TextField(
+        blank=True, help_text=_("Sent once when a conversation arrives while the queue is closed. {opens}: when it "
+                                "opens (the queue's time zone); {reply_to}: where a follow-up answer will go."))
+    after_hours_fallback_queue = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text=_("Voicemail / email fallback: where after-hours follow-ups are answered (e.g. the email team); "
+                    "empty = this queue, once it opens"))
     overflow_queue = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     overflow_after_seconds = models.PositiveIntegerField(null=True, blank=True)
     offer_timeout_seconds = models.PositiveIntegerField(default=120)
@@ -118,6 +127,8 @@ class Queue(models.Model):
                 raise ValidationError({"business_hours": exc.messages}) from exc
         if self.overflow_queue_id and self.overflow_queue_id == self.pk:
             raise ValidationError({"overflow_queue": _("A queue cannot overflow into itself.")})
+        if self.after_hours_fallback_queue_id and self.after_hours_fallback_queue_id == self.pk:
+            raise ValidationError({"after_hours_fallback_queue": _("Leave this empty to answer follow-ups in this queue.")})
 
 
 class RoutingRule(models.Model):
@@ -225,6 +236,10 @@ class Conversation(models.Model):
     assigned_at = models.DateTimeField(null=True, blank=True)
     abandoned_at = models.DateTimeField(null=True, blank=True)
     routing_note = models.CharField(max_length=300, blank=True, help_text=_("Why it is where it is (last decision)"))
+    # Set when a closed queue's fallback turned this contact into a follow-up: answered later, on
+    # follow_up_channel (email when the customer gave an address), and not abandoned by leaving.
+    follow_up_at = models.DateTimeField(null=True, blank=True)
+    follow_up_channel = models.CharField(max_length=16, blank=True)
     # The sequence number of the newest message, note or event in this conversation. Allocated by
     # an UPDATE on this row, so the row lock orders commits: a console that saw sequence n of a
     # conversation has seen every entry up to n, and catches up with "after n" (no gap, no repeat).

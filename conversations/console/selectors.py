@@ -197,7 +197,8 @@ _CHANNEL_IDENTITIES = {
 
 def reply_options(*, conversation: Conversation, customer: Customer) -> list[ReplyOption]:
     """Every channel the agent may answer on, with why not where it is refused (opted out, outside
-    WhatsApp's 24 hours, no inbox). The channel the customer last wrote on comes first. Four queries
+    WhatsApp's 24 hours, no inbox). The channel the customer last wrote on comes first (an after-hours
+    follow-up's channel before it). Four queries
     plus one consent check per channel."""
     identities = list(customer.identities.order_by("-last_seen_at", "-id"))
     inboxes = {}
@@ -236,7 +237,9 @@ def reply_options(*, conversation: Conversation, customer: Customer) -> list[Rep
                 option.reason = _("Outside WhatsApp's 24-hour window: only an approved template can be sent.")
         options.append(option)
     last_channel = max(last_inbound, key=last_inbound.get) if last_inbound else conversation.channel
-    options.sort(key=lambda o: (o.channel != last_channel, o.channel != conversation.channel))
+    # An after-hours follow-up is answered where we told the customer the answer would come.
+    preferred = conversation.follow_up_channel or last_channel
+    options.sort(key=lambda o: (o.channel != preferred, o.channel != last_channel, o.channel != conversation.channel))
     return options
 
 

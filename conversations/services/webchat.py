@@ -537,6 +537,8 @@ def queue_frame(conversation: Conversation | None) -> dict:
         "waiting": waiting,
         "position": position["position"] if position else None,
         "estimated_wait_seconds": position["estimated_wait_seconds"] if position else None,
+        # After hours with the fallback: no live wait to show, the answer comes later on this channel.
+        "follow_up": (conversation.follow_up_channel or None) if conversation is not None and waiting else None,
     }
 
 
@@ -548,14 +550,18 @@ def visitor_queue(*, visitor: Visitor, conversation_id=None) -> dict:
 
 def visitor_end(*, visitor: Visitor, conversation_id=None) -> dict:
     """The visitor pressed "End chat". Still waiting: routing is canceled and the conversation counts
-    as abandoned. With an agent: resolved (``ENDED_NOTE``), which frees the agent. Idempotent.
+    as abandoned. With an agent: resolved (``ENDED_NOTE``), which frees the agent. An after-hours
+    follow-up stays open: we told them we would answer. Idempotent.
     Every tab of the visitor gets ``{"type": "ended"}`` and clears; the next message opens a new
     conversation."""
     from .routing import RoutingError, conversation_abandon, conversation_resolve
 
     _require_rate(f"msg-visitor:{visitor.key}", limits()["message_per_visitor"])
     conversation = _visitor_target(visitor, conversation_id)
-    if conversation is not None and not _ended_by_visitor(conversation) \
+    if conversation is not None and conversation.follow_up_at is not None:
+        # After hours we promised an answer (by email when they gave one): leaving keeps it open.
+        pass
+    elif conversation is not None and not _ended_by_visitor(conversation) \
             and conversation.status != ConversationStatus.RESOLVED:
         abandoned = conversation.assignee_id is None and conversation.status == ConversationStatus.OPEN and \
             conversation_abandon(conversation_id=conversation.pk, reason=ENDED_NOTE)

@@ -30,6 +30,7 @@
       typing: "{name} is typing…", agent: "Agent", you: "You",
       prechat_intro: "Tell us who you are (optional).",
       queue: "You are number {position} in the queue", queue_wait: " · about {minutes} min",
+      follow_up_email: "We're closed now: we'll answer by email.", follow_up: "We're closed now: we'll answer here when we open.",
       end: "End chat", end_confirm: "End this chat? The agent will no longer see your messages here.",
       end_yes: "End chat", end_no: "Cancel", ended: "Chat ended. Send a message to start a new chat.",
       err_413: "That message is too long. Please shorten it.",
@@ -52,6 +53,7 @@
       typing: "{name}が入力中…", agent: "担当者", you: "あなた",
       prechat_intro: "よろしければお名前とメールアドレスをご入力ください。",
       queue: "順番待ち：あなたは{position}番目です", queue_wait: " · 約{minutes}分",
+      follow_up_email: "ただいま営業時間外です。メールでご返信します。", follow_up: "ただいま営業時間外です。営業開始後、こちらでご返信します。",
       end: "チャットを終了", end_confirm: "このチャットを終了しますか？",
       end_yes: "終了する", end_no: "キャンセル", ended: "チャットを終了しました。メッセージを送ると新しいチャットが始まります。",
       err_413: "メッセージが長すぎます。短くしてください。",
@@ -277,6 +279,11 @@
 
   // --- queue position --------------------------------------------------------------------------
   function renderQueue(frame) {
+    if (frame.follow_up) {  // after hours: no live line to stand in, say where the answer will come
+      queueLine.textContent = frame.follow_up === "email" ? T.follow_up_email : T.follow_up;
+      show(queueLine, true);
+      return;
+    }
     if (frame.position === null || frame.position === undefined) { show(queueLine, false); return; }
     var text = T.queue.replace("{position}", String(frame.position));
     var seconds = frame.estimated_wait_seconds;

@@ -430,6 +430,18 @@ def test_reply_options_say_why_a_channel_is_refused(client, agent, customer):
     assert options["webchat"]["available"] == "0" and options["webchat"]["reason"] == "The visitor has no open chat."
 
 
+def test_an_after_hours_follow_up_is_answered_by_email_first_and_says_so(client, agent, customer):
+    make_inbox("email")
+    make_identity(customer, IdentityKind.EMAIL, "hanako@example.jp")
+    conversation = make_conversation(customer, make_inbox("sms"), assignee=agent, follow_up_at=timezone.now(),
+                                     follow_up_channel="email")
+    make_message(conversation, "from sms, at night")
+    client.force_login(agent.user)
+    html = body(client.get(page(conversation)))
+    assert re.findall(r'<option value="(\w+)" data-available', html)[:2] == ["email", "sms"]
+    assert "After-hours follow-up: answer by email" in html
+
+
 def test_reply_option_without_an_inbox(client, agent, customer):
     make_identity(customer, IdentityKind.EMAIL, "hanako@example.jp")
     conversation = make_conversation(customer, make_inbox("sms"), assignee=agent)

@@ -247,6 +247,88 @@ def test_closed_queue_keeps_the_conversation_queued_and_says_so_once(support, pr
     assert Message.objects.filter(conversation=conversation, event_data__step="after_hours").count() == 1
 
 
+CLOSED_ALL_WEEK = {"time_zone": "Asia/Tokyo", "weekly": {"mon": [["09:00", "18:00"]]}, "holidays": []}
+
+
+def test_closed_queue_with_the_fallback_turns_the_contact_into_an_email_follow_up(support, presence):
+    """Voicemail / email fallback on a closed queue: the customer is told when we open and where
+    the answer will go (their email), the conversation moves to the follow-up queue and is
+    offered there, and leaving no longer cancels it."""
+    from conversations.models import Direction
+    from profiles.models import IdentityKind
+
+    from ..factories import make_identity
+
+    email_team = Queue.objects.create(name="Email team", slug="email-team")
+    support.business_hours = CLOSED_ALL_WEEK
+    support.after_hours_action = "voicemail"
+    support.after_hours_fallback_queue = email_team
+    support.after_hours_message = "We open at {opens}. We will answer by email at {reply_to}."
+    support.save()
+    back_office = staff("back-office", presence["available"])  # no skills: only the email team fits
+    result = message_receive(InboundMessage(inbox=make_inbox("sms"), sender_kind="phone",
+                                            sender_address="090-1111-2222", text="Is my order late?",
+                                            provider_id="SMlate"))
+    conversation = result.conversation
+    make_identity(conversation.customer, IdentityKind.EMAIL, "hana@example.jp", verified=True)
+
+    decision = route_conversation(conversation_id=conversation.pk)
+    conversation.refresh_from_db()
+    assert "closed" in decision.reason and decision.explanation["after_hours_fallback_to"] == email_team.pk
+    assert conversation.queue == email_team and conversation.follow_up_channel == "email"
+    assert conversation.follow_up_at is not None
+    told = Message.objects.get(conversation=conversation, direction=Direction.OUTBOUND)
+    assert told.text.startswith("We open at 20") and told.text.endswith("by email at hana@example.jp.")
+    assert Message.objects.filter(conversation=conversation, event_type=EventType.TRANSFERRED,
+                                  event_data__reason="after_hours").exists()
+
+    # The follow-up queue is open: its agents get it (here the worker's job, run by hand).
+    assert route_conversation(conversation_id=conversation.pk).offer.agent == back_office
+    # The customer hanging up / closing the chat does not cancel a promised follow-up.
+    assert not conversation_abandon(conversation_id=conversation.pk, reason="widget closed")
+    conversation.refresh_from_db()
+    assert conversation.abandoned_at is None
+
+
+def test_fallback_without_a_follow_up_queue_waits_for_the_opening_and_tells_the_customer_once(support, presence):
+    support.business_hours = CLOSED_ALL_WEEK
+    support.after_hours_action = "voicemail"
+    support.after_hours_message = "Closed until {opens}{bad}."  # an admin's typo: sent as written
+    support.save()
+    from profiles.models import IdentityKind
+
+    from ..factories import make_identity
+
+    staff("a", presence["available"], "support")
+    conversation = waiting(support)
+    make_identity(conversation.customer, IdentityKind.PHONE, "+819011112222")
+    for _attempt in range(3):
+        assert route_conversation(conversation_id=conversation.pk).offer is None
+    conversation.refresh_from_db()
+    assert conversation.queue == support and conversation.follow_up_channel == "sms"  # no email known
+    assert list(Message.objects.filter(conversation=conversation, direction="outbound").values_list("text", flat=True)) \
+        == ["Closed until {opens}{bad}."]
+    assert Message.objects.filter(conversation=conversation, event_data__step="after_hours").count() == 1
+
+
+def test_keep_queued_action_leaves_leaving_customers_abandoned(support, presence):
+    support.business_hours = CLOSED_ALL_WEEK
+    support.save()
+    conversation = waiting(support)
+    route_conversation(conversation_id=conversation.pk)
+    conversation.refresh_from_db()
+    assert conversation.follow_up_at is None
+    assert conversation_abandon(conversation_id=conversation.pk, reason="hung up")
+
+
+def test_a_queue_cannot_fall_back_to_itself(support):
+    from django.core.exceptions import ValidationError
+
+    support.after_hours_fallback_queue = support
+    with pytest.raises(ValidationError, match="empty"):
+        support.full_clean()
+
+
 def test_overflow_moves_to_the_overflow_queue_after_n_seconds(support, presence):
     overflow = Queue.objects.create(name="Overflow", slug="overflow")
     support.overflow_queue = overflow

@@ -680,11 +680,11 @@ async def test_queue_position_and_estimate_of_two_waiting_visitors(widget, agent
 
         assert await _ask_queue(first) == {
             "type": "queue", "conversation": one["conversation"], "waiting": True,
-            "position": 1, "estimated_wait_seconds": 120,
+            "position": 1, "estimated_wait_seconds": 120, "follow_up": None,
         }
         assert await _ask_queue(second) == {
             "type": "queue", "conversation": two["conversation"], "waiting": True,
-            "position": 2, "estimated_wait_seconds": 240,
+            "position": 2, "estimated_wait_seconds": 240, "follow_up": None,
         }
         # A message while waiting in the queue: the echo, then where the visitor stands.
         again = await _say(second, "still there?")
@@ -708,7 +708,7 @@ async def test_queue_position_is_null_once_an_agent_has_the_conversation(widget,
         await database_sync_to_async(conversation_assign)(conversation_id=said["conversation"], agent=agent, by=None)
         assert await _ask_queue(communicator, said["conversation"]) == {
             "type": "queue", "conversation": said["conversation"], "waiting": False,
-            "position": None, "estimated_wait_seconds": None,
+            "position": None, "estimated_wait_seconds": None, "follow_up": None,
         }
     finally:
         await communicator.disconnect()
@@ -719,11 +719,52 @@ async def test_queue_without_a_conversation_and_not_yet_queued(widget, agent):
     try:
         assert await _ask_queue(communicator) == {
             "type": "queue", "conversation": None, "waiting": False, "position": None, "estimated_wait_seconds": None,
+            "follow_up": None,
         }
         said = await _say(communicator, "hello?")  # no queue at all: it waits, with no position
         assert await communicator.receive_nothing(timeout=0.2)
         frame = await _ask_queue(communicator)
         assert (frame["conversation"], frame["waiting"], frame["position"]) == (said["conversation"], True, None)
+    finally:
+        await communicator.disconnect()
+
+
+async def test_after_hours_fallback_tells_the_visitor_where_the_answer_comes_and_ending_keeps_it(
+        widget, agent, default_queue):
+    """A closed queue with the voicemail / email fallback: the widget hears "we'll answer by
+    email" instead of a position, and End chat leaves the promised follow-up open."""
+    from profiles.models import IdentityKind
+
+    from ..factories import make_identity
+
+    def close_queue():
+        default_queue.business_hours = {"time_zone": "Asia/Tokyo", "weekly": {}, "holidays": []}
+        default_queue.after_hours_action = "voicemail"
+        default_queue.save()
+
+    await database_sync_to_async(close_queue)()
+    communicator, _, _ = await _hello(_token())
+    try:
+        said = await _say(communicator, "are you there?")
+
+        def give_email():
+            customer = Conversation.objects.get(pk=said["conversation"]).customer
+            make_identity(customer, IdentityKind.EMAIL, "visitor@example.jp")
+
+        await database_sync_to_async(give_email)()
+        await _route(said["conversation"])
+        await _drain(communicator)
+        frame = await _ask_queue(communicator)
+        assert (frame["waiting"], frame["follow_up"]) == (True, "email")
+        await communicator.send_json_to({"type": "end"})
+        assert (await communicator.receive_json_from(timeout=5))["type"] == "ended"
+
+        def still_open():
+            conversation = Conversation.objects.get(pk=said["conversation"])
+            assert conversation.status == "open" and conversation.abandoned_at is None
+            assert conversation.follow_up_channel == "email"
+
+        await database_sync_to_async(still_open)()
     finally:
         await communicator.disconnect()
 
