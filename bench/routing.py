@@ -1,5 +1,6 @@
 """bench/routing: 100 agents (3 skills, capacity 3 on SMS) routed by two real Celery workers
-(``-P threads -c 4``, ``CC_DB_CONN_MAX_AGE=60`` as in the Procfile).
+(prefork ``-c 2`` each, ``CC_DB_CONN_MAX_AGE=60`` as in the Procfile; ``BENCH_WORKER_POOL`` and
+``BENCH_WORKER_CONCURRENCY`` change them).
 
 (a) arrivals: 20 new SMS conversations/s for 30 s through the real ingest path (``message_receive``,
     which enqueues ``route_conversation_task`` after commit), from ARRIVAL_THREADS sender threads
@@ -48,7 +49,10 @@ FREE_RATE = 10  # per second
 FREE_SECONDS = 30
 WORKERS = 2
 ARRIVAL_THREADS = 2
-WORKER_THREADS = 4
+# As the Procfile runs them: celery's default prefork pool, four routers in all. (``-P threads``
+# measured 1.3x worse at p95 here: a decision is mostly Python, and threads wait for one GIL.)
+WORKER_POOL = os.environ.get("BENCH_WORKER_POOL", "prefork")
+WORKER_CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "2"))
 NOOP_SAMPLES = 30
 CLAIM_SAMPLES = 50
 DRAIN_SECONDS = 20
@@ -172,8 +176,8 @@ class Workers:
         for i, name in enumerate(self.names):
             log = open(REPO / "var" / f"bench-routing-worker{i}.log", "w")  # noqa: SIM115
             proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "contactcenter", "worker", "-P", "threads",
-                 "-c", str(WORKER_THREADS), "--without-gossip", "--without-mingle", "--without-heartbeat",
+                [sys.executable, "-m", "celery", "-A", "contactcenter", "worker", "-P", WORKER_POOL,
+                 "-c", str(WORKER_CONCURRENCY), "--without-gossip", "--without-mingle", "--without-heartbeat",
                  "-l", "WARNING", "-n", f"{name}@%h"],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
             )
@@ -642,7 +646,7 @@ def main() -> int:
     ratio = max(a_p95, b_p95) / baseline
 
     print(f"database: postgresql + redis; {AGENTS} agents x 3 skills, capacity {CAPACITY} on sms; "
-          f"{WORKERS} celery workers (-P threads -c {WORKER_THREADS}); {os.cpu_count()} CPUs, "
+          f"{WORKERS} celery workers (-P {WORKER_POOL} -c {WORKER_CONCURRENCY}); {os.cpu_count()} CPUs, "
           f"load average {load_start:.1f} at start, {load_end:.1f} at end")
     if load_start > 1.5:
         print("note: the machine was already busy when the bench started (other processes); latencies include that")

@@ -1,6 +1,7 @@
 """Who could take a conversation, and which conversation to route: the reads behind a routing decision.
 
-Reads, plus the one statement that locks an agent; the rest of the locking and the writes live in
+Reads, plus the two statements of an agent's capacity check (lock the agent, then insert the offer
+only while they have room); the rest of the locking and the writes live in
 ``conversations.services.routing``. Every helper here is one SQL statement. A decision's cost is
 its round trips plus the ORM's work to build each statement, and building the correlated load
 subqueries took more CPU than PostgreSQL took to run them (bench/routing), so the statements run
@@ -73,6 +74,62 @@ def waiting(qs=None):
     """Open, unassigned, not abandoned: what routing may offer."""
     return (qs if qs is not None else Conversation.objects).filter(
         status=ConversationStatus.OPEN, assignee__isnull=True, abandoned_at__isnull=True)
+
+
+class _RowReader:
+    """Model instances from the columns of a plain SQL statement: the same converters the ORM
+    applies (JSON, SQLite's datetimes), without building and compiling a query per call."""
+
+    def __init__(self, model, alias: str):
+        self.model = model
+        self.fields = list(model._meta.concrete_fields)
+        self.names = [field.attname for field in self.fields]
+        self.columns = ", ".join(f"{alias}.{connection.ops.quote_name(field.column)}" for field in self.fields)
+        self._converters = {}
+
+    def instance(self, values):
+        converters = self._converters.get(connection.vendor)
+        if converters is None:
+            converters = self._converters[connection.vendor] = [
+                (connection.ops.get_db_converters(col) + field.get_db_converters(connection), col)
+                for field in self.fields for col in [field.get_col(self.model._meta.db_table)]
+            ]
+        converted = []
+        for value, (functions, col) in zip(values, converters, strict=True):
+            for function in functions:
+                value = function(value, col, connection)
+            converted.append(value)
+        return self.model.from_db(connection.alias, self.names, converted)
+
+
+@cache
+def _readers() -> tuple[_RowReader, _RowReader]:
+    return _RowReader(Conversation, "c"), _RowReader(Queue, "q")
+
+
+def waiting_conversation_lock(conversation_id: int) -> Conversation | None:
+    """Lock a waiting conversation (and fetch its queue) until commit, or None when it is not
+    waiting or another router holds it (SKIP LOCKED). The first statement of every decision,
+    written out once: compiling the equivalent queryset cost more than running it (bench/routing)."""
+    conversations, queues = _readers()
+    sql = (
+        f"SELECT {conversations.columns}, {queues.columns} FROM {{conversation}} c "
+        "LEFT JOIN {queue} q ON q.id = c.queue_id "
+        "WHERE c.id = %s AND c.status = %s AND c.assignee_id IS NULL AND c.abandoned_at IS NULL"
+    )
+    features = connection.features
+    if features.has_select_for_update:  # SQLite has no row locks: its writers take turns anyway
+        sql += " FOR UPDATE OF c SKIP LOCKED" if features.has_select_for_update_of else " FOR UPDATE SKIP LOCKED"
+    with connection.cursor() as cursor:
+        cursor.execute(_sql(sql), [conversation_id, ConversationStatus.OPEN])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(conversations.names)
+    conversation = conversations.instance(row[:split])
+    if conversation.queue_id is not None:
+        conversation.queue = queues.instance(row[split:])
+    return conversation
 
 
 @dataclass(frozen=True)
@@ -166,14 +223,42 @@ def _load_params(channel: str) -> list:
     return [channel, *LOAD_STATUSES, channel, OfferStatus.PENDING]
 
 
-# Available agents having every skill the queue requires, longest idle first (never assigned
-# first, then the longest since their presence changed, then the lower id).
-_ELIGIBLE = f"""SELECT a.id, a.capacity, {_LOAD}
-    FROM {{agent}} a JOIN {{presence}} p ON p.id = a.presence_id
-    WHERE p.is_available AND NOT EXISTS (
-        SELECT 1 FROM {{required}} r WHERE r.queue_id = %s AND NOT EXISTS (
-            SELECT 1 FROM {{agentskill}} s WHERE s.agent_id = a.id AND s.skill_id = r.skill_id))
-    ORDER BY a.last_assigned_at IS NOT NULL, a.last_assigned_at, a.presence_changed_at, a.id"""
+# Available agents having every skill the queue requires, in offer order: the known agent first
+# (when there is one), then the longest idle (never assigned first, then the longest since their
+# presence changed, then the lower id). The LIMIT in the inner query is a fence, not a limit: it
+# keeps the planner from merging the two levels, so the agents are sorted first (cheap: no loads
+# yet) and the outer WHERE counts loads one agent at a time, in that order, only until enough
+# agents with room are found. Counting every agent's load first cost more than the rest of the
+# decision (bench/routing). The outer query keeps the inner order: it only filters and limits.
+_ELIGIBLE = f"""SELECT a.id, a.capacity, {_LOAD} FROM (
+        SELECT a.id, a.capacity FROM {{agent}} a JOIN {{presence}} p ON p.id = a.presence_id
+        WHERE p.is_available AND NOT EXISTS (
+            SELECT 1 FROM {{required}} r WHERE r.queue_id = %s AND NOT EXISTS (
+                SELECT 1 FROM {{agentskill}} s WHERE s.agent_id = a.id AND s.skill_id = r.skill_id))
+            {{exclude}}
+        ORDER BY CASE WHEN a.id = %s THEN 0 ELSE 1 END, a.last_assigned_at IS NOT NULL, a.last_assigned_at,
+            a.presence_changed_at, a.id
+        LIMIT 2147483647) a
+    WHERE {_LOAD} < {{capacity}}
+    LIMIT %s"""
+
+# An agent's capacity on a channel in SQL (``capacity_on``): the JSON key, else the channel's default.
+_CAPACITY = {
+    "postgresql": "COALESCE((a.capacity ->> %s)::integer, %s)",
+    "sqlite": "COALESCE(CAST(json_extract(a.capacity, %s) AS INTEGER), %s)",
+}
+
+
+def _capacity_params(channel: str) -> list:
+    key = channel if connection.vendor == "postgresql" else f'$."{channel}"'
+    return [key, DEFAULT_CAPACITY.get(channel, 1)]
+
+
+@cache
+def _eligible_sql(vendor: str, excluded: int) -> str:
+    exclude = f"AND a.id NOT IN ({', '.join(['%s'] * excluded)})" if excluded else ""
+    return _sql(_ELIGIBLE.replace("{exclude}", exclude).replace("{capacity}", _CAPACITY[vendor]))
+
 
 _AGENT_LOAD = f"SELECT {_LOAD} FROM {{agent}} a WHERE a.id = %s"
 
@@ -181,33 +266,58 @@ _AGENT = """SELECT p.is_available, a.capacity, a.display_name
     FROM {agent} a LEFT JOIN {presence} p ON p.id = a.presence_id WHERE a.id = %s"""
 
 
-def eligible_agents(*, queue: Queue, channel: str, exclude: set[int] = frozenset()) -> list[Candidate]:
-    """Agents who could take a conversation of ``queue`` on ``channel`` now, longest idle first.
+# How many agents with room a decision asks for: it offers to the first it can lock, and the rest
+# are for when others are locked by concurrent routers (and for the explanation).
+ELIGIBLE_LIMIT = 10
 
-    One statement: skills, presence and each agent's load (open/pending conversations plus
-    pending offers on the channel) come back as plain rows, no model instances (bench/routing).
-    Never-assigned agents count as the longest idle; ties go to the lower id."""
+
+def eligible_agents(*, queue: Queue, channel: str, exclude: set[int] = frozenset(), first: int | None = None,
+                    limit: int = ELIGIBLE_LIMIT) -> list[Candidate]:
+    """Up to ``limit`` agents who could take a conversation of ``queue`` on ``channel`` now:
+    available, every skill the queue requires, room on the channel (open/pending conversations
+    plus pending offers below their capacity). ``first`` (the known agent) comes first when they
+    qualify, then the longest idle; never-assigned agents count as the longest idle; ties go to
+    the lower id. One statement, plain rows, no model instances (bench/routing)."""
+    excluded = sorted(exclude)
     with connection.cursor() as cursor:
-        cursor.execute(_sql(_ELIGIBLE), [*_load_params(channel), queue.pk])
+        cursor.execute(_eligible_sql(connection.vendor, len(excluded)),
+                       [*_load_params(channel), queue.pk, *excluded, first, *_load_params(channel),
+                        *_capacity_params(channel), limit])
         rows = cursor.fetchall()
     candidates = []
     for pk, capacity, load in rows:
-        limit = capacity_on(capacity, channel)
-        if load < limit and pk not in exclude:
-            candidates.append(Candidate(pk=pk, load=load, capacity=limit))
+        room = capacity_on(capacity, channel)
+        if load < room:  # the SQL already checked: this only guards against an odd capacity value
+            candidates.append(Candidate(pk=pk, load=load, capacity=room))
     return candidates
 
 
-def agent_load(agent_id: int, channel: str) -> int:
-    """An agent's load on ``channel``. Under the agent's row lock, in a statement after the one that
-    took it, this is exact: every offer or assignment to them was made by a holder of that lock and
-    is committed, and a new statement sees every commit (READ COMMITTED)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_sql(_AGENT_LOAD), [*_load_params(channel), agent_id])
-        return cursor.fetchone()[0]
-
-
 LOCKED_ELSEWHERE = "locked elsewhere"
+
+
+def offer_insert_if_room(offer: Offer, limit: int) -> bool:
+    """Insert ``offer`` only while its agent's load on its channel is below ``limit``: the capacity
+    check and the insert in one statement. Caller holds the agent's row lock, taken in an earlier
+    statement, so this statement's snapshot includes every offer and assignment that earlier
+    holders of the lock committed (READ COMMITTED): the count is exact. A write among the reads
+    because it is the other half of the agent's capacity check."""
+    meta = Offer._meta
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+        f"SELECT {', '.join(['%s'] * len(fields))} WHERE ({_sql(_AGENT_LOAD)}) < %s "
+        f"RETURNING {quote(meta.pk.column)}"
+    )
+    params = [field.get_db_prep_save(field.pre_save(offer, add=True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *_load_params(offer.channel), offer.agent_id, limit])
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    offer.pk = row[0]
+    offer._state.adding, offer._state.db = False, connection.alias
+    return True
 
 
 def agent_lock(agent_id: int, *, skip_locked: bool) -> tuple[bool, dict, str] | str | None:
@@ -229,17 +339,6 @@ def agent_lock(agent_id: int, *, skip_locked: bool) -> tuple[bool, dict, str] | 
     return bool(available), _parsed(capacity) if isinstance(capacity, str) else capacity, display_name
 
 
-def agent_state(agent_id: int) -> tuple[bool, dict] | None:
-    """(available, capacity) of an agent, unlocked; None when there is no such agent."""
-    with connection.cursor() as cursor:
-        cursor.execute(_sql(_AGENT), [agent_id])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    available, capacity, _name = row
-    return bool(available), _parsed(capacity) if isinstance(capacity, str) else capacity
-
-
 # Waiting conversations (open, unassigned, not abandoned, no pending offer) in the queues whose
 # every required skill the agent has, or not queued yet; highest priority, then oldest. "Not in the
 # pending offers" rather than a correlated NOT EXISTS: there are at most as many pending offers as
@@ -257,8 +356,38 @@ _WAITING_FOR = """SELECT c.id, c.channel FROM {conversation} c
     LIMIT %s"""
 
 
-def waiting_for_agent(agent_id: int, *, limit: int) -> list[tuple[int, str]]:
-    """What the agent could be offered next: (conversation id, channel), best first."""
+@dataclass(frozen=True)
+class NextWork:
+    """An agent's state and what they could be offered next, best first: (conversation id,
+    channel, the agent's load on that channel)."""
+
+    available: bool
+    capacity: dict
+    waiting: list[tuple[int, str, int]]
+
+
+# The agent's presence and capacity, with the waiting conversations they could serve (_WAITING_FOR,
+# same order) and their load on each one's channel: what a freed agent's routing starts from, in
+# one statement. The LEFT JOIN keeps the agent's row when nothing waits.
+_NEXT_WORK = f"""SELECT p.is_available, a.capacity, w.id, w.channel,
+        (SELECT COUNT(*) FROM {{conversation}} x WHERE x.assignee_id = a.id AND x.channel = w.channel
+            AND x.status IN (%s, %s))
+        + (SELECT COUNT(*) FROM {{offer}} o WHERE o.agent_id = a.id AND o.channel = w.channel AND o.status = %s)
+    FROM {{agent}} a LEFT JOIN {{presence}} p ON p.id = a.presence_id
+    LEFT JOIN ({_WAITING_FOR.replace("SELECT c.id, c.channel FROM",
+                                     "SELECT c.id, c.channel, c.priority, c.queued_at, c.created_at FROM")}) w ON 1 = 1
+    WHERE a.id = %s
+    ORDER BY w.priority DESC, w.queued_at, w.created_at, w.id"""
+
+
+def agent_next_work(agent_id: int, *, limit: int) -> NextWork | None:
+    """None when there is no such agent."""
     with connection.cursor() as cursor:
-        cursor.execute(_sql(_WAITING_FOR), [ConversationStatus.OPEN, agent_id, OfferStatus.PENDING, limit])
-        return cursor.fetchall()
+        cursor.execute(_sql(_NEXT_WORK), [*LOAD_STATUSES, OfferStatus.PENDING, ConversationStatus.OPEN, agent_id,
+                                          OfferStatus.PENDING, limit, agent_id])
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    available, capacity = rows[0][0], rows[0][1]
+    return NextWork(available=bool(available), capacity=_parsed(capacity) if isinstance(capacity, str) else capacity,
+                    waiting=[(pk, channel, load) for _a, _c, pk, channel, load in rows if pk is not None])

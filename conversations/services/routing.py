@@ -28,22 +28,23 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..enqueue import enqueue_on_commit
+from ..sequence import conversation_save_taking_seq
 from ..events import conversation_recipients, send_on_commit
 from ..groups import agent_group, supervisors_group
 from ..routing.selection import (
     LOAD_STATUSES,
     LOCKED_ELSEWHERE,
     Candidate,
-    agent_load,
     agent_lock,
-    agent_state,
+    offer_insert_if_room,
+    agent_next_work,
     capacity_on,
     eligible_agents,
     known_agent_id,
     queue_pick,
     recent_refusals,
     routing_facts,
-    waiting_for_agent,
+    waiting_conversation_lock,
 )
 from ..routing.selection import waiting as _waiting
 from .system_events import system_event_record
@@ -106,10 +107,7 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
         # Lock order, first: the conversation. SKIP LOCKED: another router holding it will decide.
         # Only the queue comes along: the customer and the inbox are read on the rare paths (rules,
         # auto-replies), and joining them costs every decision (bench/routing).
-        conversation = (
-            _waiting(Conversation.objects.select_for_update(skip_locked=True, of=("self",)))
-            .select_related("queue").filter(pk=conversation_id).order_by().first()
-        )
+        conversation = waiting_conversation_lock(conversation_id)
         if conversation is None:
             return RoutingDecision(reason="not waiting or being routed elsewhere")
         facts = routing_facts(conversation, now)
@@ -158,11 +156,12 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
             return RoutingDecision(reason=note, explanation=explanation)
 
         refused = recent_refusals(conversation.pk, now) if facts.has_recent_refusal else set()
-        candidates = eligible_agents(queue=queue, channel=conversation.channel, exclude=refused)
         step = "queue"
         known = known_agent_id(facts, queue, now)
         in_known_step = known is not None and now - conversation.queued_at < timedelta(
             seconds=queue.known_agent_timeout_seconds) and known not in refused
+        candidates = eligible_agents(queue=queue, channel=conversation.channel, exclude=refused,
+                                     first=known if in_known_step else None)
         if in_known_step:
             known_candidates = [a for a in candidates if a.pk == known]
             if known_candidates:
@@ -176,12 +175,8 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
         explanation |= {"queue": queue.slug, "step": step, "known_agent": known,
                         "candidates": [a.pk for a in candidates][:20], "excluded": sorted(refused)}
 
-        decision = _offer_to_first_free(conversation, candidates, queue, step, explanation, now, waits=waits)
-        if decision is not None:
-            conversation.routing_note = (
-                f"{'assigned to' if decision.assigned else 'offered to'} {decision.offer.agent.display_name}"[:300])
-            conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at", "assignee",
-                                             "assigned_at"])
+        decision = _offer_to_first_free(conversation, candidates, queue, step, explanation, now, fields, waits=waits)
+        if decision is not None:  # the conversation is saved
             return decision
         conversation.routing_note = "waiting: no eligible agent is free"
         conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at"])
@@ -198,12 +193,12 @@ _NO_ROOM = "no room"
 
 
 def _offer_to_first_free(conversation: Conversation, candidates: list[Candidate], queue: Queue, step: str,
-                         explanation: dict, now, *, waits: bool) -> RoutingDecision | None:
+                         explanation: dict, now, fields: list[str], *, waits: bool) -> RoutingDecision | None:
     """Offer to the first candidate who still has room once their row is locked. Caller holds the
     conversation lock. Lock order: conversation (held) → agent. The load is counted again under the
-    agent's lock, in a statement of its own (its snapshot then includes every offer the previous
-    holder of the lock committed): another router may have taken the last slot since
-    eligible_agents() looked.
+    agent's lock, in the statement after the lock's, which inserts the offer only if there is room
+    (its snapshot then includes every offer the previous holder of the lock committed): another
+    router may have taken the last slot since eligible_agents() looked.
 
     First pass, SKIP LOCKED: an agent locked by another router is being offered something right
     now, so this router tries the next one rather than queueing behind it, and routers do not
@@ -218,44 +213,65 @@ def _offer_to_first_free(conversation: Conversation, candidates: list[Candidate]
     decision over (``_StartOver``: the transaction rolls back) with ``waits``, where every agent is
     locked inside a savepoint from the start."""
     skipped, holding = [], False
+    offer_to = _OfferTo(conversation, queue, step, explanation, now, fields)
     for candidate in candidates:
-        agent = _lock_agent_with_room(candidate.pk, conversation.channel, skip_locked=True, release_if_full=waits)
-        if agent is LOCKED_ELSEWHERE:
+        outcome = offer_to.agent(candidate.pk, skip_locked=True, release_if_full=waits)
+        if outcome is LOCKED_ELSEWHERE:
             skipped.append(candidate)
-        elif agent is _NO_ROOM:
+        elif outcome is _NO_ROOM:
             holding = holding or not waits
-        elif agent is not None:
-            return _offer(conversation, agent, queue, step, explanation, now)
+        elif outcome is not None:
+            return outcome
     if not skipped:
         return None
     if holding:
         raise _StartOver
     for candidate in skipped:
-        agent = _lock_agent_with_room(candidate.pk, conversation.channel, skip_locked=False, release_if_full=True)
-        if isinstance(agent, Agent):
-            return _offer(conversation, agent, queue, step, explanation, now)
+        outcome = offer_to.agent(candidate.pk, skip_locked=False, release_if_full=True)
+        if isinstance(outcome, RoutingDecision):
+            return outcome
     return None
 
 
-def _lock_agent_with_room(agent_id: int, channel: str, *, skip_locked: bool, release_if_full: bool):
-    """Lock the agent's row until commit and return them if still available with room on
-    ``channel``. Otherwise ``_NO_ROOM`` (their lock released again if ``release_if_full``, by rolling
-    back a savepoint taken before it), None when the agent is gone, or ``LOCKED_ELSEWHERE`` when
-    ``skip_locked`` and another transaction holds them."""
-    savepoint = transaction.savepoint() if release_if_full else None
-    locked = agent_lock(agent_id, skip_locked=skip_locked)
-    if locked is None or locked is LOCKED_ELSEWHERE:
+@dataclass
+class _OfferTo:
+    """One decision's offer, tried agent after agent (``_offer_to_first_free``)."""
+
+    conversation: Conversation
+    queue: Queue
+    step: str
+    explanation: dict
+    now: object
+    fields: list[str]
+
+    def agent(self, agent_id: int, *, skip_locked: bool, release_if_full: bool):
+        """Lock the agent's row until commit, then insert the offer only while they are available
+        with room on the channel (``offer_insert_if_room``: the load counted in a statement after
+        the lock's). Returns the decision; else ``_NO_ROOM`` (their lock released again if
+        ``release_if_full``, by rolling back a savepoint taken before it), None when the agent is
+        gone, or ``LOCKED_ELSEWHERE`` when ``skip_locked`` and another transaction holds them."""
+        savepoint = transaction.savepoint() if release_if_full else None
+        locked = agent_lock(agent_id, skip_locked=skip_locked)
+        if locked is None or locked is LOCKED_ELSEWHERE:
+            if savepoint:
+                transaction.savepoint_rollback(savepoint)
+            return locked
+        available, capacity, display_name = locked
+        conversation, queue, now = self.conversation, self.queue, self.now
+        offer = Offer(conversation=conversation, agent_id=agent_id, queue=queue, channel=conversation.channel,
+                      step=self.step, explanation=self.explanation, created_at=now)
+        if queue.auto_accept:
+            offer.status, offer.decided_at = OfferStatus.ACCEPTED, now
+        else:
+            offer.expires_at = now + timedelta(seconds=queue.offer_timeout_seconds)
+        if not available or not offer_insert_if_room(offer, capacity_on(capacity, conversation.channel)):
+            if savepoint:
+                transaction.savepoint_rollback(savepoint)
+            return _NO_ROOM
         if savepoint:
-            transaction.savepoint_rollback(savepoint)
-        return locked
-    available, capacity, display_name = locked
-    if not available or agent_load(agent_id, channel) >= capacity_on(capacity, channel):
-        if savepoint:
-            transaction.savepoint_rollback(savepoint)
-        return _NO_ROOM
-    if savepoint:
-        transaction.savepoint_commit(savepoint)
-    return Agent(pk=agent_id, capacity=capacity, display_name=display_name)
+            transaction.savepoint_commit(savepoint)
+        offer.agent = Agent(pk=agent_id, capacity=capacity, display_name=display_name)
+        return _offer_made(offer, self.fields)
 
 
 def _queue_auto_reply(conversation: Conversation) -> None:
@@ -342,34 +358,37 @@ def _after_hours_message_send(conversation: Conversation, queue: Queue, hours, r
         logger.info("after-hours message not sent for conversation %s: %s", conversation.pk, exc.messages)
 
 
-def _offer(conversation: Conversation, agent: Agent, queue: Queue, step: str, explanation: dict, now) -> RoutingDecision:
-    """Caller holds the conversation and agent locks."""
-    if queue.auto_accept:
-        offer = Offer.objects.create(
-            conversation=conversation, agent=agent, queue=queue, channel=conversation.channel, step=step,
-            status=OfferStatus.ACCEPTED, explanation=explanation, created_at=now, decided_at=now,
-        )
-        _assign(conversation, agent, now, via="auto_accept")
-        return RoutingDecision(offer=offer, assigned=True, explanation=explanation)
-    offer = Offer.objects.create(
-        conversation=conversation, agent=agent, queue=queue, channel=conversation.channel, step=step,
-        explanation=explanation, created_at=now, expires_at=now + timedelta(seconds=queue.offer_timeout_seconds),
-    )
+def _offer_made(offer: Offer, fields: list[str]) -> RoutingDecision:
+    """The offer is in; caller holds the conversation and agent locks. Ends the decision: the
+    conversation's changes (``fields``, its routing note) and the event's sequence number go in one
+    UPDATE, then the event."""
+    conversation, agent, now = offer.conversation, offer.agent, offer.created_at
+    if offer.status == OfferStatus.ACCEPTED:  # the queue auto-accepts
+        conversation.assignee, conversation.assigned_at = agent, now
+        conversation.routing_note = f"assigned to {agent.display_name}"[:300]
+        seq = conversation_save_taking_seq(conversation, [*fields, "routing_note", "assignee", "assigned_at"])
+        _assign(conversation, agent, now, via="auto_accept", seq=seq)
+        return RoutingDecision(offer=offer, assigned=True, explanation=offer.explanation)
     # Idle time restarts when routing hands an agent work (offered or assigned), so the next
     # conversation goes to someone else: longest idle, as TaskRouter does.
     Agent.objects.filter(pk=agent.pk).update(last_assigned_at=now)
-    system_event_record(conversation, EventType.OFFERED, agent=agent, offer=offer.pk, step=step, queue=queue.pk)
+    conversation.routing_note = f"offered to {agent.display_name}"[:300]
+    seq = conversation_save_taking_seq(conversation, [*fields, "routing_note"])
+    system_event_record(conversation, EventType.OFFERED, agent=agent, offer=offer.pk, step=offer.step,
+                        queue=offer.queue_id, seq=seq)
     _publish(offer_event(offer, "offer.created"), agents=[agent.pk], conversation_id=conversation.pk)
-    return RoutingDecision(offer=offer, explanation=explanation)
+    return RoutingDecision(offer=offer, explanation=offer.explanation)
 
 
-def _assign(conversation: Conversation, agent: Agent, now, *, via: str, by: Agent | None = None, note: str = "") -> None:
-    """Caller holds the conversation lock (and the agent's, when capacity matters)."""
+def _assign(conversation: Conversation, agent: Agent, now, *, via: str, by: Agent | None = None, note: str = "",
+            seq: int | None = None) -> None:
+    """Caller holds the conversation lock (and the agent's, when capacity matters) and saves the
+    conversation (``seq``: the event's number, when that save already took it)."""
     conversation.assignee = agent
     conversation.assigned_at = now
     Agent.objects.filter(pk=agent.pk).update(last_assigned_at=now)
     system_event_record(conversation, EventType.ASSIGNED, agent=by, assignee=agent.pk, assignee_name=agent.display_name,
-                    via=via, **({"note": note} if note else {}))
+                        via=via, seq=seq, **({"note": note} if note else {}))
     _publish({"type": "conversation.assigned", "conversation": conversation.pk, "agent": agent.pk, "via": via},
              agents=[agent.pk], conversation_id=conversation.pk)
 
@@ -508,17 +527,16 @@ def route_for_agent(*, agent_id: int, limit: int = 20) -> int:
 
     Each conversation goes through route_conversation(), which decides who gets it (the known
     agent, else the longest idle) under its locks; the load tracked here only decides when to stop
-    trying, so it is counted once per channel and then followed from the decisions made."""
-    state = agent_state(agent_id)
-    if state is None or not state[0]:
+    trying, so it is taken once per channel (with the agent and the list, in one statement) and
+    then followed from the decisions made."""
+    work = agent_next_work(agent_id, limit=limit)
+    if work is None or not work.available:
         return 0
-    capacity = state[1]
     offered = 0
     loads: dict[str, int] = {}
-    for conversation_id, channel in waiting_for_agent(agent_id, limit=limit):
-        if channel not in loads:
-            loads[channel] = agent_load(agent_id, channel)
-        if loads[channel] >= capacity_on(capacity, channel):
+    for conversation_id, channel, load in work.waiting:
+        loads.setdefault(channel, load)
+        if loads[channel] >= capacity_on(work.capacity, channel):
             # Full on this channel: every further attempt would scan all agents and find nobody.
             continue
         decision = route_conversation(conversation_id=conversation_id)

@@ -120,6 +120,28 @@ def test_known_agent_first_within_the_step_then_the_queue(support, presence):
     assert route_conversation(conversation_id=second.pk).offer.agent == other
 
 
+def test_a_decision_looks_past_the_longest_idle_agents_who_are_full_and_finds_the_known_agent_anywhere(
+        support, presence):
+    """A decision asks the database for the first few agents with room (ELIGIBLE_LIMIT): agents
+    without room are passed over however many of them come first, and the known agent comes
+    first however recently they worked."""
+    from conversations.routing.selection import ELIGIBLE_LIMIT
+
+    now = timezone.now()
+    idle = [staff(f"idle-{i}", presence["available"], "support", capacity={"sms": 1},
+                  last_assigned_at=now - timedelta(hours=5, minutes=i)) for i in range(ELIGIBLE_LIMIT + 2)]
+    for agent in idle:  # the longest idle are all full
+        make_conversation(make_customer(), make_inbox("sms"), assignee=agent, status="open")
+    busy_but_free = staff("recent", presence["available"], "support", last_assigned_at=now - timedelta(minutes=1))
+    known = staff("known", presence["available"], "support", last_assigned_at=now)
+    assert route_conversation(conversation_id=waiting(support).pk).offer.agent == busy_but_free
+    customer = make_customer()
+    make_conversation(customer, make_inbox("email"), assignee=known, assigned_at=now - timedelta(days=1),
+                      status="resolved")
+    offer = route_conversation(conversation_id=waiting(support, customer=customer).pk).offer
+    assert (offer.agent, offer.step) == (known, "known_agent")
+
+
 def test_rules_pick_the_queue_first_match_wins(support, presence):
     vip_queue = Queue.objects.create(name="VIP", slug="vip")
     RoutingRule.objects.create(name="VIP SMS", order=1, expression='channel == "sms" and "VIP" in tags', queue=vip_queue)

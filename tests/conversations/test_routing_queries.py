@@ -17,13 +17,13 @@ from ..factories import make_conversation, make_customer, make_inbox
 
 pytestmark = pytest.mark.django_db
 
-# BEGIN, lock the conversation, its routing facts, the eligible agents, lock the agent, their load,
-# insert the offer, the agent's idle time, the event's sequence number and row, the conversation's
-# note, COMMIT.
-ROUTE_CONVERSATION_QUERIES = 12
-# The agent's presence and capacity, the waiting conversations they could serve, their load, then
-# one route_conversation.
-ROUTE_FOR_AGENT_QUERIES = 3 + ROUTE_CONVERSATION_QUERIES
+# BEGIN, lock the conversation, its routing facts, the eligible agents, lock the agent, insert the
+# offer if they have room, the agent's idle time, the conversation's note with the event's sequence
+# number, the event's row, COMMIT.
+ROUTE_CONVERSATION_QUERIES = 10
+# The agent's presence, capacity and load with the waiting conversations they could serve (one
+# statement), then one route_conversation.
+ROUTE_FOR_AGENT_QUERIES = 1 + ROUTE_CONVERSATION_QUERIES
 
 
 @pytest.fixture
