@@ -153,6 +153,11 @@ CELERY_TASK_IGNORE_RESULT = True
 # The (disabled) result backend is otherwise built per thread, and daphne runs every request's
 # sync code in a fresh thread: that alone made each apply_async from a view ~1.5 ms dearer.
 CELERY_RESULT_BACKEND_THREAD_SAFE = True
+# Celery's Django fixup closes every database connection before and after every task unless this
+# is set, so CC_DB_CONN_MAX_AGE did nothing in workers: each task opened a new PostgreSQL
+# connection (~3 ms and a server process fork; bench/routing found it). Set out of reach here;
+# contactcenter.celery applies Django's own rule instead (CONN_MAX_AGE, health checks, errors).
+CELERY_DB_REUSE_MAX = 2**31
 CELERY_TASK_DEFAULT_QUEUE = env_str("CC_CELERY_QUEUE", "celery")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

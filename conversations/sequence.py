@@ -26,10 +26,9 @@ def message_seq_next(conversation: Conversation) -> int:
     return seq
 
 
-def conversation_save_taking_seq(conversation: Conversation, update_fields) -> int:
-    """Save ``update_fields`` of the conversation (``updated_at`` too) and take its next number in
-    the same UPDATE: a routing decision ends with both, one round trip instead of two
-    (bench/routing). No model signals are listened to for conversations, so nothing is skipped."""
+def conversation_assignments(conversation: Conversation, update_fields) -> tuple[list[str], list]:
+    """``column = %s`` assignments and their values for ``update_fields`` (and ``updated_at``), as
+    ``save(update_fields=...)`` would write them."""
     meta = Conversation._meta
     quote = connection.ops.quote_name
     assignments, params = [], []
@@ -37,10 +36,18 @@ def conversation_save_taking_seq(conversation: Conversation, update_fields) -> i
         field = meta.get_field(name)
         assignments.append(f"{quote(field.column)} = %s")
         params.append(field.get_db_prep_save(field.pre_save(conversation, False), connection))
-    assignments.append("last_seq = last_seq + 1")
+    return assignments, params
+
+
+def conversation_save_taking_seq(conversation: Conversation, update_fields) -> int:
+    """Save ``update_fields`` of the conversation (``updated_at`` too) and take its next number in
+    the same UPDATE: a routing decision ends with both, one round trip instead of two
+    (bench/routing). No model signals are listened to for conversations, so nothing is skipped."""
+    assignments, params = conversation_assignments(conversation, update_fields)
+    table = connection.ops.quote_name(Conversation._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} WHERE id = %s RETURNING last_seq",
-                       [*params, conversation.pk])
+        cursor.execute(f"UPDATE {table} SET {', '.join(assignments)}, last_seq = last_seq + 1 WHERE id = %s "
+                       "RETURNING last_seq", [*params, conversation.pk])
         (seq,) = cursor.fetchone()
     conversation.last_seq = seq
     return seq

@@ -1,7 +1,7 @@
 """Who could take a conversation, and which conversation to route: the reads behind a routing decision.
 
-Reads, plus the two statements of an agent's capacity check (lock the agent, then insert the offer
-only while they have room); the rest of the locking and the writes live in
+Reads, plus the two statements of an agent's capacity check (lock the agent, then make the offer
+only while they have room, ``offer_write``); the rest of the locking and the writes live in
 ``conversations.services.routing``. Every helper here is one SQL statement. A decision's cost is
 its round trips plus the ORM's work to build each statement, and building the correlated load
 subqueries took more CPU than PostgreSQL took to run them (bench/routing), so the statements run
@@ -23,6 +23,7 @@ from ..models import (
     AgentSkill,
     Conversation,
     ConversationStatus,
+    Message,
     Offer,
     OfferStatus,
     PresenceState,
@@ -107,31 +108,6 @@ def _readers() -> tuple[_RowReader, _RowReader]:
     return _RowReader(Conversation, "c"), _RowReader(Queue, "q")
 
 
-def waiting_conversation_lock(conversation_id: int) -> Conversation | None:
-    """Lock a waiting conversation (and fetch its queue) until commit, or None when it is not
-    waiting or another router holds it (SKIP LOCKED). The first statement of every decision,
-    written out once: compiling the equivalent queryset cost more than running it (bench/routing)."""
-    conversations, queues = _readers()
-    sql = (
-        f"SELECT {conversations.columns}, {queues.columns} FROM {{conversation}} c "
-        "LEFT JOIN {queue} q ON q.id = c.queue_id "
-        "WHERE c.id = %s AND c.status = %s AND c.assignee_id IS NULL AND c.abandoned_at IS NULL"
-    )
-    features = connection.features
-    if features.has_select_for_update:  # SQLite has no row locks: its writers take turns anyway
-        sql += " FOR UPDATE OF c SKIP LOCKED" if features.has_select_for_update_of else " FOR UPDATE SKIP LOCKED"
-    with connection.cursor() as cursor:
-        cursor.execute(_sql(sql), [conversation_id, ConversationStatus.OPEN])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    split = len(conversations.names)
-    conversation = conversations.instance(row[:split])
-    if conversation.queue_id is not None:
-        conversation.queue = queues.instance(row[split:])
-    return conversation
-
-
 @dataclass(frozen=True)
 class RoutingFacts:
     """What a decision needs to know about a conversation besides its row."""
@@ -142,29 +118,58 @@ class RoutingFacts:
     last_assigned_at: datetime | None
 
 
-_FACTS = """SELECT
-    EXISTS (SELECT 1 FROM {offer} WHERE conversation_id = %s AND status = %s),
-    EXISTS (SELECT 1 FROM {offer} WHERE conversation_id = %s AND status IN (%s, %s) AND decided_at >= %s),
-    (SELECT assignee_id FROM {conversation} WHERE customer_id = %s AND id <> %s AND assignee_id IS NOT NULL
-        AND assigned_at IS NOT NULL ORDER BY assigned_at DESC, id DESC LIMIT 1),
-    (SELECT assigned_at FROM {conversation} WHERE customer_id = %s AND id <> %s AND assignee_id IS NOT NULL
-        AND assigned_at IS NOT NULL ORDER BY assigned_at DESC, id DESC LIMIT 1)"""
+# The facts come with the lock, in one statement. Its subqueries read the statement's snapshot,
+# taken just before the row lock: a router that committed in between (an offer, a refusal) is not
+# in them. That is safe in each direction it can go wrong, and costs no round trip:
+# - a pending offer it misses: the offer's own statement checks again (offer_write: "no pending
+#   offer" in a later statement, exact), so no second offer is made;
+# - a pending offer it still sees that has just been closed: whoever closed it (reject, timeout,
+#   rescind) enqueued routing after their commit, and that task decides; cancel and accept need none;
+# - a refusal it misses: eligible agents leave out recent refusers in a later statement, exact;
+# - the customer's last agent: a preference, a moment old at worst.
+_LOCK = """SELECT {columns},
+        EXISTS (SELECT 1 FROM {offer} o WHERE o.conversation_id = c.id AND o.status = %s),
+        EXISTS (SELECT 1 FROM {offer} o WHERE o.conversation_id = c.id AND o.status IN (%s, %s)
+            AND o.decided_at >= %s),
+        (SELECT x.assignee_id FROM {conversation} x WHERE x.customer_id = c.customer_id AND x.id <> c.id
+            AND x.assignee_id IS NOT NULL AND x.assigned_at IS NOT NULL ORDER BY x.assigned_at DESC, x.id DESC LIMIT 1),
+        (SELECT x.assigned_at FROM {conversation} x WHERE x.customer_id = c.customer_id AND x.id <> c.id
+            AND x.assignee_id IS NOT NULL AND x.assigned_at IS NOT NULL ORDER BY x.assigned_at DESC, x.id DESC LIMIT 1)
+    FROM {conversation} c LEFT JOIN {queue} q ON q.id = c.queue_id
+    WHERE c.id = %s AND c.status = %s AND c.assignee_id IS NULL AND c.abandoned_at IS NULL"""
 
 
-def routing_facts(conversation: Conversation, now) -> RoutingFacts:
-    """One statement. Run it after locking the conversation: its snapshot then includes whatever an
-    earlier holder of the lock committed (an offer, a refusal)."""
+def waiting_conversation_lock(conversation_id: int, now) -> tuple[Conversation, RoutingFacts] | None:
+    """Lock a waiting conversation until commit, with its queue and the facts a decision needs, or
+    None when it is not waiting or another router holds it (SKIP LOCKED). The first statement of
+    every decision, written out once: compiling the equivalent queryset cost more than running it
+    (bench/routing)."""
+    conversations, queues = _readers()
+    sql = _LOCK.replace("{columns}", f"{conversations.columns}, {queues.columns}")
+    features = connection.features
+    if features.has_select_for_update:  # SQLite has no row locks: its writers take turns anyway
+        sql += " FOR UPDATE OF c SKIP LOCKED" if features.has_select_for_update_of else " FOR UPDATE SKIP LOCKED"
     since = connection.ops.adapt_datetimefield_value(now - REJECT_MEMORY)
-    pk, customer_id = conversation.pk, conversation.customer_id
     with connection.cursor() as cursor:
-        cursor.execute(_sql(_FACTS), [pk, OfferStatus.PENDING, pk, *REFUSED, since, customer_id, pk, customer_id, pk])
-        pending, refused, last_assignee_id, last_assigned_at = cursor.fetchone()
+        cursor.execute(_sql(sql), [OfferStatus.PENDING, *REFUSED, since, conversation_id, ConversationStatus.OPEN])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split, facts_at = len(conversations.names), len(conversations.names) + len(queues.names)
+    conversation = conversations.instance(row[:split])
+    if conversation.queue_id is not None:
+        conversation.queue = queues.instance(row[split:facts_at])
+    pending, refused, last_assignee_id, last_assigned_at = row[facts_at:]
     if isinstance(last_assigned_at, str):  # SQLite hands a computed column back as text
         last_assigned_at = parse_datetime(last_assigned_at)
     if last_assigned_at is not None and timezone.is_naive(last_assigned_at):
         last_assigned_at = timezone.make_aware(last_assigned_at, UTC)
-    return RoutingFacts(has_pending_offer=bool(pending), has_recent_refusal=bool(refused),
-                        last_assignee_id=last_assignee_id, last_assigned_at=last_assigned_at)
+    return conversation, RoutingFacts(has_pending_offer=bool(pending), has_recent_refusal=bool(refused),
+                                      last_assignee_id=last_assignee_id, last_assigned_at=last_assigned_at)
+
+
+def has_pending_offer(conversation_id: int) -> bool:
+    return Offer.objects.filter(conversation_id=conversation_id, status=OfferStatus.PENDING).exists()
 
 
 def recent_refusals(conversation_id: int, now) -> set[int]:
@@ -235,7 +240,8 @@ _ELIGIBLE = f"""SELECT a.id, a.capacity, {_LOAD} FROM (
         WHERE p.is_available AND NOT EXISTS (
             SELECT 1 FROM {{required}} r WHERE r.queue_id = %s AND NOT EXISTS (
                 SELECT 1 FROM {{agentskill}} s WHERE s.agent_id = a.id AND s.skill_id = r.skill_id))
-            {{exclude}}
+            AND a.id NOT IN (SELECT o.agent_id FROM {{offer}} o WHERE o.conversation_id = %s
+                AND o.status IN (%s, %s) AND o.decided_at >= %s)
         ORDER BY CASE WHEN a.id = %s THEN 0 ELSE 1 END, a.last_assigned_at IS NOT NULL, a.last_assigned_at,
             a.presence_changed_at, a.id
         LIMIT 2147483647) a
@@ -254,16 +260,15 @@ def _capacity_params(channel: str) -> list:
     return [key, DEFAULT_CAPACITY.get(channel, 1)]
 
 
-@cache
-def _eligible_sql(vendor: str, excluded: int) -> str:
-    exclude = f"AND a.id NOT IN ({', '.join(['%s'] * excluded)})" if excluded else ""
-    return _sql(_ELIGIBLE.replace("{exclude}", exclude).replace("{capacity}", _CAPACITY[vendor]))
-
-
 _AGENT_LOAD = f"SELECT {_LOAD} FROM {{agent}} a WHERE a.id = %s"
 
 _AGENT = """SELECT p.is_available, a.capacity, a.display_name
     FROM {agent} a LEFT JOIN {presence} p ON p.id = a.presence_id WHERE a.id = %s"""
+
+
+@cache
+def _eligible_sql(vendor: str) -> str:
+    return _sql(_ELIGIBLE.replace("{capacity}", _CAPACITY[vendor]))
 
 
 # How many agents with room a decision asks for: it offers to the first it can lock, and the rest
@@ -271,18 +276,19 @@ _AGENT = """SELECT p.is_available, a.capacity, a.display_name
 ELIGIBLE_LIMIT = 10
 
 
-def eligible_agents(*, queue: Queue, channel: str, exclude: set[int] = frozenset(), first: int | None = None,
+def eligible_agents(*, queue: Queue, channel: str, conversation_id: int, now, first: int | None = None,
                     limit: int = ELIGIBLE_LIMIT) -> list[Candidate]:
-    """Up to ``limit`` agents who could take a conversation of ``queue`` on ``channel`` now:
-    available, every skill the queue requires, room on the channel (open/pending conversations
-    plus pending offers below their capacity). ``first`` (the known agent) comes first when they
+    """Up to ``limit`` agents who could take conversation ``conversation_id`` of ``queue`` on
+    ``channel`` now: available, every skill the queue requires, room on the channel
+    (open/pending conversations plus pending offers below their capacity), and not one who turned
+    this conversation down within REJECT_MEMORY. ``first`` (the known agent) comes first when they
     qualify, then the longest idle; never-assigned agents count as the longest idle; ties go to
     the lower id. One statement, plain rows, no model instances (bench/routing)."""
-    excluded = sorted(exclude)
+    since = connection.ops.adapt_datetimefield_value(now - REJECT_MEMORY)
     with connection.cursor() as cursor:
-        cursor.execute(_eligible_sql(connection.vendor, len(excluded)),
-                       [*_load_params(channel), queue.pk, *excluded, first, *_load_params(channel),
-                        *_capacity_params(channel), limit])
+        cursor.execute(_eligible_sql(connection.vendor),
+                       [*_load_params(channel), queue.pk, conversation_id, *REFUSED, since, first,
+                        *_load_params(channel), *_capacity_params(channel), limit])
         rows = cursor.fetchall()
     candidates = []
     for pk, capacity, load in rows:
@@ -295,28 +301,101 @@ def eligible_agents(*, queue: Queue, channel: str, exclude: set[int] = frozenset
 LOCKED_ELSEWHERE = "locked elsewhere"
 
 
-def offer_insert_if_room(offer: Offer, limit: int) -> bool:
-    """Insert ``offer`` only while its agent's load on its channel is below ``limit``: the capacity
-    check and the insert in one statement. Caller holds the agent's row lock, taken in an earlier
-    statement, so this statement's snapshot includes every offer and assignment that earlier
-    holders of the lock committed (READ COMMITTED): the count is exact. A write among the reads
-    because it is the other half of the agent's capacity check."""
+def offer_write(offer: Offer, *, limit: int, conversation: Conversation, conversation_fields: list[str],
+                event: Message) -> bool:
+    """Make the offer, all or nothing, only while its agent's load on its channel is below ``limit``
+    and the conversation has no pending offer: insert ``offer``, restart the agent's idle time,
+    save the conversation's ``conversation_fields`` taking the next sequence number, and insert the
+    timeline ``event`` with that number (its ``event_data["offer"]`` set to the offer's id when it
+    has that key). False, and nothing written, when there was no room or an offer is pending.
+
+    Caller holds the conversation's and the agent's row locks, taken in earlier statements, so the
+    snapshot of this one includes everything earlier holders of those locks committed (READ
+    COMMITTED): the load and the pending check are exact. A write among the reads because it is the
+    other half of the agent's capacity check.
+
+    On PostgreSQL, one statement (data-modifying CTEs, each conditional on the offer's insert): each
+    round trip waits for a core on a busy machine, and the decision's last four writes were four of
+    them (bench/routing). SQLite has no data-modifying CTEs, and one writer at a time: the same writes
+    in turn."""
+    if connection.vendor != "postgresql":
+        return _offer_write_in_turn(offer, limit=limit, conversation=conversation,
+                                    conversation_fields=conversation_fields, event=event)
+    from ..sequence import conversation_assignments
+
+    quote = connection.ops.quote_name
+
+    def prepared(model, instance, exclude=()):
+        fields = [f for f in model._meta.concrete_fields if not f.primary_key and f.attname not in exclude]
+        return fields, [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in fields]
+
+    offer_fields, offer_params = prepared(Offer, offer)
+    event_fields, event_params = prepared(Message, event, exclude=("seq",))
+    event_columns = [quote(f.column) for f in event_fields] + [quote(Message._meta.get_field("seq").column)]
+    event_values = ["%s"] * len(event_fields) + ["conv.last_seq"]
+    if "offer" in (event.event_data or {}):
+        data_at = [f.attname for f in event_fields].index("event_data")
+        event_values[data_at] = "jsonb_set(%s::jsonb, '{offer}', to_jsonb(new_offer.id))"
+    assignments, conversation_params = conversation_assignments(conversation, conversation_fields)
+    offer_table, agent_table = quote(Offer._meta.db_table), quote(Agent._meta.db_table)
+    sql = (
+        f"WITH new_offer AS (INSERT INTO {offer_table} ({', '.join(quote(f.column) for f in offer_fields)}) "
+        f"SELECT {', '.join(['%s'] * len(offer_fields))} "
+        f"WHERE ({_sql(_AGENT_LOAD)}) < %s AND NOT EXISTS (SELECT 1 FROM {offer_table} pending "
+        "WHERE pending.conversation_id = %s AND pending.status = %s) RETURNING id), "
+        f"idle AS (UPDATE {agent_table} SET {quote(Agent._meta.get_field('last_assigned_at').column)} = %s "
+        "WHERE id = %s AND EXISTS (SELECT 1 FROM new_offer)), "
+        f"conv AS (UPDATE {quote(Conversation._meta.db_table)} SET {', '.join(assignments)}, last_seq = last_seq + 1 "
+        "WHERE id = %s AND EXISTS (SELECT 1 FROM new_offer) RETURNING last_seq), "
+        f"ev AS (INSERT INTO {quote(Message._meta.db_table)} ({', '.join(event_columns)}) "
+        f"SELECT {', '.join(event_values)} FROM conv, new_offer RETURNING id, seq) "
+        "SELECT new_offer.id, ev.id, ev.seq FROM new_offer, ev"
+    )
+    idle_at = connection.ops.adapt_datetimefield_value(offer.created_at)
+    params = [*offer_params, *_load_params(offer.channel), offer.agent_id, limit, conversation.pk, OfferStatus.PENDING,
+              idle_at, offer.agent_id, *conversation_params, conversation.pk, *event_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    offer.pk, event.pk, event.seq = row
+    conversation.last_seq = event.seq
+    if "offer" in (event.event_data or {}):
+        event.event_data = {**event.event_data, "offer": offer.pk}
+    for instance in (offer, event):
+        instance._state.adding, instance._state.db = False, connection.alias
+    return True
+
+
+def _offer_write_in_turn(offer: Offer, *, limit: int, conversation: Conversation, conversation_fields: list[str],
+                         event: Message) -> bool:
+    from ..sequence import conversation_save_taking_seq
+
     meta = Offer._meta
     fields = [field for field in meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
         f"SELECT {', '.join(['%s'] * len(fields))} WHERE ({_sql(_AGENT_LOAD)}) < %s "
+        f"AND NOT EXISTS (SELECT 1 FROM {quote(meta.db_table)} pending "
+        "WHERE pending.conversation_id = %s AND pending.status = %s) "
         f"RETURNING {quote(meta.pk.column)}"
     )
     params = [field.get_db_prep_save(field.pre_save(offer, add=True), connection) for field in fields]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *_load_params(offer.channel), offer.agent_id, limit])
+        cursor.execute(sql, [*params, *_load_params(offer.channel), offer.agent_id, limit, conversation.pk,
+                             OfferStatus.PENDING])
         row = cursor.fetchone()
     if row is None:
         return False
     offer.pk = row[0]
     offer._state.adding, offer._state.db = False, connection.alias
+    Agent.objects.filter(pk=offer.agent_id).update(last_assigned_at=offer.created_at)
+    event.seq = conversation_save_taking_seq(conversation, conversation_fields)
+    if "offer" in (event.event_data or {}):
+        event.event_data = {**event.event_data, "offer": offer.pk}
+    event.save(force_insert=True)
     return True
 
 

@@ -28,7 +28,6 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..enqueue import enqueue_on_commit
-from ..sequence import conversation_save_taking_seq
 from ..events import conversation_recipients, send_on_commit
 from ..groups import agent_group, supervisors_group
 from ..routing.selection import (
@@ -36,24 +35,28 @@ from ..routing.selection import (
     LOCKED_ELSEWHERE,
     Candidate,
     agent_lock,
-    offer_insert_if_room,
     agent_next_work,
     capacity_on,
     eligible_agents,
+    has_pending_offer,
     known_agent_id,
+    offer_write,
     queue_pick,
     recent_refusals,
-    routing_facts,
     waiting_conversation_lock,
 )
 from ..routing.selection import waiting as _waiting
+from ..sequence import message_seq_next
 from .system_events import system_event_record
 from ..models import (
     AfterHoursAction,
     Agent,
     Conversation,
     ConversationStatus,
+    Direction,
     EventType,
+    Message,
+    MessageKind,
     Offer,
     OfferStatus,
     PresenceState,
@@ -107,10 +110,10 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
         # Lock order, first: the conversation. SKIP LOCKED: another router holding it will decide.
         # Only the queue comes along: the customer and the inbox are read on the rare paths (rules,
         # auto-replies), and joining them costs every decision (bench/routing).
-        conversation = waiting_conversation_lock(conversation_id)
-        if conversation is None:
+        locked = waiting_conversation_lock(conversation_id, now)
+        if locked is None:
             return RoutingDecision(reason="not waiting or being routed elsewhere")
-        facts = routing_facts(conversation, now)
+        conversation, facts = locked
         if facts.has_pending_offer:
             return RoutingDecision(reason="already offered")
         explanation: dict = {}
@@ -155,18 +158,21 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
             conversation.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
             return RoutingDecision(reason=note, explanation=explanation)
 
+        # Refusers are left out by eligible_agents() itself; this set is for the known-agent step
+        # and the explanation.
         refused = recent_refusals(conversation.pk, now) if facts.has_recent_refusal else set()
         step = "queue"
         known = known_agent_id(facts, queue, now)
         in_known_step = known is not None and now - conversation.queued_at < timedelta(
             seconds=queue.known_agent_timeout_seconds) and known not in refused
-        candidates = eligible_agents(queue=queue, channel=conversation.channel, exclude=refused,
-                                     first=known if in_known_step else None)
+        candidates = eligible_agents(queue=queue, channel=conversation.channel, conversation_id=conversation.pk,
+                                     now=now, first=known if in_known_step else None)
         if in_known_step:
             known_candidates = [a for a in candidates if a.pk == known]
             if known_candidates:
                 candidates, step = known_candidates, "known_agent"
-            elif Agent.objects.filter(pk=known, presence__is_available=True).exists():
+            elif Agent.objects.filter(pk=known, presence__is_available=True).exists() and \
+                    known not in recent_refusals(conversation.pk, now):  # (the lock's facts may be a moment old)
                 # Known agent is here but full: wait for them until the step times out.
                 note = f"waiting for known agent #{known}"
                 conversation.routing_note = note
@@ -178,6 +184,10 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
         decision = _offer_to_first_free(conversation, candidates, queue, step, explanation, now, fields, waits=waits)
         if decision is not None:  # the conversation is saved
             return decision
+        if has_pending_offer(conversation.pk):
+            # Another router's offer committed just before our lock (the facts came with the lock:
+            # see waiting_conversation_lock); offer_write() refused to add a second one.
+            return RoutingDecision(reason="already offered")
         conversation.routing_note = "waiting: no eligible agent is free"
         conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at"])
         if "queued_at" in fields:
@@ -258,20 +268,37 @@ class _OfferTo:
             return locked
         available, capacity, display_name = locked
         conversation, queue, now = self.conversation, self.queue, self.now
-        offer = Offer(conversation=conversation, agent_id=agent_id, queue=queue, channel=conversation.channel,
+        agent = Agent(pk=agent_id, capacity=capacity, display_name=display_name)
+        offer = Offer(conversation=conversation, agent=agent, queue=queue, channel=conversation.channel,
                       step=self.step, explanation=self.explanation, created_at=now)
+        fields = [*self.fields, "routing_note"]
         if queue.auto_accept:
             offer.status, offer.decided_at = OfferStatus.ACCEPTED, now
+            previous = conversation.assignee, conversation.assigned_at, conversation.routing_note
+            conversation.assignee, conversation.assigned_at = agent, now
+            conversation.routing_note = f"assigned to {display_name}"[:300]
+            fields += ["assignee", "assigned_at"]
+            event = _assigned_event(conversation, agent, via="auto_accept")
         else:
             offer.expires_at = now + timedelta(seconds=queue.offer_timeout_seconds)
-        if not available or not offer_insert_if_room(offer, capacity_on(capacity, conversation.channel)):
+            previous = None, None, conversation.routing_note
+            conversation.routing_note = f"offered to {display_name}"[:300]
+            event = _system_event(conversation, EventType.OFFERED, agent=agent, offer=None, step=self.step,
+                                  queue=queue.pk)
+        if not available or not offer_write(offer, limit=capacity_on(capacity, conversation.channel),
+                                            conversation=conversation, conversation_fields=fields, event=event):
+            conversation.assignee, conversation.assigned_at, conversation.routing_note = previous
             if savepoint:
                 transaction.savepoint_rollback(savepoint)
             return _NO_ROOM
         if savepoint:
             transaction.savepoint_commit(savepoint)
-        offer.agent = Agent(pk=agent_id, capacity=capacity, display_name=display_name)
-        return _offer_made(offer, self.fields)
+        # Made: the offer (or assignment), the agent's idle time, the conversation, the event.
+        if offer.status == OfferStatus.ACCEPTED:
+            _assigned_publish(conversation, agent, via="auto_accept")
+            return RoutingDecision(offer=offer, assigned=True, explanation=offer.explanation)
+        _publish(offer_event(offer, "offer.created"), agents=[agent.pk], conversation_id=conversation.pk)
+        return RoutingDecision(offer=offer, explanation=offer.explanation)
 
 
 def _queue_auto_reply(conversation: Conversation) -> None:
@@ -358,37 +385,33 @@ def _after_hours_message_send(conversation: Conversation, queue: Queue, hours, r
         logger.info("after-hours message not sent for conversation %s: %s", conversation.pk, exc.messages)
 
 
-def _offer_made(offer: Offer, fields: list[str]) -> RoutingDecision:
-    """The offer is in; caller holds the conversation and agent locks. Ends the decision: the
-    conversation's changes (``fields``, its routing note) and the event's sequence number go in one
-    UPDATE, then the event."""
-    conversation, agent, now = offer.conversation, offer.agent, offer.created_at
-    if offer.status == OfferStatus.ACCEPTED:  # the queue auto-accepts
-        conversation.assignee, conversation.assigned_at = agent, now
-        conversation.routing_note = f"assigned to {agent.display_name}"[:300]
-        seq = conversation_save_taking_seq(conversation, [*fields, "routing_note", "assignee", "assigned_at"])
-        _assign(conversation, agent, now, via="auto_accept", seq=seq)
-        return RoutingDecision(offer=offer, assigned=True, explanation=offer.explanation)
-    # Idle time restarts when routing hands an agent work (offered or assigned), so the next
-    # conversation goes to someone else: longest idle, as TaskRouter does.
-    Agent.objects.filter(pk=agent.pk).update(last_assigned_at=now)
-    conversation.routing_note = f"offered to {agent.display_name}"[:300]
-    seq = conversation_save_taking_seq(conversation, [*fields, "routing_note"])
-    system_event_record(conversation, EventType.OFFERED, agent=agent, offer=offer.pk, step=offer.step,
-                        queue=offer.queue_id, seq=seq)
-    _publish(offer_event(offer, "offer.created"), agents=[agent.pk], conversation_id=conversation.pk)
-    return RoutingDecision(offer=offer, explanation=offer.explanation)
-
-
-def _assign(conversation: Conversation, agent: Agent, now, *, via: str, by: Agent | None = None, note: str = "",
-            seq: int | None = None) -> None:
+def _assign(conversation: Conversation, agent: Agent, now, *, via: str, by: Agent | None = None, note: str = "") -> None:
     """Caller holds the conversation lock (and the agent's, when capacity matters) and saves the
-    conversation (``seq``: the event's number, when that save already took it)."""
+    conversation."""
     conversation.assignee = agent
     conversation.assigned_at = now
     Agent.objects.filter(pk=agent.pk).update(last_assigned_at=now)
-    system_event_record(conversation, EventType.ASSIGNED, agent=by, assignee=agent.pk, assignee_name=agent.display_name,
-                        via=via, seq=seq, **({"note": note} if note else {}))
+    event = _assigned_event(conversation, agent, via=via, by=by, note=note)
+    event.seq = message_seq_next(conversation)
+    event.save(force_insert=True)
+    _assigned_publish(conversation, agent, via=via)
+
+
+def _system_event(conversation: Conversation, event_type: str, *, agent: Agent | None, **data) -> Message:
+    """An unsaved timeline event (``system_event_record`` saves one at once; a decision's goes in
+    with its offer, ``offer_write``)."""
+    return Message(conversation=conversation, customer_id=conversation.customer_id, inbox_id=conversation.inbox_id,
+                   channel=conversation.channel, direction=Direction.INTERNAL, kind=MessageKind.EVENT,
+                   event_type=event_type, event_data=data, author_agent=agent)
+
+
+def _assigned_event(conversation: Conversation, agent: Agent, *, via: str, by: Agent | None = None,
+                    note: str = "") -> Message:
+    return _system_event(conversation, EventType.ASSIGNED, agent=by, assignee=agent.pk,
+                         assignee_name=agent.display_name, via=via, **({"note": note} if note else {}))
+
+
+def _assigned_publish(conversation: Conversation, agent: Agent, *, via: str) -> None:
     _publish({"type": "conversation.assigned", "conversation": conversation.pk, "agent": agent.pk, "via": via},
              agents=[agent.pk], conversation_id=conversation.pk)
 
