@@ -49,24 +49,39 @@ class _PublisherLoop:
 _publisher = _PublisherLoop()
 
 
-def _group_send(group: str, event: dict, *, handler: str = "console.event") -> None:
+def _groups_send(groups: list[str], event: dict, *, handler: str = "console.event") -> None:
+    """``event`` to every group. On Redis, the groups go together in one hand-off to the publisher
+    loop and are sent concurrently: one round trip's wait instead of one per group, and one thread
+    switch (an offer goes to three groups, a message to four; bench/routing). Each group still
+    gets a caller's events in order: the caller waits for all of them before publishing again."""
     layer = get_channel_layer()
     if layer is None:
         return
     message = {"type": handler, "event": event}
-    try:
-        if type(layer).__module__.startswith("channels_redis."):
-            _publisher.run(layer.group_send(group, message))
-        else:  # the in-memory layer's queues belong to the loop its consumers run on
+    if type(layer).__module__.startswith("channels_redis."):
+        async def send_all():
+            return await asyncio.gather(*(layer.group_send(group, message) for group in groups),
+                                        return_exceptions=True)
+
+        try:
+            results = _publisher.run(send_all())
+        except Exception:  # noqa: BLE001 - a notification failure must never undo committed data
+            logger.exception("could not publish %s to %s", event.get("type"), groups)
+            return
+        for group, result in zip(groups, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.error("could not publish %s to %s", event.get("type"), group, exc_info=result)
+        return
+    for group in groups:  # the in-memory layer's queues belong to the loop its consumers run on
+        try:
             async_to_sync(layer.group_send)(group, message)
-    except Exception:  # noqa: BLE001 - a notification failure must never undo committed data
-        logger.exception("could not publish %s to %s", event.get("type"), group)
+        except Exception:  # noqa: BLE001 - as above
+            logger.exception("could not publish %s to %s", event.get("type"), group)
 
 
 def publish_now(groups: list[str], event: dict, *, handler: str = "console.event") -> None:
     """Publish immediately; for callers already running after commit (or outside a transaction)."""
-    for group in dict.fromkeys(groups):
-        _group_send(group, event, handler=handler)
+    _groups_send(list(dict.fromkeys(groups)), event, handler=handler)
 
 
 def send_on_commit(groups: list[str], event: dict) -> None:

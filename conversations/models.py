@@ -540,7 +540,11 @@ class Offer(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "expires_at"], name="offer_due_idx"),
-            models.Index(fields=["agent", "status", "channel"], name="offer_agent_load_idx"),
+            # An agent's pending offers on a channel (their load, counted by every routing
+            # decision for every agent it looks at). Partial: pending offers are few, closed ones
+            # pile up. Without it PostgreSQL read every pending offer per agent through the
+            # one-pending-per-conversation index once it had statistics (bench/routing).
+            models.Index(fields=["agent", "channel"], condition=Q(status="pending"), name="offer_pending_load_idx"),
         ]
 
     def __str__(self) -> str:

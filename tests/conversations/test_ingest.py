@@ -118,7 +118,8 @@ def test_bad_sender_address_is_rejected_with_nothing_stored():
 
 def test_message_event_is_published_after_commit(django_capture_on_commit_callbacks, monkeypatch):
     sent = []
-    monkeypatch.setattr("conversations.events._group_send", lambda group, event, **_: sent.append((group, event)))
+    monkeypatch.setattr("conversations.events._groups_send",
+                        lambda groups, event, **_: sent.extend((group, event) for group in groups))
     inbox = make_inbox("sms")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         result = message_receive(_sms(inbox))

@@ -482,7 +482,8 @@ def test_stay_policy_keeps_conversations_with_an_offline_agent(support, presence
 def test_routing_events_leave_after_commit_to_the_agent_and_supervisors(support, presence, monkeypatch,
                                                                         django_capture_on_commit_callbacks):
     sent = []
-    monkeypatch.setattr("conversations.events._group_send", lambda group, event, **_: sent.append((group, event)))
+    monkeypatch.setattr("conversations.events._groups_send",
+                        lambda groups, event, **_: sent.extend((group, event) for group in groups))
     agent = staff("evented", presence["available"], "support")
     conversation = waiting()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
