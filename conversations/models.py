@@ -258,6 +258,10 @@ class Conversation(models.Model):
             ),
             models.Index(fields=["assignee", "status"], name="conv_assignee_status_idx"),
             models.Index(fields=["status", "snoozed_until"], name="conv_snooze_idx"),
+            # An agent's load on a channel (what routing counts for every agent it looks at): only
+            # the open and pending conversations, however long each agent's history grows.
+            models.Index(fields=["assignee", "channel"], condition=Q(status__in=["open", "pending"]),
+                         name="conv_agent_load_idx"),
         ]
 
     def __str__(self) -> str:
