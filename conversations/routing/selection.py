@@ -451,20 +451,17 @@ _WAITING_FOR = """SELECT c.id, c.channel FROM {conversation} c
 @dataclass(frozen=True)
 class NextWork:
     """An agent's state and what they could be offered next, best first: (conversation id,
-    channel, the agent's load on that channel)."""
+    channel)."""
 
     available: bool
     capacity: dict
-    waiting: list[tuple[int, str, int]]
+    waiting: list[tuple[int, str]]
 
 
 # The agent's presence and capacity, with the waiting conversations they could serve (_WAITING_FOR,
-# same order) and their load on each one's channel: what a freed agent's routing starts from, in
-# one statement. The LEFT JOIN keeps the agent's row when nothing waits.
-_NEXT_WORK = f"""SELECT p.is_available, a.capacity, w.id, w.channel,
-        (SELECT COUNT(*) FROM {{conversation}} x WHERE x.assignee_id = a.id AND x.channel = w.channel
-            AND x.status IN (%s, %s))
-        + (SELECT COUNT(*) FROM {{offer}} o WHERE o.agent_id = a.id AND o.channel = w.channel AND o.status = %s)
+# same order), in one statement. The LEFT JOIN keeps the agent's row when nothing waits. No loads:
+# the decisions made from it say whether the agent still has room (route_for_agent).
+_NEXT_WORK = f"""SELECT p.is_available, a.capacity, w.id, w.channel
     FROM {{agent}} a LEFT JOIN {{presence}} p ON p.id = a.presence_id
     LEFT JOIN ({_WAITING_FOR.replace("SELECT c.id, c.channel FROM",
                                      "SELECT c.id, c.channel, c.priority, c.queued_at, c.created_at FROM")}) w ON 1 = 1
@@ -475,11 +472,10 @@ _NEXT_WORK = f"""SELECT p.is_available, a.capacity, w.id, w.channel,
 def agent_next_work(agent_id: int, *, limit: int) -> NextWork | None:
     """None when there is no such agent."""
     with connection.cursor() as cursor:
-        cursor.execute(_sql(_NEXT_WORK), [*LOAD_STATUSES, OfferStatus.PENDING, ConversationStatus.OPEN, agent_id,
-                                          OfferStatus.PENDING, limit, agent_id])
+        cursor.execute(_sql(_NEXT_WORK), [ConversationStatus.OPEN, agent_id, OfferStatus.PENDING, limit, agent_id])
         rows = cursor.fetchall()
     if not rows:
         return None
     available, capacity = rows[0][0], rows[0][1]
     return NextWork(available=bool(available), capacity=_parsed(capacity) if isinstance(capacity, str) else capacity,
-                    waiting=[(pk, channel, load) for _a, _c, pk, channel, load in rows if pk is not None])
+                    waiting=[(pk, channel) for _a, _c, pk, channel in rows if pk is not None])

@@ -32,6 +32,7 @@ from ..events import conversation_recipients, send_on_commit
 from ..groups import agent_group, supervisors_group
 from ..routing.selection import (
     LOAD_STATUSES,
+    ELIGIBLE_LIMIT,
     LOCKED_ELSEWHERE,
     Candidate,
     agent_lock,
@@ -74,6 +75,7 @@ class RoutingDecision:
     assigned: bool = False
     reason: str = ""
     explanation: dict = field(default_factory=dict)
+    candidates: list[Candidate] | None = None  # the agents with room it looked at, when it got that far
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -183,6 +185,7 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
 
         decision = _offer_to_first_free(conversation, candidates, queue, step, explanation, now, fields, waits=waits)
         if decision is not None:  # the conversation is saved
+            decision.candidates = candidates
             return decision
         if has_pending_offer(conversation.pk):
             # Another router's offer committed just before our lock (the facts came with the lock:
@@ -192,7 +195,7 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
         conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at"])
         if "queued_at" in fields:
             _queue_auto_reply(conversation)
-        return RoutingDecision(reason=conversation.routing_note, explanation=explanation)
+        return RoutingDecision(reason=conversation.routing_note, explanation=explanation, candidates=candidates)
 
 
 class _StartOver(Exception):
@@ -549,23 +552,27 @@ def route_for_agent(*, agent_id: int, limit: int = 20) -> int:
     serve, highest priority then oldest first, until none is left or they are full.
 
     Each conversation goes through route_conversation(), which decides who gets it (the known
-    agent, else the longest idle) under its locks; the load tracked here only decides when to stop
-    trying, so it is taken once per channel (with the agent and the list, in one statement) and
-    then followed from the decisions made."""
+    agent, else the longest idle) under its locks. Its candidates (the agents with room it looked
+    at, with their loads) tell whether this agent still has room on that channel: a channel is done
+    when they took its last slot, or were not among the agents with room while that list was
+    complete. So nothing but the decisions counts their load (bench/routing)."""
     work = agent_next_work(agent_id, limit=limit)
     if work is None or not work.available:
         return 0
-    offered = 0
-    loads: dict[str, int] = {}
-    for conversation_id, channel, load in work.waiting:
-        loads.setdefault(channel, load)
-        if loads[channel] >= capacity_on(work.capacity, channel):
-            # Full on this channel: every further attempt would scan all agents and find nobody.
-            continue
+    offered, channels_done = 0, set()
+    for conversation_id, channel in work.waiting:
+        if channel in channels_done:
+            continue  # full there: every further attempt would look at every agent and find nobody
         decision = route_conversation(conversation_id=conversation_id)
         offered += bool(decision.offer)
+        if decision.candidates is None:
+            continue  # decided before looking at agents (closed, known agent, already offered)
+        mine = next((c for c in decision.candidates if c.pk == agent_id), None)
         if decision.offer is not None and decision.offer.agent_id == agent_id:
-            loads[channel] += 1
+            if mine is None or mine.load + 1 >= mine.capacity:
+                channels_done.add(channel)
+        elif mine is None and len(decision.candidates) < ELIGIBLE_LIMIT:
+            channels_done.add(channel)  # not among the agents with room: none for them there
     return offered
 
 
