@@ -31,8 +31,8 @@ from ..enqueue import enqueue_on_commit
 from ..events import conversation_recipients, send_on_commit
 from ..groups import agent_group, supervisors_group
 from ..routing.selection import (
-    LOAD_STATUSES,
     ELIGIBLE_LIMIT,
+    LOAD_STATUSES,
     LOCKED_ELSEWHERE,
     Candidate,
     agent_lock,
@@ -47,17 +47,13 @@ from ..routing.selection import (
     waiting_conversation_lock,
 )
 from ..routing.selection import waiting as _waiting
-from ..sequence import message_seq_next
-from .system_events import system_event_record
+from .system_events import system_event, system_event_record
 from ..models import (
     AfterHoursAction,
     Agent,
     Conversation,
     ConversationStatus,
-    Direction,
     EventType,
-    Message,
-    MessageKind,
     Offer,
     OfferStatus,
     PresenceState,
@@ -281,13 +277,13 @@ class _OfferTo:
             conversation.assignee, conversation.assigned_at = agent, now
             conversation.routing_note = f"assigned to {display_name}"[:300]
             fields += ["assignee", "assigned_at"]
-            event = _assigned_event(conversation, agent, via="auto_accept")
+            event = system_event(conversation, EventType.ASSIGNED, **_assigned_data(agent, via="auto_accept"))
         else:
             offer.expires_at = now + timedelta(seconds=queue.offer_timeout_seconds)
             previous = None, None, conversation.routing_note
             conversation.routing_note = f"offered to {display_name}"[:300]
-            event = _system_event(conversation, EventType.OFFERED, agent=agent, offer=None, step=self.step,
-                                  queue=queue.pk)
+            event = system_event(conversation, EventType.OFFERED, agent=agent, offer=None, step=self.step,
+                                 queue=queue.pk)
         if not available or not offer_write(offer, limit=capacity_on(capacity, conversation.channel),
                                             conversation=conversation, conversation_fields=fields, event=event):
             conversation.assignee, conversation.assigned_at, conversation.routing_note = previous
@@ -394,24 +390,12 @@ def _assign(conversation: Conversation, agent: Agent, now, *, via: str, by: Agen
     conversation.assignee = agent
     conversation.assigned_at = now
     Agent.objects.filter(pk=agent.pk).update(last_assigned_at=now)
-    event = _assigned_event(conversation, agent, via=via, by=by, note=note)
-    event.seq = message_seq_next(conversation)
-    event.save(force_insert=True)
+    system_event_record(conversation, EventType.ASSIGNED, agent=by, **_assigned_data(agent, via=via, note=note))
     _assigned_publish(conversation, agent, via=via)
 
 
-def _system_event(conversation: Conversation, event_type: str, *, agent: Agent | None, **data) -> Message:
-    """An unsaved timeline event (``system_event_record`` saves one at once; a decision's goes in
-    with its offer, ``offer_write``)."""
-    return Message(conversation=conversation, customer_id=conversation.customer_id, inbox_id=conversation.inbox_id,
-                   channel=conversation.channel, direction=Direction.INTERNAL, kind=MessageKind.EVENT,
-                   event_type=event_type, event_data=data, author_agent=agent)
-
-
-def _assigned_event(conversation: Conversation, agent: Agent, *, via: str, by: Agent | None = None,
-                    note: str = "") -> Message:
-    return _system_event(conversation, EventType.ASSIGNED, agent=by, assignee=agent.pk,
-                         assignee_name=agent.display_name, via=via, **({"note": note} if note else {}))
+def _assigned_data(agent: Agent, *, via: str, note: str = "") -> dict:
+    return {"assignee": agent.pk, "assignee_name": agent.display_name, "via": via, **({"note": note} if note else {})}
 
 
 def _assigned_publish(conversation: Conversation, agent: Agent, *, via: str) -> None:

@@ -5,16 +5,26 @@ from datetime import datetime
 from ..models import Agent, Conversation, Direction, Message, MessageKind
 
 
-def system_event_record(conversation: Conversation, event_type: str, *, agent: Agent | None = None,
-                        at: datetime | None = None, seq: int | None = None, **data) -> Message:
-    """One event row on the conversation's (and so the customer's) timeline. Caller owns the
-    transaction; ``agent`` is who caused it, if anyone; ``seq`` when the caller already took the
-    number (``conversation_save_taking_seq``)."""
-    from ..sequence import message_seq_next
-
+def system_event(conversation: Conversation, event_type: str, *, agent: Agent | None = None,
+                 at: datetime | None = None, **data) -> Message:
+    """One event row for the conversation's (and so the customer's) timeline, not saved yet and
+    without its sequence number: ``system_event_record`` saves one at once, a routing decision's
+    goes in with its offer (``offer_write``). ``agent`` is who caused it, if anyone."""
     fields = {"created_at": at} if at is not None else {}
-    return Message.objects.create(
-        seq=seq if seq is not None else message_seq_next(conversation), conversation=conversation, customer_id=conversation.customer_id, inbox_id=conversation.inbox_id,
+    return Message(
+        conversation=conversation, customer_id=conversation.customer_id, inbox_id=conversation.inbox_id,
         channel=conversation.channel, direction=Direction.INTERNAL, kind=MessageKind.EVENT,
         event_type=event_type, event_data=data, author_agent=agent, **fields,
     )
+
+
+def system_event_record(conversation: Conversation, event_type: str, *, agent: Agent | None = None,
+                        at: datetime | None = None, **data) -> Message:
+    """Save a ``system_event`` with the conversation's next sequence number. Caller owns the
+    transaction."""
+    from ..sequence import message_seq_next
+
+    event = system_event(conversation, event_type, agent=agent, at=at, **data)
+    event.seq = message_seq_next(conversation)
+    event.save(force_insert=True)
+    return event
