@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from django.db.models import Count, F, IntegerField, Max, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from profiles.models import Customer, CustomerMerge, IdentityKind, Touchpoint
@@ -243,19 +243,31 @@ def reply_options(*, conversation: Conversation, customer: Customer) -> list[Rep
     return options
 
 
+# Japanese templates add the honorific themselves ("{customer_name}様"); the nameless fallback
+# (お客様) already carries it.
+_HONORIFIC = "様"
+
+
 def canned_responses(*, conversation: Conversation | None, agent: Agent | None, language: str = "") -> list[dict]:
-    """Active canned responses with their variables filled in for this conversation."""
+    """Active canned responses with their variables filled in for this conversation. A customer
+    without a name is greeted in the response's own language ("there", お客様), whatever the
+    agent's screen language."""
     customer = conversation.customer if conversation is not None else None
-    name = (customer.display_name if customer else "") or _("there")
-    values = {
-        "customer_name": name,
-        "customer_first_name": name.split()[0] if name.split() else name,
-        "agent_name": agent.display_name if agent else "",
-    }
-    rows = CannedResponse.objects.filter(is_active=True)
+    name = customer.display_name if customer else ""
+    agent_name = agent.display_name if agent else ""
     result = []
-    for row in rows:
+    for row in CannedResponse.objects.filter(is_active=True):
         text = row.text
+        if name:
+            values = {"customer_name": name, "customer_first_name": name.split()[0] if name.split() else name}
+        else:
+            with translation.override(row.language or translation.get_language()):
+                fallback = _("there")
+            values = {"customer_name": fallback, "customer_first_name": fallback}
+            if fallback.endswith(_HONORIFIC):
+                for key in values:
+                    text = text.replace("{" + key + "}" + _HONORIFIC, "{" + key + "}")
+        values["agent_name"] = agent_name
         for key, value in values.items():
             text = text.replace("{" + key + "}", value)
         result.append({"shortcode": row.shortcode, "title": row.title, "text": text, "language": row.language})

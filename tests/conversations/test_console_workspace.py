@@ -542,6 +542,22 @@ def test_canned_responses_fill_in_the_variables(client, agent, mine):
     assert {r["shortcode"]: r["text"] for r in plain}["hello"] == "Hello there (there), this is Alice."
 
 
+def test_a_nameless_customer_is_greeted_in_the_responses_own_language(client, agent):
+    """お客様 already is the honorific: a Japanese template's own 様 is not doubled, and an English
+    screen does not put "there" into a Japanese greeting."""
+    from profiles.models import Customer
+
+    nameless = make_conversation(Customer.objects.create(display_name=""), make_inbox("sms"), assignee=agent)
+    CannedResponse.objects.create(shortcode="aisatsu", title="ご挨拶", language="ja",
+                                  text="{customer_name}様、お問い合わせありがとうございます。")
+    CannedResponse.objects.create(shortcode="hello", title="Greeting", language="en", text="Hello {customer_name}!")
+    client.force_login(agent.user)
+    for screen in ("en", "ja"):
+        texts = {r["shortcode"]: r["text"] for r in client.get(
+            reverse("console:canned"), {"conversation": nameless.pk}, HTTP_ACCEPT_LANGUAGE=screen).json()["responses"]}
+        assert texts == {"aisatsu": "お客様、お問い合わせありがとうございます。", "hello": "Hello there!"}
+
+
 def test_canned_variables_are_not_markup(client, agent):
     evil = make_customer(XSS)
     conversation = make_conversation(evil, make_inbox("sms"), assignee=agent)
