@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from ..models import Consent, ConsentStatus, Customer
 
@@ -18,8 +19,10 @@ class ConsentDecision:
     def reason(self) -> str:
         if self.allowed or self.consent is None:
             return ""
-        when = self.consent.changed_at.strftime("%Y-%m-%d %H:%M UTC")
-        return f"{self.consent.address} opted out on {when} ({self.consent.source or 'unknown source'})"
+        # Shown to agents: in their language and their time zone (both active for the request).
+        when = timezone.localtime(self.consent.changed_at).strftime("%Y-%m-%d %H:%M %Z")
+        return _("%(address)s opted out on %(when)s (%(source)s)") % {
+            "address": self.consent.address, "when": when, "source": self.consent.source or _("unknown source")}
 
 
 def consent_record(

@@ -3,7 +3,7 @@ unread counts, reply options, canned responses and the "what they already told u
 
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -440,6 +440,20 @@ def test_an_after_hours_follow_up_is_answered_by_email_first_and_says_so(client,
     html = body(client.get(page(conversation)))
     assert re.findall(r'<option value="(\w+)" data-available', html)[:2] == ["email", "sms"]
     assert "After-hours follow-up: answer by email" in html
+
+
+def test_an_opt_out_is_explained_in_the_agents_language_and_time_zone(client, agent, customer):
+    make_inbox("email")
+    make_identity(customer, IdentityKind.EMAIL, "hanako@example.jp")
+    consent = consent_record(customer=customer, channel=Channel.EMAIL, address="hanako@example.jp",
+                             status=ConsentStatus.OPTED_OUT, source="unsubscribe link")
+    type(consent).objects.filter(pk=consent.pk).update(changed_at=datetime(2026, 11, 1, 3, 0, tzinfo=UTC))
+    conversation = make_conversation(customer, make_inbox("sms"), assignee=agent)
+    client.force_login(agent.user)
+    html = body(client.get(page(conversation), HTTP_ACCEPT_LANGUAGE="ja"))
+    reason = re.search(r'<option value="email" data-available="0" data-reason="([^"]*)"', html).group(1)
+    assert "hanako@example.jp" in reason and "2026-11-01 12:00 JST" in reason  # Tokyo, not UTC
+    assert "opted out" not in reason  # in Japanese
 
 
 def test_reply_option_without_an_inbox(client, agent, customer):
