@@ -255,7 +255,7 @@ class _OfferTo:
 
     def agent(self, agent_id: int, *, skip_locked: bool, release_if_full: bool):
         """Lock the agent's row until commit, then insert the offer only while they are available
-        with room on the channel (``offer_insert_if_room``: the load counted in a statement after
+        with room on the channel (``offer_write``: the load counted in a statement after
         the lock's). Returns the decision; else ``_NO_ROOM`` (their lock released again if
         ``release_if_full``, by rolling back a savepoint taken before it), None when the agent is
         gone, or ``LOCKED_ELSEWHERE`` when ``skip_locked`` and another transaction holds them."""
