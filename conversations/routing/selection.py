@@ -314,6 +314,24 @@ def eligible_agents(*, queue: Queue, channel: str, conversation_id: int, now, fi
 LOCKED_ELSEWHERE = "locked elsewhere"
 
 
+def _offer_insert_if_room(offer: Offer, limit: int) -> tuple[str, list]:
+    """``INSERT … SELECT … RETURNING id`` of ``offer``, inserting nothing unless its agent's load on
+    its channel is below ``limit`` and its conversation has no pending offer. Both ways of making an
+    offer start with it."""
+    meta = Offer._meta
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    table = connection.ops.quote_name(meta.db_table)
+    sql = (
+        f"INSERT INTO {table} ({', '.join(connection.ops.quote_name(field.column) for field in fields)}) "
+        f"SELECT {', '.join(['%s'] * len(fields))} WHERE ({_sql(_AGENT_LOAD)}) < %s "
+        f"AND NOT EXISTS (SELECT 1 FROM {table} pending WHERE pending.conversation_id = %s AND pending.status = %s) "
+        f"RETURNING {connection.ops.quote_name(meta.pk.column)}"
+    )
+    params = [field.get_db_prep_save(field.pre_save(offer, add=True), connection) for field in fields]
+    return sql, [*params, *_load_params(offer.channel), offer.agent_id, limit, offer.conversation_id,
+                 OfferStatus.PENDING]
+
+
 def offer_write(offer: Offer, *, limit: int, conversation: Conversation, conversation_fields: list[str],
                 event: Message) -> bool:
     """Make the offer, all or nothing, only while its agent's load on its channel is below ``limit``
@@ -342,7 +360,7 @@ def offer_write(offer: Offer, *, limit: int, conversation: Conversation, convers
         fields = [f for f in model._meta.concrete_fields if not f.primary_key and f.attname not in exclude]
         return fields, [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in fields]
 
-    offer_fields, offer_params = prepared(Offer, offer)
+    insert_sql, insert_params = _offer_insert_if_room(offer, limit)
     event_fields, event_params = prepared(Message, event, exclude=("seq",))
     event_columns = [quote(f.column) for f in event_fields] + [quote(Message._meta.get_field("seq").column)]
     event_values = ["%s"] * len(event_fields) + ["conv.last_seq"]
@@ -350,13 +368,9 @@ def offer_write(offer: Offer, *, limit: int, conversation: Conversation, convers
         data_at = [f.attname for f in event_fields].index("event_data")
         event_values[data_at] = "jsonb_set(%s::jsonb, '{offer}', to_jsonb(new_offer.id))"
     assignments, conversation_params = conversation_assignments(conversation, conversation_fields)
-    offer_table, agent_table = quote(Offer._meta.db_table), quote(Agent._meta.db_table)
     sql = (
-        f"WITH new_offer AS (INSERT INTO {offer_table} ({', '.join(quote(f.column) for f in offer_fields)}) "
-        f"SELECT {', '.join(['%s'] * len(offer_fields))} "
-        f"WHERE ({_sql(_AGENT_LOAD)}) < %s AND NOT EXISTS (SELECT 1 FROM {offer_table} pending "
-        "WHERE pending.conversation_id = %s AND pending.status = %s) RETURNING id), "
-        f"idle AS (UPDATE {agent_table} SET {quote(Agent._meta.get_field('last_assigned_at').column)} = %s "
+        f"WITH new_offer AS ({insert_sql}), "
+        f"idle AS (UPDATE {quote(Agent._meta.db_table)} SET {quote(Agent._meta.get_field('last_assigned_at').column)} = %s "
         "WHERE id = %s AND EXISTS (SELECT 1 FROM new_offer)), "
         f"conv AS (UPDATE {quote(Conversation._meta.db_table)} SET {', '.join(assignments)}, last_seq = last_seq + 1 "
         "WHERE id = %s AND EXISTS (SELECT 1 FROM new_offer) RETURNING last_seq), "
@@ -365,8 +379,7 @@ def offer_write(offer: Offer, *, limit: int, conversation: Conversation, convers
         "SELECT new_offer.id, ev.id, ev.seq FROM new_offer, ev"
     )
     idle_at = connection.ops.adapt_datetimefield_value(offer.created_at)
-    params = [*offer_params, *_load_params(offer.channel), offer.agent_id, limit, conversation.pk, OfferStatus.PENDING,
-              idle_at, offer.agent_id, *conversation_params, conversation.pk, *event_params]
+    params = [*insert_params, idle_at, offer.agent_id, *conversation_params, conversation.pk, *event_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
@@ -385,20 +398,8 @@ def _offer_write_in_turn(offer: Offer, *, limit: int, conversation: Conversation
                          event: Message) -> bool:
     from ..sequence import conversation_save_taking_seq
 
-    meta = Offer._meta
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
-    quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
-        f"SELECT {', '.join(['%s'] * len(fields))} WHERE ({_sql(_AGENT_LOAD)}) < %s "
-        f"AND NOT EXISTS (SELECT 1 FROM {quote(meta.db_table)} pending "
-        "WHERE pending.conversation_id = %s AND pending.status = %s) "
-        f"RETURNING {quote(meta.pk.column)}"
-    )
-    params = [field.get_db_prep_save(field.pre_save(offer, add=True), connection) for field in fields]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *_load_params(offer.channel), offer.agent_id, limit, conversation.pk,
-                             OfferStatus.PENDING])
+        cursor.execute(*_offer_insert_if_room(offer, limit))
         row = cursor.fetchone()
     if row is None:
         return False
