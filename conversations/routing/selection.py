@@ -128,15 +128,15 @@ class RoutingFacts:
 # - a refusal it misses: eligible agents leave out recent refusers in a later statement, exact;
 # - the customer's last agent: a preference, a moment old at worst.
 _LOCK = """SELECT {columns},
-        EXISTS (SELECT 1 FROM {offer} o WHERE o.conversation_id = c.id AND o.status = %s),
-        EXISTS (SELECT 1 FROM {offer} o WHERE o.conversation_id = c.id AND o.status IN (%s, %s)
+        EXISTS (SELECT 1 FROM {offer} o WHERE o.conversation_id = c.id AND o.status = {o_pending}),
+        EXISTS (SELECT 1 FROM {offer} o WHERE o.conversation_id = c.id AND o.status IN ({o_rejected}, {o_timeout})
             AND o.decided_at >= %s),
         (SELECT x.assignee_id FROM {conversation} x WHERE x.customer_id = c.customer_id AND x.id <> c.id
             AND x.assignee_id IS NOT NULL AND x.assigned_at IS NOT NULL ORDER BY x.assigned_at DESC, x.id DESC LIMIT 1),
         (SELECT x.assigned_at FROM {conversation} x WHERE x.customer_id = c.customer_id AND x.id <> c.id
             AND x.assignee_id IS NOT NULL AND x.assigned_at IS NOT NULL ORDER BY x.assigned_at DESC, x.id DESC LIMIT 1)
     FROM {conversation} c LEFT JOIN {queue} q ON q.id = c.queue_id
-    WHERE c.id = %s AND c.status = %s AND c.assignee_id IS NULL AND c.abandoned_at IS NULL"""
+    WHERE c.id = %s AND c.status = {c_open} AND c.assignee_id IS NULL AND c.abandoned_at IS NULL"""
 
 
 def waiting_conversation_lock(conversation_id: int, now) -> tuple[Conversation, RoutingFacts] | None:
@@ -151,7 +151,7 @@ def waiting_conversation_lock(conversation_id: int, now) -> tuple[Conversation, 
         sql += " FOR UPDATE OF c SKIP LOCKED" if features.has_select_for_update_of else " FOR UPDATE SKIP LOCKED"
     since = connection.ops.adapt_datetimefield_value(now - REJECT_MEMORY)
     with connection.cursor() as cursor:
-        cursor.execute(_sql(sql), [OfferStatus.PENDING, *REFUSED, since, conversation_id, ConversationStatus.OPEN])
+        cursor.execute(_sql(sql), [since, conversation_id])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -208,24 +208,38 @@ def _parsed(capacity: str) -> dict:
     return json.loads(capacity)
 
 
+# The statuses the routing statements test, written into them as literals rather than passed as
+# parameters: PostgreSQL only uses a partial index (``WHERE status = 'pending'``) when it can see
+# the value, and with server-side binding a prepared statement's generic plan sees parameters only
+# as "$1" (settings: CC_DB_SERVER_SIDE_BINDING). They are constants of the code, never input.
+_STATUS_LITERALS = {
+    "c_open": ConversationStatus.OPEN, "c_pending": ConversationStatus.PENDING, "o_pending": OfferStatus.PENDING,
+    "o_rejected": OfferStatus.REJECTED, "o_timeout": OfferStatus.TIMEOUT,
+}
+assert all(value.isidentifier() for value in _STATUS_LITERALS.values())
+
+
 @cache
 def _sql(template: str) -> str:
-    """``template`` with its {table} names filled in, quoted for the database in use."""
+    """``template`` with its {table} names filled in, quoted for the database in use, and its
+    {status} literals (_STATUS_LITERALS)."""
     tables = {
         "agent": Agent, "presence": PresenceState, "agentskill": AgentSkill, "conversation": Conversation,
         "offer": Offer, "queue": Queue, "required": Queue.required_skills.through,
     }
-    return template.format(**{key: connection.ops.quote_name(model._meta.db_table) for key, model in tables.items()})
+    return template.format(**{key: connection.ops.quote_name(model._meta.db_table) for key, model in tables.items()},
+                           **{key: f"'{value}'" for key, value in _STATUS_LITERALS.items()})
 
 
 # An agent's load on a channel: open/pending conversations held plus pending offers (_load_params).
 _LOAD = """(SELECT COUNT(*) FROM {conversation} c WHERE c.assignee_id = a.id AND c.channel = %s
-              AND c.status IN (%s, %s))
-         + (SELECT COUNT(*) FROM {offer} o WHERE o.agent_id = a.id AND o.channel = %s AND o.status = %s)"""
+              AND c.status IN ({c_open}, {c_pending}))
+         + (SELECT COUNT(*) FROM {offer} o WHERE o.agent_id = a.id AND o.channel = %s AND o.status = {o_pending})"""
+assert LOAD_STATUSES == (_STATUS_LITERALS["c_open"], _STATUS_LITERALS["c_pending"])
 
 
 def _load_params(channel: str) -> list:
-    return [channel, *LOAD_STATUSES, channel, OfferStatus.PENDING]
+    return [channel, channel]
 
 
 # Available agents having every skill the queue requires, in offer order: the known agent first
@@ -235,17 +249,19 @@ def _load_params(channel: str) -> list:
 # yet) and the outer WHERE counts loads one agent at a time, in that order, only until enough
 # agents with room are found. Counting every agent's load first cost more than the rest of the
 # decision (bench/routing). The outer query keeps the inner order: it only filters and limits.
-_ELIGIBLE = """SELECT a.id, a.capacity, {load} FROM (
+_ELIGIBLE = """SELECT x.id, x.capacity, x.load FROM (
+      SELECT a.id, a.capacity, {load} AS load, {capacity} AS room FROM (
         SELECT a.id, a.capacity FROM {agent} a JOIN {presence} p ON p.id = a.presence_id
         WHERE p.is_available AND NOT EXISTS (
             SELECT 1 FROM {required} r WHERE r.queue_id = %s AND NOT EXISTS (
                 SELECT 1 FROM {agentskill} s WHERE s.agent_id = a.id AND s.skill_id = r.skill_id))
             AND a.id NOT IN (SELECT o.agent_id FROM {offer} o WHERE o.conversation_id = %s
-                AND o.status IN (%s, %s) AND o.decided_at >= %s)
+                AND o.status IN ({o_rejected}, {o_timeout}) AND o.decided_at >= %s)
         ORDER BY CASE WHEN a.id = %s THEN 0 ELSE 1 END, a.last_assigned_at IS NOT NULL, a.last_assigned_at,
             a.presence_changed_at, a.id
         LIMIT 2147483647) a
-    WHERE {load} < {capacity}
+      LIMIT 2147483647) x
+    WHERE x.load < x.room
     LIMIT %s"""
 
 # The load of many agents on PostgreSQL: the pending offers are read once per statement (an
@@ -255,9 +271,9 @@ _ELIGIBLE = """SELECT a.id, a.capacity, {load} FROM (
 # and there were hundreds (bench/routing: 3 -> 15 ms). SQLite, one writer, counts per agent.
 _LOAD_MANY = {
     "postgresql": """(SELECT COUNT(*) FROM {conversation} c WHERE c.assignee_id = a.id AND c.channel = %s
-              AND c.status IN (%s, %s))
+              AND c.status IN ({c_open}, {c_pending}))
          + COALESCE(cardinality(array_positions((SELECT array_agg(o.agent_id) FROM {offer} o
-              WHERE o.channel = %s AND o.status = %s), a.id)), 0)""",
+              WHERE o.channel = %s AND o.status = {o_pending}), a.id)), 0)""",
     "sqlite": _LOAD,
 }
 
@@ -300,8 +316,8 @@ def eligible_agents(*, queue: Queue, channel: str, conversation_id: int, now, fi
     since = connection.ops.adapt_datetimefield_value(now - REJECT_MEMORY)
     with connection.cursor() as cursor:
         cursor.execute(_eligible_sql(connection.vendor),
-                       [*_load_params(channel), queue.pk, conversation_id, *REFUSED, since, first,
-                        *_load_params(channel), *_capacity_params(channel), limit])
+                       [*_load_params(channel), *_capacity_params(channel), queue.pk, conversation_id, since,
+                        first, limit])
         rows = cursor.fetchall()
     candidates = []
     for pk, capacity, load in rows:
@@ -324,12 +340,12 @@ def _offer_insert_if_room(offer: Offer, limit: int) -> tuple[str, list]:
     sql = (
         f"INSERT INTO {table} ({', '.join(connection.ops.quote_name(field.column) for field in fields)}) "
         f"SELECT {', '.join(['%s'] * len(fields))} WHERE ({_sql(_AGENT_LOAD)}) < %s "
-        f"AND NOT EXISTS (SELECT 1 FROM {table} pending WHERE pending.conversation_id = %s AND pending.status = %s) "
+        f"AND NOT EXISTS (SELECT 1 FROM {table} pending WHERE pending.conversation_id = %s "
+        f"AND pending.status = {_sql('{o_pending}')}) "
         f"RETURNING {connection.ops.quote_name(meta.pk.column)}"
     )
     params = [field.get_db_prep_save(field.pre_save(offer, add=True), connection) for field in fields]
-    return sql, [*params, *_load_params(offer.channel), offer.agent_id, limit, offer.conversation_id,
-                 OfferStatus.PENDING]
+    return sql, [*params, *_load_params(offer.channel), offer.agent_id, limit, offer.conversation_id]
 
 
 def offer_write(offer: Offer, *, limit: int, conversation: Conversation, conversation_fields: list[str],
@@ -439,12 +455,12 @@ def agent_lock(agent_id: int, *, skip_locked: bool) -> tuple[bool, dict, str] | 
 # behind a fast-growing backlog it ran NOT EXISTS as a nested loop over every pending offer for
 # every waiting conversation (12 ms for 500 waiting, bench/routing).
 _WAITING_FOR = """SELECT c.id, c.channel FROM {conversation} c
-    WHERE c.status = %s AND c.assignee_id IS NULL AND c.abandoned_at IS NULL
+    WHERE c.status = {c_open} AND c.assignee_id IS NULL AND c.abandoned_at IS NULL
       AND (c.queue_id IS NULL OR c.queue_id IN (
           SELECT q.id FROM {queue} q WHERE q.is_active AND NOT EXISTS (
               SELECT 1 FROM {required} r WHERE r.queue_id = q.id AND NOT EXISTS (
                   SELECT 1 FROM {agentskill} s WHERE s.agent_id = %s AND s.skill_id = r.skill_id))))
-      AND c.id NOT IN (SELECT o.conversation_id FROM {offer} o WHERE o.status = %s)
+      AND c.id NOT IN (SELECT o.conversation_id FROM {offer} o WHERE o.status = {o_pending})
     ORDER BY c.priority DESC, c.queued_at, c.created_at, c.id
     LIMIT %s"""
 
@@ -473,7 +489,7 @@ _NEXT_WORK = f"""SELECT p.is_available, a.capacity, w.id, w.channel
 def agent_next_work(agent_id: int, *, limit: int) -> NextWork | None:
     """None when there is no such agent."""
     with connection.cursor() as cursor:
-        cursor.execute(_sql(_NEXT_WORK), [ConversationStatus.OPEN, agent_id, OfferStatus.PENDING, limit, agent_id])
+        cursor.execute(_sql(_NEXT_WORK), [agent_id, limit, agent_id])
         rows = cursor.fetchall()
     if not rows:
         return None
