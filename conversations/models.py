@@ -262,6 +262,17 @@ class Conversation(models.Model):
             # the open and pending conversations, however long each agent's history grows.
             models.Index(fields=["assignee", "channel"], condition=Q(status__in=["open", "pending"]),
                          name="conv_agent_load_idx"),
+            # Routing's order of waiting conversations (agent_next_work: highest priority, then the
+            # longest queued), walked in that order and left after the first few, however long
+            # the backlog (bench/routing: the freed agent's first statement sorted all 500).
+            models.Index(fields=["-priority", "queued_at", "created_at", "id"],
+                         condition=Q(status="open", assignee__isnull=True, abandoned_at__isnull=True),
+                         name="conv_routing_order_idx"),
+            # The customer's latest assignment, read by every routing decision (the known-agent
+            # step): one index entry, whatever the statistics say about assigned conversations.
+            models.Index(fields=["customer", "-assigned_at", "-id"],
+                         condition=Q(assignee__isnull=False, assigned_at__isnull=False),
+                         name="conv_customer_assigned_idx"),
         ]
 
     def __str__(self) -> str:
