@@ -163,8 +163,11 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
         known = known_agent_id(facts, queue, now)
         in_known_step = known is not None and now - conversation.queued_at < timedelta(
             seconds=queue.known_agent_timeout_seconds) and known not in refused
-        candidates = eligible_agents(queue=queue, channel=conversation.channel, conversation_id=conversation.pk,
-                                     now=now, first=known if in_known_step else None)
+        if facts.candidates is not None and facts.candidates_queue_id == queue.pk and not in_known_step:
+            candidates = list(facts.candidates)  # read with the lock (PostgreSQL)
+        else:
+            candidates = eligible_agents(queue=queue, channel=conversation.channel, conversation_id=conversation.pk,
+                                         now=now, first=known if in_known_step else None)
         if in_known_step:
             known_candidates = [a for a in candidates if a.pk == known]
             if known_candidates:

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from conversations.models import (
+    Agent,
     AgentSkill,
     Conversation,
     EventType,
@@ -194,6 +195,67 @@ def test_accept_assigns_and_reject_or_timeout_moves_to_the_next_agent(support, p
     assert conversation.assignee == third and conversation.assigned_at is not None
     with pytest.raises(RoutingError):
         offer_accept(offer_id=final.pk, agent=third)
+
+
+def test_an_agent_who_just_turned_it_down_is_not_offered_it_again_even_from_a_stale_list(
+        support, presence, monkeypatch):
+    """The candidates a decision tries can be a moment old (read with the conversation's lock): the
+    offer's own statement refuses an agent who turned the conversation down since."""
+    import dataclasses
+
+    from conversations.routing.selection import Candidate
+    from conversations.services import routing
+
+    refuser = staff("refuser", presence["available"], "support")
+    other = staff("other", presence["available"], "support")
+    conversation = waiting()
+    offer_reject(offer_id=route_conversation(conversation_id=conversation.pk).offer.pk, agent=refuser)
+    stale = [Candidate(pk=refuser.pk, load=0, capacity=5), Candidate(pk=other.pk, load=0, capacity=5)]
+    real_lock = routing.waiting_conversation_lock
+
+    def lock_with_stale_candidates(conversation_id, now):
+        conversation, facts = real_lock(conversation_id, now)
+        return conversation, dataclasses.replace(facts, candidates=tuple(stale), candidates_queue_id=support.pk)
+
+    monkeypatch.setattr(routing, "waiting_conversation_lock", lock_with_stale_candidates)
+    monkeypatch.setattr(routing, "eligible_agents", lambda **kwargs: list(stale))  # SQLite asks separately
+    assert route_conversation(conversation_id=conversation.pk).offer.agent == other
+    assert not Offer.objects.filter(conversation=conversation, agent=refuser, status="pending").exists()
+
+
+def test_the_candidates_read_with_the_lock_are_exactly_the_eligible_agents(support, presence):
+    """PostgreSQL reads a decision's candidates in the lock statement (a round trip fewer);
+    eligible_agents() is the same question on its own. Both must answer alike: skills, presence,
+    room (held conversations, pending offers, capacity and the channel's default), refusals,
+    order and limit."""
+    from django.db import connection, transaction
+
+    from conversations.routing.selection import ELIGIBLE_LIMIT, eligible_agents, waiting_conversation_lock
+
+    if connection.vendor != "postgresql":
+        pytest.skip("production mode only (PostgreSQL + Redis): run by `make test`")
+    now = timezone.now()
+    staff("no-skill", presence["available"])
+    staff("on-break", presence["break"], "support")
+    full = staff("full", presence["available"], "support", capacity={"sms": 1})
+    make_conversation(make_customer(), make_inbox("sms"), assignee=full, status="open")
+    offered = staff("offered", presence["available"], "support", capacity={"sms": 1})
+    staff("default-capacity", presence["available"], "support", capacity={"chat": 1})  # sms: the default
+    refuser = staff("refuser", presence["available"], "support")
+    for i in range(ELIGIBLE_LIMIT + 3):
+        staff(f"idle-{i}", presence["available"], "support", last_assigned_at=now - timedelta(minutes=i))
+    conversation = waiting(support)
+    Offer.objects.create(conversation=waiting(support), agent=offered, queue=support, channel="sms")
+    Offer.objects.create(conversation=conversation, agent=refuser, queue=support, channel="sms", status="rejected",
+                         decided_at=now)
+    with transaction.atomic():
+        _locked, facts = waiting_conversation_lock(conversation.pk, now)
+        expected = eligible_agents(queue=support, channel="sms", conversation_id=conversation.pk, now=now)
+    assert facts.candidates_queue_id == support.pk
+    assert list(facts.candidates) == expected
+    names = {a.pk: a.user.username for a in Agent.objects.select_related("user")}
+    assert len(expected) == ELIGIBLE_LIMIT and names[expected[0].pk] == "default-capacity"
+    assert not {"no-skill", "on-break", "full", "offered", "refuser"} & {names[c.pk] for c in expected}
 
 
 def test_auto_accept_assigns_directly(support, presence):

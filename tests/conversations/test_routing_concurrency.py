@@ -7,6 +7,7 @@ agent ever holds more than their capacity, at most one pending offer per convers
 accepted offer's agent is the conversation's assignee.
 """
 
+import dataclasses
 import random
 import threading
 import time
@@ -273,11 +274,16 @@ def test_a_router_holding_a_full_agent_starts_over_before_it_waits_for_another(m
     conversation = _waiting(queue, inbox)
     looked = []
 
-    def stale_eligible(**kwargs):  # as seen just before ``full`` took their last conversation
-        looked.append(kwargs)
-        return [Candidate(pk=full.pk, load=0, capacity=1), Candidate(pk=held.pk, load=0, capacity=3)]
+    stale = [Candidate(pk=full.pk, load=0, capacity=1), Candidate(pk=held.pk, load=0, capacity=3)]
+    real_lock = routing.waiting_conversation_lock
 
-    monkeypatch.setattr(routing, "eligible_agents", stale_eligible)
+    def lock_with_stale_candidates(conversation_id, now):  # as seen just before ``full`` took their last slot
+        locked = real_lock(conversation_id, now)
+        looked.append(conversation_id)
+        conversation, facts = locked
+        return conversation, dataclasses.replace(facts, candidates=tuple(stale), candidates_queue_id=queue.pk)
+
+    monkeypatch.setattr(routing, "waiting_conversation_lock", lock_with_stale_candidates)
     full_was_free = []
 
     def lock_full_meanwhile():

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 # make the offer (PostgreSQL: one statement that inserts it if the agent has room, restarts their
 # idle time, saves the conversation with the event's sequence number and inserts the event; SQLite:
 # those four in turn), COMMIT.
-ROUTE_CONVERSATION_QUERIES = 6 if connection.vendor == "postgresql" else 9
+ROUTE_CONVERSATION_QUERIES = 5 if connection.vendor == "postgresql" else 9
 ROUTE_FOR_AGENT_QUERIES = 1 + ROUTE_CONVERSATION_QUERIES
 
 
