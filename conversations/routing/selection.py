@@ -136,13 +136,13 @@ class RoutingFacts:
 _LOCK = """SELECT {columns},
         EXISTS (SELECT 1 FROM {offer} o WHERE o.conversation_id = c.id AND o.status = {o_pending}),
         EXISTS (SELECT 1 FROM {offer} o WHERE o.conversation_id = c.id AND o.status IN ({o_rejected}, {o_timeout})
-            AND o.decided_at >= %s),
+            AND o.decided_at >= %(since)s),
         (SELECT x.assignee_id FROM {conversation} x WHERE x.customer_id = c.customer_id AND x.id <> c.id
             AND x.assignee_id IS NOT NULL AND x.assigned_at IS NOT NULL ORDER BY x.assigned_at DESC, x.id DESC LIMIT 1),
         (SELECT x.assigned_at FROM {conversation} x WHERE x.customer_id = c.customer_id AND x.id <> c.id
             AND x.assignee_id IS NOT NULL AND x.assigned_at IS NOT NULL ORDER BY x.assigned_at DESC, x.id DESC LIMIT 1)
     FROM {conversation} c LEFT JOIN {queue} q ON q.id = c.queue_id
-    WHERE c.id = %s AND c.status = {c_open} AND c.assignee_id IS NULL AND c.abandoned_at IS NULL"""
+    WHERE c.id = %(conversation_id)s AND c.status = {c_open} AND c.assignee_id IS NULL AND c.abandoned_at IS NULL"""
 
 
 def waiting_conversation_lock(conversation_id: int, now) -> tuple[Conversation, RoutingFacts] | None:
@@ -155,16 +155,14 @@ def waiting_conversation_lock(conversation_id: int, now) -> tuple[Conversation, 
     with_candidates = connection.vendor == "postgresql"
     since = connection.ops.adapt_datetimefield_value(now - REJECT_MEMORY)
     columns = f"{conversations.columns}, {queues.columns}"
-    params = [since]
-    if with_candidates:  # its parameters come first: the column is first in the statement
+    if with_candidates:
         columns += ", " + _candidates_of_locked_sql()
-        params = [since, ELIGIBLE_LIMIT, *params]
     sql = _LOCK.replace("{columns}", columns)
     features = connection.features
     if features.has_select_for_update:  # SQLite has no row locks: its writers take turns anyway
         sql += " FOR UPDATE OF c SKIP LOCKED" if features.has_select_for_update_of else " FOR UPDATE SKIP LOCKED"
     with connection.cursor() as cursor:
-        cursor.execute(_sql(sql), [*params, conversation_id])
+        cursor.execute(_sql(sql), {"since": since, "conversation_id": conversation_id, "limit": ELIGIBLE_LIMIT})
         row = cursor.fetchone()
     if row is None:
         return None
@@ -253,10 +251,12 @@ def _sql(template: str) -> str:
                            **{key: f"'{value}'" for key, value in _STATUS_LITERALS.items()})
 
 
-# An agent's load on a channel: open/pending conversations held plus pending offers (_load_params).
-_LOAD = """(SELECT COUNT(*) FROM {conversation} c WHERE c.assignee_id = a.id AND c.channel = %s
-              AND c.status IN ({c_open}, {c_pending}))
-         + (SELECT COUNT(*) FROM {offer} o WHERE o.agent_id = a.id AND o.channel = %s AND o.status = {o_pending})"""
+# An agent's load on a channel: open/pending conversations held plus pending offers. {in_channel}:
+# the channel, as a parameter or a column (below).
+_LOAD = """(SELECT COUNT(*) FROM {conversation} lc WHERE lc.assignee_id = a.id AND lc.channel = {in_channel}
+              AND lc.status IN ({c_open}, {c_pending}))
+         + (SELECT COUNT(*) FROM {offer} lo WHERE lo.agent_id = a.id AND lo.channel = {in_channel}
+              AND lo.status = {o_pending})"""
 assert LOAD_STATUSES == (_STATUS_LITERALS["c_open"], _STATUS_LITERALS["c_pending"])
 
 
@@ -264,27 +264,33 @@ def _load_params(channel: str) -> list:
     return [channel, channel]
 
 
-# Available agents having every skill the queue requires, in offer order: the known agent first
-# (when there is one), then the longest idle (never assigned first, then the longest since their
-# presence changed, then the lower id). The LIMIT in the inner query is a fence, not a limit: it
-# keeps the planner from merging the two levels, so the agents are sorted first (cheap: no loads
-# yet) and the outer WHERE counts loads one agent at a time, in that order, only until enough
-# agents with room are found. Counting every agent's load first cost more than the rest of the
-# decision (bench/routing). The outer query keeps the inner order: it only filters and limits.
-_ELIGIBLE = """SELECT x.id, x.capacity, x.load FROM (
-      SELECT a.id, a.capacity, {load} AS load, {capacity} AS room FROM (
-        SELECT a.id, a.capacity FROM {agent} a JOIN {presence} p ON p.id = a.presence_id
+# Available agents having every skill the queue requires, in offer order (_OFFER_ORDER): the known
+# agent first (when there is one), then the longest idle (never assigned first, then the longest
+# since their presence changed, then the lower id). The LIMIT in the inner query is a fence, not a
+# limit: it keeps the planner from merging the levels, so the agents are sorted first (cheap: no
+# loads yet) and the outer WHERE counts loads one agent at a time, in that order, only until
+# enough agents with room are found. Counting every agent's load first cost more than the rest of
+# the decision (bench/routing). The middle level, fenced too, counts each load once for its
+# column and the WHERE. The outer levels keep the inner order; ``rank`` carries it where an
+# aggregate needs it (_CANDIDATES_OF_LOCKED).
+# The {in_…} inputs are parameters in eligible_agents() (_PARAMETER_INPUTS), and the locked
+# conversation's own columns when the lock statement asks the same question (_LOCKED_INPUTS).
+_ELIGIBLE = """SELECT x.id, x.load, x.room, x.rank FROM (
+      SELECT a.id, a.rank, {load} AS load, {capacity} AS room FROM (
+        SELECT a.id, a.capacity, row_number() OVER (ORDER BY {order}) AS rank
+        FROM {agent} a JOIN {presence} p ON p.id = a.presence_id
         WHERE p.is_available AND NOT EXISTS (
-            SELECT 1 FROM {required} r WHERE r.queue_id = %s AND NOT EXISTS (
+            SELECT 1 FROM {required} r WHERE r.queue_id = {in_queue} AND NOT EXISTS (
                 SELECT 1 FROM {agentskill} s WHERE s.agent_id = a.id AND s.skill_id = r.skill_id))
-            AND a.id NOT IN (SELECT o.agent_id FROM {offer} o WHERE o.conversation_id = %s
-                AND o.status IN ({o_rejected}, {o_timeout}) AND o.decided_at >= %s)
-        ORDER BY CASE WHEN a.id = %s THEN 0 ELSE 1 END, a.last_assigned_at IS NOT NULL, a.last_assigned_at,
-            a.presence_changed_at, a.id
+            AND a.id NOT IN (SELECT ro.agent_id FROM {offer} ro WHERE ro.conversation_id = {in_conversation}
+                AND ro.status IN ({o_rejected}, {o_timeout}) AND ro.decided_at >= %(since)s)
+        ORDER BY {order}
         LIMIT 2147483647) a
       LIMIT 2147483647) x
     WHERE x.load < x.room
-    LIMIT %s"""
+    LIMIT %(limit)s"""
+_OFFER_ORDER = """CASE WHEN a.id = {in_first} THEN 0 ELSE 1 END, a.last_assigned_at IS NOT NULL,
+            a.last_assigned_at, a.presence_changed_at, a.id"""
 
 # The load of many agents on PostgreSQL: the pending offers are read once per statement (an
 # InitPlan: all of them, few) and each agent's are counted in that array. As a subquery per agent,
@@ -292,71 +298,65 @@ _ELIGIBLE = """SELECT x.id, x.capacity, x.load FROM (
 # agent's and scan every pending offer for every agent; it did once statistics said "few pending"
 # and there were hundreds (bench/routing: 3 -> 15 ms). SQLite, one writer, counts per agent.
 _LOAD_MANY = {
-    "postgresql": """(SELECT COUNT(*) FROM {conversation} c WHERE c.assignee_id = a.id AND c.channel = %s
-              AND c.status IN ({c_open}, {c_pending}))
-         + COALESCE(cardinality(array_positions((SELECT array_agg(o.agent_id) FROM {offer} o
-              WHERE o.channel = %s AND o.status = {o_pending}), a.id)), 0)""",
+    "postgresql": """(SELECT COUNT(*) FROM {conversation} lc WHERE lc.assignee_id = a.id AND lc.channel = {in_channel}
+              AND lc.status IN ({c_open}, {c_pending}))
+         + COALESCE(cardinality(array_positions((SELECT array_agg(lo.agent_id) FROM {offer} lo
+              WHERE lo.channel = {in_channel} AND lo.status = {o_pending}), a.id)), 0)""",
     "sqlite": _LOAD,
 }
 
 # An agent's capacity on a channel in SQL (``capacity_on``): the JSON key, else the channel's default.
 _CAPACITY = {
-    "postgresql": "COALESCE((a.capacity ->> %s)::integer, %s)",
-    "sqlite": "COALESCE(CAST(json_extract(a.capacity, %s) AS INTEGER), %s)",
+    "postgresql": "COALESCE((a.capacity ->> {in_channel})::integer, {in_default_room})",
+    "sqlite": "COALESCE(CAST(json_extract(a.capacity, %(capacity_path)s) AS INTEGER), {in_default_room})",
 }
 
-
-def _capacity_params(channel: str) -> list:
-    key = channel if connection.vendor == "postgresql" else f'$."{channel}"'
-    return [key, DEFAULT_CAPACITY.get(channel, 1)]
+_PARAMETER_INPUTS = {"queue": "%(queue)s", "conversation": "%(conversation)s", "channel": "%(channel)s",
+                     "first": "%(first)s", "default_room": "%(default_room)s"}
 
 
-_AGENT_LOAD = f"SELECT {_LOAD} FROM {{agent}} a WHERE a.id = %s"
+def _default_room_by_channel() -> str:
+    """DEFAULT_CAPACITY as SQL, for the locked conversation's channel (constants of the code)."""
+    assert all(channel.isidentifier() and isinstance(room, int) for channel, room in DEFAULT_CAPACITY.items())
+    return "CASE c.channel " + " ".join(
+        f"WHEN '{channel}' THEN {room}" for channel, room in DEFAULT_CAPACITY.items()) + " ELSE 1 END"
+
+
+# The locked conversation (alias c in _LOCK): its queue, itself, its channel; no known agent first.
+_LOCKED_INPUTS = {"queue": "c.queue_id", "conversation": "c.id", "channel": "c.channel", "first": "NULL",
+                  "default_room": _default_room_by_channel()}
+
+
+def _with_inputs(template: str, inputs: dict[str, str]) -> str:
+    for key, value in inputs.items():
+        template = template.replace("{in_" + key + "}", value)
+    return template
+
+
+_AGENT_LOAD = _with_inputs(f"SELECT {_LOAD} FROM {{agent}} a WHERE a.id = %s", {"channel": "%s"})
 
 _AGENT = """SELECT p.is_available, a.capacity, a.display_name
     FROM {agent} a LEFT JOIN {presence} p ON p.id = a.presence_id WHERE a.id = %s"""
 
 
+def _eligible_template(vendor: str, inputs: dict[str, str]) -> str:
+    sql = _ELIGIBLE.replace("{load}", _LOAD_MANY[vendor]).replace("{capacity}", _CAPACITY[vendor])
+    return _with_inputs(sql.replace("{order}", _OFFER_ORDER), inputs)
+
+
 @cache
 def _eligible_sql(vendor: str) -> str:
-    return _sql(_ELIGIBLE.replace("{load}", _LOAD_MANY[vendor]).replace("{capacity}", _CAPACITY[vendor]))
+    return _sql(_eligible_template(vendor, _PARAMETER_INPUTS))
 
 
-# _ELIGIBLE for the conversation the lock statement locks (alias c, its queue, its channel, first=None),
-# as a JSON list of [agent id, load, room] in offer order: a select-list column of that statement.
-# Its subqueries refer to c, so PostgreSQL evaluates them once for the locked row; the window's
-# rank keeps the offer order through the aggregate. CASE: no queue yet, nothing to compute.
-_CANDIDATES_OF_LOCKED = """CASE WHEN c.queue_id IS NULL THEN NULL ELSE (
-    SELECT json_agg(json_build_array(e.id, e.load, e.room) ORDER BY e.rank) FROM (
-      SELECT x.id, x.load, x.room, x.rank FROM (
-        SELECT a.id, a.rank,
-            (SELECT COUNT(*) FROM {conversation} lc WHERE lc.assignee_id = a.id AND lc.channel = c.channel
-                AND lc.status IN ({c_open}, {c_pending}))
-            + COALESCE(cardinality(array_positions((SELECT array_agg(lo.agent_id) FROM {offer} lo
-                WHERE lo.channel = c.channel AND lo.status = {o_pending}), a.id)), 0) AS load,
-            COALESCE((a.capacity ->> c.channel)::integer, {default_capacity}) AS room
-        FROM (
-          SELECT a.id, a.capacity, row_number() OVER (ORDER BY a.last_assigned_at IS NOT NULL, a.last_assigned_at,
-              a.presence_changed_at, a.id) AS rank
-          FROM {agent} a JOIN {presence} p ON p.id = a.presence_id
-          WHERE p.is_available AND NOT EXISTS (
-              SELECT 1 FROM {required} r WHERE r.queue_id = c.queue_id AND NOT EXISTS (
-                  SELECT 1 FROM {agentskill} s WHERE s.agent_id = a.id AND s.skill_id = r.skill_id))
-            AND a.id NOT IN (SELECT ro.agent_id FROM {offer} ro WHERE ro.conversation_id = c.id
-                AND ro.status IN ({o_rejected}, {o_timeout}) AND ro.decided_at >= %s)
-          ORDER BY a.last_assigned_at IS NOT NULL, a.last_assigned_at, a.presence_changed_at, a.id
-          LIMIT 2147483647) a
-        LIMIT 2147483647) x
-      WHERE x.load < x.room
-      LIMIT %s) e) END"""
-
-
+# The same question for the conversation the lock statement locks, as a JSON list of [agent id,
+# load, room] in offer order: a select-list column of that statement (PostgreSQL). Its subqueries
+# refer to c, so PostgreSQL evaluates them once, for the locked row. CASE: no queue yet, nothing
+# to compute.
 @cache
 def _candidates_of_locked_sql() -> str:
-    assert all(channel.isidentifier() and isinstance(room, int) for channel, room in DEFAULT_CAPACITY.items())
-    default = "CASE c.channel " + " ".join(
-        f"WHEN '{channel}' THEN {room}" for channel, room in DEFAULT_CAPACITY.items()) + " ELSE 1 END"
-    return _CANDIDATES_OF_LOCKED.replace("{default_capacity}", default)
+    return ("CASE WHEN c.queue_id IS NULL THEN NULL ELSE (SELECT json_agg(json_build_array(e.id, e.load, e.room) "
+            f"ORDER BY e.rank) FROM ({_eligible_template('postgresql', _LOCKED_INPUTS)}) e) END")
 
 
 # How many agents with room a decision asks for: it offers to the first it can lock, and the rest
@@ -372,18 +372,15 @@ def eligible_agents(*, queue: Queue, channel: str, conversation_id: int, now, fi
     this conversation down within REJECT_MEMORY. ``first`` (the known agent) comes first when they
     qualify, then the longest idle; never-assigned agents count as the longest idle; ties go to
     the lower id. One statement, plain rows, no model instances (bench/routing)."""
-    since = connection.ops.adapt_datetimefield_value(now - REJECT_MEMORY)
+    params = {"channel": channel, "default_room": DEFAULT_CAPACITY.get(channel, 1), "queue": queue.pk,
+              "conversation": conversation_id, "first": first, "limit": limit,
+              "since": connection.ops.adapt_datetimefield_value(now - REJECT_MEMORY)}
+    if connection.vendor != "postgresql":
+        params["capacity_path"] = f'$."{channel}"'
     with connection.cursor() as cursor:
-        cursor.execute(_eligible_sql(connection.vendor),
-                       [*_load_params(channel), *_capacity_params(channel), queue.pk, conversation_id, since,
-                        first, limit])
+        cursor.execute(_eligible_sql(connection.vendor), params)
         rows = cursor.fetchall()
-    candidates = []
-    for pk, capacity, load in rows:
-        room = capacity_on(capacity, channel)
-        if load < room:  # the SQL already checked: this only guards against an odd capacity value
-            candidates.append(Candidate(pk=pk, load=load, capacity=room))
-    return candidates
+    return [Candidate(pk=pk, load=load, capacity=room) for pk, load, room, _rank in rows]
 
 
 LOCKED_ELSEWHERE = "locked elsewhere"

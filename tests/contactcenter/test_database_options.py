@@ -73,4 +73,4 @@ def test_a_kept_connection_runs_a_routing_statement_prepared_the_second_time(mon
             prepared = [row[0] for row in cursor.fetchall()]
     finally:
         connection.close()
-    assert any("SELECT x.id, x.capacity, x.load" in statement for statement in prepared), prepared
+    assert any("SELECT x.id, x.load, x.room, x.rank" in statement for statement in prepared), prepared
