@@ -57,8 +57,13 @@ def identity_resolve(
     normalized = addresses.normalize(kind, value)
     now = timezone.now()
     is_verified = source in PROVEN_SOURCES if verified is None else verified
+    sibling_kind = _SIBLING_KINDS.get(kind)
     for _attempt in range(_RESOLVE_ATTEMPTS):
-        identity = Identity.objects.select_related("customer").filter(kind=kind, value=normalized).first()
+        # The address and its sibling (the same number on the other channel) in one read: a new
+        # customer's first message needs both answers, and every message needs the first.
+        found = {identity.kind: identity for identity in Identity.objects.select_related("customer").filter(
+            kind__in=[kind, sibling_kind] if sibling_kind else [kind], value=normalized)}
+        identity = found.get(kind)
         if identity is not None and not identity.verified and is_verified:
             # The address was only claimed (typed into a form) and now proves itself: the claimant
             # may not be its owner, so the owner gets their own record and an agent decides.
@@ -66,7 +71,8 @@ def identity_resolve(
         if identity is not None:
             Identity.objects.filter(pk=identity.pk).update(last_seen_at=now)
             return IdentityResolution(customer=_active_customer(identity.customer), identity=identity, created=False)
-        owner = _sibling_owner(kind, normalized)
+        sibling = found.get(sibling_kind)
+        owner = _active_customer(sibling.customer) if sibling is not None else None
         try:
             with transaction.atomic():
                 created = owner is None
@@ -100,14 +106,6 @@ def _detach_claimed(identity: Identity, *, source: str, display_name: str, langu
                       "proven_by": source},
         )
     return IdentityResolution(customer=owner, identity=locked, created=True)
-
-
-def _sibling_owner(kind: str, normalized: str) -> Customer | None:
-    sibling_kind = _SIBLING_KINDS.get(kind)
-    if sibling_kind is None:
-        return None
-    sibling = Identity.objects.select_related("customer").filter(kind=sibling_kind, value=normalized).first()
-    return _active_customer(sibling.customer) if sibling else None
 
 
 class LinkOutcome(enum.Enum):

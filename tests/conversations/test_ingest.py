@@ -172,15 +172,15 @@ def test_a_retry_arriving_while_the_slow_first_delivery_is_still_committing_stor
 
     inbox = make_inbox("sms")
     inside, release = threading.Event(), threading.Event()
-    original = ingest._after_inbound
+    original = ingest.notify_message_created
 
-    def slow_after_inbound(conversation, **kwargs):
-        original(conversation, **kwargs)
+    def slow_notify(message, **kwargs):  # the last step inside the ingest's transaction
+        original(message, **kwargs)
         if threading.current_thread().name == "first":
             inside.set()
             release.wait(10)  # the first delivery holds its transaction open
 
-    monkeypatch.setattr(ingest, "_after_inbound", slow_after_inbound)
+    monkeypatch.setattr(ingest, "notify_message_created", slow_notify)
     results = {}
 
     def deliver(name):
