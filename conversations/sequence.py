@@ -39,15 +39,17 @@ def conversation_assignments(conversation: Conversation, update_fields) -> tuple
     return assignments, params
 
 
-def conversation_save_taking_seq(conversation: Conversation, update_fields) -> int:
-    """Save ``update_fields`` of the conversation (``updated_at`` too) and take its next number in
-    the same UPDATE: a routing decision ends with both, one round trip instead of two
-    (bench/routing). No model signals are listened to for conversations, so nothing is skipped."""
-    assignments, params = conversation_assignments(conversation, update_fields)
+def conversation_save_taking_seq(conversation: Conversation, update_fields, *, count: int = 1) -> int:
+    """Save ``update_fields`` of the conversation (``updated_at`` too; nothing but the number when
+    ``update_fields`` is None) and take its next ``count`` numbers in the same UPDATE: a routing
+    decision ends with both, one round trip instead of two (bench/routing). Returns the last number
+    taken. No model signals are listened to for conversations, so nothing is skipped."""
+    assert count >= 1
+    assignments, params = conversation_assignments(conversation, update_fields) if update_fields is not None else ([], [])
     table = connection.ops.quote_name(Conversation._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET {', '.join(assignments)}, last_seq = last_seq + 1 WHERE id = %s "
-                       "RETURNING last_seq", [*params, conversation.pk])
+        cursor.execute(f"UPDATE {table} SET {''.join(a + ', ' for a in assignments)}last_seq = last_seq + %s "
+                       "WHERE id = %s RETURNING last_seq", [*params, count, conversation.pk])
         (seq,) = cursor.fetchone()
     conversation.last_seq = seq
     return seq

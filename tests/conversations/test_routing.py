@@ -197,6 +197,47 @@ def test_accept_assigns_and_reject_or_timeout_moves_to_the_next_agent(support, p
         offer_accept(offer_id=final.pk, agent=third)
 
 
+def test_accepting_an_offer_too_late_times_it_out_for_good_and_offers_it_to_the_next_agent(
+        support, presence, django_capture_on_commit_callbacks, monkeypatch):
+    """The agent is told it timed out, and that is committed: the offer does not stay pending
+    until the tick, and routing goes on to the next agent at once. The agent did answer, so they
+    keep their presence."""
+    from conversations.tasks import route_conversation_task
+
+    late = staff("late", presence["available"], "support")
+    conversation = waiting()
+    offer = route_conversation(conversation_id=conversation.pk).offer
+    Offer.objects.filter(pk=offer.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    routed = []
+    monkeypatch.setattr(route_conversation_task, "apply_async", lambda args=(), **kw: routed.append(args[0]))
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RoutingError) as refused:
+        offer_accept(offer_id=offer.pk, agent=late)
+    assert refused.value.code == "offer_timeout"
+    offer.refresh_from_db()
+    late.refresh_from_db()
+    assert offer.status == "timeout" and offer.decided_at is not None
+    assert routed == [conversation.pk]
+    assert late.presence == presence["available"]
+    outcome = Message.objects.get(conversation=conversation, event_type=EventType.OFFERED, event_data__outcome="timeout")
+    assert outcome.author_agent_id == late.pk and outcome.event_data["offer"] == offer.pk
+
+
+def test_resolving_records_the_offer_outcome_then_the_resolution_in_order(support, presence):
+    """Resolving while an offer is pending cancels it: its event comes first on the timeline, then
+    the resolution, with consecutive sequence numbers (written together, system_events_record)."""
+    agent = staff("agent", presence["available"], "support")
+    conversation = waiting()
+    offer = route_conversation(conversation_id=conversation.pk).offer
+    conversation_resolve(conversation_id=conversation.pk, by=None)
+    events = list(Message.objects.filter(conversation=conversation).order_by("seq")
+                  .values_list("seq", "event_type", "event_data", "author_agent_id"))
+    assert [e[0] for e in events] == [1, 2, 3]
+    assert events[1][1:] == (EventType.OFFERED, {"offer": offer.pk, "outcome": "canceled"}, agent.pk)
+    assert events[2][1] == EventType.RESOLVED
+    conversation.refresh_from_db()
+    assert conversation.last_seq == 3 and conversation.status == "resolved" and conversation.waiting_since is None
+
+
 def test_an_agent_who_just_turned_it_down_is_not_offered_it_again_even_from_a_stale_list(
         support, presence, monkeypatch):
     """The candidates a decision tries can be a moment old (read with the conversation's lock): the
