@@ -120,6 +120,11 @@ class RoutingFacts:
     # in the same statement (_CANDIDATES_OF_LOCKED); None where it was not (SQLite, no queue yet).
     candidates: tuple["Candidate", ...] | None = None
     candidates_queue_id: int | None = None
+    # PostgreSQL, when asked (``lock_first_candidate``): the first of ``candidates`` whose row was
+    # not locked by another router, locked by the same statement for this transaction, as
+    # ``agent_lock`` returns it with the id first: (agent id, available, capacity, display name).
+    # None when every candidate was locked elsewhere, or none was locked.
+    locked_candidate: tuple[int, bool, dict, str] | None = None
 
 
 # The facts come with the lock, in one statement. Its subqueries read the statement's snapshot,
@@ -134,7 +139,7 @@ class RoutingFacts:
 # On PostgreSQL the same statement brings the conversation's first eligible agents (below): a
 # list of whom to try, each checked again under their own lock before any offer (offer_write).
 _LOCK = """SELECT {columns},
-        EXISTS (SELECT 1 FROM {offer} o WHERE o.conversation_id = c.id AND o.status = {o_pending}),
+        EXISTS (SELECT 1 FROM {offer} o WHERE o.conversation_id = c.id AND o.status = {o_pending}) AS routing_pending,
         EXISTS (SELECT 1 FROM {offer} o WHERE o.conversation_id = c.id AND o.status IN ({o_rejected}, {o_timeout})
             AND o.decided_at >= %(since)s),
         (SELECT x.assignee_id FROM {conversation} x WHERE x.customer_id = c.customer_id AND x.id <> c.id
@@ -145,27 +150,63 @@ _LOCK = """SELECT {columns},
     WHERE c.id = %(conversation_id)s AND c.status = {c_open} AND c.assignee_id IS NULL AND c.abandoned_at IS NULL"""
 
 
-def waiting_conversation_lock(conversation_id: int, now) -> tuple[Conversation, RoutingFacts] | None:
-    """Lock a waiting conversation until commit, with its queue and the facts a decision needs, or
-    None when it is not waiting or another router holds it (SKIP LOCKED). The first statement of
-    every decision, written out once: compiling the equivalent queryset cost more than running it
-    (bench/routing). On PostgreSQL it also brings the eligible agents of the conversation's queue
-    (``RoutingFacts.candidates``), a round trip fewer per decision."""
+# PostgreSQL, the lock statement that also locks the first candidate it can (``lock_first_candidate``):
+# the statement above, materialised so that it runs (and locks the conversation) first, then the
+# candidates in offer order until one whose row nobody holds, which is locked and returned: a
+# decision's usual second statement (agent_lock) comes along, a round trip fewer. Lock order stays
+# conversation -> agent, and both locks SKIP LOCKED, so this statement never waits for anyone. The
+# agent's load is not read here: offer_write counts it in a later statement, under this lock.
+_LOCK_WITH_FIRST_CANDIDATE = """WITH locked AS MATERIALIZED ({lock})
+    SELECT locked.*, fa.id, fa.is_available, fa.capacity, fa.display_name FROM locked
+    LEFT JOIN LATERAL (
+        SELECT a.id, p.is_available, a.capacity, a.display_name
+        FROM json_array_elements(locked.routing_candidates) WITH ORDINALITY AS e(candidate, n)
+        JOIN {agent} a ON a.id = (e.candidate ->> 0)::bigint LEFT JOIN {presence} p ON p.id = a.presence_id
+        WHERE NOT locked.routing_pending
+        ORDER BY e.n LIMIT 1 FOR UPDATE OF a SKIP LOCKED) fa ON true"""
+
+
+@cache
+def _lock_sql(vendor: str, lock_first_candidate: bool) -> str:
     conversations, queues = _readers()
-    with_candidates = connection.vendor == "postgresql"
-    since = connection.ops.adapt_datetimefield_value(now - REJECT_MEMORY)
     columns = f"{conversations.columns}, {queues.columns}"
-    if with_candidates:
-        columns += ", " + _candidates_of_locked_sql()
+    if vendor == "postgresql":
+        columns += ", " + _candidates_of_locked_sql() + " AS routing_candidates"
     sql = _LOCK.replace("{columns}", columns)
     features = connection.features
     if features.has_select_for_update:  # SQLite has no row locks: its writers take turns anyway
         sql += " FOR UPDATE OF c SKIP LOCKED" if features.has_select_for_update_of else " FOR UPDATE SKIP LOCKED"
+    if vendor == "postgresql" and lock_first_candidate:
+        sql = _LOCK_WITH_FIRST_CANDIDATE.replace("{lock}", sql)
+    return _sql(sql)
+
+
+def waiting_conversation_lock(conversation_id: int, now, *, lock_first_candidate: bool = False
+                              ) -> tuple[Conversation, RoutingFacts] | None:
+    """Lock a waiting conversation until commit, with its queue and the facts a decision needs, or
+    None when it is not waiting or another router holds it (SKIP LOCKED). The first statement of
+    every decision, written out once: compiling the equivalent queryset cost more than running it
+    (bench/routing). On PostgreSQL it also brings the eligible agents of the conversation's queue
+    (``RoutingFacts.candidates``), a round trip fewer per decision, and with
+    ``lock_first_candidate`` locks the first of them it can (``RoutingFacts.locked_candidate``),
+    one more. Only for a caller that waits for no lock later in the transaction: the agent stays
+    locked until commit."""
+    conversations, queues = _readers()
+    with_candidates = connection.vendor == "postgresql"
+    lock_first_candidate = lock_first_candidate and with_candidates
+    since = connection.ops.adapt_datetimefield_value(now - REJECT_MEMORY)
     with connection.cursor() as cursor:
-        cursor.execute(_sql(sql), {"since": since, "conversation_id": conversation_id, "limit": ELIGIBLE_LIMIT})
+        cursor.execute(_lock_sql(connection.vendor, lock_first_candidate),
+                       {"since": since, "conversation_id": conversation_id, "limit": ELIGIBLE_LIMIT})
         row = cursor.fetchone()
     if row is None:
         return None
+    locked_candidate = None
+    if lock_first_candidate:
+        row, (agent_id, available, capacity, display_name) = row[:-4], row[-4:]
+        if agent_id is not None:
+            locked_candidate = (agent_id, bool(available), _parsed(capacity) if isinstance(capacity, str) else capacity,
+                                display_name)
     split, facts_at = len(conversations.names), len(conversations.names) + len(queues.names)
     conversation = conversations.instance(row[:split])
     if conversation.queue_id is not None:
@@ -185,7 +226,8 @@ def waiting_conversation_lock(conversation_id: int, now) -> tuple[Conversation, 
     return conversation, RoutingFacts(has_pending_offer=bool(pending), has_recent_refusal=bool(refused),
                                       last_assignee_id=last_assignee_id, last_assigned_at=last_assigned_at,
                                       candidates=candidates,
-                                      candidates_queue_id=conversation.queue_id if candidates is not None else None)
+                                      candidates_queue_id=conversation.queue_id if candidates is not None else None,
+                                      locked_candidate=locked_candidate)
 
 
 def has_pending_offer(conversation_id: int) -> bool:

@@ -109,7 +109,9 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
         # Lock order, first: the conversation. SKIP LOCKED: another router holding it will decide.
         # Only the queue comes along: the customer and the inbox are read on the rare paths (rules,
         # auto-replies), and joining them costs every decision (bench/routing).
-        locked = waiting_conversation_lock(conversation_id, now)
+        # The first candidate agent is locked by the same statement (PostgreSQL), except on the
+        # second try, which waits for agents and so must hold none it did not lock in a savepoint.
+        locked = waiting_conversation_lock(conversation_id, now, lock_first_candidate=not waits)
         if locked is None:
             return RoutingDecision(reason="not waiting or being routed elsewhere")
         conversation, facts = locked
@@ -164,7 +166,8 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
         known = known_agent_id(facts, queue, now)
         in_known_step = known is not None and now - conversation.queued_at < timedelta(
             seconds=queue.known_agent_timeout_seconds) and known not in refused
-        if facts.candidates is not None and facts.candidates_queue_id == queue.pk and not in_known_step:
+        from_lock = facts.candidates is not None and facts.candidates_queue_id == queue.pk and not in_known_step
+        if from_lock:
             candidates = list(facts.candidates)  # read with the lock (PostgreSQL)
         else:
             candidates = eligible_agents(queue=queue, channel=conversation.channel, conversation_id=conversation.pk,
@@ -183,7 +186,8 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
         explanation |= {"queue": queue.slug, "step": step, "known_agent": known,
                         "candidates": [a.pk for a in candidates][:20], "excluded": sorted(refused)}
 
-        decision = _offer_to_first_free(conversation, candidates, queue, step, explanation, now, fields, waits=waits)
+        decision = _offer_to_first_free(conversation, candidates, queue, step, explanation, now, fields, waits=waits,
+                                        prelocked=facts.locked_candidate, prelocked_from=candidates if from_lock else None)
         if decision is not None:  # the conversation is saved
             decision.candidates = candidates
             return decision
@@ -206,7 +210,9 @@ _NO_ROOM = "no room"
 
 
 def _offer_to_first_free(conversation: Conversation, candidates: list[Candidate], queue: Queue, step: str,
-                         explanation: dict, now, fields: list[str], *, waits: bool) -> RoutingDecision | None:
+                         explanation: dict, now, fields: list[str], *, waits: bool,
+                         prelocked: tuple | None = None, prelocked_from: list[Candidate] | None = None,
+                         ) -> RoutingDecision | None:
     """Offer to the first candidate who still has room once their row is locked. Caller holds the
     conversation lock. Lock order: conversation (held) → agent. The load is counted again under the
     agent's lock, in the statement after the lock's, which inserts the offer only if there is room
@@ -224,11 +230,26 @@ def _offer_to_first_free(conversation: Conversation, candidates: list[Candidate]
     other's would deadlock. So each of those agents is locked inside a savepoint, rolled back (lock
     released) when they are full; and a first pass that kept a full agent locked starts the
     decision over (``_StartOver``: the transaction rolls back) with ``waits``, where every agent is
-    locked inside a savepoint from the start."""
+    locked inside a savepoint from the start.
+
+    ``prelocked``: an agent the lock statement already locked (``RoutingFacts.locked_candidate``),
+    the first of ``prelocked_from`` (when that is the list of these candidates) whose row nobody
+    else held, so the ones before them in it were held elsewhere. Tried without a second lock, and
+    held like any full agent when not offered this conversation."""
+    assert prelocked is None or not waits, "a decision that waits holds no lock from the lock statement"
     skipped, holding = [], False
     offer_to = _OfferTo(conversation, queue, step, explanation, now, fields)
+    before_prelocked = prelocked is not None and prelocked_from is candidates
+    if prelocked is not None and all(c.pk != prelocked[0] for c in candidates):
+        holding = True  # locked by the lock statement for another list; kept until commit
     for candidate in candidates:
-        outcome = offer_to.agent(candidate.pk, skip_locked=True, release_if_full=waits)
+        if prelocked is not None and candidate.pk == prelocked[0]:
+            before_prelocked = False
+            outcome = offer_to.agent(candidate.pk, skip_locked=True, release_if_full=False, locked=prelocked[1:])
+        elif before_prelocked:
+            outcome = LOCKED_ELSEWHERE  # the lock statement skipped them: held by another router
+        else:
+            outcome = offer_to.agent(candidate.pk, skip_locked=True, release_if_full=waits)
         if outcome is LOCKED_ELSEWHERE:
             skipped.append(candidate)
         elif outcome is _NO_ROOM:
@@ -257,14 +278,16 @@ class _OfferTo:
     now: object
     fields: list[str]
 
-    def agent(self, agent_id: int, *, skip_locked: bool, release_if_full: bool):
+    def agent(self, agent_id: int, *, skip_locked: bool, release_if_full: bool, locked: tuple | None = None):
         """Lock the agent's row until commit, then insert the offer only while they are available
         with room on the channel (``offer_write``: the load counted in a statement after
         the lock's). Returns the decision; else ``_NO_ROOM`` (their lock released again if
         ``release_if_full``, by rolling back a savepoint taken before it), None when the agent is
-        gone, or ``LOCKED_ELSEWHERE`` when ``skip_locked`` and another transaction holds them."""
+        gone, or ``LOCKED_ELSEWHERE`` when ``skip_locked`` and another transaction holds them.
+        ``locked``: the agent is locked already (the lock statement), as ``agent_lock`` returns."""
         savepoint = transaction.savepoint() if release_if_full else None
-        locked = agent_lock(agent_id, skip_locked=skip_locked)
+        if locked is None:
+            locked = agent_lock(agent_id, skip_locked=skip_locked)
         if locked is None or locked is LOCKED_ELSEWHERE:
             if savepoint:
                 transaction.savepoint_rollback(savepoint)

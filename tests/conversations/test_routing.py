@@ -254,9 +254,12 @@ def test_an_agent_who_just_turned_it_down_is_not_offered_it_again_even_from_a_st
     stale = [Candidate(pk=refuser.pk, load=0, capacity=5), Candidate(pk=other.pk, load=0, capacity=5)]
     real_lock = routing.waiting_conversation_lock
 
-    def lock_with_stale_candidates(conversation_id, now):
+    def lock_with_stale_candidates(conversation_id, now, **kwargs):
+        # The stale list alone, every agent of it locked by its own statement (no agent locked
+        # with the conversation), so that the refuser reaches the offer's statement.
         conversation, facts = real_lock(conversation_id, now)
-        return conversation, dataclasses.replace(facts, candidates=tuple(stale), candidates_queue_id=support.pk)
+        return conversation, dataclasses.replace(facts, candidates=tuple(stale), candidates_queue_id=support.pk,
+                                                 locked_candidate=None)
 
     monkeypatch.setattr(routing, "waiting_conversation_lock", lock_with_stale_candidates)
     monkeypatch.setattr(routing, "eligible_agents", lambda **kwargs: list(stale))  # SQLite asks separately

@@ -277,8 +277,8 @@ def test_a_router_holding_a_full_agent_starts_over_before_it_waits_for_another(m
     stale = [Candidate(pk=full.pk, load=0, capacity=1), Candidate(pk=held.pk, load=0, capacity=3)]
     real_lock = routing.waiting_conversation_lock
 
-    def lock_with_stale_candidates(conversation_id, now):  # as seen just before ``full`` took their last slot
-        locked = real_lock(conversation_id, now)
+    def lock_with_stale_candidates(conversation_id, now, **kwargs):  # as seen just before ``full`` took their last slot
+        locked = real_lock(conversation_id, now, **kwargs)  # locks no agent: ``held`` is held, ``full`` has no room
         looked.append(conversation_id)
         conversation, facts = locked
         return conversation, dataclasses.replace(facts, candidates=tuple(stale), candidates_queue_id=queue.pk)
@@ -305,3 +305,89 @@ def test_a_router_holding_a_full_agent_starts_over_before_it_waits_for_another(m
     assert decision.offer.agent_id == held.pk
     assert len(looked) == 2, "the decision should have started over once"
     assert full_was_free == [True], "the router held the full agent while it waited"
+
+
+def _row_locked_elsewhere(agent_id) -> bool:
+    """Whether another transaction holds the agent's row (asked from a connection of its own)."""
+    from django.db import DatabaseError, transaction
+
+    result = []
+
+    def probe():
+        try:
+            with transaction.atomic():
+                Agent.objects.select_for_update(nowait=True).get(pk=agent_id)
+            result.append(False)
+        except DatabaseError:
+            result.append(True)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(10)
+    return result[0]
+
+
+def test_the_lock_statement_locks_the_first_candidate_nobody_else_holds():
+    """With ``lock_first_candidate`` the conversation's lock also locks the first eligible agent
+    whose row is free (a round trip fewer per decision): the one another router holds is passed
+    over, the next is locked until commit, and nobody after them."""
+    from django.db import transaction
+
+    from conversations.routing.selection import waiting_conversation_lock
+
+    queue, inbox, (first, second, third) = _routing_floor(3, 3, 3)
+    conversation = _waiting(queue, inbox)
+    with _AgentHeld(first.pk), transaction.atomic():
+        _locked, facts = waiting_conversation_lock(conversation.pk, timezone.now(), lock_first_candidate=True)
+        assert [c.pk for c in facts.candidates] == [first.pk, second.pk, third.pk]
+        assert facts.locked_candidate == (second.pk, True, {"sms": 3}, second.display_name)
+        assert _row_locked_elsewhere(second.pk) and not _row_locked_elsewhere(third.pk)
+    assert not _row_locked_elsewhere(second.pk)
+    with transaction.atomic():
+        _locked, facts = waiting_conversation_lock(conversation.pk, timezone.now())
+        assert facts.locked_candidate is None and not _row_locked_elsewhere(first.pk)
+
+
+def test_a_decision_offers_to_the_agent_the_lock_statement_locked_and_no_other_lock_is_taken(monkeypatch):
+    """The agent locked with the conversation gets the offer without a second lock of their row;
+    the agents before them in the list, held elsewhere when the statement ran, are not asked."""
+    from conversations.services import routing
+
+    queue, inbox, (first, second, _third) = _routing_floor(3, 3, 3)
+    conversation = _waiting(queue, inbox)
+    asked = []
+    real_agent_lock = routing.agent_lock
+    monkeypatch.setattr(routing, "agent_lock", lambda agent_id, **kw: asked.append(agent_id) or real_agent_lock(agent_id, **kw))
+    with _AgentHeld(first.pk):
+        decision = route_conversation(conversation_id=conversation.pk)
+    assert decision.offer.agent_id == second.pk
+    assert asked == []
+
+
+def test_an_agent_locked_with_the_conversation_but_full_by_then_is_passed_over(monkeypatch):
+    """The candidates are read just before the locks: an agent whose last slot was taken in between
+    is locked, found full by the offer's own statement, and the next agent gets the offer."""
+    from conversations.routing.selection import Candidate
+    from conversations.services import routing
+
+    queue, inbox, (full, other) = _routing_floor(1, 3)
+    Conversation.objects.create(customer=Customer.objects.create(display_name="busy"), inbox=inbox, channel="sms",
+                                status="open", queue=queue, assignee=full, assigned_at=timezone.now())
+    conversation = _waiting(queue, inbox)
+    real_lock = routing.waiting_conversation_lock
+
+    def lock_as_seen_before_the_last_slot_went(conversation_id, now, **kwargs):
+        from conversations.routing.selection import agent_lock
+
+        locked_conversation, facts = real_lock(conversation_id, now, **kwargs)
+        stale = (Candidate(pk=full.pk, load=0, capacity=1), Candidate(pk=other.pk, load=0, capacity=3))
+        available, capacity, name = agent_lock(full.pk, skip_locked=True)  # as the statement would have
+        return locked_conversation, dataclasses.replace(
+            facts, candidates=stale, candidates_queue_id=queue.pk, locked_candidate=(full.pk, available, capacity, name))
+
+    monkeypatch.setattr(routing, "waiting_conversation_lock", lock_as_seen_before_the_last_slot_went)
+    decision = route_conversation(conversation_id=conversation.pk)
+    assert decision.offer.agent_id == other.pk
+    assert not Offer.objects.filter(agent=full).exists()

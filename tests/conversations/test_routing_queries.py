@@ -18,11 +18,12 @@ from ..factories import make_conversation, make_customer, make_inbox
 
 pytestmark = pytest.mark.django_db
 
-# BEGIN, lock the conversation (its routing facts come along), the eligible agents, lock the agent,
-# make the offer (PostgreSQL: one statement that inserts it if the agent has room, restarts their
-# idle time, saves the conversation with the event's sequence number and inserts the event; SQLite:
-# those four in turn), COMMIT.
-ROUTE_CONVERSATION_QUERIES = 5 if connection.vendor == "postgresql" else 9
+# PostgreSQL: BEGIN, lock the conversation (its routing facts, its eligible agents and the lock of
+# the first of them nobody else holds come along), make the offer (one statement that inserts it if
+# the agent has room, restarts their idle time, saves the conversation with the event's sequence
+# number and inserts the event), COMMIT. SQLite: BEGIN, the lock and facts, the eligible agents, the
+# agent, the offer's four writes in turn, COMMIT.
+ROUTE_CONVERSATION_QUERIES = 4 if connection.vendor == "postgresql" else 9
 ROUTE_FOR_AGENT_QUERIES = 1 + ROUTE_CONVERSATION_QUERIES
 
 
