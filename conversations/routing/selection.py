@@ -150,15 +150,14 @@ _LOCK = """SELECT {columns},
     WHERE c.id = %(conversation_id)s AND c.status = {c_open} AND c.assignee_id IS NULL AND c.abandoned_at IS NULL"""
 
 
-# PostgreSQL, the lock statement that also locks the first candidate it can (``lock_first_candidate``,
-# _LOCKED then _FIRST_CANDIDATE_OF_LOCKED):
+# PostgreSQL, the lock statement that also locks the first candidate it can (``lock_first_candidate``):
 # the statement above, materialised so that it runs (and locks the conversation) first, then the
 # candidates in offer order until one whose row nobody holds, which is locked and returned: a
 # decision's usual second statement (agent_lock) comes along, a round trip fewer. Lock order stays
 # conversation -> agent, and both locks SKIP LOCKED, so this statement never waits for anyone. The
 # agent's load is not read here: offer_write counts it in a later statement, under this lock.
-_LOCKED = "locked AS MATERIALIZED ({lock})"
-_FIRST_CANDIDATE_OF_LOCKED = """SELECT locked.*, fa.id, fa.is_available, fa.capacity, fa.display_name FROM locked
+_LOCK_WITH_FIRST_CANDIDATE = """WITH locked AS MATERIALIZED ({lock})
+    SELECT locked.*, fa.id, fa.is_available, fa.capacity, fa.display_name FROM locked
     LEFT JOIN LATERAL (
         SELECT a.id, p.is_available, a.capacity, a.display_name
         FROM json_array_elements(locked.routing_candidates) WITH ORDINALITY AS e(candidate, n)
@@ -167,99 +166,38 @@ _FIRST_CANDIDATE_OF_LOCKED = """SELECT locked.*, fa.id, fa.is_available, fa.capa
         ORDER BY e.n LIMIT 1 FOR UPDATE OF a SKIP LOCKED) fa ON true"""
 
 
-# A freed agent's next conversation, claimed by the lock statement itself (``NextFor``): the first
-# waiting conversation, highest priority then oldest, in a queue whose every required skill the
-# agent has (or not queued yet), without a pending offer, not tried already by this caller and not
-# on a channel where the agent is known to be full, while the agent is available; SKIP LOCKED, so
-# two freed agents' routers take different conversations instead of queueing on the same one. A
-# freed agent's routing used to read this list in a statement of its own first (bench/routing).
-# "Not in the pending offers" rather than a correlated NOT EXISTS: there are at most as many
-# pending offers as free slots, so PostgreSQL hashes them once, whatever its statistics say; with
-# statistics that lag behind a fast-growing backlog it ran NOT EXISTS as a nested loop over every
-# pending offer for every waiting conversation (12 ms for 500 waiting).
-_CLAIM_NEXT_FOR_AGENT = """claimed AS {materialized} (SELECT n.id FROM {conversation} n
-    WHERE n.status = {c_open} AND n.assignee_id IS NULL AND n.abandoned_at IS NULL
-      AND (n.queue_id IS NULL OR n.queue_id IN (
-          SELECT nq.id FROM {queue} nq WHERE nq.is_active AND NOT EXISTS (
-              SELECT 1 FROM {required} nr WHERE nr.queue_id = nq.id AND NOT EXISTS (
-                  SELECT 1 FROM {agentskill} ns WHERE ns.agent_id = %(agent)s AND ns.skill_id = nr.skill_id))))
-      AND n.id NOT IN (SELECT no.conversation_id FROM {offer} no WHERE no.status = {o_pending})
-      AND {not_tried} AND {channel_not_done}
-      AND EXISTS (SELECT 1 FROM {agent} na JOIN {presence} np ON np.id = na.presence_id
-                  WHERE na.id = %(agent)s AND np.is_available)
-    ORDER BY n.priority DESC, n.queued_at, n.created_at, n.id
-    LIMIT 1{skip_locked})"""
-_NOT_CLAIMED_BEFORE = {
-    "postgresql": ("n.id <> ALL(%(tried)s)", "n.channel <> ALL(%(channels_done)s)"),
-    "sqlite": ("n.id NOT IN (SELECT value FROM json_each(%(tried)s))",
-               "n.channel NOT IN (SELECT value FROM json_each(%(channels_done)s))"),
-}
-
-
-@dataclass(frozen=True)
-class NextFor:
-    """Which conversation ``waiting_conversation_lock`` locks: the next one ``agent_id`` could
-    serve (_CLAIM_NEXT_FOR_AGENT), leaving out the conversations in ``tried`` and the channels in
-    ``channels_done``."""
-
-    agent_id: int
-    tried: tuple[int, ...] = ()
-    channels_done: tuple[str, ...] = ()
-
-
 @cache
-def _lock_sql(vendor: str, lock_first_candidate: bool, next_for_agent: bool) -> str:
+def _lock_sql(vendor: str, lock_first_candidate: bool) -> str:
     conversations, queues = _readers()
     columns = f"{conversations.columns}, {queues.columns}"
     if vendor == "postgresql":
         columns += ", " + _candidates_of_locked_sql() + " AS routing_candidates"
     sql = _LOCK.replace("{columns}", columns)
     features = connection.features
-    skip_locked = ""
     if features.has_select_for_update:  # SQLite has no row locks: its writers take turns anyway
         sql += " FOR UPDATE OF c SKIP LOCKED" if features.has_select_for_update_of else " FOR UPDATE SKIP LOCKED"
-        skip_locked = " FOR UPDATE OF n SKIP LOCKED" if features.has_select_for_update_of else " FOR UPDATE SKIP LOCKED"
-    ctes = []
-    if next_for_agent:
-        assert sql.count("c.id = %(conversation_id)s") == 1
-        sql = sql.replace("c.id = %(conversation_id)s", "c.id = (SELECT claimed.id FROM claimed)")
-        not_tried, channel_not_done = _NOT_CLAIMED_BEFORE[vendor]
-        ctes.append(_CLAIM_NEXT_FOR_AGENT.replace("{not_tried}", not_tried)
-                    .replace("{channel_not_done}", channel_not_done).replace("{skip_locked}", skip_locked)
-                    .replace("{materialized}", "MATERIALIZED" if vendor == "postgresql" else ""))
     if vendor == "postgresql" and lock_first_candidate:
-        ctes.append(_LOCKED.replace("{lock}", sql))
-        sql = _FIRST_CANDIDATE_OF_LOCKED
-    return _sql(("WITH " + ", ".join(ctes) + " " if ctes else "") + sql)
+        sql = _LOCK_WITH_FIRST_CANDIDATE.replace("{lock}", sql)
+    return _sql(sql)
 
 
-def waiting_conversation_lock(conversation: int | NextFor, now, *, lock_first_candidate: bool = False
+def waiting_conversation_lock(conversation_id: int, now, *, lock_first_candidate: bool = False
                               ) -> tuple[Conversation, RoutingFacts] | None:
     """Lock a waiting conversation until commit, with its queue and the facts a decision needs, or
-    None when it is not waiting or another router holds it (SKIP LOCKED). ``conversation``: its
-    id, or ``NextFor`` an agent (the next conversation they could serve, None when there is none).
-    The first statement of every decision, written out once: compiling the equivalent queryset
-    cost more than running it (bench/routing). On PostgreSQL it also brings the eligible agents of
-    the conversation's queue (``RoutingFacts.candidates``), a round trip fewer per decision, and
-    with ``lock_first_candidate`` locks the first of them it can (``RoutingFacts.locked_candidate``),
+    None when it is not waiting or another router holds it (SKIP LOCKED). The first statement of
+    every decision, written out once: compiling the equivalent queryset cost more than running it
+    (bench/routing). On PostgreSQL it also brings the eligible agents of the conversation's queue
+    (``RoutingFacts.candidates``), a round trip fewer per decision, and with
+    ``lock_first_candidate`` locks the first of them it can (``RoutingFacts.locked_candidate``),
     one more. Only for a caller that waits for no lock later in the transaction: the agent stays
     locked until commit."""
     conversations, queues = _readers()
     with_candidates = connection.vendor == "postgresql"
     lock_first_candidate = lock_first_candidate and with_candidates
     since = connection.ops.adapt_datetimefield_value(now - REJECT_MEMORY)
-    params = {"since": since, "limit": ELIGIBLE_LIMIT}
-    next_for = conversation if isinstance(conversation, NextFor) else None
-    if next_for is None:
-        params["conversation_id"] = conversation
-    elif connection.vendor == "postgresql":
-        params |= {"agent": next_for.agent_id, "tried": list(next_for.tried),
-                   "channels_done": list(next_for.channels_done)}
-    else:
-        params |= {"agent": next_for.agent_id, "tried": json.dumps(list(next_for.tried)),
-                   "channels_done": json.dumps(list(next_for.channels_done))}
     with connection.cursor() as cursor:
-        cursor.execute(_lock_sql(connection.vendor, lock_first_candidate, next_for is not None), params)
+        cursor.execute(_lock_sql(connection.vendor, lock_first_candidate),
+                       {"since": since, "conversation_id": conversation_id, "limit": ELIGIBLE_LIMIT})
         row = cursor.fetchone()
     if row is None:
         return None
@@ -611,3 +549,53 @@ def agent_lock(agent_id: int, *, skip_locked: bool) -> tuple[bool, dict, str] | 
         return LOCKED_ELSEWHERE if skip_locked and features.has_select_for_update else None
     available, capacity, display_name = row
     return bool(available), _parsed(capacity) if isinstance(capacity, str) else capacity, display_name
+
+
+# Waiting conversations (open, unassigned, not abandoned, no pending offer) in the queues whose
+# every required skill the agent has, or not queued yet; highest priority, then oldest. "Not in the
+# pending offers" rather than a correlated NOT EXISTS: there are at most as many pending offers as
+# free slots, so PostgreSQL hashes them once, whatever its statistics say; with statistics that lag
+# behind a fast-growing backlog it ran NOT EXISTS as a nested loop over every pending offer for
+# every waiting conversation (12 ms for 500 waiting, bench/routing).
+_WAITING_FOR = """SELECT c.id, c.channel FROM {conversation} c
+    WHERE c.status = {c_open} AND c.assignee_id IS NULL AND c.abandoned_at IS NULL
+      AND (c.queue_id IS NULL OR c.queue_id IN (
+          SELECT q.id FROM {queue} q WHERE q.is_active AND NOT EXISTS (
+              SELECT 1 FROM {required} r WHERE r.queue_id = q.id AND NOT EXISTS (
+                  SELECT 1 FROM {agentskill} s WHERE s.agent_id = %s AND s.skill_id = r.skill_id))))
+      AND c.id NOT IN (SELECT o.conversation_id FROM {offer} o WHERE o.status = {o_pending})
+    ORDER BY c.priority DESC, c.queued_at, c.created_at, c.id
+    LIMIT %s"""
+
+
+@dataclass(frozen=True)
+class NextWork:
+    """An agent's state and what they could be offered next, best first: (conversation id,
+    channel)."""
+
+    available: bool
+    capacity: dict
+    waiting: list[tuple[int, str]]
+
+
+# The agent's presence and capacity, with the waiting conversations they could serve (_WAITING_FOR,
+# same order), in one statement. The LEFT JOIN keeps the agent's row when nothing waits. No loads:
+# the decisions made from it say whether the agent still has room (route_for_agent).
+_NEXT_WORK = f"""SELECT p.is_available, a.capacity, w.id, w.channel
+    FROM {{agent}} a LEFT JOIN {{presence}} p ON p.id = a.presence_id
+    LEFT JOIN ({_WAITING_FOR.replace("SELECT c.id, c.channel FROM",
+                                     "SELECT c.id, c.channel, c.priority, c.queued_at, c.created_at FROM")}) w ON 1 = 1
+    WHERE a.id = %s
+    ORDER BY w.priority DESC, w.queued_at, w.created_at, w.id"""
+
+
+def agent_next_work(agent_id: int, *, limit: int) -> NextWork | None:
+    """None when there is no such agent."""
+    with connection.cursor() as cursor:
+        cursor.execute(_sql(_NEXT_WORK), [agent_id, limit, agent_id])
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    available, capacity = rows[0][0], rows[0][1]
+    return NextWork(available=bool(available), capacity=_parsed(capacity) if isinstance(capacity, str) else capacity,
+                    waiting=[(pk, channel) for _a, _c, pk, channel in rows if pk is not None])

@@ -35,8 +35,8 @@ from ..routing.selection import (
     LOAD_STATUSES,
     LOCKED_ELSEWHERE,
     Candidate,
-    NextFor,
     agent_lock,
+    agent_next_work,
     capacity_on,
     eligible_agents,
     has_pending_offer,
@@ -73,8 +73,6 @@ class RoutingDecision:
     reason: str = ""
     explanation: dict = field(default_factory=dict)
     candidates: list[Candidate] | None = None  # the agents with room it looked at, when it got that far
-    conversation_id: int | None = None  # the conversation decided on, once locked
-    channel: str = ""
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -96,22 +94,16 @@ def offer_event(offer: Offer, event_type: str) -> dict:
 def route_conversation(*, conversation_id: int) -> RoutingDecision:
     """Offer (or, on auto-accept queues, assign) one waiting conversation. Idempotent: a
     conversation already assigned, already offered, or being routed by another worker is left."""
-    return _route(conversation_id)
-
-
-def _route(which: int | NextFor) -> RoutingDecision | None:
     try:
-        return _route_conversation(which, waits=False)
-    except _StartOver as again:
+        return _route_conversation(conversation_id, waits=False)
+    except _StartOver:
         # Rolled back, every lock released: decide again, prepared to wait (_offer_to_first_free).
-        decision = _route_conversation(again.conversation_id, waits=True)
-        decision.conversation_id = again.conversation_id  # also when someone else took it meanwhile
-        return decision
+        return _route_conversation(conversation_id, waits=True)
 
 
-def _route_conversation(which: int | NextFor, *, waits: bool) -> RoutingDecision | None:
-    """The decision for conversation ``which``, or for the next conversation the agent of
-    ``NextFor`` could serve (None when there is none)."""
+def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision:
+    from ..routing.hours import BusinessHours
+
     now = timezone.now()
     with transaction.atomic():
         # Lock order, first: the conversation. SKIP LOCKED: another router holding it will decide.
@@ -119,113 +111,99 @@ def _route_conversation(which: int | NextFor, *, waits: bool) -> RoutingDecision
         # auto-replies), and joining them costs every decision (bench/routing).
         # The first candidate agent is locked by the same statement (PostgreSQL), except on the
         # second try, which waits for agents and so must hold none it did not lock in a savepoint.
-        locked = waiting_conversation_lock(which, now, lock_first_candidate=not waits)
+        locked = waiting_conversation_lock(conversation_id, now, lock_first_candidate=not waits)
         if locked is None:
-            return None if isinstance(which, NextFor) else RoutingDecision(reason="not waiting or being routed elsewhere")
+            return RoutingDecision(reason="not waiting or being routed elsewhere")
         conversation, facts = locked
-        decision = _decide(conversation, facts, now, waits=waits)
-        decision.conversation_id, decision.channel = conversation.pk, conversation.channel
-        return decision
-
-
-def _decide(conversation: Conversation, facts, now, *, waits: bool) -> RoutingDecision:
-    """The decision for a locked waiting conversation (``_route_conversation``); caller owns the
-    transaction."""
-    from ..routing.hours import BusinessHours
-
-    if facts.has_pending_offer:
-        return RoutingDecision(reason="already offered")
-    explanation: dict = {}
-    fields = []
-    if conversation.queue_id is None:
-        queue, why = queue_pick(conversation)
-        explanation.update(why)
-        if queue is None:
-            return RoutingDecision(reason="no queue matched and no default queue")
-        conversation.queue = queue
-        fields.append("queue")
-    if conversation.queued_at is None:
-        conversation.queued_at = now
-        fields.append("queued_at")
-    queue = conversation.queue
-    if queue.overflow_queue_id and queue.overflow_after_seconds is not None and \
-            now - conversation.queued_at >= timedelta(seconds=queue.overflow_after_seconds):
-        system_event_record(conversation, EventType.TRANSFERRED, from_queue=queue.pk, to_queue=queue.overflow_queue_id,
+        if facts.has_pending_offer:
+            return RoutingDecision(reason="already offered")
+        explanation: dict = {}
+        fields = []
+        if conversation.queue_id is None:
+            queue, why = queue_pick(conversation)
+            explanation.update(why)
+            if queue is None:
+                return RoutingDecision(reason="no queue matched and no default queue")
+            conversation.queue = queue
+            fields.append("queue")
+        if conversation.queued_at is None:
+            conversation.queued_at = now
+            fields.append("queued_at")
+        queue = conversation.queue
+        if queue.overflow_queue_id and queue.overflow_after_seconds is not None and \
+                now - conversation.queued_at >= timedelta(seconds=queue.overflow_after_seconds):
+            system_event_record(conversation, EventType.TRANSFERRED, from_queue=queue.pk, to_queue=queue.overflow_queue_id,
                             reason="overflow")
-        explanation["overflow_from"] = queue.pk
-        conversation.queue_id = queue.overflow_queue_id
-        conversation.queued_at = now
-        queue = Queue.objects.get(pk=queue.overflow_queue_id)
-        conversation.queue = queue
-        fields += ["queue", "queued_at"]
+            conversation.queue_id = queue.overflow_queue_id
+            conversation.queued_at = now
+            queue = Queue.objects.get(pk=queue.overflow_queue_id)
+            conversation.queue = queue
+            fields += ["queue", "queued_at"]
+            explanation["overflow_from"] = queue.pk
 
-    hours = BusinessHours.from_config(queue.business_hours or None)
-    if not hours.is_open(now):
-        reopen = hours.next_open(now)
-        note = f"queue {queue.slug} closed; opens {reopen.isoformat() if reopen else 'never'}"
-        if conversation.routing_note != note:
-            conversation.routing_note = note[:300]
-            fields.append("routing_note")
-            fields += _after_hours(conversation, queue, hours, reopen, now)
-        if conversation.queue_id != queue.pk:
-            # Handed to the follow-up queue, which may be open now (an email team elsewhere):
-            # its own decision, after this one commits.
-            from ..tasks import route_conversation_task
+        hours = BusinessHours.from_config(queue.business_hours or None)
+        if not hours.is_open(now):
+            reopen = hours.next_open(now)
+            note = f"queue {queue.slug} closed; opens {reopen.isoformat() if reopen else 'never'}"
+            if conversation.routing_note != note:
+                conversation.routing_note = note[:300]
+                fields.append("routing_note")
+                fields += _after_hours(conversation, queue, hours, reopen, now)
+            if conversation.queue_id != queue.pk:
+                # Handed to the follow-up queue, which may be open now (an email team elsewhere):
+                # its own decision, after this one commits.
+                from ..tasks import route_conversation_task
 
-            explanation["after_hours_fallback_to"] = conversation.queue_id
-            enqueue_on_commit(route_conversation_task, conversation.pk)
-        conversation.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
-        return RoutingDecision(reason=note, explanation=explanation)
-
-    # Refusers are left out by eligible_agents() itself; this set is for the known-agent step
-    # and the explanation.
-    refused = recent_refusals(conversation.pk, now) if facts.has_recent_refusal else set()
-    step = "queue"
-    known = known_agent_id(facts, queue, now)
-    in_known_step = known is not None and now - conversation.queued_at < timedelta(
-        seconds=queue.known_agent_timeout_seconds) and known not in refused
-    from_lock = facts.candidates is not None and facts.candidates_queue_id == queue.pk and not in_known_step
-    if from_lock:
-        candidates = list(facts.candidates)  # read with the lock (PostgreSQL)
-    else:
-        candidates = eligible_agents(queue=queue, channel=conversation.channel, conversation_id=conversation.pk,
-                                     now=now, first=known if in_known_step else None)
-    if in_known_step:
-        known_candidates = [a for a in candidates if a.pk == known]
-        if known_candidates:
-            candidates, step = known_candidates, "known_agent"
-        elif Agent.objects.filter(pk=known, presence__is_available=True).exists() and \
-                known not in recent_refusals(conversation.pk, now):  # (the lock's facts may be a moment old)
-            # Known agent is here but full: wait for them until the step times out.
-            note = f"waiting for known agent #{known}"
-            conversation.routing_note = note
-            conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at"])
+                explanation["after_hours_fallback_to"] = conversation.queue_id
+                enqueue_on_commit(route_conversation_task, conversation.pk)
+            conversation.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
             return RoutingDecision(reason=note, explanation=explanation)
-    explanation |= {"queue": queue.slug, "step": step, "known_agent": known,
-                    "candidates": [a.pk for a in candidates][:20], "excluded": sorted(refused)}
 
-    decision = _offer_to_first_free(conversation, candidates, queue, step, explanation, now, fields, waits=waits,
-                                    prelocked=facts.locked_candidate, prelocked_from=candidates if from_lock else None)
-    if decision is not None:  # the conversation is saved
-        decision.candidates = candidates
-        return decision
-    if has_pending_offer(conversation.pk):
-        # Another router's offer committed just before our lock (the facts came with the lock:
-        # see waiting_conversation_lock); offer_write() refused to add a second one.
-        return RoutingDecision(reason="already offered")
-    conversation.routing_note = "waiting: no eligible agent is free"
-    conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at"])
-    if "queued_at" in fields:
-        _queue_auto_reply(conversation)
-    return RoutingDecision(reason=conversation.routing_note, explanation=explanation, candidates=candidates)
+        # Refusers are left out by eligible_agents() itself; this set is for the known-agent step
+        # and the explanation.
+        refused = recent_refusals(conversation.pk, now) if facts.has_recent_refusal else set()
+        step = "queue"
+        known = known_agent_id(facts, queue, now)
+        in_known_step = known is not None and now - conversation.queued_at < timedelta(
+            seconds=queue.known_agent_timeout_seconds) and known not in refused
+        from_lock = facts.candidates is not None and facts.candidates_queue_id == queue.pk and not in_known_step
+        if from_lock:
+            candidates = list(facts.candidates)  # read with the lock (PostgreSQL)
+        else:
+            candidates = eligible_agents(queue=queue, channel=conversation.channel, conversation_id=conversation.pk,
+                                         now=now, first=known if in_known_step else None)
+        if in_known_step:
+            known_candidates = [a for a in candidates if a.pk == known]
+            if known_candidates:
+                candidates, step = known_candidates, "known_agent"
+            elif Agent.objects.filter(pk=known, presence__is_available=True).exists() and \
+                    known not in recent_refusals(conversation.pk, now):  # (the lock's facts may be a moment old)
+                # Known agent is here but full: wait for them until the step times out.
+                note = f"waiting for known agent #{known}"
+                conversation.routing_note = note
+                conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at"])
+                return RoutingDecision(reason=note, explanation=explanation)
+        explanation |= {"queue": queue.slug, "step": step, "known_agent": known,
+                        "candidates": [a.pk for a in candidates][:20], "excluded": sorted(refused)}
+
+        decision = _offer_to_first_free(conversation, candidates, queue, step, explanation, now, fields, waits=waits,
+                                        prelocked=facts.locked_candidate, prelocked_from=candidates if from_lock else None)
+        if decision is not None:  # the conversation is saved
+            decision.candidates = candidates
+            return decision
+        if has_pending_offer(conversation.pk):
+            # Another router's offer committed just before our lock (the facts came with the lock:
+            # see waiting_conversation_lock); offer_write() refused to add a second one.
+            return RoutingDecision(reason="already offered")
+        conversation.routing_note = "waiting: no eligible agent is free"
+        conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at"])
+        if "queued_at" in fields:
+            _queue_auto_reply(conversation)
+        return RoutingDecision(reason=conversation.routing_note, explanation=explanation, candidates=candidates)
 
 
 class _StartOver(Exception):
     """A decision that must wait for an agent but holds another agent's lock (see below)."""
-
-    def __init__(self, conversation_id: int):
-        super().__init__(conversation_id)
-        self.conversation_id = conversation_id
 
 
 _NO_ROOM = "no room"
@@ -281,7 +259,7 @@ def _offer_to_first_free(conversation: Conversation, candidates: list[Candidate]
     if not skipped:
         return None
     if holding:
-        raise _StartOver(conversation.pk)
+        raise _StartOver
     for candidate in skipped:
         outcome = offer_to.agent(candidate.pk, skip_locked=False, release_if_full=True)
         if isinstance(outcome, RoutingDecision):
@@ -599,28 +577,28 @@ def route_for_agent(*, agent_id: int, limit: int = 20) -> int:
     """An agent became available or freed capacity: route the waiting conversations they could
     serve, highest priority then oldest first, until none is left or they are full.
 
-    Each decision's first statement claims the next such conversation (``NextFor``: SKIP LOCKED,
-    so routers of two freed agents take different ones) and decides who gets it as
-    route_conversation() does (the known agent, else the longest idle), under its locks. Its
-    candidates (the agents with room it looked at, with their loads) tell whether this agent still
-    has room on that channel: a channel is done when they took its last slot, or were not among
-    the agents with room while that list was complete. So nothing but the decisions counts their
-    load, and nothing but the decisions reads the waiting list (bench/routing)."""
-    offered, channels_done, tried = 0, set(), []
-    for _attempt in range(limit):
-        decision = _route(NextFor(agent_id, tried=tuple(tried), channels_done=tuple(sorted(channels_done))))
-        if decision is None:
-            break  # nothing more they could serve is waiting, or they are not available
-        tried.append(decision.conversation_id)
+    Each conversation goes through route_conversation(), which decides who gets it (the known
+    agent, else the longest idle) under its locks. Its candidates (the agents with room it looked
+    at, with their loads) tell whether this agent still has room on that channel: a channel is done
+    when they took its last slot, or were not among the agents with room while that list was
+    complete. So nothing but the decisions counts their load (bench/routing)."""
+    work = agent_next_work(agent_id, limit=limit)
+    if work is None or not work.available:
+        return 0
+    offered, channels_done = 0, set()
+    for conversation_id, channel in work.waiting:
+        if channel in channels_done:
+            continue  # full there: every further attempt would look at every agent and find nobody
+        decision = route_conversation(conversation_id=conversation_id)
         offered += bool(decision.offer)
         if decision.candidates is None:
             continue  # decided before looking at agents (closed, known agent, already offered)
         mine = next((c for c in decision.candidates if c.pk == agent_id), None)
         if decision.offer is not None and decision.offer.agent_id == agent_id:
             if mine is None or mine.load + 1 >= mine.capacity:
-                channels_done.add(decision.channel)
+                channels_done.add(channel)
         elif mine is None and len(decision.candidates) < ELIGIBLE_LIMIT:
-            channels_done.add(decision.channel)  # not among the agents with room: none for them there
+            channels_done.add(channel)  # not among the agents with room: none for them there
     return offered
 
 

@@ -391,37 +391,3 @@ def test_an_agent_locked_with_the_conversation_but_full_by_then_is_passed_over(m
     decision = route_conversation(conversation_id=conversation.pk)
     assert decision.offer.agent_id == other.pk
     assert not Offer.objects.filter(agent=full).exists()
-
-
-def test_a_freed_agents_router_skips_a_conversation_another_router_holds():
-    """The claim of a freed agent's next conversation is SKIP LOCKED: a conversation another router
-    is deciding on right now is left to it, and the next one in line is offered instead."""
-    from django.db import transaction
-
-    from conversations.services.routing import route_for_agent
-
-    queue, inbox, (agent,) = _routing_floor(3)
-    first, second = _waiting(queue, inbox), _waiting(queue, inbox)
-    Conversation.objects.filter(pk=first.pk).update(queued_at=timezone.now() - timedelta(minutes=2))
-    Conversation.objects.filter(pk=second.pk).update(queued_at=timezone.now() - timedelta(minutes=1))
-    held, release = threading.Event(), threading.Event()
-
-    def hold_first():
-        try:
-            with transaction.atomic():
-                Conversation.objects.select_for_update().get(pk=first.pk)
-                held.set()
-                release.wait(10)
-        finally:
-            connections.close_all()
-
-    holder = threading.Thread(target=hold_first, daemon=True)
-    holder.start()
-    assert held.wait(10)
-    try:
-        assert route_for_agent(agent_id=agent.pk) == 1
-    finally:
-        release.set()
-        holder.join(10)
-    assert Offer.objects.get(agent=agent).conversation_id == second.pk
-    assert not Offer.objects.filter(conversation=first).exists()
