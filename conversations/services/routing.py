@@ -133,13 +133,13 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
         if queue.overflow_queue_id and queue.overflow_after_seconds is not None and \
                 now - conversation.queued_at >= timedelta(seconds=queue.overflow_after_seconds):
             system_event_record(conversation, EventType.TRANSFERRED, from_queue=queue.pk, to_queue=queue.overflow_queue_id,
-                            reason="overflow")
+                                reason="overflow")
+            explanation["overflow_from"] = queue.pk
             conversation.queue_id = queue.overflow_queue_id
             conversation.queued_at = now
             queue = Queue.objects.get(pk=queue.overflow_queue_id)
             conversation.queue = queue
             fields += ["queue", "queued_at"]
-            explanation["overflow_from"] = queue.pk
 
         hours = BusinessHours.from_config(queue.business_hours or None)
         if not hours.is_open(now):

@@ -467,6 +467,8 @@ def test_overflow_moves_to_the_overflow_queue_after_n_seconds(support, presence)
     decision = route_conversation(conversation_id=conversation.pk)
     conversation.refresh_from_db()
     assert conversation.queue == overflow and decision.offer.agent == generalist
+    # Routing explained: where it overflowed from (it named the overflow queue itself).
+    assert decision.explanation["overflow_from"] == support.pk and decision.explanation["queue"] == "overflow"
 
 
 def test_manual_assign_pick_and_transfer_with_a_handoff_note(support, presence):
