@@ -117,7 +117,7 @@ class RoutingFacts:
     last_assignee_id: int | None  # the customer's latest other assignment, for the known-agent step
     last_assigned_at: datetime | None
     # PostgreSQL: what eligible_agents(queue=<the queue it was locked in>, first=None) returns, read
-    # in the same statement (_CANDIDATES_OF_LOCKED); None where it was not (SQLite, no queue yet).
+    # in the same statement (_candidates_of_locked_sql); None where it was not (SQLite, no queue yet).
     candidates: tuple["Candidate", ...] | None = None
     candidates_queue_id: int | None = None
     # PostgreSQL, when asked (``lock_first_candidate``): the first of ``candidates`` whose row was
@@ -306,33 +306,53 @@ def _load_params(channel: str) -> list:
     return [channel, channel]
 
 
-# Available agents having every skill the queue requires, in offer order (_OFFER_ORDER): the known
-# agent first (when there is one), then the longest idle (never assigned first, then the longest
-# since their presence changed, then the lower id). The LIMIT in the inner query is a fence, not a
-# limit: it keeps the planner from merging the levels, so the agents are sorted first (cheap: no
-# loads yet) and the outer WHERE counts loads one agent at a time, in that order, only until
-# enough agents with room are found. Counting every agent's load first cost more than the rest of
-# the decision (bench/routing). The middle level, fenced too, counts each load once for its
-# column and the WHERE. The outer levels keep the inner order; ``rank`` carries it where an
-# aggregate needs it (_CANDIDATES_OF_LOCKED).
-# The {in_…} inputs are parameters in eligible_agents() (_PARAMETER_INPUTS), and the locked
-# conversation's own columns when the lock statement asks the same question (_LOCKED_INPUTS).
-_ELIGIBLE = """SELECT x.id, x.load, x.room, x.rank FROM (
-      SELECT a.id, a.rank, {load} AS load, {capacity} AS room FROM (
-        SELECT a.id, a.capacity, row_number() OVER (ORDER BY {order}) AS rank
-        FROM {agent} a JOIN {presence} p ON p.id = a.presence_id
-        WHERE p.is_available AND NOT EXISTS (
+# Available agents having every skill the queue requires and who have not just turned this
+# conversation down ({eligible}), with their load and room, in offer order, only until ``limit`` of
+# them have room. Two shapes of the same question:
+#
+# - _ELIGIBLE_BY_IDLE, the usual one (no known agent to put first): the agents are walked in idle
+#   order straight from agent_idle_order_idx (longest idle first: never assigned first, then the
+#   longest since their last offer, then since their presence changed, then the lower id), and each
+#   one's load is counted as it comes, so a decision reads a dozen agents however many are logged
+#   in. Sorting every available agent first cost more than the rest of the statement with 100
+#   agents, and grows with the floor (bench/routing). {fence} (OFFSET 0) is a fence, not an
+#   offset: it keeps the planner from merging the levels (and so counting a load twice, for its
+#   column and the WHERE), while still planning the inner level for the few rows the LIMIT takes,
+#   which is what makes the index walk PostgreSQL's cheapest plan (a LIMIT fence would plan it for
+#   every row, and sort).
+# - _ELIGIBLE_KNOWN_FIRST, with the known agent first (the known-agent step: rare): that CASE is in
+#   no index, so the agents are sorted first (cheap: no loads yet), then their loads counted in that
+#   order only until enough agents with room are found. Its LIMITs are fences of the same kind.
+#
+# ``rank`` carries the order where an aggregate needs it (_candidates_of_locked_sql). The {in_…}
+# inputs are parameters in eligible_agents() (_PARAMETER_INPUTS), and the locked conversation's own
+# columns when the lock statement asks the same question (_LOCKED_INPUTS).
+_ELIGIBLE_WHERE = """p.is_available AND NOT EXISTS (
             SELECT 1 FROM {required} r WHERE r.queue_id = {in_queue} AND NOT EXISTS (
                 SELECT 1 FROM {agentskill} s WHERE s.agent_id = a.id AND s.skill_id = r.skill_id))
             AND a.id NOT IN (SELECT ro.agent_id FROM {offer} ro WHERE ro.conversation_id = {in_conversation}
-                AND ro.status IN ({o_rejected}, {o_timeout}) AND ro.decided_at >= %(since)s)
+                AND ro.status IN ({o_rejected}, {o_timeout}) AND ro.decided_at >= %(since)s)"""
+_IDLE_ORDER = "a.last_assigned_at NULLS FIRST, a.presence_changed_at, a.id"  # agent_idle_order_idx
+_ELIGIBLE_BY_IDLE = """SELECT x.id, x.load, x.room, x.rank FROM (
+      SELECT a.id, row_number() OVER (ORDER BY {idle_order}) AS rank, {load} AS load, {capacity} AS room
+        FROM {agent} a JOIN {presence} p ON p.id = a.presence_id
+        WHERE {eligible}
+        ORDER BY {idle_order}
+        {fence}) x
+    WHERE x.load < x.room
+    LIMIT %(limit)s"""
+_ELIGIBLE_KNOWN_FIRST = """SELECT x.id, x.load, x.room, x.rank FROM (
+      SELECT a.id, a.rank, {load} AS load, {capacity} AS room FROM (
+        SELECT a.id, a.capacity, row_number() OVER (ORDER BY {order}) AS rank
+        FROM {agent} a JOIN {presence} p ON p.id = a.presence_id
+        WHERE {eligible}
         ORDER BY {order}
         LIMIT 2147483647) a
       LIMIT 2147483647) x
     WHERE x.load < x.room
     LIMIT %(limit)s"""
-_OFFER_ORDER = """CASE WHEN a.id = {in_first} THEN 0 ELSE 1 END, a.last_assigned_at IS NOT NULL,
-            a.last_assigned_at, a.presence_changed_at, a.id"""
+_KNOWN_FIRST_ORDER = "CASE WHEN a.id = {in_first} THEN 0 ELSE 1 END, " + _IDLE_ORDER
+_FENCE = {"postgresql": "OFFSET 0", "sqlite": "LIMIT -1 OFFSET 0"}  # SQLite has no OFFSET without LIMIT
 
 # The load of many agents on PostgreSQL: the pending offers are read once per statement (an
 # InitPlan: all of them, few) and each agent's are counted in that array. As a subquery per agent,
@@ -365,7 +385,7 @@ def _default_room_by_channel() -> str:
 
 
 # The locked conversation (alias c in _LOCK): its queue, itself, its channel; no known agent first.
-_LOCKED_INPUTS = {"queue": "c.queue_id", "conversation": "c.id", "channel": "c.channel", "first": "NULL",
+_LOCKED_INPUTS = {"queue": "c.queue_id", "conversation": "c.id", "channel": "c.channel",
                   "default_room": _default_room_by_channel()}
 
 
@@ -381,24 +401,25 @@ _AGENT = """SELECT p.is_available, a.capacity, a.display_name
     FROM {agent} a LEFT JOIN {presence} p ON p.id = a.presence_id WHERE a.id = %s"""
 
 
-def _eligible_template(vendor: str, inputs: dict[str, str]) -> str:
-    sql = _ELIGIBLE.replace("{load}", _LOAD_MANY[vendor]).replace("{capacity}", _CAPACITY[vendor])
-    return _with_inputs(sql.replace("{order}", _OFFER_ORDER), inputs)
+def _eligible_template(vendor: str, inputs: dict[str, str], *, known_first: bool) -> str:
+    sql = (_ELIGIBLE_KNOWN_FIRST if known_first else _ELIGIBLE_BY_IDLE).replace("{eligible}", _ELIGIBLE_WHERE)
+    sql = sql.replace("{load}", _LOAD_MANY[vendor]).replace("{capacity}", _CAPACITY[vendor]).replace("{fence}", _FENCE[vendor])
+    return _with_inputs(sql.replace("{order}", _KNOWN_FIRST_ORDER).replace("{idle_order}", _IDLE_ORDER), inputs)
 
 
 @cache
-def _eligible_sql(vendor: str) -> str:
-    return _sql(_eligible_template(vendor, _PARAMETER_INPUTS))
+def _eligible_sql(vendor: str, known_first: bool) -> str:
+    return _sql(_eligible_template(vendor, _PARAMETER_INPUTS, known_first=known_first))
 
 
 # The same question for the conversation the lock statement locks, as a JSON list of [agent id,
 # load, room] in offer order: a select-list column of that statement (PostgreSQL). Its subqueries
 # refer to c, so PostgreSQL evaluates them once, for the locked row. CASE: no queue yet, nothing
-# to compute.
+# to compute. No known agent first: a decision in the known-agent step asks eligible_agents().
 @cache
 def _candidates_of_locked_sql() -> str:
     return ("CASE WHEN c.queue_id IS NULL THEN NULL ELSE (SELECT json_agg(json_build_array(e.id, e.load, e.room) "
-            f"ORDER BY e.rank) FROM ({_eligible_template('postgresql', _LOCKED_INPUTS)}) e) END")
+            f"ORDER BY e.rank) FROM ({_eligible_template('postgresql', _LOCKED_INPUTS, known_first=False)}) e) END")
 
 
 # How many agents with room a decision asks for: it offers to the first it can lock, and the rest
@@ -415,12 +436,14 @@ def eligible_agents(*, queue: Queue, channel: str, conversation_id: int, now, fi
     qualify, then the longest idle; never-assigned agents count as the longest idle; ties go to
     the lower id. One statement, plain rows, no model instances (bench/routing)."""
     params = {"channel": channel, "default_room": DEFAULT_CAPACITY.get(channel, 1), "queue": queue.pk,
-              "conversation": conversation_id, "first": first, "limit": limit,
+              "conversation": conversation_id, "limit": limit,
               "since": connection.ops.adapt_datetimefield_value(now - REJECT_MEMORY)}
+    if first is not None:
+        params["first"] = first
     if connection.vendor != "postgresql":
         params["capacity_path"] = f'$."{channel}"'
     with connection.cursor() as cursor:
-        cursor.execute(_eligible_sql(connection.vendor), params)
+        cursor.execute(_eligible_sql(connection.vendor, first is not None), params)
         rows = cursor.fetchall()
     return [Candidate(pk=pk, load=load, capacity=room) for pk, load, room, _rank in rows]
 

@@ -129,3 +129,43 @@ def test_accepting_an_offer_takes_nine_statements(floor, django_assert_num_queri
     _count(django_assert_num_queries, 9, lambda: offer_accept(offer_id=offer.pk, agent=offer.agent))
     conversation.refresh_from_db()
     assert conversation.assignee_id == offer.agent_id and conversation.last_seq == 2
+
+
+def _plan_nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+@pytest.mark.production
+def test_a_decision_reads_a_dozen_agents_however_many_are_available(floor):
+    """The lock statement walks the agents in idle order (agent_idle_order_idx) and stops once ten
+    with room are found: with 300 available agents, PostgreSQL reads a dozen of them, where sorting
+    them all first read 300 (bench/routing; it grows with the floor)."""
+    from conversations.routing.selection import ELIGIBLE_LIMIT
+
+    floor.add_agents(300)
+    for agent in floor.agents[-5:]:  # the longest idle are full: the walk goes past them
+        floor.fill(agent)
+    conversation = floor.add_waiting(1)[0]
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    statements = []
+
+    def capture(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        route_conversation(conversation_id=conversation.pk)
+    lock_sql, params = next((sql, params) for sql, params in statements if "FOR UPDATE" in sql)
+    Offer.objects.all().delete()  # so the conversation is waiting again for the EXPLAIN
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + lock_sql, params)
+        plan = cursor.fetchone()[0]
+    plan = plan if isinstance(plan, list) else __import__("json").loads(plan)
+    agent_reads = [node for node in _plan_nodes(plan[0]["Plan"])
+                   if node.get("Relation Name") == "conversations_agent" and node.get("Index Name") != "conversations_agent_pkey"]
+    assert agent_reads, "the plan reads no agents"
+    assert all(node.get("Index Name") == "agent_idle_order_idx" for node in agent_reads), agent_reads
+    assert sum(node["Actual Rows"] * node["Actual Loops"] for node in agent_reads) <= ELIGIBLE_LIMIT + 10
