@@ -10,6 +10,8 @@ Lock order: callers may already hold the customer's row lock (ingest); nothing t
 lock after a conversation's, so the two never deadlock.
 """
 
+from functools import lru_cache
+
 from django.db import connection
 
 from .models import Conversation
@@ -26,17 +28,21 @@ def message_seq_next(conversation: Conversation) -> int:
     return seq
 
 
-def conversation_assignments(conversation: Conversation, update_fields) -> tuple[list[str], list]:
-    """``column = %s`` assignments and their values for ``update_fields`` (and ``updated_at``), as
-    ``save(update_fields=...)`` would write them."""
+@lru_cache(maxsize=64)
+def _assigned_fields(update_fields: tuple[str, ...]) -> tuple:
     meta = Conversation._meta
-    quote = connection.ops.quote_name
-    assignments, params = [], []
-    for name in dict.fromkeys([*update_fields, "updated_at"]):
-        field = meta.get_field(name)
-        assignments.append(f"{quote(field.column)} = %s")
-        params.append(field.get_db_prep_save(field.pre_save(conversation, False), connection))
-    return assignments, params
+    return tuple(meta.get_field(name) for name in dict.fromkeys([*update_fields, "updated_at"]))
+
+
+@lru_cache(maxsize=64)
+def conversation_assignments_sql(update_fields: tuple[str, ...]) -> str:
+    """``column = %s, …`` for ``update_fields`` (and ``updated_at``), as ``save(update_fields=...)``
+    would write them; the values are ``conversation_assignment_values``."""
+    return ", ".join(f"{connection.ops.quote_name(field.column)} = %s" for field in _assigned_fields(update_fields))
+
+
+def conversation_assignment_values(db, conversation: Conversation, update_fields: tuple[str, ...]) -> list:
+    return [field.get_db_prep_save(field.pre_save(conversation, False), db) for field in _assigned_fields(update_fields)]
 
 
 def conversation_save_taking_seq(conversation: Conversation, update_fields, *, count: int = 1) -> int:
@@ -45,10 +51,12 @@ def conversation_save_taking_seq(conversation: Conversation, update_fields, *, c
     decision ends with both, one round trip instead of two (bench/routing). Returns the last number
     taken. No model signals are listened to for conversations, so nothing is skipped."""
     assert count >= 1
-    assignments, params = conversation_assignments(conversation, update_fields) if update_fields is not None else ([], [])
+    fields = tuple(update_fields) if update_fields is not None else None
+    assignments = conversation_assignments_sql(fields) + ", " if fields is not None else ""
+    params = conversation_assignment_values(connection, conversation, fields) if fields is not None else []
     table = connection.ops.quote_name(Conversation._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET {''.join(a + ', ' for a in assignments)}last_seq = last_seq + %s "
+        cursor.execute(f"UPDATE {table} SET {assignments}last_seq = last_seq + %s "
                        "WHERE id = %s RETURNING last_seq", [*params, count, conversation.pk])
         (seq,) = cursor.fetchone()
     conversation.last_seq = seq

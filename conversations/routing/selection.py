@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -117,7 +117,7 @@ class RoutingFacts:
     last_assignee_id: int | None  # the customer's latest other assignment, for the known-agent step
     last_assigned_at: datetime | None
     # PostgreSQL: what eligible_agents(queue=<the queue it was locked in>, first=None) returns, read
-    # in the same statement (_candidates_of_locked_sql); None where it was not (SQLite, no queue yet).
+    # in the same statement (_CANDIDATES_OF_LOCKED); None where it was not (SQLite, no queue yet).
     candidates: tuple["Candidate", ...] | None = None
     candidates_queue_id: int | None = None
     # PostgreSQL, when asked (``lock_first_candidate``): the first of ``candidates`` whose row was
@@ -451,26 +451,67 @@ def eligible_agents(*, queue: Queue, channel: str, conversation_id: int, now, fi
 LOCKED_ELSEWHERE = "locked elsewhere"
 
 
-def _offer_insert_if_room(offer: Offer, limit: int) -> tuple[str, list]:
-    """``INSERT … SELECT … RETURNING id`` of ``offer``, inserting nothing unless its agent's load on
-    its channel is below ``limit``, its conversation has no pending offer and its agent has not
-    turned the conversation down within REJECT_MEMORY. Both ways of making an offer start with it."""
-    meta = Offer._meta
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
-    table = connection.ops.quote_name(meta.db_table)
-    sql = (
-        f"INSERT INTO {table} ({', '.join(connection.ops.quote_name(field.column) for field in fields)}) "
+@cache
+def _insert_fields(model, exclude: tuple[str, ...] = ()) -> tuple:
+    """The fields an INSERT of ``model`` writes (all but the primary key and ``exclude``), in order."""
+    return tuple(f for f in model._meta.concrete_fields if not f.primary_key and f.attname not in exclude)
+
+
+def _insert_values(db, fields, instance) -> list:
+    """``instance``'s values of ``fields`` as ``save()`` would insert them."""
+    return [field.get_db_prep_save(field.pre_save(instance, add=True), db) for field in fields]
+
+
+@cache
+def _offer_insert_if_room_sql() -> str:
+    meta, quote = Offer._meta, connection.ops.quote_name
+    fields = _insert_fields(Offer)
+    table = quote(meta.db_table)
+    return (
+        f"INSERT INTO {table} ({', '.join(quote(field.column) for field in fields)}) "
         f"SELECT {', '.join(['%s'] * len(fields))} WHERE ({_sql(_AGENT_LOAD)}) < %s "
         f"AND NOT EXISTS (SELECT 1 FROM {table} pending WHERE pending.conversation_id = %s "
         f"AND pending.status = {_sql('{o_pending}')}) "
         f"AND NOT EXISTS (SELECT 1 FROM {table} refused WHERE refused.conversation_id = %s AND refused.agent_id = %s "
         f"AND refused.status IN {_sql('({o_rejected}, {o_timeout})')} AND refused.decided_at >= %s) "
-        f"RETURNING {connection.ops.quote_name(meta.pk.column)}"
+        f"RETURNING {quote(meta.pk.column)}"
     )
-    params = [field.get_db_prep_save(field.pre_save(offer, add=True), connection) for field in fields]
-    since = connection.ops.adapt_datetimefield_value(offer.created_at - REJECT_MEMORY)
-    return sql, [*params, *_load_params(offer.channel), offer.agent_id, limit, offer.conversation_id,
-                 offer.conversation_id, offer.agent_id, since]
+
+
+def _offer_insert_if_room(db, offer: Offer, limit: int) -> tuple[str, list]:
+    """``INSERT … SELECT … RETURNING id`` of ``offer``, inserting nothing unless its agent's load on
+    its channel is below ``limit``, its conversation has no pending offer and its agent has not
+    turned the conversation down within REJECT_MEMORY. Both ways of making an offer start with it."""
+    since = db.ops.adapt_datetimefield_value(offer.created_at - REJECT_MEMORY)
+    return _offer_insert_if_room_sql(), [
+        *_insert_values(db, _insert_fields(Offer), offer), *_load_params(offer.channel), offer.agent_id, limit,
+        offer.conversation_id, offer.conversation_id, offer.agent_id, since]
+
+
+# offer_write's statement for the conversation fields it saves, and whether the event names the
+# offer: the same few texts every time, built once (building them cost more than PostgreSQL took
+# to run them, bench/routing).
+@lru_cache(maxsize=64)
+def _offer_write_sql(conversation_fields: tuple[str, ...], event_names_offer: bool) -> str:
+    from ..sequence import conversation_assignments_sql
+
+    quote = connection.ops.quote_name
+    event_fields = _insert_fields(Message, ("seq",))
+    event_columns = [quote(f.column) for f in event_fields] + [quote(Message._meta.get_field("seq").column)]
+    event_values = ["%s"] * len(event_fields) + ["conv.last_seq"]
+    if event_names_offer:
+        data_at = [f.attname for f in event_fields].index("event_data")
+        event_values[data_at] = "jsonb_set(%s::jsonb, '{offer}', to_jsonb(new_offer.id))"
+    return (
+        f"WITH new_offer AS ({_offer_insert_if_room_sql()}), "
+        f"idle AS (UPDATE {quote(Agent._meta.db_table)} SET {quote(Agent._meta.get_field('last_assigned_at').column)} = %s "
+        "WHERE id = %s AND EXISTS (SELECT 1 FROM new_offer)), "
+        f"conv AS (UPDATE {quote(Conversation._meta.db_table)} SET {conversation_assignments_sql(conversation_fields)}, "
+        "last_seq = last_seq + 1 WHERE id = %s AND EXISTS (SELECT 1 FROM new_offer) RETURNING last_seq), "
+        f"ev AS (INSERT INTO {quote(Message._meta.db_table)} ({', '.join(event_columns)}) "
+        f"SELECT {', '.join(event_values)} FROM conv, new_offer RETURNING id, seq) "
+        "SELECT new_offer.id, ev.id, ev.seq FROM new_offer, ev"
+    )
 
 
 def offer_write(offer: Offer, *, limit: int, conversation: Conversation, conversation_fields: list[str],
@@ -491,62 +532,45 @@ def offer_write(offer: Offer, *, limit: int, conversation: Conversation, convers
     round trip waits for a core on a busy machine, and the decision's last four writes were four of
     them (bench/routing). SQLite has no data-modifying CTEs, and one writer at a time: the same writes
     in turn."""
-    if connection.vendor != "postgresql":
-        return _offer_write_in_turn(offer, limit=limit, conversation=conversation,
+    # The connection itself, not the proxy: each attribute of ``django.db.connection`` is a lookup
+    # in asgiref's context-local storage, and preparing the values asks for it per field.
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql":
+        return _offer_write_in_turn(db, offer, limit=limit, conversation=conversation,
                                     conversation_fields=conversation_fields, event=event)
-    from ..sequence import conversation_assignments
+    from ..sequence import conversation_assignment_values
 
-    quote = connection.ops.quote_name
-
-    def prepared(model, instance, exclude=()):
-        fields = [f for f in model._meta.concrete_fields if not f.primary_key and f.attname not in exclude]
-        return fields, [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in fields]
-
-    insert_sql, insert_params = _offer_insert_if_room(offer, limit)
-    event_fields, event_params = prepared(Message, event, exclude=("seq",))
-    event_columns = [quote(f.column) for f in event_fields] + [quote(Message._meta.get_field("seq").column)]
-    event_values = ["%s"] * len(event_fields) + ["conv.last_seq"]
-    if "offer" in (event.event_data or {}):
-        data_at = [f.attname for f in event_fields].index("event_data")
-        event_values[data_at] = "jsonb_set(%s::jsonb, '{offer}', to_jsonb(new_offer.id))"
-    assignments, conversation_params = conversation_assignments(conversation, conversation_fields)
-    sql = (
-        f"WITH new_offer AS ({insert_sql}), "
-        f"idle AS (UPDATE {quote(Agent._meta.db_table)} SET {quote(Agent._meta.get_field('last_assigned_at').column)} = %s "
-        "WHERE id = %s AND EXISTS (SELECT 1 FROM new_offer)), "
-        f"conv AS (UPDATE {quote(Conversation._meta.db_table)} SET {', '.join(assignments)}, last_seq = last_seq + 1 "
-        "WHERE id = %s AND EXISTS (SELECT 1 FROM new_offer) RETURNING last_seq), "
-        f"ev AS (INSERT INTO {quote(Message._meta.db_table)} ({', '.join(event_columns)}) "
-        f"SELECT {', '.join(event_values)} FROM conv, new_offer RETURNING id, seq) "
-        "SELECT new_offer.id, ev.id, ev.seq FROM new_offer, ev"
-    )
-    idle_at = connection.ops.adapt_datetimefield_value(offer.created_at)
-    params = [*insert_params, idle_at, offer.agent_id, *conversation_params, conversation.pk, *event_params]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    names_offer = "offer" in (event.event_data or {})
+    fields = tuple(dict.fromkeys(conversation_fields))
+    _insert_sql, insert_params = _offer_insert_if_room(db, offer, limit)
+    params = [*insert_params, db.ops.adapt_datetimefield_value(offer.created_at), offer.agent_id,
+              *conversation_assignment_values(db, conversation, fields), conversation.pk,
+              *_insert_values(db, _insert_fields(Message, ("seq",)), event)]
+    with db.cursor() as cursor:
+        cursor.execute(_offer_write_sql(fields, names_offer), params)
         row = cursor.fetchone()
     if row is None:
         return False
     offer.pk, event.pk, event.seq = row
     conversation.last_seq = event.seq
-    if "offer" in (event.event_data or {}):
+    if names_offer:
         event.event_data = {**event.event_data, "offer": offer.pk}
     for instance in (offer, event):
-        instance._state.adding, instance._state.db = False, connection.alias
+        instance._state.adding, instance._state.db = False, db.alias
     return True
 
 
-def _offer_write_in_turn(offer: Offer, *, limit: int, conversation: Conversation, conversation_fields: list[str],
+def _offer_write_in_turn(db, offer: Offer, *, limit: int, conversation: Conversation, conversation_fields: list[str],
                          event: Message) -> bool:
     from ..sequence import conversation_save_taking_seq
 
-    with connection.cursor() as cursor:
-        cursor.execute(*_offer_insert_if_room(offer, limit))
+    with db.cursor() as cursor:
+        cursor.execute(*_offer_insert_if_room(db, offer, limit))
         row = cursor.fetchone()
     if row is None:
         return False
     offer.pk = row[0]
-    offer._state.adding, offer._state.db = False, connection.alias
+    offer._state.adding, offer._state.db = False, db.alias
     Agent.objects.filter(pk=offer.agent_id).update(last_assigned_at=offer.created_at)
     event.seq = conversation_save_taking_seq(conversation, conversation_fields)
     if "offer" in (event.event_data or {}):
