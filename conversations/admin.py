@@ -208,11 +208,12 @@ class ConversationAdmin(admin.ModelAdmin):
     list_per_page = 50
     readonly_fields = (
         "customer_link", "inbox", "channel", "status", "assignee", "created_at", "first_response_at", "waiting_since",
-        "last_message_at", "snoozed_until", "resolved_at", "updated_at", "all_messages",
+        "last_message_at", "snoozed_until", "resolved_at", "updated_at", "all_messages", "queue_reason", "queued_at",
+        "routing_note",
     )
     fieldsets = (
         (None, {"fields": ("customer_link", "inbox", "channel", "status", "assignee", "subject")}),
-        (_("Routing"), {"fields": ("queue", "priority")}),
+        (_("Routing"), {"fields": ("queue", "priority", "queue_reason", "queued_at", "routing_note")}),
         (_("Times"), {"fields": ("created_at", "first_response_at", "waiting_since", "last_message_at",
                                  "snoozed_until", "resolved_at", "updated_at")}),
         (_("Messages"), {"fields": ("all_messages",)}),

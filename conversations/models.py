@@ -242,6 +242,10 @@ class Conversation(models.Model):
     assigned_at = models.DateTimeField(null=True, blank=True)
     abandoned_at = models.DateTimeField(null=True, blank=True)
     routing_note = models.CharField(max_length=300, blank=True, help_text=_("Why it is where it is (last decision)"))
+    queue_reason = models.CharField(
+        max_length=200, blank=True,
+        help_text=_("Why it is in its queue: the routing rule that matched, the inbox's or the default queue, "
+                    "an overflow or a transfer"))
     # Set when a closed queue's fallback turned this contact into a follow-up: answered later, on
     # follow_up_channel (email when the customer gave an address), and not abandoned by leaving.
     follow_up_at = models.DateTimeField(null=True, blank=True)

@@ -58,6 +58,7 @@ def routing_explained(conversation: Conversation) -> dict:
     offers = list(conversation.offers.select_related("agent", "queue").order_by("created_at", "pk"))
     return {
         "conversation": conversation.pk, "queue": conversation.queue.slug if conversation.queue else None,
+        "queue_reason": conversation.queue_reason,
         "assignee": conversation.assignee_id, "queued_at": conversation.queued_at, "assigned_at": conversation.assigned_at,
         "abandoned_at": conversation.abandoned_at, "note": conversation.routing_note,
         "offers": [{

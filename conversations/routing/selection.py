@@ -40,33 +40,60 @@ REFUSED = (OfferStatus.REJECTED, OfferStatus.TIMEOUT)
 
 # --- which queue -----------------------------------------------------------------------------------
 
-def rule_context(conversation: Conversation) -> dict:
+def rule_context(conversation: Conversation, *, tags: list[str] | None = None) -> dict:
+    """What a routing rule can ask about ``conversation`` (rules.ALLOWED_FIELDS). ``tags``: the
+    customer's tag names when the caller already knows them; else they are read."""
     customer = conversation.customer
     local = timezone.localtime(timezone.now())
     return {
         "channel": conversation.channel, "inbox": conversation.inbox.address, "language": customer.language,
-        "tags": [tag.name for tag in customer.tags.all()], "journey_stage": customer.journey_stage,
+        "tags": tags if tags is not None else [tag.name for tag in customer.tags.all()],
+        "journey_stage": customer.journey_stage,
         "priority": conversation.priority, "ivr": (conversation.inbox.settings or {}).get("ivr_choice"),
         "customer_id": customer.pk, "subject": conversation.subject, "hour": local.hour, "weekday": local.isoweekday(),
     }
 
 
-def queue_pick(conversation: Conversation) -> tuple[Queue | None, dict]:
-    """The first active rule whose expression matches decides; else the inbox's default queue, else
-    the queue marked default."""
+def queue_pick(conversation: Conversation, *, tags: list[str] | None = None) -> dict:
+    """Put ``conversation`` in the queue it belongs in (its ``queue``, not saved) and say why, as
+    TaskRouter's workflow places a task when it is created: the first active rule whose expression
+    matches decides; else the inbox's default queue, else the active queue marked default; no queue
+    when there is none. ``{"rule": <the rule's name, "inbox default", "default queue" or "no
+    queue">}``, with ``rule_id`` when a rule matched.
+
+    Reads the active rules; the customer's tags only when a rule asks about them (``tags``: the
+    caller knows them, e.g. none for a customer created in its transaction); the inbox's default
+    queue is set by id, not read."""
     from .rules import first_match
 
     # A rule can only send a conversation to a queue that serves its channel (empty = all).
     rules = [rule for rule in RoutingRule.objects.filter(is_active=True, queue__is_active=True).select_related("queue")
              if not rule.queue.channels or conversation.channel in rule.queue.channels]
-    context = rule_context(conversation)
-    matched = first_match(((rule, rule.expression) for rule in rules), context)
-    if matched is not None:
-        return matched.queue, {"rule": matched.name, "rule_id": matched.pk}
+    if rules:
+        if tags is None and not any("tags" in _rule_fields(rule.expression) for rule in rules):
+            tags = []  # nobody asks: not worth a query
+        matched = first_match(((rule, rule.expression) for rule in rules), rule_context(conversation, tags=tags))
+        if matched is not None:
+            conversation.queue = matched.queue
+            return {"rule": matched.name, "rule_id": matched.pk}
     if conversation.inbox.default_queue_id:
-        return conversation.inbox.default_queue, {"rule": "inbox default"}
-    default = Queue.objects.filter(is_default=True, is_active=True).order_by("id").first()
-    return default, {"rule": "default queue" if default else "no queue"}
+        conversation.queue_id = conversation.inbox.default_queue_id
+        return {"rule": "inbox default"}
+    conversation.queue = Queue.objects.filter(is_default=True, is_active=True).order_by("id").first()
+    return {"rule": "default queue" if conversation.queue else "no queue"}
+
+
+def _rule_fields(expression: str) -> frozenset[str]:
+    """The fields a rule's expression asks about; everything, for one that does not compile (so
+    first_match gets to log it)."""
+    from django.core.exceptions import ValidationError
+
+    from .rules import ALLOWED_FIELDS, compile_rule
+
+    try:
+        return compile_rule(expression).fields
+    except ValidationError:
+        return frozenset(ALLOWED_FIELDS)
 
 
 # --- the conversation ------------------------------------------------------------------------------

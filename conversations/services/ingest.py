@@ -116,7 +116,7 @@ def _find_or_open_conversation(
     """Returns (conversation, opened, reopened). Caller holds the customer's row lock.
     ``new_customer``: created by this transaction, so they have no conversation to look for."""
     if new_customer:
-        return _open_conversation(customer=customer, inbox=inbox, inbound=inbound, at=at), True, False
+        return _open_conversation(customer=customer, inbox=inbox, inbound=inbound, at=at, new_customer=True), True, False
     conversation = _thread_conversation(customer, inbound.thread_refs)
     if conversation is None:
         conversation = (
@@ -146,19 +146,36 @@ def _find_or_open_conversation(
     return _open_conversation(customer=customer, inbox=inbox, inbound=inbound, at=at), True, False
 
 
-def _open_conversation(*, customer: Customer, inbox: Inbox, inbound: InboundMessage, at: datetime) -> Conversation:
+def _open_conversation(*, customer: Customer, inbox: Inbox, inbound: InboundMessage, at: datetime,
+                       new_customer: bool = False) -> Conversation:
     """A new conversation for ``inbound``, inserted as it will be once the message is in: its first
     sequence number taken (``last_seq`` 1, the message's) and waiting since now, so neither needs
     an UPDATE of the row just inserted (``_message_store_taking_seq``). Nobody else can see the
     row before commit, so taking the number in the INSERT is as safe as the UPDATE that takes it
-    for an existing conversation (conversations.sequence)."""
-    return Conversation.objects.create(
+    for an existing conversation (conversations.sequence).
+
+    It goes into its queue now, as TaskRouter's workflow places a task when it is created: the
+    routing rules first (a VIP, a billing subject), else the inbox's default queue (``queue_pick``),
+    so it is queued, and counted in its queue's position and wait, from its first moment. An
+    automated message's conversation is resolved at once and never routed: it keeps the inbox's
+    default queue, for the record."""
+    conversation = Conversation(
         customer=customer, inbox=inbox, channel=inbox.kind, subject=inbound.subject[:300],
-        queue=inbox.default_queue, created_at=at, last_message_at=at, last_seq=1,
+        created_at=at, last_message_at=at, last_seq=1,
         status=ConversationStatus.RESOLVED if inbound.automated else ConversationStatus.OPEN,
         resolved_at=at if inbound.automated else None,
         waiting_since=None if inbound.automated else at,
     )
+    if inbound.automated:
+        conversation.queue_id = inbox.default_queue_id
+    else:
+        from ..routing.selection import queue_pick
+
+        why = queue_pick(conversation, tags=[] if new_customer else None)  # a new customer has no tags yet
+        if conversation.queue_id is not None:
+            conversation.queued_at, conversation.queue_reason = at, why["rule"][:200]
+    conversation.save(force_insert=True)
+    return conversation
 
 
 def message_receive(inbound: InboundMessage) -> IngestResult:

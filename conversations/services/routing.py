@@ -119,13 +119,19 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
             return RoutingDecision(reason="already offered")
         explanation: dict = {}
         fields = []
+        # Never decided on before (the ingest leaves no note): the decision that first makes the
+        # customer wait tells them their position (_queue_auto_reply).
+        first_decision = not conversation.routing_note
         if conversation.queue_id is None:
-            queue, why = queue_pick(conversation)
+            # Not placed when it was opened (the ingest places every conversation it opens).
+            why = queue_pick(conversation)
             explanation.update(why)
-            if queue is None:
+            if conversation.queue_id is None:
                 return RoutingDecision(reason="no queue matched and no default queue")
-            conversation.queue = queue
-            fields.append("queue")
+            conversation.queue_reason = why["rule"][:200]
+            fields += ["queue", "queue_reason"]
+        elif conversation.queue_reason:
+            explanation["rule"] = conversation.queue_reason
         if conversation.queued_at is None:
             conversation.queued_at = now
             fields.append("queued_at")
@@ -137,9 +143,10 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
             explanation["overflow_from"] = queue.pk
             conversation.queue_id = queue.overflow_queue_id
             conversation.queued_at = now
+            conversation.queue_reason = f"overflow from {queue.slug}"[:200]
             queue = Queue.objects.get(pk=queue.overflow_queue_id)
             conversation.queue = queue
-            fields += ["queue", "queued_at"]
+            fields += ["queue", "queued_at", "queue_reason"]
 
         hours = BusinessHours.from_config(queue.business_hours or None)
         if not hours.is_open(now):
@@ -197,7 +204,7 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
             return RoutingDecision(reason="already offered")
         conversation.routing_note = "waiting: no eligible agent is free"
         conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at"])
-        if "queued_at" in fields:
+        if first_decision:
             _queue_auto_reply(conversation)
         return RoutingDecision(reason=conversation.routing_note, explanation=explanation, candidates=candidates)
 
@@ -369,7 +376,8 @@ def _after_hours(conversation: Conversation, queue: Queue, hours, reopen, now) -
             system_event_record(conversation, EventType.TRANSFERRED, from_queue=queue.pk, to_queue=target,
                                 reason="after_hours")
             conversation.queue_id, conversation.queued_at = target, now
-            fields += ["queue", "queued_at"]
+            conversation.queue_reason = f"after-hours fallback from {queue.slug}"[:200]
+            fields += ["queue", "queued_at", "queue_reason"]
     system_event_record(conversation, EventType.OFFERED, step="after_hours", queue=queue.pk,
                         action=queue.after_hours_action, follow_up_channel=conversation.follow_up_channel)
     if queue.after_hours_message and not already_follow_up:
@@ -740,7 +748,8 @@ def conversation_transfer(*, conversation_id: int, by: Agent, note: str, to_agen
         conversation.queue = to_queue
         conversation.queued_at = now
         conversation.routing_note = f"transferred to {to_queue.slug} by {by.display_name}"[:300]
-        conversation.save(update_fields=["assignee", "queue", "queued_at", "routing_note", "updated_at"])
+        conversation.queue_reason = f"transferred by {by.display_name}"[:200]
+        conversation.save(update_fields=["assignee", "queue", "queued_at", "routing_note", "queue_reason", "updated_at"])
         system_event_record(conversation, EventType.TRANSFERRED, agent=by, to_queue=to_queue.pk, note=note)
         _publish({"type": "conversation.transferred", "conversation": conversation.pk, "queue": to_queue.pk},
                  agents=[previous], conversation_id=conversation.pk)

@@ -6,7 +6,7 @@ The counts include the transaction's BEGIN and COMMIT (a savepoint and its relea
 own transaction) and the savepoint around a new identity."""
 
 import pytest
-from conversations.models import ConversationStatus, Message
+from conversations.models import ConversationStatus, Message, Queue
 from conversations.services import InboundMessage, message_receive
 
 from ..factories import make_inbox
@@ -17,19 +17,33 @@ def _sms(inbox, sid, sender="090-1234-5678"):
     return InboundMessage(inbox=inbox, sender_kind="phone", sender_address=sender, text="hello", provider_id=sid)
 
 
-def test_a_new_customers_first_message_takes_ten_statements(django_assert_num_queries):
+def test_a_new_customers_first_message_takes_eleven_statements(django_assert_num_queries):
     """Replay check (the id alone), BEGIN, the address and its sibling in one read, SAVEPOINT, the
-    customer, the identity, RELEASE, the conversation (inserted with its first sequence number and
-    waiting since now), the message, COMMIT. No lock of the customer just inserted, no search for
-    conversations they cannot have, no UPDATE of the row just inserted."""
-    inbox = make_inbox("sms")
-    with django_assert_num_queries(10):
+    customer, the identity, RELEASE, the routing rules (the conversation is placed in its queue as it
+    opens; the inbox's default queue by id, a new customer's tags not read), the conversation
+    (inserted queued, with its first sequence number and waiting since now), the message, COMMIT.
+    No lock of the customer just inserted, no search for conversations they cannot have, no UPDATE
+    of the row just inserted."""
+    queue = Queue.objects.create(name="Support", slug="support")
+    inbox = make_inbox("sms", default_queue=queue)
+    with django_assert_num_queries(11):
         result = message_receive(_sms(inbox, "SMq1"))
     conversation = result.conversation
     conversation.refresh_from_db()
     assert result.conversation_opened and result.message.seq == 1 and conversation.last_seq == 1
     assert conversation.waiting_since == result.message.created_at == conversation.last_message_at
     assert conversation.status == ConversationStatus.OPEN
+    assert conversation.queue == queue and conversation.queued_at == result.message.created_at
+    assert conversation.queue_reason == "inbox default"
+
+
+def test_without_an_inbox_queue_the_default_queue_is_read_too(django_assert_num_queries):
+    queue = Queue.objects.create(name="Support", slug="support", is_default=True)
+    inbox = make_inbox("sms")
+    with django_assert_num_queries(12):
+        result = message_receive(_sms(inbox, "SMq1"))
+    result.conversation.refresh_from_db()
+    assert result.conversation.queue == queue and result.conversation.queue_reason == "default queue"
 
 
 def test_a_returning_customers_next_message_takes_nine_statements(django_assert_num_queries):

@@ -160,6 +160,54 @@ def test_rules_pick_the_queue_first_match_wins(support, presence):
     assert plain.queue == support
 
 
+def test_an_inbound_conversation_is_placed_by_the_rules_when_it_opens_not_by_its_inbox(support, presence):
+    """The rules decide for a real contact too, although its inbox has a default queue: a known VIP
+    texting the support number goes to the VIP queue, a billing subject by email to billing. The
+    conversation is queued from its first moment, says why, and its offer explains it."""
+    from profiles.services.identity import identity_resolve
+
+    vip_queue = Queue.objects.create(name="VIP", slug="vip")
+    billing = Queue.objects.create(name="Billing", slug="billing")
+    RoutingRule.objects.create(name="VIP", order=1, expression='"VIP" in tags', queue=vip_queue)
+    RoutingRule.objects.create(name="Billing subjects", order=2, expression='"invoice" in subject', queue=billing)
+    sms, email = make_inbox("sms", default_queue=support), make_inbox("email", default_queue=support)
+    vip = identity_resolve(kind="phone", value="090-1111-2222").customer
+    vip.tags.add(Tag.objects.create(name="VIP"))
+    agent = staff("any", presence["available"], "support")
+
+    from_vip = message_receive(InboundMessage(inbox=sms, sender_kind="phone", sender_address="090-1111-2222",
+                                              text="hello", provider_id="SMvip")).conversation
+    from_stranger = message_receive(InboundMessage(inbox=sms, sender_kind="phone", sender_address="090-3333-4444",
+                                                   text="hello", provider_id="SMnew")).conversation
+    about_money = message_receive(InboundMessage(inbox=email, sender_kind="email", sender_address="a@example.jp",
+                                                 subject="Your invoice #12", text="?", provider_id="<m1@example.jp>")
+                                  ).conversation
+    placed = {c.pk: (c.queue_id, c.queue_reason, c.queued_at is not None)
+              for c in Conversation.objects.filter(pk__in=[from_vip.pk, from_stranger.pk, about_money.pk])}
+    assert placed == {from_vip.pk: (vip_queue.pk, "VIP", True), from_stranger.pk: (support.pk, "inbox default", True),
+                      about_money.pk: (billing.pk, "Billing subjects", True)}
+    decision = route_conversation(conversation_id=from_vip.pk)
+    assert decision.offer.agent_id == agent.pk and decision.offer.queue_id == vip_queue.pk
+    assert decision.explanation["rule"] == "VIP" and decision.explanation["queue"] == "vip"
+
+
+def test_a_rule_about_tags_reads_them_only_when_a_rule_asks(support, presence, django_assert_num_queries):
+    """Placing a conversation costs the rules' read; the customer's tags are read only when some
+    rule is about tags (and never for a customer created by the same message)."""
+    from conversations.routing.selection import queue_pick
+
+    inbox = make_inbox("sms", default_queue=support)
+    RoutingRule.objects.create(name="Japanese", order=1, expression='language == "ja"', queue=support)
+    conversation = make_conversation(make_customer(), inbox)
+    with django_assert_num_queries(1):
+        queue_pick(conversation)
+    RoutingRule.objects.create(name="VIP", order=2, expression='"VIP" in tags', queue=support)
+    with django_assert_num_queries(2):
+        queue_pick(conversation)
+    with django_assert_num_queries(1):
+        queue_pick(conversation, tags=[])
+
+
 def test_invalid_rule_is_rejected_on_save_with_the_reason(support):
     from django.core.exceptions import ValidationError
 
@@ -404,7 +452,7 @@ def test_closed_queue_with_the_fallback_turns_the_contact_into_an_email_follow_u
     conversation.refresh_from_db()
     assert "closed" in decision.reason and decision.explanation["after_hours_fallback_to"] == email_team.pk
     assert conversation.queue == email_team and conversation.follow_up_channel == "email"
-    assert conversation.follow_up_at is not None
+    assert conversation.follow_up_at is not None and conversation.queue_reason == "after-hours fallback from support"
     told = Message.objects.get(conversation=conversation, direction=Direction.OUTBOUND)
     assert told.text.startswith("We open at 20") and told.text.endswith("by email at hana@example.jp.")
     assert Message.objects.filter(conversation=conversation, event_type=EventType.TRANSFERRED,
@@ -469,6 +517,7 @@ def test_overflow_moves_to_the_overflow_queue_after_n_seconds(support, presence)
     assert conversation.queue == overflow and decision.offer.agent == generalist
     # Routing explained: where it overflowed from (it named the overflow queue itself).
     assert decision.explanation["overflow_from"] == support.pk and decision.explanation["queue"] == "overflow"
+    assert conversation.queue_reason == "overflow from support"
 
 
 def test_manual_assign_pick_and_transfer_with_a_handoff_note(support, presence):
@@ -490,6 +539,7 @@ def test_manual_assign_pick_and_transfer_with_a_handoff_note(support, presence):
     conversation_transfer(conversation_id=conversation.pk, by=alice, to_queue=support, note="needs billing")
     conversation.refresh_from_db()
     assert conversation.assignee is None and conversation.queue == support
+    assert conversation.queue_reason == f"transferred by {alice.display_name}"
 
 
 def test_queue_position_and_estimated_wait(support):

@@ -83,6 +83,7 @@ def test_routing_explained_is_authorised(setup, supervisor, stranger):
     body = api(supervisor.user).get(url).json()
     assert body["queue"] == "support" and body["offers"][0]["agent"] == alice.pk
     assert body["offers"][0]["explanation"]["rule"] == "default queue"
+    assert body["queue_reason"] == "default queue"
     assert body["position"]["position"] == 1
     assert api(alice.user).get(url).status_code == 200
     assert api(bob.user).get(url).status_code == 404  # no skill, not offered, not assigned
