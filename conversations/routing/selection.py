@@ -208,8 +208,8 @@ def _lock_sql(vendor: str, lock_first_candidate: bool) -> str:
     return _sql(sql)
 
 
-def waiting_conversation_lock(conversation_id: int, now, *, lock_first_candidate: bool = False
-                              ) -> tuple[Conversation, RoutingFacts] | None:
+def waiting_conversation_lock(conversation_id: int, now, *, lock_first_candidate: bool = False,
+                              limit: int | None = None) -> tuple[Conversation, RoutingFacts] | None:
     """Lock a waiting conversation until commit, with its queue and the facts a decision needs, or
     None when it is not waiting or another router holds it (SKIP LOCKED). The first statement of
     every decision, written out once: compiling the equivalent queryset cost more than running it
@@ -217,14 +217,14 @@ def waiting_conversation_lock(conversation_id: int, now, *, lock_first_candidate
     (``RoutingFacts.candidates``), a round trip fewer per decision, and with
     ``lock_first_candidate`` locks the first of them it can (``RoutingFacts.locked_candidate``),
     one more. Only for a caller that waits for no lock later in the transaction: the agent stays
-    locked until commit."""
+    locked until commit. ``limit``: how many eligible agents with room to bring (ELIGIBLE_LIMIT)."""
     conversations, queues = _readers()
     with_candidates = connection.vendor == "postgresql"
     lock_first_candidate = lock_first_candidate and with_candidates
     since = connection.ops.adapt_datetimefield_value(now - REJECT_MEMORY)
     with connection.cursor() as cursor:
         cursor.execute(_lock_sql(connection.vendor, lock_first_candidate),
-                       {"since": since, "conversation_id": conversation_id, "limit": ELIGIBLE_LIMIT})
+                       {"since": since, "conversation_id": conversation_id, "limit": limit or ELIGIBLE_LIMIT})
         row = cursor.fetchone()
     if row is None:
         return None

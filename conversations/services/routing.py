@@ -73,6 +73,8 @@ class RoutingDecision:
     reason: str = ""
     explanation: dict = field(default_factory=dict)
     candidates: list[Candidate] | None = None  # the agents with room it looked at, when it got that far
+    # ``candidates`` holds every agent with room there was (fewer than it asked for), not the first few.
+    candidates_complete: bool = False
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -91,17 +93,29 @@ def offer_event(offer: Offer, event_type: str) -> dict:
 
 # --- routing ------------------------------------------------------------------------------------
 
-def route_conversation(*, conversation_id: int) -> RoutingDecision:
+def route_conversation(*, conversation_id: int, candidate_limit: int = ELIGIBLE_LIMIT) -> RoutingDecision:
     """Offer (or, on auto-accept queues, assign) one waiting conversation. Idempotent: a
-    conversation already assigned, already offered, or being routed by another worker is left."""
+    conversation already assigned, already offered, or being routed by another worker is left.
+
+    ``candidate_limit``: how many agents with room to look for, in offer order. The first of them
+    gets the offer unless another router holds them; the rest are for that case. Fewer is cheaper
+    when few agents have room (every agent before the first few with room is counted), and if the
+    short list's agents were all taken meanwhile the whole question is asked again, so the choice
+    is the same either way (route_for_agent)."""
     try:
-        return _route_conversation(conversation_id, waits=False)
+        decision = _route_conversation(conversation_id, waits=False, limit=candidate_limit)
     except _StartOver:
         # Rolled back, every lock released: decide again, prepared to wait (_offer_to_first_free).
-        return _route_conversation(conversation_id, waits=True)
+        decision = _route_conversation(conversation_id, waits=True, limit=candidate_limit)
+    if decision.offer is None and decision.candidates and not decision.candidates_complete \
+            and candidate_limit < ELIGIBLE_LIMIT:
+        # Every agent of the short list was taken by other routers meanwhile: someone further on
+        # may have room.
+        return route_conversation(conversation_id=conversation_id)
+    return decision
 
 
-def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision:
+def _route_conversation(conversation_id: int, *, waits: bool, limit: int) -> RoutingDecision:
     from ..routing.hours import BusinessHours
 
     now = timezone.now()
@@ -111,7 +125,7 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
         # auto-replies), and joining them costs every decision (bench/routing).
         # The first candidate agent is locked by the same statement (PostgreSQL), except on the
         # second try, which waits for agents and so must hold none it did not lock in a savepoint.
-        locked = waiting_conversation_lock(conversation_id, now, lock_first_candidate=not waits)
+        locked = waiting_conversation_lock(conversation_id, now, lock_first_candidate=not waits, limit=limit)
         if locked is None:
             return RoutingDecision(reason="not waiting or being routed elsewhere")
         conversation, facts = locked
@@ -178,11 +192,13 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
             candidates = list(facts.candidates)  # read with the lock (PostgreSQL)
         else:
             candidates = eligible_agents(queue=queue, channel=conversation.channel, conversation_id=conversation.pk,
-                                         now=now, first=known if in_known_step else None)
+                                         now=now, first=known if in_known_step else None, limit=limit)
+        complete = len(candidates) < limit
         if in_known_step:
             known_candidates = [a for a in candidates if a.pk == known]
             if known_candidates:
-                candidates, step = known_candidates, "known_agent"
+                # Only the known agent now: the list no longer says who else has room.
+                candidates, step, complete = known_candidates, "known_agent", False
             elif Agent.objects.filter(pk=known, presence__is_available=True).exists() and \
                     known not in recent_refusals(conversation.pk, now):  # (the lock's facts may be a moment old)
                 # Known agent is here but full: wait for them until the step times out.
@@ -196,7 +212,7 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
         decision = _offer_to_first_free(conversation, candidates, queue, step, explanation, now, fields, waits=waits,
                                         prelocked=facts.locked_candidate, prelocked_from=candidates if from_lock else None)
         if decision is not None:  # the conversation is saved
-            decision.candidates = candidates
+            decision.candidates, decision.candidates_complete = candidates, complete
             return decision
         if has_pending_offer(conversation.pk):
             # Another router's offer committed just before our lock (the facts came with the lock:
@@ -206,7 +222,8 @@ def _route_conversation(conversation_id: int, *, waits: bool) -> RoutingDecision
         conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at"])
         if first_decision:
             _queue_auto_reply(conversation)
-        return RoutingDecision(reason=conversation.routing_note, explanation=explanation, candidates=candidates)
+        return RoutingDecision(reason=conversation.routing_note, explanation=explanation, candidates=candidates,
+                               candidates_complete=complete)
 
 
 class _StartOver(Exception):
@@ -589,7 +606,12 @@ def route_for_agent(*, agent_id: int, limit: int = 20) -> int:
     agent, else the longest idle) under its locks. Its candidates (the agents with room it looked
     at, with their loads) tell whether this agent still has room on that channel: a channel is done
     when they took its last slot, or were not among the agents with room while that list was
-    complete. So nothing but the decisions counts their load (bench/routing)."""
+    complete. So nothing but the decisions counts their load (bench/routing).
+
+    Each decision asks for one candidate, the agent who gets the offer: with a backlog waiting
+    every other agent is usually full, and the decision counts the load of every agent ahead of the
+    first few with room, so asking for ten counted the whole floor's, one agent at a time, for each
+    freed slot. Asking for one stops at the first agent with room, most often this one."""
     work = agent_next_work(agent_id, limit=limit)
     if work is None or not work.available:
         return 0
@@ -597,7 +619,7 @@ def route_for_agent(*, agent_id: int, limit: int = 20) -> int:
     for conversation_id, channel in work.waiting:
         if channel in channels_done:
             continue  # full there: every further attempt would look at every agent and find nobody
-        decision = route_conversation(conversation_id=conversation_id)
+        decision = route_conversation(conversation_id=conversation_id, candidate_limit=1)
         offered += bool(decision.offer)
         if decision.candidates is None:
             continue  # decided before looking at agents (closed, known agent, already offered)
@@ -605,7 +627,7 @@ def route_for_agent(*, agent_id: int, limit: int = 20) -> int:
         if decision.offer is not None and decision.offer.agent_id == agent_id:
             if mine is None or mine.load + 1 >= mine.capacity:
                 channels_done.add(channel)
-        elif mine is None and len(decision.candidates) < ELIGIBLE_LIMIT:
+        elif mine is None and decision.candidates_complete:
             channels_done.add(channel)  # not among the agents with room: none for them there
     return offered
 

@@ -688,3 +688,53 @@ def test_route_for_agent_stops_trying_once_the_agent_is_full(support, presence, 
     monkeypatch.setattr(routing, "route_conversation", lambda **kw: calls.append(kw) or original(**kw))
     assert route_for_agent(agent_id=agent.pk) == 1
     assert len(calls) == 1  # not five full scans for an agent who can take one
+
+
+def test_a_short_candidate_list_whose_agents_were_taken_asks_the_whole_question_again(support, presence, monkeypatch):
+    """route_for_agent asks for one candidate. If that agent has no room by the time the offer is
+    written (another router took their last slot), the conversation is not left waiting while
+    someone further down the idle order has room: the decision is made again with the whole list."""
+    import dataclasses
+
+    from conversations.routing.selection import ELIGIBLE_LIMIT, Candidate
+    from conversations.services import routing
+
+    taken = staff("taken", presence["available"], "support", capacity={"sms": 1},
+                  last_assigned_at=timezone.now() - timedelta(hours=2))
+    free = staff("free", presence["available"], "support", last_assigned_at=timezone.now() - timedelta(hours=1))
+    make_conversation(make_customer(), make_inbox("sms"), queue=support, assignee=taken)  # their only slot
+    conversation = waiting(support)
+    real_lock, real_eligible = routing.waiting_conversation_lock, routing.eligible_agents
+    stale = (Candidate(pk=taken.pk, load=0, capacity=1),)  # what a look a moment ago found
+    asked = []
+
+    def lock_with_a_stale_short_list(conversation_id, now, **kwargs):
+        asked.append(kwargs.get("limit"))
+        conversation, facts = real_lock(conversation_id, now, **kwargs)
+        if kwargs.get("limit") == 1:
+            facts = dataclasses.replace(facts, candidates=stale, candidates_queue_id=support.pk, locked_candidate=None)
+        return conversation, facts
+
+    def eligible_with_a_stale_short_list(**kwargs):  # SQLite asks separately
+        return list(stale) if kwargs.get("limit") == 1 else real_eligible(**kwargs)
+
+    monkeypatch.setattr(routing, "waiting_conversation_lock", lock_with_a_stale_short_list)
+    monkeypatch.setattr(routing, "eligible_agents", eligible_with_a_stale_short_list)
+    decision = route_conversation(conversation_id=conversation.pk, candidate_limit=1)
+    assert decision.offer is not None and decision.offer.agent == free
+    assert asked == [1, ELIGIBLE_LIMIT]  # the short question, then the whole one
+    assert not Offer.objects.filter(agent=taken).exists()
+
+
+def test_routing_for_a_freed_agent_offers_to_the_longest_idle_agent_with_room_not_blindly_to_them(
+        support, presence):
+    """A freed agent's routing asks for a single candidate, the one the whole list would put first:
+    another agent idle for longer who has room gets the conversation; the freed agent the next."""
+    now = timezone.now()
+    freed = staff("freed", presence["available"], "support", capacity={"sms": 1}, last_assigned_at=now)
+    idle = staff("idle", presence["available"], "support", capacity={"sms": 1},
+                 last_assigned_at=now - timedelta(hours=1))
+    first, second = waiting(support, age_seconds=20), waiting(support, age_seconds=10)
+    assert route_for_agent(agent_id=freed.pk) == 2
+    offers = dict(Offer.objects.filter(status="pending").values_list("conversation_id", "agent_id"))
+    assert offers == {first.pk: idle.pk, second.pk: freed.pk}

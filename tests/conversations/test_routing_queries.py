@@ -169,3 +169,40 @@ def test_a_decision_reads_a_dozen_agents_however_many_are_available(floor):
     assert agent_reads, "the plan reads no agents"
     assert all(node.get("Index Name") == "agent_idle_order_idx" for node in agent_reads), agent_reads
     assert sum(node["Actual Rows"] * node["Actual Loops"] for node in agent_reads) <= ELIGIBLE_LIMIT + 10
+
+
+@pytest.mark.production
+def test_routing_for_a_freed_agent_reads_the_agents_ahead_of_them_not_the_whole_full_floor(floor, monkeypatch):
+    """With a backlog every agent is full but the one just freed. Asking for ten candidates walked
+    the whole floor counting loads (fewer than ten had room); route_for_agent asks for one, and the
+    walk stops at the first agent with room: here the longest idle, the one just freed."""
+    from conversations.tasks import route_for_agent_task
+
+    monkeypatch.setattr(route_for_agent_task, "apply_async", lambda *a, **k: None)
+    floor.add_agents(300)
+    held = {agent.pk: floor.fill(agent) for agent in floor.agents}
+    floor.add_waiting(5)
+    freed = floor.agents[-1]  # the longest idle
+    conversation_resolve(conversation_id=held[freed.pk][0].pk, by=None)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    statements = []
+
+    def capture(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        assert route_for_agent(agent_id=freed.pk) == 1
+    assert Offer.objects.get(status="pending").agent_id == freed.pk
+    lock_sql, params = next((sql, params) for sql, params in statements if "FOR UPDATE" in sql)
+    # As before the offer, for the EXPLAIN: the conversation waiting, the agent free and idle longest.
+    Offer.objects.all().delete()
+    Agent.objects.filter(pk=freed.pk).update(last_assigned_at=freed.last_assigned_at)
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + lock_sql, params)
+        plan = cursor.fetchone()[0]
+    plan = plan if isinstance(plan, list) else __import__("json").loads(plan)
+    agent_reads = [node for node in _plan_nodes(plan[0]["Plan"])
+                   if node.get("Relation Name") == "conversations_agent" and node.get("Index Name") != "conversations_agent_pkey"]
+    assert sum(node["Actual Rows"] * node["Actual Loops"] for node in agent_reads) <= 3, agent_reads
