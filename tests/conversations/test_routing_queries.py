@@ -3,6 +3,7 @@ agents, waiting conversations or past conversations of the customer.
 
 The counts include the transaction's BEGIN and COMMIT."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -137,6 +138,33 @@ def _plan_nodes(plan: dict):
         yield from _plan_nodes(child)
 
 
+def _lock_statement(decide) -> tuple[str, list]:
+    """The lock statement (with its parameters) of the decision ``decide()`` makes."""
+    statements = []
+
+    def capture(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        decide()
+    return next((sql, params) for sql, params in statements if "FOR UPDATE" in sql)
+
+
+def _agent_reads(sql: str, params) -> list[dict]:
+    """The plan nodes of ``sql`` that read agents (other than by primary key), as it runs now."""
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0]
+    plan = plan if isinstance(plan, list) else json.loads(plan)
+    return [node for node in _plan_nodes(plan[0]["Plan"])
+            if node.get("Relation Name") == "conversations_agent" and node.get("Index Name") != "conversations_agent_pkey"]
+
+
+def _rows(nodes: list[dict]) -> int:
+    return sum(node["Actual Rows"] * node["Actual Loops"] for node in nodes)
+
+
 @pytest.mark.production
 def test_a_decision_reads_a_dozen_agents_however_many_are_available(floor):
     """The lock statement walks the agents in idle order (agent_idle_order_idx) and stops once ten
@@ -150,25 +178,12 @@ def test_a_decision_reads_a_dozen_agents_however_many_are_available(floor):
     conversation = floor.add_waiting(1)[0]
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
-    statements = []
-
-    def capture(execute, sql, params, many, context):
-        statements.append((sql, params))
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(capture):
-        route_conversation(conversation_id=conversation.pk)
-    lock_sql, params = next((sql, params) for sql, params in statements if "FOR UPDATE" in sql)
+    lock = _lock_statement(lambda: route_conversation(conversation_id=conversation.pk))
     Offer.objects.all().delete()  # so the conversation is waiting again for the EXPLAIN
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + lock_sql, params)
-        plan = cursor.fetchone()[0]
-    plan = plan if isinstance(plan, list) else __import__("json").loads(plan)
-    agent_reads = [node for node in _plan_nodes(plan[0]["Plan"])
-                   if node.get("Relation Name") == "conversations_agent" and node.get("Index Name") != "conversations_agent_pkey"]
+    agent_reads = _agent_reads(*lock)
     assert agent_reads, "the plan reads no agents"
     assert all(node.get("Index Name") == "agent_idle_order_idx" for node in agent_reads), agent_reads
-    assert sum(node["Actual Rows"] * node["Actual Loops"] for node in agent_reads) <= ELIGIBLE_LIMIT + 10
+    assert _rows(agent_reads) <= ELIGIBLE_LIMIT + 10
 
 
 @pytest.mark.production
@@ -186,23 +201,10 @@ def test_routing_for_a_freed_agent_reads_the_agents_ahead_of_them_not_the_whole_
     conversation_resolve(conversation_id=held[freed.pk][0].pk, by=None)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
-    statements = []
-
-    def capture(execute, sql, params, many, context):
-        statements.append((sql, params))
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(capture):
-        assert route_for_agent(agent_id=freed.pk) == 1
+    lock = _lock_statement(lambda: route_for_agent(agent_id=freed.pk))
     assert Offer.objects.get(status="pending").agent_id == freed.pk
-    lock_sql, params = next((sql, params) for sql, params in statements if "FOR UPDATE" in sql)
     # As before the offer, for the EXPLAIN: the conversation waiting, the agent free and idle longest.
     Offer.objects.all().delete()
     Agent.objects.filter(pk=freed.pk).update(last_assigned_at=freed.last_assigned_at)
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + lock_sql, params)
-        plan = cursor.fetchone()[0]
-    plan = plan if isinstance(plan, list) else __import__("json").loads(plan)
-    agent_reads = [node for node in _plan_nodes(plan[0]["Plan"])
-                   if node.get("Relation Name") == "conversations_agent" and node.get("Index Name") != "conversations_agent_pkey"]
-    assert sum(node["Actual Rows"] * node["Actual Loops"] for node in agent_reads) <= 3, agent_reads
+    agent_reads = _agent_reads(*lock)
+    assert _rows(agent_reads) <= 3, agent_reads
