@@ -3,8 +3,9 @@
 ``BENCH_WORKER_CONCURRENCY`` change them).
 
 (a) arrivals: 20 new SMS conversations/s for 30 s through the real ingest path (``message_receive``,
-    which enqueues ``route_conversation_task`` after commit), from ARRIVAL_THREADS sender threads
-    (open-loop schedule, like several web processes). Latency = the conversation's commit → the
+    which enqueues ``route_conversation_task`` after commit), from ARRIVAL_SENDERS sender processes
+    (open-loop schedule, like the worker processes that ingest webhooks; ``BENCH_SENDERS=threads``:
+    threads of this process, as until 2026-12). Latency = the conversation's commit → the
     commit of its first offer. So that the figure is routing latency, not queueing for capacity,
     capacity keeps flowing: a conversation whose offer has been pending HOLD_SECONDS is resolved
     (which cancels the offer and frees the slot without enqueueing anything else). 20/s x 3 s = 60
@@ -56,7 +57,14 @@ BACKLOG = 500
 FREE_RATE = 10  # per second
 FREE_SECONDS = 30
 WORKERS = 2
-ARRIVAL_THREADS = 2
+ARRIVAL_SENDERS = 2
+# Each sender is a process of its own, as the ingest runs in production (the webhook's task, in a
+# worker process, one message at a time). As threads of this process they shared one GIL with each
+# other and with the desk, so a committed ingest could wait for another thread's Python before it
+# enqueued its routing, and that wait was measured as routing latency (commit -> task enqueued
+# p50 1.5-1.7 ms, p95 2.8-3.7 ms with threads; 1.3 ms and 2.4-2.6 ms with processes, 2026-12-03).
+# ``BENCH_SENDERS=threads`` runs them as threads, as until 2026-12.
+SENDERS = os.environ.get("BENCH_SENDERS", "processes")
 # As the Procfile runs them: celery's default prefork pool, four routers in all. (``-P threads``
 # measured 1.3x worse at p95 here: a decision is mostly Python, and threads wait for one GIL.)
 WORKER_POOL = os.environ.get("BENCH_WORKER_POOL", "prefork")
@@ -380,43 +388,59 @@ def measure_noop(events: Events, samples: int, tag: str) -> list[float]:
     return out
 
 
+def on_schedule(steps, *, start: float, rate: float, seconds: float):
+    """Open loop: each step ``i`` of ``steps`` at ``start + i / rate`` (time.monotonic(), one clock
+    for every process), whatever the previous ones took; yields ``(i, lag behind the schedule in
+    s)``. Stops once the machine falls ten seconds behind: it cannot keep the rate, and what was
+    done is reported."""
+    for i in steps:
+        if time.monotonic() - start > seconds + 10:
+            return
+        due = start + i / rate
+        now = time.monotonic()
+        if due > now:
+            time.sleep(due - now)
+        yield i, time.monotonic() - due
+
+
+def send_share(inbox, first: int, start: float, total: int, record) -> None:
+    """One sender's share of the arrivals (``first``, ``first`` + ARRIVAL_SENDERS, …):
+    ``record(conversation id, lag behind the schedule in s, ingest ms)`` for each. Several senders,
+    like several processes taking webhooks: one slow ingest does not hold up the next arrival."""
+    for i, lag in on_schedule(range(first, total, ARRIVAL_SENDERS), start=start, rate=ARRIVAL_RATE,
+                              seconds=ARRIVAL_SECONDS):
+        began = time.monotonic()
+        cid = arrive(inbox, i)
+        record(cid, lag, (time.monotonic() - began) * 1000)
+
+
 def phase_arrivals(events: Events, inbox, enqueued: dict) -> dict:
-    from django.utils import timezone  # noqa: F401
-
-    from conversations.models import Offer
-
+    total = ARRIVAL_RATE * ARRIVAL_SECONDS
+    if SENDERS == "processes":
+        return _arrivals_from_processes(events, inbox, total)
     desk = Desk()
     desk.start()
     ids, lags, ingest_ms, errors = [], [0.0], [], []
     lock = threading.Lock()
-    total = ARRIVAL_RATE * ARRIVAL_SECONDS
     start = time.monotonic()
 
+    def record(cid: int, lag: float, ms: float) -> None:
+        with lock:
+            ids.append(cid)
+            lags.append(lag)
+            ingest_ms.append(ms)
+
     def sender(first: int):
-        # Several senders, like several web processes taking webhooks: one slow ingest does not
-        # hold up the next arrival's schedule.
         from django.db import connection
 
         try:
-            for i in range(first, total, ARRIVAL_THREADS):
-                if time.monotonic() - start > ARRIVAL_SECONDS + 10:
-                    break  # the machine cannot keep the rate: stop, report what was done
-                due = start + i / ARRIVAL_RATE
-                now = time.monotonic()
-                if due > now:
-                    time.sleep(due - now)
-                began = time.monotonic()
-                cid = arrive(inbox, i)
-                with lock:
-                    lags.append(began - due)
-                    ingest_ms.append((time.monotonic() - began) * 1000)
-                    ids.append(cid)
+            send_share(inbox, first, start, total, record)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
         finally:
             connection.close()
 
-    senders = [threading.Thread(target=sender, args=(n,), daemon=True) for n in range(ARRIVAL_THREADS)]
+    senders = [threading.Thread(target=sender, args=(n,), daemon=True) for n in range(ARRIVAL_SENDERS)]
     try:
         for thread in senders:
             thread.start()
@@ -432,6 +456,96 @@ def phase_arrivals(events: Events, inbox, enqueued: dict) -> dict:
         desk.join(timeout=30)
     if desk.error:
         raise desk.error
+    return _arrivals_result(events, ids, lags, ingest_ms, enqueued, elapsed, late, desk.resolved)
+
+
+def _sender_main(pipe, first: int, db_url: str) -> None:
+    """A sender process (spawned): Django on the bench database, then its share of the arrivals on
+    the schedule the parent sends; back to the parent: the (conversation, lag, ingest ms) rows, when
+    each conversation's routing task was enqueued, and the error if any."""
+    os.environ["DATABASE_URL"] = db_url
+    import django
+
+    django.setup()
+    from celery.signals import after_task_publish
+    from django.db import connection
+
+    from contactcenter.tasks import record_heartbeat
+    from conversations.models import Inbox
+    from conversations.services import ingest  # noqa: F401 - imported before the clock starts
+
+    enqueued: dict[int, float] = {}
+
+    def on_publish(sender=None, body=None, **_kwargs):
+        if sender == "conversations.route_conversation":
+            enqueued.setdefault(int(body[0][0]), time.time())
+
+    after_task_publish.connect(on_publish, weak=False)
+    record_heartbeat.apply_async(kwargs={"token": f"bench-sender-{os.getpid()}"})  # the broker connection
+    rows, error = [], None
+    try:
+        start, total, inbox_id = pipe.recv()
+        inbox = Inbox.objects.get(pk=inbox_id)
+        pipe.send("ready")
+        send_share(inbox, first, start, total, lambda *row: rows.append(row))
+    except BaseException as exc:  # noqa: BLE001 - reported by the parent
+        error = repr(exc)
+    finally:
+        connection.close()
+    pipe.send((rows, enqueued, error))
+
+
+def _arrivals_from_processes(events: Events, inbox, total: int) -> dict:
+    import multiprocessing
+
+    from django.db import connection
+
+    context = multiprocessing.get_context("spawn")  # nothing of this process's threads or sockets
+    pipes, procs = [], []
+    for first in range(ARRIVAL_SENDERS):
+        parent_end, child_end = context.Pipe()
+        proc = context.Process(target=_sender_main, args=(child_end, first, database_url(connection)), daemon=True)
+        proc.start()
+        pipes.append(parent_end)
+        procs.append(proc)
+    start = time.monotonic() + 3.0  # time for the senders to set Django up (CLOCK_MONOTONIC: one clock for all)
+    for pipe in pipes:
+        pipe.send((start, total, inbox.pk))
+    for pipe in pipes:
+        if not pipe.poll(max(1.0, start - time.monotonic() + 5)) or pipe.recv() != "ready":
+            raise RuntimeError("a sender process did not start in time")
+    if time.monotonic() > start:
+        raise RuntimeError("the sender processes started after the schedule's start")
+    desk = Desk()
+    desk.start()
+    ids, lags, ingest_ms, enqueued = [], [0.0], [], {}
+    try:
+        for pipe in pipes:
+            if not pipe.poll(ARRIVAL_SECONDS + 40):
+                raise RuntimeError("a sender process did not finish")
+            rows, their_enqueued, error = pipe.recv()
+            if error:
+                raise RuntimeError(f"a sender process failed: {error}")
+            for cid, lag, ms in rows:
+                ids.append(cid)
+                lags.append(lag)
+                ingest_ms.append(ms)
+            enqueued.update(their_enqueued)
+        elapsed = time.monotonic() - start
+        events.wait(lambda: all(c in events.first_offer for c in ids), DRAIN_SECONDS)
+    finally:
+        desk.halt.set()
+        desk.join(timeout=30)
+        for proc in procs:
+            proc.join(10)
+    if desk.error:
+        raise desk.error
+    return _arrivals_result(events, ids, lags, ingest_ms, enqueued, elapsed, max(lags), desk.resolved)
+
+
+def _arrivals_result(events: Events, ids, lags, ingest_ms, enqueued, elapsed, late, resolved) -> dict:
+    from conversations.models import Offer
+
     quiesce(events)
     latencies, pickup, routing, insert_commit = [], [], [], []
     created = dict(Offer.objects.filter(conversation_id__in=ids).order_by("conversation_id", "created_at")
@@ -459,7 +573,7 @@ def phase_arrivals(events: Events, inbox, enqueued: dict) -> dict:
                if c in enqueued and c in events.conversation_commit]
     return {
         "waited_notes": waited_notes, "ingest_ms": ingest_ms, "ids": ids, "latencies": latencies, "waited": len(ids) - len(latencies), "elapsed": elapsed, "late": late,
-        "resolved": desk.resolved,
+        "resolved": resolved,
         "commit_to_enqueue": enqueue, "commit_to_route_start": pickup, "route_start_to_offer_commit": routing,
         "offer_insert_to_commit": insert_commit,
     }
@@ -522,15 +636,8 @@ def phase_freeing(events: Events, inbox, queue, agent_ids: list[int]) -> dict:
     freed = []
     late = 0.0
     start = time.monotonic()
-    for k in range(FREE_RATE * FREE_SECONDS):
-        if time.monotonic() - start > FREE_SECONDS + 10:
-            break  # the machine cannot keep the rate: stop, report what was done
-        due = start + k / FREE_RATE
-        now_m = time.monotonic()
-        if due > now_m:
-            time.sleep(due - now_m)
-        else:
-            late = max(late, now_m - due)
+    for k, lag in on_schedule(range(FREE_RATE * FREE_SECONDS), start=start, rate=FREE_RATE, seconds=FREE_SECONDS):
+        late = max(late, lag)
         agent_id = agent_ids[k % len(agent_ids)]
         cid = held[agent_id].pop()
         conversation_resolve(conversation_id=cid, by=None)
@@ -677,7 +784,7 @@ def main() -> int:
           f"conversations resolved after {HOLD_SECONDS:g} s pending: {a['resolved']}; waited without offer: {a['waited']}")
     if a["waited"]:
         print(f"    routing notes of the arrivals without an offer ('' = never routed yet): {a['waited_notes']}")
-    print(f"    message_receive in this process (ingest, {ARRIVAL_THREADS} sender threads): {fmt(a['ingest_ms'])}")
+    print(f"    message_receive (ingest, {ARRIVAL_SENDERS} sender {SENDERS}): {fmt(a['ingest_ms'])}")
     print(f"    conversation commit -> offer commit: {fmt(a['latencies'])}")
     print(f"    of which: commit -> task enqueued {fmt(a['commit_to_enqueue'])}")
     print(f"              commit -> route_conversation start (Offer.created_at) {fmt(a['commit_to_route_start'])}")
