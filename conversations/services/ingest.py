@@ -55,6 +55,9 @@ class InboundMessage:
     html: str = ""  # already sanitised by the adapter
     subject: str = ""
     sender_name: str = ""
+    # The customer's language when the channel knows it (a browser's language, an email's
+    # Content-Language), as a BCP 47 tag: kept for a customer who has none yet (routing rules ask).
+    sender_language: str = ""
     provider_id: str | None = None  # MessageSid, Message-ID, widget message uuid …
     received_at: datetime | None = None
     metadata: dict = field(default_factory=dict)
@@ -77,6 +80,14 @@ class IngestResult:
     duplicate: bool = False
     conversation_opened: bool = False
     conversation_reopened: bool = False
+
+
+def customer_language(tag: str) -> str:
+    """A language tag as customers' languages are kept: the primary language subtag, lower case
+    ("ja-JP" -> "ja", "en_US" -> "en"), which is what routing rules compare (``language == "ja"``);
+    "" for anything that is not a plausible tag."""
+    primary = (tag or "").strip().replace("_", "-").split("-")[0].lower()
+    return primary if primary.isascii() and primary.isalpha() and 2 <= len(primary) <= 3 else ""
 
 
 def _existing(inbox: Inbox, provider_id: str | None) -> Message | None:
@@ -192,9 +203,10 @@ def message_receive(inbound: InboundMessage) -> IngestResult:
     at = inbound.received_at or timezone.now()
     try:
         with transaction.atomic():
+            language = customer_language(inbound.sender_language)
             resolution = identity_resolve(
                 kind=inbound.sender_kind, value=inbound.sender_address, display_name=inbound.sender_name,
-                source=inbound.identity_source,
+                language=language, source=inbound.identity_source,
             )
             # One writer per customer at a time: two messages of the same customer arriving together
             # must join one conversation, not open two.
@@ -206,6 +218,9 @@ def message_receive(inbound: InboundMessage) -> IngestResult:
             # identity's unique index until then.
             customer = resolution.customer if resolution.created else \
                 Customer.objects.select_for_update(no_key=True).get(pk=resolution.customer.pk)
+            if language and not customer.language:
+                customer.language = language
+                customer.save(update_fields=["language"])
             conversation, opened, reopened = _find_or_open_conversation(
                 customer=customer, inbox=inbox, inbound=inbound, at=at, new_customer=resolution.created
             )

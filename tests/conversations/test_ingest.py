@@ -214,3 +214,25 @@ def test_message_after_the_customer_abandoned_opens_a_new_conversation():
     assert conversation_abandon(conversation_id=first.conversation.pk, reason="hung up")
     again = message_receive(_sms(inbox, sid="SMa2"))
     assert again.conversation_opened and again.conversation.pk != first.conversation.pk
+
+
+def test_the_language_a_channel_knows_is_kept_for_a_customer_who_has_none():
+    """A browser's or an email's language tag, reduced to what routing rules compare ("ja"), is
+    kept for a new customer and for a known one with no language yet; a language already set (by
+    an agent, say) is not overwritten."""
+    from conversations.services.ingest import customer_language
+
+    assert [customer_language(t) for t in ("ja-JP", "en_US", " EN ", "zh-Hant-TW", "", "x", "日本語", "12")] == \
+        ["ja", "en", "en", "zh", "", "", "", ""]
+    inbox = make_inbox("sms")
+    first = message_receive(InboundMessage(inbox=inbox, sender_kind="phone", sender_address="090-1111-2222",
+                                           text="hi", provider_id="L1", sender_language="ja-JP"))
+    assert Customer.objects.get(pk=first.customer.pk).language == "ja"
+    known = message_receive(InboundMessage(inbox=inbox, sender_kind="phone", sender_address="090-3333-4444",
+                                           text="hi", provider_id="L2"))
+    message_receive(InboundMessage(inbox=inbox, sender_kind="phone", sender_address="090-3333-4444",
+                                   text="again", provider_id="L3", sender_language="en-US"))
+    assert Customer.objects.get(pk=known.customer.pk).language == "en"
+    message_receive(InboundMessage(inbox=inbox, sender_kind="phone", sender_address="090-3333-4444",
+                                   text="again", provider_id="L4", sender_language="fr"))
+    assert Customer.objects.get(pk=known.customer.pk).language == "en"
