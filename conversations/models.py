@@ -339,6 +339,7 @@ class EventType(models.TextChoices):
     TRANSFERRED = "transferred", _("Transferred")
     SNOOZED = "snoozed", _("Snoozed")
     RESOLVED = "resolved", _("Resolved")
+    ABANDONED = "abandoned", _("Customer left before an agent answered")
     SURVEY_SENT = "survey_sent", _("Survey sent")
     SURVEY_ANSWERED = "survey_answered", _("Survey answered")
     CONSENT_CHANGED = "consent_changed", _("Consent changed")

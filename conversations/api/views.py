@@ -28,9 +28,12 @@ def _error(exc: DjangoValidationError) -> Response:
 
 class QueueListApi(APIView):
     @extend_schema(operation_id="queues_list", responses=inline_serializer("QueueState", {
-        "id": serializers.IntegerField(), "slug": serializers.CharField(), "waiting": serializers.IntegerField(),
-        "offered": serializers.IntegerField(), "assigned": serializers.IntegerField(),
-        "longest_wait_seconds": serializers.IntegerField()}, many=True))
+        "id": serializers.IntegerField(), "slug": serializers.CharField(),
+        "waiting": serializers.IntegerField(help_text="In the queue, nobody has taken it yet (offered ones included)"),
+        "offered": serializers.IntegerField(help_text="Of the waiting ones, those with an offer pending"),
+        "assigned": serializers.IntegerField(help_text="Open or pending with an agent"),
+        "longest_wait_seconds": serializers.IntegerField(help_text="Since the oldest waiting one entered the queue")},
+        many=True))
     def get(self, request):
         return Response(selectors.queue_stats())
 

@@ -12,8 +12,10 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
+from zoneinfo import ZoneInfo
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.models import Case, Q, When
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -42,9 +44,14 @@ REFUSED = (OfferStatus.REJECTED, OfferStatus.TIMEOUT)
 
 def rule_context(conversation: Conversation, *, tags: list[str] | None = None) -> dict:
     """What a routing rule can ask about ``conversation`` (rules.ALLOWED_FIELDS). ``tags``: the
-    customer's tag names when the caller already knows them; else they are read."""
+    customer's tag names when the caller already knows them; else they are read. ``hour`` and
+    ``weekday`` are the contact center's (CC_DEFAULT_TIME_ZONE), not whatever time zone the calling
+    process has active: the same message must meet the same rule in a worker (UTC) as in a request
+    (the signed-in user's zone)."""
     customer = conversation.customer
-    local = timezone.localtime(timezone.now())
+    from django.conf import settings
+
+    local = timezone.localtime(timezone.now(), ZoneInfo(settings.CC_DEFAULT_TIME_ZONE))  # ZoneInfo caches it
     return {
         "channel": conversation.channel, "inbox": conversation.inbox.address, "language": customer.language,
         "tags": tags if tags is not None else [tag.name for tag in customer.tags.all()],
@@ -62,8 +69,9 @@ def queue_pick(conversation: Conversation, *, tags: list[str] | None = None) -> 
     queue">}``, with ``rule_id`` when a rule matched.
 
     Reads the active rules; the customer's tags only when a rule asks about them (``tags``: the
-    caller knows them, e.g. none for a customer created in its transaction); the inbox's default
-    queue is set by id, not read."""
+    caller knows them, e.g. none for a customer created in its transaction); the chosen queue when
+    no rule matched (an inactive default is passed over). The caller then puts the conversation in
+    it (``queue_enter``)."""
     from .rules import first_match
 
     # A rule can only send a conversation to a queue that serves its channel (empty = all).
@@ -76,11 +84,28 @@ def queue_pick(conversation: Conversation, *, tags: list[str] | None = None) -> 
         if matched is not None:
             conversation.queue = matched.queue
             return {"rule": matched.name, "rule_id": matched.pk}
-    if conversation.inbox.default_queue_id:
-        conversation.queue_id = conversation.inbox.default_queue_id
-        return {"rule": "inbox default"}
-    conversation.queue = Queue.objects.filter(is_default=True, is_active=True).order_by("id").first()
-    return {"rule": "default queue" if conversation.queue else "no queue"}
+    inbox_queue = conversation.inbox.default_queue_id
+    default = Queue.objects.filter(Q(pk=inbox_queue) | Q(is_default=True), is_active=True).order_by(
+        Case(When(pk=inbox_queue, then=0), default=1), "id").first()  # the inbox's, else the default, in one read
+    conversation.queue = default
+    if default is None:
+        return {"rule": "no queue"}
+    return {"rule": "inbox default" if default.pk == inbox_queue else "default queue"}
+
+
+def queue_enter(conversation: Conversation, queue: Queue, *, at, reason: str) -> list[str]:
+    """Put ``conversation`` in ``queue`` as of ``at`` (not saved): it waits there from then
+    (``queued_at``: its position, its overflow timer, its answer time), says why (``queue_reason``),
+    and takes at least the queue's priority, as a TaskRouter workflow target sets its task's
+    priority: the waiting order is priority then age, so an agent serving several queues gets the
+    higher-priority queue's conversations first. Returns the fields it changed, for the caller's
+    save."""
+    conversation.queue, conversation.queued_at, conversation.queue_reason = queue, at, reason[:200]
+    fields = ["queue", "queued_at", "queue_reason"]
+    if queue.priority > conversation.priority:
+        conversation.priority = queue.priority
+        fields.append("priority")
+    return fields
 
 
 def _rule_fields(expression: str) -> frozenset[str]:

@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 
 from profiles.models import Customer
 
+from ..enqueue import enqueue_on_commit
 from ..events import conversation_recipients, notify_message_created, send_on_commit
 from ..models import (
     Agent,
@@ -144,6 +145,11 @@ def conversation_snooze(*, conversation: Conversation, agent: Agent | None, unti
         locked.save(update_fields=["status", "snoozed_until", "updated_at"])
         system_event_record(locked, EventType.SNOOZED, agent=agent, until=until.isoformat())
         _publish_conversation(locked, "conversation.snoozed", until=until.isoformat())
+        if locked.assignee_id:
+            from ..tasks import route_for_agent_task
+
+            # A snoozed conversation holds no capacity: the agent's waiting work comes now.
+            enqueue_on_commit(route_for_agent_task, locked.assignee_id)
     return locked
 
 
@@ -164,7 +170,16 @@ def conversation_reopen(*, conversation: Conversation, agent: Agent | None, reas
         locked.save(update_fields=fields)
         system_event_record(locked, EventType.REOPENED, agent=agent, reason=reason)
         _publish_conversation(locked, "conversation.reopened", agent=locked.assignee_id)
+        _route_if_unassigned(locked)
     return locked
+
+
+def _route_if_unassigned(conversation: Conversation) -> None:
+    """Open again with nobody on it: routing finds it an agent (after commit)."""
+    from ..tasks import route_conversation_task
+
+    if conversation.assignee_id is None and conversation.status == ConversationStatus.OPEN:
+        enqueue_on_commit(route_conversation_task, conversation.pk)
 
 
 def snoozed_wake(*, limit: int = 200) -> int:
@@ -186,6 +201,7 @@ def snoozed_wake(*, limit: int = 200) -> int:
             locked.save(update_fields=["status", "snoozed_until", "updated_at"])
             system_event_record(locked, EventType.REOPENED, reason="snooze_ended")
             _publish_conversation(locked, "conversation.reopened", agent=locked.assignee_id)
+            _route_if_unassigned(locked)
             woken += 1
     return woken
 

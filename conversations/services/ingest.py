@@ -19,7 +19,7 @@ from profiles.services import identity_resolve
 from ..enqueue import enqueue_on_commit
 from ..events import notify_message_created
 from ..sequence import conversation_save_taking_seq
-from .system_events import system_event_record
+from .system_events import system_event, system_events_record
 from ..models import (
     Attachment,
     AttachmentState,
@@ -148,13 +148,38 @@ def _find_or_open_conversation(
             # An auto-reply to our closing message must not wake the conversation up.
             return conversation, False, False
         if at - resolved_at <= window:
-            conversation.status = ConversationStatus.OPEN
-            conversation.resolved_at = None
-            conversation.snoozed_until = None
-            conversation.save(update_fields=["status", "resolved_at", "snoozed_until", "updated_at"])
-            system_event_record(conversation, EventType.REOPENED, at=at, reason="customer_message")
+            _reopen(conversation, at=at)
             return conversation, False, True
     return _open_conversation(customer=customer, inbox=inbox, inbound=inbound, at=at), True, False
+
+
+def _reopen(conversation: Conversation, *, at: datetime) -> None:
+    """The customer wrote again within the inbox's reopen window: the same conversation, a new
+    contact. It stays with its agent while they are available (they know the customer); otherwise
+    it is placed again, as a new conversation is (the rules may say otherwise now: a VIP since, an
+    automated first mail that never went through them) and waits from now, not from its first
+    contact (its position, its overflow timer), and its first decision tells the customer their
+    position again (routing_note cleared)."""
+    from ..models import Agent
+    from ..routing.selection import queue_enter, queue_pick
+
+    conversation.status = ConversationStatus.OPEN
+    conversation.resolved_at = None
+    conversation.snoozed_until = None
+    fields = ["status", "resolved_at", "snoozed_until"]
+    if conversation.assignee_id and not Agent.objects.filter(pk=conversation.assignee_id,
+                                                             presence__is_available=True).exists():
+        conversation.assignee = None
+        fields.append("assignee")
+    if conversation.assignee_id is None:
+        why = queue_pick(conversation)
+        if conversation.queue is not None:
+            fields += queue_enter(conversation, conversation.queue, at=at, reason=why["rule"])
+        conversation.routing_note = ""
+        fields.append("routing_note")
+    # The conversation's changes and the event in one UPDATE and one INSERT.
+    system_events_record(conversation, [system_event(conversation, EventType.REOPENED, at=at, reason="customer_message")],
+                         update_fields=fields)
 
 
 def _open_conversation(*, customer: Customer, inbox: Inbox, inbound: InboundMessage, at: datetime,
@@ -180,11 +205,11 @@ def _open_conversation(*, customer: Customer, inbox: Inbox, inbound: InboundMess
     if inbound.automated:
         conversation.queue_id = inbox.default_queue_id
     else:
-        from ..routing.selection import queue_pick
+        from ..routing.selection import queue_enter, queue_pick
 
         why = queue_pick(conversation, tags=[] if new_customer else None)  # a new customer has no tags yet
-        if conversation.queue_id is not None:
-            conversation.queued_at, conversation.queue_reason = at, why["rule"][:200]
+        if conversation.queue is not None:
+            queue_enter(conversation, conversation.queue, at=at, reason=why["rule"])
     conversation.save(force_insert=True)
     return conversation
 

@@ -42,6 +42,7 @@ from ..routing.selection import (
     has_pending_offer,
     known_agent_id,
     offer_write,
+    queue_enter,
     queue_pick,
     recent_refusals,
     waiting_conversation_lock,
@@ -51,6 +52,7 @@ from .system_events import system_event, system_event_record, system_events_reco
 from ..models import (
     AfterHoursAction,
     Agent,
+    AgentSkill,
     Conversation,
     ConversationStatus,
     EventType,
@@ -140,10 +142,9 @@ def _route_conversation(conversation_id: int, *, waits: bool, limit: int) -> Rou
             # Not placed when it was opened (the ingest places every conversation it opens).
             why = queue_pick(conversation)
             explanation.update(why)
-            if conversation.queue_id is None:
+            if conversation.queue is None:
                 return RoutingDecision(reason="no queue matched and no default queue")
-            conversation.queue_reason = why["rule"][:200]
-            fields += ["queue", "queue_reason"]
+            fields += queue_enter(conversation, conversation.queue, at=now, reason=why["rule"])
         elif conversation.queue_reason:
             explanation["rule"] = conversation.queue_reason
         if conversation.queued_at is None:
@@ -155,12 +156,9 @@ def _route_conversation(conversation_id: int, *, waits: bool, limit: int) -> Rou
             system_event_record(conversation, EventType.TRANSFERRED, from_queue=queue.pk, to_queue=queue.overflow_queue_id,
                                 reason="overflow")
             explanation["overflow_from"] = queue.pk
-            conversation.queue_id = queue.overflow_queue_id
-            conversation.queued_at = now
-            conversation.queue_reason = f"overflow from {queue.slug}"[:200]
-            queue = Queue.objects.get(pk=queue.overflow_queue_id)
-            conversation.queue = queue
-            fields += ["queue", "queued_at", "queue_reason"]
+            overflow = Queue.objects.get(pk=queue.overflow_queue_id)
+            fields += queue_enter(conversation, overflow, at=now, reason=f"overflow from {queue.slug}")
+            queue = overflow
 
         hours = BusinessHours.from_config(queue.business_hours or None)
         if not hours.is_open(now):
@@ -199,12 +197,14 @@ def _route_conversation(conversation_id: int, *, waits: bool, limit: int) -> Rou
             if known_candidates:
                 # Only the known agent now: the list no longer says who else has room.
                 candidates, step, complete = known_candidates, "known_agent", False
-            elif Agent.objects.filter(pk=known, presence__is_available=True).exists() and \
+            elif _known_agent_could_take(known, queue, conversation.channel) and \
                     known not in recent_refusals(conversation.pk, now):  # (the lock's facts may be a moment old)
                 # Known agent is here but full: wait for them until the step times out.
                 note = f"waiting for known agent #{known}"
                 conversation.routing_note = note
                 conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at"])
+                if first_decision:
+                    _queue_auto_reply(conversation)
                 return RoutingDecision(reason=note, explanation=explanation)
         explanation |= {"queue": queue.slug, "step": step, "known_agent": known,
                         "candidates": [a.pk for a in candidates][:20], "excluded": sorted(refused)}
@@ -224,6 +224,18 @@ def _route_conversation(conversation_id: int, *, waits: bool, limit: int) -> Rou
             _queue_auto_reply(conversation)
         return RoutingDecision(reason=conversation.routing_note, explanation=explanation, candidates=candidates,
                                candidates_complete=complete)
+
+
+def _known_agent_could_take(agent_id: int, queue: Queue, channel: str) -> bool:
+    """The known agent is worth waiting for: available, every skill the queue requires, some
+    capacity on the channel (only full right now). An agent who could never take it from this
+    queue (another team's, no capacity for the channel) is not waited for."""
+    agent = Agent.objects.filter(pk=agent_id, presence__is_available=True).only("capacity").first()
+    if agent is None or capacity_on(agent.capacity, channel) < 1:
+        return False
+    required = set(queue.required_skills.values_list("pk", flat=True))
+    return required <= set(AgentSkill.objects.filter(agent_id=agent_id, skill_id__in=required)
+                           .values_list("skill_id", flat=True))
 
 
 class _StartOver(Exception):
@@ -392,9 +404,8 @@ def _after_hours(conversation: Conversation, queue: Queue, hours, reopen, now) -
         if target and target != conversation.queue_id:
             system_event_record(conversation, EventType.TRANSFERRED, from_queue=queue.pk, to_queue=target,
                                 reason="after_hours")
-            conversation.queue_id, conversation.queued_at = target, now
-            conversation.queue_reason = f"after-hours fallback from {queue.slug}"[:200]
-            fields += ["queue", "queued_at", "queue_reason"]
+            fields += queue_enter(conversation, Queue.objects.get(pk=target), at=now,
+                                  reason=f"after-hours fallback from {queue.slug}")
     system_event_record(conversation, EventType.OFFERED, step="after_hours", queue=queue.pk,
                         action=queue.after_hours_action, follow_up_channel=conversation.follow_up_channel)
     if queue.after_hours_message and not already_follow_up:
@@ -517,7 +528,7 @@ def _close_offer(offer: Offer, status: str, now) -> Message:
 
 
 def offer_reject(*, offer_id: int, agent: Agent) -> Offer:
-    from ..tasks import route_conversation_task
+    from ..tasks import route_conversation_task, route_for_agent_task
 
     with transaction.atomic():
         conversation, offer = _locked_offer(offer_id)
@@ -528,6 +539,9 @@ def offer_reject(*, offer_id: int, agent: Agent) -> Offer:
                                params={"status": offer.get_status_display()})
         offer.conversation = conversation
         enqueue_on_commit(route_conversation_task, conversation.pk)  # before the events: to the next agent first
+        # The slot the offer held is free: other waiting work for them (not this conversation,
+        # which they just turned down: REJECT_MEMORY).
+        enqueue_on_commit(route_for_agent_task, agent.pk)
         system_events_record(conversation, [_close_offer(offer, OfferStatus.REJECTED, timezone.now())])
     return offer
 
@@ -539,7 +553,9 @@ def missed_offer_presence() -> PresenceState:
 
 
 def offers_expire(*, limit: int = 200) -> int:
-    """Tick job: time out due offers, move their agents to an unavailable presence, re-route."""
+    """Tick job: time out due offers, move their agents to an unavailable presence (they are not at
+    their desk), rescind their other pending offers (each customer would wait out its own timeout
+    for nobody), re-route."""
     from ..tasks import route_conversation_task
 
     now = timezone.now()
@@ -554,10 +570,16 @@ def offers_expire(*, limit: int = 200) -> int:
             offer.conversation = conversation
             system_events_record(conversation, [_close_offer(offer, OfferStatus.TIMEOUT, now)])
             agent = Agent.objects.select_for_update(of=("self",)).select_related("presence").get(pk=offer.agent_id)
-            if agent.presence and agent.presence.is_available:
+            away = bool(agent.presence and agent.presence.is_available)
+            if away:
                 _set_presence(agent, missed_offer_presence(), now, reason="missed_offer")
             enqueue_on_commit(route_conversation_task, conversation.pk)
             done += 1
+        if away:
+            # A transaction of its own: its conversations are locked before their offers, and the
+            # one above ended holding the agent's lock (lock order: conversation -> agent).
+            with transaction.atomic():
+                _rescind_pending_offers_of(agent.pk, now)
     return done
 
 
@@ -573,29 +595,38 @@ def _set_presence(agent: Agent, presence: PresenceState, now, *, reason: str = "
     })
 
 
-def agent_presence_set(*, agent: Agent, presence: PresenceState) -> Agent:
-    """Change an agent's presence. Becoming available routes waiting work to them; going offline
+def agent_presence_set(*, agent: Agent, presence: PresenceState, reason: str = "agent") -> Agent:
+    """Change an agent's presence (``reason``, for the agent and supervisors: "agent" when they
+    chose it). Becoming available routes waiting work to them; going offline or unavailable
     rescinds their pending offers (which go to the next agent)."""
-    from ..tasks import route_conversation_task, route_for_agent_task
+    from ..tasks import route_for_agent_task
 
     now = timezone.now()
-    rescinded = []
     with transaction.atomic():
-        pending = list(Offer.objects.filter(agent=agent, status=OfferStatus.PENDING).values_list("pk", flat=True))
         if presence.is_offline or not presence.is_available:
-            for offer_id in pending:
-                conversation, offer = _locked_offer(offer_id)
-                if offer.status == OfferStatus.PENDING:
-                    offer.conversation = conversation
-                    system_events_record(conversation, [_close_offer(offer, OfferStatus.RESCINDED, now)])
-                    rescinded.append(conversation.pk)
+            _rescind_pending_offers_of(agent.pk, now)
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
-        _set_presence(agent, presence, now, reason="agent")
-        for conversation_id in rescinded:
-            enqueue_on_commit(route_conversation_task, conversation_id)
+        _set_presence(agent, presence, now, reason=reason)
         if presence.is_available:
             enqueue_on_commit(route_for_agent_task, agent.pk)
     return agent
+
+
+def _rescind_pending_offers_of(agent_id: int, now) -> list[int]:
+    """Rescind the agent's pending offers, each conversation re-routed after commit (to the next
+    agent); the conversations' ids. Caller owns the transaction and holds no agent lock yet: each
+    conversation is locked before its offer (lock order: conversation -> agent)."""
+    from ..tasks import route_conversation_task
+
+    rescinded = []
+    for offer_id in Offer.objects.filter(agent_id=agent_id, status=OfferStatus.PENDING).values_list("pk", flat=True):
+        conversation, offer = _locked_offer(offer_id)
+        if offer.status == OfferStatus.PENDING:
+            offer.conversation = conversation
+            system_events_record(conversation, [_close_offer(offer, OfferStatus.RESCINDED, now)])
+            enqueue_on_commit(route_conversation_task, conversation.pk)
+            rescinded.append(conversation.pk)
+    return rescinded
 
 
 def route_for_agent(*, agent_id: int, limit: int = 20) -> int:
@@ -701,16 +732,24 @@ def conversation_abandon(*, conversation_id: int, reason: str) -> bool:
         events = _close_pending_offers(conversation, OfferStatus.CANCELED, now)
         conversation.abandoned_at = now
         conversation.routing_note = f"abandoned: {reason}"[:300]
+        # On the timeline like every routing outcome, and live: supervisors' waiting counts drop.
+        events.append(system_event(conversation, EventType.ABANDONED, reason=reason[:100]))
         system_events_record(conversation, events, update_fields=["abandoned_at", "routing_note"])
+        _publish({"type": "conversation.abandoned", "conversation": conversation.pk, "queue": conversation.queue_id,
+                  "reason": reason[:100]}, agents=[], conversation_id=conversation.pk)
     return True
 
 
 def _close_pending_offers(conversation: Conversation, status: str, now) -> list[Message]:
-    """Close the conversation's pending offers (caller holds its lock); their unsaved events."""
+    """Close the conversation's pending offers (caller holds its lock); their unsaved events. Each
+    offer held a slot of its agent's: their waiting work is routed after commit."""
+    from ..tasks import route_for_agent_task
+
     events = []
     for offer in Offer.objects.select_for_update().filter(conversation=conversation, status=OfferStatus.PENDING):
         offer.conversation = conversation
         events.append(_close_offer(offer, status, now))
+        enqueue_on_commit(route_for_agent_task, offer.agent_id)
     return events
 
 
@@ -757,22 +796,34 @@ def conversation_transfer(*, conversation_id: int, by: Agent, note: str, to_agen
         raise RoutingError(_("Transfer to an agent or to a queue."), code="transfer_target")
     note = (note or "").strip()[:2000]
     if to_agent is not None:
-        conversation = conversation_assign(conversation_id=conversation_id, agent=to_agent, by=by, note=note,
-                                           via="transfer")
+        # One transaction: the receiver is told of the assignment after commit, and the note they
+        # are to see first must be there by then.
         with transaction.atomic():
+            conversation = conversation_assign(conversation_id=conversation_id, agent=to_agent, by=by, note=note,
+                                               via="transfer")
             system_event_record(conversation, EventType.TRANSFERRED, agent=by, to_agent=to_agent.pk, note=note)
         return conversation
     now = timezone.now()
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        if conversation.status == ConversationStatus.RESOLVED:
+            raise RoutingError(_("This conversation is resolved."), code="resolved")
+        if to_queue.channels and conversation.channel not in to_queue.channels:
+            raise RoutingError(_("%(queue)s does not take %(channel)s conversations."), code="queue_channel",
+                               params={"queue": to_queue.name, "channel": conversation.get_channel_display()})
         previous = conversation.assignee_id
+        # An offer made from the queue it leaves is void; its agent's slot is free again.
+        events = _close_pending_offers(conversation, OfferStatus.RESCINDED, now)
         conversation.assignee = None
-        conversation.queue = to_queue
-        conversation.queued_at = now
+        fields = ["assignee", "routing_note", *queue_enter(conversation, to_queue, at=now,
+                                                              reason=f"transferred by {by.display_name}")]
+        if conversation.status != ConversationStatus.OPEN:
+            # Snoozed or pending on the customer: in a queue it waits for an agent, so it is open.
+            conversation.status, conversation.snoozed_until = ConversationStatus.OPEN, None
+            fields += ["status", "snoozed_until"]
         conversation.routing_note = f"transferred to {to_queue.slug} by {by.display_name}"[:300]
-        conversation.queue_reason = f"transferred by {by.display_name}"[:200]
-        conversation.save(update_fields=["assignee", "queue", "queued_at", "routing_note", "queue_reason", "updated_at"])
-        system_event_record(conversation, EventType.TRANSFERRED, agent=by, to_queue=to_queue.pk, note=note)
+        events.append(system_event(conversation, EventType.TRANSFERRED, agent=by, to_queue=to_queue.pk, note=note))
+        system_events_record(conversation, events, update_fields=fields)
         _publish({"type": "conversation.transferred", "conversation": conversation.pk, "queue": to_queue.pk},
                  agents=[previous], conversation_id=conversation.pk)
         enqueue_on_commit(route_conversation_task, conversation.pk)

@@ -17,16 +17,16 @@ def _sms(inbox, sid, sender="090-1234-5678"):
     return InboundMessage(inbox=inbox, sender_kind="phone", sender_address=sender, text="hello", provider_id=sid)
 
 
-def test_a_new_customers_first_message_takes_eleven_statements(django_assert_num_queries):
+def test_a_new_customers_first_message_takes_twelve_statements(django_assert_num_queries):
     """Replay check (the id alone), BEGIN, the address and its sibling in one read, SAVEPOINT, the
-    customer, the identity, RELEASE, the routing rules (the conversation is placed in its queue as it
-    opens; the inbox's default queue by id, a new customer's tags not read), the conversation
-    (inserted queued, with its first sequence number and waiting since now), the message, COMMIT.
-    No lock of the customer just inserted, no search for conversations they cannot have, no UPDATE
-    of the row just inserted."""
-    queue = Queue.objects.create(name="Support", slug="support")
+    customer, the identity, RELEASE, the routing rules and the queue (the inbox's, else the default
+    one, in one read: the conversation is placed as it opens, a new customer's tags not read), the
+    conversation (inserted queued, with its first sequence number and waiting since now), the
+    message, COMMIT. No lock of the customer just inserted, no search for conversations they cannot
+    have, no UPDATE of the row just inserted."""
+    queue = Queue.objects.create(name="Support", slug="support", priority=3)
     inbox = make_inbox("sms", default_queue=queue)
-    with django_assert_num_queries(11):
+    with django_assert_num_queries(12):
         result = message_receive(_sms(inbox, "SMq1"))
     conversation = result.conversation
     conversation.refresh_from_db()
@@ -34,10 +34,10 @@ def test_a_new_customers_first_message_takes_eleven_statements(django_assert_num
     assert conversation.waiting_since == result.message.created_at == conversation.last_message_at
     assert conversation.status == ConversationStatus.OPEN
     assert conversation.queue == queue and conversation.queued_at == result.message.created_at
-    assert conversation.queue_reason == "inbox default"
+    assert conversation.queue_reason == "inbox default" and conversation.priority == 3
 
 
-def test_without_an_inbox_queue_the_default_queue_is_read_too(django_assert_num_queries):
+def test_without_an_inbox_queue_the_default_queue_comes_from_the_same_read(django_assert_num_queries):
     queue = Queue.objects.create(name="Support", slug="support", is_default=True)
     inbox = make_inbox("sms")
     with django_assert_num_queries(12):

@@ -197,7 +197,7 @@ def test_a_rule_about_tags_reads_them_only_when_a_rule_asks(support, presence, d
     from conversations.routing.selection import queue_pick
 
     inbox = make_inbox("sms", default_queue=support)
-    RoutingRule.objects.create(name="Japanese", order=1, expression='language == "ja"', queue=support)
+    RoutingRule.objects.create(name="SMS", order=1, expression='channel == "sms"', queue=support)  # matches
     conversation = make_conversation(make_customer(), inbox)
     with django_assert_num_queries(1):
         queue_pick(conversation)
