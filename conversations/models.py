@@ -242,6 +242,10 @@ class Conversation(models.Model):
     assigned_at = models.DateTimeField(null=True, blank=True)
     abandoned_at = models.DateTimeField(null=True, blank=True)
     routing_note = models.CharField(max_length=300, blank=True, help_text=_("Why it is where it is (last decision)"))
+    # When the periodic tick routes it again if nothing else has: the next time-based change of a
+    # waiting conversation (overflow due, the known-agent step ending, its queue opening), or a
+    # retry in case a task was lost. Empty: at the next tick.
+    route_at = models.DateTimeField(null=True, blank=True)
     queue_reason = models.CharField(
         max_length=200, blank=True,
         help_text=_("Why it is in its queue: the routing rule that matched, the inbox's or the default queue, "
@@ -283,6 +287,9 @@ class Conversation(models.Model):
             models.Index(fields=["customer", "-assigned_at", "-id"],
                          condition=Q(assignee__isnull=False, assigned_at__isnull=False),
                          name="conv_customer_assigned_idx"),
+            # The tick's due waiting conversations (route_waiting), however many wait for later.
+            models.Index(fields=["route_at"], condition=Q(status="open", assignee__isnull=True, abandoned_at__isnull=True),
+                         name="conv_route_due_idx"),
         ]
 
     def __str__(self) -> str:

@@ -182,6 +182,9 @@ def _reopen(conversation: Conversation, *, at: datetime) -> None:
                          update_fields=fields)
 
 
+NEW_CONVERSATION_TICK_GRACE = timedelta(seconds=15)
+
+
 def _open_conversation(*, customer: Customer, inbox: Inbox, inbound: InboundMessage, at: datetime,
                        new_customer: bool = False) -> Conversation:
     """A new conversation for ``inbound``, inserted as it will be once the message is in: its first
@@ -210,6 +213,8 @@ def _open_conversation(*, customer: Customer, inbox: Inbox, inbound: InboundMess
         why = queue_pick(conversation, tags=[] if new_customer else None)  # a new customer has no tags yet
         if conversation.queue is not None:
             queue_enter(conversation, conversation.queue, at=at, reason=why["rule"])
+        # Routed by the task queued at commit; the tick only if that task is lost.
+        conversation.route_at = at + NEW_CONVERSATION_TICK_GRACE
     conversation.save(force_insert=True)
     return conversation
 

@@ -175,6 +175,9 @@ def _route_conversation(conversation_id: int, *, waits: bool, limit: int) -> Rou
 
                 explanation["after_hours_fallback_to"] = conversation.queue_id
                 enqueue_on_commit(route_conversation_task, conversation.pk)
+            else:
+                conversation.route_at = _next_try(conversation, queue, now, opens=reopen or now + CLOSED_RETRY)
+                fields.append("route_at")
             conversation.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
             return RoutingDecision(reason=note, explanation=explanation)
 
@@ -202,7 +205,9 @@ def _route_conversation(conversation_id: int, *, waits: bool, limit: int) -> Rou
                 # Known agent is here but full: wait for them until the step times out.
                 note = f"waiting for known agent #{known}"
                 conversation.routing_note = note
-                conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at"])
+                conversation.route_at = _next_try(conversation, queue, now, step_ends=conversation.queued_at + timedelta(
+                    seconds=queue.known_agent_timeout_seconds))
+                conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "route_at", "updated_at"])
                 if first_decision:
                     _queue_auto_reply(conversation)
                 return RoutingDecision(reason=note, explanation=explanation)
@@ -219,11 +224,33 @@ def _route_conversation(conversation_id: int, *, waits: bool, limit: int) -> Rou
             # see waiting_conversation_lock); offer_write() refused to add a second one.
             return RoutingDecision(reason="already offered")
         conversation.routing_note = "waiting: no eligible agent is free"
-        conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "updated_at"])
+        conversation.route_at = _next_try(conversation, queue, now)
+        conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "route_at", "updated_at"])
         if first_decision:
             _queue_auto_reply(conversation)
         return RoutingDecision(reason=conversation.routing_note, explanation=explanation, candidates=candidates,
                                candidates_complete=complete)
+
+
+# A conversation left waiting is routed again when an agent frees capacity or becomes available
+# (route_for_agent) and when something about it changes; the tick tries it again after this only
+# in case one of those tasks was lost. Retrying every waiting conversation on every tick cost a
+# decision per waiting conversation every few seconds, for the same answer.
+WAITING_RETRY = timedelta(seconds=60)
+CLOSED_RETRY = timedelta(hours=1)  # a queue closed for the next two weeks (BusinessHours' horizon)
+
+
+def _next_try(conversation: Conversation, queue: Queue, now, *, step_ends=None, opens=None):
+    """When the tick should route a conversation left waiting in ``queue`` again: its next
+    time-based change (the queue's overflow due, the known-agent step ending at ``step_ends``, the
+    queue opening at ``opens``), else WAITING_RETRY from now; while closed, nothing but the opening
+    or an overflow can change the answer."""
+    due = [opens] if opens is not None else [now + WAITING_RETRY]
+    if queue.overflow_queue_id and queue.overflow_after_seconds is not None and conversation.queued_at is not None:
+        due.append(conversation.queued_at + timedelta(seconds=queue.overflow_after_seconds))
+    if step_ends is not None:
+        due.append(step_ends)
+    return min(due)
 
 
 def _known_agent_could_take(agent_id: int, queue: Queue, channel: str) -> bool:
@@ -664,12 +691,14 @@ def route_for_agent(*, agent_id: int, limit: int = 20) -> int:
 
 
 def route_waiting(*, limit: int = 500) -> int:
-    """Tick job: every waiting conversation without a pending offer gets a routing attempt
-    (covers lost tasks, known-agent step timeouts, overflow and business hours opening)."""
+    """Tick job: every waiting conversation without a pending offer whose ``route_at`` has come
+    gets a routing attempt (the known-agent step ending, an overflow due, its queue opening, a task
+    that was lost; see _next_try)."""
     from ..tasks import route_conversation_task
 
     ids = list(
         _waiting().exclude(offers__status=OfferStatus.PENDING).filter(Q(queue__isnull=False) | Q(queued_at__isnull=True))
+        .filter(Q(route_at__isnull=True) | Q(route_at__lte=timezone.now()))
         .order_by("-priority", "queued_at", "pk").values_list("pk", flat=True)[:limit]
     )
     queued = 0

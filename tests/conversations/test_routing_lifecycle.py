@@ -335,3 +335,55 @@ def test_a_conversation_open_again_with_nobody_on_it_is_routed_at_once(support, 
     with enqueued.after():
         conversation_reopen(conversation=by_hand, agent=None, reason="supervisor")
     assert ("route_conversation", by_hand.pk) in enqueued
+
+
+# --- the tick: what is due, not everything that waits ------------------------------------------------
+
+def test_the_tick_routes_a_waiting_conversation_again_only_when_something_can_have_changed(
+        support, presence, enqueued):
+    """Left waiting (nobody free), a conversation is routed again by route_for_agent when capacity
+    frees; the tick only retries it when a time-based change is due (here its queue's overflow) or
+    after WAITING_RETRY in case a task was lost, not on every tick."""
+    from conversations.services.routing import WAITING_RETRY, route_waiting
+
+    support.overflow_queue = Queue.objects.create(name="Overflow", slug="overflow")
+    support.overflow_after_seconds = 30
+    support.save()
+    plain_queue = Queue.objects.create(name="Plain", slug="plain")
+    patient, plain = waiting(support), waiting(plain_queue)
+    for conversation in (patient, plain):
+        route_conversation(conversation_id=conversation.pk)
+    decided = {c.pk: c for c in Conversation.objects.all()}
+    assert decided[patient.pk].route_at == decided[patient.pk].queued_at + timedelta(seconds=30)
+    assert decided[plain.pk].route_at > timezone.now() + WAITING_RETRY - timedelta(seconds=5)
+    enqueued.clear()
+    assert route_waiting() == 0  # nothing due: no decision wasted
+    Conversation.objects.filter(pk=patient.pk).update(route_at=timezone.now() - timedelta(seconds=1))
+    assert route_waiting() == 1 and enqueued == [("route_conversation", patient.pk)]
+
+
+def test_a_closed_queue_is_tried_again_when_it_opens(support, presence):
+    from conversations.routing.hours import BusinessHours
+
+    support.business_hours = {"time_zone": "Asia/Tokyo", "weekly": {"mon": [["09:00", "18:00"]]}, "holidays": []}
+    support.save()
+    conversation = waiting(support)
+    route_conversation(conversation_id=conversation.pk)
+    conversation.refresh_from_db()
+    opens = BusinessHours.from_config(support.business_hours).next_open(timezone.now())
+    assert "closed" in conversation.routing_note and conversation.route_at == opens
+
+
+def test_waiting_for_the_known_agent_is_tried_again_when_the_step_ends(support, presence):
+    support.known_agent_window_days = 30
+    support.known_agent_timeout_seconds = 45
+    support.save()
+    customer = make_customer()
+    known = staff("known", presence["available"], "support", capacity={"sms": 1})
+    make_conversation(customer, make_inbox("sms"), status="resolved", assignee=known,
+                      assigned_at=timezone.now() - timedelta(days=1))
+    make_conversation(make_customer(), make_inbox("sms"), queue=support, assignee=known, assigned_at=timezone.now())
+    conversation = waiting(support, customer=customer)
+    assert route_conversation(conversation_id=conversation.pk).reason == f"waiting for known agent #{known.pk}"
+    conversation.refresh_from_db()
+    assert conversation.route_at == conversation.queued_at + timedelta(seconds=45)
