@@ -52,6 +52,14 @@ class Inbox(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()} {self.address})"
 
+    def clean(self):
+        # Routing places a conversation in its inbox's queue when no rule says otherwise: a queue
+        # that does not take this channel would hold conversations none of its rules could send it.
+        queue = self.default_queue
+        if queue is not None and queue.channels and self.kind not in queue.channels:
+            raise ValidationError({"default_queue": _("%(queue)s does not take %(channel)s conversations.") % {
+                "queue": queue.name, "channel": self.get_kind_display()}})
+
 
 class Skill(models.Model):
     name = models.CharField(max_length=64)

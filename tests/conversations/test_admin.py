@@ -270,3 +270,17 @@ def test_routing_admin_pages_and_rule_validation(client, admin_user):
     assert response.status_code == 200  # the form comes back with the reason
     assert "not allowed" in response.content.decode()
     assert not RoutingRule.objects.filter(name="evil").exists()
+
+
+def test_an_inbox_queue_that_does_not_take_the_inboxs_channel_is_refused_with_the_reason():
+    from django.core.exceptions import ValidationError
+
+    from conversations.models import Queue
+
+    email_team = Queue.objects.create(name="Email team", slug="email-team", channels=["email"])
+    inbox = make_inbox("sms", default_queue=email_team)
+    with pytest.raises(ValidationError) as refused:
+        inbox.full_clean()
+    assert "does not take SMS conversations" in str(refused.value.message_dict["default_queue"])
+    inbox.default_queue = Queue.objects.create(name="Any", slug="any")  # every channel
+    inbox.full_clean()
