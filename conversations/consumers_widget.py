@@ -6,7 +6,7 @@ is checked before accept against the widget inbox's ``settings["allowed_origins"
 site may embed it), the inbox being named in the query string (``/ws/widget/?widget=<key>``)
 because the first frame arrives only after accept.
 
-Frames in:  hello {widget, token, locale, user?: {id, signature}} · message {id, text} ·
+Frames in:  hello {widget, token, locale, language?, user?: {id, signature}} · message {id, text} ·
             typing {on} · prechat {name, email} · offline_message {id, email, text, name?} ·
             status · history · attachment {id} · queue {conversation?} · end {conversation?}
 Frames out: history {conversations, messages} · status {online, reason} · message · typing (agent) ·
@@ -139,13 +139,16 @@ class WidgetConsumer(AsyncWebsocketConsumer):
         if inbox is None:
             inbox = await database_sync_to_async(lambda: webchat.Inbox.objects.get(pk=inbox_id))()
         # Only the token and the site's signature count; "verified" or "customer" fields are ignored.
+        # "language" is the browser's (the customer's), not "locale", the widget's display language
+        # that the site may fix.
         visitor = await database_sync_to_async(webchat.visitor_hello)(
-            inbox=inbox, token=content.get("token"), ip=self.ip, user=content.get("user") or None
+            inbox=inbox, token=content.get("token"), ip=self.ip, user=content.get("user") or None,
+            language=content.get("language"),
         )
         self.visitor = visitor
         await self._join(visitor_group(visitor.key))
         await self._send_history()
-        await self.send_json(await database_sync_to_async(webchat.widget_status)(inbox))
+        await self.send_json(await database_sync_to_async(webchat.widget_status)(inbox, visitor=visitor))
 
     async def _send_history(self):
         def load():
@@ -192,10 +195,7 @@ class WidgetConsumer(AsyncWebsocketConsumer):
         ))
 
     async def on_status(self, content):
-        def load():
-            return webchat.widget_status(webchat.Inbox.objects.get(pk=self.visitor.inbox_id))
-
-        await self.send_json(await database_sync_to_async(load)())
+        await self.send_json(await database_sync_to_async(webchat.visitor_status)(visitor=self.visitor))
 
     async def on_queue(self, content):
         await self.send_json(await database_sync_to_async(webchat.visitor_queue)(

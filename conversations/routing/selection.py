@@ -19,6 +19,8 @@ from django.db.models import Case, Q, When
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from profiles.languages import primary_language
+
 from ..models import (
     DEFAULT_CAPACITY,
     Agent,
@@ -53,7 +55,8 @@ def rule_context(conversation: Conversation, *, tags: list[str] | None = None) -
 
     local = timezone.localtime(timezone.now(), ZoneInfo(settings.CC_DEFAULT_TIME_ZONE))  # ZoneInfo caches it
     return {
-        "channel": conversation.channel, "inbox": conversation.inbox.address, "language": customer.language,
+        "channel": conversation.channel, "inbox": conversation.inbox.address,
+        "language": primary_language(customer.language) or customer.language,  # "ja-JP" set by hand meets "ja"
         "tags": tags if tags is not None else [tag.name for tag in customer.tags.all()],
         "journey_stage": customer.journey_stage,
         "priority": conversation.priority, "ivr": (conversation.inbox.settings or {}).get("ivr_choice"),

@@ -189,6 +189,8 @@ def email_receive(*, raw: bytes, inbox: Inbox | None = None, envelope_to: list[s
     inbound = InboundMessage(
         inbox=inbox, sender_kind=sender.kind, sender_address=sender.address, sender_name=sender.name[:200],
         text=text, html=parsed.html, subject=parsed.subject[:300], provider_id=_provider_id(inbox, parsed, sha),
+        # A bounce or an auto-reply speaks the language of the software that wrote it, not the person's.
+        sender_language="" if parsed.automated else parsed.language,
         metadata=metadata, thread_refs=parsed.thread_refs, automated=bool(parsed.automated),
         identity_source=IdentitySource.INBOUND,
         attachments=[

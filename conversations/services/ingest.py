@@ -13,6 +13,7 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from profiles.languages import primary_language
 from profiles.models import Customer, IdentitySource
 from profiles.services import identity_resolve
 
@@ -83,11 +84,10 @@ class IngestResult:
 
 
 def customer_language(tag: str) -> str:
-    """A language tag as customers' languages are kept: the primary language subtag, lower case
-    ("ja-JP" -> "ja", "en_US" -> "en"), which is what routing rules compare (``language == "ja"``);
-    "" for anything that is not a plausible tag."""
-    primary = (tag or "").strip().replace("_", "-").split("-")[0].lower()
-    return primary if primary.isascii() and primary.isalpha() and 2 <= len(primary) <= 3 else ""
+    """A channel's language tag as customers' languages are kept from channels: the primary
+    subtag ("ja-JP" -> "ja", "en_US" -> "en"), which is what routing rules compare; "" for anything
+    that is not a plausible tag."""
+    return primary_language(tag)
 
 
 def _existing(inbox: Inbox, provider_id: str | None) -> Message | None:

@@ -32,9 +32,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from profiles import addresses
+from profiles.languages import language_tag
 from profiles.models import Customer, Identity, IdentityKind, IdentitySource
 from profiles.services import MergeError, identity_link, identity_resolve
 
@@ -42,6 +44,7 @@ from ..events import publish_now
 from ..groups import agent_group, conversation_group
 from ..models import (
     Agent,
+    AgentSkill,
     Attachment,
     AttachmentState,
     Channel,
@@ -76,6 +79,7 @@ DEFAULT_LIMITS = {
     "offline_per_ip": (5, 3600),
     "typing_per_visitor": (20, 10),
     "queue_per_visitor": (30, 60),  # queue-position requests (the widget polls every ~20 s per tab)
+    "status_per_visitor": (30, 60),  # status requests (the widget asks each time it is opened)
 }
 
 
@@ -101,6 +105,7 @@ class Visitor:
     key: str  # sha256(token) hex: the web_visitor identity value
     ip: str
     signed_customer_id: int | None = None  # set when the site signed the user's id
+    language: str = ""  # the browser's language (BCP 47), "" when it sent none or nonsense
 
     @property
     def signed(self) -> bool:
@@ -242,6 +247,12 @@ def widget_inbox(address: str) -> Inbox | None:
     return Inbox.objects.filter(kind=Channel.WEBCHAT, address=address, is_active=True).first()
 
 
+def browser_language(raw) -> str:
+    """The language tag the widget reports (``navigator.language``), or "". Dropped rather than
+    refused: it only steers routing, and an old widget or an odd browser must still chat."""
+    return language_tag(raw)
+
+
 def visitor_key(token) -> str:
     if not isinstance(token, str) or not _TOKEN.fullmatch(token):
         raise WidgetError(400, "bad_token")
@@ -272,14 +283,16 @@ def _visitor_customer(key: str) -> Customer | None:
     return _active(identity.customer) if identity else None
 
 
-def visitor_hello(*, inbox: Inbox, token, ip: str, user: dict | None = None) -> Visitor:
+def visitor_hello(*, inbox: Inbox, token, ip: str, user: dict | None = None, language=None) -> Visitor:
     """Identify the visitor of a new socket. With ``user = {"id", "signature"}`` the signature is
     checked with the inbox secret; a valid one proves the visitor is that user and links (merges)
-    the visitor's record with the user's. The client's own claims ("verified": true …) are ignored."""
+    the visitor's record with the user's. The client's own claims ("verified": true …) are ignored.
+    ``language``: the browser's (``browser_language``), what the channel says about the customer."""
     _require_rate(f"hello-ip:{ip}", limits()["hello_per_ip"])
     key = visitor_key(token)
+    language = browser_language(language)
     if not user:
-        return Visitor(inbox_id=inbox.pk, key=key, ip=ip)
+        return Visitor(inbox_id=inbox.pk, key=key, ip=ip, language=language)
     if not isinstance(user, dict):
         raise WidgetError(400, "bad_frame")
     user_id, signature = user.get("id"), user.get("signature")
@@ -287,7 +300,8 @@ def visitor_hello(*, inbox: Inbox, token, ip: str, user: dict | None = None) -> 
         raise WidgetError(400, "bad_user")
     if not inbox.secret or not hmac.compare_digest(user_signature(inbox, user_id), signature.lower()):
         raise WidgetError(403, "bad_signature")
-    return Visitor(inbox_id=inbox.pk, key=key, ip=ip, signed_customer_id=_link_signed_user(inbox, key, user_id).pk)
+    return Visitor(inbox_id=inbox.pk, key=key, ip=ip, signed_customer_id=_link_signed_user(inbox, key, user_id).pk,
+                   language=language)
 
 
 def _link_signed_user(inbox: Inbox, key: str, user_id: str) -> Customer:
@@ -381,11 +395,55 @@ def access_visitor_attachment(visitor: Visitor, attachment_id) -> Attachment:
 # --- availability -----------------------------------------------------------------------------
 
 
-def _widget_queue(inbox: Inbox) -> Queue | None:
-    """The queue a chat from this widget starts in: the inbox's default queue, else the default."""
-    if inbox.default_queue_id:
-        return Queue.objects.filter(pk=inbox.default_queue_id, is_active=True).prefetch_related("required_skills").first()
-    return Queue.objects.filter(is_default=True, is_active=True).prefetch_related("required_skills").first()
+def _visitor_chat(inbox: Inbox, visitor: Visitor | None) -> tuple[Customer | None, Conversation | None]:
+    """The visitor's customer, as the ingest resolves them (their ``web_visitor`` identity, which
+    follows merges; signed visitors have one too), and the conversation of this widget their next
+    message would join (the ingest's choice: the customer's latest here, unless it is over or
+    abandoned), with its queue. Two statements at most, whatever the customer's history."""
+    from .ingest import ACTIVE_STATUSES
+
+    if visitor is None:
+        return None, None
+    customer = Customer.objects.filter(identities__kind=IdentityKind.WEB_VISITOR, identities__value=visitor.key).first()
+    if customer is None:
+        return None, None
+    latest = (
+        Conversation.objects.filter(customer=customer, inbox=inbox).select_related("queue")
+        .order_by("-last_message_at", "-id").first()
+    )
+    if latest is None or latest.status not in ACTIVE_STATUSES or latest.abandoned_at is not None:
+        return customer, None
+    return customer, latest
+
+
+def _would_be_queue(inbox: Inbox, visitor: Visitor | None, customer: Customer | None) -> Queue | None:
+    """The queue the routing rules would put a new chat of ``visitor`` in now: ``queue_pick`` on a
+    conversation that is never saved, for their customer, or for a customer who does not exist
+    yet with what the browser told us (the ingest creates them with exactly that). Like the ingest,
+    the browser's language stands in for a customer who has none."""
+    from ..routing.selection import queue_pick
+    from .ingest import customer_language
+
+    language = customer_language(visitor.language) if visitor is not None else ""
+    if customer is None:
+        customer, tags = Customer(language=language), []  # nobody yet, so no tags
+    else:
+        tags = None  # read by queue_pick only when a rule asks about them
+        if language and not customer.language:
+            customer.language = language  # this instance only: the ingest stores it
+    conversation = Conversation(customer=customer, inbox=inbox, channel=inbox.kind)
+    queue_pick(conversation, tags=tags)
+    return conversation.queue
+
+
+def _available_agent_for(queue: Queue | None) -> bool:
+    """Someone available who has every skill ``queue`` requires, in one statement however many."""
+    agents = Agent.objects.filter(presence__is_available=True)
+    if queue is not None:
+        has_skill = AgentSkill.objects.filter(agent_id=OuterRef(OuterRef("pk")), skill_id=OuterRef("skill_id"))
+        lacking = Queue.required_skills.through.objects.filter(queue_id=queue.pk).exclude(Exists(has_skill))
+        agents = agents.exclude(Exists(lacking))
+    return agents.exists()
 
 
 def _legacy_inbox_hours_open(inbox: Inbox, now: datetime) -> bool:
@@ -419,22 +477,41 @@ def _queue_open(queue: Queue | None, now: datetime) -> bool:
         return True  # validated on save; an unreadable config never closes the chat silently
 
 
-def widget_status(inbox: Inbox, *, now: datetime | None = None) -> dict:
-    """Whether a live agent can take a chat now; when not, the widget offers the offline form.
+def widget_status(inbox: Inbox, *, visitor: Visitor | None = None, now: datetime | None = None) -> dict:
+    """Whether a live agent can take ``visitor``'s chat now; when not, the widget offers the offline form.
 
-    One source of opening hours: the queue the chat would start in, the same hours routing
-    applies (so the widget never promises a live agent the router would answer with the after-hours
-    message), and an available agent who has that queue's skills."""
+    It speaks for where the chat is or would go, so it never promises a live agent the router would
+    answer with another queue's after-hours message, nor the reverse: the agent who has the
+    visitor's conversation; else the queue it waits in; else the queue the routing rules would
+    pick for a new chat of this visitor (``_would_be_queue``). For that queue: its business hours
+    (the ones routing applies) and an available agent with its skills.
+
+    Every hello and every opening of the widget asks, on every page of the site: a fixed number of
+    statements whatever the rules, skills, agents or history (tests: test_widget)."""
     now = now or timezone.now()
-    queue = _widget_queue(inbox)
+    customer, chat = _visitor_chat(inbox, visitor)
+    if chat is not None and chat.assignee_id is not None:
+        # An agent has the chat: whether they are here is the answer, closing time or not (they
+        # finish what they started, and nobody else will be offered it).
+        if Agent.objects.filter(pk=chat.assignee_id, presence__is_available=True).exists():
+            return {"type": "status", "online": True, "reason": "available"}
+        return {"type": "status", "online": False, "reason": "no_agent"}
+    if chat is not None and chat.queue_id is not None:
+        queue = chat.queue
+    else:
+        # No chat, or one never placed (routing places it when it first routes it, queue_pick too).
+        queue = _would_be_queue(inbox, visitor, customer)
     if not _queue_open(queue, now) or not _legacy_inbox_hours_open(inbox, now):
         return {"type": "status", "online": False, "reason": "closed"}
-    agents = Agent.objects.filter(presence__is_available=True)
-    for skill in (queue.required_skills.all() if queue is not None else []):
-        agents = agents.filter(skills=skill)
-    if not agents.exists():
+    if not _available_agent_for(queue):
         return {"type": "status", "online": False, "reason": "no_agent"}
     return {"type": "status", "online": True, "reason": "available"}
+
+
+def visitor_status(*, visitor: Visitor) -> dict:
+    """``widget_status`` on request. Limited: each answer runs the routing rules."""
+    _require_rate(f"status-visitor:{visitor.key}", limits()["status_per_visitor"])
+    return widget_status(Inbox.objects.get(pk=visitor.inbox_id), visitor=visitor)
 
 
 # --- writes -----------------------------------------------------------------------------------
@@ -468,7 +545,7 @@ def visitor_message_receive(*, visitor: Visitor, client_id, text, name: str = ""
         # reopen the ended one or append to the abandoned one).
         result = message_receive(InboundMessage(
             inbox=inbox, sender_kind=IdentityKind.WEB_VISITOR, sender_address=visitor.key, text=text,
-            sender_name=_clean_name(name), provider_id=provider_id,
+            sender_name=_clean_name(name), sender_language=visitor.language, provider_id=provider_id,
             metadata={"visitor": visitor.key, "client_id": client_id, "ip": visitor.ip},
             start_fresh_if=_ended_by_visitor,
         ))
@@ -633,7 +710,8 @@ def visitor_offline_message(*, visitor: Visitor, client_id, email, text, name=""
     with transaction.atomic():
         result = message_receive(InboundMessage(
             inbox=target, sender_kind=IdentityKind.WEB_VISITOR, sender_address=visitor.key, text=text,
-            sender_name=name, provider_id=provider_id, subject=_offline_subject(widget, text),
+            sender_name=name, sender_language=visitor.language, provider_id=provider_id,
+            subject=_offline_subject(widget, text),
             metadata={"visitor": visitor.key, "client_id": client_id, "reply_to": email, "via": "webchat_offline",
                       "widget_inbox": widget.pk, "ip": visitor.ip},
         ))

@@ -1,19 +1,18 @@
 """Edits of a customer's own profile fields (not identities, not merges)."""
 
-import re
 import zoneinfo
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from ..languages import language_tag
 from ..models import Customer, Tag
 
 # The only fields an agent (or an API client) may set on a customer. ``merged_into`` belongs to
 # the merge service, identities and their ``verified`` flag to the identity service.
 EDITABLE_FIELDS = frozenset({"display_name", "language", "time_zone", "journey_stage", "tags", "custom_attributes"})
 _SCALAR_FIELDS = ("display_name", "language", "time_zone", "journey_stage", "custom_attributes")
-_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 
 
 def _validate(data: dict) -> dict:
@@ -22,8 +21,11 @@ def _validate(data: dict) -> dict:
     for name in unknown:
         errors[name] = [_("This field cannot be set.")]
     language = data.get("language")
-    if language and not _LANGUAGE_TAG.match(language):
-        errors["language"] = [_("Use a BCP 47 language tag such as “ja” or “en-US”.")]
+    if language:
+        if language_tag(language):
+            data["language"] = language_tag(language)  # "ja_JP" kept as the tag it means, "ja-JP"
+        else:
+            errors["language"] = [_("Use a BCP 47 language tag such as “ja” or “en-US”.")]
     time_zone = data.get("time_zone")
     if time_zone:
         try:

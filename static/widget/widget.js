@@ -344,6 +344,9 @@
     socket = new WebSocket(socketUrl);
     socket.onopen = function () {
       var hello = { type: "hello", widget: widgetKey, token: token, locale: locale };
+      // The customer's own language routes their chat (a Japanese-speaking team, say), and the
+      // site may have fixed the display locale: the browser's setting, checked on the server.
+      if (typeof navigator.language === "string" && navigator.language) { hello.language = navigator.language; }
       if (userId && userSignature) { hello.user = { id: userId, signature: userSignature }; }
       socket.send(JSON.stringify(hello));
     };

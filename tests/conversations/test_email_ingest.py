@@ -17,7 +17,7 @@ from conversations.models import (
     RawEmail,
 )
 from conversations.services.email import EmailTooLarge, NoInboxForRecipient, email_receive
-from profiles.models import IdentityKind, MergeSuggestion
+from profiles.models import Customer, IdentityKind, MergeSuggestion
 from tests.factories import make_conversation, make_customer, make_identity, make_inbox, make_message
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "email"
@@ -308,3 +308,53 @@ def test_same_name_from_the_same_company_domain_suggests_a_merge(inbox):
     suggestion = MergeSuggestion.objects.get(reason="same_name_same_domain")
     assert (suggestion.customer, suggestion.candidate) == (colleague, result.customer)
     assert suggestion.evidence["domain"] == "acme-trading.co.jp"
+
+
+# --- Content-Language: the customer's language ------------------------------------------------------
+
+def _with_language(name: str, value: bytes) -> bytes:
+    return fixture(name).replace(b"MIME-Version: 1.0", b"Content-Language: " + value + b"\r\nMIME-Version: 1.0", 1)
+
+
+def test_content_language_becomes_a_new_customers_language(inbox):
+    result = email_receive(raw=_with_language("euc_jp.eml", b"ja-JP"))
+    result.customer.refresh_from_db()
+    assert result.customer.language == "ja"
+
+
+def test_content_language_never_overrides_a_known_language(inbox, hanako):
+    Customer.objects.filter(pk=hanako.pk).update(language="en")
+    result = email_receive(raw=_with_language("gmail_reply_en.eml", b"ja"))
+    assert result.customer.pk == hanako.pk
+    hanako.refresh_from_db()
+    assert hanako.language == "en"
+
+
+def test_content_language_fills_a_known_customer_without_one(inbox, hanako):
+    Customer.objects.filter(pk=hanako.pk).update(language="")
+    email_receive(raw=_with_language("gmail_reply_en.eml", b"en-US"))
+    hanako.refresh_from_db()
+    assert hanako.language == "en"
+
+
+@pytest.mark.parametrize("value", [b"und", b"<b>ja</b>", b"x-klingon"])
+def test_implausible_content_language_sets_nothing(inbox, value):
+    result = email_receive(raw=_with_language("euc_jp.eml", value))
+    result.customer.refresh_from_db()
+    assert result.customer.language == ""
+
+
+def test_an_auto_replys_content_language_is_not_the_persons(inbox):
+    """Out-of-office text comes from the mail server's settings, often in another language."""
+    result = email_receive(raw=_with_language("out_of_office.eml", b"en-US"))
+    result.customer.refresh_from_db()
+    assert result.customer.language == ""
+
+
+def test_content_language_routes_the_new_conversation(inbox):
+    from conversations.models import Queue, RoutingRule
+
+    japanese = Queue.objects.create(name="Japanese", slug="japanese")
+    RoutingRule.objects.create(name="Japanese", expression='language == "ja"', queue=japanese)
+    result = email_receive(raw=_with_language("euc_jp.eml", b"ja"))
+    assert Conversation.objects.get(pk=result.conversation.pk).queue_id == japanese.pk

@@ -230,3 +230,48 @@ def test_authentication_results_trusted_only_from_our_mta():
     assert email_channel.parse(raw, trusted_authserv_ids=()).identity_doubts == []
     forged = b"Authentication-Results: mx.shop.example.jp; dmarc=pass\r\n" + raw
     assert email_channel.parse(forged, trusted_authserv_ids=("mx.shop.example.jp",)).identity_doubts == []
+
+
+# --- Content-Language: what the mail says about the sender's language ----------------------------
+
+def _with_language(name: str, value: bytes) -> email_channel.ParsedEmail:
+    raw = (FIXTURES / name).read_bytes().replace(b"MIME-Version: 1.0", b"Content-Language: " + value + b"\r\nMIME-Version: 1.0", 1)
+    return email_channel.parse(raw)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (b"ja-JP", "ja-JP"),
+    (b"ja", "ja"),
+    (b"en-US", "en-US"),
+    (b"zh-Hant-TW", "zh-Hant-TW"),
+    (b"ja_JP", "ja-JP"),  # a POSIX locale, as some mailers write it
+    (b" en (English) , fr", "en"),  # RFC 3282: a list, comments allowed; the first tag
+    (b"(none), de", "de"),
+    (b"x-klingon, ja", "ja"),  # private use names no real language
+])
+def test_content_language_gives_the_first_plausible_tag(value, expected):
+    parsed = _with_language("euc_jp.eml", value)
+    assert parsed.language == expected
+    assert parsed.headers["Content-Language"]  # kept with the other headers, for the record
+
+
+@pytest.mark.parametrize("value", [
+    b"und", b"mul", b"zxx", b"i-default", b"x-pig-latin", b"<script>alert(1)</script>", b"=?UTF-8?B?amE=?=",
+    b"japanese", b"j", b"ja-JP-" + b"abcdefgh" * 5, b"", b"ja JP",
+])
+def test_implausible_content_language_is_no_language(value):
+    assert _with_language("euc_jp.eml", value).language == ""
+
+
+def test_no_content_language_is_no_language():
+    assert parse("euc_jp.eml").language == ""
+    assert parse("gmail_reply_en.eml").language == ""
+
+
+def test_content_language_of_the_text_part_when_the_message_has_none():
+    raw = (b"From: a@example.jp\r\nTo: support@shop.example.jp\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           b"Content-Language: ja\r\n\r\nhello\r\n--B--\r\n")
+    assert email_channel.parse(raw).language == "ja"
+    top = raw.replace(b"MIME-Version: 1.0\r\n", b"MIME-Version: 1.0\r\nContent-Language: en-GB\r\n")
+    assert email_channel.parse(top).language == "en-GB"  # the message's own label wins

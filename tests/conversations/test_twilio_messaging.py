@@ -207,3 +207,10 @@ def test_mms_media_becomes_pending_attachments_and_private_urls_are_refused(clie
     assert states["https://169.254.169.254/latest/meta-data/"][0] == "unavailable"
     assert "host not allowed" in states["https://evil.example/x.png"][1]
     assert Message.objects.filter(kind="message").count() == 1  # the message itself is kept
+
+
+def test_a_japanese_number_says_nothing_about_the_customers_language(client):
+    """SMS and WhatsApp carry no language, and a +81 number is no proof of Japanese (visitors,
+    residents, roaming): the customer's language stays unknown rather than guessed."""
+    post_inbound(client, sms_params(SID))
+    assert Message.objects.get().customer.language == ""

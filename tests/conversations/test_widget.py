@@ -917,3 +917,245 @@ async def test_the_widget_follows_the_queue_business_hours_and_skills(widget, ag
     communicator, _, status = await _hello(_token())
     await communicator.disconnect()
     assert status == {"type": "status", "online": True, "reason": "available"}
+
+
+# --- the status speaks for the chat's queue, which the routing rules pick ------------------------
+
+CLOSED_ALL_WEEK = {"time_zone": "Asia/Tokyo", "weekly": {}}
+
+
+def _routing_world(widget, agent, available_presence):
+    """The widget's default queue is open and Alice (available) serves it; the routing rules send
+    Japanese speakers and VIPs to queues that are closed all week."""
+    from conversations.models import Queue, RoutingRule
+
+    agent.presence = available_presence
+    agent.save(update_fields=["presence"])
+    chat = Queue.objects.create(name="Chat", slug="chat")
+    Inbox.objects.filter(pk=widget.pk).update(default_queue=chat)
+    japanese = Queue.objects.create(name="Japanese", slug="japanese", business_hours=CLOSED_ALL_WEEK)
+    vip = Queue.objects.create(name="VIP", slug="vip", business_hours=CLOSED_ALL_WEEK)
+    RoutingRule.objects.create(name="VIPs", order=1, expression='"VIP" in tags', queue=vip)
+    RoutingRule.objects.create(name="Japanese", order=2, expression='language == "ja"', queue=japanese)
+    return chat, japanese, vip
+
+
+def _visitor(widget, token, **fields) -> webchat.Visitor:
+    return webchat.Visitor(inbox_id=widget.pk, key=_key(token), ip="198.51.100.7", **fields)
+
+
+def test_status_speaks_for_the_queue_the_rules_would_pick_from_the_browser_language(widget, agent, available_presence):
+    _routing_world(widget, agent, available_presence)
+    widget.refresh_from_db()
+    closed = {"type": "status", "online": False, "reason": "closed"}
+    # A new visitor: nobody yet, only what the browser says. The rules send "ja" to a closed queue.
+    assert webchat.widget_status(widget, visitor=_visitor(widget, _token(), language="ja-JP")) == closed
+    assert webchat.widget_status(widget, visitor=_visitor(widget, _token(), language="en-US"))["online"] is True
+    assert webchat.widget_status(widget, visitor=_visitor(widget, _token()))["online"] is True
+
+    # A known visitor: their customer's language comes first, the browser's only when they have none.
+    token = _token()
+    english = make_customer("Known", language="en")
+    make_identity(english, IdentityKind.WEB_VISITOR, _key(token))
+    assert webchat.widget_status(widget, visitor=_visitor(widget, token, language="ja"))["online"] is True
+    Customer.objects.filter(pk=english.pk).update(language="")
+    assert webchat.widget_status(widget, visitor=_visitor(widget, token, language="ja")) == closed
+
+
+def test_status_of_a_known_customer_follows_their_tags(widget, agent, available_presence):
+    """A signed-in VIP is routed to the VIP queue (closed): the widget must not promise a live agent."""
+    from profiles.models import Tag
+
+    _routing_world(widget, agent, available_presence)
+    widget.refresh_from_db()
+    visitor = webchat.visitor_hello(inbox=widget, token=_token(), ip="198.51.100.7",
+                                    user={"id": "u-42", "signature": _signature("u-42")})
+    assert webchat.widget_status(widget, visitor=visitor)["online"] is True
+    Customer.objects.get(pk=visitor.signed_customer_id).tags.add(Tag.objects.create(name="VIP"))
+    assert webchat.widget_status(widget, visitor=visitor) == {"type": "status", "online": False, "reason": "closed"}
+    # Anyone else still sees the open default queue.
+    assert webchat.widget_status(widget, visitor=_visitor(widget, _token()))["online"] is True
+
+
+def test_status_follows_the_queue_of_the_visitors_open_conversation(widget, agent, available_presence):
+    from conversations.models import Queue, Skill
+
+    chat, _japanese, _vip = _routing_world(widget, agent, available_presence)
+    widget.refresh_from_db()
+    token = _token()
+    visitor = _visitor(widget, token, language="en")
+    customer = make_customer("Waiting")
+    make_identity(customer, IdentityKind.WEB_VISITOR, _key(token))
+    wholesale = Queue.objects.create(name="Wholesale", slug="wholesale")
+    wholesale.required_skills.add(Skill.objects.create(name="Wholesale", slug="wholesale"))
+    conversation = make_conversation(customer, widget, queue=wholesale, status="open")
+    # Transferred to a queue nobody available can serve: the next message waits there.
+    assert webchat.widget_status(widget, visitor=visitor) == {"type": "status", "online": False, "reason": "no_agent"}
+
+    Conversation.objects.filter(pk=conversation.pk).update(queue=chat)
+    Queue.objects.filter(pk=chat.pk).update(business_hours=CLOSED_ALL_WEEK)
+    assert webchat.widget_status(widget, visitor=visitor)["reason"] == "closed"
+
+    # Over (or abandoned): the next message opens a new chat, which the rules place (the default).
+    Queue.objects.filter(pk=chat.pk).update(business_hours={})
+    Conversation.objects.filter(pk=conversation.pk).update(queue=wholesale, status="resolved")
+    assert webchat.widget_status(widget, visitor=visitor)["online"] is True
+    Conversation.objects.filter(pk=conversation.pk).update(status="open", abandoned_at=conversation.created_at)
+    assert webchat.widget_status(widget, visitor=visitor)["online"] is True
+
+
+def test_status_of_a_chat_an_agent_has_is_that_agents_presence(widget, agent, available_presence):
+    """After closing time the agent still finishes the chat they have: no offline form mid-chat."""
+    from conversations.models import PresenceState, Queue
+
+    chat, _japanese, _vip = _routing_world(widget, agent, available_presence)
+    widget.refresh_from_db()
+    Queue.objects.filter(pk=chat.pk).update(business_hours=CLOSED_ALL_WEEK)
+    token = _token()
+    customer = make_customer("Chatting")
+    make_identity(customer, IdentityKind.WEB_VISITOR, _key(token))
+    make_conversation(customer, widget, queue=chat, status="open", assignee=agent)
+    assert webchat.widget_status(widget, visitor=_visitor(widget, token))["online"] is True
+    assert webchat.widget_status(widget, visitor=_visitor(widget, _token()))["reason"] == "closed"  # anyone else
+
+    away = PresenceState.objects.create(name="Away", is_available=False)
+    Agent.objects.filter(pk=agent.pk).update(presence=away)
+    assert webchat.widget_status(widget, visitor=_visitor(widget, token)) == {
+        "type": "status", "online": False, "reason": "no_agent"}
+
+
+async def test_the_socket_status_uses_the_browser_language(widget, agent, available_presence):
+    await database_sync_to_async(_routing_world)(widget, agent, available_presence)
+    communicator, _, status = await _hello(_token(), extra={"language": "ja-JP"})
+    try:
+        assert status == {"type": "status", "online": False, "reason": "closed"}
+        await communicator.send_json_to({"type": "status"})
+        assert await communicator.receive_json_from(timeout=5) == status
+    finally:
+        await communicator.disconnect()
+    communicator, _, status = await _hello(_token(), extra={"language": "en-GB"})
+    await communicator.disconnect()
+    assert status == {"type": "status", "online": True, "reason": "available"}
+
+
+@override_settings(CC_WIDGET_LIMITS={"status_per_visitor": (3, 3600)})
+async def test_status_requests_are_limited_per_visitor(widget, online):
+    """Each answer runs the routing rules: a script asking in a loop is cut off, others are not."""
+    flooder, _, _ = await _hello(_token())
+    other, _, _ = await _hello(_token())
+    try:
+        for _n in range(3):
+            await flooder.send_json_to({"type": "status"})
+            assert (await flooder.receive_json_from(timeout=5))["type"] == "status"
+        await flooder.send_json_to({"type": "status"})
+        assert await flooder.receive_json_from(timeout=5) == {"type": "error", "code": 429, "reason": "rate_limited"}
+        await other.send_json_to({"type": "status"})
+        assert await other.receive_json_from(timeout=5) == {"type": "status", "online": True, "reason": "available"}
+    finally:
+        await flooder.disconnect()
+        await other.disconnect()
+
+
+def _status_queries(widget, visitor) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        webchat.widget_status(widget, visitor=visitor)
+    return len(captured.captured_queries)
+
+
+def test_status_costs_a_fixed_number_of_queries(widget, agent, available_presence):
+    """Every hello and every opening of the widget asks: however many rules, skills, agents,
+    merges or past conversations, the same few statements."""
+    from conversations.models import Queue, RoutingRule, Skill
+    from profiles.models import Tag
+    from tests.factories import make_agent
+
+    chat, _japanese, vip = _routing_world(widget, agent, available_presence)
+    widget.refresh_from_db()
+    tagged, waiting = _token(), _token()
+    make_identity(make_customer("Tagged", language="en"), IdentityKind.WEB_VISITOR, _key(tagged))
+    waiting_customer = make_customer("Waiting")
+    make_identity(waiting_customer, IdentityKind.WEB_VISITOR, _key(waiting))
+    make_conversation(waiting_customer, widget, queue=chat, status="open")
+    visitors = {"new": _visitor(widget, _token(), language="en"), "known": _visitor(widget, tagged),
+                "waiting": _visitor(widget, waiting)}
+    before = {name: _status_queries(widget, visitor) for name, visitor in visitors.items()}
+
+    for n in range(5):
+        skill = Skill.objects.create(name=f"Skill {n}", slug=f"skill-{n}")
+        chat.required_skills.add(skill)
+        agent.skills.add(skill)
+        make_agent(f"agent{n}").skills.add(skill)
+        other = Queue.objects.create(name=f"Other {n}", slug=f"other-{n}")
+        RoutingRule.objects.create(name=f"Other {n}", order=10 + n, expression=f'"tag {n}" in tags', queue=other)
+        Tag.objects.create(name=f"label {n}").customers.add(Customer.objects.get(display_name="Tagged"))
+        make_conversation(waiting_customer, widget, queue=vip, status="resolved",
+                          last_message_at=waiting_customer.created_at)
+    after = {name: _status_queries(widget, visitor) for name, visitor in visitors.items()}
+    assert after == before
+    assert max(after.values()) <= 6
+    assert webchat.widget_status(widget, visitor=visitors["waiting"])["online"] is True  # Alice has every skill
+
+
+# --- the browser says the customer's language -----------------------------------------------------
+
+
+async def test_the_browser_language_becomes_the_new_customers_language(widget, online):
+    token = _token()
+    communicator, _, _ = await _hello(token, extra={"language": "ja-JP"})
+    try:
+        said = await _say(communicator, "こんにちは")
+        assert said["type"] == "message"
+    finally:
+        await communicator.disconnect()
+
+    def language():
+        return Identity.objects.select_related("customer").get(kind=IdentityKind.WEB_VISITOR, value=_key(token)).customer.language
+
+    assert await database_sync_to_async(language)() == "ja"
+
+
+@pytest.mark.parametrize("raw", [
+    "<script>alert(1)</script>", "x-klingon", "i-default", "und", "ja-JP; DROP", "e", "ja" + "-abcdefgh" * 6,
+    42, ["ja"], {"tag": "ja"}, "",
+])
+def test_an_implausible_browser_language_is_dropped_never_refused(widget, online, raw):
+    visitor = webchat.visitor_hello(inbox=widget, token=_token(), ip="198.51.100.7", language=raw)
+    assert visitor.language == ""
+    frame, _ = webchat.visitor_message_receive(visitor=visitor, client_id=str(uuid.uuid4()), text="hello")
+    assert Conversation.objects.get(pk=frame["conversation"]).customer.language == ""
+
+
+@pytest.mark.parametrize("raw, expected", [("ja", "ja"), ("en-US", "en"), ("zh-Hant-TW", "zh"), ("JA-jp", "ja")])
+def test_a_plausible_browser_language_reaches_the_ingest(widget, online, raw, expected):
+    visitor = webchat.visitor_hello(inbox=widget, token=_token(), ip="198.51.100.7", language=raw)
+    assert visitor.language == raw
+    frame, _ = webchat.visitor_message_receive(visitor=visitor, client_id=str(uuid.uuid4()), text="hello")
+    assert Conversation.objects.get(pk=frame["conversation"]).customer.language == expected
+
+
+def test_the_browser_language_never_overrides_a_known_language(widget, online):
+    token = _token()
+    customer = make_customer("Known", language="en")
+    make_identity(customer, IdentityKind.WEB_VISITOR, _key(token))
+    visitor = webchat.visitor_hello(inbox=widget, token=token, ip="198.51.100.7", language="ja")
+    webchat.visitor_message_receive(visitor=visitor, client_id=str(uuid.uuid4()), text="hello")
+    customer.refresh_from_db()
+    assert customer.language == "en"
+
+
+def test_the_offline_message_carries_the_browser_language(widget, agent):
+    make_inbox(Channel.EMAIL)
+    token = _token()
+    visitor = webchat.visitor_hello(inbox=widget, token=token, ip="198.51.100.7", language="ja-JP")
+    webchat.visitor_offline_message(visitor=visitor, client_id=str(uuid.uuid4()), email="v@example.jp", text="返品")
+    assert Identity.objects.get(kind=IdentityKind.WEB_VISITOR, value=_key(token)).customer.language == "ja"
+
+
+def test_widget_script_sends_the_browser_language_at_hello():
+    from pathlib import Path
+
+    script = (Path(__file__).resolve().parents[2] / "static" / "widget" / "widget.js").read_text()
+    assert "hello.language = navigator.language" in script

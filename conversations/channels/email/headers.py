@@ -8,6 +8,8 @@ from email.utils import getaddresses, parsedate_to_datetime
 
 from django.conf import settings
 
+from profiles.languages import language_tag
+
 from .charsets import _ESC, decode_bytes
 from .parsed import MAX_REFS, ParsedEmail
 
@@ -67,9 +69,26 @@ def _message_ids(value) -> list[str]:
     return found or [token.strip("<>") for token in value.split() if "@" in token]
 
 
+# RFC 3282: a list of language tags, with comments allowed ("en (English), fr"); the first one
+# that is a plausible tag (profiles.languages) is the message's.
+_COMMENT = re.compile(r"\([^()]*\)")
+
+
+def content_language(value) -> str:
+    """The first plausible language tag of a Content-Language value, hyphenated; "" when none."""
+    text = _UNFOLD.sub("", str(value or ""))[:200]
+    for _ in range(3):  # nested comments, a few levels; deeper nesting is nonsense anyway
+        text = _COMMENT.sub(" ", text)
+    for candidate in text.split(","):
+        tag = language_tag(candidate.strip().strip('"'))
+        if tag:
+            return tag
+    return ""
+
+
 _KEPT_HEADERS = ("From", "To", "Cc", "Reply-To", "Sender", "Subject", "Date", "Message-ID", "In-Reply-To",
                  "References", "Auto-Submitted", "Precedence", "List-Id", "Return-Path", "X-Mailer", "User-Agent",
-                 "Content-Type")
+                 "Content-Type", "Content-Language")
 
 
 def _read_headers(parsed: ParsedEmail, msg: MimeMessage, trusted_authserv_ids, own_addresses) -> None:
@@ -93,6 +112,7 @@ def _read_headers(parsed: ParsedEmail, msg: MimeMessage, trusted_authserv_ids, o
             parsed.date = None
     except (TypeError, ValueError, IndexError):
         parsed.date = None
+    parsed.language = content_language(msg.get("Content-Language"))
     parsed.headers = {
         name: decode_header_value(msg.get(name))[:2000] for name in _KEPT_HEADERS if msg.get(name) is not None
     }

@@ -14,7 +14,7 @@ from email.message import Message as MimeMessage
 from django.conf import settings
 
 from .charsets import decode_bytes
-from .headers import _classify_automated, _read_headers, decode_header_value, normalize_message_id
+from .headers import _classify_automated, _read_headers, content_language, decode_header_value, normalize_message_id
 from .parsed import MAX_DEPTH, MAX_PARTS, ParsedAttachment, ParsedEmail
 from .quoting import find_quote_start
 from .sanitize import html_to_text, sanitize_html
@@ -92,6 +92,9 @@ def _decoded_payload(part: MimeMessage, parsed: ParsedEmail) -> bytes:
 
 
 def _part_text(part: MimeMessage, parsed: ParsedEmail) -> str:
+    if not parsed.language:
+        # Some mailers label the text part rather than the message; the message's label wins.
+        parsed.language = content_language(part.get("Content-Language"))
     data = _decoded_payload(part, parsed)
     text, used = decode_bytes(data, part.get_content_charset() or part.get_param("charset"))
     parsed.charsets.append(used)

@@ -34,6 +34,7 @@ class ParsedEmail:
     in_reply_to: list[str] = field(default_factory=list)
     references: list[str] = field(default_factory=list)
     date: datetime | None = None
+    language: str = ""  # the first plausible tag of Content-Language (BCP 47), else ""
     text: str = ""
     html: str = ""
     quote_start: int | None = None
