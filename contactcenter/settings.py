@@ -179,6 +179,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CC_TICK_SECONDS = env_int("CC_TICK_SECONDS", 5)
+# An available agent none of whose consoles has been seen for this long is put offline (their
+# offers go to others). Keep it well above the console's 25 s ping: browsers may run a hidden
+# tab's timers only once a minute. 0 turns it off.
+CC_CONSOLE_OFFLINE_GRACE_SECONDS = env_int("CC_CONSOLE_OFFLINE_GRACE_SECONDS", 120)
 CELERY_BEAT_SCHEDULE = {
     "tick": {"task": "contactcenter.tick", "schedule": float(CC_TICK_SECONDS)},
 }

@@ -31,3 +31,9 @@ class ConversationsConfig(AppConfig):
         from .services.agent_actions import snoozed_wake
 
         tick.register("snoozed_wake", snoozed_wake)
+
+        from django.contrib.auth.signals import user_logged_out
+
+        from .signals import agent_signed_out
+
+        user_logged_out.connect(agent_signed_out, dispatch_uid="conversations.agent_signed_out")

@@ -1,5 +1,6 @@
 """Websocket consumers: authenticate from the session, join groups, relay events (thin by design)."""
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -94,9 +95,31 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        from .services import presence
+
+        # This socket keeps its agent "seen" (services.presence): an agent none of whose consoles
+        # is seen for the grace period is put offline by the tick.
+        self.seen_at = presence.clock()
+        self.agent_id, missed = await database_sync_to_async(presence.console_opened)(user=user, at=self.seen_at)
         await self.send_json({"type": "hello", "groups": len(groups)})
+        if missed is not None:
+            await self.send_json(missed)
+
+    async def _seen(self, *, now: bool = False):
+        """Refresh the agent's "seen" on the socket's traffic (at most every few seconds), and
+        ``now`` when it closes: the grace runs from the last moment a console was there."""
+        from .services import presence
+
+        if getattr(self, "agent_id", None) is None:
+            return
+        at = presence.clock()
+        if not now and at - self.seen_at < presence.SEEN_REFRESH_SECONDS:
+            return
+        self.seen_at = at
+        await sync_to_async(presence.console_seen)(agent_id=self.agent_id, at=at)
 
     async def disconnect(self, code):
+        await self._seen(now=True)
         await self._unwatch()
         for group in getattr(self, "joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
@@ -149,6 +172,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             await self._viewer(watching, "viewing", reply=True)
 
     async def receive_json(self, content, **kwargs):
+        await self._seen()
         kind = content.get("type") if isinstance(content, dict) else None
         if kind == "ping":
             await self.send_json({"type": "pong"})

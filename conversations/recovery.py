@@ -85,3 +85,5 @@ def register() -> None:
     tick.register("offers_expire", routing.offers_expire)
     tick.register("route_waiting", routing.route_waiting)
     tick.register("offline_requeue", routing.offline_requeue)
+    from .services.presence import agents_without_console_offline
+    tick.register("agents_without_console_offline", agents_without_console_offline)
