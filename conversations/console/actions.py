@@ -196,8 +196,11 @@ def transfer(request, conversation_id: int):
 
 @console_action
 def pick(request, conversation_id: int):
+    """Take a waiting conversation. Agents pick where the queue allows it; a supervisor takes it
+    from any queue, as an assignment to themselves."""
     conversation = _conversation(request, conversation_id)
-    routing.conversation_pick(conversation_id=conversation.pk, agent=_agent(request))
+    routing.conversation_pick(conversation_id=conversation.pk, agent=_agent(request),
+                              supervisor=is_supervisor(request.user))
     return {"json": {"conversation": conversation.pk}, "next": _where(conversation)}
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db.models import Count, F, IntegerField, Max, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce, Length
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -125,7 +126,10 @@ def sidebar(*, agent: Agent | None, supervisor: bool) -> Sidebar:
             if len(bucket) < PICK_LIST_LIMIT:
                 bucket.append(conversation)
     result.queues = [
+        # can_pick: its waiting conversations are listed; can_take: with a Pick button (taking one
+        # needs an agent profile: an admin without one sees the list and assigns from the dialog).
         {"queue": q, "waiting": counts.get(q.pk, 0), "can_pick": q.allow_pick or supervisor,
+         "can_take": (q.allow_pick or supervisor) and agent is not None,
          "conversations": waiting_by_queue.get(q.pk, [])}
         for q in queues
     ]
@@ -169,9 +173,13 @@ def timeline_catchup(*, customer_id: int, seen: dict[int, int], limit: int = 200
 
 
 def handoff_note(conversation: Conversation) -> Message | None:
-    """The latest transfer note on the conversation: the receiver reads it first."""
+    """The latest transfer that came with a note: the receiver reads it first. Automatic moves
+    (overflow, after-hours fallback, offline requeue) are transfers without one and must not
+    hide the note an agent left before them. One query."""
     return (
         Message.objects.filter(conversation=conversation, kind=MessageKind.EVENT, event_type=EventType.TRANSFERRED)
+        # The note as text is NULL without the key and "" when left empty: neither has a length.
+        .annotate(note_length=Length(KT("event_data__note"))).filter(note_length__gt=0)
         .select_related("author_agent").order_by("-created_at", "-id").first()
     )
 

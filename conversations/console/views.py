@@ -162,14 +162,20 @@ def _workspace_context(request, *, customer: Customer | None, conversation: Conv
             "journey_stages": JourneyStage.choices,
         }
     if conversation is not None:
+        agents = list(Agent.objects.select_related("presence").order_by("display_name"))
         context |= {
             "handoff": selectors.handoff_note(conversation),
             "reply_options": selectors.reply_options(conversation=conversation, customer=customer),
             "wrap_up_codes": selectors.wrap_up_codes(),
-            "transfer_agents": list(Agent.objects.exclude(pk=agent.pk if agent else None).select_related("presence")
-                                    .order_by("display_name")),
+            "transfer_agents": [a for a in agents if agent is None or a.pk != agent.pk],
+            # Supervisors assign to anyone, themselves included (console:assign).
+            "assign_agents": agents if supervisor else [],
             "transfer_queues": list(Queue.objects.filter(is_active=True).order_by("name")),
             "is_mine": agent is not None and conversation.assignee_id == agent.pk,
+            # "Take it" only where it works: agents pick where the queue allows it (conversation_pick),
+            # supervisors take from any queue (actions.pick).
+            "can_take": agent is not None and (supervisor or conversation.queue is None
+                                               or conversation.queue.allow_pick),
             "offer": conversation.offers.filter(agent=agent, status="pending").first() if agent else None,
         }
     return context

@@ -802,18 +802,21 @@ def conversation_assign(*, conversation_id: int, agent: Agent, by: Agent | None,
     return conversation
 
 
-def conversation_pick(*, conversation_id: int, agent: Agent) -> Conversation:
-    """An agent takes a waiting conversation from a queue that allows picking."""
+def conversation_pick(*, conversation_id: int, agent: Agent, supervisor: bool = False) -> Conversation:
+    """An agent takes a waiting conversation from a queue that allows picking; a ``supervisor``
+    takes it from any queue, as an assignment to themselves. Never one somebody already has
+    (checked again under the conversation's lock: assigning would silently reassign it)."""
     conversation = Conversation.objects.select_related("queue").get(pk=conversation_id)
     if conversation.assignee_id:
         raise RoutingError(_("Someone already took this conversation."), code="taken")
-    if conversation.queue and not conversation.queue.allow_pick:
+    if not supervisor and conversation.queue and not conversation.queue.allow_pick:
         raise RoutingError(_("This queue does not allow picking."), code="pick_not_allowed")
     with transaction.atomic():
         locked = Conversation.objects.select_for_update().get(pk=conversation_id)
         if locked.assignee_id:
             raise RoutingError(_("Someone already took this conversation."), code="taken")
-        return conversation_assign(conversation_id=conversation_id, agent=agent, by=agent, via="pick")
+        return conversation_assign(conversation_id=conversation_id, agent=agent, by=agent,
+                                   via="assign" if supervisor else "pick")
 
 
 def conversation_transfer(*, conversation_id: int, by: Agent, note: str, to_agent: Agent | None = None,

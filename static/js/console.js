@@ -9,8 +9,8 @@
   var $$ = function (sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); };
   var workspace = null;
   var strings = {};
-  var state = { customer: null, conversation: null, seen: {}, socket: null, connected: false, everConnected: false,
-    retry: 0, catchupBusy: false, catchupAgain: false, refresh: {}, viewers: {}, canned: null };
+  var state = { agent: null, customer: null, conversation: null, seen: {}, socket: null, connected: false,
+    everConnected: false, retry: 0, catchupBusy: false, catchupAgain: false, refresh: {}, viewers: {}, canned: null };
 
   function t(key, fallback) { return strings[key] || fallback; }
 
@@ -140,6 +140,22 @@
   }
   var catchupSoon = debounce(catchup, 40);
 
+  // Routing decisions (offered, assigned, transferred, resolved, requeued …) are timeline entries
+  // too, written in the transaction the event follows. An event about a conversation this timeline
+  // shows catches it up from the database the same way a message does (the event has no sequence
+  // number to compare; the catch-up asks by the ones seen, so nothing shows twice).
+  function onConversationEvent(event) {
+    if (!state.customer || event.conversation == null) return;
+    var id = String(event.conversation);
+    var shown = id === String(state.conversation) || Object.prototype.hasOwnProperty.call(state.seen, id) ||
+      (event.customer != null && String(event.customer) === String(state.customer));
+    if (shown) catchupSoon();
+  }
+
+  function isMe(agentId) {
+    return state.agent !== null && agentId != null && String(agentId) === state.agent;
+  }
+
   function onMessageEvent(event) {
     if (String(event.customer) !== String(state.customer)) return;
     if (event.type === "message.delivery") {
@@ -241,7 +257,7 @@
       var fresh = fragmentFrom(html);
       var head = $(".conversation-head"), newHead = fresh.querySelector(".conversation-head");
       if (head && newHead) head.replaceWith(newHead);
-      ["#resolve-dialog", "#snooze-dialog", "#transfer-dialog"].forEach(function (sel) {
+      ["#resolve-dialog", "#snooze-dialog", "#transfer-dialog", "#assign-dialog"].forEach(function (sel) {
         var old = $(sel), incoming = fresh.querySelector(sel);
         if (old && incoming && !old.open) old.replaceWith(incoming);
       });
@@ -316,12 +332,28 @@
       if (type === "message.created") refreshSidebar();
     } else if (type.indexOf("offer.") === 0) {
       refreshSidebar();
-      if (type === "offer.created") toast(t("new_offer", "New conversation offered to you."), "info");
-      if (type === "offer.timeout") toast(t("offer_missed", "An offer timed out: your status was changed."), "warn");
+      // Offers also reach the supervisors and whoever watches the conversation: only the agent
+      // it is for is told it is theirs.
+      if (type === "offer.created" && isMe(event.agent)) {
+        toast(t("new_offer", "New conversation offered to you."), "info");
+      }
       if (String(event.conversation) === String(state.conversation)) refreshHead();
+      onConversationEvent(event);
     } else if (type.indexOf("conversation.") === 0 || type.indexOf("presence") === 0 || type.indexOf("agent.") === 0) {
       refreshSidebar();
+      // A timed-out offer changes the agent's status only when nobody answered it (offers_expire);
+      // one accepted too late times out with the status kept (offer_accept): say so only when the
+      // status really changed, and only to that agent.
+      if (type === "agent.presence" && event.reason === "missed_offer" && isMe(event.agent)) {
+        toast(t("offer_missed", "An offer timed out: your status was changed."), "warn");
+      }
+      // Set offline while no console of theirs was open (services.presence): the server sends
+      // the event again, with the reason in their language, to the first console they open.
+      if (type === "agent.presence" && event.reason === "disconnected" && isMe(event.agent) && event.message) {
+        toast(event.message, "warn");
+      }
       if (String(event.conversation) === String(state.conversation)) refreshHead();
+      onConversationEvent(event);
     } else if (type === "typing") {
       if (String(event.conversation) !== String(state.conversation)) return;
       if (event.customer) showTyping(t("customer_typing", "The customer is typing…"), event.on);
@@ -415,6 +447,7 @@
     if (action === "pick" && data.conversation) { loadPanes("/console/conversations/" + data.conversation + "/", true); refreshSidebar(); return; }
     if (action === "transfer") { toast(t("transferred", "Transferred."), "ok"); loadPanes("/console/", true); refreshSidebar(); return; }
     if (action === "presence") { refreshSidebar(); return; }
+    if (action === "assign") toast(t("assigned", "Assigned."), "ok");
     if (action === "merge" || action === "unmerge") { loadPanes(location.pathname, false); return; }
     refreshHead();
     refreshSidebar();
@@ -675,6 +708,7 @@
     var stringsNode = $("#console-strings");
     if (stringsNode) strings = JSON.parse(stringsNode.textContent || "{}");
     if (!workspace) return; // the customer list and other plain pages need nothing from here
+    state.agent = workspace.getAttribute("data-agent") || null; // "": signed in without an agent profile
     initPanes();
     connect();
     setInterval(tickCountdowns, 1000);

@@ -49,9 +49,11 @@ def support_desk(*, auto_accept: bool = False) -> SupportDesk:
     return SupportDesk(queue=queue, skill=skill, sms=sms)
 
 
-def console_agent(username: str, *, display_name: str, presence: PresenceState, skills: list[Skill]) -> Agent:
-    """An agent who can sign in to the server (see ``server_password_hash``)."""
-    agent = make_agent(username, display_name=display_name, presence=presence, time_zone="Asia/Tokyo")
+def console_agent(username: str, *, display_name: str, presence: PresenceState, skills: list[Skill],
+                  role: str = "agent") -> Agent:
+    """An agent (or, with ``role="supervisor"``, a supervisor) who can sign in to the server (see
+    ``server_password_hash``)."""
+    agent = make_agent(username, role=role, display_name=display_name, presence=presence, time_zone="Asia/Tokyo")
     agent.user.password = server_password_hash()
     agent.user.save(update_fields=["password"])
     AgentSkill.objects.bulk_create([AgentSkill(agent=agent, skill=skill, level=3) for skill in skills])

@@ -582,6 +582,71 @@ def test_pick_refused_where_the_queue_does_not_allow_it_and_when_taken(client, a
     assert response.status_code == 409 and response.json() == {"error": "Someone already took this conversation."}
 
 
+def test_a_supervisor_takes_a_waiting_conversation_from_a_queue_that_does_not_allow_picking(
+        client, agent, supervisor, customer, sms_inbox, support_queue):
+    support_queue.allow_pick = False
+    support_queue.save()
+    conversation = make_conversation(customer, sms_inbox, queue=support_queue, queued_at=timezone.now())
+    offer = Offer.objects.create(conversation=conversation, agent=agent, queue=support_queue, channel="sms",
+                                 step="queue", expires_at=timezone.now() + timedelta(minutes=2))
+    client.force_login(supervisor.user)
+    response = act(client, "pick", conversation.pk)
+    assert response.status_code == 200 and response.json() == {"ok": True, "conversation": conversation.pk}
+    conversation.refresh_from_db()
+    assert conversation.assignee == supervisor
+    (event,) = events(conversation, EventType.ASSIGNED)
+    assert event.author_agent == supervisor and event.event_data["via"] == "assign"
+    offer.refresh_from_db()
+    assert offer.status == OfferStatus.RESCINDED  # the agent's offer is closed, not left dangling
+    # Without script: back to the conversation with the outcome.
+    other = make_conversation(make_customer("Other"), sms_inbox, queue=support_queue, queued_at=timezone.now())
+    response = act(client, "pick", other.pk, json=False)
+    assert response.status_code == 302 and response["Location"] == f"/console/conversations/{other.pk}/"
+    assert Conversation.objects.get(pk=other.pk).assignee == supervisor
+
+
+def test_a_supervisor_never_takes_a_conversation_someone_already_has(client, agent, supervisor, customer, sms_inbox,
+                                                                     support_queue):
+    support_queue.allow_pick = False
+    support_queue.save()
+    conversation = make_conversation(customer, sms_inbox, queue=support_queue, assignee=agent)
+    client.force_login(supervisor.user)
+    response = act(client, "pick", conversation.pk)
+    assert response.status_code == 409 and response.json() == {"error": "Someone already took this conversation."}
+    assert Conversation.objects.get(pk=conversation.pk).assignee == agent
+    assert not events(conversation, EventType.ASSIGNED)
+
+
+def test_an_agent_still_picks_only_where_the_queue_allows_it(client, agent, customer, sms_inbox, support_queue):
+    support_queue.allow_pick = False
+    support_queue.save()
+    conversation = make_conversation(customer, sms_inbox, queue=support_queue, queued_at=timezone.now())
+    client.force_login(agent.user)
+    response = act(client, "pick", conversation.pk)
+    assert response.status_code == 400 and response.json() == {"error": "This queue does not allow picking."}
+    assert Conversation.objects.get(pk=conversation.pk).assignee is None
+    assert not events(conversation, EventType.ASSIGNED)
+
+
+def test_a_supervisor_assigns_a_waiting_conversation_from_the_conversation_head(client, agent, supervisor, customer,
+                                                                               sms_inbox, support_queue):
+    conversation = make_conversation(customer, sms_inbox, queue=support_queue, queued_at=timezone.now())
+    client.force_login(supervisor.user)
+    page = client.get(reverse("console:conversation", args=[conversation.pk])).content.decode()
+    dialog = re.search(r'<dialog class="dialog" id="assign-dialog".*?</dialog>', page, re.S).group(0)
+    form_action = re.search(r'<form method="post" action="([^"]+)" data-action="assign">', dialog).group(1)
+    assert form_action == reverse("console:assign", args=[conversation.pk])
+    assert f'<option value="{agent.pk}">Alice</option>' in dialog
+    assert 'data-open-dialog="assign-dialog"' in page
+    response = client.post(form_action, {"agent": agent.pk, "note": "VIP, please call back"},
+                           HTTP_ACCEPT="application/json")
+    assert response.json() == {"ok": True}
+    conversation.refresh_from_db()
+    assert conversation.assignee == agent
+    (event,) = events(conversation, EventType.ASSIGNED)
+    assert event.author_agent == supervisor and event.event_data["note"] == "VIP, please call back"
+
+
 def test_accept_an_offer_from_the_console(client, agent, other_agent, customer, sms_inbox, support_queue):
     conversation = make_conversation(customer, sms_inbox, queue=support_queue)
     offer = Offer.objects.create(conversation=conversation, agent=agent, queue=support_queue, channel="sms",

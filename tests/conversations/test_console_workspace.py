@@ -13,10 +13,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from conversations.models import (
+    Agent,
     AgentSkill,
     Attachment,
     CannedResponse,
     Channel,
+    Conversation,
     ConversationRead,
     ConversationStatus,
     DeliveryStatus,
@@ -24,12 +26,20 @@ from conversations.models import (
     EventType,
     MessageKind,
     Offer,
+    PresenceState,
     Queue,
     Skill,
     WrapUpCode,
 )
+from conversations.console import selectors
 from conversations.services.email import email_receive
-from conversations.services.routing import conversation_resolve, conversation_transfer
+from conversations.services.routing import (
+    conversation_resolve,
+    conversation_transfer,
+    offline_requeue,
+    route_conversation,
+)
+from conversations.services.system_events import system_event_record
 from profiles.models import ConsentStatus, IdentityKind
 from profiles.services import consent_record
 
@@ -476,6 +486,107 @@ def test_receiver_reads_the_handoff_note_first(client, agent, other_agent, mine)
     assert html.index('class="handoff"') < html.index('id="timeline-entries"')
 
 
+def test_the_handoff_note_survives_the_automatic_moves_after_it(client, agent, other_agent, supervisor, mine,
+                                                                django_assert_num_queries):
+    """Overflow, after-hours fallback and offline requeue are transfers without a note: the note
+    an agent left before them stays on top."""
+    support = Queue.objects.create(name="Support", slug="support", offline_policy="requeue", offline_grace_seconds=0)
+    overflow = Queue.objects.create(name="Overflow", slug="overflow")
+    Conversation.objects.filter(pk=mine.pk).update(queue=support)
+    conversation_transfer(conversation_id=mine.pk, by=agent, note="Refund approved, call after 6pm",
+                          to_agent=other_agent)
+    # Bob goes offline: the queue takes it back (a transfer with no note) …
+    offline = PresenceState.objects.create(name="Offline", is_offline=True)
+    Agent.objects.filter(pk=other_agent.pk).update(
+        presence=offline, presence_changed_at=timezone.now() - timedelta(minutes=5))
+    assert offline_requeue() == 1
+    # … nobody answers in time: it overflows (another one) …
+    Queue.objects.filter(pk=support.pk).update(overflow_queue=overflow, overflow_after_seconds=0)
+    route_conversation(conversation_id=mine.pk)
+    mine.refresh_from_db()
+    assert mine.queue == overflow and mine.assignee is None
+    # … and an after-hours fallback records one more the same way.
+    system_event_record(mine, EventType.TRANSFERRED, from_queue=overflow.pk, to_queue=support.pk, reason="after_hours")
+    transfers = mine.messages.filter(event_type=EventType.TRANSFERRED).order_by("seq")
+    reasons = [m.event_data.get("reason") for m in transfers]
+    assert reasons == [None, "agent_offline", "overflow", "after_hours"]
+
+    with django_assert_num_queries(1):
+        handoff = selectors.handoff_note(mine)
+    assert handoff.event_data["note"] == "Refund approved, call after 6pm" and handoff.author_agent == agent
+    client.force_login(supervisor.user)
+    html = body(client.get(page(mine)))
+    note = re.search(r'<div class="handoff" role="note">.*?</div>', html, re.S)
+    assert note and "Handoff note from Alice" in note.group(0) and "Refund approved, call after 6pm" in note.group(0)
+    # A later note wins; an empty or missing one never does.
+    conversation_transfer(conversation_id=mine.pk, by=supervisor, note="Second opinion: refund in full",
+                          to_agent=agent)
+    system_event_record(mine, EventType.TRANSFERRED, to_queue=support.pk, note="")
+    system_event_record(mine, EventType.TRANSFERRED, to_queue=support.pk, reason="overflow")
+    with django_assert_num_queries(1):
+        assert selectors.handoff_note(mine).event_data["note"] == "Second opinion: refund in full"
+
+
+def test_no_handoff_box_without_any_note(client, supervisor, mine):
+    system_event_record(mine, EventType.TRANSFERRED, to_queue=None, reason="overflow")
+    assert selectors.handoff_note(mine) is None
+    client.force_login(supervisor.user)
+    assert 'class="handoff"' not in body(client.get(page(mine)))
+
+
+def test_take_it_and_pick_are_offered_only_where_they_work(client, agent, supervisor, admin_user, support_queue):
+    support_queue.allow_pick = False
+    support_queue.save()
+    conversation = make_conversation(make_customer("Waiting Person"), make_inbox("sms"), queue=support_queue,
+                                     queued_at=timezone.now())
+    make_message(conversation, "please help")
+    pick = reverse("console:pick", args=[conversation.pk])
+    assign = reverse("console:assign", args=[conversation.pk])
+    # The agent serves the queue (it requires no skill) and may look, but not pick.
+    client.force_login(agent.user)
+    html = body(client.get(page(conversation)))
+    assert "please help" in timeline(html)
+    assert pick not in html and "Take it" not in html
+    assert assign not in html and 'id="assign-dialog"' not in html and 'data-open-dialog="assign-dialog"' not in html
+    assert pick not in body(client.get(reverse("console:sidebar")))
+    # A supervisor takes it from the head or the work list, and may assign it to someone.
+    client.force_login(supervisor.user)
+    html = body(client.get(page(conversation)))
+    head = re.search(r'<header class="conversation-head">.*?</header>', html, re.S).group(0)
+    assert pick in head and "Take it" in head and 'data-open-dialog="assign-dialog"' in head
+    assert f'action="{assign}" data-action="assign"' in html
+    assert pick in body(client.get(reverse("console:sidebar")))
+    # An admin without an agent profile sees the waiting conversation but is offered no Pick (it
+    # could only answer "You have no agent profile").
+    client.force_login(admin_user)
+    sidebar_html = body(client.get(reverse("console:sidebar")))
+    assert "please help" in sidebar_html and pick not in sidebar_html
+    # Where the queue allows picking, the agent's "Take it" is back.
+    support_queue.allow_pick = True
+    support_queue.save()
+    client.force_login(agent.user)
+    head = re.search(r'<header class="conversation-head">.*?</header>', body(client.get(page(conversation))), re.S)
+    assert pick in head.group(0)
+
+
+def test_the_page_knows_its_agent_for_live_events(client, agent, supervisor, admin_user, mine):
+    """console.js tells an offer and a missed offer only to the agent they are for (data-agent)."""
+    def data_agent(html: str) -> str:
+        return re.search(r'<div class="workspace-grid" id="workspace"\s+data-agent="(\d*)"', html).group(1)
+
+    client.force_login(agent.user)
+    assert data_agent(body(client.get(page(mine)))) == str(agent.pk)
+    client.force_login(supervisor.user)  # a supervisor's own offers are theirs too
+    assert data_agent(body(client.get(reverse("console:home")))) == str(supervisor.pk)
+    client.force_login(admin_user)  # no agent profile: no offer is ever theirs
+    assert data_agent(body(client.get(reverse("console:home")))) == ""
+    strings = json.loads(re.search(r'<script type="application/json" id="console-strings">(.*?)</script>',
+                                   body(client.get(reverse("console:home")))).group(1))
+    assert strings["new_offer"] == "New conversation offered to you."
+    assert strings["offer_missed"] == "An offer timed out: your status was changed."
+    assert strings["assigned"] == "Assigned."
+
+
 # --- the right pane ----------------------------------------------------------------------------------------
 
 
@@ -580,3 +691,29 @@ def test_canned_variables_are_not_markup(client, agent):
     response = client.get(reverse("console:canned"), {"conversation": conversation.pk})
     assert response["Content-Type"] == "application/json"
     assert response.json()["responses"][0]["text"] == f"Hi {XSS}"  # data; the script inserts it as text
+
+
+def test_an_offers_outcome_reads_on_the_timeline(client, agent, supervisor, support_queue):
+    """Offered, then timed out: two entries that said the same ("Offered · Alice") now say what
+    became of the offer, in the agent's language."""
+    from conversations.models import Offer, PresenceState
+    from conversations.services.routing import offers_expire
+
+    available = PresenceState.objects.create(name="Available", is_available=True)
+    agent.presence = available
+    agent.save()
+    conversation = make_conversation(make_customer("Waiting Person"), make_inbox("sms"), queue=support_queue,
+                                     queued_at=timezone.now())
+    offer = route_conversation(conversation_id=conversation.pk).offer
+    assert offer is not None and offer.agent_id == agent.pk
+    Offer.objects.filter(pk=offer.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    offers_expire()
+    client.force_login(supervisor.user)
+    entries = re.findall(r'<span class="event-text">(.*?)</span>', timeline(body(client.get(page(conversation)))), re.S)
+    assert any(text.startswith("Offered: Timed out") for text in entries), entries
+    assert any(text.startswith("Offered ·") or text == "Offered" or text.startswith("Offered →") for text in entries)
+    supervisor.ui_language = "ja"
+    supervisor.save()
+    client.force_login(supervisor.user)
+    html = body(client.get(page(conversation), HTTP_ACCEPT_LANGUAGE="ja"))
+    assert "タイムアウト" in timeline(html)
