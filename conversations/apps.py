@@ -34,6 +34,8 @@ class ConversationsConfig(AppConfig):
 
         from django.contrib.auth.signals import user_logged_out
 
-        from .signals import agent_signed_out
+        from .signals import agent_signed_out, consoles_signed_out
 
         user_logged_out.connect(agent_signed_out, dispatch_uid="conversations.agent_signed_out")
+        # After it: the presence change still reaches the consoles before they close.
+        user_logged_out.connect(consoles_signed_out, dispatch_uid="conversations.consoles_signed_out")

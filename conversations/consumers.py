@@ -6,14 +6,14 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from contactcenter.permissions import is_contact_center_staff
 
-from .groups import agent_group, conversation_group, customer_group, supervisors_group
+from .groups import agent_group, conversation_group, customer_group, session_group, supervisors_group
 
 
 @database_sync_to_async
-def _console_groups(user) -> list[str] | None:
-    if not is_contact_center_staff(user):
+def _console_groups(user, session_key: str | None) -> list[str] | None:
+    if not is_contact_center_staff(user) or not session_key:
         return None
-    groups = []
+    groups = [session_group(session_key)]
     agent = getattr(user, "agent", None) if hasattr(user, "agent") else None
     if agent is not None:
         groups.append(agent_group(agent.pk))
@@ -87,7 +87,9 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self):
         user = self.scope.get("user")
-        groups = await _console_groups(user) if user is not None else None
+        session = self.scope.get("session")
+        session_key = session.session_key if session is not None else None
+        groups = await _console_groups(user, session_key) if user is not None else None
         if groups is None:
             await self.close(code=4403)
             return
@@ -191,6 +193,21 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(await _act(self.scope["user"], kind, content))
         else:
             await self.send_json({"type": "error", "code": 400, "reason": "unknown frame type"})
+
+    async def console_signed_out(self, event):
+        """Its session signed out (in this tab or another of the browser): the socket was authorised
+        by a session that no longer exists, so it must stop hearing customers' messages. 4401 tells
+        the console to go to the login page instead of reconnecting. Other browsers of the same
+        user keep their own sessions and sockets."""
+        await self.send_json(event["event"])
+        # Leave every group now, not when the client's close handshake comes back (disconnect):
+        # until then events would still be relayed to the socket.
+        await self._unwatch()
+        for group in getattr(self, "joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.joined = []
+        self.agent_id = None  # no longer "seen": the tick is not to count this socket
+        await self.close(code=4401)
 
     async def console_event(self, event):
         """Relay an event built by a service (``{"type": "console.event", "event": {...}}``)."""

@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from .groups import agent_group, conversation_group, customer_group, supervisors_group
+from .groups import agent_group, conversation_group, customer_group, session_group, supervisors_group
 from .models import Message
 
 logger = logging.getLogger(__name__)
@@ -87,6 +87,14 @@ def publish_now(groups: list[str], event: dict, *, handler: str = "console.event
 def send_on_commit(groups: list[str], event: dict) -> None:
     """Publish ``event`` to ``groups`` once the current transaction commits (never if it rolls back)."""
     transaction.on_commit(lambda: publish_now(groups, event))
+
+
+def close_consoles_of_session(session_key: str) -> None:
+    """Close every console socket opened with this session (it is signing out): a socket is
+    authorised once, when it connects, and would otherwise go on relaying customers' messages to a
+    browser whose session is gone."""
+    transaction.on_commit(lambda: publish_now([session_group(session_key)], {"type": "signed_out"},
+                                                 handler="console.signed_out"))
 
 
 def conversation_recipients(conversation_id: int, *agent_ids: int | None) -> list[str]:

@@ -5,6 +5,12 @@ def agent_group(agent_id: int) -> str:
     return f"agent.{agent_id}"
 
 
+def session_group(session_key: str) -> str:
+    """Every console socket opened with one session (one browser's tabs): signing out ends the
+    session, and closes them. Session keys are lowercase letters and digits."""
+    return f"session.{session_key}"
+
+
 def supervisors_group() -> str:
     return "supervisors"
 

@@ -5,6 +5,17 @@ import logging
 logger = logging.getLogger(__name__)
 
 
+def consoles_signed_out(sender, request, user, **kwargs) -> None:
+    """``user_logged_out``: the console sockets of the session signing out close
+    (events.close_consoles_of_session). Django sends the signal before it flushes the session, so
+    its key is still the one the sockets were opened with."""
+    from .events import close_consoles_of_session
+
+    session = getattr(request, "session", None)
+    if session is not None and session.session_key:
+        close_consoles_of_session(session.session_key)
+
+
 def agent_signed_out(sender, request, user, **kwargs) -> None:
     """``user_logged_out``: a signed-out agent goes offline (services.presence.agent_sign_out)."""
     from .models import Agent

@@ -39,9 +39,15 @@
 
   // A signed-out session answers a fragment request with a redirect to the login page: go there
   // (and come back) instead of pasting the login form into a pane.
+  function toLogin() {
+    if (state.signedOut) return;
+    state.signedOut = true;
+    window.location.href = "/accounts/login/?next=" + encodeURIComponent(location.pathname);
+  }
+
   function checked(r) {
     if (r.redirected && r.url.indexOf("/accounts/login/") >= 0) {
-      window.location.href = "/accounts/login/?next=" + encodeURIComponent(location.pathname);
+      toLogin();
       throw new Error("signed out");
     }
     if (!r.ok) throw new Error(String(r.status));
@@ -306,9 +312,19 @@
       try { event = JSON.parse(msg.data); } catch (e) { return; }
       onEvent(event);
     });
-    socket.addEventListener("close", function () {
+    socket.addEventListener("close", function (closed) {
       state.connected = false;
       if (state.socket !== socket) return;
+      if (closed.code === 4401) {
+        // This browser signed out (in another tab): as a page request would, go to the login page
+        // instead of "Reconnecting…" to a session that is gone.
+        toLogin();
+        return;
+      }
+      if (state.signedOut) return;
+      // A socket refused because the session expired looks like a network failure (1006): after
+      // a couple of failures a page request tells the two apart (checked() goes to the login page).
+      if (state.retry >= 2) refreshSidebar();
       $("#connection").hidden = false;
       document.body.classList.add("is-offline");
       var delay = Math.min(10000, 500 * Math.pow(2, state.retry++)) + Math.random() * 300;
@@ -456,6 +472,9 @@
 
   document.addEventListener("submit", function (event) {
     var form = event.target;
+    // Signing out here: the server closes this page's socket too, and the form's own redirect is
+    // where to go (not the login page with this page as "next").
+    if (form.action && /\/accounts\/logout\/$/.test(form.action)) state.signedOut = true;
     if (!form.hasAttribute || !form.hasAttribute("data-action") || !workspace) return;
     event.preventDefault();
     submitAction(form, event.submitter);

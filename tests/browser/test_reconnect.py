@@ -12,9 +12,9 @@ from conversations.models import Channel, Message
 from profiles.models import IdentityKind
 
 from ..conftest import wait_for
-from ..factories import PASSWORD, make_conversation, make_customer, make_identity, make_message
+from ..factories import PASSWORD, make_conversation, make_customer, make_identity, make_message, make_user
 from .conftest import login, screenshot, wait_connected
-from .seeding import console_agent, presences, support_desk, text_in
+from .seeding import console_agent, presences, server_password_hash, support_desk, text_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -97,3 +97,28 @@ def test_messages_sent_while_the_socket_is_down_appear_once_after_it_reconnects(
     assert page.evaluate("() => window.__marker") == 1  # no reload
     screenshot(page, "reconnect-02-caught-up")
     assert conversation.messages.filter(channel=Channel.SMS, text__in=WHILE_OFFLINE).count() == 2
+
+
+def test_signing_out_in_another_tab_takes_the_console_to_the_login_page(new_context, browser_server):
+    """The console's socket was authorised by the session that signing out ends: the server closes
+    it at once (nothing more about customers reaches the page) and the page goes to the login page
+    instead of "Reconnecting…" forever. A supervisor without an agent profile: no presence change
+    makes the page fetch anything that would find out otherwise."""
+    support_desk()
+    sam = make_user("sam", role="supervisor", is_staff=True)
+    sam.password = server_password_hash()
+    sam.save(update_fields=["password"])
+    context = new_context()
+    page = context.new_page()
+    sockets = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    login(page, "sam", PASSWORD)
+    assert len(sockets) == 1
+    other_tab = context.new_page()
+    other_tab.goto("/console/")
+    other_tab.get_by_role("button", name="Sign out").click()
+    other_tab.wait_for_url("**/accounts/login/")
+
+    page.wait_for_url(lambda url: url.endswith("/accounts/login/?next=%2Fconsole%2F"))
+    expect(page.locator(".auth-card form")).to_be_visible()
+    assert len(sockets) == 1  # it did not try to reconnect

@@ -11,10 +11,18 @@ from contactcenter.asgi import application
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
-def _session_cookie(user) -> str:
+def _signed_in(user) -> Client:
     client = Client()
     client.force_login(user)
+    return client
+
+
+def _cookie_of(client: Client) -> str:
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+def _session_cookie(user) -> str:
+    return _cookie_of(_signed_in(user))
 
 
 async def _connect(cookie: str | None, origin: str = "http://127.0.0.1:8000"):
@@ -31,11 +39,56 @@ async def test_agent_with_session_is_accepted_and_greeted(agent):
     communicator, connected, _ = await _connect(cookie)
     try:
         assert connected
-        assert await communicator.receive_json_from() == {"type": "hello", "groups": 1}
+        assert await communicator.receive_json_from() == {"type": "hello", "groups": 2}
         await communicator.send_json_to({"type": "ping"})
         assert await communicator.receive_json_from() == {"type": "pong"}
     finally:
         await communicator.disconnect()
+
+
+async def test_signing_out_closes_the_consoles_of_that_session_only(agent, supervisor):
+    """A socket is authorised when it connects; signing out must stop it relaying customers'
+    messages. Every tab of the browser that signed out closes, with 4401 (the console then goes to
+    the login page); the same agent's other browser, with a session of its own, stays connected."""
+    from channels.layers import get_channel_layer
+
+    from conversations.groups import agent_group, supervisors_group
+
+    browser = await database_sync_to_async(_signed_in)(agent.user)
+    other_browser = await database_sync_to_async(_signed_in)(agent.user)
+    cookies = [_cookie_of(browser), _cookie_of(browser), _cookie_of(other_browser),
+               await database_sync_to_async(_session_cookie)(supervisor.user)]
+    sockets = []
+    for cookie in cookies:
+        communicator, connected, _ = await _connect(cookie)
+        assert connected
+        assert (await communicator.receive_json_from())["type"] == "hello"
+        sockets.append(communicator)
+    tab, other_tab, elsewhere, supervisors = sockets
+    try:
+        response = await database_sync_to_async(browser.post)("/accounts/logout/")
+        assert response.status_code == 302
+        for communicator in (tab, other_tab):
+            frames = []
+            while (output := await communicator.receive_output(timeout=5))["type"] == "websocket.send":
+                frames.append(output["text"])
+            assert output == {"type": "websocket.close", "code": 4401}
+            assert frames[-1] == '{"type": "signed_out"}'
+        # Nothing more reaches them (they left their groups before closing); the other browser and
+        # the supervisor still hear their events.
+        await get_channel_layer().group_send(
+            agent_group(agent.pk), {"type": "console.event", "event": {"type": "conversation.assigned", "conversation": 1}})
+        await get_channel_layer().group_send(
+            supervisors_group(), {"type": "console.event", "event": {"type": "queue.changed", "queue": 1}})
+        assert await tab.receive_nothing(timeout=0.3)
+        assert await other_tab.receive_nothing(timeout=0.1)
+        for communicator, expected in ((elsewhere, "conversation.assigned"), (supervisors, "queue.changed")):
+            received = await communicator.receive_json_from(timeout=5)
+            while received["type"] != expected:  # the agent's presence change (offline) comes first
+                received = await communicator.receive_json_from(timeout=5)
+    finally:
+        for communicator in sockets:
+            await communicator.disconnect()
 
 
 async def test_foreign_origin_is_rejected_before_accept_even_with_a_valid_session(agent):
