@@ -138,6 +138,25 @@ class Queue(models.Model):
             raise ValidationError({"overflow_queue": _("A queue cannot overflow into itself.")})
         if self.after_hours_fallback_queue_id and self.after_hours_fallback_queue_id == self.pk:
             raise ValidationError({"after_hours_fallback_queue": _("Leave this empty to answer follow-ups in this queue.")})
+        # Every conversation this queue holds must fit the queue it overflows into (routing leaves
+        # it waiting here otherwise), and the queues overflowing into this one must still fit it.
+        if self.overflow_queue is not None and (missing := self.channels_not_taken_by(self.overflow_queue)):
+            raise ValidationError({"overflow_queue": _("%(queue)s does not take %(channels)s conversations.") % {
+                "queue": self.overflow_queue.name, "channels": missing}})
+        if self.pk:
+            for source in Queue.objects.filter(overflow_queue=self.pk).exclude(pk=self.pk):
+                if missing := source.channels_not_taken_by(self):
+                    raise ValidationError({"channels": _(
+                        "%(source)s overflows into this queue with %(channels)s conversations: keep those "
+                        "channels, or change its overflow first.") % {"source": source.name, "channels": missing}})
+
+    def channels_not_taken_by(self, other: "Queue") -> str:
+        """The channels this queue takes that ``other`` does not, for a message ("" if none)."""
+        if not other.channels:
+            return ""
+        mine = self.channels or [value for value, _label in Channel.choices]
+        labels = dict(Channel.choices)
+        return ", ".join(str(labels.get(value, value)) for value in mine if value not in other.channels)
 
 
 class RoutingRule(models.Model):

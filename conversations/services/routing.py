@@ -153,12 +153,18 @@ def _route_conversation(conversation_id: int, *, waits: bool, limit: int) -> Rou
         queue = conversation.queue
         if queue.overflow_queue_id and queue.overflow_after_seconds is not None and \
                 now - conversation.queued_at >= timedelta(seconds=queue.overflow_after_seconds):
-            system_event_record(conversation, EventType.TRANSFERRED, from_queue=queue.pk, to_queue=queue.overflow_queue_id,
-                                reason="overflow")
-            explanation["overflow_from"] = queue.pk
             overflow = Queue.objects.get(pk=queue.overflow_queue_id)
-            fields += queue_enter(conversation, overflow, at=now, reason=f"overflow from {queue.slug}")
-            queue = overflow
+            refused = overflow_refusal(overflow, conversation.channel)
+            if refused:
+                # Admin validation keeps this from happening (Queue.clean); a queue deactivated or
+                # narrowed since must not swallow the conversation: it waits where it is.
+                explanation["overflow_refused"] = refused
+            else:
+                system_event_record(conversation, EventType.TRANSFERRED, from_queue=queue.pk, to_queue=overflow.pk,
+                                    reason="overflow")
+                explanation["overflow_from"] = queue.pk
+                fields += queue_enter(conversation, overflow, at=now, reason=f"overflow from {queue.slug}")
+                queue = overflow
 
         hours = BusinessHours.from_config(queue.business_hours or None)
         if not hours.is_open(now):
@@ -247,10 +253,21 @@ def _next_try(conversation: Conversation, queue: Queue, now, *, step_ends=None, 
     or an overflow can change the answer."""
     due = [opens] if opens is not None else [now + WAITING_RETRY]
     if queue.overflow_queue_id and queue.overflow_after_seconds is not None and conversation.queued_at is not None:
-        due.append(conversation.queued_at + timedelta(seconds=queue.overflow_after_seconds))
+        overflow_at = conversation.queued_at + timedelta(seconds=queue.overflow_after_seconds)
+        if overflow_at > now:  # past and still here: the overflow queue refused it (overflow_refusal)
+            due.append(overflow_at)
     if step_ends is not None:
         due.append(step_ends)
     return min(due)
+
+
+def overflow_refusal(overflow: Queue, channel: str) -> str:
+    """Why ``overflow`` cannot take a conversation of ``channel`` overflowing into it ("" if it can)."""
+    if not overflow.is_active:
+        return f"overflow queue {overflow.slug} is inactive"
+    if overflow.channels and channel not in overflow.channels:
+        return f"overflow queue {overflow.slug} does not take {channel}"
+    return ""
 
 
 def _known_agent_could_take(agent_id: int, queue: Queue, channel: str) -> bool:

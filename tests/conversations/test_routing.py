@@ -520,6 +520,49 @@ def test_overflow_moves_to_the_overflow_queue_after_n_seconds(support, presence)
     assert conversation.queue_reason == "overflow from support"
 
 
+def test_an_overflow_queue_must_take_every_channel_of_the_queue_overflowing_into_it(support):
+    from django.core.exceptions import ValidationError
+
+    sms_only = Queue.objects.create(name="SMS team", slug="sms-team", channels=["sms"])
+    support.overflow_queue, support.overflow_after_seconds = sms_only, 60
+    with pytest.raises(ValidationError) as refused:  # support takes every channel
+        support.full_clean()
+    assert "SMS team does not take" in refused.value.message_dict["overflow_queue"][0]
+    assert "Email" in refused.value.message_dict["overflow_queue"][0]
+    support.channels = ["sms"]
+    support.full_clean()
+    support.save()
+    # Narrowing the overflow queue afterwards would strand what overflows into it: refused too.
+    sms_only.channels = ["whatsapp"]
+    with pytest.raises(ValidationError) as refused:
+        sms_only.full_clean()
+    assert "Support overflows into this queue with SMS conversations" in refused.value.message_dict["channels"][0]
+    sms_only.channels = []  # every channel: fine
+    sms_only.full_clean()
+
+
+def test_a_conversation_stays_put_when_its_overflow_queue_cannot_take_it_any_more(support, presence):
+    """Validation keeps this from being configured; a queue deactivated (or changed outside the
+    admin) since must not swallow conversations, nor make the tick retry them in a loop."""
+    from conversations.services.routing import WAITING_RETRY
+
+    overflow = Queue.objects.create(name="Overflow", slug="overflow")
+    support.overflow_queue, support.overflow_after_seconds = overflow, 60
+    support.save()
+    staff("generalist", presence["available"])  # only the overflow queue would fit
+    for change, why in (({"is_active": False}, "overflow queue overflow is inactive"),
+                        ({"is_active": True, "channels": ["email"]}, "overflow queue overflow does not take sms")):
+        Queue.objects.filter(pk=overflow.pk).update(**change)
+        conversation = waiting(support, age_seconds=61)
+        decision = route_conversation(conversation_id=conversation.pk)
+        conversation.refresh_from_db()
+        assert decision.offer is None and conversation.queue == support
+        assert decision.explanation["overflow_refused"] == why
+        assert not Message.objects.filter(conversation=conversation, event_type=EventType.TRANSFERRED).exists()
+        # The next try is the ordinary retry, not the overflow time that already passed.
+        assert conversation.route_at > timezone.now() + WAITING_RETRY - timedelta(seconds=5)
+
+
 def test_manual_assign_pick_and_transfer_with_a_handoff_note(support, presence):
     supervisor = staff("boss", presence["available"])
     alice = staff("alice", presence["available"], "support")
