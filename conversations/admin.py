@@ -29,6 +29,7 @@ from .models import (
     MessageStatusEvent,
     PresenceState,
     Queue,
+    QueueSkill,
     RecordedProviderRequest,
     Skill,
     TwilioInboundEvent,
@@ -85,6 +86,13 @@ class RoutingRuleInline(admin.TabularInline):
     fields = ("order", "name", "expression", "is_active")
 
 
+class QueueSkillInline(admin.TabularInline):
+    model = QueueSkill
+    autocomplete_fields = ("skill",)
+    extra = 0
+    verbose_name_plural = _("required skills (agents need every one, at the level given or above)")
+
+
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
     list_display = ("name", "slug", "channels", "priority", "sla_seconds", "is_default", "auto_accept", "is_active")
@@ -92,11 +100,10 @@ class QueueAdmin(admin.ModelAdmin):
     search_fields = ("name", "slug")
     ordering = ("name",)
     prepopulated_fields = {"slug": ("name",)}
-    filter_horizontal = ("required_skills",)
     raw_id_fields = ("overflow_queue",)
-    inlines = [RoutingRuleInline]
+    inlines = [QueueSkillInline, RoutingRuleInline]
     fieldsets = (
-        (None, {"fields": ("name", "slug", "channels", "required_skills", "priority", "sla_seconds", "is_active",
+        (None, {"fields": ("name", "slug", "channels", "priority", "sla_seconds", "is_active",
                            "is_default")}),
         (_("Offers"), {"fields": ("auto_accept", "offer_timeout_seconds", "known_agent_window_days",
                                   "known_agent_timeout_seconds", "allow_pick", "wrap_up_required")}),

@@ -7,6 +7,7 @@ events kept one by one. Routing fields (queue, priority, waiting_since) are here
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -91,7 +92,7 @@ class Queue(models.Model):
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=64, unique=True)
     channels = models.JSONField(default=list, blank=True, help_text=_("Channels served; empty = all"))
-    required_skills = models.ManyToManyField(Skill, blank=True, related_name="queues")
+    required_skills = models.ManyToManyField(Skill, through="QueueSkill", blank=True, related_name="queues")
     priority = models.IntegerField(default=0)
     sla_seconds = models.PositiveIntegerField(default=60, help_text=_("Service-level threshold"))
     is_active = models.BooleanField(default=True)
@@ -157,6 +158,26 @@ class Queue(models.Model):
         mine = self.channels or [value for value, _label in Channel.choices]
         labels = dict(Channel.choices)
         return ", ".join(str(labels.get(value, value)) for value in mine if value not in other.channels)
+
+
+class QueueSkill(models.Model):
+    """A skill a queue requires, and the least level an agent must have in it to be offered the
+    queue's conversations (or to pick them). Levels are the admin's scale (AgentSkill.level); 1, the
+    default, asks only for the skill."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE)
+    skill = models.ForeignKey(Skill, on_delete=models.CASCADE)
+    min_level = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1)], help_text=_("Agents need at least this level in the skill"))
+
+    class Meta:
+        # The table the plain many-to-many had (migration 0017 keeps it, adding the level).
+        db_table = "conversations_queue_required_skills"
+        unique_together = [("queue", "skill")]
+        verbose_name = _("required skill")
+
+    def __str__(self) -> str:
+        return f"{self.skill} ≥ {self.min_level}"
 
 
 class RoutingRule(models.Model):

@@ -76,7 +76,8 @@ def access_conversation(*, user, conversation_id, agent: Agent | None = None) ->
     if conversation.assignee_id == agent.pk or conversation.offers.filter(agent=agent).exists():
         return conversation
     if conversation.queue_id and conversation.assignee_id is None:
-        required = set(conversation.queue.required_skills.values_list("pk", flat=True))
-        if required <= set(agent.skills.values_list("pk", flat=True)):
+        from .routing.selection import agent_serves
+
+        if agent_serves(agent_id=agent.pk, queue_id=conversation.queue_id):
             return conversation
     raise Http404

@@ -10,7 +10,7 @@ WAITING = Q(status=ConversationStatus.OPEN, assignee__isnull=True, abandoned_at_
 
 def queue_stats() -> list[dict]:
     """Every active queue with live counts (three queries whatever the number of queues)."""
-    queues = list(Queue.objects.filter(is_active=True).prefetch_related("required_skills").order_by("name"))
+    queues = list(Queue.objects.filter(is_active=True).prefetch_related("queueskill_set__skill").order_by("name"))
     counts = {
         row["queue_id"]: row for row in Conversation.objects.filter(queue__in=queues).values("queue_id").annotate(
             waiting=Count("id", filter=WAITING),
@@ -27,7 +27,10 @@ def queue_stats() -> list[dict]:
         oldest = row.get("oldest")
         result.append({
             "id": queue.pk, "name": queue.name, "slug": queue.slug, "channels": queue.channels,
-            "required_skills": [s.slug for s in queue.required_skills.all()], "priority": queue.priority,
+            "required_skills": [r.skill.slug for r in queue.queueskill_set.all()],
+            # The least level of each, as /agents/ gives an agent's: {"billing": 3}.
+            "required_skill_levels": {r.skill.slug: r.min_level for r in queue.queueskill_set.all()},
+            "priority": queue.priority,
             "sla_seconds": queue.sla_seconds, "allow_pick": queue.allow_pick, "auto_accept": queue.auto_accept,
             "waiting": row.get("waiting", 0), "offered": offered.get(queue.pk, 0), "assigned": row.get("assigned", 0),
             "longest_wait_seconds": int((now - oldest).total_seconds()) if oldest else 0,

@@ -35,6 +35,7 @@ from ..models import (
     Queue,
     WrapUpCode,
 )
+from ..routing.selection import queues_served
 from ..services.ingest import ACTIVE_STATUSES as ACTIVE
 from ..services.outbound import WHATSAPP_WINDOW
 
@@ -68,14 +69,13 @@ class Sidebar:
 
 
 def agent_queues(agent: Agent | None, *, supervisor: bool) -> list[Queue]:
-    """Queues the agent serves (has every required skill of); supervisors serve them all."""
-    queues = list(Queue.objects.filter(is_active=True).prefetch_related("required_skills").order_by("-priority", "name"))
+    """Queues the agent serves (has every required skill of, at its level); supervisors serve them all."""
+    queues = list(Queue.objects.filter(is_active=True).prefetch_related("queueskill_set").order_by("-priority", "name"))
     if supervisor:
         return queues
     if agent is None:
         return []
-    skills = set(agent.skills.values_list("pk", flat=True))
-    return [q for q in queues if {s.pk for s in q.required_skills.all()} <= skills]
+    return queues_served(agent, queues)
 
 
 def sidebar(*, agent: Agent | None, supervisor: bool) -> Sidebar:

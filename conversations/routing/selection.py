@@ -15,7 +15,7 @@ from functools import cache, lru_cache
 from zoneinfo import ZoneInfo
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.models import Case, Q, When
+from django.db.models import Case, Exists, OuterRef, Q, When
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -32,6 +32,7 @@ from ..models import (
     OfferStatus,
     PresenceState,
     Queue,
+    QueueSkill,
     RoutingRule,
 )
 
@@ -62,6 +63,27 @@ def rule_context(conversation: Conversation, *, tags: list[str] | None = None) -
         "priority": conversation.priority, "ivr": (conversation.inbox.settings or {}).get("ivr_choice"),
         "customer_id": customer.pk, "subject": conversation.subject, "hour": local.hour, "weekday": local.isoweekday(),
     }
+
+
+def skills_lacking(*, queue_id, agent_id):
+    """The queue's required skills (QueueSkill rows) the agent does not have at the level asked;
+    either id may be an ``OuterRef``. Empty: the agent serves the queue. The Python side of the
+    routing statements' {eligible} test, for the checks outside them."""
+    has = AgentSkill.objects.filter(agent_id=agent_id, skill_id=OuterRef("skill_id"), level__gte=OuterRef("min_level"))
+    return QueueSkill.objects.filter(queue_id=queue_id).exclude(Exists(has))
+
+
+def agent_serves(*, agent_id: int, queue_id: int) -> bool:
+    """The agent has every skill the queue requires, at its level (one statement)."""
+    return not skills_lacking(queue_id=queue_id, agent_id=agent_id).exists()
+
+
+def queues_served(agent: Agent, queues: list[Queue]) -> list[Queue]:
+    """Those of ``queues`` (their ``queueskill_set`` prefetched) whose every required skill the
+    agent has at its level: one read of the agent's skills, however many queues."""
+    levels = dict(AgentSkill.objects.filter(agent=agent).values_list("skill_id", "level"))
+    return [queue for queue in queues
+            if all(levels.get(required.skill_id, 0) >= required.min_level for required in queue.queueskill_set.all())]
 
 
 def queue_pick(conversation: Conversation, *, tags: list[str] | None = None) -> dict:
@@ -342,7 +364,7 @@ def _sql(template: str) -> str:
     {status} literals (_STATUS_LITERALS)."""
     tables = {
         "agent": Agent, "presence": PresenceState, "agentskill": AgentSkill, "conversation": Conversation,
-        "offer": Offer, "queue": Queue, "required": Queue.required_skills.through,
+        "offer": Offer, "queue": Queue, "required": QueueSkill,
     }
     return template.format(**{key: connection.ops.quote_name(model._meta.db_table) for key, model in tables.items()},
                            **{key: f"'{value}'" for key, value in _STATUS_LITERALS.items()})
@@ -361,7 +383,8 @@ def _load_params(channel: str) -> list:
     return [channel, channel]
 
 
-# Available agents having every skill the queue requires and who have not just turned this
+# Available agents having every skill the queue requires, at its level (QueueSkill.min_level), and
+# who have not just turned this
 # conversation down ({eligible}), with their load and room, in offer order, only until ``limit`` of
 # them have room. Two shapes of the same question:
 #
@@ -384,7 +407,8 @@ def _load_params(channel: str) -> list:
 # columns when the lock statement asks the same question (_LOCKED_INPUTS).
 _ELIGIBLE_WHERE = """p.is_available AND NOT EXISTS (
             SELECT 1 FROM {required} r WHERE r.queue_id = {in_queue} AND NOT EXISTS (
-                SELECT 1 FROM {agentskill} s WHERE s.agent_id = a.id AND s.skill_id = r.skill_id))
+                SELECT 1 FROM {agentskill} s WHERE s.agent_id = a.id AND s.skill_id = r.skill_id
+                    AND s.level >= r.min_level))
             AND a.id NOT IN (SELECT ro.agent_id FROM {offer} ro WHERE ro.conversation_id = {in_conversation}
                 AND ro.status IN ({o_rejected}, {o_timeout}) AND ro.decided_at >= %(since)s)"""
 _IDLE_ORDER = "a.last_assigned_at NULLS FIRST, a.presence_changed_at, a.id"  # agent_idle_order_idx
@@ -485,7 +509,7 @@ ELIGIBLE_LIMIT = 10
 def eligible_agents(*, queue: Queue, channel: str, conversation_id: int, now, first: int | None = None,
                     limit: int = ELIGIBLE_LIMIT) -> list[Candidate]:
     """Up to ``limit`` agents who could take conversation ``conversation_id`` of ``queue`` on
-    ``channel`` now: available, every skill the queue requires, room on the channel
+    ``channel`` now: available, every skill the queue requires at its level, room on the channel
     (open/pending conversations plus pending offers below their capacity), and not one who turned
     this conversation down within REJECT_MEMORY. ``first`` (the known agent) comes first when they
     qualify, then the longest idle; never-assigned agents count as the longest idle; ties go to
@@ -664,7 +688,8 @@ _WAITING_FOR = """SELECT c.id, c.channel FROM {conversation} c
       AND (c.queue_id IS NULL OR c.queue_id IN (
           SELECT q.id FROM {queue} q WHERE q.is_active AND NOT EXISTS (
               SELECT 1 FROM {required} r WHERE r.queue_id = q.id AND NOT EXISTS (
-                  SELECT 1 FROM {agentskill} s WHERE s.agent_id = %s AND s.skill_id = r.skill_id))))
+                  SELECT 1 FROM {agentskill} s WHERE s.agent_id = %s AND s.skill_id = r.skill_id
+                      AND s.level >= r.min_level))))
       AND c.id NOT IN (SELECT o.conversation_id FROM {offer} o WHERE o.status = {o_pending})
     ORDER BY c.priority DESC, c.queued_at, c.created_at, c.id
     LIMIT %s"""

@@ -37,6 +37,7 @@ from ..routing.selection import (
     Candidate,
     agent_lock,
     agent_next_work,
+    agent_serves,
     capacity_on,
     eligible_agents,
     has_pending_offer,
@@ -52,7 +53,6 @@ from .system_events import system_event, system_event_record, system_events_reco
 from ..models import (
     AfterHoursAction,
     Agent,
-    AgentSkill,
     Conversation,
     ConversationStatus,
     EventType,
@@ -271,15 +271,13 @@ def overflow_refusal(overflow: Queue, channel: str) -> str:
 
 
 def _known_agent_could_take(agent_id: int, queue: Queue, channel: str) -> bool:
-    """The known agent is worth waiting for: available, every skill the queue requires, some
+    """The known agent is worth waiting for: available, every skill the queue requires (at its level), some
     capacity on the channel (only full right now). An agent who could never take it from this
     queue (another team's, no capacity for the channel) is not waited for."""
     agent = Agent.objects.filter(pk=agent_id, presence__is_available=True).only("capacity").first()
     if agent is None or capacity_on(agent.capacity, channel) < 1:
         return False
-    required = set(queue.required_skills.values_list("pk", flat=True))
-    return required <= set(AgentSkill.objects.filter(agent_id=agent_id, skill_id__in=required)
-                           .values_list("skill_id", flat=True))
+    return agent_serves(agent_id=agent_id, queue_id=queue.pk)
 
 
 class _StartOver(Exception):

@@ -44,7 +44,6 @@ from ..events import publish_now
 from ..groups import agent_group, conversation_group
 from ..models import (
     Agent,
-    AgentSkill,
     Attachment,
     AttachmentState,
     Channel,
@@ -437,12 +436,12 @@ def _would_be_queue(inbox: Inbox, visitor: Visitor | None, customer: Customer | 
 
 
 def _available_agent_for(queue: Queue | None) -> bool:
-    """Someone available who has every skill ``queue`` requires, in one statement however many."""
+    """Someone available who has every skill ``queue`` requires at its level, in one statement."""
     agents = Agent.objects.filter(presence__is_available=True)
     if queue is not None:
-        has_skill = AgentSkill.objects.filter(agent_id=OuterRef(OuterRef("pk")), skill_id=OuterRef("skill_id"))
-        lacking = Queue.required_skills.through.objects.filter(queue_id=queue.pk).exclude(Exists(has_skill))
-        agents = agents.exclude(Exists(lacking))
+        from ..routing.selection import skills_lacking
+
+        agents = agents.exclude(Exists(skills_lacking(queue_id=queue.pk, agent_id=OuterRef(OuterRef("pk")))))
     return agents.exists()
 
 

@@ -39,7 +39,7 @@ def test_queue_list_has_live_counts(setup, supervisor):
     make_conversation(make_customer(), make_inbox("sms"), queue=queue)
     [row] = api(supervisor.user).get("/api/v1/queues/").json()
     assert (row["slug"], row["waiting"], row["offered"], row["assigned"]) == ("support", 2, 1, 0)
-    assert row["required_skills"] == ["support"]
+    assert row["required_skills"] == ["support"] and row["required_skill_levels"] == {"support": 1}
     assert Offer.objects.get().agent == alice
 
 
