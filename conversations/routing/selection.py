@@ -45,16 +45,17 @@ REFUSED = (OfferStatus.REJECTED, OfferStatus.TIMEOUT)
 
 # --- which queue -----------------------------------------------------------------------------------
 
-def rule_context(conversation: Conversation, *, tags: list[str] | None = None) -> dict:
+def rule_context(conversation: Conversation, *, tags: list[str] | None = None, at=None) -> dict:
     """What a routing rule can ask about ``conversation`` (rules.ALLOWED_FIELDS). ``tags``: the
     customer's tag names when the caller already knows them; else they are read. ``hour`` and
     ``weekday`` are the contact center's (CC_DEFAULT_TIME_ZONE), not whatever time zone the calling
     process has active: the same message must meet the same rule in a worker (UTC) as in a request
-    (the signed-in user's zone)."""
+    (the signed-in user's zone). ``at``: the moment asked about (default now): a message's
+    arrival, or the moment the widget asks for."""
     customer = conversation.customer
     from django.conf import settings
 
-    local = timezone.localtime(timezone.now(), ZoneInfo(settings.CC_DEFAULT_TIME_ZONE))  # ZoneInfo caches it
+    local = timezone.localtime(at or timezone.now(), ZoneInfo(settings.CC_DEFAULT_TIME_ZONE))  # ZoneInfo caches it
     return {
         "channel": conversation.channel, "inbox": conversation.inbox.address,
         "language": primary_language(customer.language) or customer.language,  # "ja-JP" set by hand meets "ja"
@@ -86,7 +87,7 @@ def queues_served(agent: Agent, queues: list[Queue]) -> list[Queue]:
             if all(levels.get(required.skill_id, 0) >= required.min_level for required in queue.queueskill_set.all())]
 
 
-def queue_pick(conversation: Conversation, *, tags: list[str] | None = None) -> dict:
+def queue_pick(conversation: Conversation, *, tags: list[str] | None = None, at=None) -> dict:
     """Put ``conversation`` in the queue it belongs in (its ``queue``, not saved) and say why, as
     TaskRouter's workflow places a task when it is created: the first active rule whose expression
     matches decides; else the inbox's default queue, else the active queue marked default; no queue
@@ -105,7 +106,7 @@ def queue_pick(conversation: Conversation, *, tags: list[str] | None = None) -> 
     if rules:
         if tags is None and not any("tags" in _rule_fields(rule.expression) for rule in rules):
             tags = []  # nobody asks: not worth a query
-        matched = first_match(((rule, rule.expression) for rule in rules), rule_context(conversation, tags=tags))
+        matched = first_match(((rule, rule.expression) for rule in rules), rule_context(conversation, tags=tags, at=at))
         if matched is not None:
             conversation.queue = matched.queue
             return {"rule": matched.name, "rule_id": matched.pk}

@@ -172,7 +172,7 @@ def _reopen(conversation: Conversation, *, at: datetime) -> None:
         conversation.assignee = None
         fields.append("assignee")
     if conversation.assignee_id is None:
-        why = queue_pick(conversation)
+        why = queue_pick(conversation, at=at)
         if conversation.queue is not None:
             fields += queue_enter(conversation, conversation.queue, at=at, reason=why["rule"])
         conversation.routing_note = ""
@@ -210,7 +210,8 @@ def _open_conversation(*, customer: Customer, inbox: Inbox, inbound: InboundMess
     else:
         from ..routing.selection import queue_enter, queue_pick
 
-        why = queue_pick(conversation, tags=[] if new_customer else None)  # a new customer has no tags yet
+        # A new customer has no tags yet; an hour rule meets the message's time (a mail fetched late).
+        why = queue_pick(conversation, tags=[] if new_customer else None, at=at)
         if conversation.queue is not None:
             queue_enter(conversation, conversation.queue, at=at, reason=why["rule"])
         # Routed by the task queued at commit; the tick only if that task is lost.

@@ -140,7 +140,7 @@ def _route_conversation(conversation_id: int, *, waits: bool, limit: int) -> Rou
         first_decision = not conversation.routing_note
         if conversation.queue_id is None:
             # Not placed when it was opened (the ingest places every conversation it opens).
-            why = queue_pick(conversation)
+            why = queue_pick(conversation, at=now)
             explanation.update(why)
             if conversation.queue is None:
                 return RoutingDecision(reason="no queue matched and no default queue")

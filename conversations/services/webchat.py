@@ -415,7 +415,7 @@ def _visitor_chat(inbox: Inbox, visitor: Visitor | None) -> tuple[Customer | Non
     return customer, latest
 
 
-def _would_be_queue(inbox: Inbox, visitor: Visitor | None, customer: Customer | None) -> Queue | None:
+def _would_be_queue(inbox: Inbox, visitor: Visitor | None, customer: Customer | None, now: datetime) -> Queue | None:
     """The queue the routing rules would put a new chat of ``visitor`` in now: ``queue_pick`` on a
     conversation that is never saved, for their customer, or for a customer who does not exist
     yet with what the browser told us (the ingest creates them with exactly that). Like the ingest,
@@ -431,7 +431,7 @@ def _would_be_queue(inbox: Inbox, visitor: Visitor | None, customer: Customer | 
         if language and not customer.language:
             customer.language = language  # this instance only: the ingest stores it
     conversation = Conversation(customer=customer, inbox=inbox, channel=inbox.kind)
-    queue_pick(conversation, tags=tags)
+    queue_pick(conversation, tags=tags, at=now)
     return conversation.queue
 
 
@@ -499,7 +499,7 @@ def widget_status(inbox: Inbox, *, visitor: Visitor | None = None, now: datetime
         queue = chat.queue
     else:
         # No chat, or one never placed (routing places it when it first routes it, queue_pick too).
-        queue = _would_be_queue(inbox, visitor, customer)
+        queue = _would_be_queue(inbox, visitor, customer, now)
     if not _queue_open(queue, now) or not _legacy_inbox_hours_open(inbox, now):
         return {"type": "status", "online": False, "reason": "closed"}
     if not _available_agent_for(queue):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from conversations.models import Conversation, ConversationStatus, EventType, Message, Offer, Queue, RoutingRule
+from conversations.models import Conversation, ConversationStatus, EventType, Message, Offer, Queue, RoutingRule, Skill
 from conversations.services import InboundMessage, message_receive
 from conversations.services.routing import (
     RoutingError,
@@ -202,6 +202,27 @@ def test_time_of_day_rules_read_the_contact_centers_clock_whatever_zone_the_proc
         conversation = waiting()
         route_conversation(conversation_id=conversation.pk)
     assert Conversation.objects.get(pk=conversation.pk).queue == night
+
+
+def test_rules_on_the_clock_meet_the_moment_asked_about_not_the_moment_they_run(support, presence, settings):
+    """A message stored at 19:00 Tokyo meets "hour >= 18" however late its routing runs, and the
+    widget asked about a moment answers for that moment (it used to read the clock itself)."""
+    from conversations.services.webchat import widget_status
+
+    settings.CC_DEFAULT_TIME_ZONE = "Asia/Tokyo"
+    night = Queue.objects.create(name="Night", slug="night", channels=["sms", "webchat"])
+    RoutingRule.objects.create(name="Evenings in Tokyo", order=1, expression="hour >= 18", queue=night)
+    staff("day-agent", presence["available"], "support")  # serves Support, not Night (no skills asked: everyone)
+    night.required_skills.add(Skill.objects.create(name="Nights", slug="nights"))
+    at_19_tokyo = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+    at_10_tokyo = datetime(2026, 12, 3, 1, 0, tzinfo=UTC)
+
+    result = message_receive(_sms(make_inbox("sms"), "SM-evening", received_at=at_19_tokyo))
+    assert result.conversation.queue == night  # routed now (whatever hour it is here), placed for 19:00
+
+    widget = make_inbox("webchat", address="widget-clock")
+    assert widget_status(widget, now=at_19_tokyo) == {"type": "status", "online": False, "reason": "no_agent"}
+    assert widget_status(widget, now=at_10_tokyo) == {"type": "status", "online": True, "reason": "available"}
 
 
 # --- a missed offer --------------------------------------------------------------------------------------
