@@ -515,6 +515,9 @@ class Attachment(models.Model):
     source_url = models.CharField(max_length=2000, blank=True)
     state = models.CharField(max_length=16, choices=AttachmentState.choices, default=AttachmentState.STORED)
     state_reason = models.CharField(max_length=300, blank=True)
+    # An email part's Content-ID, without its angle brackets: the formatted email's <img src="cid:…">
+    # shows this attachment (console.views.message_html).
+    content_id = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -27,6 +27,7 @@ from profiles.models import Consent, Customer, CustomerNote, Identity, IdentityK
 from profiles.selectors import access_customer, customer_search
 from profiles.timeline import customer_timeline
 
+from ..channels.email.sanitize import with_inline_images
 from ..models import Agent, Conversation, Message, PresenceState, Queue
 from ..selectors import access_conversation, agent_of, is_supervisor
 from ..services.agent_actions import conversation_mark_read
@@ -327,8 +328,10 @@ def message_html(request, message_id: int):
     if message is None:
         raise Http404
     access_customer(user=request.user, customer_id=message.customer_id)
+    # Its own inline images (cid:) inside the page: the frame may load nothing from anywhere.
+    markup = with_inline_images(message.html, selectors.message_inline_images(message_id=message.pk))
     body = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><base target=\"_blank\"></head>"
-            f"<body>{message.html}</body></html>")
+            f"<body>{markup}</body></html>")
     response = HttpResponse(body, content_type="text/html; charset=utf-8")
     response["Content-Security-Policy"] = (
         "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; frame-ancestors 'self'; "

@@ -195,7 +195,7 @@ def email_receive(*, raw: bytes, inbox: Inbox | None = None, envelope_to: list[s
         identity_source=IdentitySource.INBOUND,
         attachments=[
             InboundAttachment(filename=a.filename, content_type=a.content_type, content=a.content,
-                              unavailable_reason=a.unavailable_reason)
+                              unavailable_reason=a.unavailable_reason, content_id=a.content_id)
             for a in parsed.attachments
         ],
     )

@@ -43,6 +43,7 @@ class InboundAttachment:
     content: bytes | None = None  # stored now
     source_url: str = ""  # fetched later by the channel's own task (never from private addresses)
     unavailable_reason: str = ""
+    content_id: str = ""  # an email part's, for the formatted email's cid: images
 
 
 @dataclass
@@ -285,7 +286,7 @@ def message_receive(inbound: InboundMessage) -> IngestResult:
 def _store_attachment(message: Message, inbound: InboundAttachment) -> Attachment:
     attachment = Attachment(
         message=message, filename=inbound.filename[:255] or "attachment", content_type=inbound.content_type[:255],
-        source_url=inbound.source_url[:2000],
+        source_url=inbound.source_url[:2000], content_id=inbound.content_id[:255],
     )
     if inbound.content is not None:
         attachment.size = len(inbound.content)

@@ -228,6 +228,54 @@ def test_customer_content_is_escaped_on_the_page_the_sidebar_and_the_catchup(cli
         assert_escaped(entry["html"])
 
 
+def _mail_with_inline_images(message_id: str, images: list[tuple[str, str, bytes]], html: str) -> bytes:
+    """A multipart/related email as mailers send inline pictures: the HTML, then each part with
+    its Content-ID (``images``: content id, content type, bytes)."""
+    from email.message import EmailMessage
+
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "Hanako <hanako@example.jp>", "support@shop.example.jp", "Photo"
+    mail["Message-ID"] = message_id
+    mail.set_content("See the photo.")
+    mail.add_alternative(html, subtype="html")
+    rich = mail.get_payload()[1]
+    for content_id, content_type, data in images:
+        maintype, subtype = content_type.split("/")
+        rich.add_related(data, maintype=maintype, subtype=subtype, cid=f"<{content_id}>", filename=f"{content_id}.bin")
+    return bytes(mail)
+
+
+def test_a_formatted_emails_inline_images_show_from_its_own_parts_only(client, agent):
+    """<img src="cid:…"> shows the message's own part with that Content-ID, inside the page (data:
+    URI: the frame loads nothing from the network); a cid: naming another message's part, or a
+    part that is not a raster image, stays an empty image."""
+    import base64
+
+    make_inbox("email")
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    earlier = email_receive(raw=_mail_with_inline_images(
+        "<earlier@example.jp>", [("secret@other", "image/png", png)], "<p>earlier</p>"))
+    result = email_receive(raw=_mail_with_inline_images(
+        "<photo@example.jp>",
+        [("parcel.png@mail", "image/png", png), ("vector@mail", "image/svg+xml", b"<svg onload='x()'/>")],
+        '<p>Box:</p><img src="cid:Parcel.png%40mail" alt="parcel"><img src="cid:vector@mail">'
+        '<img src="cid:secret@other"><img src="cid:nothing@here">'))
+    assert earlier.customer == result.customer  # same customer, other message
+    stored = {a.content_id: a for a in result.message.attachments.all()}
+    assert set(stored) == {"parcel.png@mail", "vector@mail"}
+    result.conversation.assignee = agent
+    result.conversation.save()
+    client.force_login(agent.user)
+
+    frame = body(client.get(reverse("console:message-html", args=[result.message.pk])))
+    data_uri = "data:image/png;base64," + base64.b64encode(png).decode()
+    assert f'<img src="{data_uri}" alt="parcel">' in frame
+    assert '<img src="cid:vector@mail">' in frame  # SVG: not inlined
+    assert '<img src="cid:secret@other">' in frame  # another message's part: not reachable
+    assert '<img src="cid:nothing@here">' in frame
+    assert frame.count("data:") == 1
+
+
 def test_email_html_is_served_sanitized_in_its_own_sandbox(client, agent, stranger):
     make_inbox("email")
     result = email_receive(raw=(EMAIL_FIXTURES / "html_xss.eml").read_bytes())

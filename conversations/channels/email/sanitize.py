@@ -2,6 +2,7 @@
 
 import html as html_lib
 import re
+from urllib.parse import unquote
 
 import nh3
 
@@ -42,6 +43,31 @@ def sanitize_html(markup: str) -> str:
         url_schemes={"http", "https", "mailto", "cid"}, link_rel="noopener noreferrer nofollow",
         strip_comments=True, allowed_classes=ALLOWED_CLASSES, attribute_filter=_attribute_filter,
     ).strip()
+
+
+# Raster types only: a data: SVG cannot run script inside <img>, but nothing here needs one.
+INLINE_IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+_CID_SRC = re.compile(r'(<img\b[^>]*?\bsrc=")cid:([^"]*)(")', re.IGNORECASE)
+
+
+def cid_key(value: str) -> str:
+    """How a Content-ID and a cid: URL are compared: a cid: URL is the Content-ID percent-encoded
+    (RFC 2392), and mailers disagree on case."""
+    return unquote(value).strip().strip("<>").lower()
+
+
+def with_inline_images(markup: str, images: dict[str, str]) -> str:
+    """Sanitized ``markup`` with each ``<img src="cid:…">`` whose Content-ID is in ``images``
+    (``cid_key`` → a ``data:`` URI) showing that image. The rest stay cid: and show nothing (the
+    formatted email's frame loads nothing from the network: its CSP allows data: images only)."""
+    if not images or "cid:" not in markup.lower():
+        return markup
+
+    def replace(match: re.Match) -> str:
+        uri = images.get(cid_key(html_lib.unescape(match.group(2))))
+        return f"{match.group(1)}{uri}{match.group(3)}" if uri else match.group(0)
+
+    return _CID_SRC.sub(replace, markup)
 
 
 _BLOCK_END = re.compile(r"(?i)<\s*(br|/p|/div|/tr|/li|/h[1-6]|/blockquote|hr)\b[^>]*>")
