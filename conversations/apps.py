@@ -39,3 +39,14 @@ class ConversationsConfig(AppConfig):
         user_logged_out.connect(agent_signed_out, dispatch_uid="conversations.agent_signed_out")
         # After it: the presence change still reaches the consoles before they close.
         user_logged_out.connect(consoles_signed_out, dispatch_uid="conversations.consoles_signed_out")
+
+        from django.contrib.auth import get_user_model
+        from django.db.models.signals import m2m_changed, post_save, pre_save
+
+        from .signals import user_auth_before_save, user_auth_saved, user_groups_changed
+
+        user_model = get_user_model()
+        pre_save.connect(user_auth_before_save, sender=user_model, dispatch_uid="conversations.user_auth_before_save")
+        post_save.connect(user_auth_saved, sender=user_model, dispatch_uid="conversations.user_auth_saved")
+        m2m_changed.connect(user_groups_changed, sender=user_model.groups.through,
+                            dispatch_uid="conversations.user_groups_changed")

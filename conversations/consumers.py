@@ -6,14 +6,14 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from contactcenter.permissions import is_contact_center_staff
 
-from .groups import agent_group, conversation_group, customer_group, session_group, supervisors_group
+from .groups import agent_group, conversation_group, customer_group, session_group, supervisors_group, user_group
 
 
 @database_sync_to_async
 def _console_groups(user, session_key: str | None) -> list[str] | None:
     if not is_contact_center_staff(user) or not session_key:
         return None
-    groups = [session_group(session_key)]
+    groups = [session_group(session_key), user_group(user.pk)]
     agent = getattr(user, "agent", None) if hasattr(user, "agent") else None
     if agent is not None:
         groups.append(agent_group(agent.pk))
@@ -200,6 +200,17 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         the console to go to the login page instead of reconnecting. Other browsers of the same
         user keep their own sessions and sockets."""
         await self.send_json(event["event"])
+        await self._leave_and_close(4401)
+
+    async def console_reauthenticate(self, event):
+        """The user's password, active flag or roles changed: what this socket was authorised for
+        when it connected may no longer hold. 4001 makes the console reconnect as after any drop;
+        connecting authenticates again (channels.auth checks the session's password hash, the
+        backend an inactive user, _console_groups the roles), so only a session still good for
+        the console gets back in."""
+        await self._leave_and_close(4001)
+
+    async def _leave_and_close(self, code: int):
         # Leave every group now, not when the client's close handshake comes back (disconnect):
         # until then events would still be relayed to the socket.
         await self._unwatch()
@@ -207,7 +218,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
         self.joined = []
         self.agent_id = None  # no longer "seen": the tick is not to count this socket
-        await self.close(code=4401)
+        await self.close(code=code)
 
     async def console_event(self, event):
         """Relay an event built by a service (``{"type": "console.event", "event": {...}}``)."""

@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from .groups import agent_group, conversation_group, customer_group, session_group, supervisors_group
+from .groups import agent_group, conversation_group, customer_group, session_group, supervisors_group, user_group
 from .models import Message
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,13 @@ def close_consoles_of_session(session_key: str) -> None:
     browser whose session is gone."""
     transaction.on_commit(lambda: publish_now([session_group(session_key)], {"type": "signed_out"},
                                                  handler="console.signed_out"))
+
+
+def reauthenticate_consoles_of(user_id: int) -> None:
+    """Make every console socket of ``user_id`` connect again, after commit: their password,
+    active flag or roles changed, and a socket is authorised only when it connects."""
+    transaction.on_commit(lambda: publish_now([user_group(user_id)], {"type": "reauthenticate"},
+                                                 handler="console.reauthenticate"))
 
 
 def conversation_recipients(conversation_id: int, *agent_ids: int | None) -> list[str]:

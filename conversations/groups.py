@@ -11,6 +11,12 @@ def session_group(session_key: str) -> str:
     return f"session.{session_key}"
 
 
+def user_group(user_id: int) -> str:
+    """Every console socket of a user, in every browser: a change to what they may see (password,
+    deactivation, roles) makes each of them authenticate again."""
+    return f"user.{user_id}"
+
+
 def supervisors_group() -> str:
     return "supervisors"
 

@@ -39,7 +39,7 @@ async def test_agent_with_session_is_accepted_and_greeted(agent):
     communicator, connected, _ = await _connect(cookie)
     try:
         assert connected
-        assert await communicator.receive_json_from() == {"type": "hello", "groups": 2}
+        assert await communicator.receive_json_from() == {"type": "hello", "groups": 3}
         await communicator.send_json_to({"type": "ping"})
         assert await communicator.receive_json_from() == {"type": "pong"}
     finally:
@@ -89,6 +89,104 @@ async def test_signing_out_closes_the_consoles_of_that_session_only(agent, super
     finally:
         for communicator in sockets:
             await communicator.disconnect()
+
+
+async def _closed_with(communicator) -> int:
+    while (output := await communicator.receive_output(timeout=5))["type"] == "websocket.send":
+        pass
+    assert output["type"] == "websocket.close"
+    return output["code"]
+
+
+async def test_a_password_change_deactivation_or_lost_role_makes_every_console_authenticate_again(agent):
+    """A socket is authorised when it connects. When the password changes (a reset after a
+    compromise), the account is deactivated or the role taken away, every console of the user
+    closes with 4001 (the console reconnects as after any drop), and connecting again lets in
+    only a session still good for the console."""
+    from django.contrib.auth.models import Group
+    from django.test import RequestFactory
+
+    kept = await database_sync_to_async(_signed_in)(agent.user)  # where the password is changed
+    stolen = await database_sync_to_async(_signed_in)(agent.user)  # a session somebody else has
+
+    async def connected_console(client):
+        communicator, connected, code = await _connect(_cookie_of(client))
+        if connected:
+            assert (await communicator.receive_json_from())["type"] == "hello"
+        return communicator, connected, code
+
+    sockets = [(await connected_console(client))[0] for client in (kept, stolen)]
+
+    def change_password():
+        from django.contrib.auth import update_session_auth_hash
+        from django.contrib.sessions.backends.db import SessionStore
+
+        user = type(agent.user).objects.get(pk=agent.user.pk)
+        user.set_password("a new long passphrase 2026")
+        user.save()
+        request = RequestFactory().get("/")
+        request.user = user
+        request.session = SessionStore(session_key=kept.cookies[settings.SESSION_COOKIE_NAME].value)
+        update_session_auth_hash(request, user)  # as the password change form does for its own session
+        request.session.save()
+        # It cycles the session's key; the response would set the new cookie.
+        kept.cookies[settings.SESSION_COOKIE_NAME] = request.session.session_key
+
+    await database_sync_to_async(change_password)()
+    for communicator in sockets:
+        assert await _closed_with(communicator) == 4001
+        await communicator.disconnect()
+    communicator, connected, _ = await connected_console(kept)
+    assert connected  # the session that changed it carries on
+    await communicator.disconnect()
+    communicator, connected, _ = await connected_console(stolen)
+    assert not connected  # the other session's password hash no longer matches
+    await communicator.disconnect()
+
+    # Role taken away: closed, and refused on return (no longer contact-center staff).
+    communicator, connected, _ = await connected_console(kept)
+    assert connected
+    await database_sync_to_async(lambda: agent.user.groups.remove(Group.objects.get(name="agent")))()
+    assert await _closed_with(communicator) == 4001
+    await communicator.disconnect()
+    communicator, connected, code = await connected_console(kept)
+    assert not connected and code == 4403
+    await communicator.disconnect()
+
+    # Deactivated: closed, and refused on return.
+    await database_sync_to_async(lambda: agent.user.groups.add(Group.objects.get(name="agent")))()
+    communicator, connected, _ = await connected_console(kept)
+    assert connected
+
+    def deactivate():
+        user = type(agent.user).objects.get(pk=agent.user.pk)
+        user.is_active = False
+        user.save()
+
+    await database_sync_to_async(deactivate)()
+    assert await _closed_with(communicator) == 4001
+    await communicator.disconnect()
+    communicator, connected, _ = await connected_console(kept)
+    assert not connected
+    await communicator.disconnect()
+
+
+async def test_saving_a_user_without_touching_what_a_console_was_authorised_with_leaves_it_open(agent):
+    client = await database_sync_to_async(_signed_in)(agent.user)
+    communicator, connected, _ = await _connect(_cookie_of(client))
+    assert connected
+    assert (await communicator.receive_json_from())["type"] == "hello"
+
+    def touch():
+        user = type(agent.user).objects.get(pk=agent.user.pk)
+        user.first_name = "Alice"
+        user.save()  # every field, none of them changed that matters
+        user.last_login = None
+        user.save(update_fields=["last_login"])
+
+    await database_sync_to_async(touch)()
+    assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()
 
 
 async def test_foreign_origin_is_rejected_before_accept_even_with_a_valid_session(agent):
