@@ -26,7 +26,7 @@ import re
 import unicodedata
 import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -394,23 +394,29 @@ def access_visitor_attachment(visitor: Visitor, attachment_id) -> Attachment:
 # --- availability -----------------------------------------------------------------------------
 
 
-def _visitor_chat(inbox: Inbox, visitor: Visitor | None) -> tuple[Customer | None, Conversation | None]:
+def _visitor_chat(inbox: Inbox, visitor: Visitor | None, now: datetime) -> tuple[Customer | None, Conversation | None]:
     """The visitor's customer, as the ingest resolves them (their ``web_visitor`` identity, which
     follows merges; signed visitors have one too), and the conversation of this widget their next
-    message would join (the ingest's choice: the customer's latest here, unless it is over or
-    abandoned), with its queue. Two statements at most, whatever the customer's history."""
+    message would join (the ingest's choice: the customer's latest here, unless it is abandoned;
+    a resolved one only if the message would reopen it: within the inbox's reopen window, not
+    ended by the visitor), with its queue. Three statements at most, whatever the history."""
     from .ingest import ACTIVE_STATUSES
 
     if visitor is None:
         return None, None
     customer = Customer.objects.filter(identities__kind=IdentityKind.WEB_VISITOR, identities__value=visitor.key).first()
     if customer is None:
-        return None, None
+        return customer, None
     latest = (
         Conversation.objects.filter(customer=customer, inbox=inbox).select_related("queue")
         .order_by("-last_message_at", "-id").first()
     )
-    if latest is None or latest.status not in ACTIVE_STATUSES or latest.abandoned_at is not None:
+    if latest is None or latest.abandoned_at is not None:
+        return customer, None
+    if latest.status in ACTIVE_STATUSES:
+        return customer, latest
+    resolved_at = latest.resolved_at or latest.last_message_at or latest.created_at
+    if now - resolved_at > timedelta(days=inbox.reopen_window_days) or _ended_by_visitor(latest):
         return customer, None
     return customer, latest
 
@@ -488,13 +494,19 @@ def widget_status(inbox: Inbox, *, visitor: Visitor | None = None, now: datetime
     Every hello and every opening of the widget asks, on every page of the site: a fixed number of
     statements whatever the rules, skills, agents or history (tests: test_widget)."""
     now = now or timezone.now()
-    customer, chat = _visitor_chat(inbox, visitor)
+    customer, chat = _visitor_chat(inbox, visitor, now)
     if chat is not None and chat.assignee_id is not None:
         # An agent has the chat: whether they are here is the answer, closing time or not (they
-        # finish what they started, and nobody else will be offered it).
+        # finish what they started, and nobody else will be offered it). A resolved chat the next
+        # message reopens goes back to its agent if they are available (ingest._reopen), and is
+        # placed as a new one otherwise.
         if Agent.objects.filter(pk=chat.assignee_id, presence__is_available=True).exists():
             return {"type": "status", "online": True, "reason": "available"}
-        return {"type": "status", "online": False, "reason": "no_agent"}
+        if chat.status != ConversationStatus.RESOLVED:
+            return {"type": "status", "online": False, "reason": "no_agent"}
+        chat = None
+    if chat is not None and chat.status == ConversationStatus.RESOLVED:
+        chat = None  # reopened without an agent: placed by the rules, as a new chat is
     if chat is not None and chat.queue_id is not None:
         queue = chat.queue
     else:

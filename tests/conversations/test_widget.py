@@ -5,6 +5,7 @@ import hmac
 import json
 import secrets
 import uuid
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
@@ -13,6 +14,7 @@ from channels.testing import WebsocketCommunicator
 from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.test import override_settings
+from django.utils import timezone
 
 from contactcenter.asgi import application
 from conversations.channels import SendResult
@@ -1063,6 +1065,39 @@ def _status_queries(widget, visitor) -> int:
     with CaptureQueriesContext(connection) as captured:
         webchat.widget_status(widget, visitor=visitor)
     return len(captured.captured_queries)
+
+
+def test_status_of_a_resolved_chat_the_next_message_would_reopen_is_its_agents(widget, agent, available_presence):
+    """Writing again within the reopen window reopens the chat with its agent while they are
+    available (ingest._reopen): the widget says so, even after closing time, instead of the
+    offline form. Otherwise the chat is placed as a new one: the rules' queue answers."""
+    from conversations.models import PresenceState, Queue
+
+    chat, _japanese, _vip = _routing_world(widget, agent, available_presence)
+    widget.refresh_from_db()
+    Queue.objects.filter(pk=chat.pk).update(business_hours=CLOSED_ALL_WEEK)
+    token = _token()
+    customer = make_customer("Back again")
+    make_identity(customer, IdentityKind.WEB_VISITOR, _key(token))
+    resolved = make_conversation(customer, widget, queue=chat, status="resolved", assignee=agent,
+                                 resolved_at=timezone.now() - timedelta(days=1))
+    closed = {"type": "status", "online": False, "reason": "closed"}
+    assert webchat.widget_status(widget, visitor=_visitor(widget, token)) == {
+        "type": "status", "online": True, "reason": "available"}
+    assert webchat.widget_status(widget, visitor=_visitor(widget, _token())) == closed  # anyone else
+
+    away = PresenceState.objects.create(name="Away", is_available=False)
+    Agent.objects.filter(pk=agent.pk).update(presence=away)
+    assert webchat.widget_status(widget, visitor=_visitor(widget, token)) == closed  # placed anew: closed
+    Agent.objects.filter(pk=agent.pk).update(presence=available_presence)
+
+    # Past the window, or ended by the visitor: a new chat, placed by the rules.
+    Conversation.objects.filter(pk=resolved.pk).update(
+        resolved_at=timezone.now() - timedelta(days=widget.reopen_window_days + 1))
+    assert webchat.widget_status(widget, visitor=_visitor(widget, token)) == closed
+    Conversation.objects.filter(pk=resolved.pk).update(resolved_at=timezone.now() - timedelta(hours=1))
+    make_message(resolved, "", kind="event", event_type="resolved", event_data={"note": webchat.ENDED_NOTE})
+    assert webchat.widget_status(widget, visitor=_visitor(widget, token)) == closed
 
 
 def test_status_costs_a_fixed_number_of_queries(widget, agent, available_presence):
