@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from .env import env_bool, env_int, env_list, env_str
 
@@ -28,8 +29,6 @@ DEBUG = env_bool("DEBUG", default=not CC_PRODUCTION)
 _DEV_SECRET = "dev-only-insecure-secret-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET)
 if CC_PRODUCTION and SECRET_KEY == _DEV_SECRET and not env_bool("CC_ALLOW_DEV_SECRET"):
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("SECRET_KEY must be set in production mode")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
@@ -94,6 +93,12 @@ if DATABASE_URL:
     # Long-lived Celery worker threads do benefit: the Procfile sets CC_DB_CONN_MAX_AGE for them.
     DATABASES = {"default": dj_database_url.parse(
         DATABASE_URL, conn_max_age=env_int("CC_DB_CONN_MAX_AGE", 0), conn_health_checks=True)}
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        # The production mode's SQL (row locks, SKIP LOCKED, prepared statements) is PostgreSQL's;
+        # a typo'd scheme or sqlite:// would otherwise fail later with an obscure driver error.
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must be a PostgreSQL URL (postgres://…), not {DATABASE_URL.split(':', 1)[0]}://. "
+            "For SQLite leave DATABASE_URL unset (the embedded mode) and set CC_SQLITE_PATH if needed.")
     # CC_DB_POOL=<max connections>: take connections from psycopg's pool instead of opening one per
     # request (daphne; bench/webhook measured it). Needs CC_DB_CONN_MAX_AGE=0: the pool keeps them.
     if env_int("CC_DB_POOL", 0):

@@ -28,6 +28,17 @@ def _database_options(**env) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def test_a_database_url_that_is_not_postgresql_is_refused_with_the_way_to_sqlite():
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("CC_DB_", "DATABASE_URL"))}
+    environment |= {"DATABASE_URL": "sqlite:////tmp/cc.sqlite3", "SECRET_KEY": "x",
+                    "DJANGO_SETTINGS_MODULE": "contactcenter.settings"}
+    out = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=REPO, env=environment,
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "ImproperlyConfigured: DATABASE_URL must be a PostgreSQL URL (postgres://…), not sqlite://" in out.stderr
+    assert "CC_SQLITE_PATH" in out.stderr
+
+
 def test_a_worker_connection_prepares_statements_it_runs_again():
     options = _database_options(CC_DB_CONN_MAX_AGE="60")
     assert options["server_side_binding"] is True
