@@ -2,8 +2,12 @@
 
 ``inbox.settings["imap"]`` is one mapping or a list of them::
 
-    {"host": "imap.example.jp", "port": 993, "ssl": true, "username": "…", "password": "…",
-     "folder": "INBOX" (or "folders": [...]), "interval": 60}
+    {"host": "imap.example.jp", "port": 993, "ssl": true, "username": "…",
+     "password_env": "CC_IMAP_PASSWORD_SUPPORT", "folder": "INBOX" (or "folders": [...]), "interval": 60}
+
+``password_env`` names the environment variable holding the password (of the worker processes,
+which poll), so the secret is neither in the database nor shown to every admin who opens the
+inbox. A plain ``"password"`` is still read, for setups made before.
 
 Deduplication is twofold: ``ImapCursor`` remembers (UIDVALIDITY, last UID) per mailbox, so a poll
 fetches only new UIDs, and when the server changes UIDVALIDITY the cursor restarts from zero and
@@ -13,6 +17,7 @@ opened with EXAMINE: polling never changes flags or deletes anything on the serv
 
 import imaplib
 import logging
+import os
 import re
 from datetime import timedelta
 
@@ -51,8 +56,23 @@ def _connect(config: dict) -> imaplib.IMAP4:
         connection = imaplib.IMAP4(host, port, timeout=TIMEOUT)
         if config.get("starttls"):
             connection.starttls()
-    connection.login(config["username"], config.get("password", ""))
+    try:
+        connection.login(config["username"], _password(config))
+    except BaseException:
+        connection.shutdown()
+        raise
     return connection
+
+
+def _password(config: dict) -> str:
+    name = str(config.get("password_env") or "")
+    if not name:
+        return str(config.get("password", ""))
+    password = os.environ.get(name)
+    if password is None:
+        # Recorded on the mailbox's cursor like a refused login, where the admin looks.
+        raise imaplib.IMAP4.error(f"password_env {name} is not set in the environment of the worker")
+    return password
 
 
 def _quote(mailbox: str) -> str:
@@ -161,6 +181,9 @@ def imap_poll_due(*, now=None) -> int:
                     continue
                 try:
                     handled += poll_mailbox(inbox, config, mailbox)
+                    # The mailbox answers again: a connection or login error is history (a mail
+                    # still being retried keeps its own, with failing_uid set).
+                    ImapCursor.objects.filter(pk=cursor.pk, failing_uid=0).exclude(last_error="").update(last_error="")
                 except (imaplib.IMAP4.error, OSError) as exc:
                     logger.warning("IMAP poll of %s %s failed: %s", inbox.address, mailbox, exc)
                     ImapCursor.objects.filter(pk=cursor.pk).update(last_error=f"{type(exc).__name__}: {exc}"[:2000])

@@ -1,6 +1,7 @@
 """IMAP polling against a tiny in-process IMAP4rev1 server (LOGIN, EXAMINE/SELECT with
 UIDVALIDITY, UID SEARCH, UID FETCH RFC822/RFC822.SIZE/BODY.PEEK[HEADER]) over a real socket."""
 
+import json
 import re
 import socketserver
 import threading
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from contactcenter import tick
 from conversations.channels import imap
-from conversations.models import Channel, ImapCursor, Message, RawEmail
+from conversations.models import Channel, ImapCursor, Inbox, Message, RawEmail
 from tests.factories import make_inbox
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "email"
@@ -176,6 +177,23 @@ def test_tick_job_polls_only_when_the_interval_has_elapsed(inbox, imap_server):
     imap_server.mailbox.add(2, fixture("list_mail.eml"))
     assert imap.imap_poll_due(now=now + timedelta(seconds=5)) == 0  # not due yet
     assert imap.imap_poll_due(now=now + timedelta(seconds=61)) == 1
+
+
+def test_the_password_can_come_from_the_environment_instead_of_the_database(inbox, monkeypatch):
+    """``password_env``: the secret stays out of the database (and of the admin's JSON field); a
+    variable that is not set is recorded on the mailbox like a refused login."""
+    del inbox.settings["imap"]["password"]
+    inbox.settings["imap"]["password_env"] = "CC_TEST_IMAP_PASSWORD"
+    inbox.save()
+    monkeypatch.delenv("CC_TEST_IMAP_PASSWORD", raising=False)
+    assert imap.imap_poll_due() == 0
+    assert "password_env CC_TEST_IMAP_PASSWORD is not set" in ImapCursor.objects.get(inbox=inbox).last_error
+
+    monkeypatch.setenv("CC_TEST_IMAP_PASSWORD", "secret")
+    ImapCursor.objects.filter(inbox=inbox).update(last_polled_at=None)  # due again
+    imap.imap_poll_due()
+    assert ImapCursor.objects.get(inbox=inbox).last_error == ""  # logged in: the old error is gone
+    assert "secret" not in json.dumps(Inbox.objects.get(pk=inbox.pk).settings)
 
 
 def test_bad_credentials_are_recorded_not_raised(inbox):
