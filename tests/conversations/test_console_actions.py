@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from contactcenter import tick
 from conversations.models import (
+    Agent,
     AgentSkill,
     Channel,
     Conversation,
@@ -631,9 +632,12 @@ def test_an_agent_still_picks_only_where_the_queue_allows_it(client, agent, cust
 def test_a_supervisor_assigns_a_waiting_conversation_from_the_conversation_head(client, agent, supervisor, customer,
                                                                                sms_inbox, support_queue):
     conversation = make_conversation(customer, sms_inbox, queue=support_queue, queued_at=timezone.now())
+    # The languages each agent speaks help pick who can answer this customer (hostile text stays text).
+    Agent.objects.filter(pk=supervisor.pk).update(languages=["ja", "<b>en</b>"])
     client.force_login(supervisor.user)
     page = client.get(reverse("console:conversation", args=[conversation.pk])).content.decode()
     dialog = re.search(r'<dialog class="dialog" id="assign-dialog".*?</dialog>', page, re.S).group(0)
+    assert f'<option value="{supervisor.pk}">Carol · ja/&lt;b&gt;en&lt;/b&gt;</option>' in dialog
     form_action = re.search(r'<form method="post" action="([^"]+)" data-action="assign">', dialog).group(1)
     assert form_action == reverse("console:assign", args=[conversation.pk])
     assert f'<option value="{agent.pk}">Alice</option>' in dialog
