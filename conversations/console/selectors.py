@@ -68,6 +68,9 @@ class Sidebar:
     offers: list[Offer] = field(default_factory=list)
     queues: list[dict] = field(default_factory=list)
     unread_total: int = 0
+    # Supervisors: customers waiting for a reply from an agent who is not available (offline with
+    # the queue's "stay" policy, on a break): nobody else would notice them.
+    unattended: list[Conversation] = field(default_factory=list)
 
 
 def agent_queues(agent: Agent | None, *, supervisor: bool) -> list[Queue]:
@@ -82,7 +85,8 @@ def agent_queues(agent: Agent | None, *, supervisor: bool) -> list[Queue]:
 
 def sidebar(*, agent: Agent | None, supervisor: bool) -> Sidebar:
     """My conversations (with the last message, waiting time and unread count), my pending offers,
-    and the queues I serve with their waiting conversations. Seven queries, whatever the sizes."""
+    and the queues I serve with their waiting conversations; for supervisors, the customers waiting
+    on an agent who is away. Seven queries (eight for supervisors), whatever the sizes."""
     result = Sidebar()
     if agent is not None:
         unread = Subquery(
@@ -127,6 +131,14 @@ def sidebar(*, agent: Agent | None, supervisor: bool) -> Sidebar:
             bucket = waiting_by_queue[conversation.queue_id]
             if len(bucket) < PICK_LIST_LIMIT:
                 bucket.append(conversation)
+    if supervisor:
+        result.unattended = list(
+            _with_previews(Conversation.objects.filter(
+                status=ConversationStatus.OPEN, assignee__isnull=False, waiting_since__isnull=False)
+                .exclude(assignee__presence__is_available=True))
+            .select_related("customer", "assignee__presence")
+            .order_by("waiting_since", "id")[:PICK_LIST_LIMIT]
+        )
     result.queues = [
         # can_pick: its waiting conversations are listed; can_take: with a Pick button (taking one
         # needs an agent profile: an admin without one sees the list and assigns from the dialog).

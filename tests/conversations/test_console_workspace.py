@@ -427,6 +427,38 @@ def test_sidebar_lists_my_conversations_offers_and_queues(client, agent, supervi
     assert "Nothing assigned to you." in html and "please help" in html
 
 
+def test_supervisors_see_customers_waiting_on_an_agent_who_is_away(client, agent, other_agent, supervisor,
+                                                                   available_presence):
+    """With the queue's "stay" policy an offline agent keeps their conversations, and an agent on a
+    break keeps theirs: a customer who writes to one waits with nobody looking. Supervisors see
+    them, longest waiting first, with who has them and why they are not answering."""
+    on_break = PresenceState.objects.create(name="Lunch")
+    Agent.objects.filter(pk=agent.pk).update(presence=on_break)
+    Agent.objects.filter(pk=other_agent.pk).update(presence=available_presence)
+    now = timezone.now()
+    waiting_on_lunch = make_conversation(make_customer(f"Lunch waiter {XSS}"), make_inbox("sms"), assignee=agent,
+                                         waiting_since=now - timedelta(minutes=7))
+    make_message(waiting_on_lunch, "hello? anyone?")
+    answered = make_conversation(make_customer("Answered"), make_inbox("email"), assignee=agent, waiting_since=None)
+    pending = make_conversation(make_customer("Pending"), make_inbox("whatsapp"), assignee=agent,
+                                status=ConversationStatus.PENDING, waiting_since=now)
+    covered = make_conversation(make_customer("Covered"), make_inbox("sms", address="+815012349999"),
+                                assignee=other_agent, waiting_since=now)
+
+    client.force_login(supervisor.user)
+    html = body(client.get(reverse("console:sidebar")))
+    section = re.search(r'<ul class="work-items" id="unattended">(.*?)</ul>', html, re.S).group(1)
+    item = sidebar_item(section, waiting_on_lunch)
+    assert item and "hello? anyone?" in item and "Alice · Lunch" in item and "7\xa0minutes" in item
+    assert_escaped(item)
+    for not_listed in (answered, pending, covered):
+        assert not sidebar_item(section, not_listed)
+    assert 'id="unattended-title"' in html and '<span class="count count-waiting">1</span>' in html
+
+    client.force_login(other_agent.user)  # agents have their own work list, not this one
+    assert 'id="unattended"' not in body(client.get(reverse("console:sidebar")))
+
+
 def test_unread_counts_inbound_messages_after_the_last_read_and_opening_clears_them(client, agent, mine):
     make_message(mine, "second")
     make_message(mine, "our answer", direction=Direction.OUTBOUND, author_agent=agent)
