@@ -57,7 +57,7 @@ class Inbox(models.Model):
         # Routing places a conversation in its inbox's queue when no rule says otherwise: a queue
         # that does not take this channel would hold conversations none of its rules could send it.
         queue = self.default_queue
-        if queue is not None and queue.channels and self.kind not in queue.channels:
+        if queue is not None and not queue.takes(self.kind):
             raise ValidationError({"default_queue": _("%(queue)s does not take %(channel)s conversations.") % {
                 "queue": queue.name, "channel": self.get_kind_display()}})
 
@@ -151,13 +151,16 @@ class Queue(models.Model):
                         "%(source)s overflows into this queue with %(channels)s conversations: keep those "
                         "channels, or change its overflow first.") % {"source": source.name, "channels": missing}})
 
+    def takes(self, channel: str) -> bool:
+        """Conversations of ``channel`` may wait here (``channels`` empty: every channel). Asked
+        wherever a conversation enters a queue: rules, the inbox's default, overflow, transfers."""
+        return not self.channels or channel in self.channels
+
     def channels_not_taken_by(self, other: "Queue") -> str:
         """The channels this queue takes that ``other`` does not, for a message ("" if none)."""
-        if not other.channels:
-            return ""
-        mine = self.channels or [value for value, _label in Channel.choices]
         labels = dict(Channel.choices)
-        return ", ".join(str(labels.get(value, value)) for value in mine if value not in other.channels)
+        mine = self.channels or list(labels)
+        return ", ".join(str(labels.get(value, value)) for value in mine if not other.takes(value))
 
 
 class QueueSkill(models.Model):

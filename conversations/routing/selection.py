@@ -102,7 +102,7 @@ def queue_pick(conversation: Conversation, *, tags: list[str] | None = None, at=
 
     # A rule can only send a conversation to a queue that serves its channel (empty = all).
     rules = [rule for rule in RoutingRule.objects.filter(is_active=True, queue__is_active=True).select_related("queue")
-             if not rule.queue.channels or conversation.channel in rule.queue.channels]
+             if rule.queue.takes(conversation.channel)]
     if rules:
         if tags is None and not any("tags" in _rule_fields(rule.expression) for rule in rules):
             tags = []  # nobody asks: not worth a query

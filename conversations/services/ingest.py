@@ -143,15 +143,19 @@ def _find_or_open_conversation(
     if conversation is not None:
         if conversation.status in ACTIVE_STATUSES:
             return conversation, False, False
-        window = timedelta(days=inbox.reopen_window_days)
-        resolved_at = conversation.resolved_at or conversation.last_message_at or conversation.created_at
         if inbound.automated:
             # An auto-reply to our closing message must not wake the conversation up.
             return conversation, False, False
-        if at - resolved_at <= window:
+        if within_reopen_window(conversation, inbox, at):
             _reopen(conversation, at=at)
             return conversation, False, True
     return _open_conversation(customer=customer, inbox=inbox, inbound=inbound, at=at), True, False
+
+
+def within_reopen_window(conversation: Conversation, inbox: Inbox, at: datetime) -> bool:
+    """A message at ``at`` to this resolved conversation reopens it (else it opens a new one)."""
+    resolved_at = conversation.resolved_at or conversation.last_message_at or conversation.created_at
+    return at - resolved_at <= timedelta(days=inbox.reopen_window_days)
 
 
 def _reopen(conversation: Conversation, *, at: datetime) -> None:

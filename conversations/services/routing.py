@@ -265,7 +265,7 @@ def overflow_refusal(overflow: Queue, channel: str) -> str:
     """Why ``overflow`` cannot take a conversation of ``channel`` overflowing into it ("" if it can)."""
     if not overflow.is_active:
         return f"overflow queue {overflow.slug} is inactive"
-    if overflow.channels and channel not in overflow.channels:
+    if not overflow.takes(channel):
         return f"overflow queue {overflow.slug} does not take {channel}"
     return ""
 
@@ -612,12 +612,12 @@ def offers_expire(*, limit: int = 200) -> int:
             offer.conversation = conversation
             system_events_record(conversation, [_close_offer(offer, OfferStatus.TIMEOUT, now)])
             agent = Agent.objects.select_for_update(of=("self",)).select_related("presence").get(pk=offer.agent_id)
-            away = bool(agent.presence and agent.presence.is_available)
-            if away:
+            sent_away = bool(agent.presence and agent.presence.is_available)
+            if sent_away:
                 _set_presence(agent, missed_offer_presence(), now, reason="missed_offer")
             enqueue_on_commit(route_conversation_task, conversation.pk)
             done += 1
-        if away:
+        if sent_away:
             # A transaction of its own: its conversations are locked before their offers, and the
             # one above ended holding the agent's lock (lock order: conversation -> agent).
             with transaction.atomic():
@@ -855,7 +855,7 @@ def conversation_transfer(*, conversation_id: int, by: Agent, note: str, to_agen
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
         if conversation.status == ConversationStatus.RESOLVED:
             raise RoutingError(_("This conversation is resolved."), code="resolved")
-        if to_queue.channels and conversation.channel not in to_queue.channels:
+        if not to_queue.takes(conversation.channel):
             raise RoutingError(_("%(queue)s does not take %(channel)s conversations."), code="queue_channel",
                                params={"queue": to_queue.name, "channel": conversation.get_channel_display()})
         previous = conversation.assignee_id

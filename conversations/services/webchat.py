@@ -26,7 +26,7 @@ import re
 import unicodedata
 import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 
 from django.conf import settings
 from django.core.cache import cache
@@ -400,7 +400,7 @@ def _visitor_chat(inbox: Inbox, visitor: Visitor | None, now: datetime) -> tuple
     message would join (the ingest's choice: the customer's latest here, unless it is abandoned;
     a resolved one only if the message would reopen it: within the inbox's reopen window, not
     ended by the visitor), with its queue. Three statements at most, whatever the history."""
-    from .ingest import ACTIVE_STATUSES
+    from .ingest import ACTIVE_STATUSES, within_reopen_window
 
     if visitor is None:
         return None, None
@@ -415,8 +415,7 @@ def _visitor_chat(inbox: Inbox, visitor: Visitor | None, now: datetime) -> tuple
         return customer, None
     if latest.status in ACTIVE_STATUSES:
         return customer, latest
-    resolved_at = latest.resolved_at or latest.last_message_at or latest.created_at
-    if now - resolved_at > timedelta(days=inbox.reopen_window_days) or _ended_by_visitor(latest):
+    if not within_reopen_window(latest, inbox, now) or _ended_by_visitor(latest):
         return customer, None
     return customer, latest
 
@@ -504,13 +503,11 @@ def widget_status(inbox: Inbox, *, visitor: Visitor | None = None, now: datetime
             return {"type": "status", "online": True, "reason": "available"}
         if chat.status != ConversationStatus.RESOLVED:
             return {"type": "status", "online": False, "reason": "no_agent"}
-        chat = None
-    if chat is not None and chat.status == ConversationStatus.RESOLVED:
-        chat = None  # reopened without an agent: placed by the rules, as a new chat is
-    if chat is not None and chat.queue_id is not None:
+    if chat is not None and chat.status != ConversationStatus.RESOLVED and chat.queue_id is not None:
         queue = chat.queue
     else:
-        # No chat, or one never placed (routing places it when it first routes it, queue_pick too).
+        # No chat, one never placed (routing places it when it first routes it, queue_pick too), or
+        # a resolved one reopened without its agent: placed by the rules, as a new chat is.
         queue = _would_be_queue(inbox, visitor, customer, now)
     if not _queue_open(queue, now) or not _legacy_inbox_hours_open(inbox, now):
         return {"type": "status", "online": False, "reason": "closed"}
