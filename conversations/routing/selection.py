@@ -244,8 +244,30 @@ _LOCK_WITH_FIRST_CANDIDATE = """WITH locked AS MATERIALIZED ({lock})
         ORDER BY e.n LIMIT 1 FOR UPDATE OF a SKIP LOCKED) fa ON true"""
 
 
+# PostgreSQL, for an agent who just freed capacity or became available (route_for_agent): the same
+# lock statement, for the first waiting conversation they could serve (_WAITING_FOR's order), found
+# by the statement itself. Without it the freed agent's first offer waited for a statement of its
+# own (agent_next_work) before the decision's: a round trip, on a busy machine a wait for a core
+# (bench/routing, phase b). The head's id and channel come back even when another router holds its
+# row (the locked columns are then NULL); no row at all: the agent is not available, or nothing
+# waits for them.
+_HEAD_OF_AGENT = """WITH head AS MATERIALIZED (
+        SELECT w.id, w.channel FROM ({waiting}) w
+        WHERE EXISTS (SELECT 1 FROM {{agent}} ha JOIN {{presence}} hp ON hp.id = ha.presence_id
+                      WHERE ha.id = %(agent_id)s AND hp.is_available)),
+    locked AS MATERIALIZED ({{lock}})
+    SELECT head.id, head.channel, locked.*, fa.id, fa.is_available, fa.capacity, fa.display_name
+    FROM head LEFT JOIN locked ON true
+    LEFT JOIN LATERAL (
+        SELECT a.id, p.is_available, a.capacity, a.display_name
+        FROM json_array_elements(locked.routing_candidates) WITH ORDINALITY AS e(candidate, n)
+        JOIN {{agent}} a ON a.id = (e.candidate ->> 0)::bigint LEFT JOIN {{presence}} p ON p.id = a.presence_id
+        WHERE NOT locked.routing_pending
+        ORDER BY e.n LIMIT 1 FOR UPDATE OF a SKIP LOCKED) fa ON true"""
+
+
 @cache
-def _lock_sql(vendor: str, lock_first_candidate: bool) -> str:
+def _lock_sql(vendor: str, lock_first_candidate: bool, head_of_agent: bool = False) -> str:
     conversations, queues = _readers()
     columns = f"{conversations.columns}, {queues.columns}"
     if vendor == "postgresql":
@@ -254,6 +276,11 @@ def _lock_sql(vendor: str, lock_first_candidate: bool) -> str:
     features = connection.features
     if features.has_select_for_update:  # SQLite has no row locks: its writers take turns anyway
         sql += " FOR UPDATE OF c SKIP LOCKED" if features.has_select_for_update_of else " FOR UPDATE SKIP LOCKED"
+    if head_of_agent:
+        assert vendor == "postgresql" and lock_first_candidate
+        sql = sql.replace("WHERE c.id = %(conversation_id)s", "WHERE c.id = (SELECT head.id FROM head)")
+        waiting = _WAITING_FOR.replace("s.agent_id = %s", "s.agent_id = %(agent_id)s").replace("LIMIT %s", "LIMIT 1")
+        return _sql(_HEAD_OF_AGENT.format(waiting=waiting).replace("{lock}", sql))
     if vendor == "postgresql" and lock_first_candidate:
         sql = _LOCK_WITH_FIRST_CANDIDATE.replace("{lock}", sql)
     return _sql(sql)
@@ -269,7 +296,6 @@ def waiting_conversation_lock(conversation_id: int, now, *, lock_first_candidate
     ``lock_first_candidate`` locks the first of them it can (``RoutingFacts.locked_candidate``),
     one more. Only for a caller that waits for no lock later in the transaction: the agent stays
     locked until commit. ``limit``: how many eligible agents with room to bring (ELIGIBLE_LIMIT)."""
-    conversations, queues = _readers()
     with_candidates = connection.vendor == "postgresql"
     lock_first_candidate = lock_first_candidate and with_candidates
     since = connection.ops.adapt_datetimefield_value(now - REJECT_MEMORY)
@@ -279,6 +305,40 @@ def waiting_conversation_lock(conversation_id: int, now, *, lock_first_candidate
         row = cursor.fetchone()
     if row is None:
         return None
+    return _locked_from_row(row, lock_first_candidate=lock_first_candidate, with_candidates=with_candidates)
+
+
+@dataclass(frozen=True)
+class HeadOfAgent:
+    """``agent_head_lock``'s answer: the first waiting conversation the agent could serve (None:
+    nothing waits for them, or they are not available), and, unless another router holds it, the
+    conversation locked with its facts, as ``waiting_conversation_lock`` returns it."""
+
+    conversation_id: int | None
+    channel: str = ""
+    locked: tuple[Conversation, RoutingFacts] | None = None
+
+
+def agent_head_lock(agent_id: int, now, *, limit: int) -> HeadOfAgent:
+    """PostgreSQL: ``waiting_conversation_lock(lock_first_candidate=True)`` for the first waiting
+    conversation agent ``agent_id`` could serve, found by the same statement (_HEAD_OF_AGENT)."""
+    assert connection.vendor == "postgresql"
+    since = connection.ops.adapt_datetimefield_value(now - REJECT_MEMORY)
+    with connection.cursor() as cursor:
+        cursor.execute(_lock_sql(connection.vendor, True, head_of_agent=True),
+                       {"since": since, "agent_id": agent_id, "limit": limit})
+        row = cursor.fetchone()
+    if row is None:
+        return HeadOfAgent(conversation_id=None)
+    head_id, channel, row = row[0], row[1], row[2:]
+    if row[0] is None:  # the conversation's own id: NULL when the lock skipped it
+        return HeadOfAgent(conversation_id=head_id, channel=channel)
+    return HeadOfAgent(conversation_id=head_id, channel=channel,
+                       locked=_locked_from_row(row, lock_first_candidate=True, with_candidates=True))
+
+
+def _locked_from_row(row, *, lock_first_candidate: bool, with_candidates: bool) -> tuple[Conversation, RoutingFacts]:
+    conversations, queues = _readers()
     locked_candidate = None
     if lock_first_candidate:
         row, (agent_id, available, capacity, display_name) = row[:-4], row[-4:]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -47,6 +47,7 @@ from ..routing.selection import (
     queue_pick,
     recent_refusals,
     waiting_conversation_lock,
+    agent_head_lock,
 )
 from ..routing.selection import waiting as _waiting
 from .system_events import system_event, system_event_record, system_events_record
@@ -77,6 +78,8 @@ class RoutingDecision:
     candidates: list[Candidate] | None = None  # the agents with room it looked at, when it got that far
     # ``candidates`` holds every agent with room there was (fewer than it asked for), not the first few.
     candidates_complete: bool = False
+    conversation_id: int | None = None  # the conversation decided on (route_for_agent's first: found by the lock)
+    channel: str = ""
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -104,22 +107,28 @@ def route_conversation(*, conversation_id: int, candidate_limit: int = ELIGIBLE_
     when few agents have room (every agent before the first few with room is counted), and if the
     short list's agents were all taken meanwhile the whole question is asked again, so the choice
     is the same either way (route_for_agent)."""
+    return _route(conversation_id=conversation_id, limit=candidate_limit)
+
+
+def _route(*, conversation_id: int | None = None, head_of_agent: int | None = None, limit: int) -> RoutingDecision:
+    """route_conversation(), for ``conversation_id`` or (PostgreSQL) for the first waiting
+    conversation agent ``head_of_agent`` could serve, found and locked by the decision's first
+    statement (``agent_head_lock``). The decision says which conversation it was."""
     try:
-        decision = _route_conversation(conversation_id, waits=False, limit=candidate_limit)
-    except _StartOver:
+        decision = _route_conversation(conversation_id, waits=False, limit=limit, head_of_agent=head_of_agent)
+    except _StartOver as restart:
         # Rolled back, every lock released: decide again, prepared to wait (_offer_to_first_free).
-        decision = _route_conversation(conversation_id, waits=True, limit=candidate_limit)
+        decision = _route_conversation(restart.conversation_id, waits=True, limit=limit)
     if decision.offer is None and decision.candidates and not decision.candidates_complete \
-            and candidate_limit < ELIGIBLE_LIMIT:
+            and limit < ELIGIBLE_LIMIT:
         # Every agent of the short list was taken by other routers meanwhile: someone further on
         # may have room.
-        return route_conversation(conversation_id=conversation_id)
+        return route_conversation(conversation_id=decision.conversation_id)
     return decision
 
 
-def _route_conversation(conversation_id: int, *, waits: bool, limit: int) -> RoutingDecision:
-    from ..routing.hours import BusinessHours
-
+def _route_conversation(conversation_id: int | None, *, waits: bool, limit: int,
+                        head_of_agent: int | None = None) -> RoutingDecision:
     now = timezone.now()
     with transaction.atomic():
         # Lock order, first: the conversation. SKIP LOCKED: another router holding it will decide.
@@ -127,115 +136,137 @@ def _route_conversation(conversation_id: int, *, waits: bool, limit: int) -> Rou
         # auto-replies), and joining them costs every decision (bench/routing).
         # The first candidate agent is locked by the same statement (PostgreSQL), except on the
         # second try, which waits for agents and so must hold none it did not lock in a savepoint.
-        locked = waiting_conversation_lock(conversation_id, now, lock_first_candidate=not waits, limit=limit)
-        if locked is None:
-            return RoutingDecision(reason="not waiting or being routed elsewhere")
-        conversation, facts = locked
-        if facts.has_pending_offer:
-            return RoutingDecision(reason="already offered")
-        explanation: dict = {}
-        fields = []
-        # Never decided on before (the ingest leaves no note): the decision that first makes the
-        # customer wait tells them their position (_queue_auto_reply).
-        first_decision = not conversation.routing_note
-        if conversation.queue_id is None:
-            # Not placed when it was opened (the ingest places every conversation it opens).
-            why = queue_pick(conversation, at=now)
-            explanation.update(why)
-            if conversation.queue is None:
-                return RoutingDecision(reason="no queue matched and no default queue")
-            fields += queue_enter(conversation, conversation.queue, at=now, reason=why["rule"])
-        elif conversation.queue_reason:
-            explanation["rule"] = conversation.queue_reason
-        if conversation.queued_at is None:
-            conversation.queued_at = now
-            fields.append("queued_at")
-        queue = conversation.queue
-        if queue.overflow_queue_id and queue.overflow_after_seconds is not None and \
-                now - conversation.queued_at >= timedelta(seconds=queue.overflow_after_seconds):
-            overflow = Queue.objects.get(pk=queue.overflow_queue_id)
-            refused = overflow_refusal(overflow, conversation.channel)
-            if refused:
-                # Admin validation keeps this from happening (Queue.clean); a queue deactivated or
-                # narrowed since must not swallow the conversation: it waits where it is.
-                explanation["overflow_refused"] = refused
-            else:
-                system_event_record(conversation, EventType.TRANSFERRED, from_queue=queue.pk, to_queue=overflow.pk,
-                                    reason="overflow")
-                explanation["overflow_from"] = queue.pk
-                fields += queue_enter(conversation, overflow, at=now, reason=f"overflow from {queue.slug}")
-                queue = overflow
-
-        hours = BusinessHours.from_config(queue.business_hours or None)
-        if not hours.is_open(now):
-            reopen = hours.next_open(now)
-            note = f"queue {queue.slug} closed; opens {reopen.isoformat() if reopen else 'never'}"
-            if conversation.routing_note != note:
-                conversation.routing_note = note[:300]
-                fields.append("routing_note")
-                fields += _after_hours(conversation, queue, hours, reopen, now)
-            if conversation.queue_id != queue.pk:
-                # Handed to the follow-up queue, which may be open now (an email team elsewhere):
-                # its own decision, after this one commits.
-                from ..tasks import route_conversation_task
-
-                explanation["after_hours_fallback_to"] = conversation.queue_id
-                enqueue_on_commit(route_conversation_task, conversation.pk)
-            else:
-                conversation.route_at = _next_try(conversation, queue, now, opens=reopen or now + CLOSED_RETRY)
-                fields.append("route_at")
-            conversation.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
-            return RoutingDecision(reason=note, explanation=explanation)
-
-        # Refusers are left out by eligible_agents() itself; this set is for the known-agent step
-        # and the explanation.
-        refused = recent_refusals(conversation.pk, now) if facts.has_recent_refusal else set()
-        step = "queue"
-        known = known_agent_id(facts, queue, now)
-        in_known_step = known is not None and now - conversation.queued_at < timedelta(
-            seconds=queue.known_agent_timeout_seconds) and known not in refused
-        from_lock = facts.candidates is not None and facts.candidates_queue_id == queue.pk and not in_known_step
-        if from_lock:
-            candidates = list(facts.candidates)  # read with the lock (PostgreSQL)
+        if head_of_agent is not None:
+            head = agent_head_lock(head_of_agent, now, limit=limit)
+            if head.conversation_id is None:
+                return RoutingDecision(reason="nothing waits for this agent, or they are not available")
+            locked = head.locked
+            if locked is None:
+                return RoutingDecision(reason="not waiting or being routed elsewhere",
+                                       conversation_id=head.conversation_id, channel=head.channel)
         else:
-            candidates = eligible_agents(queue=queue, channel=conversation.channel, conversation_id=conversation.pk,
-                                         now=now, first=known if in_known_step else None, limit=limit)
-        complete = len(candidates) < limit
-        if in_known_step:
-            known_candidates = [a for a in candidates if a.pk == known]
-            if known_candidates:
-                # Only the known agent now: the list no longer says who else has room.
-                candidates, step, complete = known_candidates, "known_agent", False
-            elif _known_agent_could_take(known, queue, conversation.channel) and \
-                    known not in recent_refusals(conversation.pk, now):  # (the lock's facts may be a moment old)
-                # Known agent is here but full: wait for them until the step times out.
-                note = f"waiting for known agent #{known}"
-                conversation.routing_note = note
-                conversation.route_at = _next_try(conversation, queue, now, step_ends=conversation.queued_at + timedelta(
-                    seconds=queue.known_agent_timeout_seconds))
-                conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "route_at", "updated_at"])
-                if first_decision:
-                    _queue_auto_reply(conversation)
-                return RoutingDecision(reason=note, explanation=explanation)
-        explanation |= {"queue": queue.slug, "step": step, "known_agent": known,
-                        "candidates": [a.pk for a in candidates][:20], "excluded": sorted(refused)}
+            locked = waiting_conversation_lock(conversation_id, now, lock_first_candidate=not waits, limit=limit)
+            if locked is None:
+                return RoutingDecision(reason="not waiting or being routed elsewhere", conversation_id=conversation_id)
+        conversation, facts = locked
+        try:
+            decision = _decide(conversation, facts, now, waits=waits, limit=limit)
+        except _StartOver:
+            raise _StartOver(conversation.pk) from None
+        decision.conversation_id, decision.channel = conversation.pk, conversation.channel
+        return decision
 
-        decision = _offer_to_first_free(conversation, candidates, queue, step, explanation, now, fields, waits=waits,
-                                        prelocked=facts.locked_candidate, prelocked_from=candidates if from_lock else None)
-        if decision is not None:  # the conversation is saved
-            decision.candidates, decision.candidates_complete = candidates, complete
-            return decision
-        if has_pending_offer(conversation.pk):
-            # Another router's offer committed just before our lock (the facts came with the lock:
-            # see waiting_conversation_lock); offer_write() refused to add a second one.
-            return RoutingDecision(reason="already offered")
-        conversation.routing_note = "waiting: no eligible agent is free"
-        conversation.route_at = _next_try(conversation, queue, now)
-        conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "route_at", "updated_at"])
-        if first_decision:
-            _queue_auto_reply(conversation)
-        return RoutingDecision(reason=conversation.routing_note, explanation=explanation, candidates=candidates,
-                               candidates_complete=complete)
+
+def _decide(conversation: Conversation, facts, now, *, waits: bool, limit: int) -> RoutingDecision:
+    """The decision on a conversation locked with its ``facts`` (RoutingFacts), inside the caller's
+    transaction: its queue (rules, overflow, business hours), the step, the offer."""
+    from ..routing.hours import BusinessHours
+
+    if facts.has_pending_offer:
+        return RoutingDecision(reason="already offered")
+    explanation: dict = {}
+    fields = []
+    # Never decided on before (the ingest leaves no note): the decision that first makes the
+    # customer wait tells them their position (_queue_auto_reply).
+    first_decision = not conversation.routing_note
+    if conversation.queue_id is None:
+        # Not placed when it was opened (the ingest places every conversation it opens).
+        why = queue_pick(conversation, at=now)
+        explanation.update(why)
+        if conversation.queue is None:
+            return RoutingDecision(reason="no queue matched and no default queue")
+        fields += queue_enter(conversation, conversation.queue, at=now, reason=why["rule"])
+    elif conversation.queue_reason:
+        explanation["rule"] = conversation.queue_reason
+    if conversation.queued_at is None:
+        conversation.queued_at = now
+        fields.append("queued_at")
+    queue = conversation.queue
+    if queue.overflow_queue_id and queue.overflow_after_seconds is not None and \
+            now - conversation.queued_at >= timedelta(seconds=queue.overflow_after_seconds):
+        overflow = Queue.objects.get(pk=queue.overflow_queue_id)
+        refused = overflow_refusal(overflow, conversation.channel)
+        if refused:
+            # Admin validation keeps this from happening (Queue.clean); a queue deactivated or
+            # narrowed since must not swallow the conversation: it waits where it is.
+            explanation["overflow_refused"] = refused
+        else:
+            system_event_record(conversation, EventType.TRANSFERRED, from_queue=queue.pk, to_queue=overflow.pk,
+                                reason="overflow")
+            explanation["overflow_from"] = queue.pk
+            fields += queue_enter(conversation, overflow, at=now, reason=f"overflow from {queue.slug}")
+            queue = overflow
+
+    hours = BusinessHours.from_config(queue.business_hours or None)
+    if not hours.is_open(now):
+        reopen = hours.next_open(now)
+        note = f"queue {queue.slug} closed; opens {reopen.isoformat() if reopen else 'never'}"
+        if conversation.routing_note != note:
+            conversation.routing_note = note[:300]
+            fields.append("routing_note")
+            fields += _after_hours(conversation, queue, hours, reopen, now)
+        if conversation.queue_id != queue.pk:
+            # Handed to the follow-up queue, which may be open now (an email team elsewhere):
+            # its own decision, after this one commits.
+            from ..tasks import route_conversation_task
+
+            explanation["after_hours_fallback_to"] = conversation.queue_id
+            enqueue_on_commit(route_conversation_task, conversation.pk)
+        else:
+            conversation.route_at = _next_try(conversation, queue, now, opens=reopen or now + CLOSED_RETRY)
+            fields.append("route_at")
+        conversation.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
+        return RoutingDecision(reason=note, explanation=explanation)
+
+    # Refusers are left out by eligible_agents() itself; this set is for the known-agent step
+    # and the explanation.
+    refused = recent_refusals(conversation.pk, now) if facts.has_recent_refusal else set()
+    step = "queue"
+    known = known_agent_id(facts, queue, now)
+    in_known_step = known is not None and now - conversation.queued_at < timedelta(
+        seconds=queue.known_agent_timeout_seconds) and known not in refused
+    from_lock = facts.candidates is not None and facts.candidates_queue_id == queue.pk and not in_known_step
+    if from_lock:
+        candidates = list(facts.candidates)  # read with the lock (PostgreSQL)
+    else:
+        candidates = eligible_agents(queue=queue, channel=conversation.channel, conversation_id=conversation.pk,
+                                     now=now, first=known if in_known_step else None, limit=limit)
+    complete = len(candidates) < limit
+    if in_known_step:
+        known_candidates = [a for a in candidates if a.pk == known]
+        if known_candidates:
+            # Only the known agent now: the list no longer says who else has room.
+            candidates, step, complete = known_candidates, "known_agent", False
+        elif _known_agent_could_take(known, queue, conversation.channel) and \
+                known not in recent_refusals(conversation.pk, now):  # (the lock's facts may be a moment old)
+            # Known agent is here but full: wait for them until the step times out.
+            note = f"waiting for known agent #{known}"
+            conversation.routing_note = note
+            conversation.route_at = _next_try(conversation, queue, now, step_ends=conversation.queued_at + timedelta(
+                seconds=queue.known_agent_timeout_seconds))
+            conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "route_at", "updated_at"])
+            if first_decision:
+                _queue_auto_reply(conversation)
+            return RoutingDecision(reason=note, explanation=explanation)
+    explanation |= {"queue": queue.slug, "step": step, "known_agent": known,
+                    "candidates": [a.pk for a in candidates][:20], "excluded": sorted(refused)}
+
+    decision = _offer_to_first_free(conversation, candidates, queue, step, explanation, now, fields, waits=waits,
+                                    prelocked=facts.locked_candidate, prelocked_from=candidates if from_lock else None)
+    if decision is not None:  # the conversation is saved
+        decision.candidates, decision.candidates_complete = candidates, complete
+        return decision
+    if has_pending_offer(conversation.pk):
+        # Another router's offer committed just before our lock (the facts came with the lock:
+        # see waiting_conversation_lock); offer_write() refused to add a second one.
+        return RoutingDecision(reason="already offered")
+    conversation.routing_note = "waiting: no eligible agent is free"
+    conversation.route_at = _next_try(conversation, queue, now)
+    conversation.save(update_fields=[*dict.fromkeys(fields), "routing_note", "route_at", "updated_at"])
+    if first_decision:
+        _queue_auto_reply(conversation)
+    return RoutingDecision(reason=conversation.routing_note, explanation=explanation, candidates=candidates,
+                           candidates_complete=complete)
 
 
 # A conversation left waiting is routed again when an agent frees capacity or becomes available
@@ -282,6 +313,10 @@ def _known_agent_could_take(agent_id: int, queue: Queue, channel: str) -> bool:
 
 class _StartOver(Exception):
     """A decision that must wait for an agent but holds another agent's lock (see below)."""
+
+    def __init__(self, conversation_id: int | None = None):
+        super().__init__(conversation_id)
+        self.conversation_id = conversation_id
 
 
 _NO_ROOM = "no room"
@@ -684,24 +719,39 @@ def route_for_agent(*, agent_id: int, limit: int = 20) -> int:
     Each decision asks for one candidate, the agent who gets the offer: with a backlog waiting
     every other agent is usually full, and the decision counts the load of every agent ahead of the
     first few with room, so asking for ten counted the whole floor's, one agent at a time, for each
-    freed slot. Asking for one stops at the first agent with room, most often this one."""
-    work = agent_next_work(agent_id, limit=limit)
-    if work is None or not work.available:
-        return 0
-    offered, channels_done = 0, set()
-    for conversation_id, channel in work.waiting:
-        if channel in channels_done:
-            continue  # full there: every further attempt would look at every agent and find nobody
-        decision = route_conversation(conversation_id=conversation_id, candidate_limit=1)
+    freed slot. Asking for one stops at the first agent with room, most often this one.
+
+    On PostgreSQL the first decision finds its conversation itself (agent_head_lock), and the rest
+    of the list (agent_next_work) is read after its commit, when the agent may have room left."""
+    offered, channels_done, tried = 0, set(), set()
+
+    def account(decision: RoutingDecision, channel: str) -> None:
+        nonlocal offered
         offered += bool(decision.offer)
         if decision.candidates is None:
-            continue  # decided before looking at agents (closed, known agent, already offered)
+            return  # decided before looking at agents (closed, known agent, already offered)
         mine = next((c for c in decision.candidates if c.pk == agent_id), None)
         if decision.offer is not None and decision.offer.agent_id == agent_id:
             if mine is None or mine.load + 1 >= mine.capacity:
                 channels_done.add(channel)
         elif mine is None and decision.candidates_complete:
             channels_done.add(channel)  # not among the agents with room: none for them there
+
+    if connection.vendor == "postgresql":
+        # The first conversation waiting for them is found by the decision's own lock statement,
+        # so the freed agent's offer needs no statement before it (agent_head_lock).
+        first = _route(head_of_agent=agent_id, limit=1)
+        if first.conversation_id is None:
+            return 0  # nothing waits for them, or they are not available
+        tried.add(first.conversation_id)
+        account(first, first.channel)
+    work = agent_next_work(agent_id, limit=limit)
+    if work is None or not work.available:
+        return offered
+    for conversation_id, channel in work.waiting:
+        if channel in channels_done or conversation_id in tried:
+            continue  # full there: every further attempt would look at every agent and find nobody
+        account(route_conversation(conversation_id=conversation_id, candidate_limit=1), channel)
     return offered
 
 

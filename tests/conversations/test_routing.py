@@ -727,8 +727,8 @@ def test_route_for_agent_stops_trying_once_the_agent_is_full(support, presence, 
     for _ in range(5):
         waiting(support)
     calls = []
-    original = routing.route_conversation
-    monkeypatch.setattr(routing, "route_conversation", lambda **kw: calls.append(kw) or original(**kw))
+    original = routing._route  # every decision, the first (found by its own lock statement) included
+    monkeypatch.setattr(routing, "_route", lambda **kw: calls.append(kw) or original(**kw))
     assert route_for_agent(agent_id=agent.pk) == 1
     assert len(calls) == 1  # not five full scans for an agent who can take one
 

@@ -208,3 +208,63 @@ def test_routing_for_a_freed_agent_reads_the_agents_ahead_of_them_not_the_whole_
     Agent.objects.filter(pk=freed.pk).update(last_assigned_at=freed.last_assigned_at)
     agent_reads = _agent_reads(*lock)
     assert _rows(agent_reads) <= 3, agent_reads
+
+
+@pytest.mark.production
+def test_a_freed_agents_first_offer_commits_with_the_decisions_own_statements(floor, monkeypatch):
+    """The first conversation waiting for the freed agent is found by the decision's lock statement:
+    BEGIN, lock (finding the conversation), offer, COMMIT, and only then the rest of their list.
+    Before, a statement of its own read the list first, a round trip before every freed agent's
+    offer (bench/routing, phase b)."""
+    from conversations.tasks import route_for_agent_task
+
+    monkeypatch.setattr(route_for_agent_task, "apply_async", lambda *a, **k: None)
+    agent, other = floor.add_agents(2)
+    held = floor.fill(agent)
+    floor.fill(other)
+    first, _second = floor.add_waiting(2)
+    conversation_resolve(conversation_id=held[0].pk, by=None)
+    statements = []
+
+    def capture(execute, sql, params, many, context):
+        if not sql.startswith(("SAVEPOINT", "RELEASE SAVEPOINT")):  # the test's transaction stands in for BEGIN/COMMIT
+            statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        assert route_for_agent(agent_id=agent.pk) == 1
+    assert Offer.objects.get(status="pending").conversation_id == first.pk
+    assert "WITH head AS" in statements[0] and "FOR UPDATE" in statements[0]
+    assert 'INSERT INTO "conversations_offer"' in statements[1]
+    assert len(statements) == 3  # then the rest of the list (agent_next_work): nothing more for them
+
+
+@pytest.mark.production
+@pytest.mark.django_db(transaction=True)
+def test_a_freed_agent_gets_the_next_conversation_while_another_router_holds_the_first(floor, monkeypatch):
+    import psycopg
+
+    from conversations.tasks import route_conversation_task, route_for_agent_task
+
+    monkeypatch.setattr(route_for_agent_task, "apply_async", lambda *a, **k: None)
+    monkeypatch.setattr(route_conversation_task, "apply_async", lambda *a, **k: None)
+    (agent,) = floor.add_agents(1)
+    first, second = floor.add_waiting(2)
+    db = connection.settings_dict
+    with psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
+                         password=db["PASSWORD"] or None, dbname=db["NAME"]) as other_router:
+        other_router.execute("SELECT id FROM conversations_conversation WHERE id = %s FOR UPDATE", [first.pk])
+        assert route_for_agent(agent_id=agent.pk) == 1  # the second; the first is held by the other router
+        other_router.rollback()
+    offers = list(Offer.objects.filter(status="pending").values_list("conversation_id", flat=True))
+    assert offers == [second.pk]
+
+
+@pytest.mark.production
+def test_routing_for_an_agent_who_is_away_or_has_nothing_waiting_offers_nothing(floor, monkeypatch):
+    (agent,) = floor.add_agents(1)
+    assert route_for_agent(agent_id=agent.pk) == 0  # nothing waits
+    floor.add_waiting(1)
+    Agent.objects.filter(pk=agent.pk).update(presence=PresenceState.objects.create(name="Break", is_available=False))
+    assert route_for_agent(agent_id=agent.pk) == 0
+    assert not Offer.objects.exists()
