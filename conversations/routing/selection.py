@@ -234,14 +234,15 @@ _LOCK = """SELECT {columns},
 # decision's usual second statement (agent_lock) comes along, a round trip fewer. Lock order stays
 # conversation -> agent, and both locks SKIP LOCKED, so this statement never waits for anyone. The
 # agent's load is not read here: offer_write counts it in a later statement, under this lock.
-_LOCK_WITH_FIRST_CANDIDATE = """WITH locked AS MATERIALIZED ({lock})
-    SELECT locked.*, fa.id, fa.is_available, fa.capacity, fa.display_name FROM locked
+_FIRST_FREE_CANDIDATE = """
     LEFT JOIN LATERAL (
         SELECT a.id, p.is_available, a.capacity, a.display_name
         FROM json_array_elements(locked.routing_candidates) WITH ORDINALITY AS e(candidate, n)
         JOIN {agent} a ON a.id = (e.candidate ->> 0)::bigint LEFT JOIN {presence} p ON p.id = a.presence_id
         WHERE NOT locked.routing_pending
         ORDER BY e.n LIMIT 1 FOR UPDATE OF a SKIP LOCKED) fa ON true"""
+_LOCK_WITH_FIRST_CANDIDATE = """WITH locked AS MATERIALIZED ({lock})
+    SELECT locked.*, fa.id, fa.is_available, fa.capacity, fa.display_name FROM locked""" + _FIRST_FREE_CANDIDATE
 
 
 # PostgreSQL, for an agent who just freed capacity or became available (route_for_agent): the same
@@ -257,13 +258,7 @@ _HEAD_OF_AGENT = """WITH head AS MATERIALIZED (
                       WHERE ha.id = %(agent_id)s AND hp.is_available)),
     locked AS MATERIALIZED ({{lock}})
     SELECT head.id, head.channel, locked.*, fa.id, fa.is_available, fa.capacity, fa.display_name
-    FROM head LEFT JOIN locked ON true
-    LEFT JOIN LATERAL (
-        SELECT a.id, p.is_available, a.capacity, a.display_name
-        FROM json_array_elements(locked.routing_candidates) WITH ORDINALITY AS e(candidate, n)
-        JOIN {{agent}} a ON a.id = (e.candidate ->> 0)::bigint LEFT JOIN {{presence}} p ON p.id = a.presence_id
-        WHERE NOT locked.routing_pending
-        ORDER BY e.n LIMIT 1 FOR UPDATE OF a SKIP LOCKED) fa ON true"""
+    FROM head LEFT JOIN locked ON true""" + _FIRST_FREE_CANDIDATE.replace("{", "{{").replace("}", "}}")
 
 
 @cache
