@@ -32,6 +32,10 @@ conversation insert, conversation → resolved, offer insert and worker-heartbea
 delivers a notification only when the transaction commits, and a separate listener process stamps
 each one with ``time.time()`` on arrival (same machine clock for every event, no polling delay).
 
+For reference only (not in the ratio), the baseline's no-op round trip is also sampled PROBE_RATE
+times a second during each phase (NoopProbe): what the machine's load alone does to a task that
+decides nothing, beside routing's own p95.
+
 Baseline, measured in the same run: the median Celery round trip of the existing
 ``contactcenter.record_heartbeat`` task (apply_async → a worker runs it → its row insert commits,
 seen by the same listener), sampled before the phases and again after them and taken over both
@@ -80,6 +84,7 @@ SENDERS = os.environ.get("BENCH_SENDERS", "processes")
 WORKER_POOL = os.environ.get("BENCH_WORKER_POOL", "prefork")
 WORKER_CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "2"))
 NOOP_SAMPLES = 30
+PROBE_RATE = 2  # per second, during the phases (NoopProbe)
 CLAIM_SAMPLES = 50
 DRAIN_SECONDS = 20
 TARGET = 2.0
@@ -447,6 +452,36 @@ def measure_noop(events: Events, samples: int, tag: str) -> list[float]:
     return out
 
 
+class NoopProbe(threading.Thread):
+    """For reference, not in the ratio: the same Celery round trip as the baseline
+    (``record_heartbeat``), PROBE_RATE a second while a phase runs, so the report shows what the
+    machine's load alone does to a task that decides nothing. A few more tasks for the workers,
+    and nothing else."""
+
+    def __init__(self, events: Events, tag: str):
+        super().__init__(daemon=True)
+        self.events, self.tag = events, tag
+        self.halt = threading.Event()
+        self.samples: list[float] = []
+
+    def run(self):
+        from contactcenter.tasks import record_heartbeat
+
+        events, i = self.events, 0
+        while not self.halt.wait(1 / PROBE_RATE):
+            token = f"bench-probe-{self.tag}-{i}"
+            i += 1
+            start = time.time()
+            record_heartbeat.apply_async(kwargs={"token": token})
+            if events.wait(lambda token=token: token in events.heartbeats, 5):
+                self.samples.append((events.heartbeats[token] - start) * 1000)
+
+    def stop(self) -> list[float]:
+        self.halt.set()
+        self.join(timeout=10)
+        return self.samples
+
+
 def on_schedule(steps, *, start: float, rate: float, seconds: float):
     """Open loop: each step ``i`` of ``steps`` at ``start + i / rate`` (time.monotonic(), one clock
     for every process), whatever the previous ones took; yields ``(i, lag behind the schedule in
@@ -479,6 +514,8 @@ def phase_arrivals(events: Events, inbox, enqueued: dict) -> dict:
         return _arrivals_from_processes(events, inbox, total)
     desk = Desk()
     desk.start()
+    probe = NoopProbe(events, "a")
+    probe.start()
     ids, lags, ingest_ms, errors = [], [0.0], [], []
     lock = threading.Lock()
     start = time.monotonic()
@@ -511,11 +548,12 @@ def phase_arrivals(events: Events, inbox, enqueued: dict) -> dict:
             raise errors[0]
         events.wait(lambda: all(c in events.first_offer for c in ids), DRAIN_SECONDS)
     finally:
+        probe_ms = probe.stop()
         desk.halt.set()
         desk.join(timeout=30)
     if desk.error:
         raise desk.error
-    return _arrivals_result(events, ids, lags, ingest_ms, enqueued, elapsed, late, desk.resolved)
+    return _arrivals_result(events, ids, lags, ingest_ms, enqueued, elapsed, late, desk.resolved) | {"probe_ms": probe_ms}
 
 
 def _sender_main(pipe, first: int, db_url: str) -> None:
@@ -577,6 +615,8 @@ def _arrivals_from_processes(events: Events, inbox, total: int) -> dict:
         raise RuntimeError("the sender processes started after the schedule's start")
     desk = Desk()
     desk.start()
+    probe = NoopProbe(events, "a")
+    probe.start()
     ids, lags, ingest_ms, enqueued = [], [0.0], [], {}
     try:
         for pipe in pipes:
@@ -593,13 +633,15 @@ def _arrivals_from_processes(events: Events, inbox, total: int) -> dict:
         elapsed = time.monotonic() - start
         events.wait(lambda: all(c in events.first_offer for c in ids), DRAIN_SECONDS)
     finally:
+        probe_ms = probe.stop()
         desk.halt.set()
         desk.join(timeout=30)
         for proc in procs:
             proc.join(10)
     if desk.error:
         raise desk.error
-    return _arrivals_result(events, ids, lags, ingest_ms, enqueued, elapsed, max(lags), desk.resolved)
+    return _arrivals_result(events, ids, lags, ingest_ms, enqueued, elapsed, max(lags), desk.resolved) | {
+        "probe_ms": probe_ms}
 
 
 def _arrivals_result(events: Events, ids, lags, ingest_ms, enqueued, elapsed, late, resolved) -> dict:
@@ -694,6 +736,8 @@ def phase_freeing(events: Events, inbox, queue, agent_ids: list[int]) -> dict:
     # Free one slot every 1/FREE_RATE s, round robin, so each agent is freed every AGENTS/FREE_RATE s.
     freed = []
     late = 0.0
+    probe = NoopProbe(events, "b")
+    probe.start()
     start = time.monotonic()
     for k, lag in on_schedule(range(FREE_RATE * FREE_SECONDS), start=start, rate=FREE_RATE, seconds=FREE_SECONDS):
         late = max(late, lag)
@@ -702,6 +746,7 @@ def phase_freeing(events: Events, inbox, queue, agent_ids: list[int]) -> dict:
         conversation_resolve(conversation_id=cid, by=None)
         freed.append((cid, agent_id))
     elapsed = time.monotonic() - start
+    probe_ms = probe.stop()
 
     def served():
         per_agent = defaultdict(int)
@@ -742,7 +787,7 @@ def phase_freeing(events: Events, inbox, queue, agent_ids: list[int]) -> dict:
             unserved += 1
     return {
         "latencies": latencies, "unserved": unserved + len(freed) - len(frees), "elapsed": elapsed, "late": late,
-        "frees": len(freed), "queue_left": queue_left,
+        "frees": len(freed), "queue_left": queue_left, "probe_ms": probe_ms,
         "backlog_seconds": backlog_seconds, "backlog_offers": backlog_offers, "invariants_before": invariants_before,
     }
 
@@ -855,6 +900,8 @@ def main() -> int:
           f"(max lag {b['late'] * 1000:.0f} ms); frees without a following offer: {b['unserved']}; "
           f"routing tasks still queued {DRAIN_SECONDS} s after the last free (purged): {b['queue_left']}")
     print(f"    resolve commit -> next offer commit to that agent: {fmt(b['latencies'])}")
+    print(f"for reference, not in the ratio: the baseline's no-op round trip sampled {PROBE_RATE}/s during the phases: "
+          f"(a) {fmt(a['probe_ms'])}; (b) {fmt(b['probe_ms'])}")
     print(f"invariants after (a): {inv_a}; before frees: {b['invariants_before']}; after (b): {inv_b}")
     print(f"p95 over baseline: arrivals x{a_p95 / baseline:.2f}, freeing x{b_p95 / baseline:.2f}")
     print(bench_line(
@@ -862,7 +909,8 @@ def main() -> int:
         freed_p50_ms=b_p50, freed_p95_ms=b_p95, baseline_ms=baseline, noop_ms=noop_ms, claim_ms=claim,
         double_assignments=doubles, offered=len(a["latencies"]), waited=a["waited"], unserved=b["unserved"],
         arrivals=len(a["ids"]), frees=b["frees"], queue_left=b["queue_left"], load_start=round(load_start, 1),
-        history=HISTORY,
+        history=HISTORY, noop_during_a_p95_ms=percentile(a["probe_ms"], 95) if a["probe_ms"] else 0.0,
+        noop_during_b_p95_ms=percentile(b["probe_ms"], 95) if b["probe_ms"] else 0.0,
     ))
     if doubles:
         print("FAIL: double assignments found", file=sys.stderr)
