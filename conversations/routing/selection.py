@@ -254,11 +254,18 @@ _LOCK_WITH_FIRST_CANDIDATE = """WITH locked AS MATERIALIZED ({lock})
 # waits for them.
 _HEAD_OF_AGENT = """WITH head AS MATERIALIZED (
         SELECT w.id, w.channel FROM ({waiting}) w
-        WHERE EXISTS (SELECT 1 FROM {{agent}} ha JOIN {{presence}} hp ON hp.id = ha.presence_id
+        WHERE EXISTS (SELECT 1 FROM {agent} ha JOIN {presence} hp ON hp.id = ha.presence_id
                       WHERE ha.id = %(agent_id)s AND hp.is_available)),
-    locked AS MATERIALIZED ({{lock}})
+    locked AS MATERIALIZED ({lock})
     SELECT head.id, head.channel, locked.*, fa.id, fa.is_available, fa.capacity, fa.display_name
-    FROM head LEFT JOIN locked ON true""" + _FIRST_FREE_CANDIDATE.replace("{", "{{").replace("}", "}}")
+    FROM head LEFT JOIN locked ON true""" + _FIRST_FREE_CANDIDATE
+
+
+def _replaced(text: str, old: str, new: str) -> str:
+    """``text`` with its one ``old`` replaced: an SQL template edited elsewhere fails here, not in a
+    statement that silently lost its condition."""
+    assert text.count(old) == 1, f"expected one {old!r} in the statement"
+    return text.replace(old, new)
 
 
 @cache
@@ -273,9 +280,9 @@ def _lock_sql(vendor: str, lock_first_candidate: bool, head_of_agent: bool = Fal
         sql += " FOR UPDATE OF c SKIP LOCKED" if features.has_select_for_update_of else " FOR UPDATE SKIP LOCKED"
     if head_of_agent:
         assert vendor == "postgresql" and lock_first_candidate
-        sql = sql.replace("WHERE c.id = %(conversation_id)s", "WHERE c.id = (SELECT head.id FROM head)")
-        waiting = _WAITING_FOR.replace("s.agent_id = %s", "s.agent_id = %(agent_id)s").replace("LIMIT %s", "LIMIT 1")
-        return _sql(_HEAD_OF_AGENT.format(waiting=waiting).replace("{lock}", sql))
+        sql = _replaced(sql, "WHERE c.id = %(conversation_id)s", "WHERE c.id = (SELECT head.id FROM head)")
+        waiting = _replaced(_replaced(_WAITING_FOR, "s.agent_id = %s", "s.agent_id = %(agent_id)s"), "LIMIT %s", "LIMIT 1")
+        return _sql(_HEAD_OF_AGENT.replace("{waiting}", waiting).replace("{lock}", sql))
     if vendor == "postgresql" and lock_first_candidate:
         sql = _LOCK_WITH_FIRST_CANDIDATE.replace("{lock}", sql)
     return _sql(sql)

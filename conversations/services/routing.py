@@ -35,6 +35,7 @@ from ..routing.selection import (
     LOAD_STATUSES,
     LOCKED_ELSEWHERE,
     Candidate,
+    agent_head_lock,
     agent_lock,
     agent_next_work,
     agent_serves,
@@ -47,7 +48,6 @@ from ..routing.selection import (
     queue_pick,
     recent_refusals,
     waiting_conversation_lock,
-    agent_head_lock,
 )
 from ..routing.selection import waiting as _waiting
 from .system_events import system_event, system_event_record, system_events_record
