@@ -946,6 +946,14 @@ def _visitor(widget, token, **fields) -> webchat.Visitor:
     return webchat.Visitor(inbox_id=widget.pk, key=_key(token), ip="198.51.100.7", **fields)
 
 
+def _returning_visitor(name: str, **customer_fields):
+    """A browser token already tied to a customer: (token, customer)."""
+    token = _token()
+    customer = make_customer(name, **customer_fields)
+    make_identity(customer, IdentityKind.WEB_VISITOR, _key(token))
+    return token, customer
+
+
 def test_status_speaks_for_the_queue_the_rules_would_pick_from_the_browser_language(widget, agent, available_presence):
     _routing_world(widget, agent, available_presence)
     widget.refresh_from_db()
@@ -984,10 +992,8 @@ def test_status_follows_the_queue_of_the_visitors_open_conversation(widget, agen
 
     chat, _japanese, _vip = _routing_world(widget, agent, available_presence)
     widget.refresh_from_db()
-    token = _token()
+    token, customer = _returning_visitor("Waiting")
     visitor = _visitor(widget, token, language="en")
-    customer = make_customer("Waiting")
-    make_identity(customer, IdentityKind.WEB_VISITOR, _key(token))
     wholesale = Queue.objects.create(name="Wholesale", slug="wholesale")
     wholesale.required_skills.add(Skill.objects.create(name="Wholesale", slug="wholesale"))
     conversation = make_conversation(customer, widget, queue=wholesale, status="open")
@@ -1013,9 +1019,7 @@ def test_status_of_a_chat_an_agent_has_is_that_agents_presence(widget, agent, av
     chat, _japanese, _vip = _routing_world(widget, agent, available_presence)
     widget.refresh_from_db()
     Queue.objects.filter(pk=chat.pk).update(business_hours=CLOSED_ALL_WEEK)
-    token = _token()
-    customer = make_customer("Chatting")
-    make_identity(customer, IdentityKind.WEB_VISITOR, _key(token))
+    token, customer = _returning_visitor("Chatting")
     make_conversation(customer, widget, queue=chat, status="open", assignee=agent)
     assert webchat.widget_status(widget, visitor=_visitor(widget, token))["online"] is True
     assert webchat.widget_status(widget, visitor=_visitor(widget, _token()))["reason"] == "closed"  # anyone else
@@ -1076,9 +1080,7 @@ def test_status_of_a_resolved_chat_the_next_message_would_reopen_is_its_agents(w
     chat, _japanese, _vip = _routing_world(widget, agent, available_presence)
     widget.refresh_from_db()
     Queue.objects.filter(pk=chat.pk).update(business_hours=CLOSED_ALL_WEEK)
-    token = _token()
-    customer = make_customer("Back again")
-    make_identity(customer, IdentityKind.WEB_VISITOR, _key(token))
+    token, customer = _returning_visitor("Back again")
     resolved = make_conversation(customer, widget, queue=chat, status="resolved", assignee=agent,
                                  resolved_at=timezone.now() - timedelta(days=1))
     closed = {"type": "status", "online": False, "reason": "closed"}
@@ -1172,9 +1174,7 @@ def test_a_plausible_browser_language_reaches_the_ingest(widget, online, raw, ex
 
 
 def test_the_browser_language_never_overrides_a_known_language(widget, online):
-    token = _token()
-    customer = make_customer("Known", language="en")
-    make_identity(customer, IdentityKind.WEB_VISITOR, _key(token))
+    token, customer = _returning_visitor("Known", language="en")
     visitor = webchat.visitor_hello(inbox=widget, token=token, ip="198.51.100.7", language="ja")
     webchat.visitor_message_receive(visitor=visitor, client_id=str(uuid.uuid4()), text="hello")
     customer.refresh_from_db()
