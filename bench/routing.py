@@ -8,7 +8,8 @@
     threads of this process, as until 2026-12). Latency = the conversation's commit → the
     commit of its first offer. So that the figure is routing latency, not queueing for capacity,
     capacity keeps flowing: a conversation whose offer has been pending HOLD_SECONDS is resolved
-    (which cancels the offer and frees the slot without enqueueing anything else). 20/s x 3 s = 60
+    (which cancels the offer and frees the slot; like any offer closed early, it also enqueues
+    ``route_for_agent_task`` for that agent, which finds nothing waiting here). 20/s x 3 s = 60
     offers in flight for 300 slots, so agents never run out; ``waited`` counts arrivals that still
     had no offer when the phase drained (expected 0 on an unloaded machine).
 (b) freeing: every agent full (3 accepted conversations each) and a backlog of 500 waiting
@@ -392,8 +393,11 @@ def check_invariants() -> dict[str, int]:
 class Desk(threading.Thread):
     """Phase (a)'s capacity release: a conversation whose offer has been pending HOLD_SECONDS is
     resolved (``conversation_resolve`` cancels the offer, which frees the agent's slot). Cheaper
-    than accept + resolve, and it enqueues no ``route_for_agent`` (the conversation has no
-    assignee), so the bench adds as little load as possible to the machine under test."""
+    than accept + resolve, so the bench adds as little load as possible to the machine under test.
+    The canceled offer still enqueues ``route_for_agent_task`` for its agent, as every offer closed
+    before it was accepted does: one more task on the workers per resolve, which finds nothing
+    waiting (the head lock, one statement) unless an arrival is between its commit and its own
+    routing task."""
 
     def __init__(self):
         super().__init__(daemon=True)
