@@ -74,6 +74,47 @@ def percentile(values, q: float) -> float:
     return ordered[int(rank) - 1]
 
 
+class MachineCpu:
+    """What the whole machine's CPUs did between ``start()`` and ``stop()`` (Linux ``/proc/stat``),
+    so a report can say whether a slow phase had the CPUs to itself: ``busy_pct`` is every
+    process's share (the bench's own included), ``steal_pct`` the time the hypervisor gave the
+    virtual CPUs to someone else, which no code of ours can win back. Both in percent of all
+    CPUs; None where ``/proc/stat`` is missing."""
+
+    def __init__(self):
+        self._start = self._read()
+        self.busy_pct: float | None = None
+        self.steal_pct: float | None = None
+
+    @staticmethod
+    def _read() -> list[int] | None:
+        try:
+            with open("/proc/stat") as stat:
+                fields = stat.readline().split()
+        except OSError:
+            return None
+        if not fields or fields[0] != "cpu":
+            return None
+        # user nice system idle iowait irq softirq steal (guest time is already in user/nice).
+        return [int(value) for value in fields[1:9]] + [0] * max(0, 9 - len(fields))
+
+    def stop(self) -> "MachineCpu":
+        end = self._read()
+        if self._start is not None and end is not None:
+            delta = [b - a for a, b in zip(self._start, end, strict=False)]
+            total = sum(delta)
+            if total > 0:
+                idle = delta[3] + delta[4]
+                self.steal_pct = 100 * delta[7] / total
+                self.busy_pct = 100 * (total - idle - delta[7]) / total
+        return self
+
+    def describe(self) -> str:
+        if self.busy_pct is None:
+            return "machine CPU n/a"
+        return f"machine CPU busy {self.busy_pct:.0f}%, stolen by the hypervisor {self.steal_pct:.1f}%"
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 nobody listens on right now (for a server a benchmark starts)."""
     import socket

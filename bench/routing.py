@@ -55,7 +55,7 @@ import threading
 import time
 from collections import defaultdict
 
-from _harness import REPO, bench_database, bench_line, database_url, median_ms, percentile
+from _harness import REPO, MachineCpu, bench_database, bench_line, database_url, median_ms, percentile
 
 # This process stands in for the web processes (it ingests the arrivals and resolves): its database
 # connections live on, as the Procfile's web pool keeps them, and so prepare the statements they
@@ -467,6 +467,7 @@ class NoopProbe(threading.Thread):
         self.events, self.tag = events, tag
         self.halt = threading.Event()
         self.samples: list[float] = []
+        self.cpu = MachineCpu()  # what the machine did during the phase, reported beside the samples
 
     def run(self):
         from contactcenter.tasks import record_heartbeat
@@ -483,6 +484,7 @@ class NoopProbe(threading.Thread):
     def stop(self) -> list[float]:
         self.halt.set()
         self.join(timeout=10)
+        self.cpu.stop()
         return self.samples
 
 
@@ -557,7 +559,8 @@ def phase_arrivals(events: Events, inbox, enqueued: dict) -> dict:
         desk.join(timeout=30)
     if desk.error:
         raise desk.error
-    return _arrivals_result(events, ids, lags, ingest_ms, enqueued, elapsed, late, desk.resolved) | {"probe_ms": probe_ms}
+    return _arrivals_result(events, ids, lags, ingest_ms, enqueued, elapsed, late, desk.resolved) | {
+        "probe_ms": probe_ms, "cpu": probe.cpu}
 
 
 def _sender_main(pipe, first: int, db_url: str) -> None:
@@ -645,7 +648,7 @@ def _arrivals_from_processes(events: Events, inbox, total: int) -> dict:
     if desk.error:
         raise desk.error
     return _arrivals_result(events, ids, lags, ingest_ms, enqueued, elapsed, max(lags), desk.resolved) | {
-        "probe_ms": probe_ms}
+        "probe_ms": probe_ms, "cpu": probe.cpu}
 
 
 def _arrivals_result(events: Events, ids, lags, ingest_ms, enqueued, elapsed, late, resolved) -> dict:
@@ -791,7 +794,7 @@ def phase_freeing(events: Events, inbox, queue, agent_ids: list[int]) -> dict:
             unserved += 1
     return {
         "latencies": latencies, "unserved": unserved + len(freed) - len(frees), "elapsed": elapsed, "late": late,
-        "frees": len(freed), "queue_left": queue_left, "probe_ms": probe_ms,
+        "frees": len(freed), "queue_left": queue_left, "probe_ms": probe_ms, "cpu": probe.cpu,
         "backlog_seconds": backlog_seconds, "backlog_offers": backlog_offers, "invariants_before": invariants_before,
     }
 
@@ -906,6 +909,7 @@ def main() -> int:
     print(f"    resolve commit -> next offer commit to that agent: {fmt(b['latencies'])}")
     print(f"for reference, not in the ratio: the baseline's no-op round trip sampled {PROBE_RATE}/s during the phases: "
           f"(a) {fmt(a['probe_ms'])}; (b) {fmt(b['probe_ms'])}")
+    print(f"the machine during the phases: (a) {a['cpu'].describe()}; (b) {b['cpu'].describe()}")
     print(f"invariants after (a): {inv_a}; before frees: {b['invariants_before']}; after (b): {inv_b}")
     print(f"p95 over baseline: arrivals x{a_p95 / baseline:.2f}, freeing x{b_p95 / baseline:.2f}")
     print(bench_line(
@@ -915,6 +919,8 @@ def main() -> int:
         arrivals=len(a["ids"]), frees=b["frees"], queue_left=b["queue_left"], load_start=round(load_start, 1),
         history=HISTORY, noop_during_a_p95_ms=percentile(a["probe_ms"], 95) if a["probe_ms"] else 0.0,
         noop_during_b_p95_ms=percentile(b["probe_ms"], 95) if b["probe_ms"] else 0.0,
+        **{f"{figure}_{phase}_pct": round(value, 1) for phase, cpu in (("a", a["cpu"]), ("b", b["cpu"]))
+           for figure, value in (("cpu_busy", cpu.busy_pct), ("cpu_steal", cpu.steal_pct)) if value is not None},
     ))
     if doubles:
         print("FAIL: double assignments found", file=sys.stderr)
