@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from contactcenter.indexes import NullsFirstIndex
 from profiles.models import Customer
@@ -209,6 +210,19 @@ class RoutingRule(models.Model):
             raise ValidationError({"expression": exc.messages}) from exc
 
 
+# The presences the product creates itself (the demo's, "Missed offer" when an offer times out,
+# "Offline" for signed-out agents), in the user's language on screen for as long as they keep the
+# name they were created with. A name an admin entered or changed is data: shown as entered, and
+# the API and the admin always show the stored name.
+BUILT_IN_PRESENCE_LABELS = {
+    "Available": pgettext_lazy("presence", "Available"),
+    "Break": pgettext_lazy("presence", "Break"),
+    "Lunch": pgettext_lazy("presence", "Lunch"),
+    "Offline": pgettext_lazy("presence", "Offline"),
+    "Missed offer": pgettext_lazy("presence", "Missed offer"),
+}
+
+
 class PresenceState(models.Model):
     """A presence an agent can be in (Available, Break, Lunch, Offline …); only some take work."""
 
@@ -222,6 +236,11 @@ class PresenceState(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def label(self) -> str:
+        """The name for the console: a built-in presence's in the active language, else as entered."""
+        return str(BUILT_IN_PRESENCE_LABELS.get(self.name, self.name))
 
 
 class Agent(models.Model):

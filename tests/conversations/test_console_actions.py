@@ -705,6 +705,47 @@ def test_presence(client, agent, admin_user, available_presence):
 # --- customer ---------------------------------------------------------------------------------------------------
 
 
+def test_built_in_presences_show_in_the_agents_language_and_an_admins_own_as_entered(
+        client, agent, other_agent, supervisor, available_presence):
+    lunch = PresenceState.objects.create(name="Lunch")
+    own = PresenceState.objects.create(name="Training <b>")
+    Agent.objects.filter(pk=agent.pk).update(presence=lunch)
+    Agent.objects.filter(pk=other_agent.pk).update(presence=own)
+    make_conversation(make_customer("Waiting"), make_inbox("sms"), assignee=agent, waiting_since=timezone.now())
+    client.force_login(agent.user)
+
+    japanese = client.get(reverse("console:sidebar"), HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    assert f'<option value="{lunch.pk}" selected>昼休み</option>' in japanese
+    assert f'<option value="{available_presence.pk}">対応可能</option>' in japanese
+    assert f'<option value="{own.pk}">Training &lt;b&gt;</option>' in japanese  # data: as entered, escaped
+    english = client.get(reverse("console:sidebar"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert f'<option value="{lunch.pk}" selected>Lunch</option>' in english
+
+    client.force_login(supervisor.user)  # who is waiting on an agent who is away, and why
+    unattended = client.get(reverse("console:sidebar"), HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    assert "Alice · 昼休み" in unattended and "Alice · Lunch" not in unattended
+    # The stored name stays what the API and the admin show.
+    assert act(client, "presence", presence=lunch.pk, HTTP_ACCEPT_LANGUAGE="ja").json()["name"] == "Lunch"
+
+
+def test_every_presence_the_product_creates_has_a_label_in_each_language():
+    from django.utils import translation
+
+    from conversations.demo.seed import PRESENCES
+    from conversations.models import BUILT_IN_PRESENCE_LABELS
+    from conversations.services.presence import OFFLINE_PRESENCE
+    from conversations.services.routing import MISSED_OFFER_PRESENCE
+
+    created = {name for name, *_flags in PRESENCES} | {OFFLINE_PRESENCE, MISSED_OFFER_PRESENCE}
+    assert created == set(BUILT_IN_PRESENCE_LABELS)
+    with translation.override("ja"):
+        for name in created:
+            label = PresenceState(name=name).label
+            assert label and label != name, name
+    with translation.override("en"):
+        assert {PresenceState(name=name).label for name in created} == created
+
+
 def test_edit_tags_and_journey_stage(client, agent, customer):
     client.force_login(agent.user)
     response = act(client, "customer-edit", customer.pk, tags="VIP, wholesale、返品, ,VIP",
