@@ -59,8 +59,8 @@ def console_grace() -> int:
 
 def offline_presence() -> PresenceState:
     """The presence signed-out agents are in: the first offline one (``ordering``, then id), else
-    a new "Offline" (like ``missed_offer_presence``; the name is data admins may rename, so it is
-    not translated)."""
+    a new "Offline" (like ``missed_offer_presence``; the stored name is data admins may rename, so
+    it is stored in English, and the console shows it translated until they do: PresenceState.label)."""
     state = PresenceState.objects.filter(is_offline=True).order_by("ordering", "pk").first()
     if state is not None:
         return state
