@@ -57,10 +57,22 @@ class Inbox(models.Model):
     def clean(self):
         # Routing places a conversation in its inbox's queue when no rule says otherwise: a queue
         # that does not take this channel would hold conversations none of its rules could send it.
+        errors = {}
         queue = self.default_queue
         if queue is not None and not queue.takes(self.kind):
-            raise ValidationError({"default_queue": _("%(queue)s does not take %(channel)s conversations.") % {
-                "queue": queue.name, "channel": self.get_kind_display()}})
+            errors["default_queue"] = _("%(queue)s does not take %(channel)s conversations.") % {
+                "queue": queue.name, "channel": self.get_kind_display()}
+        # A mailbox password typed into the settings would be stored in the database and shown to
+        # every admin who opens the inbox: it goes in the workers' environment (channels/imap.py).
+        # An inbox saved before still polls with it; it is refused when the inbox is next saved here.
+        imap = (self.settings or {}).get("imap") if isinstance(self.settings, dict) else None
+        mailboxes = imap if isinstance(imap, list) else [imap]
+        if any(isinstance(mailbox, dict) and "password" in mailbox for mailbox in mailboxes):
+            errors["settings"] = _(
+                'Do not store the IMAP password here: put it in an environment variable of the workers and '
+                'name that variable in "password_env" (e.g. "password_env": "CC_IMAP_PASSWORD_SUPPORT").')
+        if errors:
+            raise ValidationError(errors)
 
 
 class Skill(models.Model):

@@ -7,7 +7,8 @@
 
 ``password_env`` names the environment variable holding the password (of the worker processes,
 which poll), so the secret is neither in the database nor shown to every admin who opens the
-inbox. A plain ``"password"`` is still read, for setups made before.
+inbox. A plain ``"password"`` is still read, for setups made before; the admin refuses it when
+the inbox is next saved (``Inbox.clean``), with where it belongs.
 
 Deduplication is twofold: ``ImapCursor`` remembers (UIDVALIDITY, last UID) per mailbox, so a poll
 fetches only new UIDs, and when the server changes UIDVALIDITY the cursor restarts from zero and

@@ -284,3 +284,35 @@ def test_an_inbox_queue_that_does_not_take_the_inboxs_channel_is_refused_with_th
     assert "does not take SMS conversations" in str(refused.value.message_dict["default_queue"])
     inbox.default_queue = Queue.objects.create(name="Any", slug="any")  # every channel
     inbox.full_clean()
+
+
+def test_an_imap_password_in_the_inbox_settings_is_refused_with_where_it_belongs(admin_client):
+    """The settings JSON is shown to every admin who opens the inbox: the mailbox password goes in
+    the workers' environment, named by ``password_env``; the form comes back with the reason and
+    nothing the admin typed is saved."""
+    from django.core.exceptions import ValidationError
+
+    from conversations.models import Inbox
+
+    inbox = make_inbox("email")
+    mailbox = {"host": "imap.example.jp", "username": "support", "folder": "INBOX"}
+    for settings in ({"imap": {**mailbox, "password": "hunter2"}},
+                     {"imap": [{**mailbox, "password_env": "CC_IMAP_A"}, {**mailbox, "password": "hunter2"}]}):
+        inbox.settings = settings
+        with pytest.raises(ValidationError) as refused:
+            inbox.full_clean()
+        assert "password_env" in str(refused.value.message_dict["settings"])
+    inbox.settings = {"imap": [{**mailbox, "password_env": "CC_IMAP_A"}]}
+    inbox.full_clean()
+
+    def change(settings: str):
+        return admin_client.post(f"/admin/conversations/inbox/{inbox.pk}/change/", {
+            "name": inbox.name, "kind": "email", "address": inbox.address, "reopen_window_days": 7, "is_active": "on",
+            "settings": settings, "secret": "", "created_at_0": "2026-12-01", "created_at_1": "00:00:00"})
+
+    page = change('{"imap": {"host": "imap.example.jp", "username": "support", "password": "hunter2"}}')
+    assert page.status_code == 200 and "Do not store the IMAP password here" in page.content.decode()
+    assert "hunter2" not in str(Inbox.objects.get(pk=inbox.pk).settings)
+    assert change('{"imap": {"host": "imap.example.jp", "username": "support", "password_env": "CC_IMAP_B"}}'
+                  ).status_code == 302
+    assert Inbox.objects.get(pk=inbox.pk).settings["imap"]["password_env"] == "CC_IMAP_B"
