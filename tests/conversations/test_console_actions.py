@@ -711,7 +711,8 @@ def test_built_in_presences_show_in_the_agents_language_and_an_admins_own_as_ent
     own = PresenceState.objects.create(name="Training <b>")
     Agent.objects.filter(pk=agent.pk).update(presence=lunch)
     Agent.objects.filter(pk=other_agent.pk).update(presence=own)
-    make_conversation(make_customer("Waiting"), make_inbox("sms"), assignee=agent, waiting_since=timezone.now())
+    make_conversation(make_customer("Waiting"), make_inbox("sms"), assignee=agent,
+                      waiting_since=timezone.now() - timedelta(hours=1, minutes=35, seconds=5))
     client.force_login(agent.user)
 
     japanese = client.get(reverse("console:sidebar"), HTTP_ACCEPT_LANGUAGE="ja").content.decode()
@@ -724,6 +725,7 @@ def test_built_in_presences_show_in_the_agents_language_and_an_admins_own_as_ent
     client.force_login(supervisor.user)  # who is waiting on an agent who is away, and why
     unattended = client.get(reverse("console:sidebar"), HTTP_ACCEPT_LANGUAGE="ja").content.decode()
     assert "Alice · 昼休み" in unattended and "Alice · Lunch" not in unattended
+    assert "1時間、35分" in unattended  # Japanese list separator, not Django's ", "
     # The stored name stays what the API and the admin show.
     assert act(client, "presence", presence=lunch.pk, HTTP_ACCEPT_LANGUAGE="ja").json()["name"] == "Lunch"
 
