@@ -35,12 +35,17 @@ MAX_FAILURES = 3
 TIMEOUT = 30
 
 
-def imap_configs(inbox: Inbox) -> list[dict]:
-    config = (inbox.settings or {}).get("imap")
-    if not config:
-        return []
+def imap_entries(settings) -> list[dict]:
+    """Every mailbox mapping under an inbox's ``settings["imap"]`` (one mapping or a list), complete
+    or not: what the poller reads and what the admin checks (``Inbox.clean``)."""
+    config = settings.get("imap") if isinstance(settings, dict) else None
     configs = config if isinstance(config, list) else [config]
-    return [c for c in configs if isinstance(c, dict) and c.get("host") and c.get("username")]
+    return [c for c in configs if isinstance(c, dict)]
+
+
+def imap_configs(inbox: Inbox) -> list[dict]:
+    """The mailboxes of ``inbox`` to poll: those with a host and a user name."""
+    return [c for c in imap_entries(inbox.settings) if c.get("host") and c.get("username")]
 
 
 def _folders(config: dict) -> list[str]:
