@@ -5,7 +5,8 @@ callbacks only: the admin shows them and never edits them. A conversation's cust
 state are owned by the services (ingest, routing, resolve), so only its routing knobs are editable.
 """
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
@@ -13,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from contactcenter.admin import ReadOnlyAdminMixin, ReadOnlyInlineMixin, recent_rows_formset
 
+from .channels.imap import stores_imap_password
 from .models import (
     CannedResponse,
     WrapUpCode,
@@ -70,6 +72,18 @@ class InboxAdmin(admin.ModelAdmin):
     readonly_fields = ("created_at",)
     fields = ("name", "kind", "address", "default_queue", "reopen_window_days", "is_active", "secret", "settings",
               "created_at")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # A password stored before the admin refused it (Inbox.clean) is still what the poller logs
+        # in with: whoever opens the inbox learns it is readable here, and what saving will ask.
+        if request.method == "GET":
+            inbox = self.get_object(request, unquote(object_id))
+            if inbox is not None and stores_imap_password(inbox.settings):
+                self.message_user(request, _(
+                    'The IMAP settings of this inbox hold a mailbox password, which every admin who opens it can '
+                    'read. Put the password in an environment variable of the workers, name that variable in '
+                    '"password_env" and remove "password": the inbox cannot be saved until then.'), messages.WARNING)
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(Skill)

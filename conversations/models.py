@@ -65,9 +65,9 @@ class Inbox(models.Model):
         # A mailbox password typed into the settings would be stored in the database and shown to
         # every admin who opens the inbox: it goes in the workers' environment (channels/imap.py).
         # An inbox saved before still polls with it; it is refused when the inbox is next saved here.
-        from .channels.imap import imap_entries
+        from .channels.imap import stores_imap_password
 
-        if any("password" in mailbox for mailbox in imap_entries(self.settings)):
+        if stores_imap_password(self.settings):
             errors["settings"] = _(
                 'Do not store the IMAP password here: put it in an environment variable of the workers and '
                 'name that variable in "password_env" (e.g. "password_env": "CC_IMAP_PASSWORD_SUPPORT").')

@@ -8,7 +8,8 @@
 ``password_env`` names the environment variable holding the password (of the worker processes,
 which poll), so the secret is neither in the database nor shown to every admin who opens the
 inbox. A plain ``"password"`` is still read, for setups made before; the admin refuses it when
-the inbox is next saved (``Inbox.clean``), with where it belongs.
+the inbox is next saved (``Inbox.clean``), with where it belongs, warns whoever opens that inbox,
+and each login with it logs a warning.
 
 Deduplication is twofold: ``ImapCursor`` remembers (UIDVALIDITY, last UID) per mailbox, so a poll
 fetches only new UIDs, and when the server changes UIDVALIDITY the cursor restarts from zero and
@@ -43,6 +44,13 @@ def imap_entries(settings) -> list[dict]:
     return [c for c in configs if isinstance(c, dict)]
 
 
+def stores_imap_password(settings) -> bool:
+    """Whether a mailbox under ``settings["imap"]`` holds its password itself: refused when an inbox
+    is saved in the admin (``Inbox.clean``), still read for inboxes saved before, and named to the
+    admin who opens one (``InboxAdmin``) and in the workers' log at each login (``_password``)."""
+    return any("password" in mailbox for mailbox in imap_entries(settings))
+
+
 def imap_configs(inbox: Inbox) -> list[dict]:
     """The mailboxes of ``inbox`` to poll: those with a host and a user name."""
     return [c for c in imap_entries(inbox.settings) if c.get("host") and c.get("username")]
@@ -73,6 +81,12 @@ def _connect(config: dict) -> imaplib.IMAP4:
 def _password(config: dict) -> str:
     name = str(config.get("password_env") or "")
     if not name:
+        if "password" in config:
+            # Stored in the database, where every admin who opens the inbox reads it: said where the
+            # people running the workers look, until someone moves it (the admin names it too).
+            logger.warning("IMAP mailbox %s at %s logs in with a password stored in its inbox's settings: "
+                           "put it in an environment variable of the workers and name it in password_env",
+                           config.get("username"), config.get("host"))
         return str(config.get("password", ""))
     password = os.environ.get(name)
     if password is None:

@@ -316,3 +316,24 @@ def test_an_imap_password_in_the_inbox_settings_is_refused_with_where_it_belongs
     assert change('{"imap": {"host": "imap.example.jp", "username": "support", "password_env": "CC_IMAP_B"}}'
                   ).status_code == 302
     assert Inbox.objects.get(pk=inbox.pk).settings["imap"]["password_env"] == "CC_IMAP_B"
+
+
+def test_an_inbox_that_still_stores_an_imap_password_says_so_when_opened(admin_client):
+    """Saved before the admin refused it, the password still logs the poller in: whoever opens the
+    inbox is warned, in their language, before saving asks them to move it."""
+    from conversations.models import Inbox
+
+    inbox = make_inbox("email")
+    mailbox = {"host": "imap.example.jp", "username": "support"}
+    # As an inbox saved before the check: written past Inbox.clean.
+    Inbox.objects.filter(pk=inbox.pk).update(settings={"imap": [{**mailbox, "password_env": "CC_IMAP_A"},
+                                                                {**mailbox, "password": "hunter2"}]})
+    url = f"/admin/conversations/inbox/{inbox.pk}/change/"
+    page = admin_client.get(url).content.decode()
+    assert 'class="warning"' in page and "hold a mailbox password" in page
+    page = admin_client.get(url, HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    assert "メールボックスのパスワード" in page and "hold a mailbox password" not in page
+
+    Inbox.objects.filter(pk=inbox.pk).update(settings={"imap": [{**mailbox, "password_env": "CC_IMAP_A"}]})
+    page = admin_client.get(url).content.decode()
+    assert "hold a mailbox password" not in page and 'class="warning"' not in page

@@ -179,9 +179,20 @@ def test_tick_job_polls_only_when_the_interval_has_elapsed(inbox, imap_server):
     assert imap.imap_poll_due(now=now + timedelta(seconds=61)) == 1
 
 
-def test_the_password_can_come_from_the_environment_instead_of_the_database(inbox, monkeypatch):
+def test_the_password_can_come_from_the_environment_instead_of_the_database(inbox, monkeypatch, caplog):
     """``password_env``: the secret stays out of the database (and of the admin's JSON field); a
-    variable that is not set is recorded on the mailbox like a refused login."""
+    variable that is not set is recorded on the mailbox like a refused login. A password stored in
+    the settings (from before the admin refused it) still logs in, and the workers' log says where
+    it belongs each time; the password itself is never logged."""
+    with caplog.at_level("WARNING", logger="conversations.channels.imap"):
+        assert imap.imap_poll_due() == 0
+    stored = [r.getMessage() for r in caplog.records if "stored in its inbox's settings" in r.getMessage()]
+    assert stored == ["IMAP mailbox support at 127.0.0.1 logs in with a password stored in its inbox's settings: "
+                      "put it in an environment variable of the workers and name it in password_env"]
+    assert ImapCursor.objects.get(inbox=inbox).last_error == ""
+    caplog.clear()
+    ImapCursor.objects.filter(inbox=inbox).update(last_polled_at=None)  # due again
+
     del inbox.settings["imap"]["password"]
     inbox.settings["imap"]["password_env"] = "CC_TEST_IMAP_PASSWORD"
     inbox.save()
@@ -191,8 +202,10 @@ def test_the_password_can_come_from_the_environment_instead_of_the_database(inbo
 
     monkeypatch.setenv("CC_TEST_IMAP_PASSWORD", "secret")
     ImapCursor.objects.filter(inbox=inbox).update(last_polled_at=None)  # due again
-    imap.imap_poll_due()
+    with caplog.at_level("WARNING", logger="conversations.channels.imap"):
+        imap.imap_poll_due()
     assert ImapCursor.objects.get(inbox=inbox).last_error == ""  # logged in: the old error is gone
+    assert not [r for r in caplog.records if "stored in its inbox's settings" in r.getMessage()]
     assert "secret" not in json.dumps(Inbox.objects.get(pk=inbox.pk).settings)
 
 
