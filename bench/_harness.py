@@ -168,9 +168,11 @@ class Processes:
         return self.start(log, [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application], env)
 
     def celery_worker(self, log: str, *, node: str, env: dict, concurrency: int, queues: list[str],
-                      pool: str = "threads") -> subprocess.Popen:
+                      pool: str = "threads", prefix: tuple[str, ...] = ()) -> subprocess.Popen:
+        """A worker as the Procfile runs one, minus beat and the gossip it does not need here.
+        ``prefix``: a command it runs under (``chrt --idle 0``, ``nice -n 19``)."""
         return self.start(log, [
-            sys.executable, "-m", "celery", "-A", "contactcenter", "worker", "-P", pool, "-c", str(concurrency),
+            *prefix, sys.executable, "-m", "celery", "-A", "contactcenter", "worker", "-P", pool, "-c", str(concurrency),
             "-Q", ",".join(queues), "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING",
             "-n", f"{node}@%h",
         ], env)

@@ -55,7 +55,17 @@ import threading
 import time
 from collections import defaultdict
 
-from _harness import REPO, MachineCpu, bench_database, bench_line, database_url, median_ms, percentile
+from _harness import (
+    REPO,
+    MachineCpu,
+    Processes,
+    bench_database,
+    bench_line,
+    celery_queues,
+    database_url,
+    median_ms,
+    percentile,
+)
 
 # This process stands in for the web processes (it ingests the arrivals and resolves): its database
 # connections live on, as the Procfile's web pool keeps them, and so prepare the statements they
@@ -199,7 +209,8 @@ class Events:
 class Workers:
     """WORKERS real ``celery worker`` processes on Redis, pointed at the bench test database, no beat.
     Started as the Procfile starts them: persistent database connections (``CC_DB_CONN_MAX_AGE=60``),
-    so neither routing nor the no-op baseline pays a new PostgreSQL connection per task."""
+    so neither routing nor the no-op baseline pays a new PostgreSQL connection per task. Logs:
+    ``var/bench-routing-worker<i>.log``."""
 
     def __init__(self, db_url: str):
         from contactcenter.celery import app
@@ -207,42 +218,22 @@ class Workers:
         self.app = app
         env = dict(os.environ, DATABASE_URL=db_url, CC_EMBEDDED_WORKER="0",
                    CC_DB_CONN_MAX_AGE=os.environ.get("CC_DB_CONN_MAX_AGE", "60"))
-        (REPO / "var").mkdir(exist_ok=True)
+        self.processes = Processes()
         self.names = [f"bench-routing{i}-{os.getpid()}" for i in range(WORKERS)]
-        self.procs = []
-        for i, name in enumerate(self.names):
-            log = open(REPO / "var" / f"bench-routing-worker{i}.log", "w")  # noqa: SIM115
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "contactcenter", "worker", "-P", WORKER_POOL,
-                 "-c", str(WORKER_CONCURRENCY), "--without-gossip", "--without-mingle", "--without-heartbeat",
-                 "-l", "WARNING", "-n", f"{name}@%h"],
-                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )
-            self.procs.append((proc, log))
+        queues = celery_queues(app)
+        self.procs = [
+            (f"routing-worker{i}", name, self.processes.celery_worker(
+                f"routing-worker{i}", node=name, env=env, pool=WORKER_POOL, concurrency=WORKER_CONCURRENCY,
+                queues=queues))
+            for i, name in enumerate(self.names)]
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for proc, _log in self.procs:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"a celery worker exited with {proc.returncode}; see var/bench-routing-worker*.log")
-            replies = self.app.control.ping(timeout=1.0) or []
-            seen = {name.split("@")[0] for reply in replies for name in reply}
-            if all(name in seen for name in self.names):
-                return
-        raise RuntimeError("celery workers did not answer ping in time")
+        for log, name, proc in self.procs:
+            self.processes.wait_celery(proc, log, self.app, name, timeout=max(1.0, deadline - time.monotonic()))
 
     def stop(self) -> None:
-        for proc, _log in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc, log in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-            log.close()
+        self.processes.stop()
 
 
 def broker_idle() -> bool:

@@ -8,7 +8,6 @@ and returns its rows. Also checks that the API's query count does
 not depend on history size. Prints ``BENCH timeline ratio=<worst of first/deep> target=3 …``.
 """
 
-import json
 import sys
 from datetime import timedelta
 

@@ -43,13 +43,11 @@ import asyncio
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 import urllib.parse
-from urllib.request import urlopen
 
-from _harness import REPO, bench_database, bench_line, database_url, free_port, percentile
+from _harness import REPO, Processes, bench_database, bench_line, celery_queues, database_url, free_port, percentile
 
 RATE = 100  # requests per second
 SECONDS = 20
@@ -75,7 +73,8 @@ OUR_NUMBER = "+815012340000"
 # --- processes ------------------------------------------------------------------------------------
 
 class Server:
-    """One daphne process (and optionally one celery worker) on the bench database."""
+    """One daphne process (and optionally one celery worker) on the bench database. Logs:
+    ``var/bench-webhook-daphne.log``, ``var/bench-webhook-worker.log``."""
 
     def __init__(self, db_url: str, *, worker: bool, pool: bool = True, worker_now: bool = True):
         self.port = free_port()
@@ -89,14 +88,9 @@ class Server:
             PYTHONPATH=os.pathsep.join(p for p in (bench_dir, str(REPO), os.environ.get("PYTHONPATH", "")) if p),
         )
         env.setdefault("SECRET_KEY", "bench-only-secret-key")
-        (REPO / "var").mkdir(exist_ok=True)
-        self.procs = []
-        log = open(REPO / "var" / "bench-webhook-daphne.log", "w")  # noqa: SIM115
-        self.daphne = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "_webhook_asgi:application"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        self.procs.append((self.daphne, log))
+        self.processes = Processes()
+        self.daphne = self.processes.daphne("webhook-daphne", port=self.port, application="_webhook_asgi:application",
+                                            env=env)
         self.worker_name = None
         self.worker_proc = None
         self._env = env
@@ -104,66 +98,35 @@ class Server:
             self.start_worker()
 
     def start_worker(self) -> None:
+        from contactcenter.celery import app
+
         self.worker_name = f"bench-webhook-{os.getpid()}"
-        log = open(REPO / "var" / "bench-webhook-worker.log", "w")  # noqa: SIM115
-        self.worker_proc = subprocess.Popen(
-            [*WORKER_LOW_PRIORITY, sys.executable, "-m", "celery", "-A", "contactcenter", "worker",
-             "-P", "threads",
-             "-c", str(WORKER_THREADS), "--without-gossip", "--without-mingle", "--without-heartbeat",
-             "-l", "WARNING", "-n", f"{self.worker_name}@%h"],
+        self.worker_proc = self.processes.celery_worker(
+            "webhook-worker", node=self.worker_name, pool="threads", concurrency=WORKER_THREADS,
+            queues=celery_queues(app), prefix=tuple(WORKER_LOW_PRIORITY),
             # Long-lived worker threads keep their connections, as the Procfile runs them.
-            cwd=REPO, env=dict(self._env, CC_DB_POOL="0", CC_DB_CONN_MAX_AGE="60"),
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        self.procs.append((self.worker_proc, log))
+            env=dict(self._env, CC_DB_POOL="0", CC_DB_CONN_MAX_AGE="60"))
 
     def wait_ready(self, timeout: float = 60) -> None:
-        from urllib.error import HTTPError, URLError
-
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.daphne.poll() is not None:
-                raise RuntimeError(f"daphne exited with {self.daphne.returncode}; see var/bench-webhook-daphne.log")
-            try:
-                urlopen(self.base + WEBHOOK_PATH, timeout=2).close()  # noqa: S310 - GET: 405 when up
-                break
-            except HTTPError:
-                break  # any HTTP answer means Django is serving
-            except (URLError, OSError):
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("daphne did not answer in time; see var/bench-webhook-daphne.log")
+        # GET on the webhook: 405 once Django is serving.
+        self.processes.wait_http(self.daphne, "webhook-daphne", self.base + WEBHOOK_PATH, timeout=timeout)
         self.wait_worker(deadline)
 
     def wait_worker(self, deadline: float | None = None) -> None:
-        deadline = deadline or time.monotonic() + 60
         if self.worker_name:
             from contactcenter.celery import app
 
-            while time.monotonic() < deadline:
-                if self.worker_proc.poll() is not None:
-                    raise RuntimeError("the celery worker exited; see var/bench-webhook-worker.log")
-                replies = app.control.ping(timeout=1.0) or []
-                if any(name.split("@")[0] == self.worker_name for reply in replies for name in reply):
-                    return
-            raise RuntimeError("the celery worker did not answer ping in time")
+            timeout = (deadline - time.monotonic()) if deadline else 60
+            self.processes.wait_celery(self.worker_proc, "webhook-worker", app, self.worker_name,
+                                       timeout=max(1.0, timeout))
 
     def tracebacks(self) -> int:
         """Tracebacks daphne logged (an exception in a view or in daphne itself)."""
-        text = (REPO / "var" / "bench-webhook-daphne.log").read_text(errors="replace")
-        return text.count("Traceback (most recent call last)")
+        return self.processes.tracebacks("webhook-daphne")
 
     def stop(self) -> None:
-        for proc, _log in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc, log in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-            log.close()
+        self.processes.stop()
 
 
 # --- requests -------------------------------------------------------------------------------------
