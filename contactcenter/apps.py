@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class ContactCenterConfig(AppConfig):
     name = "contactcenter"
-    verbose_name = "Contact center"
+    verbose_name = _("Contact center")
 
     def ready(self) -> None:
         from django.db.models.signals import post_migrate

@@ -36,18 +36,21 @@ def default_capacity() -> dict[str, int]:
 class Inbox(models.Model):
     """One configured endpoint: a Twilio number, a WhatsApp sender, a mailbox, a widget, a voice line."""
 
-    name = models.CharField(max_length=100)
-    kind = models.CharField(max_length=16, choices=Channel.choices)
-    address = models.CharField(max_length=320, help_text=_("E.164 number, email address, or widget key"))
-    settings = models.JSONField(default=dict, blank=True)
-    secret = models.CharField(max_length=128, blank=True, help_text=_("Widget HMAC / email webhook secret"))
-    reopen_window_days = models.PositiveIntegerField(default=7)
-    default_queue = models.ForeignKey("Queue", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    name = models.CharField(_("name"), max_length=100)
+    kind = models.CharField(_("kind"), max_length=16, choices=Channel.choices)
+    address = models.CharField(_("address"), max_length=320, help_text=_("E.164 number, email address, or widget key"))
+    settings = models.JSONField(_("settings"), default=dict, blank=True)
+    secret = models.CharField(
+        _("secret"), max_length=128, blank=True, help_text=_("Widget HMAC / email webhook secret"))
+    reopen_window_days = models.PositiveIntegerField(_("reopen window days"), default=7)
+    default_queue = models.ForeignKey(
+        "Queue", verbose_name=_("default queue"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    is_active = models.BooleanField(_("is active"), default=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
-        verbose_name_plural = "inboxes"
+        verbose_name = _("inbox")
+        verbose_name_plural = _("inboxes")
         ordering = ["kind", "name"]
         constraints = [models.UniqueConstraint(fields=["kind", "address"], name="inbox_unique_kind_address")]
 
@@ -76,10 +79,12 @@ class Inbox(models.Model):
 
 
 class Skill(models.Model):
-    name = models.CharField(max_length=64)
-    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(_("name"), max_length=64)
+    slug = models.SlugField(_("slug"), max_length=64, unique=True)
 
     class Meta:
+        verbose_name = _("skill")
+        verbose_name_plural = _("skills")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -102,39 +107,52 @@ class OfflinePolicy(models.TextChoices):
 class Queue(models.Model):
     """Where waiting conversations wait. Routing (business hours, overflow, steps) extends it."""
 
-    name = models.CharField(max_length=100)
-    slug = models.SlugField(max_length=64, unique=True)
-    channels = models.JSONField(default=list, blank=True, help_text=_("Channels served; empty = all"))
-    required_skills = models.ManyToManyField(Skill, through="QueueSkill", blank=True, related_name="queues")
-    priority = models.IntegerField(default=0)
-    sla_seconds = models.PositiveIntegerField(default=60, help_text=_("Service-level threshold"))
-    is_active = models.BooleanField(default=True)
-    is_default = models.BooleanField(default=False, help_text=_("Where conversations go when no routing rule matches"))
+    name = models.CharField(_("name"), max_length=100)
+    slug = models.SlugField(_("slug"), max_length=64, unique=True)
+    channels = models.JSONField(_("channels"), default=list, blank=True, help_text=_("Channels served; empty = all"))
+    required_skills = models.ManyToManyField(
+        Skill, verbose_name=_("required skills"), through="QueueSkill", blank=True, related_name="queues")
+    priority = models.IntegerField(_("priority"), default=0)
+    sla_seconds = models.PositiveIntegerField(_("sla seconds"), default=60, help_text=_("Service-level threshold"))
+    is_active = models.BooleanField(_("is active"), default=True)
+    is_default = models.BooleanField(
+        _("is default"), default=False, help_text=_("Where conversations go when no routing rule matches"))
     business_hours = models.JSONField(
+        _("business hours"),
         default=dict, blank=True,
         help_text=_('{"time_zone": "Asia/Tokyo", "weekly": {"mon": [["09:00", "18:00"]], …}, "holidays": ["2026-01-01"]}; '
                     "empty = always open"),
     )
-    after_hours_action = models.CharField(max_length=16, choices=AfterHoursAction.choices, default=AfterHoursAction.QUEUE)
+    after_hours_action = models.CharField(
+        _("after hours action"), max_length=16, choices=AfterHoursAction.choices, default=AfterHoursAction.QUEUE)
     after_hours_message = models.TextField(
+        _("after hours message"),
         blank=True, help_text=_("Sent once when a conversation arrives while the queue is closed. {opens}: when it "
                                 "opens (the queue's time zone); {reply_to}: where a follow-up answer will go."))
     after_hours_fallback_queue = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        "self", verbose_name=_("after hours fallback queue"),
+        null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         help_text=_("Voicemail / email fallback: where after-hours follow-ups are answered (e.g. the email team); "
                     "empty = this queue, once it opens"))
-    overflow_queue = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    overflow_after_seconds = models.PositiveIntegerField(null=True, blank=True)
-    offer_timeout_seconds = models.PositiveIntegerField(default=120)
-    auto_accept = models.BooleanField(default=False, help_text=_("Assign directly instead of offering (messaging)"))
-    known_agent_window_days = models.PositiveIntegerField(default=30, help_text=_("0 disables the known-agent step"))
-    known_agent_timeout_seconds = models.PositiveIntegerField(default=30)
-    allow_pick = models.BooleanField(default=True, help_text=_("Agents may pick waiting conversations themselves"))
-    wrap_up_required = models.BooleanField(default=False)
-    offline_policy = models.CharField(max_length=16, choices=OfflinePolicy.choices, default=OfflinePolicy.STAY)
-    offline_grace_seconds = models.PositiveIntegerField(default=300)
+    overflow_queue = models.ForeignKey(
+        "self", verbose_name=_("overflow queue"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    overflow_after_seconds = models.PositiveIntegerField(_("overflow after seconds"), null=True, blank=True)
+    offer_timeout_seconds = models.PositiveIntegerField(_("offer timeout seconds"), default=120)
+    auto_accept = models.BooleanField(
+        _("auto accept"), default=False, help_text=_("Assign directly instead of offering (messaging)"))
+    known_agent_window_days = models.PositiveIntegerField(
+        _("known agent window days"), default=30, help_text=_("0 disables the known-agent step"))
+    known_agent_timeout_seconds = models.PositiveIntegerField(_("known agent timeout seconds"), default=30)
+    allow_pick = models.BooleanField(
+        _("allow pick"), default=True, help_text=_("Agents may pick waiting conversations themselves"))
+    wrap_up_required = models.BooleanField(_("wrap up required"), default=False)
+    offline_policy = models.CharField(
+        _("offline policy"), max_length=16, choices=OfflinePolicy.choices, default=OfflinePolicy.STAY)
+    offline_grace_seconds = models.PositiveIntegerField(_("offline grace seconds"), default=300)
 
     class Meta:
+        verbose_name = _("queue")
+        verbose_name_plural = _("queues")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -181,16 +199,18 @@ class QueueSkill(models.Model):
     queue's conversations (or to pick them). Levels are the admin's scale (AgentSkill.level); 1, the
     default, asks only for the skill."""
 
-    queue = models.ForeignKey(Queue, on_delete=models.CASCADE)
-    skill = models.ForeignKey(Skill, on_delete=models.CASCADE)
+    queue = models.ForeignKey(Queue, verbose_name=_("queue"), on_delete=models.CASCADE)
+    skill = models.ForeignKey(Skill, verbose_name=_("skill"), on_delete=models.CASCADE)
     min_level = models.PositiveSmallIntegerField(
+        _("min level"),
         default=1, validators=[MinValueValidator(1)], help_text=_("Agents need at least this level in the skill"))
 
     class Meta:
+        verbose_name = _("required skill")
+        verbose_name_plural = _("required skills")
         # The table the plain many-to-many had (migration 0017 keeps it, adding the level).
         db_table = "conversations_queue_required_skills"
         unique_together = [("queue", "skill")]
-        verbose_name = _("required skill")
 
     def __str__(self) -> str:
         return f"{self.skill} ≥ {self.min_level}"
@@ -199,15 +219,18 @@ class QueueSkill(models.Model):
 class RoutingRule(models.Model):
     """Ordered filters over the conversation and customer; the first match picks the queue."""
 
-    name = models.CharField(max_length=100)
-    order = models.PositiveIntegerField(default=0)
+    name = models.CharField(_("name"), max_length=100)
+    order = models.PositiveIntegerField(_("order"), default=0)
     expression = models.TextField(
+        _("expression"),
         blank=True, help_text=_('e.g. channel == "sms" and "VIP" in tags and language == "ja"; empty matches all')
     )
-    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="rules")
-    is_active = models.BooleanField(default=True)
+    queue = models.ForeignKey(Queue, verbose_name=_("queue"), on_delete=models.CASCADE, related_name="rules")
+    is_active = models.BooleanField(_("is active"), default=True)
 
     class Meta:
+        verbose_name = _("routing rule")
+        verbose_name_plural = _("routing rules")
         ordering = ["order", "id"]
 
     def __str__(self) -> str:
@@ -238,12 +261,14 @@ BUILT_IN_PRESENCE_LABELS = {
 class PresenceState(models.Model):
     """A presence an agent can be in (Available, Break, Lunch, Offline …); only some take work."""
 
-    name = models.CharField(max_length=50, unique=True)
-    is_available = models.BooleanField(default=False)
-    is_offline = models.BooleanField(default=False, help_text=_("Signed out: offers are rescinded"))
-    ordering = models.PositiveIntegerField(default=0)
+    name = models.CharField(_("name"), max_length=50, unique=True)
+    is_available = models.BooleanField(_("is available"), default=False)
+    is_offline = models.BooleanField(_("is offline"), default=False, help_text=_("Signed out: offers are rescinded"))
+    ordering = models.PositiveIntegerField(_("ordering"), default=0)
 
     class Meta:
+        verbose_name = _("presence state")
+        verbose_name_plural = _("presence states")
         ordering = ["ordering", "name"]
 
     def __str__(self) -> str:
@@ -256,18 +281,26 @@ class PresenceState(models.Model):
 
 
 class Agent(models.Model):
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent")
-    display_name = models.CharField(max_length=100)
-    languages = models.JSONField(default=list, blank=True, help_text=_('e.g. ["ja", "en"]'))
-    skills = models.ManyToManyField(Skill, through="AgentSkill", blank=True, related_name="agents")
-    capacity = models.JSONField(default=default_capacity, help_text=_("Concurrent conversations per channel"))
-    presence = models.ForeignKey(PresenceState, null=True, blank=True, on_delete=models.PROTECT, related_name="agents")
-    presence_changed_at = models.DateTimeField(default=timezone.now)
-    last_assigned_at = models.DateTimeField(null=True, blank=True, help_text=_("For longest-idle ordering"))
-    time_zone = models.CharField(max_length=64, blank=True)
-    ui_language = models.CharField(max_length=8, blank=True, choices=settings.LANGUAGES)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="agent")
+    display_name = models.CharField(_("display name"), max_length=100)
+    languages = models.JSONField(_("languages"), default=list, blank=True, help_text=_('e.g. ["ja", "en"]'))
+    skills = models.ManyToManyField(
+        Skill, verbose_name=_("skills"), through="AgentSkill", blank=True, related_name="agents")
+    capacity = models.JSONField(
+        _("capacity"), default=default_capacity, help_text=_("Concurrent conversations per channel"))
+    presence = models.ForeignKey(
+        PresenceState, verbose_name=_("presence"), null=True, blank=True, on_delete=models.PROTECT,
+        related_name="agents")
+    presence_changed_at = models.DateTimeField(_("presence changed at"), default=timezone.now)
+    last_assigned_at = models.DateTimeField(
+        _("last assigned at"), null=True, blank=True, help_text=_("For longest-idle ordering"))
+    time_zone = models.CharField(_("time zone"), max_length=64, blank=True)
+    ui_language = models.CharField(_("ui language"), max_length=8, blank=True, choices=settings.LANGUAGES)
 
     class Meta:
+        verbose_name = _("agent")
+        verbose_name_plural = _("agents")
         ordering = ["display_name"]
         indexes = [
             # Routing's idle order (selection._IDLE_ORDER), walked by every decision until enough
@@ -284,11 +317,13 @@ class Agent(models.Model):
 
 
 class AgentSkill(models.Model):
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE)
-    skill = models.ForeignKey(Skill, on_delete=models.CASCADE)
-    level = models.PositiveSmallIntegerField(default=1)
+    agent = models.ForeignKey(Agent, verbose_name=_("agent"), on_delete=models.CASCADE)
+    skill = models.ForeignKey(Skill, verbose_name=_("skill"), on_delete=models.CASCADE)
+    level = models.PositiveSmallIntegerField(_("level"), default=1)
 
     class Meta:
+        verbose_name = _("agent skill")
+        verbose_name_plural = _("agent skills")
         constraints = [models.UniqueConstraint(fields=["agent", "skill"], name="agentskill_unique")]
 
     def __str__(self) -> str:
@@ -303,45 +338,56 @@ class ConversationStatus(models.TextChoices):
 
 
 class Conversation(models.Model):
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="conversations")
-    inbox = models.ForeignKey(Inbox, on_delete=models.PROTECT, related_name="conversations")
-    channel = models.CharField(max_length=16, choices=Channel.choices, help_text=_("Copied from the inbox"))
-    status = models.CharField(max_length=16, choices=ConversationStatus.choices, default=ConversationStatus.OPEN)
-    priority = models.IntegerField(default=0)
-    subject = models.CharField(max_length=300, blank=True)
-    queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations")
-    assignee = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations")
-    created_at = models.DateTimeField(default=timezone.now)
-    first_response_at = models.DateTimeField(null=True, blank=True)
-    waiting_since = models.DateTimeField(null=True, blank=True, help_text=_("First unanswered inbound message"))
-    last_message_at = models.DateTimeField(null=True, blank=True)
-    snoozed_until = models.DateTimeField(null=True, blank=True)
-    resolved_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    customer = models.ForeignKey(
+        Customer, verbose_name=_("customer"), on_delete=models.PROTECT, related_name="conversations")
+    inbox = models.ForeignKey(Inbox, verbose_name=_("inbox"), on_delete=models.PROTECT, related_name="conversations")
+    channel = models.CharField(
+        _("channel"), max_length=16, choices=Channel.choices, help_text=_("Copied from the inbox"))
+    status = models.CharField(
+        _("status"), max_length=16, choices=ConversationStatus.choices, default=ConversationStatus.OPEN)
+    priority = models.IntegerField(_("priority"), default=0)
+    subject = models.CharField(_("subject"), max_length=300, blank=True)
+    queue = models.ForeignKey(
+        Queue, verbose_name=_("queue"), null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations")
+    assignee = models.ForeignKey(
+        Agent, verbose_name=_("assignee"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="conversations")
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    first_response_at = models.DateTimeField(_("first response at"), null=True, blank=True)
+    waiting_since = models.DateTimeField(
+        _("waiting since"), null=True, blank=True, help_text=_("First unanswered inbound message"))
+    last_message_at = models.DateTimeField(_("last message at"), null=True, blank=True)
+    snoozed_until = models.DateTimeField(_("snoozed until"), null=True, blank=True)
+    resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     # Routing: when it entered the current queue (overflow timer, position, answer time), when an
     # agent took it, and whether the customer left before anyone did (abandoned).
-    queued_at = models.DateTimeField(null=True, blank=True)
-    assigned_at = models.DateTimeField(null=True, blank=True)
-    abandoned_at = models.DateTimeField(null=True, blank=True)
-    routing_note = models.CharField(max_length=300, blank=True, help_text=_("Why it is where it is (last decision)"))
+    queued_at = models.DateTimeField(_("queued at"), null=True, blank=True)
+    assigned_at = models.DateTimeField(_("assigned at"), null=True, blank=True)
+    abandoned_at = models.DateTimeField(_("abandoned at"), null=True, blank=True)
+    routing_note = models.CharField(
+        _("routing note"), max_length=300, blank=True, help_text=_("Why it is where it is (last decision)"))
     # When the periodic tick routes it again if nothing else has: the next time-based change of a
     # waiting conversation (overflow due, the known-agent step ending, its queue opening), or a
     # retry in case a task was lost. Empty: at the next tick.
-    route_at = models.DateTimeField(null=True, blank=True)
+    route_at = models.DateTimeField(_("route at"), null=True, blank=True)
     queue_reason = models.CharField(
+        _("queue reason"),
         max_length=200, blank=True,
         help_text=_("Why it is in its queue: the routing rule that matched, the inbox's or the default queue, "
                     "an overflow or a transfer"))
     # Set when a closed queue's fallback turned this contact into a follow-up: answered later, on
     # follow_up_channel (email when the customer gave an address), and not abandoned by leaving.
-    follow_up_at = models.DateTimeField(null=True, blank=True)
-    follow_up_channel = models.CharField(max_length=16, blank=True)
+    follow_up_at = models.DateTimeField(_("follow up at"), null=True, blank=True)
+    follow_up_channel = models.CharField(_("follow up channel"), max_length=16, blank=True)
     # The sequence number of the newest message, note or event in this conversation. Allocated by
     # an UPDATE on this row, so the row lock orders commits: a console that saw sequence n of a
     # conversation has seen every entry up to n, and catches up with "after n" (no gap, no repeat).
-    last_seq = models.PositiveBigIntegerField(default=0, editable=False)
+    last_seq = models.PositiveBigIntegerField(_("last seq"), default=0, editable=False)
 
     class Meta:
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
         ordering = ["-last_message_at", "-id"]
         indexes = [
             models.Index(fields=["customer", "status"], name="conv_customer_status_idx"),
@@ -435,32 +481,36 @@ class EventType(models.TextChoices):
 
 
 class Message(models.Model):
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, verbose_name=_("conversation"), on_delete=models.CASCADE, related_name="messages")
     # Copies of the conversation's customer, inbox and channel: the timeline reads one index
     # (customer, created_at, id) without a join, and provider ids are unique per inbox.
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
-    inbox = models.ForeignKey(Inbox, on_delete=models.PROTECT, related_name="+")
-    channel = models.CharField(max_length=16, choices=Channel.choices)
-    direction = models.CharField(max_length=16, choices=Direction.choices)
-    kind = models.CharField(max_length=16, choices=MessageKind.choices, default=MessageKind.MESSAGE)
-    author_agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    text = models.TextField(blank=True)
-    html = models.TextField(blank=True, help_text=_("Sanitized HTML (email); never raw customer markup"))
-    event_type = models.CharField(max_length=32, blank=True, choices=EventType.choices)
-    event_data = models.JSONField(default=dict, blank=True)
-    metadata = models.JSONField(default=dict, blank=True, help_text=_("Headers, provider fields"))
-    provider_id = models.CharField(max_length=255, null=True, blank=True)
-    delivery_status = models.CharField(max_length=24, blank=True, choices=DeliveryStatus.choices)
-    delivery_error_code = models.CharField(max_length=32, blank=True)
-    delivery_error = models.TextField(blank=True)
+    customer = models.ForeignKey(Customer, verbose_name=_("customer"), on_delete=models.PROTECT, related_name="+")
+    inbox = models.ForeignKey(Inbox, verbose_name=_("inbox"), on_delete=models.PROTECT, related_name="+")
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    direction = models.CharField(_("direction"), max_length=16, choices=Direction.choices)
+    kind = models.CharField(_("kind"), max_length=16, choices=MessageKind.choices, default=MessageKind.MESSAGE)
+    author_agent = models.ForeignKey(
+        Agent, verbose_name=_("author agent"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    text = models.TextField(_("text"), blank=True)
+    html = models.TextField(_("html"), blank=True, help_text=_("Sanitized HTML (email); never raw customer markup"))
+    event_type = models.CharField(_("event type"), max_length=32, blank=True, choices=EventType.choices)
+    event_data = models.JSONField(_("event data"), default=dict, blank=True)
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True, help_text=_("Headers, provider fields"))
+    provider_id = models.CharField(_("provider id"), max_length=255, null=True, blank=True)
+    delivery_status = models.CharField(_("delivery status"), max_length=24, blank=True, choices=DeliveryStatus.choices)
+    delivery_error_code = models.CharField(_("delivery error code"), max_length=32, blank=True)
+    delivery_error = models.TextField(_("delivery error"), blank=True)
     # Set while one worker is handing the message to the provider: two executions of the same
     # delivery task (a redelivered message, a manual retry) must never both send it.
-    delivery_claimed_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    delivery_claimed_at = models.DateTimeField(_("delivery claimed at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
     # Position in the conversation (1, 2, 3 …), in commit order: see ``Conversation.last_seq``.
-    seq = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    seq = models.PositiveBigIntegerField(_("seq"), null=True, blank=True, editable=False)
 
     class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
         ordering = ["created_at", "id"]
         constraints = [
             models.UniqueConstraint(fields=["conversation", "seq"], name="message_unique_conversation_seq"),
@@ -512,14 +562,18 @@ class Message(models.Model):
 class MessageStatusEvent(models.Model):
     """Every delivery status report, kept. ``message`` is null until the message is known."""
 
-    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="status_events")
-    provider_id = models.CharField(max_length=255)
-    status = models.CharField(max_length=24, choices=DeliveryStatus.choices)
-    error_code = models.CharField(max_length=32, blank=True)
-    payload = models.JSONField(default=dict, blank=True)
-    received_at = models.DateTimeField(default=timezone.now)
+    message = models.ForeignKey(
+        Message, verbose_name=_("message"), null=True, blank=True, on_delete=models.CASCADE,
+        related_name="status_events")
+    provider_id = models.CharField(_("provider id"), max_length=255)
+    status = models.CharField(_("status"), max_length=24, choices=DeliveryStatus.choices)
+    error_code = models.CharField(_("error code"), max_length=32, blank=True)
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    received_at = models.DateTimeField(_("received at"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("message status event")
+        verbose_name_plural = _("message status events")
         ordering = ["received_at", "id"]
         constraints = [
             models.UniqueConstraint(fields=["provider_id", "status"], name="status_event_unique_sid_status")
@@ -541,20 +595,23 @@ class AttachmentState(models.TextChoices):
 
 
 class Attachment(models.Model):
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
-    file = models.FileField(upload_to=attachment_path, blank=True)
-    filename = models.CharField(max_length=255)
-    content_type = models.CharField(max_length=255, blank=True)
-    size = models.PositiveBigIntegerField(default=0)
-    source_url = models.CharField(max_length=2000, blank=True)
-    state = models.CharField(max_length=16, choices=AttachmentState.choices, default=AttachmentState.STORED)
-    state_reason = models.CharField(max_length=300, blank=True)
+    message = models.ForeignKey(
+        Message, verbose_name=_("message"), on_delete=models.CASCADE, related_name="attachments")
+    file = models.FileField(_("file"), upload_to=attachment_path, blank=True)
+    filename = models.CharField(_("filename"), max_length=255)
+    content_type = models.CharField(_("content type"), max_length=255, blank=True)
+    size = models.PositiveBigIntegerField(_("size"), default=0)
+    source_url = models.CharField(_("source url"), max_length=2000, blank=True)
+    state = models.CharField(_("state"), max_length=16, choices=AttachmentState.choices, default=AttachmentState.STORED)
+    state_reason = models.CharField(_("state reason"), max_length=300, blank=True)
     # An email part's Content-ID, without its angle brackets: the formatted email's <img src="cid:…">
     # shows this attachment (console.views.message_html).
-    content_id = models.CharField(max_length=255, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    content_id = models.CharField(_("content id"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("attachment")
+        verbose_name_plural = _("attachments")
         ordering = ["id"]
 
     def __str__(self) -> str:
@@ -568,18 +625,20 @@ class RecordedProviderRequest(models.Model):
     provider would have received; the customer simulator shows it as the customer's phone/inbox.
     """
 
-    provider = models.CharField(max_length=32)  # "twilio", "email"
-    method = models.CharField(max_length=8)
-    uri = models.CharField(max_length=2000)
-    params = models.JSONField(default=dict)
-    sid = models.CharField(max_length=64, blank=True, db_index=True)
-    to = models.CharField(max_length=320, blank=True, db_index=True)
-    from_address = models.CharField(max_length=320, blank=True)
-    body = models.TextField(blank=True)
-    status_code = models.PositiveSmallIntegerField(default=201)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    provider = models.CharField(_("provider"), max_length=32)  # "twilio", "email"
+    method = models.CharField(_("method"), max_length=8)
+    uri = models.CharField(_("uri"), max_length=2000)
+    params = models.JSONField(_("params"), default=dict)
+    sid = models.CharField(_("sid"), max_length=64, blank=True, db_index=True)
+    to = models.CharField(_("to"), max_length=320, blank=True, db_index=True)
+    from_address = models.CharField(_("from address"), max_length=320, blank=True)
+    body = models.TextField(_("body"), blank=True)
+    status_code = models.PositiveSmallIntegerField(_("status code"), default=201)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
 
     class Meta:
+        verbose_name = _("recorded provider request")
+        verbose_name_plural = _("recorded provider requests")
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
@@ -590,14 +649,19 @@ class RawEmail(models.Model):
     """The inbound mail exactly as it arrived, byte for byte: parsing is best-effort and may
     improve, so the original is kept to re-parse, to audit and to show "view source"."""
 
-    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="raw_email")
-    raw = models.BinaryField()
-    size = models.PositiveBigIntegerField(default=0)
-    sha256 = models.CharField(max_length=64, db_index=True)
-    source = models.CharField(max_length=16, blank=True, help_text=_("smtp, webhook or imap"))
-    envelope_from = models.CharField(max_length=320, blank=True)
-    envelope_to = models.JSONField(default=list, blank=True)
-    received_at = models.DateTimeField(default=timezone.now)
+    message = models.OneToOneField(
+        Message, verbose_name=_("message"), on_delete=models.CASCADE, related_name="raw_email")
+    raw = models.BinaryField(_("raw"))
+    size = models.PositiveBigIntegerField(_("size"), default=0)
+    sha256 = models.CharField(_("sha256"), max_length=64, db_index=True)
+    source = models.CharField(_("source"), max_length=16, blank=True, help_text=_("smtp, webhook or imap"))
+    envelope_from = models.CharField(_("envelope from"), max_length=320, blank=True)
+    envelope_to = models.JSONField(_("envelope to"), default=list, blank=True)
+    received_at = models.DateTimeField(_("received at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("raw email")
+        verbose_name_plural = _("raw emails")
 
     def __str__(self) -> str:
         return f"raw email of message #{self.message_id} ({self.size} bytes)"
@@ -607,18 +671,20 @@ class ImapCursor(models.Model):
     """How far an IMAP mailbox of an email inbox has been read. A UID is only meaningful with its
     UIDVALIDITY: when the server changes it, the cursor restarts and Message-IDs deduplicate."""
 
-    inbox = models.ForeignKey(Inbox, on_delete=models.CASCADE, related_name="imap_cursors")
-    mailbox = models.CharField(max_length=255, default="INBOX")
-    uidvalidity = models.BigIntegerField(default=0)
-    last_uid = models.BigIntegerField(default=0)
-    last_polled_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    inbox = models.ForeignKey(Inbox, verbose_name=_("inbox"), on_delete=models.CASCADE, related_name="imap_cursors")
+    mailbox = models.CharField(_("mailbox"), max_length=255, default="INBOX")
+    uidvalidity = models.BigIntegerField(_("uidvalidity"), default=0)
+    last_uid = models.BigIntegerField(_("last uid"), default=0)
+    last_polled_at = models.DateTimeField(_("last polled at"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
     # A mail that keeps failing is retried a few times, then skipped (it stays on the server and
     # last_error names it) so one poisoned message cannot stall the mailbox forever.
-    failing_uid = models.BigIntegerField(default=0)
-    failures = models.PositiveIntegerField(default=0)
+    failing_uid = models.BigIntegerField(_("failing uid"), default=0)
+    failures = models.PositiveIntegerField(_("failures"), default=0)
 
     class Meta:
+        verbose_name = _("imap cursor")
+        verbose_name_plural = _("imap cursors")
         constraints = [models.UniqueConstraint(fields=["inbox", "mailbox"], name="imap_cursor_unique_inbox_mailbox")]
 
     def __str__(self) -> str:
@@ -637,18 +703,23 @@ class OfferStatus(models.TextChoices):
 class Offer(models.Model):
     """A reservation: one conversation offered to one agent (TaskRouter's reservation)."""
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="offers")
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="offers")
-    queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    channel = models.CharField(max_length=16, choices=Channel.choices)
-    step = models.CharField(max_length=16, help_text=_("known_agent, queue or manual"))
-    status = models.CharField(max_length=16, choices=OfferStatus.choices, default=OfferStatus.PENDING)
-    explanation = models.JSONField(default=dict, blank=True, help_text=_("Rule matched, step, candidates considered"))
-    created_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    decided_at = models.DateTimeField(null=True, blank=True)
+    conversation = models.ForeignKey(
+        Conversation, verbose_name=_("conversation"), on_delete=models.CASCADE, related_name="offers")
+    agent = models.ForeignKey(Agent, verbose_name=_("agent"), on_delete=models.CASCADE, related_name="offers")
+    queue = models.ForeignKey(
+        Queue, verbose_name=_("queue"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    step = models.CharField(_("step"), max_length=16, help_text=_("known_agent, queue or manual"))
+    status = models.CharField(_("status"), max_length=16, choices=OfferStatus.choices, default=OfferStatus.PENDING)
+    explanation = models.JSONField(
+        _("explanation"), default=dict, blank=True, help_text=_("Rule matched, step, candidates considered"))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("offer")
+        verbose_name_plural = _("offers")
         ordering = ["-created_at", "-id"]
         constraints = [
             # The database, not the router, guarantees a conversation is never offered twice at once.
@@ -673,13 +744,16 @@ class CannedResponse(models.Model):
     """A saved reply an agent inserts by its shortcode; ``{customer_name}``, ``{customer_first_name}``
     and ``{agent_name}`` are filled in for the conversation at hand."""
 
-    shortcode = models.SlugField(max_length=40, unique=True, help_text=_("Typed after “/” in the composer"))
-    title = models.CharField(max_length=100)
-    text = models.TextField(help_text=_("Variables: {customer_name}, {customer_first_name}, {agent_name}"))
-    language = models.CharField(max_length=8, blank=True, choices=settings.LANGUAGES)
-    is_active = models.BooleanField(default=True)
+    shortcode = models.SlugField(
+        _("shortcode"), max_length=40, unique=True, help_text=_("Typed after “/” in the composer"))
+    title = models.CharField(_("title"), max_length=100)
+    text = models.TextField(_("text"), help_text=_("Variables: {customer_name}, {customer_first_name}, {agent_name}"))
+    language = models.CharField(_("language"), max_length=8, blank=True, choices=settings.LANGUAGES)
+    is_active = models.BooleanField(_("is active"), default=True)
 
     class Meta:
+        verbose_name = _("canned response")
+        verbose_name_plural = _("canned responses")
         ordering = ["shortcode"]
 
     def __str__(self) -> str:
@@ -689,12 +763,14 @@ class CannedResponse(models.Model):
 class WrapUpCode(models.Model):
     """Why a conversation ended (billing question, order status …); queues may require one."""
 
-    code = models.SlugField(max_length=64, unique=True)
-    label = models.CharField(max_length=100)
-    is_active = models.BooleanField(default=True)
-    ordering = models.PositiveIntegerField(default=0)
+    code = models.SlugField(_("code"), max_length=64, unique=True)
+    label = models.CharField(_("label"), max_length=100)
+    is_active = models.BooleanField(_("is active"), default=True)
+    ordering = models.PositiveIntegerField(_("ordering"), default=0)
 
     class Meta:
+        verbose_name = _("wrap up code")
+        verbose_name_plural = _("wrap up codes")
         ordering = ["ordering", "label"]
 
     def __str__(self) -> str:
@@ -704,12 +780,15 @@ class WrapUpCode(models.Model):
 class ConversationRead(models.Model):
     """How far an agent has read a conversation (unread counts in the console)."""
 
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="reads")
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="reads")
-    last_read_seq = models.PositiveBigIntegerField(default=0)
-    read_at = models.DateTimeField(default=timezone.now)
+    agent = models.ForeignKey(Agent, verbose_name=_("agent"), on_delete=models.CASCADE, related_name="reads")
+    conversation = models.ForeignKey(
+        Conversation, verbose_name=_("conversation"), on_delete=models.CASCADE, related_name="reads")
+    last_read_seq = models.PositiveBigIntegerField(_("last read seq"), default=0)
+    read_at = models.DateTimeField(_("read at"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("conversation read")
+        verbose_name_plural = _("conversation reads")
         constraints = [models.UniqueConstraint(fields=["agent", "conversation"], name="read_unique_agent_conversation")]
 
 
@@ -722,22 +801,25 @@ class TwilioInboundEvent(models.Model):
     here with its error (``failed_at``) for an admin to look at: nothing Twilio sent is lost.
     """
 
-    message_sid = models.CharField(max_length=64, unique=True)
-    account_sid = models.CharField(max_length=64, blank=True)
+    message_sid = models.CharField(_("message sid"), max_length=64, unique=True)
+    account_sid = models.CharField(_("account sid"), max_length=64, blank=True)
     # From and To as posted (``whatsapp:`` prefix included): enough to find an event in the admin.
-    sender = models.CharField(max_length=64, blank=True)
-    recipient = models.CharField(max_length=64, blank=True)
-    payload = models.JSONField(help_text=_("Every form parameter Twilio posted"))
-    received_at = models.DateTimeField(default=timezone.now)
+    sender = models.CharField(_("sender"), max_length=64, blank=True)
+    recipient = models.CharField(_("recipient"), max_length=64, blank=True)
+    payload = models.JSONField(_("payload"), help_text=_("Every form parameter Twilio posted"))
+    received_at = models.DateTimeField(_("received at"), default=timezone.now)
     # When the next try is due: received_at at first, then pushed back after each failure. The
     # recovery tick re-queues events whose try is overdue (lost task, crashed worker).
-    next_attempt_at = models.DateTimeField(default=timezone.now)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True)
-    processed_at = models.DateTimeField(null=True, blank=True)
-    failed_at = models.DateTimeField(null=True, blank=True, help_text=_("Gave up: bad input or too many attempts"))
+    next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    processed_at = models.DateTimeField(_("processed at"), null=True, blank=True)
+    failed_at = models.DateTimeField(
+        _("failed at"), null=True, blank=True, help_text=_("Gave up: bad input or too many attempts"))
 
     class Meta:
+        verbose_name = _("twilio inbound event")
+        verbose_name_plural = _("twilio inbound events")
         # Newest first by primary key: no extra index to maintain on the webhook's one INSERT.
         ordering = ["-id"]
         indexes = [

@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class ProfilesConfig(AppConfig):
     name = "profiles"
-    verbose_name = "Customer profiles"
+    verbose_name = _("Customer profiles")
 
     def ready(self) -> None:
         from . import merge_registry, timeline

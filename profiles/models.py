@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class JourneyStage(models.TextChoices):
@@ -23,9 +24,11 @@ class JourneyStage(models.TextChoices):
 
 
 class Tag(models.Model):
-    name = models.CharField(max_length=50, unique=True)
+    name = models.CharField(_("name"), max_length=50, unique=True)
 
     class Meta:
+        verbose_name = _("tag")
+        verbose_name_plural = _("tags")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -39,16 +42,19 @@ class Customer(models.Model):
     journey_stage = models.CharField(
         _("journey stage"), max_length=32, choices=JourneyStage.choices, default=JourneyStage.INTEREST
     )
-    tags = models.ManyToManyField(Tag, blank=True, related_name="customers")
+    tags = models.ManyToManyField(Tag, verbose_name=_("tags"), blank=True, related_name="customers")
     custom_attributes = models.JSONField(_("custom attributes"), default=dict, blank=True)
     merged_into = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_customers",
+        "self", verbose_name=_("merged into"),
+        null=True, blank=True, on_delete=models.PROTECT, related_name="merged_customers",
         help_text=_("Set while this customer is merged into another one."),
     )
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
+        verbose_name = _("customer")
+        verbose_name_plural = _("customers")
         ordering = ["-created_at", "-id"]
         permissions = [("merge_customer", "Can merge and unmerge customers")]
         indexes = [models.Index(fields=["display_name"], name="customer_name_idx")]
@@ -83,16 +89,19 @@ class IdentitySource(models.TextChoices):
 
 
 class Identity(models.Model):
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities")
-    kind = models.CharField(max_length=16, choices=IdentityKind.choices)
-    value = models.CharField(max_length=320, help_text=_("Normalized: E.164 phone, lowercased email, …"))
-    verified = models.BooleanField(default=False)
-    source = models.CharField(max_length=16, choices=IdentitySource.choices, default=IdentitySource.INBOUND)
-    created_at = models.DateTimeField(default=timezone.now)
-    last_seen_at = models.DateTimeField(null=True, blank=True)
+    customer = models.ForeignKey(
+        Customer, verbose_name=_("customer"), on_delete=models.CASCADE, related_name="identities")
+    kind = models.CharField(_("kind"), max_length=16, choices=IdentityKind.choices)
+    value = models.CharField(_("value"), max_length=320, help_text=_("Normalized: E.164 phone, lowercased email, …"))
+    verified = models.BooleanField(_("verified"), default=False)
+    source = models.CharField(
+        _("source"), max_length=16, choices=IdentitySource.choices, default=IdentitySource.INBOUND)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    last_seen_at = models.DateTimeField(_("last seen at"), null=True, blank=True)
 
     class Meta:
-        verbose_name_plural = "identities"
+        verbose_name = _("identity")
+        verbose_name_plural = _("identities")
         ordering = ["kind", "value"]
         constraints = [models.UniqueConstraint(fields=["kind", "value"], name="identity_unique_kind_value")]
         indexes = [models.Index(fields=["customer", "kind"], name="identity_customer_kind_idx")]
@@ -113,17 +122,20 @@ class TouchpointKind(models.TextChoices):
 class Touchpoint(models.Model):
     """Something the customer did outside a conversation: what, when, where, on which device."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="touchpoints")
-    kind = models.CharField(max_length=16, choices=TouchpointKind.choices)
-    title = models.CharField(max_length=300, help_text=_("What: page title, product, order, event name"))
-    url = models.CharField(max_length=2000, blank=True, help_text=_("Where: page URL, store, app screen"))
-    location = models.CharField(max_length=200, blank=True, help_text=_("Where the customer was"))
-    device = models.CharField(max_length=100, blank=True)
-    channel = models.CharField(max_length=32, blank=True, help_text=_("web, app, store, …"))
-    data = models.JSONField(default=dict, blank=True)
-    occurred_at = models.DateTimeField(default=timezone.now)
+    customer = models.ForeignKey(
+        Customer, verbose_name=_("customer"), on_delete=models.CASCADE, related_name="touchpoints")
+    kind = models.CharField(_("kind"), max_length=16, choices=TouchpointKind.choices)
+    title = models.CharField(_("title"), max_length=300, help_text=_("What: page title, product, order, event name"))
+    url = models.CharField(_("url"), max_length=2000, blank=True, help_text=_("Where: page URL, store, app screen"))
+    location = models.CharField(_("location"), max_length=200, blank=True, help_text=_("Where the customer was"))
+    device = models.CharField(_("device"), max_length=100, blank=True)
+    channel = models.CharField(_("channel"), max_length=32, blank=True, help_text=_("web, app, store, …"))
+    data = models.JSONField(_("data"), default=dict, blank=True)
+    occurred_at = models.DateTimeField(_("occurred at"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("touchpoint")
+        verbose_name_plural = _("touchpoints")
         ordering = ["-occurred_at", "-id"]
         indexes = [models.Index(fields=["customer", "occurred_at", "id"], name="touchpoint_timeline_idx")]
 
@@ -132,12 +144,15 @@ class Touchpoint(models.Model):
 
 
 class CustomerNote(models.Model):
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="notes")
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    text = models.TextField()
-    created_at = models.DateTimeField(default=timezone.now)
+    customer = models.ForeignKey(Customer, verbose_name=_("customer"), on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("author"), null=True, blank=True, on_delete=models.SET_NULL)
+    text = models.TextField(_("text"))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("customer note")
+        verbose_name_plural = _("customer notes")
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
@@ -152,16 +167,20 @@ class ConsentStatus(models.TextChoices):
 class Consent(models.Model):
     """Consent of one customer address towards one of our senders (blank sender: all of them)."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="consents")
-    channel = models.CharField(max_length=16)
-    address = models.CharField(max_length=320)
-    sender = models.CharField(max_length=320, blank=True, default="")
-    status = models.CharField(max_length=16, choices=ConsentStatus.choices)
-    changed_at = models.DateTimeField(default=timezone.now)
-    source = models.CharField(max_length=64, blank=True, help_text=_("How: keyword, OptOutType, error 21610, agent…"))
-    evidence = models.TextField(blank=True)
+    customer = models.ForeignKey(
+        Customer, verbose_name=_("customer"), on_delete=models.CASCADE, related_name="consents")
+    channel = models.CharField(_("channel"), max_length=16)
+    address = models.CharField(_("address"), max_length=320)
+    sender = models.CharField(_("sender"), max_length=320, blank=True, default="")
+    status = models.CharField(_("status"), max_length=16, choices=ConsentStatus.choices)
+    changed_at = models.DateTimeField(_("changed at"), default=timezone.now)
+    source = models.CharField(
+        _("source"), max_length=64, blank=True, help_text=_("How: keyword, OptOutType, error 21610, agent…"))
+    evidence = models.TextField(_("evidence"), blank=True)
 
     class Meta:
+        verbose_name = _("consent")
+        verbose_name_plural = _("consents")
         constraints = [
             models.UniqueConstraint(fields=["channel", "address", "sender"], name="consent_unique_address_sender")
         ]
@@ -174,26 +193,33 @@ class Consent(models.Model):
 class CustomerMerge(models.Model):
     """One merge of ``source`` into ``target``, with exactly what moved so it can be undone."""
 
-    target = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="merges_in")
-    source = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="merges_out")
+    target = models.ForeignKey(Customer, verbose_name=_("target"), on_delete=models.PROTECT, related_name="merges_in")
+    # "source" alone is where an identity or a consent came from; here it is a customer.
+    source = models.ForeignKey(Customer, verbose_name=pgettext_lazy("customer merge", "source"), on_delete=models.PROTECT,
+                               related_name="merges_out")
     performed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, verbose_name=_("performed by"),
+        null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
     # {"<app_label.model>": [ids moved from source to target], "tags": [tag ids added to target]}
-    moved = models.JSONField(default=dict)
+    moved = models.JSONField(_("moved"), default=dict)
     # Field values of both customers before the merge, restored on undo.
-    target_before = models.JSONField(default=dict)
-    source_before = models.JSONField(default=dict)
+    target_before = models.JSONField(_("target before"), default=dict)
+    source_before = models.JSONField(_("source before"), default=dict)
     suggestion = models.ForeignKey(
-        "MergeSuggestion", null=True, blank=True, on_delete=models.SET_NULL, related_name="merges"
+        "MergeSuggestion", verbose_name=_("suggestion"),
+        null=True, blank=True, on_delete=models.SET_NULL, related_name="merges"
     )
-    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_at = models.DateTimeField(_("undone at"), null=True, blank=True)
     undone_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, verbose_name=_("undone by"),
+        null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
     class Meta:
+        verbose_name = _("customer merge")
+        verbose_name_plural = _("customer merges")
         ordering = ["-created_at", "-id"]
         constraints = [
             # A customer can be the source of at most one active merge at a time.
@@ -213,18 +239,24 @@ class SuggestionStatus(models.TextChoices):
 class MergeSuggestion(models.Model):
     """An unverified hint that ``candidate`` is the same person as ``customer``; an agent decides."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="merge_suggestions")
-    candidate = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="suggested_for")
-    reason = models.CharField(max_length=32)
-    evidence = models.JSONField(default=dict)
-    status = models.CharField(max_length=16, choices=SuggestionStatus.choices, default=SuggestionStatus.PENDING)
-    created_at = models.DateTimeField(default=timezone.now)
-    decided_at = models.DateTimeField(null=True, blank=True)
+    customer = models.ForeignKey(
+        Customer, verbose_name=_("customer"), on_delete=models.CASCADE, related_name="merge_suggestions")
+    candidate = models.ForeignKey(
+        Customer, verbose_name=_("candidate"), on_delete=models.CASCADE, related_name="suggested_for")
+    reason = models.CharField(_("reason"), max_length=32)
+    evidence = models.JSONField(_("evidence"), default=dict)
+    status = models.CharField(
+        _("status"), max_length=16, choices=SuggestionStatus.choices, default=SuggestionStatus.PENDING)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, verbose_name=_("decided by"),
+        null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
     class Meta:
+        verbose_name = _("merge suggestion")
+        verbose_name_plural = _("merge suggestions")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
