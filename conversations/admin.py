@@ -6,7 +6,6 @@ state are owned by the services (ingest, routing, resolve), so only its routing 
 """
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
@@ -73,17 +72,16 @@ class InboxAdmin(admin.ModelAdmin):
     fields = ("name", "kind", "address", "default_queue", "reopen_window_days", "is_active", "secret", "settings",
               "created_at")
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # A password stored before the admin refused it (Inbox.clean) is still what the poller logs
         # in with: whoever opens the inbox learns it is readable here, and what saving will ask.
-        if request.method == "GET":
-            inbox = self.get_object(request, unquote(object_id))
-            if inbox is not None and stores_imap_password(inbox.settings):
-                self.message_user(request, _(
-                    'The IMAP settings of this inbox hold a mailbox password, which every admin who opens it can '
-                    'read. Put the password in an environment variable of the workers, name that variable in '
-                    '"password_env" and remove "password": the inbox cannot be saved until then.'), messages.WARNING)
-        return super().change_view(request, object_id, form_url, extra_context)
+        # On opening only: a refused save already says it, next to the field.
+        if request.method == "GET" and obj is not None and stores_imap_password(obj.settings):
+            self.message_user(request, _(
+                'The IMAP settings of this inbox hold a mailbox password, which every admin who opens it can '
+                'read. Put the password in an environment variable of the workers, name that variable in '
+                '"password_env" and remove "password": the inbox cannot be saved until then.'), messages.WARNING)
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
 
 @admin.register(Skill)
