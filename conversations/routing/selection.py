@@ -15,7 +15,7 @@ from functools import cache, lru_cache
 from zoneinfo import ZoneInfo
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.models import Case, Exists, OuterRef, Q, When
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -101,8 +101,7 @@ def queue_pick(conversation: Conversation, *, tags: list[str] | None = None, at=
     from .rules import first_match
 
     # A rule can only send a conversation to a queue that serves its channel (empty = all).
-    rules = [rule for rule in RoutingRule.objects.filter(is_active=True, queue__is_active=True).select_related("queue")
-             if rule.queue.takes(conversation.channel)]
+    rules = [rule for rule in _active_rules() if rule.queue.takes(conversation.channel)]
     if rules:
         if tags is None and not any("tags" in _rule_fields(rule.expression) for rule in rules):
             tags = []  # nobody asks: not worth a query
@@ -111,12 +110,57 @@ def queue_pick(conversation: Conversation, *, tags: list[str] | None = None, at=
             conversation.queue = matched.queue
             return {"rule": matched.name, "rule_id": matched.pk}
     inbox_queue = conversation.inbox.default_queue_id
-    default = Queue.objects.filter(Q(pk=inbox_queue) | Q(is_default=True), is_active=True).order_by(
-        Case(When(pk=inbox_queue, then=0), default=1), "id").first()  # the inbox's, else the default, in one read
+    default = _fallback_queue(inbox_queue)
     conversation.queue = default
     if default is None:
         return {"rule": "no queue"}
     return {"rule": "inbox default" if default.pk == inbox_queue else "default queue"}
+
+
+# queue_pick's two reads, written out once: every conversation opened asks them, and compiling the
+# equivalent querysets cost more CPU than running them (about 2 ms of an SMS's 13 ms ingest here).
+_ACTIVE_RULES = """SELECT {rule_columns}, {queue_columns} FROM {rule} r JOIN {queue} q ON q.id = r.queue_id
+    WHERE r.is_active AND q.is_active ORDER BY r.{order}, r.id"""
+# The inbox's default queue, else the queue marked default (the inbox's may be NULL or inactive).
+_FALLBACK_QUEUE = """SELECT {queue_columns} FROM {queue} q WHERE q.is_active AND (q.id = %s OR q.is_default)
+    ORDER BY CASE WHEN q.id = %s THEN 0 ELSE 1 END, q.id LIMIT 1"""
+
+
+@cache
+def _queue_pick_sql(vendor: str) -> tuple[str, str]:
+    rules, queues = _rule_readers()
+    quote = connection.ops.quote_name
+    names = {"rule_columns": rules.columns, "queue_columns": queues.columns, "order": quote("order"),
+             "rule": quote(RoutingRule._meta.db_table), "queue": quote(Queue._meta.db_table)}
+    return _ACTIVE_RULES.format(**names), _FALLBACK_QUEUE.format(**names)
+
+
+@cache
+def _rule_readers() -> tuple["_RowReader", "_RowReader"]:
+    return _RowReader(RoutingRule, "r"), _RowReader(Queue, "q")
+
+
+def _active_rules() -> list[RoutingRule]:
+    """The active rules of active queues, in order, each with its queue."""
+    rules, queues = _rule_readers()
+    width = len(rules.fields)
+    with connection.cursor() as cursor:
+        cursor.execute(_queue_pick_sql(connection.vendor)[0])
+        rows = cursor.fetchall()
+    out = []
+    for row in rows:
+        rule = rules.instance(row[:width])
+        rule.queue = queues.instance(row[width:])
+        out.append(rule)
+    return out
+
+
+def _fallback_queue(inbox_queue_id: int | None) -> Queue | None:
+    """The inbox's default queue if active, else the active queue marked default, else None."""
+    with connection.cursor() as cursor:
+        cursor.execute(_queue_pick_sql(connection.vendor)[1], [inbox_queue_id, inbox_queue_id])
+        row = cursor.fetchone()
+    return None if row is None else _rule_readers()[1].instance(row)
 
 
 def queue_enter(conversation: Conversation, queue: Queue, *, at, reason: str) -> list[str]:

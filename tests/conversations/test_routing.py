@@ -191,6 +191,35 @@ def test_an_inbound_conversation_is_placed_by_the_rules_when_it_opens_not_by_its
     assert decision.explanation["rule"] == "VIP" and decision.explanation["queue"] == "vip"
 
 
+def test_placement_skips_inactive_rules_and_queues_and_falls_back_in_order(support):
+    """queue_pick's reads, written as SQL: an inactive rule, or a rule whose queue is inactive,
+    never places; rules of equal order go by id; without a match the inbox's queue if active, else
+    the queue marked default if active, else none."""
+    from conversations.routing.selection import queue_pick
+
+    closed = Queue.objects.create(name="Closed", slug="closed", is_active=False)
+    first = Queue.objects.create(name="First", slug="first")
+    second = Queue.objects.create(name="Second", slug="second")
+    RoutingRule.objects.create(name="off", order=1, expression='channel == "sms"', queue=first, is_active=False)
+    RoutingRule.objects.create(name="to a closed queue", order=1, expression='channel == "sms"', queue=closed)
+    RoutingRule.objects.create(name="tie, older", order=2, expression='channel == "sms"', queue=first)
+    RoutingRule.objects.create(name="tie, newer", order=2, expression='channel == "sms"', queue=second)
+    conversation = make_conversation(make_customer(), make_inbox("sms", default_queue=support))
+    assert queue_pick(conversation) == {"rule": "tie, older", "rule_id": RoutingRule.objects.get(name="tie, older").pk}
+    assert conversation.queue == first and conversation.queue.slug == "first"
+
+    RoutingRule.objects.all().delete()
+    default = Queue.objects.create(name="Default", slug="default", is_default=True)
+    assert queue_pick(conversation) == {"rule": "inbox default"} and conversation.queue == support
+    Queue.objects.filter(pk=support.pk).update(is_active=False)
+    assert queue_pick(conversation) == {"rule": "default queue"} and conversation.queue == default
+    Queue.objects.filter(pk=default.pk).update(is_active=False)
+    assert queue_pick(conversation) == {"rule": "no queue"} and conversation.queue is None
+    without_inbox_queue = make_conversation(make_customer(), make_inbox("sms"))
+    Queue.objects.filter(pk=default.pk).update(is_active=True)
+    assert queue_pick(without_inbox_queue) == {"rule": "default queue"} and without_inbox_queue.queue == default
+
+
 def test_a_rule_about_tags_reads_them_only_when_a_rule_asks(support, presence, django_assert_num_queries):
     """Placing a conversation costs the rules' read; the customer's tags are read only when some
     rule is about tags (and never for a customer created by the same message)."""
