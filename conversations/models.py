@@ -258,6 +258,12 @@ BUILT_IN_PRESENCE_LABELS = {
 }
 
 
+def presence_label(name: str) -> str:
+    """How the console names a presence called ``name``: a built-in one in the active language,
+    else as entered (for a presence known only by name, e.g. in an event kept for later)."""
+    return str(BUILT_IN_PRESENCE_LABELS.get(name, name))
+
+
 class PresenceState(models.Model):
     """A presence an agent can be in (Available, Break, Lunch, Offline …); only some take work."""
 
@@ -277,7 +283,7 @@ class PresenceState(models.Model):
     @property
     def label(self) -> str:
         """The name for the console: a built-in presence's in the active language, else as entered."""
-        return str(BUILT_IN_PRESENCE_LABELS.get(self.name, self.name))
+        return presence_label(self.name)
 
 
 class Agent(models.Model):

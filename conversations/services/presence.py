@@ -27,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from ..models import Agent, PresenceState
+from ..models import Agent, PresenceState, presence_label
 from .routing import _rescind_pending_offers_of, _set_presence, agent_presence_set
 
 logger = logging.getLogger(__name__)
@@ -120,9 +120,10 @@ def console_opened(*, user, at: float | None = None) -> tuple[int | None, dict |
     if current is None or (current[0], current[1].isoformat()) != (notice["event"]["presence"], notice["changed_at"]):
         return agent.pk, None  # they (or a supervisor, the API) changed it since: old news
     with translation.override(current[2] or settings.LANGUAGE_CODE):
+        # Named as their sidebar names it (in their language when built in), not as stored.
         message = _("Your status was set to %(presence)s: no console of yours was open for a while, so new "
                     "conversations went to other agents. Set your status to Available to take them again.") % {
-            "presence": notice["event"]["name"]}
+            "presence": presence_label(notice["event"]["name"])}
     return agent.pk, {**notice["event"], "message": message}
 
 

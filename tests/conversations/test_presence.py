@@ -192,6 +192,23 @@ def test_an_agent_whose_console_went_silent_is_put_offline_after_the_grace(
     assert presence_service.agents_without_console_offline(now=last + GRACE + 10) == 0
 
 
+@pytest.mark.parametrize(("ui_language", "shown", "not_shown"), [("ja", "オフライン", "Offline"), ("en", "Offline", "オフライン")])
+def test_the_notice_on_return_names_the_presence_as_the_sidebar_does(
+        states, support, sent, django_capture_on_commit_callbacks, ui_language, shown, not_shown):
+    """The message kept for an agent put offline while away names the presence in their language
+    when it is a built-in one, as their status menu does (PresenceState.label), not as stored."""
+    agent = staff(f"returning-{ui_language}", states["available"], ui_language=ui_language)
+    last = time.time()
+    presence_service.console_seen(agent_id=agent.pk, at=last)
+    with django_capture_on_commit_callbacks(execute=True):  # the notice is kept after commit
+        assert presence_service.agents_without_console_offline(now=last + GRACE + 1) == 1
+    agent.refresh_from_db()
+    assert agent.presence.name == "Offline"
+    _agent_id, missed = presence_service.console_opened(user=agent.user)
+    assert shown in missed["message"] and not_shown not in missed["message"]
+    assert missed["name"] == "Offline"  # the event itself keeps the stored name, as the API shows it
+
+
 def test_agents_who_never_had_a_console_are_left_alone(states, support):
     """Nothing in the cache: a fresh process, or an agent working through the REST API only."""
     agent = staff("api-only", states["available"], presence_changed_at=timezone.now() - timedelta(days=1))
