@@ -1,54 +1,10 @@
-"""Sign-in with brute-force throttling.
+"""Sign-in, throttled by ``login_throttle`` (per username and address, never a lock of the
+username itself), and the language switch."""
 
-After ``CC_LOGIN_MAX_FAILURES`` failed attempts for one username, or from one client address,
-within ``CC_LOGIN_FAILURE_WINDOW`` seconds, further attempts are refused without checking the
-password. Counting is by the username as typed, whether or not the account exists, and the
-refusal reads the same for every username, so neither the counter nor the messages tell an
-attacker which accounts exist. Counters live in the cache (Redis in production, so every
-daphne process shares them).
-"""
-
-import hashlib
-
-from django.conf import settings
 from django.contrib.auth.views import LoginView
-from django.core.cache import cache
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, ngettext
 
-MAX_FAILURES = getattr(settings, "CC_LOGIN_MAX_FAILURES", 5)
-FAILURE_WINDOW = getattr(settings, "CC_LOGIN_FAILURE_WINDOW", 15 * 60)
-_PREFIX = "cc:login-failures"
-
-
-def _key(kind: str, value: str) -> str:
-    # Hashed: usernames are arbitrary client input and cache keys have a restricted alphabet.
-    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{_PREFIX}:{kind}:{digest}"
-
-
-def _client_address(request) -> str:
-    # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy rewrites it
-    # (daphne's --proxy-headers does that and sets REMOTE_ADDR accordingly).
-    return request.META.get("REMOTE_ADDR") or "unknown"
-
-
-def _failure_keys(request, username: str) -> list[str]:
-    return [_key("user", username.strip().casefold()), _key("ip", _client_address(request))]
-
-
-def _record_failure(key: str) -> None:
-    # The window starts at the first failure (add) and is not extended by later ones (incr).
-    if cache.add(key, 1, FAILURE_WINDOW):
-        return
-    try:
-        cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, FAILURE_WINDOW)
-
-
-def is_throttled(request, username: str) -> bool:
-    counts = cache.get_many(_failure_keys(request, username))
-    return any(int(count) >= MAX_FAILURES for count in counts.values())
+from . import login_throttle
 
 
 class ThrottledLoginView(LoginView):
@@ -57,27 +13,35 @@ class ThrottledLoginView(LoginView):
 
     def post(self, request, *args, **kwargs):
         username = request.POST.get("username", "")
-        if is_throttled(request, username):
-            # An unbound form: binding would validate it, and validating checks the password.
-            form = self.get_form_class()(request=request, initial={"username": username[:150]})
-            context = self.get_context_data(
-                form=form,
-                throttled_message=_("Too many failed sign-in attempts. Please wait a few minutes and try again."),
-            )
-            response = self.render_to_response(context)
-            response.status_code = 429
-            return response
+        refusal = login_throttle.login_refusal(request, username)
+        if refusal is not None:
+            return self._refused(username, refusal)
         return super().post(request, *args, **kwargs)
 
+    def _refused(self, username: str, refusal: login_throttle.Refusal):
+        if refusal.kind == "slow-down":
+            message = ngettext(
+                "Too many failed sign-in attempts for this account. Please slow down: wait %(seconds)d second "
+                "and try again.",
+                "Too many failed sign-in attempts for this account. Please slow down: wait %(seconds)d seconds "
+                "and try again.",
+                refusal.retry_after,
+            ) % {"seconds": refusal.retry_after}
+        else:
+            message = _("Too many failed sign-in attempts. Please wait a few minutes and try again.")
+        # An unbound form: binding would validate it, and validating checks the password.
+        form = self.get_form_class()(request=self.request, initial={"username": username[:150]})
+        response = self.render_to_response(self.get_context_data(form=form, throttled_message=message))
+        response.status_code = 429
+        response["Retry-After"] = str(refusal.retry_after)
+        return response
+
     def form_invalid(self, form):
-        for key in _failure_keys(self.request, self.request.POST.get("username", "")):
-            _record_failure(key)
+        login_throttle.login_failed(self.request, self.request.POST.get("username", ""))
         return super().form_invalid(form)
 
     def form_valid(self, form):
-        # A success clears this username's counter; the address counter stays, so one client
-        # cannot reset its budget by signing in to an account it owns between guesses.
-        cache.delete(_failure_keys(self.request, self.request.POST.get("username", ""))[0])
+        login_throttle.login_succeeded(self.request, self.request.POST.get("username", ""))
         return super().form_valid(form)
 
 

@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import resolve, reverse
 
-from conversations.console import auth_views
+from conversations.console import login_throttle
 from conversations.console.auth_views import ThrottledLoginView
 
 from ..factories import PASSWORD
@@ -87,32 +87,94 @@ def test_unknown_user_and_bad_password_read_the_same(client, agent):
     assert alert(unknown) == alert(wrong)
 
 
-def test_five_failures_for_a_username_lock_it_even_with_the_right_password(client, agent):
-    for _ in range(5):
-        assert attempt(client, "alice", "wrong-password").status_code == 200
-    response = attempt(client, "alice", PASSWORD)
+@pytest.fixture
+def no_slowdown(settings):
+    """Isolates the per-(username, address) and per-address limits from the per-username slow-down."""
+    settings.CC_LOGIN_SLOWDOWN_AFTER = 10_000
+
+
+def test_attacker_hammering_one_address_does_not_keep_the_owner_out(agent):
+    """Issue 21, defect 7: five wrong passwords used to lock the username from every address."""
+    attacker = Client(REMOTE_ADDR="203.0.113.7")
+    answers = [attempt(attacker, "alice", f"guess-{number}").status_code for number in range(50)]
+    assert set(answers) == {200, 429}
+    # The attacker's address is stopped for this username, even with the right password, and says so.
+    response = attempt(attacker, "alice", PASSWORD)
     assert response.status_code == 429
     assert THROTTLED in response.content.decode()
-    assert not is_signed_in(client)
-    # The username is locked from anywhere, and matching ignores case.
-    response = attempt(Client(REMOTE_ADDR="10.0.0.9"), "ALICE", PASSWORD)
-    assert response.status_code == 429
+    assert int(response["Retry-After"]) > 0
+    assert not is_signed_in(attacker)
+    # The owner, from their own address, gets in at once.
+    owner = Client(REMOTE_ADDR="198.51.100.20")
+    assert attempt(owner, "alice", PASSWORD).status_code == 302
+    assert is_signed_in(owner)
 
 
-def test_lockout_reads_the_same_for_unknown_and_existing_users(client, agent):
-    for _ in range(5):
-        attempt(client, "alice", "wrong-password", REMOTE_ADDR="10.0.0.1")
-        attempt(client, "ghost", "wrong-password", REMOTE_ADDR="10.0.0.2")
-    existing = attempt(client, "alice", "wrong-password", REMOTE_ADDR="10.0.0.3")
-    unknown = attempt(client, "ghost", "wrong-password", REMOTE_ADDR="10.0.0.4")
-    assert existing.status_code == unknown.status_code == 429
-    assert THROTTLED in existing.content.decode()
-    assert alert(existing) == alert(unknown)
-
-
-def test_five_failures_from_one_address_lock_that_address_only(agent, supervisor):
+def test_the_username_is_slowed_down_from_an_address_that_failed_not_locked(agent, monkeypatch):
     attacker = Client(REMOTE_ADDR="203.0.113.7")
-    for number in range(5):
+    answers = [attempt(attacker, "alice", f"guess-{number}").status_code for number in range(10)]
+    # Only the answered tries count (a slow-down starts after the third failure; five stop the
+    # address); the rest were refused without a check.
+    checked = answers.count(200)
+    assert 3 <= checked <= 5 and answers.count(429) == 10 - checked
+    owner = Client(REMOTE_ADDR="198.51.100.20")
+    typo = attempt(owner, "alice", "alice-typo")
+    assert typo.status_code == 200 and BAD_CREDENTIALS in typo.content.decode()
+    # The username has failed once more, from the owner's address: that address now waits.
+    expected_wait = login_throttle.slowdown_delay(checked + 1)
+    assert expected_wait >= 2
+    retry = attempt(owner, "alice", PASSWORD)
+    assert retry.status_code == 429
+    assert "slow down" in retry.content.decode()
+    assert f"wait {expected_wait} seconds" in alert(retry), alert(retry)
+    assert retry["Retry-After"] == str(expected_wait)
+    assert not is_signed_in(owner)
+    # Once the delay has passed (the clock moved, not the test), the owner gets in.
+    now = time.time()
+    monkeypatch.setattr(login_throttle.time, "time", lambda: now + expected_wait + 0.1)
+    assert attempt(owner, "alice", PASSWORD).status_code == 302
+
+
+def test_slowdown_delay_doubles_from_the_threshold_up_to_the_cap(settings):
+    settings.CC_LOGIN_SLOWDOWN_AFTER = 3
+    settings.CC_LOGIN_MAX_DELAY = 60
+    assert [login_throttle.slowdown_delay(n) for n in range(9)] == [0, 0, 0, 1, 2, 4, 8, 16, 32]
+    assert login_throttle.slowdown_delay(9) == login_throttle.slowdown_delay(500) == 60
+
+
+def test_five_failures_stop_that_address_for_that_username_only(agent, supervisor, no_slowdown):
+    attacker = Client(REMOTE_ADDR="203.0.113.7")
+    for _ in range(5):
+        assert attempt(attacker, "alice", "wrong-password").status_code == 200
+    response = attempt(attacker, "alice", PASSWORD)
+    assert response.status_code == 429
+    assert THROTTLED in response.content.decode()
+    assert not is_signed_in(attacker)
+    # Matching ignores case; another username from the same address is still checked.
+    assert attempt(attacker, "ALICE", PASSWORD).status_code == 429
+    assert attempt(attacker, "carol", PASSWORD).status_code == 302
+    assert attempt(Client(REMOTE_ADDR="10.0.0.9"), "alice", PASSWORD).status_code == 302
+
+
+def test_refusals_read_the_same_for_unknown_and_existing_users(agent):
+    def run(username: str, address: str):
+        client = Client(REMOTE_ADDR=address)
+        return [attempt(client, username, "wrong-password") for _ in range(8)]
+
+    existing = run("alice", "10.0.0.1")
+    unknown = run("ghost", "10.0.0.2")
+    assert [r.status_code for r in existing] == [r.status_code for r in unknown]
+    assert [alert(r) for r in existing] == [alert(r) for r in unknown]
+    assert [r.get("Retry-After") for r in existing] == [r.get("Retry-After") for r in unknown]
+    kinds = [alert(r) for r in existing]
+    assert any("slow down" in text for text in kinds)
+    assert any(THROTTLED in text for text in kinds)
+
+
+def test_many_usernames_from_one_address_stop_that_address_only(agent, supervisor, settings):
+    settings.CC_LOGIN_MAX_FAILURES_PER_ADDRESS = 20
+    attacker = Client(REMOTE_ADDR="203.0.113.7")
+    for number in range(20):
         attempt(attacker, f"user{number}", "guess")
     response = attempt(attacker, "carol", PASSWORD)
     assert response.status_code == 429
@@ -121,17 +183,20 @@ def test_five_failures_from_one_address_lock_that_address_only(agent, supervisor
     assert attempt(colleague, "carol", PASSWORD).status_code == 302
 
 
-def test_throttled_attempt_does_not_check_the_password(client, agent, monkeypatch):
-    for _ in range(5):
+@pytest.mark.parametrize("failures", [3, 5])  # 3: slowed down; 5: stopped at this address
+def test_refused_attempt_does_not_check_the_password(client, agent, monkeypatch, failures):
+    for _ in range(failures):
         attempt(client, "alice", "wrong-password")
     calls = []
     monkeypatch.setattr("django.contrib.auth.forms.authenticate", lambda *a, **k: calls.append(1))
+    now = time.time()
+    monkeypatch.setattr(login_throttle.time, "time", lambda: now)
     assert attempt(client, "alice", PASSWORD).status_code == 429
     assert calls == []
 
 
-def test_the_window_expires(client, agent, monkeypatch):
-    monkeypatch.setattr(auth_views, "FAILURE_WINDOW", 2)
+def test_the_window_expires(client, agent, settings, no_slowdown):
+    settings.CC_LOGIN_FAILURE_WINDOW = 2
     started = time.monotonic()
     for _ in range(5):
         attempt(client, "alice", "wrong-password")
@@ -140,14 +205,16 @@ def test_the_window_expires(client, agent, monkeypatch):
     assert attempt(client, "alice", PASSWORD).status_code == 302
 
 
-def test_success_resets_the_username_counter(client, agent):
-    for _ in range(4):
-        attempt(client, "alice", "wrong-password", REMOTE_ADDR=f"10.1.0.{_}")
+def test_success_ends_the_username_slowdown(client, agent):
+    for number in range(4):
+        attempt(client, "alice", "wrong-password", REMOTE_ADDR=f"10.1.0.{number}")
     assert attempt(client, "alice", PASSWORD, REMOTE_ADDR="10.1.1.1").status_code == 302
     client.logout()
-    for _ in range(4):
-        attempt(client, "alice", "wrong-password", REMOTE_ADDR=f"10.2.0.{_}")
-    assert attempt(client, "alice", PASSWORD, REMOTE_ADDR="10.2.1.1").status_code == 302
+    # Counting starts again: the first failures after a success are not slowed down.
+    first = attempt(client, "alice", "wrong-password", REMOTE_ADDR="10.2.0.1")
+    assert login_throttle.slowdown_delay(1) == 0
+    assert first.status_code == 200
+    assert attempt(client, "alice", PASSWORD, REMOTE_ADDR="10.2.0.1").status_code == 302
 
 
 def test_login_post_without_csrf_is_refused(agent):
