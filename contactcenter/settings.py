@@ -204,6 +204,14 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/console/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+# Sign-in throttling (conversations/console/login_throttle.py): five failures stop one address for
+# one username for the window; the username itself is only slowed down (doubling delays from the
+# third failure, at most CC_LOGIN_MAX_DELAY seconds), never locked for everyone.
+CC_LOGIN_MAX_FAILURES = env_int("CC_LOGIN_MAX_FAILURES", 5)
+CC_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("CC_LOGIN_MAX_FAILURES_PER_ADDRESS", 20)
+CC_LOGIN_FAILURE_WINDOW = env_int("CC_LOGIN_FAILURE_WINDOW", 15 * 60)
+CC_LOGIN_SLOWDOWN_AFTER = env_int("CC_LOGIN_SLOWDOWN_AFTER", 3)
+CC_LOGIN_MAX_DELAY = env_int("CC_LOGIN_MAX_DELAY", 60)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from conversations.console.auth_views import ThrottledLoginView, set_language
+from conversations.console.auth_views import ThrottledLoginView, set_language, throttled_admin_login
 
 from . import views
 
@@ -11,6 +11,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("healthz/", views.healthz),
+    path("admin/login/", throttled_admin_login),  # before the admin's own, which it wraps
     path("admin/", admin.site.urls),
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -45,6 +45,31 @@ class ThrottledLoginView(LoginView):
         return super().form_valid(form)
 
 
+def throttled_admin_login(request, extra_context=None):
+    """The admin's own sign-in form, behind the same throttle as the console's (otherwise
+    ``/admin/login/`` would be an unthrottled door to every password)."""
+    from django.contrib import admin
+    from django.http import HttpResponse
+
+    if request.method != "POST":
+        return admin.site.login(request, extra_context)
+    username = request.POST.get("username", "")
+    refusal = login_throttle.login_refusal(request, username)
+    if refusal is not None:
+        response = HttpResponse(
+            _("Too many failed sign-in attempts. Please wait a few minutes and try again."),
+            status=429, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = str(refusal.retry_after)
+        return response
+    response = admin.site.login(request, extra_context)
+    # The admin answers a sign-in with a redirect and a refused one with the form again.
+    if response.status_code == 302 and request.user.is_authenticated:
+        login_throttle.login_succeeded(request, username)
+    elif response.status_code == 200:
+        login_throttle.login_failed(request, username)
+    return response
+
+
 def set_language(request):
     """The language switcher: remembered on the agent (so every browser they use follows it), then
     Django's own ``set_language`` for the cookie and the redirect."""

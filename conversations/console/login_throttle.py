@@ -31,23 +31,23 @@ _PREFIX = "cc:login"
 
 
 def max_failures_per_user_address() -> int:
-    return getattr(settings, "CC_LOGIN_MAX_FAILURES", 5)
+    return settings.CC_LOGIN_MAX_FAILURES
 
 
 def max_failures_per_address() -> int:
-    return getattr(settings, "CC_LOGIN_MAX_FAILURES_PER_ADDRESS", 20)
+    return settings.CC_LOGIN_MAX_FAILURES_PER_ADDRESS
 
 
 def failure_window() -> int:
-    return getattr(settings, "CC_LOGIN_FAILURE_WINDOW", 15 * 60)
+    return settings.CC_LOGIN_FAILURE_WINDOW
 
 
 def slowdown_after() -> int:
-    return getattr(settings, "CC_LOGIN_SLOWDOWN_AFTER", 3)
+    return settings.CC_LOGIN_SLOWDOWN_AFTER
 
 
 def max_delay() -> int:
-    return getattr(settings, "CC_LOGIN_MAX_DELAY", 60)
+    return settings.CC_LOGIN_MAX_DELAY
 
 
 def client_address(request) -> str:

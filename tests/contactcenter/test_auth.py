@@ -217,6 +217,24 @@ def test_success_ends_the_username_slowdown(client, agent):
     assert attempt(client, "alice", PASSWORD, REMOTE_ADDR="10.2.0.1").status_code == 302
 
 
+def test_admin_login_is_throttled_the_same_way(admin_user, monkeypatch, no_slowdown):
+    attacker = Client(REMOTE_ADDR="203.0.113.7")
+    for _ in range(5):
+        assert attacker.post("/admin/login/", {"username": "admin", "password": "guess"}).status_code == 200
+    calls = []
+    monkeypatch.setattr("django.contrib.auth.forms.authenticate", lambda *a, **k: calls.append(1))
+    refused = attacker.post("/admin/login/", {"username": "admin", "password": PASSWORD})
+    assert refused.status_code == 429 and THROTTLED in refused.content.decode()
+    assert calls == [] and not is_signed_in(attacker)
+    monkeypatch.undo()
+    # The console's form shares the counters; the owner's own address is not affected.
+    assert attempt(attacker, "admin", PASSWORD).status_code == 429
+    owner = Client(REMOTE_ADDR="198.51.100.20")
+    response = owner.post("/admin/login/?next=/admin/", {"username": "admin", "password": PASSWORD, "next": "/admin/"})
+    assert response.status_code == 302 and is_signed_in(owner)
+    assert owner.get("/admin/login/").status_code == 302
+
+
 def test_login_post_without_csrf_is_refused(agent):
     client = Client(enforce_csrf_checks=True)
     response = client.post(LOGIN, {"username": "alice", "password": PASSWORD})
