@@ -19,9 +19,10 @@ from django.conf import settings  # noqa: E402
 if settings.CC_SERVE_STATIC:
     # daphne serves /static/ itself (one process, nothing else to install); a CDN or proxy in
     # front of production can take this over by setting CC_SERVE_STATIC=0.
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+    # It serves with DEBUG off too (the embedded default): Django's handler serves "insecurely".
+    from .static_files import StaticFilesWithHeaders
 
-    django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
+    django_asgi_app = StaticFilesWithHeaders(django_asgi_app)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

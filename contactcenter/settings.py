@@ -25,7 +25,9 @@ REDIS_URL = env_str("REDIS_URL")
 CC_PRODUCTION = bool(DATABASE_URL and REDIS_URL)
 CC_MODE = "production" if CC_PRODUCTION else "embedded"
 
-DEBUG = env_bool("DEBUG", default=not CC_PRODUCTION)
+# Off unless DEBUG=1, in the embedded default too: Django's debug pages show tracebacks and settings
+# to whoever triggers an error. Errors still reach the console (LOGGING below: stderr).
+DEBUG = env_bool("DEBUG", default=False)
 _DEV_SECRET = "dev-only-insecure-secret-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET)
 if CC_PRODUCTION and SECRET_KEY == _DEV_SECRET and not env_bool("CC_ALLOW_DEV_SECRET"):
@@ -54,6 +56,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outermost but one: it also marks the error pages the middleware below may answer with.
+    "contactcenter.middleware.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -286,7 +290,9 @@ CC_DEMO_PASSWORD = env_str("CC_DEMO_PASSWORD", "demo-password-2026")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # stderr: what `make run`, the Procfile's processes and systemd show. Django's request errors
+    # (with their traceback) propagate here whatever DEBUG is.
+    "handlers": {"console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
     "root": {"handlers": ["console"], "level": env_str("CC_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
