@@ -90,3 +90,49 @@ def test_widget_demo_page_embeds_the_widget_with_one_script_tag(client):
     assert html.count("<script") == 1 and 'data-widget="widget-main"' in html and "widget/widget.js" in html
     signed = client.get("/simulator/widget/", {"user": "shop-user-42"}).content.decode()
     assert f'data-user-signature="{user_signature(inbox, "shop-user-42")}"' in signed
+
+
+SIGNS_ANYTHING = "Demo tool: it signs anything."
+SIGNS_ANYTHING_JA = "デモ用ツール：どんな ID にも署名します。"
+
+
+def test_widget_page_says_it_signs_any_user_id(client):
+    """Issue 21's decision: the "sign any user id" page stays a demo tool, and says so."""
+    make_inbox("webchat")
+    page = client.get("/simulator/widget/", {"user": "somebody-else-7"})
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert 'data-user-id="somebody-else-7"' in body and "data-user-signature=" in body
+    assert SIGNS_ANYTHING in body and "CC_SIMULATOR=1" in body
+    assert "This demo signs any user id it is given." in client.get("/simulator/").content.decode()
+    japanese = client.get("/simulator/widget/", {"user": "x"}, HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    assert SIGNS_ANYTHING_JA in japanese and "本番環境では CC_SIMULATOR=1" in japanese
+
+
+@override_settings(CC_SIMULATOR=False)
+def test_signing_page_is_404_when_off(client):
+    make_inbox("webchat")
+    response = client.get("/simulator/widget/", {"user": "shop-user-42"})
+    assert response.status_code == 404
+    assert b"data-user-signature" not in response.content
+
+
+@pytest.mark.parametrize(("flag", "expected"), [(None, False), ("0", False), ("1", True)])
+def test_production_has_the_simulator_only_with_cc_simulator_1(tmp_path, flag, expected):
+    import os
+    import subprocess
+    import sys
+
+    from ..conftest import REPO
+
+    env = {name: value for name, value in os.environ.items() if not name.startswith("CC_")}
+    env |= {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/unused", "REDIS_URL": "redis://127.0.0.1:6379/15",
+            "SECRET_KEY": "test-secret", "CC_VAR_DIR": str(tmp_path)}
+    if flag is not None:
+        env["CC_SIMULATOR"] = flag
+    script = ("import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'contactcenter.settings'; django.setup(); "
+              "from django.conf import settings; print(settings.CC_MODE, settings.CC_SIMULATOR)")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["production", str(expected)]
