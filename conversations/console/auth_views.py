@@ -2,7 +2,8 @@
 username itself), and the language switch."""
 
 from django.contrib.auth.views import LoginView
-from django.utils.translation import gettext as _, ngettext
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from . import login_throttle
 

@@ -9,7 +9,6 @@ import sys
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
-from django.test import Client
 
 from ..conftest import REPO
 
@@ -118,8 +117,8 @@ def fresh_process(tmp_path, **env) -> tuple[dict, str]:
     base = {name: value for name, value in os.environ.items()
             if not name.startswith(("DATABASE_URL", "REDIS_URL", "DEBUG", "CC_", "SECRET_KEY", "ALLOWED_HOSTS"))}
     base |= {"CC_VAR_DIR": str(tmp_path), **env}
-    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, env=base, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-c", SCRIPT], check=False, cwd=REPO, env=base, capture_output=True,
+                          text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 
