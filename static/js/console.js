@@ -10,7 +10,7 @@
   var workspace = null;
   var strings = {};
   var state = { agent: null, customer: null, conversation: null, seen: {}, socket: null, connected: false,
-    everConnected: false, retry: 0, catchupBusy: false, catchupAgain: false, refresh: {}, viewers: {}, canned: null };
+    everConnected: false, retry: 0, catchupBusy: false, catchupAgain: false, readAfterCatchup: false, refresh: {}, viewers: {}, canned: null };
 
   function t(key, fallback) { return strings[key] || fallback; }
 
@@ -136,7 +136,9 @@
         state.seen[k] = Math.max(state.seen[k] || 0, data.seen[k]);
       });
       if (stick) scrollToBottom();
+      if (state.readAfterCatchup) { state.readAfterCatchup = false; markRead(); }
     }).catch(function () {
+      if (state.readAfterCatchup) { state.readAfterCatchup = false; refreshSidebar(); }
       toast(t("catchup_failed", "Could not load the newest messages; retrying."), "warn");
       setTimeout(catchup, 3000);
     }).finally(function () {
@@ -156,6 +158,25 @@
     var shown = id === String(state.conversation) || Object.prototype.hasOwnProperty.call(state.seen, id) ||
       (event.customer != null && String(event.customer) === String(state.customer));
     if (shown) catchupSoon();
+  }
+
+  // The agent is reading a conversation when it is the one open in a page they can see.
+  function readingNow(conversationId) {
+    return state.conversation !== null && conversationId != null &&
+      String(conversationId) === String(state.conversation) && document.visibilityState === "visible";
+  }
+
+  // Record that the open conversation is read as far as this page shows it, then refresh the work
+  // list. Only a conversation of the agent's own list has an unread count to clear.
+  function markRead() {
+    var id = state.conversation, seq = id ? state.seen[id] : 0;
+    if (!id || !seq || !$('#my-conversations .work-item[data-conversation="' + id + '"]')) { refreshSidebar(); return; }
+    var body = new FormData();
+    body.append("seq", String(seq));
+    fetch("/console/conversations/" + id + "/read/", {
+      method: "POST", body: body, credentials: "same-origin",
+      headers: { "Accept": "application/json", "X-CSRFToken": csrfToken() },
+    }).catch(function () {}).finally(refreshSidebar);
   }
 
   function isMe(agentId) {
@@ -269,6 +290,13 @@
       });
       var right = $("#customer-pane"), newRight = fresh.querySelector("#customer-pane");
       if (right && newRight) right.innerHTML = newRight.innerHTML;
+      // The composer keeps what the agent is typing: only whether the conversation is resolved
+      // (and so whether sending reopens it) comes from the fresh rendering.
+      var form = composer(), newForm = fresh.querySelector("#composer");
+      if (form && newForm) {
+        form.setAttribute("data-resolved", newForm.getAttribute("data-resolved") || "");
+        updateSendable();
+      }
     }).catch(function () {});
   }, 250);
 
@@ -345,7 +373,11 @@
     var type = event.type || "";
     if (type === "message.created" || type === "message.delivery") {
       onMessageEvent(event);
-      if (type === "message.created") refreshSidebar();
+      if (type === "message.created") {
+        // In the conversation the agent is reading, a new message is read once it is on screen:
+        // the work list is refreshed after that is recorded, so it never shows it as unread.
+        if (readingNow(event.conversation)) { state.readAfterCatchup = true; catchupSoon(); } else refreshSidebar();
+      }
     } else if (type.indexOf("offer.") === 0) {
       refreshSidebar();
       // Offers also reach the supervisors and whoever watches the conversation: only the agent
@@ -508,11 +540,24 @@
     $("#composer-text").focus();
   }
 
+  // A resolved conversation keeps its composer: a reply reopens it (the server does), a note
+  // does not. The composer says so, and the send button says what it will do.
+  function showResolved(form) {
+    var resolved = form.getAttribute("data-resolved") === "1";
+    var reopens = resolved && form.getAttribute("data-action") !== "note";
+    form.classList.toggle("is-resolved", resolved);
+    var notice = $("#composer-resolved", form);
+    if (notice) notice.hidden = !resolved;
+    var sendLabel = $("[data-send-label]", form), reopenLabel = $("[data-reopen-label]", form);
+    if (sendLabel && reopenLabel) { sendLabel.hidden = reopens; reopenLabel.hidden = !reopens; }
+  }
+
   // The channel picker says why a channel is refused and offers WhatsApp templates outside the
   // 24-hour window; the send button is disabled until the reply can go out.
   function updateSendable() {
     var form = composer();
     if (!form) return;
+    showResolved(form);
     var select = $("#reply-channel"), reason = $("#channel-reason"), templates = $("#reply-template");
     var send = $("#composer-send");
     if (form.getAttribute("data-action") === "note" || !select) { send.disabled = false; return; }
@@ -706,6 +751,12 @@
     frame.src = details.getAttribute("data-html-src");
     details.appendChild(frame);
   }, true);
+
+  // Back to a tab left with a conversation open: what arrived meanwhile is read now.
+  document.addEventListener("visibilitychange", function () {
+    if (!workspace || document.visibilityState !== "visible" || !state.conversation) return;
+    if ($('#my-conversations .work-item.has-unread[data-conversation="' + state.conversation + '"]')) markRead();
+  });
 
   window.addEventListener("popstate", function () {
     if (workspace) loadPanes(location.href, false);
