@@ -665,6 +665,10 @@ def test_the_page_knows_its_agent_for_live_events(client, agent, supervisor, adm
     assert strings["new_offer"] == "New conversation offered to you."
     assert strings["offer_missed"] == "An offer timed out: your status was changed."
     assert strings["assigned"] == "Assigned."
+    assert strings["offers_waiting"] == "{count} offers waiting. A accepts the newest."
+    japanese = json.loads(re.search(r'<script type="application/json" id="console-strings">(.*?)</script>',
+                                    body(client.get(reverse("console:home"), HTTP_ACCEPT_LANGUAGE="ja"))).group(1))
+    assert "{count}" in japanese["offers_waiting"] and "offers waiting" not in japanese["offers_waiting"]
 
 
 # --- the right pane ----------------------------------------------------------------------------------------
