@@ -11,7 +11,13 @@ from conversations.models import ConversationStatus, Offer, OfferStatus
 from profiles.models import IdentityKind
 
 from ..conftest import wait_for
-from ..factories import PASSWORD, make_conversation, make_customer, make_identity, make_message
+from ..factories import (
+    PASSWORD,
+    make_conversation,
+    make_customer,
+    make_identity,
+    make_message,
+)
 from .conftest import login, screenshot, wait_connected
 from .seeding import console_agent, presences, support_desk, text_in
 from .test_routing_live import console_page, toasts
