@@ -11,8 +11,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import get_language, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
 
 from contactcenter.indexes import NullsFirstIndex
 from profiles.models import Customer
@@ -771,6 +771,9 @@ class WrapUpCode(models.Model):
 
     code = models.SlugField(_("code"), max_length=64, unique=True)
     label = models.CharField(_("label"), max_length=100)
+    label_translations = models.JSONField(
+        _("label translations"), default=dict, blank=True,
+        help_text=_('The label in other languages of the console, e.g. {"ja": "注文状況"}'))
     is_active = models.BooleanField(_("is active"), default=True)
     ordering = models.PositiveIntegerField(_("ordering"), default=0)
 
@@ -781,6 +784,17 @@ class WrapUpCode(models.Model):
 
     def __str__(self) -> str:
         return self.label
+
+    def label_in(self, language: str | None) -> str:
+        """The label in ``language`` (``ja``, ``ja-jp`` …) if one was given, else ``label``."""
+        translations = self.label_translations if isinstance(self.label_translations, dict) else {}
+        base = (language or "").lower().split("-")[0]
+        return str(translations.get(base) or self.label)
+
+    @property
+    def display_label(self) -> str:
+        """The label in the active language (the agent's, set by the console's middleware)."""
+        return self.label_in(get_language())
 
 
 class ConversationRead(models.Model):

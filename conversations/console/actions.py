@@ -146,6 +146,18 @@ def resolve(request, conversation_id: int):
 
 
 @console_action
+def mark_read(request, conversation_id: int):
+    """The page shows the conversation up to ``seq`` to an agent who is looking at it: a live
+    message there is read, not unread in their work list."""
+    conversation = _conversation(request, conversation_id)
+    seq = int_or_none(request.POST.get("seq"))
+    if seq is None or seq < 0:
+        raise ActionError(_("Say how far the conversation was read."))
+    agent_actions.conversation_mark_read(agent=_agent(request), conversation=conversation, up_to_seq=seq)
+    return {"json": {"conversation": conversation.pk}, "next": _where(conversation)}
+
+
+@console_action
 def snooze(request, conversation_id: int):
     conversation = _conversation(request, conversation_id)
     until = _parse_until(request.POST.get("until", ""), request.POST.get("preset", ""))

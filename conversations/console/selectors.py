@@ -337,6 +337,26 @@ def wrap_up_codes() -> list[WrapUpCode]:
     return list(WrapUpCode.objects.filter(is_active=True))
 
 
+def wrap_up_labels(codes) -> dict[str, str]:
+    """Code → label in the active language, for the codes resolutions recorded (an event keeps the
+    code, so a renamed or translated label shows everywhere). One query, none without codes; a
+    code that no longer exists is left out (the caller shows the code itself)."""
+    codes = {c for c in codes if c}
+    if not codes:
+        return {}
+    return {code.code: code.display_label for code in WrapUpCode.objects.filter(code__in=codes)}
+
+
+def label_wrap_up_codes(messages) -> None:
+    """Give each resolution event among ``messages`` its wrap-up code's label as ``wrap_up_label``."""
+    resolutions = [m for m in messages if m.kind == MessageKind.EVENT and isinstance(m.event_data, dict)
+                   and m.event_data.get("wrap_up_code")]
+    labels = wrap_up_labels(m.event_data["wrap_up_code"] for m in resolutions)
+    for message in resolutions:
+        code = message.event_data["wrap_up_code"]
+        message.wrap_up_label = labels.get(code, code)
+
+
 # --- right pane ------------------------------------------------------------------------------------------
 
 @dataclass
@@ -380,13 +400,15 @@ def contact_reasons(*, customer: Customer, limit: int = 6, days: int = 180) -> l
     for row in (Message.objects.filter(conversation_id__in=ids, kind=MessageKind.EVENT, event_type=EventType.RESOLVED)
                 .order_by("conversation_id", "-created_at").values("conversation_id", "event_data")):
         outcomes.setdefault(row["conversation_id"], row["event_data"] or {})
+    labels = wrap_up_labels(data.get("wrap_up_code", "") for data in outcomes.values())
     reasons = []
     for conversation in conversations:
         reason = conversation.subject or _first_sentence(first_inbound.get(conversation.pk, ""))
         if not reason:
             continue
         data = outcomes.get(conversation.pk, {})
-        outcome = " · ".join(filter(None, [data.get("wrap_up_code", ""), _first_sentence(data.get("note", ""), 90)]))
+        code = data.get("wrap_up_code", "")
+        outcome = " · ".join(filter(None, [labels.get(code, code), _first_sentence(data.get("note", ""), 90)]))
         reasons.append(ContactReason(
             conversation=conversation, reason=reason, still_open=conversation.status in ACTIVE,
             outcome=outcome if conversation.status == ConversationStatus.RESOLVED else "",

@@ -23,6 +23,7 @@ urlpatterns = [
     path("conversations/<int:conversation_id>/reply/", actions.reply, name="reply"),
     path("conversations/<int:conversation_id>/note/", actions.note, name="note"),
     path("conversations/<int:conversation_id>/resolve/", actions.resolve, name="resolve"),
+    path("conversations/<int:conversation_id>/read/", actions.mark_read, name="read"),
     path("conversations/<int:conversation_id>/snooze/", actions.snooze, name="snooze"),
     path("conversations/<int:conversation_id>/reopen/", actions.reopen, name="reopen"),
     path("conversations/<int:conversation_id>/transfer/", actions.transfer, name="transfer"),

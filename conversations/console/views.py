@@ -127,12 +127,14 @@ def _timeline(customer: Customer, *, before=None, after=None):
 
 
 def _attach(customer: Customer, messages: list[Message]) -> None:
-    """Hand the rows we hold to the messages so author labels and subjects cost no query each."""
+    """Hand the rows we hold to the messages so author labels and subjects cost no query each, and
+    resolutions their wrap-up code's label (one query, only when the page holds such a code)."""
     conversations = Conversation.objects.in_bulk({m.conversation_id for m in messages})
     for message in messages:
         if message.customer_id == customer.pk:
             message.customer = customer
         message.conversation = conversations[message.conversation_id]
+    selectors.label_wrap_up_codes(messages)
 
 
 def _workspace_context(request, *, customer: Customer | None, conversation: Conversation | None,

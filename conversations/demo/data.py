@@ -277,14 +277,14 @@ FAILED_SMS_NOTE = {
 }
 
 # Wrap-up codes (admin → Wrap-up codes): why a conversation ended.
-WRAP_UP_CODES = [
-    ("order-status", "Order status / 注文状況"),
-    ("delivery-issue", "Delivery issue / 配送トラブル"),
-    ("return-refund", "Return or refund / 返品・返金"),
-    ("billing", "Billing / 請求"),
-    ("product-question", "Product question / 商品の質問"),
-    ("account", "Account / アカウント"),
-    ("no-action", "No action needed / 対応不要"),
+WRAP_UP_CODES = [  # code, label (English), label in Japanese
+    ("order-status", "Order status", "注文状況"),
+    ("delivery-issue", "Delivery issue", "配送トラブル"),
+    ("return-refund", "Return or refund", "返品・返金"),
+    ("billing", "Billing", "請求"),
+    ("product-question", "Product question", "商品の質問"),
+    ("account", "Account", "アカウント"),
+    ("no-action", "No action needed", "対応不要"),
 ]
 
 # Canned responses (admin → Canned responses), typed as /shortcode in the composer.

@@ -187,8 +187,9 @@ def ensure_configuration(password: str) -> dict:
             )
         agents[username] = agent
     tags = {name: Tag.objects.get_or_create(name=name)[0] for name in data.TAG_NAMES}
-    for ordering, (code, label) in enumerate(data.WRAP_UP_CODES):
-        WrapUpCode.objects.get_or_create(code=code, defaults={"label": label, "ordering": ordering})
+    for ordering, (code, label, label_ja) in enumerate(data.WRAP_UP_CODES):
+        WrapUpCode.objects.get_or_create(
+            code=code, defaults={"label": label, "label_translations": {"ja": label_ja}, "ordering": ordering})
     for shortcode, title, language, text in data.CANNED_RESPONSES:
         CannedResponse.objects.get_or_create(shortcode=shortcode, defaults={"title": title, "language": language, "text": text})
     return {"skills": skills, "queues": queues, "inboxes": inboxes, "agents": agents, "tags": tags}

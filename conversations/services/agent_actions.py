@@ -206,9 +206,15 @@ def snoozed_wake(*, limit: int = 200) -> int:
     return woken
 
 
-def conversation_mark_read(*, agent: Agent, conversation: Conversation) -> None:
-    """The agent has seen everything up to the conversation's current sequence number."""
-    ConversationRead.objects.update_or_create(
-        agent=agent, conversation=conversation,
-        defaults={"last_read_seq": conversation.last_seq, "read_at": timezone.now()},
-    )
+def conversation_mark_read(*, agent: Agent, conversation: Conversation, up_to_seq: int | None = None) -> None:
+    """The agent has seen everything up to ``up_to_seq`` (what their page shows; default: the
+    conversation's current sequence number, never beyond it). The mark never moves back: a late
+    request from a page that had seen less changes nothing."""
+    seq = conversation.last_seq if up_to_seq is None else max(0, min(up_to_seq, conversation.last_seq))
+    now = timezone.now()
+    moved = ConversationRead.objects.filter(agent=agent, conversation=conversation, last_read_seq__lt=seq).update(
+        last_read_seq=seq, read_at=now)
+    if not moved:
+        # No row yet, or already as far: the unique (agent, conversation) makes a race harmless.
+        ConversationRead.objects.get_or_create(agent=agent, conversation=conversation,
+                                               defaults={"last_read_seq": seq, "read_at": now})

@@ -10,7 +10,7 @@
   var workspace = null;
   var strings = {};
   var state = { agent: null, customer: null, conversation: null, seen: {}, socket: null, connected: false,
-    everConnected: false, retry: 0, catchupBusy: false, catchupAgain: false, refresh: {}, viewers: {}, canned: null };
+    everConnected: false, retry: 0, catchupBusy: false, catchupAgain: false, readAfterCatchup: false, announced: [], closedOffers: {}, refresh: {}, viewers: {}, canned: null };
 
   function t(key, fallback) { return strings[key] || fallback; }
 
@@ -136,7 +136,9 @@
         state.seen[k] = Math.max(state.seen[k] || 0, data.seen[k]);
       });
       if (stick) scrollToBottom();
+      if (state.readAfterCatchup) { state.readAfterCatchup = false; markRead(); }
     }).catch(function () {
+      if (state.readAfterCatchup) { state.readAfterCatchup = false; refreshSidebar(); }
       toast(t("catchup_failed", "Could not load the newest messages; retrying."), "warn");
       setTimeout(catchup, 3000);
     }).finally(function () {
@@ -156,6 +158,25 @@
     var shown = id === String(state.conversation) || Object.prototype.hasOwnProperty.call(state.seen, id) ||
       (event.customer != null && String(event.customer) === String(state.customer));
     if (shown) catchupSoon();
+  }
+
+  // The agent is reading a conversation when it is the one open in a page they can see.
+  function readingNow(conversationId) {
+    return state.conversation !== null && conversationId != null &&
+      String(conversationId) === String(state.conversation) && document.visibilityState === "visible";
+  }
+
+  // Record that the open conversation is read as far as this page shows it, then refresh the work
+  // list. Only a conversation of the agent's own list has an unread count to clear.
+  function markRead() {
+    var id = state.conversation, seq = id ? state.seen[id] : 0;
+    if (!id || !seq || !$('#my-conversations .work-item[data-conversation="' + id + '"]')) { refreshSidebar(); return; }
+    var body = new FormData();
+    body.append("seq", String(seq));
+    fetch("/console/conversations/" + id + "/read/", {
+      method: "POST", body: body, credentials: "same-origin",
+      headers: { "Accept": "application/json", "X-CSRFToken": csrfToken() },
+    }).catch(function () {}).finally(refreshSidebar);
   }
 
   function isMe(agentId) {
@@ -235,6 +256,7 @@
     initComposer();
     scrollToBottom();
     highlightCurrent();
+    markOfferTarget();
     watchCurrent();
     var title = p && p.getAttribute("data-title");
     document.title = (title ? title + " · " : "") + (strings.app_title || "Contact Center");
@@ -269,6 +291,13 @@
       });
       var right = $("#customer-pane"), newRight = fresh.querySelector("#customer-pane");
       if (right && newRight) right.innerHTML = newRight.innerHTML;
+      // The composer keeps what the agent is typing: only whether the conversation is resolved
+      // (and so whether sending reopens it) comes from the fresh rendering.
+      var form = composer(), newForm = fresh.querySelector("#composer");
+      if (form && newForm) {
+        form.setAttribute("data-resolved", newForm.getAttribute("data-resolved") || "");
+        updateSendable();
+      }
     }).catch(function () {});
   }, 250);
 
@@ -280,6 +309,8 @@
       if (inner) inner.outerHTML = html;
       highlightCurrent();
       tickCountdowns();
+      markOfferTarget();
+      showOfferToast(false);
       if (focusedId && document.getElementById(focusedId)) document.getElementById(focusedId).focus();
     }).catch(function () {});
   }, 150);
@@ -289,6 +320,87 @@
       var on = state.conversation && item.getAttribute("data-conversation") === String(state.conversation);
       item.classList.toggle("is-current", !!on);
     });
+  }
+
+  // --- offers: one toast that counts them, and the one `a` accepts -------------------------------------
+  // Going Available with several conversations waiting brings several offers at once: one toast
+  // says how many wait (never a stack of identical ones over the customer pane), and `a` accepts
+  // the offer the agent is looking at, not silently the oldest.
+
+  function listedOffers() {
+    return $$("#offers [data-offer]").map(function (li) { return li.getAttribute("data-offer"); })
+      .filter(function (id) { return !state.closedOffers[id]; });
+  }
+
+  function pendingOffers() {
+    var ids = listedOffers();
+    state.announced.forEach(function (id) { if (ids.indexOf(id) < 0 && !state.closedOffers[id]) ids.push(id); });
+    return ids;
+  }
+
+  function announceOffer(offerId) {
+    var id = String(offerId);
+    state.announced = state.announced.filter(function (other) { return other !== id; });
+    state.announced.push(id);
+    markOfferTarget();
+    showOfferToast(true);
+  }
+
+  function closeOffer(offerId) {
+    var id = String(offerId);
+    state.closedOffers[id] = true;
+    state.announced = state.announced.filter(function (other) { return other !== id; });
+    markOfferTarget();
+    showOfferToast(false);
+  }
+
+  // ``fresh``: an offer was just announced (show the toast again); otherwise only keep the count
+  // of a toast still on screen right (an offer taken, rejected or timed out meanwhile).
+  function showOfferToast(fresh) {
+    var region = $("#toasts");
+    if (!region) return;
+    var item = $('[data-toast="offers"]', region);
+    if (!item && !fresh) return;
+    var count = pendingOffers().length;
+    if (!count) { if (item) item.remove(); return; }
+    if (!item) {
+      item = document.createElement("div");
+      item.className = "toast toast-info";
+      item.setAttribute("data-toast", "offers");
+      region.appendChild(item);
+    }
+    item.textContent = count === 1 ? t("new_offer", "New conversation offered to you.")
+      : t("offers_waiting", "{count} offers waiting. A accepts the newest.").replace("{count}", String(count));
+    if (fresh) {
+      clearTimeout(item._timer);
+      item._timer = setTimeout(function () { item.remove(); }, 8000);
+    }
+  }
+
+  function offerForm(offerId) {
+    return $('#offers [data-offer="' + offerId + '"] form[data-action=accept]');
+  }
+
+  // The offer `a` accepts: the one whose item has the focus, else the one of the conversation
+  // open in the pane, else the newest announced, else the newest listed.
+  function offerToAccept() {
+    var focused = document.activeElement && document.activeElement.closest &&
+      document.activeElement.closest("#offers [data-offer]");
+    if (focused) return focused.querySelector("form[data-action=accept]");
+    var open = $(".conversation-actions form[data-action=accept]");
+    if (open) return open;
+    var listed = listedOffers();
+    for (var i = state.announced.length - 1; i >= 0; i--) {
+      if (listed.indexOf(state.announced[i]) >= 0) return offerForm(state.announced[i]);
+    }
+    return listed.length ? offerForm(listed[listed.length - 1]) : null;
+  }
+
+  // Show in the list which offer `a` would accept when the pane offers none of its own.
+  function markOfferTarget() {
+    var target = $(".conversation-actions form[data-action=accept]") ? null : offerToAccept();
+    var item = target && target.closest("#offers [data-offer]");
+    $$("#offers [data-offer]").forEach(function (li) { li.classList.toggle("is-shortcut-target", li === item); });
   }
 
   // --- the websocket --------------------------------------------------------------------------------------
@@ -345,14 +457,17 @@
     var type = event.type || "";
     if (type === "message.created" || type === "message.delivery") {
       onMessageEvent(event);
-      if (type === "message.created") refreshSidebar();
+      if (type === "message.created") {
+        // In the conversation the agent is reading, a new message is read once it is on screen:
+        // the work list is refreshed after that is recorded, so it never shows it as unread.
+        if (readingNow(event.conversation)) { state.readAfterCatchup = true; catchupSoon(); } else refreshSidebar();
+      }
     } else if (type.indexOf("offer.") === 0) {
       refreshSidebar();
       // Offers also reach the supervisors and whoever watches the conversation: only the agent
       // it is for is told it is theirs.
-      if (type === "offer.created" && isMe(event.agent)) {
-        toast(t("new_offer", "New conversation offered to you."), "info");
-      }
+      if (type === "offer.created" && isMe(event.agent)) announceOffer(event.offer);
+      else if (type !== "offer.created" && event.offer != null) closeOffer(event.offer);
       if (String(event.conversation) === String(state.conversation)) refreshHead();
       onConversationEvent(event);
     } else if (type.indexOf("conversation.") === 0 || type.indexOf("presence") === 0 || type.indexOf("agent.") === 0) {
@@ -508,11 +623,24 @@
     $("#composer-text").focus();
   }
 
+  // A resolved conversation keeps its composer: a reply reopens it (the server does), a note
+  // does not. The composer says so, and the send button says what it will do.
+  function showResolved(form) {
+    var resolved = form.getAttribute("data-resolved") === "1";
+    var reopens = resolved && form.getAttribute("data-action") !== "note";
+    form.classList.toggle("is-resolved", resolved);
+    var notice = $("#composer-resolved", form);
+    if (notice) notice.hidden = !resolved;
+    var sendLabel = $("[data-send-label]", form), reopenLabel = $("[data-reopen-label]", form);
+    if (sendLabel && reopenLabel) { sendLabel.hidden = reopens; reopenLabel.hidden = !reopens; }
+  }
+
   // The channel picker says why a channel is refused and offers WhatsApp templates outside the
   // 24-hour window; the send button is disabled until the reply can go out.
   function updateSendable() {
     var form = composer();
     if (!form) return;
+    showResolved(form);
     var select = $("#reply-channel"), reason = $("#channel-reason"), templates = $("#reply-template");
     var send = $("#composer-send");
     if (form.getAttribute("data-action") === "note" || !select) { send.disabled = false; return; }
@@ -667,7 +795,7 @@
     else if (key === "n" && composer()) setMode("note");
     else if (key === "e") { var resolve = $("#resolve-dialog"); if (resolve) resolve.showModal(); else return; }
     else if (key === "a") {
-      var accept = $(".conversation-actions form[data-action=accept]") || $("#offers form[data-action=accept]");
+      var accept = offerToAccept();
       if (accept) submitAction(accept); else return;
     } else if (key === "?") $("#shortcuts-dialog").showModal();
     else return;
@@ -706,6 +834,12 @@
     frame.src = details.getAttribute("data-html-src");
     details.appendChild(frame);
   }, true);
+
+  // Back to a tab left with a conversation open: what arrived meanwhile is read now.
+  document.addEventListener("visibilitychange", function () {
+    if (!workspace || document.visibilityState !== "visible" || !state.conversation) return;
+    if ($('#my-conversations .work-item.has-unread[data-conversation="' + state.conversation + '"]')) markRead();
+  });
 
   window.addEventListener("popstate", function () {
     if (workspace) loadPanes(location.href, false);

@@ -114,7 +114,7 @@ def test_agent_takes_an_sms_with_earlier_email_and_chat_replies_and_resolves(new
     expect(context_card).to_contain_text("What they already told us")
     expect(context_card).to_contain_text(EMAIL_SUBJECT)
     expect(context_card).to_contain_text("Do you ship sencha gift boxes to Osaka by Friday?")
-    expect(context_card.locator(".reason").filter(has_text=EMAIL_SUBJECT)).to_contain_text("replacement-sent")
+    expect(context_card.locator(".reason").filter(has_text=EMAIL_SUBJECT)).to_contain_text("Replacement sent")
     expect(context_card.locator(".reason").filter(has_text="sencha")).to_contain_text("Resolved")
     screenshot(console, "journey-02-accepted")
 
@@ -145,7 +145,7 @@ def test_agent_takes_an_sms_with_earlier_email_and_chat_replies_and_resolves(new
     expect(console.locator(".conversation-head [data-status]")).to_have_text("Resolved")
     resolved_event = timeline.locator(".entry-event.in-current").filter(has_text="Resolved")
     expect(resolved_event).to_have_count(1)
-    expect(resolved_event).to_contain_text("delivery-info")
+    expect(resolved_event).to_contain_text("Delivery information given")
     screenshot(console, "journey-06-resolved")
 
     conversation.refresh_from_db()

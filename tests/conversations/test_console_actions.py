@@ -103,6 +103,7 @@ CONVERSATION_ACTIONS = {
     "transfer": {"target": "queue:{queue}", "note": "over to you"},
     "pick": {},
     "assign": {"agent": "{agent}"},
+    "read": {"seq": "1"},
 }
 
 
@@ -415,6 +416,52 @@ def test_resolve_without_a_required_code_and_as_a_plain_form(client, agent, mine
     page = client.get(response["Location"]).content.decode()
     assert '<div class="toast toast-ok">Resolved.</div>' in page  # the flash message, once
     assert "Resolved.</div>" not in client.get(response["Location"]).content.decode()
+
+
+def test_a_resolved_conversations_composer_says_a_reply_reopens_it(client, agent, mine):
+    client.force_login(agent.user)
+
+    def composer() -> str:
+        html = client.get(f"/console/conversations/{mine.pk}/").content.decode()
+        return re.search(r'<form class="composer.*?</form>', html, re.S).group(0)
+
+    open_composer = composer()
+    assert 'data-resolved=""' in open_composer and "is-resolved" not in open_composer
+    assert re.search(r'<p class="composer-resolved" id="composer-resolved" role="status" hidden>', open_composer)
+    assert re.search(r"<span data-reopen-label hidden>Send and reopen</span>", open_composer)
+    act(client, "resolve", mine.pk)
+    resolved = composer()
+    assert 'data-resolved="1"' in resolved and 'class="composer is-resolved"' in resolved
+    assert re.search(r'<p class="composer-resolved" id="composer-resolved" role="status">This conversation is resolved. '
+                     r"Sending a reply reopens it", resolved)
+    assert "<span data-send-label hidden>Send</span><span data-reopen-label>Send and reopen</span>" in resolved
+    # What it says is what happens: the reply reopens it.
+    assert act(client, "reply", mine.pk, text="One more thing").status_code == 200
+    mine.refresh_from_db()
+    assert mine.status == ConversationStatus.OPEN
+    assert 'data-resolved=""' in composer()
+    act(client, "resolve", mine.pk)
+    japanese = client.get(f"/console/conversations/{mine.pk}/", HTTP_ACCEPT_LANGUAGE="ja").content.decode()
+    assert "This conversation is resolved." not in japanese and "Send and reopen" not in japanese  # in Japanese
+
+
+# --- read marks ------------------------------------------------------------------------------------------------
+
+
+def test_the_page_marks_the_open_conversation_read_as_far_as_it_shows_it(client, agent, mine):
+    make_message(mine, "second")
+    make_message(mine, "third")
+    mine.refresh_from_db()
+    client.force_login(agent.user)
+    ConversationRead.objects.filter(agent=agent).delete()
+    assert act(client, "read", mine.pk, seq=2).json() == {"ok": True, "conversation": mine.pk}
+    assert ConversationRead.objects.get(agent=agent, conversation=mine).last_read_seq == 2
+    act(client, "read", mine.pk, seq=1)  # a late answer from a page that had seen less
+    assert ConversationRead.objects.get(agent=agent, conversation=mine).last_read_seq == 2
+    act(client, "read", mine.pk, seq=10_000)  # never beyond what exists
+    assert ConversationRead.objects.get(agent=agent, conversation=mine).last_read_seq == mine.last_seq
+    assert act(client, "read", mine.pk, seq="x").status_code == 400
+    assert act(client, "read", mine.pk).status_code == 400
 
 
 # --- snooze, wake, reopen ------------------------------------------------------------------------------------------

@@ -665,6 +665,10 @@ def test_the_page_knows_its_agent_for_live_events(client, agent, supervisor, adm
     assert strings["new_offer"] == "New conversation offered to you."
     assert strings["offer_missed"] == "An offer timed out: your status was changed."
     assert strings["assigned"] == "Assigned."
+    assert strings["offers_waiting"] == "{count} offers waiting. A accepts the newest."
+    japanese = json.loads(re.search(r'<script type="application/json" id="console-strings">(.*?)</script>',
+                                    body(client.get(reverse("console:home"), HTTP_ACCEPT_LANGUAGE="ja"))).group(1))
+    assert "{count}" in japanese["offers_waiting"] and "offers waiting" not in japanese["offers_waiting"]
 
 
 # --- the right pane ----------------------------------------------------------------------------------------
@@ -674,7 +678,7 @@ def test_what_they_already_told_us(client, agent, customer):
     three_days_ago = timezone.now() - timedelta(days=3)
     old = make_conversation(customer, make_inbox("sms"), last_message_at=three_days_ago)
     make_message(old, "My parcel never arrived. It was order 77.", created_at=three_days_ago)
-    WrapUpCode.objects.create(code="delivery", label="Delivery")
+    WrapUpCode.objects.create(code="delivery", label="Delivery", label_translations={"ja": "配送"})
     conversation_resolve(conversation_id=old.pk, by=agent, wrap_up_code="delivery", note="Resent the parcel. Done.")
     email = make_conversation(customer, make_inbox("email"), subject="Invoice for March", assignee=agent,
                               waiting_since=timezone.now())
@@ -685,8 +689,32 @@ def test_what_they_already_told_us(client, agent, customer):
     assert "What they already told us" in card
     assert "Invoice for March" in card and "Waiting for us" in card
     assert "My parcel never arrived." in card and "order 77" not in card  # the first sentence only
-    assert "delivery · Resent the parcel." in card and "Done." not in card
+    assert "Delivery · Resent the parcel." in card and "Done." not in card  # the code's label, not its slug
     assert card.index("Invoice for March") < card.index("My parcel never arrived.")  # newest first
+
+
+def test_a_resolution_shows_its_wrap_up_codes_label_in_the_agents_language(client, agent, customer, mine):
+    WrapUpCode.objects.create(code="order-status", label="Order status", label_translations={"ja": "注文状況"})
+    conversation_resolve(conversation_id=mine.pk, by=agent, wrap_up_code="order-status", note="")
+    client.force_login(agent.user)
+
+    def resolved_text(html: str) -> str:
+        texts = re.findall(r'<span class="event-text">(.*?)</span>', timeline(html), re.S)
+        return next(t for t in texts if "order" in t.lower() or "注文" in t)
+
+    english = body(client.get(page(mine)))
+    assert "Order status" in resolved_text(english) and "order-status" not in resolved_text(english)
+    assert "→ Order status" in re.search(r'<section class="card card-context".*?</section>', english, re.S).group(0)
+    japanese = body(client.get(page(mine), HTTP_ACCEPT_LANGUAGE="ja"))
+    assert "注文状況" in resolved_text(japanese) and "order-status" not in resolved_text(japanese)
+    assert '<option value="order-status">注文状況</option>' in japanese  # the resolve dialog, too
+    # The live path (catch-up after the event) renders it the same way.
+    entries = client.get(reverse("console:catchup", args=[customer.pk]), {"seen": "{}"},
+                         HTTP_ACCEPT_LANGUAGE="ja").json()["entries"]
+    assert any("· 注文状況" in e["html"] for e in entries) and not any("order-status" in e["html"] for e in entries)
+    # A code deleted since still says which it was.
+    WrapUpCode.objects.all().delete()
+    assert "order-status" in resolved_text(body(client.get(page(mine))))
 
 
 def test_customer_pane_shows_other_channels_the_last_agent_activity_and_surveys(client, agent, other_agent, customer):

@@ -144,6 +144,29 @@ def test_wrap_up_codes_and_canned_responses_in_both_languages(seeded):
     assert CannedResponse.objects.filter(text__contains="{customer_name}").exists()
 
 
+def test_wrap_up_codes_have_a_japanese_label(seeded):
+    from django.utils import translation
+
+    from conversations.models import WrapUpCode
+
+    code = WrapUpCode.objects.get(code="order-status")
+    assert code.label == "Order status"
+    with translation.override("ja"):
+        assert code.display_label == "注文状況"
+
+
+def test_the_readme_names_every_demo_address_a_newcomer_can_write_to():
+    """Whoever tries the demo with their own tools (curl, a mail client, a page with the widget)
+    finds our numbers, mailbox and widget id in the README, as the demo creates them."""
+    from conversations.demo.seed import INBOXES
+
+    from ..conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    for _kind, _name, address, _queue in INBOXES:
+        assert f"`{address}`" in readme, address
+
+
 def test_customers_japanese_and_english_with_profiles(seeded):
     customers = list(Customer.objects.all())
     assert len(customers) >= 30
