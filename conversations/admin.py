@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from contactcenter.admin import ReadOnlyAdminMixin, ReadOnlyInlineMixin, recent_rows_formset
 
-from .channels.imap import stores_imap_password
+from .inbox_settings import stores_imap_password
 from .models import (
     CannedResponse,
     WrapUpCode,

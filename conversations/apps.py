@@ -51,3 +51,12 @@ class ConversationsConfig(AppConfig):
         post_save.connect(user_auth_saved, sender=user_model, dispatch_uid="conversations.user_auth_saved")
         m2m_changed.connect(user_groups_changed, sender=user_model.groups.through,
                             dispatch_uid="conversations.user_groups_changed")
+
+        from contactcenter.enqueue import tasks_ready
+
+        from . import task_names  # noqa: F401 - declares the names services queue by
+
+        # Every task name a service queues by must be registered: a misspelt one stops the start
+        # of every process here, not a send later. The simulator's task module sits below the
+        # app's top level, where Celery's discovery does not look.
+        tasks_ready(packages=("conversations.simulator",))

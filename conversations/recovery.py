@@ -6,7 +6,10 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from contactcenter.enqueue import enqueue
+
 from .models import Attachment, AttachmentState, DeliveryStatus, Direction, Message
+from .task_names import DELIVER_MESSAGE, FETCH_TWILIO_MEDIA, PROCESS_TWILIO_INBOUND
 
 logger = logging.getLogger(__name__)
 
@@ -17,45 +20,30 @@ INBOUND_GRACE = timedelta(seconds=30)
 BATCH = 200
 
 
-def _enqueue(task, *args) -> bool:
-    try:
-        task.apply_async(args=args, retry=False)
-        return True
-    except Exception:  # noqa: BLE001 - still down: next tick
-        logger.warning("recovery could not enqueue %s%r", task.name, args)
-        return False
-
-
 def requeue_stuck_outbound() -> int:
-    from .tasks import deliver_message
-
     cutoff = timezone.now() - OUTBOUND_GRACE
     ids = Message.objects.filter(
         direction=Direction.OUTBOUND, delivery_status=DeliveryStatus.PENDING, provider_id__isnull=True,
         created_at__lt=cutoff,
     ).order_by("created_at").values_list("pk", flat=True)[:BATCH]
-    return sum(_enqueue(deliver_message, pk) for pk in ids)
+    return sum(enqueue(DELIVER_MESSAGE, pk) for pk in ids)
 
 
 def requeue_pending_media() -> int:
-    from .tasks import fetch_twilio_media
-
     cutoff = timezone.now() - MEDIA_GRACE
     message_ids = (
         Attachment.objects.filter(state=AttachmentState.PENDING, created_at__lt=cutoff)
         .exclude(source_url="").order_by("message_id").values_list("message_id", flat=True).distinct()[:BATCH]
     )
-    return sum(_enqueue(fetch_twilio_media, pk) for pk in message_ids)
+    return sum(enqueue(FETCH_TWILIO_MEDIA, pk) for pk in message_ids)
 
 
 def requeue_unprocessed_inbound() -> int:
     """Stored Twilio webhooks whose processing is overdue: the task was never queued (broker down
     at commit), was lost, or its worker died mid-way."""
     from .services.messaging import twilio_inbound_events_overdue
-    from .tasks import process_twilio_inbound
-
     ids = twilio_inbound_events_overdue(grace=INBOUND_GRACE, limit=BATCH)
-    return sum(_enqueue(process_twilio_inbound, pk) for pk in ids)
+    return sum(enqueue(PROCESS_TWILIO_INBOUND, pk) for pk in ids)
 
 
 def prune_processed_inbound() -> int:

@@ -1,7 +1,6 @@
 """Celery tasks of conversations: take ids, re-fetch, check state, call a service (STYLE.md habit 10)."""
 
 import logging
-
 from datetime import timedelta
 
 from celery import shared_task
@@ -78,8 +77,8 @@ def fetch_twilio_media(message_id: int) -> int:
 
     from .channels import media
     from .channels.twilio_client import account_sid, auth_token
-    from .services.attachments import attachment_mark_unavailable, attachment_store
     from .models import Attachment, AttachmentState
+    from .services.attachments import attachment_mark_unavailable, attachment_store
 
     done = 0
     for attachment in Attachment.objects.filter(message_id=message_id, state=AttachmentState.PENDING):
@@ -92,28 +91,6 @@ def fetch_twilio_media(message_id: int) -> int:
         attachment_store(attachment=attachment, content=fetched.content, content_type=fetched.content_type)
         done += 1
     return done
-
-
-@shared_task(name="conversations.simulate_twilio_delivery", ignore_result=True)
-def simulate_twilio_delivery(sid: str, to: str, from_: str) -> None:
-    """Dev only (no Twilio credentials): send the status callbacks Twilio would send for a recorded
-    message, signed, to our own status webhook — the same door real callbacks use."""
-    import time
-
-    from django.conf import settings
-
-    from .simulator.client import post_signed
-    from .channels.twilio_client import account_sid
-
-    for status in ("sent", "delivered"):
-        params = {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status, "SmsStatus": status,
-                  "AccountSid": account_sid(), "To": to, "From": from_, "ApiVersion": "2010-04-01"}
-        try:
-            post_signed(settings.CC_SELF_URL, "/webhooks/twilio/messaging/status/", params, timeout=10)
-        except OSError:
-            logger.warning("simulated status callback for %s could not reach %s", sid, settings.CC_SELF_URL)
-            return
-        time.sleep(0.5)
 
 
 @shared_task(name="conversations.route_conversation", ignore_result=True, acks_late=True)

@@ -16,9 +16,13 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from profiles.models import Customer, CustomerMerge, IdentityKind, Touchpoint
-from profiles.services import consent_check
+from profiles.selectors import consent_check
 
 from ..models import (
+    ACTIVE_STATUSES as ACTIVE,
+)
+from ..models import (
+    WHATSAPP_WINDOW,
     Agent,
     Attachment,
     AttachmentState,
@@ -38,8 +42,6 @@ from ..models import (
     WrapUpCode,
 )
 from ..routing.selection import queues_served
-from ..services.ingest import ACTIVE_STATUSES as ACTIVE
-from ..services.outbound import WHATSAPP_WINDOW
 
 WAITING = Q(status=ConversationStatus.OPEN, assignee__isnull=True, abandoned_at__isnull=True)
 PICK_LIST_LIMIT = 10

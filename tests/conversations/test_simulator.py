@@ -66,7 +66,7 @@ def test_simulate_command_sends_signed_sms(live_server, capsys):
 
 def test_simulated_delivery_posts_signed_status_callbacks(live_server, settings):
     from conversations.services import InboundMessage, message_receive
-    from conversations.tasks import simulate_twilio_delivery
+    from conversations.simulator.tasks import simulate_twilio_delivery
 
     settings.CC_SELF_URL = live_server.url
     conversation = message_receive(InboundMessage(inbox=make_inbox("sms"), sender_kind="phone",
