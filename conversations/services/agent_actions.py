@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from contactcenter.enqueue import enqueue_on_commit
 from profiles.models import Customer
 
-from ..events import conversation_recipients, notify_message_created, send_on_commit
+from ..events import conversation_event, conversation_recipients, notify_message_created, send_on_commit
 from ..models import (
     Agent,
     Channel,
@@ -37,11 +37,8 @@ NOTE_MAX_CHARS = 10_000
 
 
 def _publish_conversation(conversation: Conversation, event_type: str, **extra) -> None:
-    send_on_commit(
-        conversation_recipients(conversation.pk, conversation.assignee_id),
-        {"type": event_type, "conversation": conversation.pk, "customer": conversation.customer_id,
-         "status": conversation.status, **extra},
-    )
+    send_on_commit(conversation_recipients(conversation.pk, conversation.assignee_id),
+                   conversation_event(conversation, event_type, **extra))
 
 
 def note_add(*, conversation: Conversation, agent: Agent, text: str) -> Message:

@@ -29,7 +29,7 @@ from django.utils.translation import gettext as _
 
 from contactcenter.enqueue import enqueue, enqueue_on_commit
 
-from ..events import conversation_recipients, send_on_commit
+from ..events import agent_presence_event, conversation_recipients, send_on_commit
 from ..groups import agent_group, supervisors_group
 from ..models import (
     AfterHoursAction,
@@ -660,10 +660,7 @@ def _set_presence(agent: Agent, presence: PresenceState, now, *, reason: str = "
     agent.presence = presence
     agent.presence_changed_at = now
     agent.save(update_fields=["presence", "presence_changed_at"])
-    send_on_commit([agent_group(agent.pk), supervisors_group()], {
-        "type": "agent.presence", "agent": agent.pk, "presence": presence.pk, "name": presence.name,
-        "available": presence.is_available, "reason": reason,
-    })
+    send_on_commit([agent_group(agent.pk), supervisors_group()], agent_presence_event(agent, presence, reason=reason))
 
 
 def agent_presence_set(*, agent: Agent, presence: PresenceState, reason: str = "agent") -> Agent:
