@@ -309,7 +309,7 @@ if EMAIL_URL or CC_EMAIL_HOST:
     )
     EMAIL_TIMEOUT = env_int("CC_EMAIL_TIMEOUT", 30)
 else:
-    EMAIL_BACKEND = "conversations.channels.email_backend.RecordingEmailBackend"
+    EMAIL_BACKEND = "conversations.channels.email.backend.RecordingEmailBackend"
 CC_SMTP_HOST = env_str("CC_SMTP_HOST", "127.0.0.1")
 CC_SMTP_PORT = env_int("CC_SMTP_PORT", 2525)
 CC_EMAIL_WEBHOOK_SECRET = env_str("CC_EMAIL_WEBHOOK_SECRET")

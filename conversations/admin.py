@@ -424,7 +424,7 @@ class TwilioInboundEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Process again"), permissions=["process"])
     def process_again(self, request, queryset):
-        from .services.messaging import twilio_inbound_events_retry
+        from .channels.twilio_messaging.ingest import twilio_inbound_events_retry
 
         count = twilio_inbound_events_retry(event_ids=list(queryset.values_list("pk", flat=True)[:500]))
         self.message_user(request, _("%(count)d event(s) queued for processing.") % {"count": count})

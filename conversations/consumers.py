@@ -76,7 +76,7 @@ def _watchable(user, conversation_id) -> dict | None:
 
 @database_sync_to_async
 def _typing(user, conversation_id: int, on: bool) -> None:
-    from .services.webchat import agent_typing_notify
+    from .channels.webchat.ingest import agent_typing_notify
 
     agent = getattr(user, "agent", None) if hasattr(user, "agent") else None
     if agent is not None:

@@ -69,30 +69,6 @@ def deliver_message(self, message_id: int) -> str:
     return "sent"
 
 
-@shared_task(name="conversations.fetch_twilio_media", autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
-def fetch_twilio_media(message_id: int) -> int:
-    """Download the pending MMS/WhatsApp media of a message (SSRF-checked), or mark it unavailable."""
-    import requests
-    from django.conf import settings
-
-    from .channels import media
-    from .channels.twilio_client import account_sid, auth_token
-    from .models import Attachment, AttachmentState
-    from .services.attachments import attachment_mark_unavailable, attachment_store
-
-    done = 0
-    for attachment in Attachment.objects.filter(message_id=message_id, state=AttachmentState.PENDING):
-        try:
-            fetched = media.fetch(attachment.source_url, auth=(account_sid(), auth_token()),
-                                  max_bytes=settings.CC_MAX_ATTACHMENT_BYTES)
-        except (media.MediaRefused, requests.HTTPError) as exc:
-            attachment_mark_unavailable(attachment=attachment, reason=str(exc))
-            continue
-        attachment_store(attachment=attachment, content=fetched.content, content_type=fetched.content_type)
-        done += 1
-    return done
-
-
 @shared_task(name="conversations.route_conversation", ignore_result=True, acks_late=True)
 def route_conversation_task(conversation_id: int) -> str:
     """Offer one waiting conversation to an agent (idempotent: see services.routing)."""
@@ -106,18 +82,3 @@ def route_for_agent_task(agent_id: int) -> int:
     from .services.routing import route_for_agent
 
     return route_for_agent(agent_id=agent_id)
-
-
-# max_retries mirrors services.messaging.MAX_ATTEMPTS; the attempts counted on the event are the real bound.
-@shared_task(bind=True, name="conversations.process_twilio_inbound", ignore_result=True, acks_late=True,
-             max_retries=8)
-def process_twilio_inbound(self, event_id: int) -> str:
-    """Ingest one stored Twilio inbound webhook (idempotent: see services.messaging). A failure is
-    recorded on the event, which says when to try again: this retry is the fast path, the
-    recovery tick the backstop when the retry is lost."""
-    from .services.messaging import twilio_inbound_event_process
-
-    outcome = twilio_inbound_event_process(event_id=event_id)
-    if outcome.retry_in is not None:
-        raise self.retry(countdown=outcome.retry_in)
-    return outcome.status

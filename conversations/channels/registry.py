@@ -13,11 +13,27 @@ from importlib import import_module
 from types import ModuleType
 
 ADAPTERS: dict[str, str] = {
-    "sms": "conversations.channels.twilio_messaging",
-    "whatsapp": "conversations.channels.twilio_messaging",
-    "email": "conversations.channels.email",
-    "webchat": "conversations.channels.webchat",
+    "sms": "conversations.channels.twilio_messaging.adapter",
+    "whatsapp": "conversations.channels.twilio_messaging.adapter",
+    "email": "conversations.channels.email.adapter",
+    "webchat": "conversations.channels.webchat.adapter",
 }
+
+
+# Each channel's folder. Its ``ready()`` (in ``__init__.py``, when it has one) wires the channel in
+# when the app starts (tick jobs); its ``tasks`` module, when it has one, is registered with Celery.
+CHANNEL_PACKAGES: tuple[str, ...] = (
+    "conversations.channels.email",
+    "conversations.channels.twilio_messaging",
+    "conversations.channels.webchat",
+)
+
+
+def channels_ready() -> None:
+    for path in CHANNEL_PACKAGES:
+        ready = getattr(import_module(path), "ready", None)
+        if ready is not None:
+            ready()
 
 
 @cache

@@ -95,6 +95,8 @@ FORBIDDEN_IMPORTS = [
     ("conversations/selectors.py", "from conversations.services import outbound as _o", "selectors never import services"),
     ("conversations/services/outbound.py", "from conversations.simulator import client as _c",
      "never imports the simulator"),
+    ("conversations/services/ingest.py", "from conversations.channels.email import parse as _p",
+     "the core never imports a channel's folder"),
 ]
 
 

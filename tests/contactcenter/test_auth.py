@@ -11,8 +11,8 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import resolve, reverse
 
-from conversations.console import auth_views
-from conversations.console.auth_views import ThrottledLoginView
+from contactcenter import auth_views
+from contactcenter.auth_views import ThrottledLoginView
 
 from ..factories import PASSWORD
 

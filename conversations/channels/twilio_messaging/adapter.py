@@ -12,9 +12,9 @@ from twilio.request_validator import RequestValidator
 
 from profiles.models import IdentityKind
 
-from ..models import Channel, Inbox, Message
-from . import PermanentSendError, SendResult, TransientSendError
-from .twilio_client import auth_token, twilio_client
+from ...models import Channel, Inbox, Message
+from .. import PermanentSendError, SendResult, TransientSendError
+from ..twilio_client import auth_token, twilio_client
 
 logger = logging.getLogger(__name__)
 

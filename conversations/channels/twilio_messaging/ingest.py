@@ -22,10 +22,10 @@ from django.utils import timezone
 from contactcenter.enqueue import enqueue_on_commit
 from profiles.models import ConsentStatus
 
-from ..channels import twilio_messaging
-from ..models import Channel, Inbox, TwilioInboundEvent
-from ..task_names import FETCH_TWILIO_MEDIA, PROCESS_TWILIO_INBOUND
-from .ingest import InboundAttachment, InboundMessage, IngestResult, message_receive
+from . import adapter as twilio_messaging
+from ...models import Channel, Inbox, TwilioInboundEvent
+from ...task_names import FETCH_TWILIO_MEDIA, PROCESS_TWILIO_INBOUND
+from ...services.ingest import InboundAttachment, InboundMessage, IngestResult, message_receive
 
 logger = logging.getLogger(__name__)
 

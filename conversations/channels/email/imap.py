@@ -27,8 +27,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from ..inbox_settings import imap_entries
-from ..models import Channel, ImapCursor, Inbox
+from ...inbox_settings import imap_entries
+from ...models import Channel, ImapCursor, Inbox
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def _size(connection: imaplib.IMAP4, uid: int) -> int:
 def poll_mailbox(inbox: Inbox, config: dict, mailbox: str) -> int:
     """Fetch and ingest the new mail of one mailbox; returns the number of mails handled. Network
     errors propagate (the next poll retries from the cursor, nothing is skipped)."""
-    from ..services.email import email_receive
+    from .ingest import email_receive
 
     cursor, _ = ImapCursor.objects.get_or_create(inbox=inbox, mailbox=mailbox)
     connection = _connect(config)

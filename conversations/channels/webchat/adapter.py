@@ -10,13 +10,13 @@ means "handed to the channel layer", exactly like a provider accepting a message
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from ..models import Message, MessageKind
-from . import PermanentSendError, SendResult, TransientSendError
+from ...models import Message, MessageKind
+from .. import PermanentSendError, SendResult, TransientSendError
 
 
 def send(message: Message, *, to: str, from_: str) -> SendResult:
-    from ..events import widget_layer_message
-    from ..services.webchat import widget_group, widget_message_frame
+    from ...events import widget_layer_message
+    from .ingest import widget_group, widget_message_frame
 
     if message.kind != MessageKind.MESSAGE:
         raise PermanentSendError("Notes and events are never sent to a visitor", code="not_a_message")
