@@ -22,7 +22,7 @@ from conversations.services.routing import (
 )
 
 from ..factories import make_conversation, make_customer, make_inbox
-from .test_routing import presence, staff, support, waiting  # noqa: F401 - fixtures
+from .routing_helpers import staff, waiting
 
 pytestmark = pytest.mark.django_db
 

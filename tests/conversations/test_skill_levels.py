@@ -14,7 +14,7 @@ from conversations.selectors import access_conversation
 from conversations.services.routing import route_conversation, route_for_agent
 
 from ..factories import make_agent, make_conversation, make_customer, make_inbox
-from .test_routing import presence, support, waiting  # noqa: F401 - fixtures
+from .routing_helpers import waiting
 
 pytestmark = pytest.mark.django_db
 
