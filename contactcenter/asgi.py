@@ -30,7 +30,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from django.urls import re_path  # noqa: E402
 
-from .routing import websocket_urlpatterns, widget_websocket_urlpatterns  # noqa: E402
+from .websocket_urls import websocket_urlpatterns, widget_websocket_urlpatterns  # noqa: E402
 
 from .concurrency import ConcurrencyLimit  # noqa: E402
 

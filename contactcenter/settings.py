@@ -208,7 +208,7 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/console/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
-# Sign-in throttling (conversations/console/login_throttle.py): five failures stop one address for
+# Sign-in throttling (contactcenter/login_throttle.py): five failures stop one address for
 # one username for the window; the username itself is only slowed down (doubling delays from the
 # third failure, at most CC_LOGIN_MAX_DELAY seconds), never locked for everyone.
 CC_LOGIN_MAX_FAILURES = env_int("CC_LOGIN_MAX_FAILURES", 5)
@@ -323,7 +323,7 @@ if EMAIL_URL or CC_EMAIL_HOST:
     )
     EMAIL_TIMEOUT = env_int("CC_EMAIL_TIMEOUT", 30)
 else:
-    EMAIL_BACKEND = "conversations.channels.email_backend.RecordingEmailBackend"
+    EMAIL_BACKEND = "conversations.channels.email.backend.RecordingEmailBackend"
 CC_SMTP_HOST = env_str("CC_SMTP_HOST", "127.0.0.1")
 CC_SMTP_PORT = env_int("CC_SMTP_PORT", 2525)
 CC_EMAIL_WEBHOOK_SECRET = env_str("CC_EMAIL_WEBHOOK_SECRET")

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from conversations.console.auth_views import ThrottledLoginView, set_language, throttled_admin_login
+from .auth_views import ThrottledLoginView, set_language, throttled_admin_login
 
 from . import views
 

@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from contactcenter.admin import ReadOnlyAdminMixin, ReadOnlyInlineMixin, recent_rows_formset
 
-from .channels.imap import stores_imap_password
+from .inbox_settings import stores_imap_password
 from .models import (
     CannedResponse,
     WrapUpCode,
@@ -424,7 +424,7 @@ class TwilioInboundEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Process again"), permissions=["process"])
     def process_again(self, request, queryset):
-        from .services.messaging import twilio_inbound_events_retry
+        from .channels.twilio_messaging.ingest import twilio_inbound_events_retry
 
         count = twilio_inbound_events_retry(event_ids=list(queryset.values_list("pk", flat=True)[:500]))
         self.message_user(request, _("%(count)d event(s) queued for processing.") % {"count": count})

@@ -24,10 +24,9 @@ class ConversationsConfig(AppConfig):
 
         from contactcenter import tick
 
-        from .channels.imap import imap_poll_due
+        from .channels.registry import CHANNEL_PACKAGES, channels_ready
 
-        # Polls only the IMAP mailboxes whose interval has elapsed (each claims its own turn).
-        tick.register("imap_poll", imap_poll_due)
+        channels_ready()
 
         from .services.agent_actions import snoozed_wake
 
@@ -51,3 +50,12 @@ class ConversationsConfig(AppConfig):
         post_save.connect(user_auth_saved, sender=user_model, dispatch_uid="conversations.user_auth_saved")
         m2m_changed.connect(user_groups_changed, sender=user_model.groups.through,
                             dispatch_uid="conversations.user_groups_changed")
+
+        from contactcenter.enqueue import tasks_ready
+
+        from . import task_names  # noqa: F401 - declares the names services queue by
+
+        # Every task name a service queues by must be registered: a misspelt one stops the start
+        # of every process here, not a send later. The channels' and the simulator's task modules
+        # sit below the app's top level, where Celery's discovery does not look.
+        tasks_ready(packages=(*CHANNEL_PACKAGES, "conversations.simulator"))

@@ -6,6 +6,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from contactcenter.permissions import is_contact_center_staff
 
+from .events import viewer_message
 from .groups import agent_group, conversation_group, customer_group, session_group, supervisors_group, user_group
 
 
@@ -75,7 +76,7 @@ def _watchable(user, conversation_id) -> dict | None:
 
 @database_sync_to_async
 def _typing(user, conversation_id: int, on: bool) -> None:
-    from .services.webchat import agent_typing_notify
+    from .channels.webchat.ingest import agent_typing_notify
 
     agent = getattr(user, "agent", None) if hasattr(user, "agent") else None
     if agent is not None:
@@ -138,11 +139,9 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_discard(customer_group(watching["customer"]), self.channel_name)
 
     async def _viewer(self, watching: dict, state: str, *, reply: bool = False):
-        await self.channel_layer.group_send(conversation_group(watching["conversation"]), {
-            "type": "console.viewer", "from": self.channel_name, "reply": reply,
-            "event": {"type": "viewer", "conversation": watching["conversation"], "agent": watching["agent"],
-                      "name": watching["name"], "state": state},
-        })
+        await self.channel_layer.group_send(conversation_group(watching["conversation"]), viewer_message(
+            sender=self.channel_name, reply=reply, conversation_id=watching["conversation"],
+            agent_id=watching["agent"], name=watching["name"], state=state))
 
     async def _watch(self, conversation_id):
         watching = await _watchable(self.scope["user"], conversation_id)

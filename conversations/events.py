@@ -134,3 +134,28 @@ def message_recipients(message: Message, assignee_id: int | None) -> list[str]:
 
 def notify_message_created(message: Message, *, assignee_id: int | None) -> None:
     send_on_commit(message_recipients(message, assignee_id), message_event("message.created", message))
+
+
+def conversation_event(conversation, event_type: str, **extra) -> dict:
+    """A change of a conversation's state (snoozed, reopened, read …) for the consoles."""
+    return {"type": event_type, "conversation": conversation.pk, "customer": conversation.customer_id,
+            "status": conversation.status, **extra}
+
+
+def agent_presence_event(agent, presence, *, reason: str = "") -> dict:
+    """An agent's presence changed; ``reason`` says why ("agent" when they chose it)."""
+    return {"type": "agent.presence", "agent": agent.pk, "presence": presence.pk, "name": presence.name,
+            "available": presence.is_available, "reason": reason}
+
+
+def viewer_message(*, sender: str, reply: bool, conversation_id: int, agent_id: int, name: str, state: str) -> dict:
+    """The channel-layer message a console sends to the others watching the same conversation when
+    it starts or stops viewing it (``reply``: an answer to a newcomer's "viewing", not to answer)."""
+    return {"type": "console.viewer", "from": sender, "reply": reply,
+            "event": {"type": "viewer", "conversation": conversation_id, "agent": agent_id, "name": name,
+                      "state": state}}
+
+
+def widget_layer_message(frame: dict) -> dict:
+    """The channel-layer message that relays one frame to a visitor's widget sockets."""
+    return {"type": "widget.event", "event": frame}

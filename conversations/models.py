@@ -5,6 +5,8 @@ on an Inbox, Messages with a per-inbox unique provider id (idempotent ingest), d
 events kept one by one. Routing fields (queue, priority, waiting_since) are here from the start.
 """
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
@@ -17,6 +19,10 @@ from django.utils.translation import gettext_lazy as _
 from contactcenter.indexes import NullsFirstIndex
 from profiles.models import Customer
 
+from .inbox_settings import stores_imap_password
+from .routing.hours import validate_config
+from .routing.rules import compile_rule
+
 
 class Channel(models.TextChoices):
     SMS = "sms", _("SMS")
@@ -25,6 +31,10 @@ class Channel(models.TextChoices):
     WEBCHAT = "webchat", _("Web chat")
     VOICE = "voice", _("Voice")
 
+
+# WhatsApp carries free-form replies only this long after the customer's last message; after it,
+# an approved template (Twilio error 63016).
+WHATSAPP_WINDOW = timedelta(hours=24)
 
 DEFAULT_CAPACITY = {"voice": 1, "webchat": 3, "sms": 5, "whatsapp": 5, "email": 5}
 
@@ -68,8 +78,6 @@ class Inbox(models.Model):
         # A mailbox password typed into the settings would be stored in the database and shown to
         # every admin who opens the inbox: it goes in the workers' environment (channels/imap.py).
         # An inbox saved before still polls with it; it is refused when the inbox is next saved here.
-        from .channels.imap import stores_imap_password
-
         if stores_imap_password(self.settings):
             errors["settings"] = _(
                 'Do not store the IMAP password here: put it in an environment variable of the workers and '
@@ -159,8 +167,6 @@ class Queue(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from .routing.hours import validate_config
-
         if self.business_hours:
             try:
                 validate_config(self.business_hours)
@@ -237,8 +243,6 @@ class RoutingRule(models.Model):
         return f"{self.order}. {self.name} → {self.queue}"
 
     def clean(self) -> None:
-        from .routing.rules import compile_rule
-
         try:
             compile_rule(self.expression)
         except ValidationError as exc:
@@ -341,6 +345,10 @@ class ConversationStatus(models.TextChoices):
     PENDING = "pending", _("Pending")
     SNOOZED = "snoozed", _("Snoozed")
     RESOLVED = "resolved", _("Resolved")
+
+
+# A conversation in one of these is still being worked on (snoozed ones wake up by themselves).
+ACTIVE_STATUSES = (ConversationStatus.OPEN, ConversationStatus.PENDING, ConversationStatus.SNOOZED)
 
 
 class Conversation(models.Model):

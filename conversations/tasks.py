@@ -1,7 +1,6 @@
 """Celery tasks of conversations: take ids, re-fetch, check state, call a service (STYLE.md habit 10)."""
 
 import logging
-
 from datetime import timedelta
 
 from celery import shared_task
@@ -70,52 +69,6 @@ def deliver_message(self, message_id: int) -> str:
     return "sent"
 
 
-@shared_task(name="conversations.fetch_twilio_media", autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
-def fetch_twilio_media(message_id: int) -> int:
-    """Download the pending MMS/WhatsApp media of a message (SSRF-checked), or mark it unavailable."""
-    import requests
-    from django.conf import settings
-
-    from .channels import media
-    from .channels.twilio_client import account_sid, auth_token
-    from .services.attachments import attachment_mark_unavailable, attachment_store
-    from .models import Attachment, AttachmentState
-
-    done = 0
-    for attachment in Attachment.objects.filter(message_id=message_id, state=AttachmentState.PENDING):
-        try:
-            fetched = media.fetch(attachment.source_url, auth=(account_sid(), auth_token()),
-                                  max_bytes=settings.CC_MAX_ATTACHMENT_BYTES)
-        except (media.MediaRefused, requests.HTTPError) as exc:
-            attachment_mark_unavailable(attachment=attachment, reason=str(exc))
-            continue
-        attachment_store(attachment=attachment, content=fetched.content, content_type=fetched.content_type)
-        done += 1
-    return done
-
-
-@shared_task(name="conversations.simulate_twilio_delivery", ignore_result=True)
-def simulate_twilio_delivery(sid: str, to: str, from_: str) -> None:
-    """Dev only (no Twilio credentials): send the status callbacks Twilio would send for a recorded
-    message, signed, to our own status webhook — the same door real callbacks use."""
-    import time
-
-    from django.conf import settings
-
-    from .simulator.client import post_signed
-    from .channels.twilio_client import account_sid
-
-    for status in ("sent", "delivered"):
-        params = {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status, "SmsStatus": status,
-                  "AccountSid": account_sid(), "To": to, "From": from_, "ApiVersion": "2010-04-01"}
-        try:
-            post_signed(settings.CC_SELF_URL, "/webhooks/twilio/messaging/status/", params, timeout=10)
-        except OSError:
-            logger.warning("simulated status callback for %s could not reach %s", sid, settings.CC_SELF_URL)
-            return
-        time.sleep(0.5)
-
-
 @shared_task(name="conversations.route_conversation", ignore_result=True, acks_late=True)
 def route_conversation_task(conversation_id: int) -> str:
     """Offer one waiting conversation to an agent (idempotent: see services.routing)."""
@@ -129,18 +82,3 @@ def route_for_agent_task(agent_id: int) -> int:
     from .services.routing import route_for_agent
 
     return route_for_agent(agent_id=agent_id)
-
-
-# max_retries mirrors services.messaging.MAX_ATTEMPTS; the attempts counted on the event are the real bound.
-@shared_task(bind=True, name="conversations.process_twilio_inbound", ignore_result=True, acks_late=True,
-             max_retries=8)
-def process_twilio_inbound(self, event_id: int) -> str:
-    """Ingest one stored Twilio inbound webhook (idempotent: see services.messaging). A failure is
-    recorded on the event, which says when to try again: this retry is the fast path, the
-    recovery tick the backstop when the retry is lost."""
-    from .services.messaging import twilio_inbound_event_process
-
-    outcome = twilio_inbound_event_process(event_id=event_id)
-    if outcome.retry_in is not None:
-        raise self.retry(countdown=outcome.retry_in)
-    return outcome.status

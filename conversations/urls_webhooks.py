@@ -1,6 +1,7 @@
 from django.urls import path
 
-from . import webhooks, webhooks_email
+from .channels.twilio_messaging import webhooks
+from .channels.email import webhook as webhooks_email
 
 urlpatterns = [
     path("twilio/messaging/", webhooks.twilio_messaging_inbound, name="twilio-messaging"),

@@ -1,13 +1,24 @@
 """Reads on customers. Permission-checked fetches are named ``access_*`` (STYLE.md habit 7)."""
 
+from dataclasses import dataclass
+
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from contactcenter.permissions import is_contact_center_staff
 
 from . import addresses
-from .models import Customer, CustomerMerge, Identity, IdentityKind
+from .models import (
+    Consent,
+    ConsentStatus,
+    Customer,
+    CustomerMerge,
+    Identity,
+    IdentityKind,
+)
 
 
 def visible_customers(*, user) -> QuerySet[Customer]:
@@ -69,3 +80,28 @@ def customer_search(*, user, q: str = "", phone: str = "", email: str = "", incl
     return qs.distinct().prefetch_related(
         Prefetch("identities", queryset=Identity.objects.order_by("kind", "value")), "tags"
     )
+
+
+@dataclass(frozen=True)
+class ConsentDecision:
+    allowed: bool
+    consent: Consent | None = None
+
+    @property
+    def reason(self) -> str:
+        if self.allowed or self.consent is None:
+            return ""
+        # Shown to agents: in their language and their time zone (both active for the request).
+        when = timezone.localtime(self.consent.changed_at).strftime("%Y-%m-%d %H:%M %Z")
+        return _("%(address)s opted out on %(when)s (%(source)s)") % {
+            "address": self.consent.address, "when": when, "source": self.consent.source or _("unknown source")}
+
+
+def consent_check(*, channel: str, address: str, sender: str = "") -> ConsentDecision:
+    """May we send to ``address`` from ``sender`` on ``channel``? A sender-specific record wins over
+    a channel-wide one; no record means allowed (the customer wrote to us, or is a new contact)."""
+    records = {c.sender: c for c in Consent.objects.filter(channel=channel, address=address, sender__in=[sender, ""])}
+    consent = records.get(sender) or records.get("")
+    if consent is not None and consent.status == ConsentStatus.OPTED_OUT:
+        return ConsentDecision(allowed=False, consent=consent)
+    return ConsentDecision(allowed=True, consent=consent)

@@ -17,6 +17,10 @@ run_pytest() {
     return "$rc"
 }
 
+echo "=== dependency rules (lint-imports; contracts in pyproject.toml) ==="
+"$(dirname "$PY")/lint-imports" --no-cache
+lint_rc=$?
+
 echo "=== embedded mode (SQLite, in-memory layer, in-process worker) ==="
 ( unset DATABASE_URL REDIS_URL; run_pytest )
 embedded_rc=$?
@@ -41,5 +45,5 @@ else
     echo "Start them (see README: Testing) and run make test again to cover the production mode." >&2
 fi
 
-echo "embedded exit=$embedded_rc production exit=$production_rc"
-[ "$embedded_rc" -eq 0 ] && [ "$production_rc" -eq 0 ]
+echo "lint-imports exit=$lint_rc embedded exit=$embedded_rc production exit=$production_rc"
+[ "$lint_rc" -eq 0 ] && [ "$embedded_rc" -eq 0 ] && [ "$production_rc" -eq 0 ]

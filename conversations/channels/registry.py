@@ -1,22 +1,50 @@
-"""Which adapter sends on which channel. Adapters expose ``send(message, *, to, from_)`` and may
-expose ``find_sent(message, *, to, from_, since)`` for reconciliation after an ambiguous failure."""
+"""Which adapter serves which channel, by dotted path (healthchecks' ``TRANSPORTS``).
 
+The core (models, services, selectors, routing) never imports a channel's folder: it asks this
+registry, which imports the adapter the first time it is needed. Adapters may import the core.
+An adapter module exposes ``send(message, *, to, from_)`` and may expose
+``find_sent(message, *, to, from_, since)`` (reconciliation after an ambiguous failure) and
+``validate_outbound(text)`` (raises ``ValidationError`` for a body the channel cannot carry).
+This module imports nothing of ours, so anything may use it.
+"""
+
+from functools import cache
+from importlib import import_module
 from types import ModuleType
 
-from ..models import Channel
+ADAPTERS: dict[str, str] = {
+    "sms": "conversations.channels.twilio_messaging.adapter",
+    "whatsapp": "conversations.channels.twilio_messaging.adapter",
+    "email": "conversations.channels.email.adapter",
+    "webchat": "conversations.channels.webchat.adapter",
+}
 
 
+# Each channel's folder. Its ``ready()`` (in ``__init__.py``, when it has one) wires the channel in
+# when the app starts (tick jobs); its ``tasks`` module, when it has one, is registered with Celery.
+CHANNEL_PACKAGES: tuple[str, ...] = (
+    "conversations.channels.email",
+    "conversations.channels.twilio_messaging",
+    "conversations.channels.webchat",
+)
+
+
+def channels_ready() -> None:
+    for path in CHANNEL_PACKAGES:
+        ready = getattr(import_module(path), "ready", None)
+        if ready is not None:
+            ready()
+
+
+@cache
 def adapter_for(channel: str) -> ModuleType | None:
-    if channel in (Channel.SMS, Channel.WHATSAPP):
-        from . import twilio_messaging
+    path = ADAPTERS.get(str(channel))
+    return import_module(path) if path else None
 
-        return twilio_messaging
-    if channel == Channel.WEBCHAT:
-        from . import webchat
 
-        return webchat
-    if channel == Channel.EMAIL:
-        from . import email
-
-        return email
-    return None
+def validate_outbound(channel: str, text: str) -> None:
+    """Raise ``ValidationError`` when ``channel`` cannot carry ``text`` (e.g. SMS's length limit)."""
+    adapter = adapter_for(channel)
+    check = getattr(adapter, "validate_outbound", None)
+    if check is not None:
+        check(text)

@@ -80,10 +80,11 @@ class RecordingHttpClient(HttpClient):
                 status_code=201, created_at=now,
             )
             if settings.CC_SIMULATE_DELIVERY:
-                from ..tasks import simulate_twilio_delivery
+                from contactcenter.enqueue import enqueue
 
-                simulate_twilio_delivery.apply_async(args=[sid, str(data.get("To", "")), str(data.get("From", ""))],
-                                                     countdown=1)
+                from ..task_names import SIMULATE_TWILIO_DELIVERY
+
+                enqueue(SIMULATE_TWILIO_DELIVERY, sid, str(data.get("To", "")), str(data.get("From", "")), countdown=1)
             return Response(201, json.dumps(_message_resource(sid, data, now)), {"Content-Type": "application/json"})
         if method.upper() == "GET" and url.endswith("/Messages.json"):
             return Response(200, json.dumps(_message_list(url, params)), {"Content-Type": "application/json"})

@@ -16,12 +16,14 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from profiles.models import Customer, CustomerMerge, IdentityKind, Touchpoint
-from profiles.services import consent_check
+from profiles.selectors import consent_check
 
 from ..models import (
+    ACTIVE_STATUSES as ACTIVE,
+)
+from ..models import (
+    WHATSAPP_WINDOW,
     Agent,
-    Attachment,
-    AttachmentState,
     CannedResponse,
     Channel,
     Conversation,
@@ -38,8 +40,6 @@ from ..models import (
     WrapUpCode,
 )
 from ..routing.selection import queues_served
-from ..services.ingest import ACTIVE_STATUSES as ACTIVE
-from ..services.outbound import WHATSAPP_WINDOW
 
 WAITING = Q(status=ConversationStatus.OPEN, assignee__isnull=True, abandoned_at__isnull=True)
 PICK_LIST_LIMIT = 10
@@ -296,41 +296,6 @@ def canned_responses(*, conversation: Conversation | None, agent: Agent | None, 
     # The agent's language first, then the rest.
     result.sort(key=lambda r: (bool(language) and r["language"] not in ("", language), r["shortcode"]))
     return result
-
-
-# What one formatted email may carry inline: its images travel inside the page (data: URIs), so
-# a mail with a hundred large pictures must not make a page of hundreds of megabytes.
-INLINE_IMAGE_MAX_BYTES = 5 * 1024 * 1024
-INLINE_IMAGES_MAX_TOTAL_BYTES = 20 * 1024 * 1024
-
-
-def message_inline_images(*, message_id: int) -> dict[str, str]:
-    """The message's stored inline images (email parts with a Content-ID), as data: URIs by
-    ``cid_key``, for ``with_inline_images``: one statement, then their files. Only this message's
-    parts: a cid: never reaches another message's (or customer's) attachment."""
-    import base64
-
-    from ..channels.email.sanitize import INLINE_IMAGE_TYPES, cid_key
-
-    images: dict[str, str] = {}
-    total = 0
-    rows = (Attachment.objects.filter(message_id=message_id, state=AttachmentState.STORED,
-                                      content_type__in=INLINE_IMAGE_TYPES, size__lte=INLINE_IMAGE_MAX_BYTES)
-            .exclude(content_id="").exclude(file="").order_by("id"))
-    for attachment in rows:
-        key = cid_key(attachment.content_id)
-        if key in images or total + attachment.size > INLINE_IMAGES_MAX_TOTAL_BYTES:
-            continue
-        try:
-            with attachment.file.open("rb") as handle:
-                data = handle.read(INLINE_IMAGE_MAX_BYTES + 1)
-        except OSError:
-            continue  # a file gone from storage shows as a missing image, not an error page
-        if len(data) > INLINE_IMAGE_MAX_BYTES:
-            continue
-        total += len(data)
-        images[key] = f"data:{attachment.content_type};base64,{base64.b64encode(data).decode('ascii')}"
-    return images
 
 
 def wrap_up_codes() -> list[WrapUpCode]:

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from . import actions, auth_views, views
+from . import actions, views
+from contactcenter import auth_views
 
 urlpatterns = [
     path("", views.workspace, name="home"),

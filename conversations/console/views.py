@@ -28,6 +28,7 @@ from profiles.selectors import access_customer, customer_search
 from profiles.timeline import customer_timeline
 
 from ..channels.email.sanitize import with_inline_images
+from ..channels.email.selectors import message_inline_images
 from ..models import Agent, Conversation, Message, PresenceState, Queue
 from ..selectors import access_conversation, agent_of, is_supervisor
 from ..services.agent_actions import conversation_mark_read
@@ -331,7 +332,7 @@ def message_html(request, message_id: int):
         raise Http404
     access_customer(user=request.user, customer_id=message.customer_id)
     # Its own inline images (cid:) inside the page: the frame may load nothing from anywhere.
-    markup = with_inline_images(message.html, selectors.message_inline_images(message_id=message.pk))
+    markup = with_inline_images(message.html, message_inline_images(message_id=message.pk))
     body = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><base target=\"_blank\"></head>"
             f"<body>{markup}</body></html>")
     response = HttpResponse(body, content_type="text/html; charset=utf-8")

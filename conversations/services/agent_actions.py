@@ -11,10 +11,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from contactcenter.enqueue import enqueue_on_commit
 from profiles.models import Customer
 
-from ..enqueue import enqueue_on_commit
-from ..events import conversation_recipients, notify_message_created, send_on_commit
+from ..events import conversation_event, conversation_recipients, notify_message_created, send_on_commit
 from ..models import (
     Agent,
     Channel,
@@ -28,6 +28,7 @@ from ..models import (
     MessageKind,
 )
 from ..sequence import message_seq_next
+from ..task_names import ROUTE_CONVERSATION, ROUTE_FOR_AGENT
 from .ingest import ACTIVE_STATUSES as ACTIVE
 from .outbound import SendRefused, message_send
 from .system_events import system_event_record
@@ -36,11 +37,8 @@ NOTE_MAX_CHARS = 10_000
 
 
 def _publish_conversation(conversation: Conversation, event_type: str, **extra) -> None:
-    send_on_commit(
-        conversation_recipients(conversation.pk, conversation.assignee_id),
-        {"type": event_type, "conversation": conversation.pk, "customer": conversation.customer_id,
-         "status": conversation.status, **extra},
-    )
+    send_on_commit(conversation_recipients(conversation.pk, conversation.assignee_id),
+                   conversation_event(conversation, event_type, **extra))
 
 
 def note_add(*, conversation: Conversation, agent: Agent, text: str) -> Message:
@@ -146,10 +144,8 @@ def conversation_snooze(*, conversation: Conversation, agent: Agent | None, unti
         system_event_record(locked, EventType.SNOOZED, agent=agent, until=until.isoformat())
         _publish_conversation(locked, "conversation.snoozed", until=until.isoformat())
         if locked.assignee_id:
-            from ..tasks import route_for_agent_task
-
             # A snoozed conversation holds no capacity: the agent's waiting work comes now.
-            enqueue_on_commit(route_for_agent_task, locked.assignee_id)
+            enqueue_on_commit(ROUTE_FOR_AGENT, locked.assignee_id)
     return locked
 
 
@@ -176,10 +172,8 @@ def conversation_reopen(*, conversation: Conversation, agent: Agent | None, reas
 
 def _route_if_unassigned(conversation: Conversation) -> None:
     """Open again with nobody on it: routing finds it an agent (after commit)."""
-    from ..tasks import route_conversation_task
-
     if conversation.assignee_id is None and conversation.status == ConversationStatus.OPEN:
-        enqueue_on_commit(route_conversation_task, conversation.pk)
+        enqueue_on_commit(ROUTE_CONVERSATION, conversation.pk)
 
 
 def snoozed_wake(*, limit: int = 200) -> int:

@@ -13,15 +13,14 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from contactcenter.enqueue import enqueue_on_commit
 from profiles.languages import primary_language
 from profiles.models import Customer, IdentitySource
 from profiles.services import identity_resolve
 
-from ..enqueue import enqueue_on_commit
 from ..events import notify_message_created
-from ..sequence import conversation_save_taking_seq
-from .system_events import system_event, system_events_record
 from ..models import (
+    ACTIVE_STATUSES,
     Attachment,
     AttachmentState,
     Conversation,
@@ -32,8 +31,9 @@ from ..models import (
     Message,
     MessageKind,
 )
-
-ACTIVE_STATUSES = (ConversationStatus.OPEN, ConversationStatus.PENDING, ConversationStatus.SNOOZED)
+from ..sequence import conversation_save_taking_seq
+from ..task_names import ROUTE_CONVERSATION
+from .system_events import system_event, system_events_record
 
 
 @dataclass
@@ -269,11 +269,9 @@ def message_receive(inbound: InboundMessage) -> IngestResult:
             for attachment in inbound.attachments:
                 _store_attachment(message, attachment)
             if conversation.assignee_id is None and conversation.status == ConversationStatus.OPEN:
-                from ..tasks import route_conversation_task
-
                 # Registered first: on-commit callbacks run in order, and routing should not wait
                 # behind the websocket notifications (bench/routing).
-                enqueue_on_commit(route_conversation_task, conversation.pk)
+                enqueue_on_commit(ROUTE_CONVERSATION, conversation.pk)
             notify_message_created(message, assignee_id=conversation.assignee_id)
     except IntegrityError:
         # A concurrent request stored the same provider id first: that one is the message.

@@ -7,20 +7,26 @@ never sends twice. Status callbacks are ranked and never move a message backward
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from contactcenter.enqueue import enqueue_on_commit
 from profiles.models import ConsentStatus, IdentityKind
-from profiles.services import consent_check, consent_record
+from profiles.selectors import consent_check
+from profiles.services import consent_record
 
-from ..enqueue import enqueue_on_commit
-from ..sequence import message_seq_next
-from ..events import message_event, message_recipients, notify_message_created, send_on_commit
+from ..channels.registry import validate_outbound
+from ..events import (
+    message_event,
+    message_recipients,
+    notify_message_created,
+    send_on_commit,
+)
 from ..models import (
+    WHATSAPP_WINDOW,
     Agent,
     Channel,
     Conversation,
@@ -31,6 +37,8 @@ from ..models import (
     MessageKind,
     MessageStatusEvent,
 )
+from ..sequence import message_seq_next
+from ..task_names import DELIVER_MESSAGE
 
 # Twilio's statuses ranked (twilio.md §1): callbacks arrive out of order, a message only moves up.
 STATUS_RANK = {
@@ -41,7 +49,6 @@ STATUS_RANK = {
 }
 TERMINAL = {DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED, DeliveryStatus.FAILED, DeliveryStatus.READ,
             DeliveryStatus.CANCELED}
-WHATSAPP_WINDOW = timedelta(hours=24)
 _IDENTITY_FOR_CHANNEL = {
     Channel.SMS: [IdentityKind.PHONE, IdentityKind.WHATSAPP],
     Channel.WHATSAPP: [IdentityKind.WHATSAPP, IdentityKind.PHONE],
@@ -83,17 +90,14 @@ def whatsapp_window_open(conversation: Conversation, *, now=None) -> bool:
 
 
 def _check_sendable(conversation: Conversation, text: str, template: dict | None) -> Destination:
-    from ..channels import twilio_messaging
-
     destination = destination_for(conversation)
     decision = consent_check(channel=conversation.channel, address=destination.to, sender=destination.from_)
     if not decision.allowed:
         raise SendRefused(_("Not sent: %(reason)s."), code="opted_out", params={"reason": decision.reason})
-    if conversation.channel in (Channel.SMS, Channel.WHATSAPP):
-        try:
-            twilio_messaging.validate_outbound_body(text)
-        except ValidationError as exc:
-            raise SendRefused(exc.messages[0], code="body_too_long") from exc
+    try:
+        validate_outbound(conversation.channel, text)
+    except ValidationError as exc:
+        raise SendRefused(exc.messages[0], code=exc.code or "not_sendable") from exc
     if conversation.channel == Channel.WHATSAPP and not template and not whatsapp_window_open(conversation):
         raise SendRefused(
             _("WhatsApp allows free-form replies only within 24 hours of the customer's last message; "
@@ -115,8 +119,6 @@ def _check_sendable(conversation: Conversation, text: str, template: dict | None
 def message_send(*, conversation: Conversation, agent: Agent | None, text: str, template: dict | None = None) -> Message:
     """Store an outbound reply and deliver it after commit. Raises ``SendRefused`` with the reason
     (opted out, WhatsApp window, too long, no address) before anything reaches the provider."""
-    from ..tasks import deliver_message
-
     destination = _check_sendable(conversation, text, template)
     now = timezone.now()
     with transaction.atomic():
@@ -139,7 +141,7 @@ def message_send(*, conversation: Conversation, agent: Agent | None, text: str, 
             fields += ["status", "resolved_at"]
         conversation.save(update_fields=fields)
         notify_message_created(message, assignee_id=conversation.assignee_id)
-        enqueue_on_commit(deliver_message, message.pk)
+        enqueue_on_commit(DELIVER_MESSAGE, message.pk)
     return message
 
 

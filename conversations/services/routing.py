@@ -27,9 +27,22 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from ..enqueue import enqueue_on_commit
-from ..events import conversation_recipients, send_on_commit
+from contactcenter.enqueue import enqueue, enqueue_on_commit
+
+from ..events import agent_presence_event, conversation_recipients, send_on_commit
 from ..groups import agent_group, supervisors_group
+from ..models import (
+    AfterHoursAction,
+    Agent,
+    Conversation,
+    ConversationStatus,
+    EventType,
+    Message,
+    Offer,
+    OfferStatus,
+    PresenceState,
+    Queue,
+)
 from ..routing.selection import (
     ELIGIBLE_LIMIT,
     LOAD_STATUSES,
@@ -50,19 +63,8 @@ from ..routing.selection import (
     waiting_conversation_lock,
 )
 from ..routing.selection import waiting as _waiting
+from ..task_names import ROUTE_CONVERSATION, ROUTE_FOR_AGENT
 from .system_events import system_event, system_event_record, system_events_record
-from ..models import (
-    AfterHoursAction,
-    Agent,
-    Conversation,
-    ConversationStatus,
-    EventType,
-    Message,
-    Offer,
-    OfferStatus,
-    PresenceState,
-    Queue,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -208,10 +210,8 @@ def _decide(conversation: Conversation, facts, now, *, waits: bool, limit: int) 
         if conversation.queue_id != queue.pk:
             # Handed to the follow-up queue, which may be open now (an email team elsewhere):
             # its own decision, after this one commits.
-            from ..tasks import route_conversation_task
-
             explanation["after_hours_fallback_to"] = conversation.queue_id
-            enqueue_on_commit(route_conversation_task, conversation.pk)
+            enqueue_on_commit(ROUTE_CONVERSATION, conversation.pk)
         else:
             conversation.route_at = _next_try(conversation, queue, now, opens=reopen or now + CLOSED_RETRY)
             fields.append("route_at")
@@ -561,8 +561,6 @@ def _locked_offer(offer_id: int) -> tuple[Conversation, Offer]:
 
 
 def offer_accept(*, offer_id: int, agent: Agent) -> Offer:
-    from ..tasks import route_conversation_task
-
     now = timezone.now()
     with transaction.atomic():
         conversation, offer = _locked_offer(offer_id)
@@ -578,7 +576,7 @@ def offer_accept(*, offer_id: int, agent: Agent) -> Offer:
             # told (raising in here would roll it back and leave it to the tick). The agent did
             # answer, so their presence stays, unlike an offer nobody answered (offers_expire).
             system_events_record(conversation, [_close_offer(offer, OfferStatus.TIMEOUT, now)])
-            enqueue_on_commit(route_conversation_task, conversation.pk)
+            enqueue_on_commit(ROUTE_CONVERSATION, conversation.pk)
         else:
             offer.status = OfferStatus.ACCEPTED
             offer.decided_at = now
@@ -605,8 +603,6 @@ def _close_offer(offer: Offer, status: str, now) -> Message:
 
 
 def offer_reject(*, offer_id: int, agent: Agent) -> Offer:
-    from ..tasks import route_conversation_task, route_for_agent_task
-
     with transaction.atomic():
         conversation, offer = _locked_offer(offer_id)
         if offer.agent_id != agent.pk:
@@ -615,10 +611,10 @@ def offer_reject(*, offer_id: int, agent: Agent) -> Offer:
             raise RoutingError(_("This offer is no longer open (%(status)s)."), code="offer_closed",
                                params={"status": offer.get_status_display()})
         offer.conversation = conversation
-        enqueue_on_commit(route_conversation_task, conversation.pk)  # before the events: to the next agent first
+        enqueue_on_commit(ROUTE_CONVERSATION, conversation.pk)  # before the events: to the next agent first
         # The slot the offer held is free: other waiting work for them (not this conversation,
         # which they just turned down: REJECT_MEMORY).
-        enqueue_on_commit(route_for_agent_task, agent.pk)
+        enqueue_on_commit(ROUTE_FOR_AGENT, agent.pk)
         system_events_record(conversation, [_close_offer(offer, OfferStatus.REJECTED, timezone.now())])
     return offer
 
@@ -633,8 +629,6 @@ def offers_expire(*, limit: int = 200) -> int:
     """Tick job: time out due offers, move their agents to an unavailable presence (they are not at
     their desk), rescind their other pending offers (each customer would wait out its own timeout
     for nobody), re-route."""
-    from ..tasks import route_conversation_task
-
     now = timezone.now()
     done = 0
     due = list(Offer.objects.filter(status=OfferStatus.PENDING, expires_at__lte=now).order_by("expires_at")
@@ -650,7 +644,7 @@ def offers_expire(*, limit: int = 200) -> int:
             sent_away = bool(agent.presence and agent.presence.is_available)
             if sent_away:
                 _set_presence(agent, missed_offer_presence(), now, reason="missed_offer")
-            enqueue_on_commit(route_conversation_task, conversation.pk)
+            enqueue_on_commit(ROUTE_CONVERSATION, conversation.pk)
             done += 1
         if sent_away:
             # A transaction of its own: its conversations are locked before their offers, and the
@@ -666,18 +660,13 @@ def _set_presence(agent: Agent, presence: PresenceState, now, *, reason: str = "
     agent.presence = presence
     agent.presence_changed_at = now
     agent.save(update_fields=["presence", "presence_changed_at"])
-    send_on_commit([agent_group(agent.pk), supervisors_group()], {
-        "type": "agent.presence", "agent": agent.pk, "presence": presence.pk, "name": presence.name,
-        "available": presence.is_available, "reason": reason,
-    })
+    send_on_commit([agent_group(agent.pk), supervisors_group()], agent_presence_event(agent, presence, reason=reason))
 
 
 def agent_presence_set(*, agent: Agent, presence: PresenceState, reason: str = "agent") -> Agent:
     """Change an agent's presence (``reason``, for the agent and supervisors: "agent" when they
     chose it). Becoming available routes waiting work to them; going offline or unavailable
     rescinds their pending offers (which go to the next agent)."""
-    from ..tasks import route_for_agent_task
-
     now = timezone.now()
     with transaction.atomic():
         if presence.is_offline or not presence.is_available:
@@ -685,7 +674,7 @@ def agent_presence_set(*, agent: Agent, presence: PresenceState, reason: str = "
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
         _set_presence(agent, presence, now, reason=reason)
         if presence.is_available:
-            enqueue_on_commit(route_for_agent_task, agent.pk)
+            enqueue_on_commit(ROUTE_FOR_AGENT, agent.pk)
     return agent
 
 
@@ -693,15 +682,13 @@ def _rescind_pending_offers_of(agent_id: int, now) -> list[int]:
     """Rescind the agent's pending offers, each conversation re-routed after commit (to the next
     agent); the conversations' ids. Caller owns the transaction and holds no agent lock yet: each
     conversation is locked before its offer (lock order: conversation -> agent)."""
-    from ..tasks import route_conversation_task
-
     rescinded = []
     for offer_id in Offer.objects.filter(agent_id=agent_id, status=OfferStatus.PENDING).values_list("pk", flat=True):
         conversation, offer = _locked_offer(offer_id)
         if offer.status == OfferStatus.PENDING:
             offer.conversation = conversation
             system_events_record(conversation, [_close_offer(offer, OfferStatus.RESCINDED, now)])
-            enqueue_on_commit(route_conversation_task, conversation.pk)
+            enqueue_on_commit(ROUTE_CONVERSATION, conversation.pk)
             rescinded.append(conversation.pk)
     return rescinded
 
@@ -759,8 +746,6 @@ def route_waiting(*, limit: int = 500) -> int:
     """Tick job: every waiting conversation without a pending offer whose ``route_at`` has come
     gets a routing attempt (the known-agent step ending, an overflow due, its queue opening, a task
     that was lost; see _next_try)."""
-    from ..tasks import route_conversation_task
-
     ids = list(
         _waiting().exclude(offers__status=OfferStatus.PENDING).filter(Q(queue__isnull=False) | Q(queued_at__isnull=True))
         .filter(Q(route_at__isnull=True) | Q(route_at__lte=timezone.now()))
@@ -768,20 +753,15 @@ def route_waiting(*, limit: int = 500) -> int:
     )
     queued = 0
     for conversation_id in ids:
-        try:
-            route_conversation_task.apply_async(args=[conversation_id], retry=False)
-            queued += 1
-        except Exception:  # noqa: BLE001 - broker down: next tick
-            logger.warning("could not enqueue routing for %s", conversation_id)
-            break
+        if not enqueue(ROUTE_CONVERSATION, conversation_id):
+            break  # broker down: next tick
+        queued += 1
     return queued
 
 
 def offline_requeue(*, limit: int = 200) -> int:
     """Tick job: conversations of agents offline longer than their queue's grace go back to the
     queue (queues with the requeue policy), so nothing waits with nobody watching."""
-    from ..tasks import route_conversation_task
-
     now = timezone.now()
     rows = list(
         Conversation.objects.filter(status__in=LOAD_STATUSES, assignee__presence__is_offline=True,
@@ -805,7 +785,7 @@ def offline_requeue(*, limit: int = 200) -> int:
                             reason="agent_offline")
             _publish({"type": "conversation.requeued", "conversation": conversation.pk, "agent": previous},
                      agents=[previous], conversation_id=conversation.pk)
-            enqueue_on_commit(route_conversation_task, conversation.pk)
+            enqueue_on_commit(ROUTE_CONVERSATION, conversation.pk)
             moved += 1
     return moved
 
@@ -837,20 +817,16 @@ def conversation_abandon(*, conversation_id: int, reason: str) -> bool:
 def _close_pending_offers(conversation: Conversation, status: str, now) -> list[Message]:
     """Close the conversation's pending offers (caller holds its lock); their unsaved events. Each
     offer held a slot of its agent's: their waiting work is routed after commit."""
-    from ..tasks import route_for_agent_task
-
     events = []
     for offer in Offer.objects.select_for_update().filter(conversation=conversation, status=OfferStatus.PENDING):
         offer.conversation = conversation
         events.append(_close_offer(offer, status, now))
-        enqueue_on_commit(route_for_agent_task, offer.agent_id)
+        enqueue_on_commit(ROUTE_FOR_AGENT, offer.agent_id)
     return events
 
 
 def conversation_assign(*, conversation_id: int, agent: Agent, by: Agent | None, note: str = "", via: str = "manual") -> Conversation:
     """Supervisor assignment, reassignment or an agent's pick. Pending offers are rescinded."""
-    from ..tasks import route_for_agent_task
-
     now = timezone.now()
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
@@ -863,7 +839,7 @@ def conversation_assign(*, conversation_id: int, agent: Agent, by: Agent | None,
         conversation.routing_note = f"{via} by {by.display_name if by else 'system'}"[:300]
         system_events_record(conversation, events, update_fields=[*_ASSIGNED_FIELDS, "routing_note"])
         if previous and previous != target.pk:
-            enqueue_on_commit(route_for_agent_task, previous)
+            enqueue_on_commit(ROUTE_FOR_AGENT, previous)
     return conversation
 
 
@@ -887,8 +863,6 @@ def conversation_pick(*, conversation_id: int, agent: Agent, supervisor: bool = 
 def conversation_transfer(*, conversation_id: int, by: Agent, note: str, to_agent: Agent | None = None,
                           to_queue: Queue | None = None) -> Conversation:
     """Hand a conversation to an agent or back to a queue with a handoff note the receiver sees first."""
-    from ..tasks import route_conversation_task, route_for_agent_task
-
     if (to_agent is None) == (to_queue is None):
         raise RoutingError(_("Transfer to an agent or to a queue."), code="transfer_target")
     note = (note or "").strip()[:2000]
@@ -923,16 +897,14 @@ def conversation_transfer(*, conversation_id: int, by: Agent, note: str, to_agen
         system_events_record(conversation, events, update_fields=fields)
         _publish({"type": "conversation.transferred", "conversation": conversation.pk, "queue": to_queue.pk},
                  agents=[previous], conversation_id=conversation.pk)
-        enqueue_on_commit(route_conversation_task, conversation.pk)
+        enqueue_on_commit(ROUTE_CONVERSATION, conversation.pk)
         if previous:
-            enqueue_on_commit(route_for_agent_task, previous)
+            enqueue_on_commit(ROUTE_FOR_AGENT, previous)
     return conversation
 
 
 def conversation_resolve(*, conversation_id: int, by: Agent | None, wrap_up_code: str = "", note: str = "") -> Conversation:
     """Resolve; frees the agent's capacity, which routes the next waiting conversation to them."""
-    from ..tasks import route_for_agent_task
-
     now = timezone.now()
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update(of=("self",)).select_related("queue").get(pk=conversation_id)
@@ -943,7 +915,7 @@ def conversation_resolve(*, conversation_id: int, by: Agent | None, wrap_up_code
         if conversation.assignee_id:
             # Registered before the events: on-commit callbacks run in order, and the agent's next
             # conversation should not wait behind the websocket notifications (bench/routing).
-            enqueue_on_commit(route_for_agent_task, conversation.assignee_id)
+            enqueue_on_commit(ROUTE_FOR_AGENT, conversation.assignee_id)
         events = _close_pending_offers(conversation, OfferStatus.CANCELED, now)
         conversation.status = ConversationStatus.RESOLVED
         conversation.resolved_at = now

@@ -23,6 +23,6 @@ __all__ = [
     "suggest_same_name_same_domain",
     "suggestion_record",
 ]
-from .consent import ConsentDecision, consent_check, consent_record  # noqa: E402
+from .consent import consent_record  # noqa: E402
 
-__all__ += ["ConsentDecision", "consent_check", "consent_record"]
+__all__ += ["consent_record"]

@@ -1,28 +1,10 @@
-"""Consent per (channel, customer address, our sender): recorded from every source, checked
-before every outbound send."""
-
-from dataclasses import dataclass
+"""Consent per (channel, customer address, our sender): recorded from every source (the check
+before every outbound send is a read: ``profiles.selectors.consent_check``)."""
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
-from ..models import Consent, ConsentStatus, Customer
-
-
-@dataclass(frozen=True)
-class ConsentDecision:
-    allowed: bool
-    consent: Consent | None = None
-
-    @property
-    def reason(self) -> str:
-        if self.allowed or self.consent is None:
-            return ""
-        # Shown to agents: in their language and their time zone (both active for the request).
-        when = timezone.localtime(self.consent.changed_at).strftime("%Y-%m-%d %H:%M %Z")
-        return _("%(address)s opted out on %(when)s (%(source)s)") % {
-            "address": self.consent.address, "when": when, "source": self.consent.source or _("unknown source")}
+from ..models import Consent, Customer
 
 
 def consent_record(
@@ -41,13 +23,3 @@ def consent_record(
         except IntegrityError:
             continue
     return Consent.objects.get(channel=channel, address=address, sender=sender)
-
-
-def consent_check(*, channel: str, address: str, sender: str = "") -> ConsentDecision:
-    """May we send to ``address`` from ``sender`` on ``channel``? A sender-specific record wins over
-    a channel-wide one; no record means allowed (the customer wrote to us, or is a new contact)."""
-    records = {c.sender: c for c in Consent.objects.filter(channel=channel, address=address, sender__in=[sender, ""])}
-    consent = records.get(sender) or records.get("")
-    if consent is not None and consent.status == ConsentStatus.OPTED_OUT:
-        return ConsentDecision(allowed=False, consent=consent)
-    return ConsentDecision(allowed=True, consent=consent)

@@ -5,7 +5,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Channel, Message
-from conversations.services.email import email_receive
+from conversations.channels.email.ingest import email_receive
 from profiles.models import IdentityKind
 
 from ..conftest import wait_for

@@ -11,8 +11,8 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import resolve, reverse
 
-from conversations.console import login_throttle
-from conversations.console.auth_views import ThrottledLoginView
+from contactcenter import login_throttle
+from contactcenter.auth_views import ThrottledLoginView
 
 from ..factories import PASSWORD
 

@@ -29,7 +29,8 @@ from conversations.models import (
     Skill,
     WrapUpCode,
 )
-from conversations.services import InboundMessage, message_receive, webchat
+from conversations.services import InboundMessage, message_receive
+from conversations.channels.webchat import ingest as webchat
 from conversations.services.agent_actions import snoozed_wake
 from profiles.models import (
     ConsentStatus,

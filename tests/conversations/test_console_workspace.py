@@ -32,7 +32,7 @@ from conversations.models import (
     WrapUpCode,
 )
 from conversations.console import selectors
-from conversations.services.email import email_receive
+from conversations.channels.email.ingest import email_receive
 from conversations.services.routing import (
     conversation_resolve,
     conversation_transfer,

@@ -13,7 +13,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from contactcenter import tick
-from conversations.channels import imap
+from conversations.channels.email import imap
 from conversations.models import Channel, ImapCursor, Inbox, Message, RawEmail
 from tests.factories import make_inbox
 
@@ -150,7 +150,7 @@ def test_oversized_mail_is_kept_as_a_header_only_notice(inbox, imap_server):
 def test_a_poisoned_mail_is_retried_then_skipped(inbox, imap_server, monkeypatch):
     imap_server.mailbox.add(1, fixture("euc_jp.eml"))
     imap_server.mailbox.add(2, fixture("list_mail.eml"))
-    from conversations.services import email as email_service
+    from conversations.channels.email import ingest as email_service
 
     real = email_service.email_receive
 
@@ -184,7 +184,7 @@ def test_the_password_can_come_from_the_environment_instead_of_the_database(inbo
     variable that is not set is recorded on the mailbox like a refused login. A password stored in
     the settings (from before the admin refused it) still logs in, and the workers' log says where
     it belongs each time; the password itself is never logged."""
-    with caplog.at_level("WARNING", logger="conversations.channels.imap"):
+    with caplog.at_level("WARNING", logger="conversations.channels.email.imap"):
         assert imap.imap_poll_due() == 0
     stored = [r.getMessage() for r in caplog.records if "stored in its inbox's settings" in r.getMessage()]
     assert stored == ["IMAP mailbox support at 127.0.0.1 logs in with a password stored in its inbox's settings: "
@@ -202,7 +202,7 @@ def test_the_password_can_come_from_the_environment_instead_of_the_database(inbo
 
     monkeypatch.setenv("CC_TEST_IMAP_PASSWORD", "secret")
     ImapCursor.objects.filter(inbox=inbox).update(last_polled_at=None)  # due again
-    with caplog.at_level("WARNING", logger="conversations.channels.imap"):
+    with caplog.at_level("WARNING", logger="conversations.channels.email.imap"):
         imap.imap_poll_due()
     assert ImapCursor.objects.get(inbox=inbox).last_error == ""  # logged in: the old error is gone
     assert not [r for r in caplog.records if "stored in its inbox's settings" in r.getMessage()]

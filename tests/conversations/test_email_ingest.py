@@ -16,7 +16,7 @@ from conversations.models import (
     Message,
     RawEmail,
 )
-from conversations.services.email import EmailTooLarge, NoInboxForRecipient, email_receive
+from conversations.channels.email.ingest import EmailTooLarge, NoInboxForRecipient, email_receive
 from profiles.models import Customer, IdentityKind, MergeSuggestion
 from tests.factories import make_conversation, make_customer, make_identity, make_inbox, make_message
 

@@ -13,14 +13,14 @@ from conversations.channels import PermanentSendError, TransientSendError
 from conversations.channels import email as email_channel
 from conversations.channels.registry import adapter_for
 from conversations.models import Channel, DeliveryStatus, Direction, Message, RecordedProviderRequest
-from conversations.services.email import email_receive
+from conversations.channels.email.ingest import email_receive
 from conversations.services.outbound import message_send
 from profiles.models import IdentityKind
 from tests.conftest import wait_for
 from tests.factories import make_customer, make_identity, make_inbox
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "email"
-RECORDING = "conversations.channels.email_backend.RecordingEmailBackend"
+RECORDING = "conversations.channels.email.backend.RecordingEmailBackend"
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def test_sms_email_and_chat_become_one_timeline_and_replies_reach_every_channel(
                                                                                 settings, agent, available_presence):
     settings.CC_PUBLIC_URL = live_server.url
     # pytest-django swaps in the locmem backend; the simulator reads what the recording one keeps.
-    settings.EMAIL_BACKEND = "conversations.channels.email_backend.RecordingEmailBackend"
+    settings.EMAIL_BACKEND = "conversations.channels.email.backend.RecordingEmailBackend"
     agent.presence = available_presence
     agent.save()
     make_inbox("sms")

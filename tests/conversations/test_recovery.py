@@ -11,7 +11,9 @@ from conversations import recovery
 from conversations.models import Attachment, Message
 from conversations.services import InboundMessage, message_receive
 from conversations.services.outbound import message_send
-from conversations.tasks import deliver_message, fetch_twilio_media, process_twilio_inbound
+from contactcenter.enqueue import task_for
+from conversations.channels.twilio_messaging import recovery as twilio_recovery
+from conversations.task_names import DELIVER_MESSAGE, FETCH_TWILIO_MEDIA, PROCESS_TWILIO_INBOUND
 
 from ..factories import make_inbox
 from .twilio_helpers import MESSAGING_PATH, process_inbound_events, signed_post, sms_params
@@ -24,7 +26,8 @@ def broker_down(monkeypatch):
     def refuse(*args, **kwargs):
         raise OperationalError("Error 111 connecting to broker: Connection refused")
 
-    for task in (deliver_message, fetch_twilio_media, process_twilio_inbound):
+    # The seam: services queue by name, and the name resolves to the registered task.
+    for task in map(task_for, (DELIVER_MESSAGE, FETCH_TWILIO_MEDIA, PROCESS_TWILIO_INBOUND)):
         monkeypatch.setattr(task, "apply_async", refuse)
 
 
@@ -50,7 +53,7 @@ def test_recovery_requeues_stuck_outbound_and_pending_media(monkeypatch):
     conversation = message_receive(InboundMessage(inbox=inbox, sender_kind="phone", sender_address="090-1234-5678",
                                                   text="hi", provider_id="SM1")).conversation
     queued = []
-    for task in (deliver_message, fetch_twilio_media):
+    for task in map(task_for, (DELIVER_MESSAGE, FETCH_TWILIO_MEDIA)):
         monkeypatch.setattr(task, "apply_async", lambda args=(), kwargs=None, task=task, **_: queued.append((task.name, args)))
     reply = message_send(conversation=conversation, agent=None, text="lost task")
     fresh = message_send(conversation=conversation, agent=None, text="just queued")
@@ -62,7 +65,7 @@ def test_recovery_requeues_stuck_outbound_and_pending_media(monkeypatch):
     Message.objects.filter(pk=reply.pk).update(created_at=old)
     Attachment.objects.update(created_at=old)
     assert recovery.requeue_stuck_outbound() == 1
-    assert recovery.requeue_pending_media() == 1
+    assert twilio_recovery.requeue_pending_media() == 1
     assert queued == [("conversations.deliver_message", (reply.pk,)), ("conversations.fetch_twilio_media", (media_message.pk,))]
     assert fresh.pk not in [args[0] for _, args in queued]
 

@@ -7,15 +7,12 @@ from django.utils import timezone
 
 from conversations.models import (
     Agent,
-    AgentSkill,
     Conversation,
     EventType,
     Message,
     Offer,
-    PresenceState,
     Queue,
     RoutingRule,
-    Skill,
 )
 from conversations.services import InboundMessage, message_receive
 from conversations.services.routing import (
@@ -37,40 +34,9 @@ from conversations.services.routing import (
 from profiles.models import Tag
 
 from ..factories import make_agent, make_conversation, make_customer, make_inbox
+from .routing_helpers import staff, waiting
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def presence(db):
-    return {
-        "available": PresenceState.objects.create(name="Available", is_available=True),
-        "break": PresenceState.objects.create(name="Break"),
-        "offline": PresenceState.objects.create(name="Offline", is_offline=True),
-    }
-
-
-@pytest.fixture
-def support(db):
-    skill = Skill.objects.create(name="Support", slug="support")
-    queue = Queue.objects.create(name="Support", slug="support", is_default=True, offer_timeout_seconds=60,
-                                 known_agent_timeout_seconds=30)
-    queue.required_skills.add(skill)
-    return queue
-
-
-def staff(username, presence_state, *skills, **fields):
-    agent = make_agent(username, presence=presence_state, **fields)
-    for slug in skills:
-        AgentSkill.objects.create(agent=agent, skill=Skill.objects.get(slug=slug))
-    return agent
-
-
-def waiting(queue=None, *, priority=0, channel="sms", age_seconds=0, customer=None):
-    conversation = make_conversation(customer or make_customer(), make_inbox(channel), queue=queue, priority=priority)
-    if age_seconds:
-        Conversation.objects.filter(pk=conversation.pk).update(queued_at=timezone.now() - timedelta(seconds=age_seconds))
-    return conversation
 
 
 def test_offer_goes_to_an_available_agent_with_the_skills_and_capacity(support, presence):

@@ -8,7 +8,7 @@ from conversations.models import AgentSkill, Offer, PresenceState, Queue, Skill
 from conversations.services.routing import route_conversation
 
 from ..factories import make_agent, make_conversation, make_customer, make_inbox
-from .test_console_socket import _connect, _session_cookie
+from .console_socket_helpers import _connect, _session_cookie
 
 pytestmark = pytest.mark.django_db
 

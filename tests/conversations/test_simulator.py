@@ -66,7 +66,7 @@ def test_simulate_command_sends_signed_sms(live_server, capsys):
 
 def test_simulated_delivery_posts_signed_status_callbacks(live_server, settings):
     from conversations.services import InboundMessage, message_receive
-    from conversations.tasks import simulate_twilio_delivery
+    from conversations.simulator.tasks import simulate_twilio_delivery
 
     settings.CC_SELF_URL = live_server.url
     conversation = message_receive(InboundMessage(inbox=make_inbox("sms"), sender_kind="phone",
@@ -81,7 +81,7 @@ def test_simulated_delivery_posts_signed_status_callbacks(live_server, settings)
 
 
 def test_widget_demo_page_embeds_the_widget_with_one_script_tag(client):
-    from conversations.services.webchat import user_signature
+    from conversations.channels.webchat.ingest import user_signature
 
     inbox = make_inbox("webchat", secret="s3cret")
     page = client.get("/simulator/widget/")

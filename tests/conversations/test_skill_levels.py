@@ -14,7 +14,7 @@ from conversations.selectors import access_conversation
 from conversations.services.routing import route_conversation, route_for_agent
 
 from ..factories import make_agent, make_conversation, make_customer, make_inbox
-from .test_routing import presence, support, waiting  # noqa: F401 - fixtures
+from .routing_helpers import waiting
 
 pytestmark = pytest.mark.django_db
 
@@ -72,7 +72,7 @@ def test_a_known_agent_below_the_level_is_not_waited_for(senior_only, presence):
 
 
 def test_the_widget_counts_only_agents_at_the_level_as_there(senior_only, presence):
-    from conversations.services.webchat import _available_agent_for
+    from conversations.channels.webchat.ingest import _available_agent_for
 
     junior = agent_at("junior", presence["available"], 2)
     assert not _available_agent_for(senior_only)

@@ -10,11 +10,11 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from conversations import recovery
+from conversations.channels.twilio_messaging import recovery
 from conversations.models import Message, TwilioInboundEvent
-from conversations.services import messaging
-from conversations.services.messaging import MAX_ATTEMPTS, twilio_inbound_event_process
-from conversations.tasks import process_twilio_inbound
+from conversations.channels.twilio_messaging import ingest as messaging
+from conversations.channels.twilio_messaging.ingest import MAX_ATTEMPTS, twilio_inbound_event_process
+from conversations.channels.twilio_messaging.tasks import process_twilio_inbound
 from profiles.models import Customer
 
 from ..conftest import wait_for

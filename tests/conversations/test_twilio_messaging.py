@@ -5,9 +5,9 @@ event does (identity, consent keywords, media, the common ingest). Processing ru
 import pytest
 from django.test import override_settings
 
-from conversations.channels import twilio_messaging
+from conversations.channels.twilio_messaging import adapter as twilio_messaging
 from conversations.models import Attachment, Channel, Conversation, Message, RecordedProviderRequest, TwilioInboundEvent
-from conversations.tasks import process_twilio_inbound
+from conversations.channels.twilio_messaging.tasks import process_twilio_inbound
 from profiles.models import Consent, Customer, Identity
 
 from .twilio_helpers import MESSAGING_PATH, post_inbound, process_inbound_events, signed_post, sms_params
@@ -200,7 +200,7 @@ def test_mms_media_becomes_pending_attachments_and_private_urls_are_refused(clie
         post_inbound(client, params)
     attachments = list(Attachment.objects.order_by("id"))
     assert [a.state for a in attachments] == ["pending", "pending"]
-    from conversations.tasks import fetch_twilio_media
+    from conversations.channels.twilio_messaging.tasks import fetch_twilio_media
 
     assert fetch_twilio_media.apply(args=[attachments[0].message_id]).get() == 0
     states = {a.source_url: (a.state, a.state_reason) for a in Attachment.objects.all()}

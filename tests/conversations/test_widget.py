@@ -30,7 +30,7 @@ from conversations.models import (
     Message,
     MessageKind,
 )
-from conversations.services import webchat
+from conversations.channels.webchat import ingest as webchat
 from profiles.models import Customer, Identity, IdentityKind, MergeSuggestion
 
 from ..factories import make_conversation, make_customer, make_identity, make_inbox, make_message

@@ -32,7 +32,7 @@ def process_inbound_events() -> list[str]:
 def run_inbound_task(event_id: int) -> str:
     """``process_twilio_inbound`` applied eagerly; its return value. (``.result``, not ``.get()``:
     Celery refuses ``.get()`` in a process where a worker thread has been started.)"""
-    from conversations.tasks import process_twilio_inbound
+    from conversations.channels.twilio_messaging.tasks import process_twilio_inbound
 
     return process_twilio_inbound.apply(args=[event_id], throw=True).result
 

@@ -11,18 +11,29 @@ inbound identity like a caller id, not a proof. We never link by Reply-To or Sen
 From is ambiguous (several From addresses, a Reply-To or Sender naming someone else, a failed
 DMARC/SPF/DKIM verdict from an Authentication-Results header our own MTA added — only the
 authserv-ids in ``CC_EMAIL_AUTHSERV_IDS`` are trusted, anyone can write that header) is flagged
-in ``identity_doubts``; ``services.email`` then keeps it off a known customer's history.
+in ``identity_doubts``; ``ingest.py`` then keeps it off a known customer's history.
 """
 
 from .charsets import decode_bytes, decode_iso2022jp
 from .headers import decode_header_value, normalize_message_id
-from .outbound import build_outbound, outbound_message_id, send
+from .adapter import build_outbound, outbound_message_id, send
 from .parse import parse
 from .parsed import MAX_DEPTH, MAX_PARTS, MAX_REFS, ParsedAttachment, ParsedEmail
 from .quoting import find_quote_start
 from .sanitize import (
     ALLOWED_ATTRIBUTES, ALLOWED_CLASSES, ALLOWED_TAGS, REMOVED_WITH_CONTENT, html_to_text, sanitize_html,
 )
+
+
+
+def ready() -> None:
+    from contactcenter import tick
+
+    from .imap import imap_poll_due
+
+    # Polls only the IMAP mailboxes whose interval has elapsed (each claims its own turn).
+    tick.register("imap_poll", imap_poll_due)
+
 
 __all__ = [
     "ALLOWED_ATTRIBUTES", "ALLOWED_CLASSES", "ALLOWED_TAGS", "MAX_DEPTH", "MAX_PARTS", "MAX_REFS", "REMOVED_WITH_CONTENT",

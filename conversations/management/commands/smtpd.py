@@ -22,7 +22,7 @@ class IngestHandler:
     """aiosmtpd handler; the Django work runs in a worker thread (database_sync_to_async)."""
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        from ...services.email import inbox_for_address
+        from ...channels.email.ingest import inbox_for_address
 
         inbox = await database_sync_to_async(inbox_for_address)(address)
         if inbox is None:
@@ -39,7 +39,7 @@ class IngestHandler:
                 raw=raw, rcpt_tos=list(envelope.rcpt_tos), mail_from=envelope.mail_from or ""
             )
         except Exception as exc:  # noqa: BLE001 - tell the sender to retry; never lose it silently
-            from ...services.email import EmailRejected
+            from ...channels.email.ingest import EmailRejected
 
             if isinstance(exc, EmailRejected):
                 return f"{exc.code} {exc.reason}"
@@ -50,7 +50,7 @@ class IngestHandler:
 
 def deliver(*, raw: bytes, rcpt_tos: list[str], mail_from: str) -> list[int]:
     """Ingest ``raw`` into each distinct inbox among the recipients; returns the message ids."""
-    from ...services.email import email_receive, inbox_for_address
+    from ...channels.email.ingest import email_receive, inbox_for_address
 
     inboxes = {}
     for address in rcpt_tos:

@@ -12,9 +12,9 @@ from twilio.request_validator import RequestValidator
 
 from profiles.models import IdentityKind
 
-from ..models import Channel, Inbox, Message
-from . import PermanentSendError, SendResult, TransientSendError
-from .twilio_client import auth_token, twilio_client
+from ...models import Channel, Inbox, Message
+from .. import PermanentSendError, SendResult, TransientSendError
+from ..twilio_client import auth_token, twilio_client
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,8 @@ def find_sent(message: Message, *, to: str, from_: str, since) -> str | None:
     return None
 
 
-def validate_outbound_body(text: str) -> None:
+def validate_outbound(text: str) -> None:
+    """The channel registry's check of a body before it is stored (SMS/WhatsApp's length limit)."""
     if len(text) > MAX_BODY:
         raise ValidationError(
             "SMS/WhatsApp messages are limited to %(limit)s characters (this one has %(size)s).",

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from conversations.consumers import ConsoleConsumer
-from conversations.consumers_widget import WidgetConsumer, WidgetOriginValidator
+from conversations.channels.webchat.consumer import WidgetConsumer, WidgetOriginValidator
 
 websocket_urlpatterns = [
     path("ws/console/", ConsoleConsumer.as_asgi()),

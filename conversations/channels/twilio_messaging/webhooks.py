@@ -7,9 +7,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.twiml.messaging_response import MessagingResponse
 
-from .channels import twilio_messaging
-from .services.messaging import MAX_SID_LENGTH, twilio_inbound_accept
-from .services.outbound import delivery_status_receive
+from . import adapter as twilio_messaging
+from .ingest import MAX_SID_LENGTH, twilio_inbound_accept
+from ...services.outbound import delivery_status_receive
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from .models import Channel, Inbox
-from .services.email import EmailRejected, EmailTooLarge, email_receive
+from ...models import Channel, Inbox
+from .ingest import EmailRejected, EmailTooLarge, email_receive
 
 logger = logging.getLogger(__name__)
 

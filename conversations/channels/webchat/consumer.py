@@ -25,8 +25,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import OriginValidator, WebsocketDenier
 
-from .services import webchat
-from .services.webchat import WidgetError, visitor_group
+from . import ingest as webchat
+from .ingest import WidgetError, visitor_group
 
 logger = logging.getLogger(__name__)
 

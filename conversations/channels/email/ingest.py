@@ -25,9 +25,10 @@ from profiles import addresses
 from profiles.models import Identity, IdentityKind, IdentitySource
 from profiles.services import suggest_from_email_signature, suggest_same_name_same_domain, suggestion_record
 
-from ..channels import email as email_channel
-from ..models import Channel, Direction, Inbox, Message, RawEmail
-from .ingest import InboundAttachment, InboundMessage, IngestResult, message_receive
+from ...models import Channel, Direction, Inbox, Message, RawEmail
+from ...services.ingest import InboundAttachment, InboundMessage, IngestResult, message_receive
+from .parse import parse as parse_email
+from .parsed import ParsedEmail
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def inbox_for_address(address: str) -> Inbox | None:
     return None
 
 
-def _pick_inbox(parsed: email_channel.ParsedEmail, envelope_to: list[str] | None) -> Inbox | None:
+def _pick_inbox(parsed: ParsedEmail, envelope_to: list[str] | None) -> Inbox | None:
     # The SMTP envelope is what the sending server delivered to; headers come after (Bcc has none).
     for address in [*(envelope_to or []), *parsed.delivered_to, *parsed.to, *parsed.cc]:
         inbox = inbox_for_address(address)
@@ -86,7 +87,7 @@ def _pick_inbox(parsed: email_channel.ParsedEmail, envelope_to: list[str] | None
     return None
 
 
-def _provider_id(inbox: Inbox, parsed: email_channel.ParsedEmail, sha: str) -> str:
+def _provider_id(inbox: Inbox, parsed: ParsedEmail, sha: str) -> str:
     """The Message-ID, which makes redelivery (SMTP retry, the same mail over IMAP) a no-op.
 
     A Message-ID is chosen by the sender: a mail reusing another sender's id, or one of ours,
@@ -113,7 +114,7 @@ class SenderIdentity:
     claimed_owner_id: int | None = None
 
 
-def _sender_identity(parsed: email_channel.ParsedEmail, sha: str) -> SenderIdentity:
+def _sender_identity(parsed: ParsedEmail, sha: str) -> SenderIdentity:
     from_address = _normalized(parsed.from_address)
     if not from_address:
         token = hashlib.sha256(f"unknown|{parsed.from_address}|{sha}".encode()).hexdigest()[:32]
@@ -130,7 +131,7 @@ def _sender_identity(parsed: email_channel.ParsedEmail, sha: str) -> SenderIdent
     return SenderIdentity(IdentityKind.EMAIL, from_address, parsed.from_name, False)
 
 
-def _metadata(parsed: email_channel.ParsedEmail, *, source: str, sha: str, size: int, sender: SenderIdentity,
+def _metadata(parsed: ParsedEmail, *, source: str, sha: str, size: int, sender: SenderIdentity,
               envelope_from: str | None, notice: str) -> dict:
     email_meta = {
         "message_id": parsed.message_id, "from": parsed.from_address, "from_name": parsed.from_name,
@@ -173,7 +174,7 @@ def email_receive(*, raw: bytes, inbox: Inbox | None = None, envelope_to: list[s
     if len(raw) > settings.CC_MAX_EMAIL_BYTES:
         raise EmailTooLarge(f"Message too large: {len(raw)} bytes (limit {settings.CC_MAX_EMAIL_BYTES} bytes)")
     own = tuple(i.address for i in email_inboxes())
-    parsed = email_channel.parse(raw, envelope_from=envelope_from, own_addresses=own)
+    parsed = parse_email(raw, envelope_from=envelope_from, own_addresses=own)
     inbox = inbox or _pick_inbox(parsed, envelope_to)
     if inbox is None:
         raise NoInboxForRecipient("No email inbox here for " + ", ".join((envelope_to or parsed.to)[:5] or ["(none)"]))
@@ -212,10 +213,10 @@ def email_receive(*, raw: bytes, inbox: Inbox | None = None, envelope_to: list[s
     return result
 
 
-def _after_receive(result: IngestResult, parsed: email_channel.ParsedEmail, sender: SenderIdentity, inbox: Inbox) -> None:
+def _after_receive(result: IngestResult, parsed: ParsedEmail, sender: SenderIdentity, inbox: Inbox) -> None:
     from profiles.models import Customer
 
-    from .outbound import delivery_status_receive
+    from ...services.outbound import delivery_status_receive
 
     if sender.quarantined and sender.claimed_owner_id:
         suggestion_record(

@@ -19,12 +19,13 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from contactcenter.enqueue import enqueue_on_commit
 from profiles.models import ConsentStatus
 
-from ..channels import twilio_messaging
-from ..enqueue import enqueue_on_commit
-from ..models import Channel, Inbox, TwilioInboundEvent
-from .ingest import InboundAttachment, InboundMessage, IngestResult, message_receive
+from . import adapter as twilio_messaging
+from ...models import Channel, Inbox, TwilioInboundEvent
+from ...task_names import FETCH_TWILIO_MEDIA, PROCESS_TWILIO_INBOUND
+from ...services.ingest import InboundAttachment, InboundMessage, IngestResult, message_receive
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +71,6 @@ def twilio_inbound_accept(*, parsed: twilio_messaging.ParsedInbound, raw: dict) 
     changes and no second reply goes out. Precondition: ``parsed.sid`` is non-empty and at most
     ``MAX_SID_LENGTH`` characters.
     """
-    from ..tasks import process_twilio_inbound
-
     now = timezone.now()
     stored = _insert_unless_stored(
         TwilioInboundEvent(
@@ -84,7 +83,7 @@ def twilio_inbound_accept(*, parsed: twilio_messaging.ParsedInbound, raw: dict) 
         return None
     event_id, inbox_settings = stored
     # In a request (autocommit) the INSERT has committed: this queues the task right away.
-    enqueue_on_commit(process_twilio_inbound, event_id)
+    enqueue_on_commit(PROCESS_TWILIO_INBOUND, event_id)
     return InboundAccepted(event_id=event_id, reply=_twiml_reply(parsed, inbox_settings))
 
 
@@ -240,15 +239,13 @@ def twilio_inbound_events_prune(*, older_than: timedelta, limit: int = 1000) -> 
 def twilio_inbound_events_retry(*, event_ids: list[int]) -> int:
     """Give failed (or waiting) events one more try now, e.g. after fixing what made them fail
     (an admin action). Processed events are never processed again."""
-    from ..tasks import process_twilio_inbound
-
     with transaction.atomic():
         ids = list(
             TwilioInboundEvent.objects.filter(pk__in=event_ids, processed_at__isnull=True).values_list("pk", flat=True)
         )
         TwilioInboundEvent.objects.filter(pk__in=ids).update(failed_at=None, next_attempt_at=timezone.now())
         for pk in ids:
-            enqueue_on_commit(process_twilio_inbound, pk)
+            enqueue_on_commit(PROCESS_TWILIO_INBOUND, pk)
     return len(ids)
 
 
@@ -261,8 +258,6 @@ def twilio_inbound_receive(
     MessageSid), consent keywords, media fetch and routing after commit. Raises ``ValidationError``
     for a sender address that does not normalise."""
     from profiles.services import consent_record
-
-    from ..tasks import fetch_twilio_media
 
     inbox = inbox_for_number(channel=parsed.channel, address=parsed.recipient)
     keyword = parsed.keyword or twilio_messaging.classify_keyword(parsed.body, inbox)
@@ -289,5 +284,5 @@ def twilio_inbound_receive(
             evidence=f"message {parsed.sid}",
         )
     if parsed.media:
-        enqueue_on_commit(fetch_twilio_media, result.message.pk)
+        enqueue_on_commit(FETCH_TWILIO_MEDIA, result.message.pk)
     return result

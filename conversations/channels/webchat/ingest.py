@@ -40,9 +40,9 @@ from profiles.languages import language_tag
 from profiles.models import Customer, Identity, IdentityKind, IdentitySource
 from profiles.services import MergeError, identity_link, identity_resolve
 
-from ..events import publish_now
-from ..groups import agent_group, conversation_group
-from ..models import (
+from ...events import publish_now
+from ...groups import agent_group, conversation_group
+from ...models import (
     Agent,
     Attachment,
     AttachmentState,
@@ -56,7 +56,7 @@ from ..models import (
     MessageKind,
     Queue,
 )
-from .ingest import InboundMessage, message_receive
+from ...services.ingest import InboundMessage, message_receive
 
 logger = logging.getLogger(__name__)
 
@@ -400,7 +400,7 @@ def _visitor_chat(inbox: Inbox, visitor: Visitor | None, now: datetime) -> tuple
     message would join (the ingest's choice: the customer's latest here, unless it is abandoned;
     a resolved one only if the message would reopen it: within the inbox's reopen window, not
     ended by the visitor), with its queue. Three statements at most, whatever the history."""
-    from .ingest import ACTIVE_STATUSES, within_reopen_window
+    from ...services.ingest import ACTIVE_STATUSES, within_reopen_window
 
     if visitor is None:
         return None, None
@@ -425,8 +425,8 @@ def _would_be_queue(inbox: Inbox, visitor: Visitor | None, customer: Customer | 
     conversation that is never saved, for their customer, or for a customer who does not exist
     yet with what the browser told us (the ingest creates them with exactly that). Like the ingest,
     the browser's language stands in for a customer who has none."""
-    from ..routing.selection import queue_pick
-    from .ingest import customer_language
+    from ...routing.selection import queue_pick
+    from ...services.ingest import customer_language
 
     language = customer_language(visitor.language) if visitor is not None else ""
     if customer is None:
@@ -444,7 +444,7 @@ def _available_agent_for(queue: Queue | None) -> bool:
     """Someone available who has every skill ``queue`` requires at its level, in one statement."""
     agents = Agent.objects.filter(presence__is_available=True)
     if queue is not None:
-        from ..routing.selection import skills_lacking
+        from ...routing.selection import skills_lacking
 
         agents = agents.exclude(Exists(skills_lacking(queue_id=queue.pk, agent_id=OuterRef(OuterRef("pk")))))
     return agents.exists()
@@ -471,7 +471,7 @@ def _legacy_inbox_hours_open(inbox: Inbox, now: datetime) -> bool:
 
 
 def _queue_open(queue: Queue | None, now: datetime) -> bool:
-    from ..routing.hours import BusinessHours
+    from ...routing.hours import BusinessHours
 
     if queue is None or not queue.business_hours:
         return True
@@ -570,7 +570,7 @@ def visitor_message_receive(*, visitor: Visitor, client_id, text, name: str = ""
 
 
 def _has_active_conversation(visitor: Visitor) -> bool:
-    from .ingest import ACTIVE_STATUSES
+    from ...services.ingest import ACTIVE_STATUSES
 
     active = Conversation.objects.filter(pk__in=visitor_conversation_ids(visitor), status__in=ACTIVE_STATUSES)
     return any(not _ended_by_visitor(conversation) for conversation in active)
@@ -610,7 +610,7 @@ def queue_frame(conversation: Conversation | None) -> dict:
     """``{"type": "queue", "conversation", "waiting", "position", "estimated_wait_seconds"}``.
     ``waiting``: open and nobody has it yet; ``position`` is null while it is not (or not yet) in a
     queue, and once an agent has it: the widget hides the line then."""
-    from .routing import queue_position
+    from ...services.routing import queue_position
 
     position = queue_position(conversation=conversation) if conversation is not None else None
     waiting = bool(
@@ -639,7 +639,7 @@ def visitor_end(*, visitor: Visitor, conversation_id=None) -> dict:
     follow-up stays open: we told them we would answer. Idempotent.
     Every tab of the visitor gets ``{"type": "ended"}`` and clears; the next message opens a new
     conversation."""
-    from .routing import RoutingError, conversation_abandon, conversation_resolve
+    from ...services.routing import RoutingError, conversation_abandon, conversation_resolve
 
     _require_rate(f"msg-visitor:{visitor.key}", limits()["message_per_visitor"])
     conversation = _visitor_target(visitor, conversation_id)

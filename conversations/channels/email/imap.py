@@ -27,28 +27,14 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from ..models import Channel, ImapCursor, Inbox
+from ...inbox_settings import imap_entries
+from ...models import Channel, ImapCursor, Inbox
 
 logger = logging.getLogger(__name__)
 
 BATCH = 100  # mails per mailbox per poll: a backlog drains over a few ticks, a tick stays short
 MAX_FAILURES = 3
 TIMEOUT = 30
-
-
-def imap_entries(settings) -> list[dict]:
-    """Every mailbox mapping under an inbox's ``settings["imap"]`` (one mapping or a list), complete
-    or not: what the poller reads and what the admin checks (``Inbox.clean``)."""
-    config = settings.get("imap") if isinstance(settings, dict) else None
-    configs = config if isinstance(config, list) else [config]
-    return [c for c in configs if isinstance(c, dict)]
-
-
-def stores_imap_password(settings) -> bool:
-    """Whether a mailbox under ``settings["imap"]`` holds its password itself: refused when an inbox
-    is saved in the admin (``Inbox.clean``), still read for inboxes saved before, and named to the
-    admin who opens one (``InboxAdmin``) and in the workers' log at each login (``_password``)."""
-    return any("password" in mailbox for mailbox in imap_entries(settings))
 
 
 def imap_configs(inbox: Inbox) -> list[dict]:
@@ -118,7 +104,7 @@ def _size(connection: imaplib.IMAP4, uid: int) -> int:
 def poll_mailbox(inbox: Inbox, config: dict, mailbox: str) -> int:
     """Fetch and ingest the new mail of one mailbox; returns the number of mails handled. Network
     errors propagate (the next poll retries from the cursor, nothing is skipped)."""
-    from ..services.email import email_receive
+    from .ingest import email_receive
 
     cursor, _ = ImapCursor.objects.get_or_create(inbox=inbox, mailbox=mailbox)
     connection = _connect(config)

@@ -10,12 +10,13 @@ means "handed to the channel layer", exactly like a provider accepting a message
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from ..models import Message, MessageKind
-from . import PermanentSendError, SendResult, TransientSendError
+from ...models import Message, MessageKind
+from .. import PermanentSendError, SendResult, TransientSendError
 
 
 def send(message: Message, *, to: str, from_: str) -> SendResult:
-    from ..services.webchat import widget_group, widget_message_frame
+    from ...events import widget_layer_message
+    from .ingest import widget_group, widget_message_frame
 
     if message.kind != MessageKind.MESSAGE:
         raise PermanentSendError("Notes and events are never sent to a visitor", code="not_a_message")
@@ -25,7 +26,7 @@ def send(message: Message, *, to: str, from_: str) -> SendResult:
     agent_name = message.author_agent.display_name if message.author_agent_id else ""
     frame = widget_message_frame(message, agent_name=agent_name)
     try:
-        async_to_sync(layer.group_send)(widget_group(message.conversation_id), {"type": "widget.event", "event": frame})
+        async_to_sync(layer.group_send)(widget_group(message.conversation_id), widget_layer_message(frame))
     except Exception as exc:  # noqa: BLE001 - Redis down: retry; the row is the truth either way
         raise TransientSendError(f"channel layer: {exc}") from exc
     return SendResult(provider_id=f"wc-{message.pk}", status="delivered")

@@ -7,7 +7,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 
 class RecordingEmailBackend(BaseEmailBackend):
     def send_messages(self, email_messages) -> int:
-        from ..models import RecordedProviderRequest
+        from ...models import RecordedProviderRequest
 
         sent = 0
         for mail in email_messages or []:
