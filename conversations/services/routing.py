@@ -542,8 +542,11 @@ def _assigned_data(agent: Agent, *, via: str, note: str = "") -> dict:
 
 
 def _assigned_publish(conversation: Conversation, agent: Agent, *, via: str) -> None:
+    from .webchat import widget_assigned_publish
+
     _publish({"type": "conversation.assigned", "conversation": conversation.pk, "agent": agent.pk, "via": via},
              agents=[agent.pk], conversation_id=conversation.pk)
+    widget_assigned_publish(conversation, agent)  # the visitor hears "<agent> joined"
 
 
 # --- offers -------------------------------------------------------------------------------------
@@ -929,8 +932,10 @@ def conversation_transfer(*, conversation_id: int, by: Agent, note: str, to_agen
     return conversation
 
 
-def conversation_resolve(*, conversation_id: int, by: Agent | None, wrap_up_code: str = "", note: str = "") -> Conversation:
-    """Resolve; frees the agent's capacity, which routes the next waiting conversation to them."""
+def conversation_resolve(*, conversation_id: int, by: Agent | None, wrap_up_code: str = "", note: str = "",
+                         ended_by: str = "") -> Conversation:
+    """Resolve; frees the agent's capacity, which routes the next waiting conversation to them.
+    ``ended_by="customer"``: the customer ended it (a code, shown in the reader's language)."""
     from ..tasks import route_for_agent_task
 
     now = timezone.now()
@@ -949,7 +954,7 @@ def conversation_resolve(*, conversation_id: int, by: Agent | None, wrap_up_code
         conversation.resolved_at = now
         conversation.waiting_since = None
         events.append(system_event(conversation, EventType.RESOLVED, agent=by, wrap_up_code=wrap_up_code.strip()[:64],
-                                   note=note.strip()[:2000]))
+                                   note=note.strip()[:2000], **({"ended_by": ended_by} if ended_by else {})))
         # The offers' events, then the resolution, and the conversation's own changes: one UPDATE
         # and one INSERT (bench/routing resolves twenty conversations a second beside the routers).
         system_events_record(conversation, events, update_fields=["status", "resolved_at", "waiting_since"])
