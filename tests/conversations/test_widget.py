@@ -33,7 +33,13 @@ from conversations.models import (
 from conversations.services import webchat
 from profiles.models import Customer, Identity, IdentityKind, MergeSuggestion
 
-from ..factories import make_conversation, make_customer, make_identity, make_inbox, make_message
+from ..factories import (
+    make_conversation,
+    make_customer,
+    make_identity,
+    make_inbox,
+    make_message,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -541,10 +547,9 @@ async def test_refused_attempts_count_against_no_limit(widget, online):
 
 
 def test_the_rate_window_slides_so_a_boundary_does_not_double_the_burst(monkeypatch):
-    from datetime import datetime
-    from datetime import timezone as dt_timezone
+    from datetime import UTC, datetime
 
-    start = datetime(2026, 1, 1, 12, 0, 50, tzinfo=dt_timezone.utc)  # 10 s before a minute ends
+    start = datetime(2026, 1, 1, 12, 0, 50, tzinfo=UTC)  # 10 s before a minute ends
     now = {"at": start}
     monkeypatch.setattr(webchat.timezone, "now", lambda: now["at"])
     assert all(webchat.rate_allow("slide", 5, 60) for _ in range(5))
@@ -968,6 +973,24 @@ def test_widget_script_shows_the_queue_and_ends_the_chat():
     assert '"queue"' in script and 'type: "end"' in script and '"ended"' in script
     assert "You are number {position} in the queue" in script and "{position}番目" in script
     assert "End chat" in script and "チャットを終了" in script
+
+
+def test_every_widget_string_has_its_japanese_and_the_end_confirmation_says_the_same():
+    import re
+    from pathlib import Path
+
+    script = (Path(__file__).resolve().parents[2] / "static" / "widget" / "widget.js").read_text()
+    english = script[script.index("    en: {"):script.index("    ja: {")]
+    japanese = script[script.index("    ja: {"):script.index("  };")]
+
+    def keys(block):
+        return set(re.findall(r"\b([a-z_0-9]+): \"", block))
+
+    assert keys(english) == keys(japanese)
+    assert {"joined", "not_sent", "retry", "discard", "unread_one", "unread_many", "new_reply"} <= keys(japanese)
+    # The English confirmation explains what ending does; the Japanese one says it too.
+    assert "The agent will no longer see your messages here." in english
+    assert "担当者はここでのメッセージを見られなくなります" in japanese
 
 
 async def test_the_widget_follows_the_queue_business_hours_and_skills(widget, agent):
