@@ -159,3 +159,8 @@ def viewer_message(*, sender: str, reply: bool, conversation_id: int, agent_id: 
 def widget_layer_message(frame: dict) -> dict:
     """The channel-layer message that relays one frame to a visitor's widget sockets."""
     return {"type": "widget.event", "event": frame}
+
+
+def conversation_assigned_event(conversation, agent, *, via: str) -> dict:
+    """An agent has the conversation now (``via``: offer accepted, auto-accept, pick, transfer …)."""
+    return {"type": "conversation.assigned", "conversation": conversation.pk, "agent": agent.pk, "via": via}

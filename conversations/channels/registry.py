@@ -3,8 +3,9 @@
 The core (models, services, selectors, routing) never imports a channel's folder: it asks this
 registry, which imports the adapter the first time it is needed. Adapters may import the core.
 An adapter module exposes ``send(message, *, to, from_)`` and may expose
-``find_sent(message, *, to, from_, since)`` (reconciliation after an ambiguous failure) and
-``validate_outbound(text)`` (raises ``ValidationError`` for a body the channel cannot carry).
+``find_sent(message, *, to, from_, since)`` (reconciliation after an ambiguous failure),
+``validate_outbound(text)`` (raises ``ValidationError`` for a body the channel cannot carry) and
+``conversation_assigned(conversation, agent)`` (tell the customer's side an agent took it).
 This module imports nothing of ours, so anything may use it.
 """
 
@@ -48,3 +49,12 @@ def validate_outbound(channel: str, text: str) -> None:
     check = getattr(adapter, "validate_outbound", None)
     if check is not None:
         check(text)
+
+
+def channel_conversation_assigned(conversation, agent) -> None:
+    """Let the conversation's channel tell the customer an agent took it (the widget says
+    "<agent> joined"); a channel without such a hook says nothing. Caller is in the transaction:
+    the hook sends after commit."""
+    hook = getattr(adapter_for(conversation.channel), "conversation_assigned", None)
+    if hook is not None:
+        hook(conversation, agent)

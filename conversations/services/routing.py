@@ -29,7 +29,8 @@ from django.utils.translation import gettext as _
 
 from contactcenter.enqueue import enqueue, enqueue_on_commit
 
-from ..events import agent_presence_event, conversation_recipients, send_on_commit
+from ..channels.registry import channel_conversation_assigned
+from ..events import agent_presence_event, conversation_assigned_event, conversation_recipients, send_on_commit
 from ..groups import agent_group, supervisors_group
 from ..models import (
     AfterHoursAction,
@@ -542,8 +543,8 @@ def _assigned_data(agent: Agent, *, via: str, note: str = "") -> dict:
 
 
 def _assigned_publish(conversation: Conversation, agent: Agent, *, via: str) -> None:
-    _publish({"type": "conversation.assigned", "conversation": conversation.pk, "agent": agent.pk, "via": via},
-             agents=[agent.pk], conversation_id=conversation.pk)
+    _publish(conversation_assigned_event(conversation, agent, via=via), agents=[agent.pk], conversation_id=conversation.pk)
+    channel_conversation_assigned(conversation, agent)  # e.g. the web-chat visitor hears "<agent> joined"
 
 
 # --- offers -------------------------------------------------------------------------------------
@@ -903,8 +904,10 @@ def conversation_transfer(*, conversation_id: int, by: Agent, note: str, to_agen
     return conversation
 
 
-def conversation_resolve(*, conversation_id: int, by: Agent | None, wrap_up_code: str = "", note: str = "") -> Conversation:
-    """Resolve; frees the agent's capacity, which routes the next waiting conversation to them."""
+def conversation_resolve(*, conversation_id: int, by: Agent | None, wrap_up_code: str = "", note: str = "",
+                         ended_by: str = "") -> Conversation:
+    """Resolve; frees the agent's capacity, which routes the next waiting conversation to them.
+    ``ended_by="customer"``: the customer ended it (a code, shown in the reader's language)."""
     now = timezone.now()
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update(of=("self",)).select_related("queue").get(pk=conversation_id)
@@ -921,7 +924,7 @@ def conversation_resolve(*, conversation_id: int, by: Agent | None, wrap_up_code
         conversation.resolved_at = now
         conversation.waiting_since = None
         events.append(system_event(conversation, EventType.RESOLVED, agent=by, wrap_up_code=wrap_up_code.strip()[:64],
-                                   note=note.strip()[:2000]))
+                                   note=note.strip()[:2000], **({"ended_by": ended_by} if ended_by else {})))
         # The offers' events, then the resolution, and the conversation's own changes: one UPDATE
         # and one INSERT (bench/routing resolves twenty conversations a second beside the routers).
         system_events_record(conversation, events, update_fields=["status", "resolved_at", "waiting_since"])

@@ -32,9 +32,13 @@
       queue: "You are number {position} in the queue", queue_wait: " · about {minutes} min",
       follow_up_email: "We're closed now: we'll answer by email.", follow_up: "We're closed now: we'll answer here when we open.",
       end: "End chat", end_confirm: "End this chat? The agent will no longer see your messages here.",
+      messages: "Messages", joined: "{name} joined the chat.",
+      sending: "Sending…", not_sent: "Not sent.", retry: "Retry", discard: "Discard",
+      unread_one: "1 unread reply", unread_many: "{count} unread replies",
+      new_reply: "New reply from {name}.",
       end_yes: "End chat", end_no: "Cancel", ended: "Chat ended. Send a message to start a new chat.",
       err_413: "That message is too long. Please shorten it.",
-      err_429: "You are sending too fast. Please wait a moment.",
+      err_429: "Too many messages right now. Wait a moment, then press Retry.",
       err_400: "That could not be sent. Please check and try again.",
       err_bad_email: "Please enter a valid email address.",
       err_403: "This chat is not configured correctly for this site.",
@@ -54,10 +58,14 @@
       prechat_intro: "よろしければお名前とメールアドレスをご入力ください。",
       queue: "順番待ち：あなたは{position}番目です", queue_wait: " · 約{minutes}分",
       follow_up_email: "ただいま営業時間外です。メールでご返信します。", follow_up: "ただいま営業時間外です。営業開始後、こちらでご返信します。",
-      end: "チャットを終了", end_confirm: "このチャットを終了しますか？",
+      end: "チャットを終了", end_confirm: "このチャットを終了しますか？担当者はここでのメッセージを見られなくなります。",
+      messages: "メッセージ", joined: "{name}が参加しました。",
+      sending: "送信中…", not_sent: "送信されていません。", retry: "再送", discard: "破棄",
+      unread_one: "未読の返信が1件あります", unread_many: "未読の返信が{count}件あります",
+      new_reply: "{name}から新しい返信があります。",
       end_yes: "終了する", end_no: "キャンセル", ended: "チャットを終了しました。メッセージを送ると新しいチャットが始まります。",
       err_413: "メッセージが長すぎます。短くしてください。",
-      err_429: "送信が速すぎます。少し待ってからお試しください。",
+      err_429: "ただいま送信が集中しています。少し待ってから「再送」を押してください。",
       err_400: "送信できませんでした。内容をご確認ください。",
       err_bad_email: "正しいメールアドレスを入力してください。",
       err_403: "このサイトではチャットが正しく設定されていません。",
@@ -84,6 +92,13 @@
   }
   function storeSet(key, value) {
     try { window.localStorage.setItem(key, value); } catch (e) { memoryStore[key] = value; }
+  }
+  // Per tab (survive a reload, not a new tab): unsent drafts, whether the panel is open, its scroll.
+  function sessionGet(key) {
+    try { return window.sessionStorage.getItem(key); } catch (e) { return memoryStore["s:" + key] || null; }
+  }
+  function sessionSet(key, value) {
+    try { window.sessionStorage.setItem(key, value); } catch (e) { memoryStore["s:" + key] = value; }
   }
   function randomToken() {
     var bytes = new Uint8Array(32);
@@ -126,12 +141,23 @@
   link.href = cssUrl;
   root.appendChild(link);
 
-  var launcher = el("button", "cc-launcher", T.open);
+  var launcher = el("button", "cc-launcher");
   launcher.type = "button";
   launcher.setAttribute("aria-expanded", "false");
+  launcher.appendChild(el("span", "cc-launcher-text", T.open));
+  var unreadBadge = el("span", "cc-badge cc-hidden");
+  unreadBadge.setAttribute("aria-hidden", "true");  // the launcher's name says it in words
+  launcher.appendChild(unreadBadge);
+  // Announces unread replies while the panel is closed (the log inside it is hidden then).
+  var announcer = el("p", "cc-sr-only");
+  announcer.setAttribute("role", "status");
   var panel = el("section", "cc-panel cc-hidden");
+  panel.id = "cc-panel";
+  panel.setAttribute("role", "dialog");
   panel.setAttribute("aria-label", T.title);
   panel.setAttribute("lang", locale);
+  panel.tabIndex = -1;
+  launcher.setAttribute("aria-controls", panel.id);
   var header = el("header", "cc-header");
   header.appendChild(el("h2", "cc-title", T.title));
   var endButton = el("button", "cc-end cc-hidden", T.end);
@@ -158,9 +184,14 @@
   confirmButtons.appendChild(confirmNo);
   confirmButtons.appendChild(confirmYes);
   confirmBox.appendChild(confirmButtons);
-  var list = el("ol", "cc-messages");
-  list.setAttribute("role", "log");
-  list.setAttribute("aria-live", "polite");
+  // The log is a region around a real list (role=log on the <ol> itself orphans its items).
+  var logBox = el("div", "cc-messages");
+  logBox.setAttribute("role", "log");
+  logBox.setAttribute("aria-live", "polite");
+  logBox.setAttribute("aria-label", T.messages);
+  logBox.tabIndex = 0;  // scrollable: reachable and scrollable by keyboard
+  var list = el("ol", "cc-list");
+  logBox.appendChild(list);
   var typingLine = el("p", "cc-typing cc-hidden");
   var errorLine = el("p", "cc-error cc-hidden");
   errorLine.setAttribute("role", "alert");
@@ -220,11 +251,13 @@
   composer.appendChild(textbox);
   composer.appendChild(sendButton);
 
-  [header, statusLine, queueLine, confirmBox, list, typingLine, errorLine, prechat, offline, composer].forEach(function (n) {
+  [header, statusLine, queueLine, confirmBox, logBox, typingLine, errorLine, prechat, offline, composer].forEach(function (n) {
     panel.appendChild(n);
   });
-  root.appendChild(panel);
+  // The launcher first: Tab from it goes into the open panel, not into the host page.
   root.appendChild(launcher);
+  root.appendChild(panel);
+  root.appendChild(announcer);
   function mount() { document.body.appendChild(host); }
   if (document.body) { mount(); } else { document.addEventListener("DOMContentLoaded", mount); }
 
@@ -235,10 +268,15 @@
   var attempt = 0;
   var stopped = false;
   var ready = false;
-  var online = null;
+  var online = null;      // null until the server said: nothing is announced before it is known
   var messages = {};      // server id -> rendered
-  var pending = {};       // client id -> {text, node}; resent (idempotently) after a reconnect
+  var agentMessageIds = [];
+  // client id -> {text, failed, node}: not yet accepted. Kept in sessionStorage so a reload never
+  // loses them; resent (idempotently, same id) after a reconnect unless refused, which waits for
+  // the visitor's Retry or Discard.
+  var pending = {};
   var conversations = [];
+  var assigned = {};      // conversation id -> true once an agent took it: no queue line for it
   var prechatDone = storeGet(tokenKey + ":prechat") === "1" || !!userId;
   var typingTimer = null;
   var typingSentAt = 0;
@@ -247,6 +285,33 @@
   var endedKey = tokenKey + ":ended";
   // Conversations up to this id were ended by the visitor: a fresh chat does not show them again.
   var endedUpTo = parseInt(storeGet(endedKey) || "0", 10) || 0;
+  var draftsKey = tokenKey + ":drafts";
+  var openKey = tokenKey + ":open";
+  var scrollKey = tokenKey + ":scroll";
+  // The newest agent reply the visitor has seen (every tab of the browser): newer ones are unread.
+  var seenKey = tokenKey + ":seen";
+  var seenUpTo = storeGet(seenKey);
+  var announcedUnread = -1;
+  var restoreScroll = true;
+
+  function loadDrafts() {
+    var saved;
+    try { saved = JSON.parse(sessionGet(draftsKey) || "[]"); } catch (e) { saved = []; }
+    if (!Array.isArray(saved)) { return; }
+    saved.forEach(function (d) {
+      if (d && typeof d.id === "string" && typeof d.text === "string") {
+        pending[d.id] = { text: d.text, failed: d.failed || null, node: null };
+      }
+    });
+  }
+  function saveDrafts() {
+    sessionSet(draftsKey, JSON.stringify(Object.keys(pending).map(function (id) {
+      return { id: id, text: pending[id].text, failed: pending[id].failed };
+    })));
+  }
+  loadDrafts();
+
+  function isOpen() { return !panel.classList.contains("cc-hidden"); }
 
   function renderMessage(frame) {
     var item = el("li", "cc-message " + (frame.from === "agent" ? "cc-agent" : "cc-visitor"));
@@ -262,25 +327,96 @@
     }
     return item;
   }
+  function scrollToEnd() { logBox.scrollTop = logBox.scrollHeight; }
   function addMessage(frame) {
     if (messages[frame.id]) { return; }
     if (frame.client_id && pending[frame.client_id]) {
       var stale = pending[frame.client_id].node;
       if (stale && stale.parentNode) { stale.parentNode.removeChild(stale); }
       delete pending[frame.client_id];
+      saveDrafts();
     }
     var node = renderMessage(frame);
     messages[frame.id] = node;
-    list.appendChild(node);
+    var firstPending = list.querySelector(".cc-pending");
+    list.insertBefore(node, firstPending);  // accepted messages before the ones still unsent
+    if (frame.from === "agent") { agentMessageIds.push(frame.id); }
     if (frame.conversation && conversations.indexOf(frame.conversation) < 0) { conversations.push(frame.conversation); }
-    list.scrollTop = list.scrollHeight;
+    scrollToEnd();
     if (frame.from === "agent") { show(typingLine, false); }
+  }
+  function addNotice(text) {
+    list.insertBefore(el("li", "cc-notice", text), list.querySelector(".cc-pending"));
+    scrollToEnd();
+  }
+
+  // --- unsent messages: said plainly next to them, with Retry ----------------------------------
+  function renderDraft(id) {
+    var draft = pending[id];
+    var node = renderMessage({ from: "visitor", text: draft.text });
+    node.classList.add("cc-pending");
+    var state = el("div", "cc-send-state");
+    if (draft.failed) {
+      node.classList.add("cc-failed");
+      var reason = T["err_" + draft.failed.reason] || T["err_" + draft.failed.code] || T.err_other;
+      state.appendChild(el("span", "cc-failed-text", T.not_sent + " " + reason));
+      var retry = el("button", "cc-link", T.retry);
+      retry.type = "button";
+      retry.addEventListener("click", function () { retryDraft(id); });
+      var discard = el("button", "cc-link", T.discard);
+      discard.type = "button";
+      discard.addEventListener("click", function () { discardDraft(id); });
+      state.appendChild(retry);
+      state.appendChild(discard);
+    } else {
+      state.appendChild(el("span", "cc-sending", T.sending));
+    }
+    node.appendChild(state);
+    if (draft.node && draft.node.parentNode) {
+      draft.node.parentNode.replaceChild(node, draft.node);
+    } else {
+      list.appendChild(node);
+    }
+    draft.node = node;
+    return node;
+  }
+  function renderPending() { Object.keys(pending).forEach(renderDraft); }
+  function sendDraft(id) {
+    send({ type: "message", id: id, text: pending[id].text });  // same id: a resend stores nothing twice
+  }
+  function retryDraft(id) {
+    if (!pending[id]) { return; }
+    pending[id].failed = null;
+    saveDrafts();
+    renderDraft(id);
+    sendDraft(id);
+    textbox.focus();
+  }
+  function discardDraft(id) {
+    var draft = pending[id];
+    if (!draft) { return; }
+    if (draft.node && draft.node.parentNode) { draft.node.parentNode.removeChild(draft.node); }
+    delete pending[id];
+    saveDrafts();
+    textbox.focus();
+    updateForms();
+  }
+  function refuseDraft(id, code, reason) {
+    pending[id].failed = { code: code, reason: reason };
+    saveDrafts();
+    var node = renderDraft(id);
+    scrollToEnd();
+    // Said once, assertively: the message did not go.
+    errorLine.textContent = node.querySelector(".cc-failed-text").textContent;
+    show(errorLine, true);
+    window.setTimeout(function () { show(errorLine, false); }, 6000);
   }
 
   // --- queue position --------------------------------------------------------------------------
   function renderQueue(frame) {
+    if (frame.conversation && assigned[frame.conversation]) { stopQueue(); return; }  // a late answer
     if (frame.follow_up) {  // after hours: no live line to stand in, say where the answer will come
-      queueLine.textContent = frame.follow_up === "email" ? T.follow_up_email : T.follow_up;
+      setText(queueLine, frame.follow_up === "email" ? T.follow_up_email : T.follow_up);
       show(queueLine, true);
       return;
     }
@@ -290,7 +426,7 @@
     if (typeof seconds === "number") {
       text += T.queue_wait.replace("{minutes}", String(Math.max(1, Math.round(seconds / 60))));
     }
-    queueLine.textContent = text;
+    setText(queueLine, text);
     show(queueLine, true);
   }
   function stopQueue() {
@@ -306,32 +442,54 @@
       scheduleQueue(QUEUE_POLL_MS);  // the answer stops the polling once nobody waits any more
     }, delay);
   }
-  function renderPending() {
-    Object.keys(pending).forEach(function (id) {
-      var node = renderMessage({ from: "visitor", text: pending[id].text });
-      node.classList.add("cc-pending");
-      pending[id].node = node;
-      list.appendChild(node);
-    });
-  }
   function showError(code, reason) {
     var text = T["err_" + reason] || T["err_" + code] || T.err_other;
     errorLine.textContent = text;
     show(errorLine, true);
     window.setTimeout(function () { show(errorLine, false); }, 6000);
   }
+  // A live region speaks when its text changes: only a changed, settled state is written.
+  function setText(node, text) { if (node.textContent !== text) { node.textContent = text; } }
   function updateForms() {
     var hasHistory = conversations.length > 0 || Object.keys(pending).length > 0;
     var offlineMode = online === false;
-    statusLine.textContent = !ready ? (attempt ? T.reconnecting : T.connecting)
-      : online ? T.online : T[offlineReason] || T.no_agent;
-    show(offline, ready && offlineMode);
-    show(prechat, ready && !offlineMode && !prechatDone && !hasHistory);
-    show(composer, ready && !offlineMode && (prechatDone || hasHistory));
+    var known = ready && online !== null;
+    setText(statusLine, !known ? (attempt ? T.reconnecting : T.connecting)
+      : online ? T.online : T[offlineReason] || T.no_agent);
+    show(offline, known && offlineMode);
+    show(prechat, known && !offlineMode && !prechatDone && !hasHistory);
+    show(composer, known && !offlineMode && (prechatDone || hasHistory));
     show(endButton, ready && conversations.length > 0);
     if (!conversations.length) { show(confirmBox, false); }
+    // Opened before the forms were known: the first field takes the focus as soon as there is one.
+    if (isOpen() && root.activeElement === panel) { focusFirstField(); }
   }
   var offlineReason = "no_agent";
+
+  // --- unread replies --------------------------------------------------------------------------
+  function unreadCount() {
+    var seen = parseInt(seenUpTo || "0", 10) || 0;
+    return agentMessageIds.filter(function (id) { return id > seen; }).length;
+  }
+  function markSeen() {
+    if (!agentMessageIds.length) { return; }
+    var newest = Math.max.apply(null, agentMessageIds);
+    if (newest > (parseInt(seenUpTo || "0", 10) || 0)) { seenUpTo = String(newest); storeSet(seenKey, seenUpTo); }
+  }
+  function updateUnread(announceReply) {
+    if (isOpen()) { markSeen(); }
+    var count = unreadCount();
+    unreadBadge.textContent = count ? String(count) : "";
+    show(unreadBadge, count > 0);
+    launcher.setAttribute("aria-label", count ? T.open + " (" + unreadText(count) + ")" : T.open);
+    if (count && count !== announcedUnread) {
+      announcer.textContent = announceReply ? T.new_reply.replace("{name}", announceReply) + " " + unreadText(count)
+        : unreadText(count);
+    }
+    if (!count) { announcer.textContent = ""; }
+    announcedUnread = count;
+  }
+  function unreadText(count) { return count === 1 ? T.unread_one : T.unread_many.replace("{count}", String(count)); }
 
   // --- socket --------------------------------------------------------------------------------
   function send(frame) {
@@ -374,14 +532,25 @@
         ready = true;
         while (list.firstChild) { list.removeChild(list.firstChild); }
         messages = {};
+        agentMessageIds = [];
         conversations = (frame.conversations || []).filter(function (id) { return id > endedUpTo; });
         var shown = (frame.messages || []).filter(function (m) { return !(m.conversation <= endedUpTo); });
         shown.forEach(addMessage);
+        Object.keys(pending).forEach(function (id) { pending[id].node = null; });
         renderPending();
+        if (seenUpTo === null) { seenUpTo = "0"; markSeen(); storeSet(seenKey, seenUpTo); }  // first visit
         // The last word is the visitor's: they may be waiting in a queue; the answer tells.
         if (shown.length && shown[shown.length - 1].from === "visitor") { scheduleQueue(0); } else { stopQueue(); }
-        Object.keys(pending).forEach(function (id) { send({ type: "message", id: id, text: pending[id].text }); });
+        Object.keys(pending).forEach(function (id) { if (!pending[id].failed) { sendDraft(id); } });
+        var savedScroll = sessionGet(scrollKey);
+        if (restoreScroll && savedScroll !== null && savedScroll !== "end") {
+          logBox.scrollTop = parseInt(savedScroll, 10) || 0;  // where the visitor was before the reload
+        } else {
+          scrollToEnd();
+        }
+        restoreScroll = false;
         updateForms();
+        updateUnread();
         break;
       case "status":
         online = !!frame.online;
@@ -392,10 +561,18 @@
         addMessage(frame);
         if (frame.from === "agent") { stopQueue(); }  // an agent is here: no more queue position
         updateForms();
+        updateUnread(frame.from === "agent" ? (frame.author || T.agent) : null);
+        break;
+      case "assigned":
+        // An agent took the chat: the queue line goes at once, and the visitor hears who joined.
+        if (typeof frame.conversation === "number") { assigned[frame.conversation] = true; }
+        stopQueue();
+        addNotice(T.joined.replace("{name}", frame.name || T.agent));
         break;
       case "queue":
         renderQueue(frame);
-        if (frame.waiting === false) { stopQueue(); } else if (!queueTimer) { scheduleQueue(QUEUE_POLL_MS); }
+        if (frame.waiting === false || assigned[frame.conversation]) { stopQueue(); }
+        else if (!queueTimer) { scheduleQueue(QUEUE_POLL_MS); }
         break;
       case "ended":
         // Every tab of the visitor clears; the next message starts a new conversation.
@@ -408,10 +585,13 @@
         show(typingLine, false);
         while (list.firstChild) { list.removeChild(list.firstChild); }
         messages = {};
+        agentMessageIds = [];
         conversations = [];
         list.appendChild(el("li", "cc-notice", T.ended));
+        Object.keys(pending).forEach(function (id) { pending[id].node = null; });
         renderPending();
         updateForms();
+        updateUnread();
         break;
       case "typing":
         typingLine.textContent = T.typing.replace("{name}", frame.name || T.agent);
@@ -419,15 +599,13 @@
         break;
       case "offline_message":
         offline.reset();
-        statusLine.textContent = T.offline_done;
+        setText(statusLine, T.offline_done);
         break;
       case "error":
-        if (frame.code === 413 || frame.code === 400) {
-          // Refused for good: drop the pending copy so it is not resent forever.
-          Object.keys(pending).forEach(function (id) {
-            if (pending[id].node && pending[id].node.parentNode) { pending[id].node.parentNode.removeChild(pending[id].node); }
-          });
-          pending = {};
+        if (typeof frame.id === "string" && pending[frame.id]) {
+          // That message was not accepted: it says so next to it, with Retry, and is kept.
+          refuseDraft(frame.id, frame.code, frame.reason);
+          break;
         }
         showError(frame.code, frame.reason);
         break;
@@ -436,44 +614,85 @@
     }
   }
 
-  // --- UI events -----------------------------------------------------------------------------
-  launcher.addEventListener("click", function () {
-    var opening = panel.classList.contains("cc-hidden");
-    show(panel, opening);
-    launcher.setAttribute("aria-expanded", opening ? "true" : "false");
-    if (opening && !socket && !stopped) { connect(false); }
-    if (opening) { send({ type: "status" }); textbox.focus(); }
-  });
-  closeButton.addEventListener("click", function () {
+  // --- opening, closing, focus ---------------------------------------------------------------
+  function visible(node) { return node.getClientRects().length > 0; }
+  function focusables() {
+    return Array.prototype.filter.call(
+      panel.querySelectorAll("button, input, textarea, [tabindex='0']"),
+      function (node) { return !node.disabled && visible(node); }
+    );
+  }
+  function focusFirstField() {
+    var field = [prechatName, offlineEmail, textbox].filter(visible)[0];
+    (field || panel).focus();  // the panel itself until the forms are known (updateForms moves on)
+  }
+  function openPanel(takeFocus) {
+    show(panel, true);
+    launcher.setAttribute("aria-expanded", "true");
+    sessionSet(openKey, "1");
+    if (!socket && !stopped) { connect(false); }
+    send({ type: "status" });
+    updateUnread();
+    if (takeFocus) { focusFirstField(); }
+  }
+  function closePanel() {
     show(panel, false);
     launcher.setAttribute("aria-expanded", "false");
+    sessionSet(openKey, "0");
+    launcher.focus();
+  }
+  launcher.addEventListener("click", function () {
+    if (isOpen()) { closePanel(); } else { openPanel(true); }
   });
+  closeButton.addEventListener("click", closePanel);
+  panel.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && !event.isComposing) {
+      event.preventDefault();
+      event.stopPropagation();
+      if (!confirmBox.classList.contains("cc-hidden")) { show(confirmBox, false); endButton.focus(); return; }
+      closePanel();
+      return;
+    }
+    if (event.key !== "Tab") { return; }
+    // While open, Tab cycles inside the panel: it never falls into the host page behind it.
+    var nodes = focusables();
+    if (!nodes.length) { event.preventDefault(); return; }
+    var first = nodes[0], last = nodes[nodes.length - 1], active = root.activeElement;
+    if (event.shiftKey && (active === first || active === panel)) { event.preventDefault(); last.focus(); }
+    else if (!event.shiftKey && active === last) { event.preventDefault(); first.focus(); }
+  });
+  logBox.addEventListener("scroll", function () {
+    var atEnd = logBox.scrollHeight - logBox.scrollTop - logBox.clientHeight < 4;
+    sessionSet(scrollKey, atEnd ? "end" : String(Math.round(logBox.scrollTop)));
+  });
+  document.addEventListener("visibilitychange", function () { if (!document.hidden && isOpen()) { updateUnread(); } });
+
   prechat.addEventListener("submit", function (event) {
     event.preventDefault();
     send({ type: "prechat", name: prechatName.value, email: prechatEmail.value });
     prechatDone = true;
     storeSet(tokenKey + ":prechat", "1");
     updateForms();
+    textbox.focus();
   });
   prechatSkip.addEventListener("click", function () {
     prechatDone = true;
     storeSet(tokenKey + ":prechat", "1");
     updateForms();
+    textbox.focus();
   });
   composer.addEventListener("submit", function (event) {
     event.preventDefault();
     var text = textbox.value.trim();
     if (!text) { return; }
     var id = uuid();
-    pending[id] = { text: text, node: null };
-    var node = renderMessage({ from: "visitor", text: text });
-    node.classList.add("cc-pending");
-    pending[id].node = node;
-    list.appendChild(node);
-    list.scrollTop = list.scrollHeight;
+    pending[id] = { text: text, failed: null, node: null };
+    saveDrafts();
+    renderDraft(id);
+    scrollToEnd();
     textbox.value = "";
     send({ type: "typing", on: false });
-    send({ type: "message", id: id, text: text });  // resent with the same id after a reconnect
+    sendDraft(id);  // resent with the same id after a reconnect
     scheduleQueue(3000);  // routing runs on the server: ask shortly where this chat stands
   });
   endButton.addEventListener("click", function () {
@@ -485,7 +704,7 @@
     endButton.focus();
   });
   confirmYes.addEventListener("click", function () {
-    if (send({ type: "end" })) { show(confirmBox, false); } else { showError(0, "other"); }
+    if (send({ type: "end" })) { show(confirmBox, false); textbox.focus(); } else { showError(0, "other"); }
   });
   textbox.addEventListener("keydown", function (event) {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
@@ -508,6 +727,8 @@
   });
 
   // Connect at once when the visitor already has a conversation (agent replies arrive live),
-  // otherwise on first open.
-  if (storeGet(tokenKey)) { connect(false); }
+  // otherwise on first open. After a reload the panel is as the visitor left it (open or closed,
+  // scrolled where it was), without taking the focus from the page.
+  if (sessionGet(openKey) === "1") { openPanel(false); } else if (storeGet(tokenKey)) { connect(false); }
+  renderPending();
 })();

@@ -33,7 +33,13 @@ from conversations.models import (
 from conversations.channels.webchat import ingest as webchat
 from profiles.models import Customer, Identity, IdentityKind, MergeSuggestion
 
-from ..factories import make_conversation, make_customer, make_identity, make_inbox, make_message
+from ..factories import (
+    make_conversation,
+    make_customer,
+    make_identity,
+    make_inbox,
+    make_message,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -102,10 +108,17 @@ async def _hello(token, *, ip="198.51.100.7", user=None, extra=None):
     return communicator, history, status
 
 
-async def _say(communicator, text, *, client_id=None):
+async def _say(communicator, text, *, client_id=None, keep_id=False):
+    """Send a message; an error frame names the refused message (checked here, then dropped
+    unless ``keep_id``)."""
     client_id = client_id or str(uuid.uuid4())
     await communicator.send_json_to({"type": "message", "id": client_id, "text": text})
-    return await communicator.receive_json_from(timeout=5)
+    frame = await communicator.receive_json_from(timeout=5)
+    if frame.get("type") == "error" and "id" in frame:  # (a frame too big to parse names nothing)
+        assert frame["id"] == client_id
+        if not keep_id:
+            del frame["id"]
+    return frame
 
 
 def _signature(user_id: str) -> str:
@@ -474,6 +487,79 @@ async def test_new_conversations_from_one_address_are_limited_per_ip(widget, onl
             await communicator.disconnect()
 
 
+async def test_eight_new_chats_from_one_address_within_a_minute_are_all_accepted(widget, online):
+    """An office or a mobile carrier puts many real customers behind one address (issue 22: the
+    sixth was refused under 5 per address per hour)."""
+    sockets = []
+    try:
+        for n in range(8):
+            communicator, _, _ = await _hello(_token(), ip="203.0.113.80")
+            sockets.append(communicator)
+            frame = await _say(communicator, f"customer {n} here")
+            assert frame["type"] == "message", frame
+        conversations = await database_sync_to_async(
+            lambda: Conversation.objects.filter(channel=Channel.WEBCHAT).count())()
+        assert conversations == 8
+    finally:
+        for communicator in sockets:
+            await communicator.disconnect()
+
+
+async def test_a_flood_from_one_token_is_refused_and_the_refusal_names_the_message(widget, online):
+    flooder, _, _ = await _hello(_token())
+    try:
+        frames = []
+        for n in range(40):
+            client_id = str(uuid.uuid4())
+            frames.append((client_id, await _say(flooder, f"spam {n}", client_id=client_id, keep_id=True)))
+        refused = [(client_id, frame) for client_id, frame in frames if frame["type"] == "error"]
+        assert len(refused) >= 20
+        for client_id, frame in refused:
+            # The widget shows "not sent" with a retry next to that very message.
+            assert frame == {"type": "error", "code": 429, "reason": "rate_limited", "id": client_id}
+        stored = await database_sync_to_async(Message.objects.count)()
+        assert stored == len(frames) - len(refused)
+    finally:
+        await flooder.disconnect()
+
+
+@override_settings(CC_WIDGET_LIMITS={"conversation_per_ip": (1, 3600), "message_per_visitor": (3, 3600)})
+async def test_refused_attempts_count_against_no_limit(widget, online):
+    first, _, _ = await _hello(_token(), ip="203.0.113.9")
+    token = _token()
+    second, _, _ = await _hello(token, ip="203.0.113.9")
+    try:
+        assert (await _say(first, "hi"))["type"] == "message"
+        for _n in range(6):  # the address's allowance is spent: refused, again and again
+            assert (await _say(second, "hi"))["code"] == 429
+    finally:
+        await first.disconnect()
+        await second.disconnect()
+    # The same visitor from another address: none of the six refusals counted against their own
+    # limits (three messages, five new chats per token).
+    elsewhere, _, _ = await _hello(token, ip="192.0.2.60")
+    try:
+        for n in range(3):
+            assert (await _say(elsewhere, f"still here {n}"))["type"] == "message"
+        assert (await _say(elsewhere, "one too many"))["code"] == 429
+    finally:
+        await elsewhere.disconnect()
+
+
+def test_the_rate_window_slides_so_a_boundary_does_not_double_the_burst(monkeypatch):
+    from datetime import UTC, datetime
+
+    start = datetime(2026, 1, 1, 12, 0, 50, tzinfo=UTC)  # 10 s before a minute ends
+    now = {"at": start}
+    monkeypatch.setattr(webchat.timezone, "now", lambda: now["at"])
+    assert all(webchat.rate_allow("slide", 5, 60) for _ in range(5))
+    assert not webchat.rate_allow("slide", 5, 60)
+    now["at"] = start + timedelta(seconds=15)  # just past the boundary: the five are still recent
+    assert not webchat.rate_allow("slide", 5, 60)
+    now["at"] = start + timedelta(seconds=130)  # two minutes on: allowed again
+    assert all(webchat.rate_allow("slide", 5, 60) for _ in range(5))
+
+
 # --- agent side -------------------------------------------------------------------------------
 
 
@@ -708,6 +794,10 @@ async def test_queue_position_is_null_once_an_agent_has_the_conversation(widget,
         await _drain(communicator)
         assert (await _ask_queue(communicator))["position"] == 1
         await database_sync_to_async(conversation_assign)(conversation_id=said["conversation"], agent=agent, by=None)
+        # The socket hears the agent join at once (the widget drops the queue line and says so).
+        assert await communicator.receive_json_from(timeout=5) == {
+            "type": "assigned", "conversation": said["conversation"], "name": agent.display_name,
+        }
         assert await _ask_queue(communicator, said["conversation"]) == {
             "type": "queue", "conversation": said["conversation"], "waiting": False,
             "position": None, "estimated_wait_seconds": None, "follow_up": None,
@@ -859,7 +949,9 @@ async def test_end_with_an_agent_resolves_and_the_next_message_starts_anew(widge
             conversation = Conversation.objects.get(pk=said["conversation"])
             assert conversation.status == "resolved" and conversation.abandoned_at is None
             event = Message.objects.get(conversation=conversation, kind=MessageKind.EVENT, event_type="resolved")
-            assert event.event_data["note"] == "ended by the customer" and event.author_agent_id is None
+            # A code, not English text: the console shows it in the agent's language.
+            assert event.event_data["ended_by"] == "customer" and event.event_data["note"] == ""
+            assert event.author_agent_id is None
 
         await database_sync_to_async(check)()
         fresh = await _say(communicator, "one more thing")
@@ -881,6 +973,24 @@ def test_widget_script_shows_the_queue_and_ends_the_chat():
     assert '"queue"' in script and 'type: "end"' in script and '"ended"' in script
     assert "You are number {position} in the queue" in script and "{position}番目" in script
     assert "End chat" in script and "チャットを終了" in script
+
+
+def test_every_widget_string_has_its_japanese_and_the_end_confirmation_says_the_same():
+    import re
+    from pathlib import Path
+
+    script = (Path(__file__).resolve().parents[2] / "static" / "widget" / "widget.js").read_text()
+    english = script[script.index("    en: {"):script.index("    ja: {")]
+    japanese = script[script.index("    ja: {"):script.index("  };")]
+
+    def keys(block):
+        return set(re.findall(r"\b([a-z_0-9]+): \"", block))
+
+    assert keys(english) == keys(japanese)
+    assert {"joined", "not_sent", "retry", "discard", "unread_one", "unread_many", "new_reply"} <= keys(japanese)
+    # The English confirmation explains what ending does; the Japanese one says it too.
+    assert "The agent will no longer see your messages here." in english
+    assert "担当者はここでのメッセージを見られなくなります" in japanese
 
 
 async def test_the_widget_follows_the_queue_business_hours_and_skills(widget, agent):
@@ -1098,7 +1208,7 @@ def test_status_of_a_resolved_chat_the_next_message_would_reopen_is_its_agents(w
         resolved_at=timezone.now() - timedelta(days=widget.reopen_window_days + 1))
     assert webchat.widget_status(widget, visitor=_visitor(widget, token)) == closed
     Conversation.objects.filter(pk=resolved.pk).update(resolved_at=timezone.now() - timedelta(hours=1))
-    make_message(resolved, "", kind="event", event_type="resolved", event_data={"note": webchat.ENDED_NOTE})
+    make_message(resolved, "", kind="event", event_type="resolved", event_data={"note": webchat.LEGACY_ENDED_NOTE})
     assert webchat.widget_status(widget, visitor=_visitor(widget, token)) == closed
 
 
@@ -1194,3 +1304,28 @@ def test_widget_script_sends_the_browser_language_at_hello():
 
     script = (Path(__file__).resolve().parents[2] / "static" / "widget" / "widget.js").read_text()
     assert "hello.language = navigator.language" in script
+
+
+@pytest.mark.parametrize(("language", "shown"), [("en", "ended by the customer"), ("ja", "お客様が終了")])
+def test_a_chat_the_customer_ended_reads_in_the_agents_language(widget, language, shown):
+    """Stored as a code (``ended_by``), rendered by the console in the reader's language; rows
+    written before with the English note read the same."""
+    from django.template.loader import render_to_string
+    from django.utils import translation
+
+    from conversations.selectors import MessageTimelineSource
+    from profiles.timeline import Position, TimelineEntry
+
+    conversation = make_conversation(make_customer(), widget)
+    coded = make_message(conversation, "", kind="event", direction="internal", event_type="resolved",
+                         event_data={"wrap_up_code": "", "note": "", "ended_by": "customer"})
+    legacy = make_message(conversation, "", kind="event", direction="internal", event_type="resolved",
+                          event_data={"note": webchat.LEGACY_ENDED_NOTE})
+    for message in (coded, legacy):
+        entry = TimelineEntry(MessageTimelineSource.type,
+                              Position(message.created_at, MessageTimelineSource.rank, message.pk), message)
+        with translation.override(language):
+            html = render_to_string("console/_timeline_entry.html", {"entry": entry, "current_id": None})
+        assert shown in html
+        if language == "ja":
+            assert "ended by the customer" not in html

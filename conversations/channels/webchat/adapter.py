@@ -1,7 +1,7 @@
 """Web chat: the widget's websocket is both the inbound and the outbound provider.
 
-Inbound is verified and parsed by ``conversations.consumers_widget`` (per-inbox Origin check, the
-visitor token) and stored by ``services.webchat.visitor_message_receive`` through the one ingest
+Inbound is verified and parsed by ``consumer.py`` (per-inbox Origin check, the
+visitor token) and stored by ``ingest.visitor_message_receive`` through the one ingest
 path. Outbound (``send``) pushes the stored reply to the visitor's sockets; a visitor who is not
 connected gets it from the database with the history on their next connect, so "delivered" here
 means "handed to the channel layer", exactly like a provider accepting a message.
@@ -30,3 +30,10 @@ def send(message: Message, *, to: str, from_: str) -> SendResult:
     except Exception as exc:  # noqa: BLE001 - Redis down: retry; the row is the truth either way
         raise TransientSendError(f"channel layer: {exc}") from exc
     return SendResult(provider_id=f"wc-{message.pk}", status="delivered")
+
+
+def conversation_assigned(conversation, agent) -> None:
+    """The channel registry's hook: the visitor's sockets hear "<agent> joined" after commit."""
+    from .ingest import widget_assigned_publish
+
+    widget_assigned_publish(conversation, agent)

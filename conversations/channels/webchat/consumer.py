@@ -10,10 +10,10 @@ Frames in:  hello {widget, token, locale, language?, user?: {id, signature}} · 
             typing {on} · prechat {name, email} · offline_message {id, email, text, name?} ·
             status · history · attachment {id} · queue {conversation?} · end {conversation?}
 Frames out: history {conversations, messages} · status {online, reason} · message · typing (agent) ·
-            prechat/offline_message {ok} · attachment ·
+            prechat/offline_message {ok} · attachment · assigned {conversation, name} ·
             queue {conversation, waiting, position, estimated_wait_seconds} (on request, and after
             the visitor's message while it waits in a queue) · ended {conversation} (every tab) ·
-            error {code, reason}
+            error {code, reason, id?} (id: the refused message's)
 """
 
 import base64
@@ -164,10 +164,16 @@ class WidgetConsumer(AsyncWebsocketConsumer):
         await self._send_history()
 
     async def on_message(self, content):
-        frame, duplicate = await database_sync_to_async(webchat.visitor_message_receive)(
-            visitor=self.visitor, client_id=content.get("id"), text=content.get("text"),
-            name=content.get("name") or "",
-        )
+        try:
+            frame, duplicate = await database_sync_to_async(webchat.visitor_message_receive)(
+                visitor=self.visitor, client_id=content.get("id"), text=content.get("text"),
+                name=content.get("name") or "",
+            )
+        except WidgetError as exc:
+            # Named, the refusal is shown next to that very message (with a retry): never as sent.
+            if isinstance(content.get("id"), str):
+                exc.client_id = content["id"][:64]
+            raise
         await self._join(webchat.widget_group(frame["conversation"]))
         if duplicate:
             await self.send_json(frame)  # a resend after a lost ack: answered, nothing stored twice

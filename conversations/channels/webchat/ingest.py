@@ -73,7 +73,10 @@ DEFAULT_LIMITS = {
     "history": 200,  # messages sent on (re)connect
     "message_per_visitor": (20, 10),  # (count, seconds)
     "message_per_ip": (120, 10),
-    "conversation_per_ip": (5, 3600),
+    # New chats: a generous allowance per client address (many real customers share one office
+    # or carrier address) that still stops floods, and a tighter one per visitor token.
+    "conversation_per_ip": (60, 600),
+    "conversation_per_visitor": (5, 600),
     "hello_per_ip": (60, 60),
     "offline_per_ip": (5, 3600),
     "typing_per_visitor": (20, 10),
@@ -93,9 +96,13 @@ class WidgetError(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.client_id: str | None = None  # the refused message's id: the widget marks that message
 
     def frame(self) -> dict:
-        return {"type": "error", "code": self.code, "reason": self.reason}
+        frame = {"type": "error", "code": self.code, "reason": self.reason}
+        if self.client_id is not None:
+            frame["id"] = self.client_id
+        return frame
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,16 @@ def widget_message_publish(message: Message) -> None:
     transaction.on_commit(lambda: _widget_send(group, frame))
 
 
+def widget_assigned_publish(conversation: Conversation, agent: Agent) -> None:
+    """An agent took a web chat: the visitor's sockets hear it after commit (the widget drops the
+    queue position and says "<agent> joined")."""
+    if conversation.channel != Channel.WEBCHAT:
+        return
+    frame = {"type": "assigned", "conversation": conversation.pk, "name": agent.display_name}
+    group = widget_group(conversation.pk)
+    transaction.on_commit(lambda: _widget_send(group, frame))
+
+
 def agent_typing_notify(*, conversation_id: int, agent: Agent, on: bool) -> None:
     """The console calls this while an agent types a reply: the visitor and other agents see it.
     Ephemeral: nothing is stored."""
@@ -187,23 +204,57 @@ def visitor_typing_notify(*, visitor: Visitor, conversation_id: int, on: bool) -
 
 
 def rate_allow(key: str, count: int, seconds: int) -> bool:
-    """At most ``count`` hits per ``seconds`` window for ``key`` (a fixed window in the shared cache:
-    ``add`` + ``incr`` are atomic in Redis and locmem, so concurrent daphne processes agree).
-    A burst straddling a window boundary may reach twice ``count``: enough to stop a flood."""
-    window = int(timezone.now().timestamp() // seconds)
-    cache_key = f"cc:widget:rate:{key}:{seconds}:{window}"
-    cache.add(cache_key, 0, timeout=seconds + 1)
+    """At most about ``count`` accepted hits in any ``seconds`` for ``key``, a sliding window
+    estimated from two fixed windows in the shared cache (the previous window's hits weighted by
+    how much of it still lies inside the sliding one): no doubled burst at a window boundary, and
+    ``count`` at once is the burst allowance. ``incr``/``decr`` are atomic in Redis and locmem, so
+    concurrent daphne processes agree.
+
+    A refused hit is taken back: refusals do not count, so someone who waits is let in again
+    instead of being locked out by their own retries (issue 22)."""
+    now = timezone.now().timestamp()
+    window = int(now // seconds)
+    elapsed = (now % seconds) / seconds
+    current_key = f"cc:widget:rate:{key}:{seconds}:{window}"
+    previous = cache.get(f"cc:widget:rate:{key}:{seconds}:{window - 1}") or 0
+    cache.add(current_key, 0, timeout=2 * seconds + 1)
     try:
-        hits = cache.incr(cache_key)
+        hits = cache.incr(current_key)
     except ValueError:  # expired between add and incr
-        cache.add(cache_key, 1, timeout=seconds + 1)
+        cache.add(current_key, 1, timeout=2 * seconds + 1)
         hits = 1
-    return hits <= count
+    if previous * (1 - elapsed) + hits <= count:
+        return True
+    try:
+        cache.decr(current_key)
+    except ValueError:
+        pass
+    return False
 
 
 def _require_rate(key: str, limit: tuple[int, int]) -> None:
     if not rate_allow(key, *limit):
         raise WidgetError(429, "rate_limited")
+
+
+def _require_rates(checks: list[tuple[str, tuple[int, int]]]) -> None:
+    """Every limit of ``checks`` or none: when one refuses, the hits already taken by the ones
+    before it are given back, so a refused attempt counts against no limit."""
+    taken = []
+    for key, (count, seconds) in checks:
+        if not rate_allow(key, count, seconds):
+            for done_key, done_seconds in taken:
+                _rate_give_back(done_key, done_seconds)
+            raise WidgetError(429, "rate_limited")
+        taken.append((key, seconds))
+
+
+def _rate_give_back(key: str, seconds: int) -> None:
+    window = int(timezone.now().timestamp() // seconds)
+    try:
+        cache.decr(f"cc:widget:rate:{key}:{seconds}:{window}")
+    except ValueError:
+        pass
 
 
 # --- text -------------------------------------------------------------------------------------
@@ -544,10 +595,15 @@ def visitor_message_receive(*, visitor: Visitor, client_id, text, name: str = ""
     already = Message.objects.filter(inbox=inbox, provider_id=provider_id).first()
     if already is not None:
         return widget_message_frame(already), True
-    _require_rate(f"msg-visitor:{visitor.key}", limits()["message_per_visitor"])
-    _require_rate(f"msg-ip:{visitor.ip}", limits()["message_per_ip"])
+    checks = [(f"msg-visitor:{visitor.key}", limits()["message_per_visitor"]),
+              (f"msg-ip:{visitor.ip}", limits()["message_per_ip"])]
     if not visitor_conversation_ids(visitor) or not _has_active_conversation(visitor):
-        _require_rate(f"conv-ip:{visitor.ip}", limits()["conversation_per_ip"])
+        # A new chat: a tight limit per visitor token (one person does not start many chats) and
+        # a generous one per client address (an office or a mobile carrier puts many real
+        # customers behind one address: it only stops floods).
+        checks += [(f"conv-visitor:{visitor.key}", limits()["conversation_per_visitor"]),
+                   (f"conv-ip:{visitor.ip}", limits()["conversation_per_ip"])]
+    _require_rates(checks)
     with transaction.atomic():
         # After "End chat" the next message starts a new conversation (the ingest would otherwise
         # reopen the ended one or append to the abandoned one).
@@ -578,12 +634,16 @@ def _has_active_conversation(visitor: Visitor) -> bool:
 
 # --- queue position and ending the chat ---------------------------------------------------------
 
-ENDED_NOTE = "ended by the customer"
+# Stored as a code, rendered in the reader's language: the resolved event says ``ended_by``, the
+# abandon its reason. ``LEGACY_ENDED_NOTE``: the English note rows written before said it with.
+ENDED_BY_CUSTOMER = "customer"
+ENDED_REASON = "ended_by_customer"
+LEGACY_ENDED_NOTE = "ended by the customer"
 
 
 def _ended_by_visitor(conversation: Conversation) -> bool:
     """The visitor closed this chat for good: left while waiting (abandoned, nobody took it) or
-    ended it while an agent had it (resolved with ``ENDED_NOTE``)."""
+    ended it while an agent had it (resolved with ``ended_by=customer``)."""
     if conversation.abandoned_at is not None and conversation.assignee_id is None:
         return True
     if conversation.status != ConversationStatus.RESOLVED:
@@ -592,7 +652,9 @@ def _ended_by_visitor(conversation: Conversation) -> bool:
         Message.objects.filter(conversation=conversation, kind=MessageKind.EVENT, event_type=EventType.RESOLVED)
         .order_by("-created_at", "-id").values_list("event_data", flat=True).first()
     )
-    return isinstance(event, dict) and event.get("note") == ENDED_NOTE
+    return isinstance(event, dict) and (
+        event.get("ended_by") == ENDED_BY_CUSTOMER or event.get("note") == LEGACY_ENDED_NOTE
+    )
 
 
 def _visitor_target(visitor: Visitor, conversation_id) -> Conversation | None:
@@ -635,7 +697,7 @@ def visitor_queue(*, visitor: Visitor, conversation_id=None) -> dict:
 
 def visitor_end(*, visitor: Visitor, conversation_id=None) -> dict:
     """The visitor pressed "End chat". Still waiting: routing is canceled and the conversation counts
-    as abandoned. With an agent: resolved (``ENDED_NOTE``), which frees the agent. An after-hours
+    as abandoned. With an agent: resolved (``ended_by=customer``), which frees the agent. An after-hours
     follow-up stays open: we told them we would answer. Idempotent.
     Every tab of the visitor gets ``{"type": "ended"}`` and clears; the next message opens a new
     conversation."""
@@ -649,11 +711,11 @@ def visitor_end(*, visitor: Visitor, conversation_id=None) -> dict:
     elif conversation is not None and not _ended_by_visitor(conversation) \
             and conversation.status != ConversationStatus.RESOLVED:
         abandoned = conversation.assignee_id is None and conversation.status == ConversationStatus.OPEN and \
-            conversation_abandon(conversation_id=conversation.pk, reason=ENDED_NOTE)
+            conversation_abandon(conversation_id=conversation.pk, reason=ENDED_REASON)
         if not abandoned:
             # With an agent (or taken between our read and the abandon's lock), or parked unassigned.
             try:
-                conversation_resolve(conversation_id=conversation.pk, by=None, note=ENDED_NOTE)
+                conversation_resolve(conversation_id=conversation.pk, by=None, ended_by=ENDED_BY_CUSTOMER)
             except RoutingError:
                 # The queue wants a wrap-up code only the agent can give: the agent resolves it.
                 logger.info("conversation %s ended by the visitor; left for the agent's wrap-up", conversation.pk)
@@ -712,8 +774,8 @@ def visitor_offline_message(*, visitor: Visitor, client_id, email, text, name=""
     provider_id = f"wv:{visitor.key}:{client_id}"
     if Message.objects.filter(inbox=target, provider_id=provider_id).exists():
         return {"type": "offline_message", "ok": True}
-    _require_rate(f"offline-ip:{visitor.ip}", limits()["offline_per_ip"])
-    _require_rate(f"msg-visitor:{visitor.key}", limits()["message_per_visitor"])
+    _require_rates([(f"offline-ip:{visitor.ip}", limits()["offline_per_ip"]),
+                    (f"msg-visitor:{visitor.key}", limits()["message_per_visitor"])])
     name = _clean_name(name)
     with transaction.atomic():
         result = message_receive(InboundMessage(
