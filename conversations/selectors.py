@@ -1,12 +1,13 @@
 """Reads on conversations, with fixed query counts (STYLE.md habit 6)."""
 
-from django.db.models import Prefetch, QuerySet, prefetch_related_objects
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
 from django.db.models.fields.json import KT
 from django.http import Http404
+from django.utils import timezone
 
 from contactcenter.permissions import is_contact_center_staff
 
-from .models import Agent, Attachment, Conversation, Message
+from .models import Agent, Attachment, Conversation, Message, Offer, OfferStatus
 
 
 class MessageTimelineSource:
@@ -53,31 +54,48 @@ def agent_of(user) -> Agent | None:
     return Agent.objects.filter(user=user).select_related("presence").first()
 
 
+def agent_conversation_access(agent_id: int, *, at=None) -> Q:
+    """THE rule for an agent (every door uses it through ``access_conversation``): a conversation
+    is theirs to see while it is assigned to them, while an offer of it to them is open (pending
+    and not past its expiry: a rejected, timed-out or rescinded offer grants nothing), or while it
+    waits unassigned in a queue that allows picking and whose every required skill they have.
+    Supervisors see every conversation (``access_conversation``). One condition on Conversation
+    rows, so checking one conversation is one query."""
+    from .routing.selection import skills_lacking
+
+    at = at or timezone.now()
+    open_offer = Offer.objects.filter(conversation=OuterRef("pk"), agent_id=agent_id, status=OfferStatus.PENDING).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=at))
+    pickable = Q(assignee__isnull=True, queue__isnull=False, queue__allow_pick=True) & ~Exists(
+        skills_lacking(queue_id=OuterRef("queue_id"), agent_id=agent_id))
+    return Q(assignee_id=agent_id) | Exists(open_offer) | pickable
+
+
+def conversation_accessible(*, agent_id: int, conversation_id: int) -> bool:
+    """Whether the agent may still see the conversation (one query): the console socket asks it
+    again before relaying each event of a conversation it watches."""
+    return Conversation.objects.filter(pk=conversation_id).filter(agent_conversation_access(agent_id)).exists()
+
+
 def access_conversation(*, user, conversation_id, agent: Agent | None = None) -> Conversation:
     """The conversation if ``user`` may see it, else ``Http404`` (a stranger's ids give 404, never
-    403). Supervisors see every conversation; agents those assigned or offered to them and those
-    waiting in a queue whose skills they have."""
+    403). Every door asks here: console pages and fragments, console actions, the REST API, the
+    console socket's watch and typing. Supervisors (and admins) see every conversation; agents
+    those ``agent_conversation_access`` grants."""
     try:
         conversation_id = int(conversation_id)
     except (TypeError, ValueError):
         raise Http404 from None
     if not is_contact_center_staff(user):
         raise Http404
-    conversation = (
-        Conversation.objects.select_related("queue", "assignee", "customer", "inbox").filter(pk=conversation_id).first()
-    )
+    conversations = Conversation.objects.select_related("queue", "assignee", "customer", "inbox").filter(
+        pk=conversation_id)
+    if not is_supervisor(user):
+        agent = agent or Agent.objects.filter(user=user).first()
+        if agent is None:
+            raise Http404
+        conversations = conversations.filter(agent_conversation_access(agent.pk))
+    conversation = conversations.first()
     if conversation is None:
         raise Http404
-    if is_supervisor(user):
-        return conversation
-    agent = agent or Agent.objects.filter(user=user).first()
-    if agent is None:
-        raise Http404
-    if conversation.assignee_id == agent.pk or conversation.offers.filter(agent=agent).exists():
-        return conversation
-    if conversation.queue_id and conversation.assignee_id is None:
-        from .routing.selection import agent_serves
-
-        if agent_serves(agent_id=agent.pk, queue_id=conversation.queue_id):
-            return conversation
-    raise Http404
+    return conversation
