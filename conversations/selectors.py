@@ -5,7 +5,7 @@ from django.db.models.fields.json import KT
 from django.http import Http404
 from django.utils import timezone
 
-from contactcenter.permissions import is_contact_center_staff
+from contactcenter.permissions import is_contact_center_staff, is_supervisor  # noqa: F401 - is_supervisor: used by the console from here
 
 from .models import Agent, Attachment, Conversation, Message, Offer, OfferStatus
 
@@ -39,13 +39,6 @@ class MessageTimelineSource:
         prefetch_related_objects(messages, Prefetch("attachments", queryset=Attachment.objects.order_by("id")))
 
 
-SUPERVISOR_GROUPS = ("supervisor", "admin")
-
-
-def is_supervisor(user) -> bool:
-    return bool(user and user.is_authenticated) and (
-        user.is_superuser or user.groups.filter(name__in=SUPERVISOR_GROUPS).exists()
-    )
 
 
 def agent_of(user) -> Agent | None:
@@ -99,3 +92,24 @@ def access_conversation(*, user, conversation_id, agent: Agent | None = None) ->
     if conversation is None:
         raise Http404
     return conversation
+
+
+def customers_served_by(user) -> Q:
+    """The customers an agent served or may serve, as a condition on Customer rows: the scope
+    ``conversations`` registers in ``profiles.access_registry`` for ``CC_CUSTOMER_ACCESS =
+    "served"``. Served: a conversation of theirs assigned to the agent, offered to them (pending or
+    accepted) or in a queue whose every required skill they have; or a message or note the agent
+    wrote to them. Two small reads (the agent, the queues' skills), then one condition."""
+    from .models import Queue
+    from .routing.selection import queues_served
+
+    agent = Agent.objects.filter(user=user).first()
+    if agent is None:
+        return Q(pk__in=[])
+    served_queues = [queue.pk for queue in queues_served(agent, list(Queue.objects.prefetch_related("queueskill_set")))]
+    offered = Offer.objects.filter(conversation=OuterRef("pk"), agent_id=agent.pk,
+                                   status__in=[OfferStatus.PENDING, OfferStatus.ACCEPTED])
+    conversations = Conversation.objects.filter(customer_id=OuterRef("pk")).filter(
+        Q(assignee_id=agent.pk) | Q(queue_id__in=served_queues) | Exists(offered))
+    written = Message.objects.filter(customer_id=OuterRef("pk"), author_agent_id=agent.pk)
+    return Q(Exists(conversations)) | Q(Exists(written))
