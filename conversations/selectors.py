@@ -5,7 +5,8 @@ from django.db.models.fields.json import KT
 from django.http import Http404
 from django.utils import timezone
 
-from contactcenter.permissions import is_contact_center_staff, is_supervisor  # noqa: F401 - is_supervisor: used by the console from here
+# is_supervisor: the console and the API import it from here.
+from contactcenter.permissions import is_contact_center_staff, is_supervisor  # noqa: F401
 
 from .models import Agent, Attachment, Conversation, Message, Offer, OfferStatus
 
@@ -57,8 +58,9 @@ def agent_conversation_access(agent_id: int, *, at=None) -> Q:
     from .routing.selection import skills_lacking
 
     at = at or timezone.now()
-    open_offer = Offer.objects.filter(conversation=OuterRef("pk"), agent_id=agent_id, status=OfferStatus.PENDING).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=at))
+    open_offer = Offer.objects.filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=at),
+        conversation=OuterRef("pk"), agent_id=agent_id, status=OfferStatus.PENDING)
     pickable = Q(assignee__isnull=True, queue__isnull=False, queue__allow_pick=True) & ~Exists(
         skills_lacking(queue_id=OuterRef("queue_id"), agent_id=agent_id))
     return Q(assignee_id=agent_id) | Exists(open_offer) | pickable

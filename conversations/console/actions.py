@@ -76,7 +76,8 @@ def console_action(view):
             result = view(request, *args, **kwargs) or {}
         except ValidationError as exc:
             code = getattr(exc, "code", "")
-            message, status = " ".join(exc.messages), 409 if code in CONFLICT_CODES else 403 if code in FORBIDDEN_CODES else 400
+            status = 409 if code in CONFLICT_CODES else 403 if code in FORBIDDEN_CODES else 400
+            message = " ".join(exc.messages)
         except ActionError as exc:
             message, status = exc.message, exc.status
         else:

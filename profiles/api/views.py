@@ -20,7 +20,16 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
 from .. import addresses
-from ..models import Consent, Customer, CustomerAccess, CustomerAccessDoor, CustomerNote, Identity, JourneyStage, Touchpoint
+from ..models import (
+    Consent,
+    Customer,
+    CustomerAccess,
+    CustomerAccessDoor,
+    CustomerNote,
+    Identity,
+    JourneyStage,
+    Touchpoint,
+)
 from ..selectors import access_customer, access_customer_merge, customer_search
 from ..services import MergeError, customer_merge, customer_merge_undo, customer_update
 from ..services.access_log import customer_access_record
@@ -322,8 +331,8 @@ class CustomerAccessLogApi(APIView):
         if not request.user.has_perm(ACCESS_LOG_PERMISSION):
             raise exceptions.PermissionDenied("Only supervisors and admins read the access log.")
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(CustomerAccess.objects.filter(customer=customer).order_by("-accessed_at", "-id"),
-                                           request, view=self)
+        rows = CustomerAccess.objects.filter(customer=customer).order_by("-accessed_at", "-id")
+        page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
 

@@ -277,7 +277,8 @@ def test_a_transfer_to_a_queue_voids_a_pending_offer_and_wakes_a_snoozed_convers
     offer = route_conversation(conversation_id=conversation.pk).offer
     enqueued.clear()
     with enqueued.after():
-        conversation_transfer(conversation_id=conversation.pk, by=by, to_queue=other, note="billing question", supervisor=True)
+        conversation_transfer(conversation_id=conversation.pk, by=by, to_queue=other, note="billing question",
+                              supervisor=True)
     offer.refresh_from_db()
     assert offer.status == "rescinded"
     assert ("route_for_agent", offered_to.pk) in enqueued and ("route_conversation", conversation.pk) in enqueued
