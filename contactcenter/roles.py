@@ -14,6 +14,8 @@ _AGENT_WRITES = [
     "profiles.add_touchpoint", "profiles.change_mergesuggestion", "profiles.merge_customer", "profiles.add_tag",
     "conversations.add_message", "conversations.change_conversation",
 ]
+# Who viewed a customer (profiles.CustomerAccess): supervisors and admins, never agents.
+_SUPERVISOR_READS = ["profiles.view_customeraccess"]
 _SUPERVISOR_WRITES = _AGENT_WRITES + [
     "profiles.add_customer", "conversations.change_agent", "conversations.change_queue", "conversations.add_conversation",
 ]
@@ -37,6 +39,6 @@ def _view_perms() -> list[str]:
 def ensure_roles(**_kwargs) -> dict[str, Group]:
     groups = {name: Group.objects.get_or_create(name=name)[0] for name in ROLE_NAMES}
     groups["agent"].permissions.set(_perms(_view_perms() + _AGENT_WRITES))
-    groups["supervisor"].permissions.set(_perms(_view_perms() + _SUPERVISOR_WRITES))
+    groups["supervisor"].permissions.set(_perms(_view_perms() + _SUPERVISOR_READS + _SUPERVISOR_WRITES))
     groups["admin"].permissions.set(Permission.objects.filter(content_type__app_label__in=_ADMIN_APPS))
     return groups

@@ -254,6 +254,16 @@ TIME_ZONE = "UTC"
 CC_DEFAULT_TIME_ZONE = env_str("CC_DEFAULT_TIME_ZONE", "Asia/Tokyo")
 CC_DEFAULT_REGION = env_str("CC_DEFAULT_REGION", "JP").upper()
 
+# Who sees a customer (profiles.selectors.visible_customers): "all" staff (the default: whoever
+# serves a customer sees everything they said), or "served": agents see only the customers who
+# contacted the queues they serve or whom they served; supervisors and admins see all.
+CC_CUSTOMER_ACCESS = env_str("CC_CUSTOMER_ACCESS", "all").strip().lower()
+if CC_CUSTOMER_ACCESS not in ("all", "served"):
+    raise ImproperlyConfigured(f"CC_CUSTOMER_ACCESS must be 'all' or 'served', not {CC_CUSTOMER_ACCESS!r}")
+# The customer access log keeps one row per viewer, customer and door (console or API) within this
+# many seconds: scrolling a timeline or reopening a customer is one view, not fifty rows.
+CC_CUSTOMER_ACCESS_LOG_WINDOW_SECONDS = env_int("CC_CUSTOMER_ACCESS_LOG_WINDOW_SECONDS", 300)
+
 # --- Static / media -------------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

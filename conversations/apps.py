@@ -7,16 +7,18 @@ class ConversationsConfig(AppConfig):
     verbose_name = _("Conversations")
 
     def ready(self) -> None:
-        from profiles import merge_registry, timeline
+        from profiles import access_registry, merge_registry, timeline
 
         from .models import Conversation, Message
-        from .selectors import MessageTimelineSource
+        from .selectors import MessageTimelineSource, customers_served_by
 
         # A merge moves the source customer's conversations; their messages (which carry a copy
         # of the customer for the timeline index) follow the recorded conversation ids.
         merge_registry.register(Conversation, "customer")
         merge_registry.register(Message, "customer", follows=(Conversation, "conversation"))
         timeline.register_source(MessageTimelineSource())
+        # With CC_CUSTOMER_ACCESS="served", agents see the customers of their queues and their own.
+        access_registry.register_scope("conversations", customers_served_by)
 
         from . import recovery
 

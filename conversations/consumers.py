@@ -64,14 +64,43 @@ def _watchable(user, conversation_id) -> dict | None:
 
     from .selectors import access_conversation
 
+    from .selectors import is_supervisor
+
     try:
         conversation = access_conversation(user=user, conversation_id=conversation_id)
     except Http404:
         return None
     agent = getattr(user, "agent", None) if hasattr(user, "agent") else None
     name = agent.display_name if agent is not None else (user.get_full_name() or user.get_username())
+    # A supervisor sees every conversation for as long as they are one; a change of role makes the
+    # socket authenticate again (console_reauthenticate), so the role is read once, here.
     return {"conversation": conversation.pk, "customer": conversation.customer_id, "name": name,
-            "agent": agent.pk if agent is not None else None}
+            "agent": agent.pk if agent is not None else None, "supervisor": is_supervisor(user)}
+
+
+@database_sync_to_async
+def _still_watchable(watching: dict) -> bool:
+    """Whether the socket may still hear what it watches: the access rule asked again (one query),
+    since an offer rejected or timed out, a colleague's assignment or a transfer ends an agent's
+    access while their socket is open."""
+    if watching["supervisor"]:
+        return True
+    if watching["agent"] is None:
+        return False
+    from .selectors import conversation_accessible
+
+    return conversation_accessible(agent_id=watching["agent"], conversation_id=watching["conversation"])
+
+
+def _watch_ended_event(user, conversation_id: int) -> dict:
+    from django.conf import settings
+    from django.utils import translation
+    from django.utils.translation import gettext as _
+
+    agent = getattr(user, "agent", None) if hasattr(user, "agent") else None
+    with translation.override(getattr(agent, "ui_language", "") or settings.LANGUAGE_CODE):
+        message = _("This conversation is no longer open to you: it went to someone else.")
+    return {"type": "watch.ended", "conversation": conversation_id, "message": message}
 
 
 @database_sync_to_async
@@ -158,6 +187,23 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "ack", "for": "watch", "conversation": watching["conversation"]})
         await self._viewer(watching, "viewing")
 
+    async def _may_relay(self) -> bool:
+        """Asked before relaying anything that reached this socket because it watches a
+        conversation (its group and its customer's): access is checked on every such event, not
+        only when watching starts, so an agent whose access ended (offer rejected or timed out,
+        the conversation assigned or transferred to someone else) stops hearing it at the first
+        event after, whatever ended it and whether or not the event saying so arrived. On refusal
+        the socket leaves both groups and the console is told."""
+        watching = getattr(self, "watching", None)
+        if not watching:
+            return False
+        if await _still_watchable(watching):
+            return True
+        await self._unwatch()
+        await self.send_json(await database_sync_to_async(_watch_ended_event)(self.scope["user"],
+                                                                              watching["conversation"]))
+        return False
+
     async def console_viewer(self, event):
         """Another console's viewer state. A newcomer's "viewing" is answered once with our own,
         so both sides know (no storage: presence in a conversation is ephemeral)."""
@@ -165,6 +211,8 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             return
         watching = getattr(self, "watching", None)
         if not watching or watching["conversation"] != event["event"]["conversation"]:
+            return
+        if not await self._may_relay():
             return
         if watching["agent"] is not None and watching["agent"] == event["event"].get("agent"):
             return  # the same agent in another tab is not a collision
@@ -185,6 +233,10 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             watching = getattr(self, "watching", None)
             # Only for the conversation this socket was authorised to watch.
             if watching and str(content.get("conversation")) == str(watching["conversation"]):
+                if not await self._may_relay():  # typing into a conversation no longer theirs: refused
+                    await self.send_json({"type": "error", "code": 404, "reason": "no such conversation",
+                                          "for": "typing"})
+                    return
                 on = bool(content.get("on"))
                 await _typing(self.scope["user"], watching["conversation"], on)
                 await self._viewer(watching, "typing" if on else "viewing", reply=True)
@@ -222,3 +274,9 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
     async def console_event(self, event):
         """Relay an event built by a service (``{"type": "console.event", "event": {...}}``)."""
         await self.send_json(event["event"])
+
+    async def console_watched(self, event):
+        """An event that reached this socket through the groups of the conversation it watches
+        (``events.watched_handler``): relayed only while access holds."""
+        if await self._may_relay():
+            await self.send_json(event["event"])

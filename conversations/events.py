@@ -13,7 +13,15 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from .groups import agent_group, conversation_group, customer_group, session_group, supervisors_group, user_group
+from .groups import (
+    WATCHED_GROUP_PREFIXES,
+    agent_group,
+    conversation_group,
+    customer_group,
+    session_group,
+    supervisors_group,
+    user_group,
+)
 from .models import Message
 
 logger = logging.getLogger(__name__)
@@ -49,6 +57,15 @@ class _PublisherLoop:
 _publisher = _PublisherLoop()
 
 
+def watched_handler(group: str, handler: str) -> str:
+    """A console event sent to a conversation's or a customer's group reaches the sockets that
+    watch it, and goes to ``console.watched``, which asks the access rule again before relaying
+    (ConsoleConsumer._may_relay); the agent's, user's and supervisors' groups relay directly."""
+    if handler == "console.event" and group.startswith(WATCHED_GROUP_PREFIXES):
+        return "console.watched"
+    return handler
+
+
 def _groups_send(groups: list[str], event: dict, *, handler: str = "console.event") -> None:
     """``event`` to every group. On Redis, the groups go together in one hand-off to the publisher
     loop and are sent concurrently: one round trip's wait instead of one per group, and one thread
@@ -57,10 +74,10 @@ def _groups_send(groups: list[str], event: dict, *, handler: str = "console.even
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": handler, "event": event}
+    messages = {group: {"type": watched_handler(group, handler), "event": event} for group in groups}
     if type(layer).__module__.startswith("channels_redis."):
         async def send_all():
-            return await asyncio.gather(*(layer.group_send(group, message) for group in groups),
+            return await asyncio.gather(*(layer.group_send(group, messages[group]) for group in groups),
                                         return_exceptions=True)
 
         try:
@@ -74,7 +91,7 @@ def _groups_send(groups: list[str], event: dict, *, handler: str = "console.even
         return
     for group in groups:  # the in-memory layer's queues belong to the loop its consumers run on
         try:
-            async_to_sync(layer.group_send)(group, message)
+            async_to_sync(layer.group_send)(group, messages[group])
         except Exception:  # noqa: BLE001 - as above
             logger.exception("could not publish %s to %s", event.get("type"), group)
 

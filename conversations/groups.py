@@ -21,6 +21,11 @@ def supervisors_group() -> str:
     return "supervisors"
 
 
+# The groups a console joins by watching a conversation (its own and its customer's): what
+# reaches a socket through them is relayed only while the watcher may still see the conversation.
+WATCHED_GROUP_PREFIXES = ("conversation.", "customer.")
+
+
 def conversation_group(conversation_id: int) -> str:
     return f"conversation.{conversation_id}"
 

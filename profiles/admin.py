@@ -21,6 +21,7 @@ from . import addresses
 from .models import (
     Consent,
     Customer,
+    CustomerAccess,
     CustomerMerge,
     CustomerNote,
     Identity,
@@ -446,3 +447,22 @@ class MergeSuggestionAdmin(MergePermissionMixin, ReadOnlyAdminMixin, admin.Model
     @admin.action(description=_("Dismiss"), permissions=["merge"])
     def dismiss_suggestions(self, request, queryset):
         self._decide(request, queryset, confirm=False)
+
+
+@admin.register(CustomerAccess)
+class CustomerAccessAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The access log: who viewed which customer, when, through which door. Read-only for everyone
+    (rows are written by ``customer_access_record`` only); visible with
+    ``profiles.view_customeraccess``, which supervisors and admins have and agents do not."""
+
+    list_display = ("accessed_at", "username", "customer_link", "door")
+    list_filter = ("door", "accessed_at")
+    search_fields = ("username", "customer__display_name", "=customer__id")
+    date_hierarchy = "accessed_at"
+    list_select_related = ("customer",)
+    fields = ("accessed_at", "username", "user", "customer", "door")
+    raw_id_fields = ("customer", "user")
+
+    @admin.display(description=_("customer"), ordering="customer__display_name")
+    def customer_link(self, obj):
+        return _admin_link(obj.customer)

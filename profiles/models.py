@@ -269,3 +269,39 @@ class MergeSuggestion(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.candidate_id} may be #{self.customer_id} ({self.reason})"
+
+
+class CustomerAccessDoor(models.TextChoices):
+    CONSOLE_CONVERSATION = "console_conversation", _("Console: conversation")
+    CONSOLE_CUSTOMER = "console_customer", _("Console: customer")
+    CONSOLE_TIMELINE = "console_timeline", _("Console: timeline")
+    API_CUSTOMER = "api_customer", _("API: customer")
+    API_TIMELINE = "api_timeline", _("API: timeline")
+
+
+class CustomerAccess(models.Model):
+    """One view of a customer's 360 or timeline: who, when, through which door (Japan's APPI expects
+    a business to know who accessed personal data). Written by ``customer_access_record`` only, at
+    most once per viewer, customer and door kind within a short window; read by supervisors and
+    admins."""
+
+    customer = models.ForeignKey(
+        Customer, verbose_name=_("customer"), on_delete=models.CASCADE, related_name="accesses")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), null=True, on_delete=models.SET_NULL, related_name="+")
+    # The name at the time: the row stays readable after the account is renamed or deleted.
+    username = models.CharField(_("username"), max_length=150)
+    door = models.CharField(_("door"), max_length=32, choices=CustomerAccessDoor.choices)
+    accessed_at = models.DateTimeField(_("accessed at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("customer access")
+        verbose_name_plural = _("customer access log")
+        ordering = ["-accessed_at", "-id"]
+        indexes = [
+            models.Index(fields=["customer", "accessed_at"], name="customer_access_customer_idx"),
+            models.Index(fields=["user", "accessed_at"], name="customer_access_user_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} → #{self.customer_id} ({self.door})"

@@ -2,31 +2,32 @@
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from contactcenter.permissions import is_contact_center_staff
+from contactcenter.permissions import is_contact_center_staff, is_supervisor
 
 from . import addresses
-from .models import (
-    Consent,
-    ConsentStatus,
-    Customer,
-    CustomerMerge,
-    Identity,
-    IdentityKind,
-)
+from .access_registry import served_customers
+from .models import Consent, ConsentStatus, Customer, CustomerMerge, Identity, IdentityKind
 
 
 def visible_customers(*, user) -> QuerySet[Customer]:
-    """Customers ``user`` may see. Every contact-center role sees the customer directory (an agent
-    must be able to look a caller up); anyone else sees nothing."""
+    """Customers ``user`` may see: the one rule behind the directory, the customer pages and the
+    API (``access_customer``, ``customer_search``). With ``CC_CUSTOMER_ACCESS = "all"`` (the
+    default) every contact-center role sees the whole directory (an agent must be able to look a
+    caller up); with ``"served"`` agents see only the customers the registered scopes grant them
+    (``access_registry``: who contacted a queue they serve, whom they served), supervisors and
+    admins still all. Anyone else sees nothing."""
     if not is_contact_center_staff(user):
         return Customer.objects.none()
-    return Customer.objects.all()
+    if settings.CC_CUSTOMER_ACCESS == "all" or is_supervisor(user):
+        return Customer.objects.all()
+    return Customer.objects.filter(served_customers(user))
 
 
 def access_customer(*, user, customer_id, lock: bool = False) -> Customer:
@@ -55,6 +56,8 @@ def access_customer_merge(*, user, merge_id) -> CustomerMerge:
     merge = CustomerMerge.objects.select_related("source", "target").filter(pk=merge_id).first()
     if merge is None:
         raise Http404("No such merge")
+    if settings.CC_CUSTOMER_ACCESS != "all" and not visible_customers(user=user).filter(pk=merge.target_id).exists():
+        raise Http404("No such merge")  # a merge is seen through its customer
     return merge
 
 

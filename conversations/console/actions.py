@@ -75,7 +75,9 @@ def console_action(view):
         try:
             result = view(request, *args, **kwargs) or {}
         except ValidationError as exc:
-            message, status = " ".join(exc.messages), 409 if getattr(exc, "code", "") in CONFLICT_CODES else 400
+            code = getattr(exc, "code", "")
+            status = 409 if code in CONFLICT_CODES else 403 if code in FORBIDDEN_CODES else 400
+            message = " ".join(exc.messages)
         except ActionError as exc:
             message, status = exc.message, exc.status
         else:
@@ -93,6 +95,7 @@ def console_action(view):
 
 
 CONFLICT_CODES = {"taken", "offer_closed", "not_pending", "suggestion_decided", "wrap_up_required"}
+FORBIDDEN_CODES = {"transfer_not_allowed"}
 
 
 def _agent(request) -> Agent:
@@ -201,8 +204,11 @@ def transfer(request, conversation_id: int):
         to_queue = Queue.objects.filter(pk=int_or_none(ident), is_active=True).first()
     if to_agent is None and to_queue is None:
         raise ActionError(_("Choose an agent or a queue to transfer to."))
-    routing.conversation_transfer(conversation_id=conversation.pk, by=agent, note=request.POST.get("note", ""),
-                                  to_agent=to_agent, to_queue=to_queue)
+    conversation = routing.conversation_transfer(
+        conversation_id=conversation.pk, by=agent, note=request.POST.get("note", ""), to_agent=to_agent,
+        to_queue=to_queue, supervisor=is_supervisor(request.user))
+    if to_agent is not None and to_agent.pk == agent.pk:  # a pick: the page goes on with it, as pick's does
+        return {"json": {"conversation": conversation.pk}, "next": _where(conversation)}
     return {"flash": _("Transferred."), "next": "/console/"}
 
 

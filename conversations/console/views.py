@@ -24,7 +24,9 @@ from django.views.decorators.http import require_GET
 
 from contactcenter.permissions import is_contact_center_staff
 from profiles.models import Consent, Customer, CustomerNote, Identity, IdentityKind, JourneyStage, MergeSuggestion, SuggestionStatus
+from profiles.models import CustomerAccessDoor
 from profiles.selectors import access_customer, customer_search
+from profiles.services.access_log import customer_access_record
 from profiles.timeline import customer_timeline
 
 from ..channels.email.sanitize import with_inline_images
@@ -198,6 +200,9 @@ def workspace(request):
 @console_login_required
 def conversation_detail(request, conversation_id: int):
     conversation = access_conversation(user=request.user, conversation_id=conversation_id)
+    # The page shows the customer's 360 and timeline: a view of the customer, logged.
+    customer_access_record(customer_id=conversation.customer_id, user=request.user,
+                           door=CustomerAccessDoor.CONSOLE_CONVERSATION)
     customer = _customer_rows(conversation.customer_id)
     conversation.customer = customer
     context = _workspace_context(request, customer=customer, conversation=conversation)
@@ -213,6 +218,7 @@ def customer_detail(request, customer_id: int):
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     customer = _customer_rows(access_customer(user=request.user, customer_id=customer_id).pk)
+    customer_access_record(customer_id=customer.pk, user=request.user, door=CustomerAccessDoor.CONSOLE_CUSTOMER)
     before = request.GET.get("before") or None
     after = request.GET.get("after") or None
     if before and after:
@@ -286,6 +292,7 @@ def timeline_catchup(request, customer_id: int):
         seen = _parse_seen(request.GET.get("seen", "{}"))
     except ValidationError:
         return JsonResponse({"error": _("Invalid catch-up position.")}, status=400)
+    customer_access_record(customer_id=customer.pk, user=request.user, door=CustomerAccessDoor.CONSOLE_TIMELINE)
     current_id = int_or_none(request.GET.get("current"))
     rows, new_seen, complete = selectors.timeline_catchup(customer_id=customer.pk, seen=seen)
     refresh_ids = [i for i in (int_or_none(x) for x in request.GET.get("refresh", "").split(",")[:100]) if i]
@@ -317,6 +324,7 @@ def timeline_older(request, customer_id: int):
         page = _timeline(customer, before=request.GET.get("before") or None)
     except ValidationError:
         return HttpResponseBadRequest(_("Invalid timeline cursor."), content_type="text/plain; charset=utf-8")
+    customer_access_record(customer_id=customer.pk, user=request.user, door=CustomerAccessDoor.CONSOLE_TIMELINE)
     return render(request, "console/_timeline_page.html", {
         "page": page, "current_id": int_or_none(request.GET.get("current")), "customer": customer,
     })
@@ -331,6 +339,7 @@ def message_html(request, message_id: int):
     if message is None:
         raise Http404
     access_customer(user=request.user, customer_id=message.customer_id)
+    customer_access_record(customer_id=message.customer_id, user=request.user, door=CustomerAccessDoor.CONSOLE_TIMELINE)
     # Its own inline images (cid:) inside the page: the frame may load nothing from anywhere.
     markup = with_inline_images(message.html, message_inline_images(message_id=message.pk))
     body = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><base target=\"_blank\"></head>"

@@ -861,16 +861,30 @@ def conversation_pick(*, conversation_id: int, agent: Agent, supervisor: bool = 
                                    via="assign" if supervisor else "pick")
 
 
+def _transfer_allowed(conversation: Conversation, *, by: Agent, supervisor: bool) -> None:
+    """Only the conversation's assignee or a supervisor hands it on (caller holds its lock: the
+    assignee read is the one the transfer acts on)."""
+    if not supervisor and conversation.assignee_id != by.pk:
+        raise RoutingError(_("Only the agent who has this conversation, or a supervisor, may transfer it."),
+                           code="transfer_not_allowed")
+
+
 def conversation_transfer(*, conversation_id: int, by: Agent, note: str, to_agent: Agent | None = None,
-                          to_queue: Queue | None = None) -> Conversation:
-    """Hand a conversation to an agent or back to a queue with a handoff note the receiver sees first."""
+                          to_queue: Queue | None = None, supervisor: bool = False) -> Conversation:
+    """Hand a conversation to an agent or back to a queue with a handoff note the receiver sees
+    first. Only its assignee or a ``supervisor`` transfers it; a transfer to oneself is a pick
+    (``conversation_pick``: the queue's rules apply, so it never takes what picking may not)."""
     if (to_agent is None) == (to_queue is None):
         raise RoutingError(_("Transfer to an agent or to a queue."), code="transfer_target")
+    if to_agent is not None and to_agent.pk == by.pk:
+        return conversation_pick(conversation_id=conversation_id, agent=by, supervisor=supervisor)
     note = (note or "").strip()[:2000]
     if to_agent is not None:
         # One transaction: the receiver is told of the assignment after commit, and the note they
         # are to see first must be there by then.
         with transaction.atomic():
+            _transfer_allowed(Conversation.objects.select_for_update().get(pk=conversation_id), by=by,
+                              supervisor=supervisor)
             conversation = conversation_assign(conversation_id=conversation_id, agent=to_agent, by=by, note=note,
                                                via="transfer")
             system_event_record(conversation, EventType.TRANSFERRED, agent=by, to_agent=to_agent.pk, note=note)
@@ -878,6 +892,7 @@ def conversation_transfer(*, conversation_id: int, by: Agent, note: str, to_agen
     now = timezone.now()
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        _transfer_allowed(conversation, by=by, supervisor=supervisor)
         if conversation.status == ConversationStatus.RESOLVED:
             raise RoutingError(_("This conversation is resolved."), code="resolved")
         if not to_queue.takes(conversation.channel):

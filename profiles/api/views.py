@@ -20,9 +20,19 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
 from .. import addresses
-from ..models import Consent, Customer, CustomerNote, Identity, JourneyStage, Touchpoint
+from ..models import (
+    Consent,
+    Customer,
+    CustomerAccess,
+    CustomerAccessDoor,
+    CustomerNote,
+    Identity,
+    JourneyStage,
+    Touchpoint,
+)
 from ..selectors import access_customer, access_customer_merge, customer_search
 from ..services import MergeError, customer_merge, customer_merge_undo, customer_update
+from ..services.access_log import customer_access_record
 from ..timeline import customer_timeline
 from .serializers import (
     ConsentSerializer,
@@ -41,6 +51,7 @@ RECENT_TOUCHPOINTS = 10
 RECENT_NOTES = 50
 MERGE_PERMISSION = "profiles.merge_customer"
 CHANGE_PERMISSION = "profiles.change_customer"
+ACCESS_LOG_PERMISSION = "profiles.view_customeraccess"
 
 
 def api_error(exc: DjangoValidationError) -> exceptions.ValidationError:
@@ -227,6 +238,7 @@ class CustomerApi(APIView):
     @extend_schema(operation_id="customers_retrieve", responses={200: CustomerDetailSerializer})
     def get(self, request, customer_id: int):
         customer = access_customer(user=request.user, customer_id=customer_id)
+        customer_access_record(customer_id=customer.pk, user=request.user, door=CustomerAccessDoor.API_CUSTOMER)
         return Response(CustomerDetailSerializer(_with_detail(customer)).data)
 
     @extend_schema(
@@ -288,6 +300,7 @@ class CustomerTimelineApi(APIView):
             )
         except DjangoValidationError as exc:
             raise api_error(exc) from exc
+        customer_access_record(customer_id=customer.pk, user=request.user, door=CustomerAccessDoor.API_TIMELINE)
         url = request.build_absolute_uri()
         url = remove_query_param(remove_query_param(url, "before"), "after")
         return Response({
@@ -295,6 +308,32 @@ class CustomerTimelineApi(APIView):
             "older": replace_query_param(url, "before", page.older_cursor) if page.older_cursor else None,
             "newer": replace_query_param(url, "after", page.newer_cursor) if page.newer_cursor else None,
         })
+
+
+class CustomerAccessLogApi(APIView):
+    """Who viewed this customer's 360 or timeline, and when, newest first (supervisors and admins:
+    ``profiles.view_customeraccess``). Reading the log is not itself logged."""
+
+    permission_classes = [IsAuthenticated]
+    pagination_class = CustomerPagePagination
+
+    class OutputSerializer(serializers.ModelSerializer):
+        class Meta:
+            model = CustomerAccess
+            fields = ["id", "user", "username", "door", "accessed_at"]
+            read_only_fields = fields
+            ref_name = "CustomerAccess"
+
+    @extend_schema(operation_id="customers_access_log", responses={
+        200: OutputSerializer(many=True), 403: OpenApiResponse(description="Not a supervisor or admin")})
+    def get(self, request, customer_id: int):
+        customer = access_customer(user=request.user, customer_id=customer_id)
+        if not request.user.has_perm(ACCESS_LOG_PERMISSION):
+            raise exceptions.PermissionDenied("Only supervisors and admins read the access log.")
+        paginator = self.pagination_class()
+        rows = CustomerAccess.objects.filter(customer=customer).order_by("-accessed_at", "-id")
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
 
 # --- merges --------------------------------------------------------------------------------------

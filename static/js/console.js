@@ -485,6 +485,13 @@
       }
       if (String(event.conversation) === String(state.conversation)) refreshHead();
       onConversationEvent(event);
+    } else if (type === "watch.ended") {
+      // The server stopped relaying this conversation: it is no longer open to this agent (an
+      // offer rejected or timed out, a colleague took it). The page leaves it too.
+      if (String(event.conversation) !== String(state.conversation)) return;
+      toast(event.message || "This conversation is no longer open to you.", "warn");
+      loadPanes("/console/", true);
+      refreshSidebar();
     } else if (type === "typing") {
       if (String(event.conversation) !== String(state.conversation)) return;
       if (event.customer) showTyping(t("customer_typing", "The customer is typing…"), event.on);

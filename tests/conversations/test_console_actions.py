@@ -619,6 +619,11 @@ def test_pick_refused_where_the_queue_does_not_allow_it_and_when_taken(client, a
     support_queue.save()
     conversation = make_conversation(customer, sms_inbox, queue=support_queue)
     client.force_login(agent.user)
+    # Serving a queue that does not allow picking shows none of its conversations (access rule).
+    assert act(client, "pick", conversation.pk).status_code == 404
+    # Offered it, she sees it; picking it instead of accepting is still refused, in words.
+    Offer.objects.create(conversation=conversation, agent=agent, queue=support_queue, channel="sms", step="queue",
+                         expires_at=timezone.now() + timedelta(minutes=2))
     response = act(client, "pick", conversation.pk)
     assert response.status_code == 400 and response.json() == {"error": "This queue does not allow picking."}
     assert Conversation.objects.get(pk=conversation.pk).assignee is None
@@ -670,6 +675,8 @@ def test_an_agent_still_picks_only_where_the_queue_allows_it(client, agent, cust
     support_queue.allow_pick = False
     support_queue.save()
     conversation = make_conversation(customer, sms_inbox, queue=support_queue, queued_at=timezone.now())
+    Offer.objects.create(conversation=conversation, agent=agent, queue=support_queue, channel="sms", step="queue",
+                         expires_at=timezone.now() + timedelta(minutes=2))
     client.force_login(agent.user)
     response = act(client, "pick", conversation.pk)
     assert response.status_code == 400 and response.json() == {"error": "This queue does not allow picking."}

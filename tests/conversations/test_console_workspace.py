@@ -600,7 +600,7 @@ def test_the_handoff_note_survives_the_automatic_moves_after_it(client, agent, o
     assert note and "Handoff note from Alice" in note.group(0) and "Refund approved, call after 6pm" in note.group(0)
     # A later note wins; an empty or missing one never does.
     conversation_transfer(conversation_id=mine.pk, by=supervisor, note="Second opinion: refund in full",
-                          to_agent=agent)
+                          to_agent=agent, supervisor=True)
     system_event_record(mine, EventType.TRANSFERRED, to_queue=support.pk, note="")
     system_event_record(mine, EventType.TRANSFERRED, to_queue=support.pk, reason="overflow")
     with django_assert_num_queries(1):
@@ -622,8 +622,12 @@ def test_take_it_and_pick_are_offered_only_where_they_work(client, agent, superv
     make_message(conversation, "please help")
     pick = reverse("console:pick", args=[conversation.pk])
     assign = reverse("console:assign", args=[conversation.pk])
-    # The agent serves the queue (it requires no skill) and may look, but not pick.
+    # The agent serves the queue (it requires no skill), which does not let her look: only an
+    # offer does, and she may look at it but not pick it.
     client.force_login(agent.user)
+    assert client.get(page(conversation)).status_code == 404
+    offer = Offer.objects.create(conversation=conversation, agent=agent, queue=support_queue, channel="sms",
+                                 step="queue", expires_at=timezone.now() + timedelta(minutes=2))
     html = body(client.get(page(conversation)))
     assert "please help" in timeline(html)
     assert pick not in html and "Take it" not in html
@@ -641,9 +645,10 @@ def test_take_it_and_pick_are_offered_only_where_they_work(client, agent, superv
     client.force_login(admin_user)
     sidebar_html = body(client.get(reverse("console:sidebar")))
     assert "please help" in sidebar_html and pick not in sidebar_html
-    # Where the queue allows picking, the agent's "Take it" is back.
+    # Where the queue allows picking, the agent's "Take it" is back (with no offer to accept).
     support_queue.allow_pick = True
     support_queue.save()
+    Offer.objects.filter(pk=offer.pk).update(status="rescinded")
     client.force_login(agent.user)
     head = re.search(r'<header class="conversation-head">.*?</header>', body(client.get(page(conversation))), re.S)
     assert pick in head.group(0)

@@ -277,13 +277,14 @@ def test_a_transfer_to_a_queue_voids_a_pending_offer_and_wakes_a_snoozed_convers
     offer = route_conversation(conversation_id=conversation.pk).offer
     enqueued.clear()
     with enqueued.after():
-        conversation_transfer(conversation_id=conversation.pk, by=by, to_queue=other, note="billing question")
+        conversation_transfer(conversation_id=conversation.pk, by=by, to_queue=other, note="billing question",
+                              supervisor=True)
     offer.refresh_from_db()
     assert offer.status == "rescinded"
     assert ("route_for_agent", offered_to.pk) in enqueued and ("route_conversation", conversation.pk) in enqueued
     snoozed = waiting(support)
     Conversation.objects.filter(pk=snoozed.pk).update(status="snoozed", snoozed_until=timezone.now() + timedelta(days=1))
-    conversation_transfer(conversation_id=snoozed.pk, by=by, to_queue=other, note="")
+    conversation_transfer(conversation_id=snoozed.pk, by=by, to_queue=other, note="", supervisor=True)
     snoozed.refresh_from_db()
     assert snoozed.status == "open" and snoozed.snoozed_until is None and snoozed.queue == other
 
@@ -293,11 +294,11 @@ def test_a_transfer_to_a_queue_refuses_a_resolved_conversation_or_a_queue_not_ta
     email_only = Queue.objects.create(name="Email", slug="email-only", channels=["email"])
     conversation = waiting(support)
     with pytest.raises(RoutingError) as refused:
-        conversation_transfer(conversation_id=conversation.pk, by=by, to_queue=email_only, note="")
+        conversation_transfer(conversation_id=conversation.pk, by=by, to_queue=email_only, note="", supervisor=True)
     assert refused.value.code == "queue_channel"
     conversation_resolve(conversation_id=conversation.pk, by=by)
     with pytest.raises(RoutingError) as refused:
-        conversation_transfer(conversation_id=conversation.pk, by=by, to_queue=support, note="")
+        conversation_transfer(conversation_id=conversation.pk, by=by, to_queue=support, note="", supervisor=True)
     assert refused.value.code == "resolved"
 
 
