@@ -10,7 +10,7 @@ from django.core import mail
 from django.test import override_settings
 
 from conversations.channels import PermanentSendError, TransientSendError
-from conversations.channels import email as email_channel
+from conversations.channels.email import adapter as email_channel
 from conversations.channels.registry import adapter_for
 from conversations.models import Channel, DeliveryStatus, Direction, Message, RecordedProviderRequest
 from conversations.channels.email.ingest import email_receive
