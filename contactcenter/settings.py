@@ -274,6 +274,8 @@ CC_SELF_URL = env_str("CC_SELF_URL", CC_PUBLIC_URL or "http://127.0.0.1:8000")
 
 # --- Demo -----------------------------------------------------------------------------------
 CC_DEMO_PASSWORD = env_str("CC_DEMO_PASSWORD", "demo-password-2026")
+# The demo email inbox's secret for POST /webhooks/email/ (header X-CC-Email-Secret), set by seed_demo.
+CC_DEMO_EMAIL_SECRET = env_str("CC_DEMO_EMAIL_SECRET", "demo-email-secret-2026")
 
 LOGGING = {
     "version": 1,
