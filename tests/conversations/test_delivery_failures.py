@@ -15,9 +15,8 @@ from conversations.models import Channel, Conversation, DeliveryStatus, Message,
 from conversations.services import InboundMessage, message_receive, webchat
 from conversations.services.outbound import message_send
 from conversations.tasks import MAX_DELIVERY_ATTEMPTS, deliver_message
-from profiles.models import IdentityKind
 
-from ..factories import make_customer, make_identity, make_inbox
+from ..factories import make_inbox
 
 pytestmark = pytest.mark.django_db
 RECORDING = "conversations.channels.email_backend.RecordingEmailBackend"
