@@ -207,3 +207,21 @@ def test_retry_after_the_customer_opted_out_is_refused_with_the_reason(client, a
     response = retry(client, failed_sms)
     assert response.status_code == 400 and "Not sent" in response.json()["error"]
     assert Message.objects.get(pk=failed_sms.pk).delivery_status == DeliveryStatus.FAILED
+
+
+def test_asking_twilio_whether_it_was_sent_failing_is_retried_not_failed(fault):
+    from twilio.base.exceptions import TwilioException
+
+    calls = []
+
+    def flaky(method, uri, data):
+        calls.append(method)
+        if len(calls) <= 2:  # the send times out, then the check whether it went out fails too
+            raise TwilioException("read timed out")
+        return None
+
+    fault.fault = flaky
+    message = send_and_deliver(conversation_on(Channel.SMS), text="asked twice")
+    assert calls[:3] == ["POST", "GET", "GET"]
+    assert message.delivery_status == DeliveryStatus.QUEUED and message.provider_id
+    assert RecordedProviderRequest.objects.filter(body="asked twice").count() == 1
