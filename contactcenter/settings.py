@@ -296,6 +296,8 @@ CC_SELF_URL = env_str("CC_SELF_URL", CC_PUBLIC_URL or "http://127.0.0.1:8000")
 
 # --- Demo -----------------------------------------------------------------------------------
 CC_DEMO_PASSWORD = env_str("CC_DEMO_PASSWORD", "demo-password-2026")
+# The demo email inbox's secret for POST /webhooks/email/ (header X-CC-Email-Secret), set by seed_demo.
+CC_DEMO_EMAIL_SECRET = env_str("CC_DEMO_EMAIL_SECRET", "demo-email-secret-2026")
 
 LOGGING = {
     "version": 1,
@@ -336,8 +338,17 @@ else:
     EMAIL_BACKEND = "conversations.channels.email.backend.RecordingEmailBackend"
 CC_SMTP_HOST = env_str("CC_SMTP_HOST", "127.0.0.1")
 CC_SMTP_PORT = env_int("CC_SMTP_PORT", 2525)
+CC_SMTP_WORKERS = env_int("CC_SMTP_WORKERS", 4)  # mails ingested at once by the SMTP listener
+CC_SMTP_STOP_GRACE = env_int("CC_SMTP_STOP_GRACE", 3)  # seconds given to mail in progress on SIGTERM
 CC_EMAIL_WEBHOOK_SECRET = env_str("CC_EMAIL_WEBHOOK_SECRET")
 CC_MAX_EMAIL_BYTES = env_int("CC_MAX_EMAIL_BYTES", 25 * 1024 * 1024)
+# The work spent on one mail's HTML is bounded (sanitizing is quadratic in nesting depth): past any
+# of these the formatted version is not rendered, the text part (or a plain extraction) is shown,
+# the message is flagged and the raw mail kept. Checked by a linear scan before the sanitizer runs.
+CC_EMAIL_HTML_MAX_BYTES = env_int("CC_EMAIL_HTML_MAX_BYTES", 2 * 1024 * 1024)
+CC_EMAIL_HTML_MAX_DEPTH = env_int("CC_EMAIL_HTML_MAX_DEPTH", 400)
+CC_EMAIL_HTML_MAX_TAGS = env_int("CC_EMAIL_HTML_MAX_TAGS", 100_000)
+CC_EMAIL_HTML_BUDGET_SECONDS = env_int("CC_EMAIL_HTML_BUDGET_SECONDS", 5)
 # Authentication-Results headers are trusted only from these authserv-ids (our own MTA).
 CC_EMAIL_AUTHSERV_IDS = env_list("CC_EMAIL_AUTHSERV_IDS", [])
 CC_IMAP_DEFAULT_INTERVAL = env_int("CC_IMAP_DEFAULT_INTERVAL", 60)

@@ -27,12 +27,13 @@ class MessageTimelineSource:
             Message.objects.filter(customer_id=customer_id)
             .select_related("author_agent")
             # Provider payloads and mail headers can be large and no timeline view reads them;
-            # the three small facts the display needs are read out of the JSON by the database.
+            # the small facts the display needs are read out of the JSON by the database.
             .defer("metadata")
             .annotate(
                 quote_start_raw=KT("metadata__quote_start"),
                 automated_raw=KT("metadata__automated"),
                 unverified_from=KT("metadata__unverified_sender__claimed_from"),
+                html_not_rendered=KT("metadata__html_not_rendered"),
             )
         )
 

@@ -10,6 +10,17 @@ from django.utils import timezone
 logger = logging.getLogger(__name__)
 
 CLAIM_TTL = timedelta(minutes=5)
+# Every claim of a send counts, whichever way it was queued (the task's own retries, the tick after
+# a lost task or a worker that died mid-send): past this many the message ends failed, so nothing
+# the tick re-queues stays "pending" forever. Above max_retries + 1 so one run's retries fit.
+MAX_DELIVERY_ATTEMPTS = 20
+
+
+def _is_transient_infrastructure(exc: Exception) -> bool:
+    """Our own database or network hiccup (not the message's fault): worth the bounded retries."""
+    from django.db import InterfaceError, OperationalError
+
+    return isinstance(exc, (OperationalError, InterfaceError, OSError))
 
 
 @shared_task(bind=True, name="conversations.deliver_message", max_retries=8, acks_late=True)
@@ -44,6 +55,13 @@ def deliver_message(self, message_id: int) -> str:
     if claimed != 1:
         return "claimed elsewhere"
     attempt_started = message.metadata.get("attempt_started")
+    attempts = int(message.metadata.get("delivery_attempts", 0)) + 1
+    if attempts > MAX_DELIVERY_ATTEMPTS:
+        delivery_record_failed(
+            message_id=message.pk, code="attempts",
+            reason=f"Gave up after {MAX_DELIVERY_ATTEMPTS} attempts (the worker stopped during the send each time)",
+        )
+        return "failed"
     try:
         if attempt_started and hasattr(adapter, "find_sent"):
             found = adapter.find_sent(message, to=to, from_=from_, since=attempt_started)
@@ -51,7 +69,7 @@ def deliver_message(self, message_id: int) -> str:
                 delivery_record_sent(message_id=message.pk, provider_id=found, status="queued")
                 return "reconciled"
         Message.objects.filter(pk=message.pk).update(
-            metadata={**message.metadata, "attempt_started": timezone.now().isoformat()}
+            metadata={**message.metadata, "attempt_started": timezone.now().isoformat(), "delivery_attempts": attempts}
         )
         message.refresh_from_db()
         result = adapter.send(message, to=to, from_=from_)
@@ -64,6 +82,18 @@ def deliver_message(self, message_id: int) -> str:
             return "failed"
         logger.warning("transient send failure for message %s: %s", message.pk, exc.reason)
         Message.objects.filter(pk=message.pk).update(delivery_claimed_at=None)  # the retry claims again
+        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 300)) from exc
+    except Exception as exc:  # noqa: BLE001 - an adapter bug or input it cannot take must not stay pending
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        if not _is_transient_infrastructure(exc):
+            logger.exception("delivery of message %s failed for good", message.pk)
+            delivery_record_failed(message_id=message.pk, reason=f"Could not be sent: {reason}", code="error")
+            return "failed"
+        if self.request.retries >= self.max_retries:
+            delivery_record_failed(message_id=message.pk, reason=f"Gave up after retries: {reason}")
+            return "failed"
+        logger.warning("transient failure delivering message %s: %s", message.pk, reason)
+        Message.objects.filter(pk=message.pk).update(delivery_claimed_at=None)
         raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 300)) from exc
     delivery_record_sent(message_id=message.pk, provider_id=result.provider_id, status=result.status)
     return "sent"

@@ -25,7 +25,7 @@ from profiles.services.merge import customer_merge, customer_merge_undo
 from profiles.services.profile import customer_update
 from profiles.services.suggestions import merge_suggestion_decide
 
-from ..models import Agent, Offer, PresenceState, Queue, WrapUpCode
+from ..models import Agent, Message, Offer, PresenceState, Queue, WrapUpCode
 from ..selectors import access_conversation, agent_of, is_supervisor
 from ..services import agent_actions, routing
 from .views import console_login_required, int_or_none
@@ -128,6 +128,21 @@ def reply(request, conversation_id: int):
     )
     return {"json": {"message": message.pk, "conversation": message.conversation_id, "seq": message.seq},
             "next": _where(conversation)}
+
+
+@console_action
+def message_retry(request, message_id: int):
+    """Send a failed reply again: the same access as any action on its conversation."""
+    from ..services.outbound import delivery_retry
+
+    message = Message.objects.filter(pk=int_or_none(message_id) or 0).only("conversation_id").first()
+    if message is None or message.conversation_id is None:
+        raise Http404
+    conversation = _conversation(request, message.conversation_id)
+    message = Message.objects.select_related("conversation").get(pk=message.pk)
+    message = delivery_retry(message=message, agent=_agent(request))
+    return {"json": {"message": message.pk, "conversation": conversation.pk, "delivery_status": message.delivery_status},
+            "flash": _("Sending again."), "next": _where(conversation)}
 
 
 @console_action

@@ -18,6 +18,7 @@ urlpatterns = [
     path("suggestions/<int:suggestion_id>/dismiss/", actions.suggestion_dismiss, name="suggestion-dismiss"),
     path("merges/<int:merge_id>/undo/", actions.merge_undo, name="merge-undo"),
     path("messages/<int:message_id>/html/", views.message_html, name="message-html"),
+    path("messages/<int:message_id>/retry/", actions.message_retry, name="message-retry"),
     path("offers/<int:offer_id>/accept/", actions.offer_decide, {"decision": "accept"}, name="offer-accept"),
     path("offers/<int:offer_id>/reject/", actions.offer_decide, {"decision": "reject"}, name="offer-reject"),
     path("conversations/<int:conversation_id>/", views.conversation_detail, name="conversation"),

@@ -183,6 +183,38 @@ def delivery_record_failed(*, message_id: int, reason: str, code: str = "") -> M
     return message
 
 
+def delivery_retry(*, message: Message, agent: Agent | None) -> Message:
+    """Queue a failed outbound message for delivery again (the agent's Retry). Only a message the
+    provider never accepted (no provider id) can be retried: one it accepted and later reported
+    undelivered has an outcome of its own, and the agent sends a new reply. The sending checks run
+    again (the customer may have opted out since, or have a new address); a refusal raises
+    ``SendRefused`` and changes nothing. Caller checked the agent's access to the conversation."""
+    if message.direction != Direction.OUTBOUND or message.kind != MessageKind.MESSAGE:
+        raise SendRefused(_("Only a reply sent to the customer can be retried."), code="not_retryable")
+    destination = _check_sendable(message.conversation, message.text, (message.metadata or {}).get("template"))
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message.pk)
+        if message.delivery_status != DeliveryStatus.FAILED or message.provider_id:
+            raise SendRefused(_("Only a message that failed before the provider accepted it can be retried."),
+                              code="not_pending")
+        metadata = {key: value for key, value in (message.metadata or {}).items()
+                    if key not in ("attempt_started", "delivery_attempts")}
+        history = list(metadata.get("retries", []))[-20:]
+        history.append({"at": timezone.now().isoformat(), "agent": agent.pk if agent else None,
+                        "error": message.delivery_error[:300], "code": message.delivery_error_code})
+        metadata.update({"retries": history, "to": destination.to, "from": destination.from_})
+        message.metadata = metadata
+        message.delivery_status = DeliveryStatus.PENDING
+        message.delivery_error = ""
+        message.delivery_error_code = ""
+        message.delivery_claimed_at = None
+        message.save(update_fields=["metadata", "delivery_status", "delivery_error", "delivery_error_code",
+                                    "delivery_claimed_at"])
+        _notify_delivery(message)
+        enqueue_on_commit(DELIVER_MESSAGE, message.pk)
+    return message
+
+
 def _apply_best_status(message: Message, statuses: list[str]) -> None:
     best = message.delivery_status or DeliveryStatus.PENDING
     for status in statuses:

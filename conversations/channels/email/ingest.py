@@ -156,6 +156,9 @@ def _metadata(parsed: ParsedEmail, *, source: str, sha: str, size: int, sender: 
         metadata["defects"] = parsed.defects[:50]
     if parsed.bounce:
         metadata["bounce"] = parsed.bounce
+    if parsed.html_not_rendered:
+        # The agent is told the formatted version is not shown and why; the raw mail is kept.
+        metadata["html_not_rendered"] = parsed.html_not_rendered
     if notice:
         metadata["notice"] = notice
     return metadata

@@ -17,7 +17,7 @@ from .charsets import decode_bytes
 from .headers import _classify_automated, _read_headers, content_language, decode_header_value, normalize_message_id
 from .parsed import MAX_DEPTH, MAX_PARTS, ParsedAttachment, ParsedEmail
 from .quoting import find_quote_start
-from .sanitize import html_to_text, sanitize_html
+from .sanitize import html_to_text, render_html
 
 logger = logging.getLogger(__name__)
 
@@ -157,9 +157,11 @@ def _read_body(parsed: ParsedEmail, msg: MimeMessage, limit: int) -> None:
         _add_attachment(parsed, msg, limit)
     parsed.text = "\n".join(t.strip("\n") for t in texts if t.strip()).strip()
     raw_html = "\n".join(htmls)
-    parsed.html = sanitize_html(raw_html)
+    rendering = render_html(raw_html, with_text=not parsed.text)
+    parsed.html = rendering.html
+    parsed.html_not_rendered = rendering.not_rendered
     if not parsed.text and raw_html:
-        parsed.text = html_to_text(raw_html)
+        parsed.text = rendering.text
 
 
 def _is_attachment(part: MimeMessage) -> bool:

@@ -37,6 +37,7 @@ class ParsedEmail:
     language: str = ""  # the first plausible tag of Content-Language (BCP 47), else ""
     text: str = ""
     html: str = ""
+    html_not_rendered: str = ""  # why the HTML part was not sanitized and shown (too big, deep or slow)
     quote_start: int | None = None
     quote_marker: str = ""
     attachments: list[ParsedAttachment] = field(default_factory=list)

@@ -40,6 +40,18 @@ def _authorised(presented: str) -> tuple[bool, Inbox | None]:
     return matched is not None, matched
 
 
+def _refusal() -> str:
+    """What a refused caller needs to know to get in: the header, and where its secret is set."""
+    where = ("the environment variable CC_EMAIL_WEBHOOK_SECRET (any email inbox) or the email inbox's own "
+             "Secret in the admin (/admin/conversations/inbox/)")
+    configured = bool(settings.CC_EMAIL_WEBHOOK_SECRET) or Inbox.objects.filter(
+        kind=Channel.EMAIL, is_active=True).exclude(secret="").exists()
+    if not configured:
+        return (f"No email webhook secret is configured here: set {where}, then send it in the "
+                f"{SECRET_HEADER} header.")
+    return f"Missing or wrong {SECRET_HEADER} header: send the secret set in {where}."
+
+
 def _error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
@@ -50,7 +62,7 @@ def email_inbound(request: HttpRequest) -> JsonResponse:
     ok, bound_inbox = _authorised(request.headers.get(SECRET_HEADER, ""))
     if not ok:
         logger.warning("rejected email webhook without a valid secret from %s", request.META.get("REMOTE_ADDR"))
-        return _error(403, "invalid or missing X-CC-Email-Secret")
+        return _error(403, _refusal())
     limit = settings.CC_MAX_EMAIL_BYTES
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)

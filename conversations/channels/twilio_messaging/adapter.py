@@ -167,9 +167,10 @@ def find_sent(message: Message, *, to: str, from_: str, since) -> str | None:
         ):
             if (candidate.body or "") == message.text:
                 return candidate.sid
-    except (TwilioException, OSError):
+    except (TwilioException, OSError) as exc:
         logger.warning("could not reconcile message %s with Twilio", message.pk, exc_info=True)
-        raise
+        # Not knowing yet is transient: the task retries the check (bounded), never sends blindly.
+        raise TransientSendError(f"could not ask Twilio whether it was sent: {exc}", ambiguous=True) from exc
     return None
 
 

@@ -9,7 +9,8 @@ journey stages, and one pair of records waiting as a merge suggestion.
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from conversations.demo.seed import seed_demo
+from conversations.demo.seed import demo_email_secret, seed_demo
+from conversations.channels.email.webhook import SECRET_HEADER
 
 
 class Command(BaseCommand):
@@ -34,6 +35,9 @@ class Command(BaseCommand):
         by_channel = ", ".join(f"{k} {v}" for k, v in sorted(counts["conversations_by_channel"].items()))
         by_status = ", ".join(f"{k} {v}" for k, v in sorted(counts["conversations_by_status"].items()))
         self.stdout.write(f"Conversations by channel: {by_channel}; by status: {by_status}")
+        if demo_email_secret():
+            self.stdout.write(f"Email webhook: POST raw mail to /webhooks/email/ with the header "
+                              f"{SECRET_HEADER}: {demo_email_secret()}")
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo users: alice, bob (agents), carol (supervisor), admin (superuser) — password: {password}"

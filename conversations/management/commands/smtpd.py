@@ -4,27 +4,71 @@ RCPT TO for an address that is none of our email inboxes → 550 (the sending se
 DATA larger than ``CC_MAX_EMAIL_BYTES`` → 552 (aiosmtpd stops buffering at the limit, so memory
 stays bounded); otherwise the mail is ingested once per recipient inbox and answered 250 only
 after it is committed, so a crash before that makes the sender retry rather than lose it.
+
+One mail never holds up another: each is ingested in a thread of a pool (``CC_SMTP_WORKERS``), not
+in one shared thread, and the work per mail is bounded (its HTML is measured before it is sanitized
+and sanitized under a time budget: ``channels.email.sanitize.render_html``). SIGTERM/SIGINT stop
+the listener at once; mail still being ingested gets ``CC_SMTP_STOP_GRACE`` seconds, then the process
+exits anyway: a mail not answered 250 is retried by the sending server, never lost.
 """
 
+import asyncio
 import logging
+import os
 import signal
+import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from aiosmtpd.controller import Controller
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import close_old_connections
 
 logger = logging.getLogger(__name__)
 
 
+def _with_fresh_connection(work, **kwargs):
+    # What database_sync_to_async does around a call, for a thread of our own pool.
+    close_old_connections()
+    try:
+        return work(**kwargs)
+    finally:
+        close_old_connections()
+
+
 class IngestHandler:
-    """aiosmtpd handler; the Django work runs in a worker thread (database_sync_to_async)."""
+    """aiosmtpd handler. The Django work runs in the handler's own thread pool: not in the single
+    thread database_sync_to_async shares (thread_sensitive), where one slow mail made every other
+    session wait for it."""
+
+    def __init__(self, *, workers: int | None = None):
+        self.pool = ThreadPoolExecutor(max_workers=workers or settings.CC_SMTP_WORKERS,
+                                       thread_name_prefix="smtpd-ingest")
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def _counted(self, work, kwargs):
+        # Counted in the thread itself: a session cancelled at stop leaves its thread running.
+        with self._lock:
+            self._in_flight += 1
+        try:
+            return _with_fresh_connection(work, **kwargs)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    async def _run(self, work, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self._counted, work, kwargs)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         from ...channels.email.ingest import inbox_for_address
 
-        inbox = await database_sync_to_async(inbox_for_address)(address)
+        inbox = await self._run(inbox_for_address, address=address)
         if inbox is None:
             return f"550 5.1.1 <{address}>: no such mailbox here"
         envelope.rcpt_tos.append(address)
@@ -35,9 +79,8 @@ class IngestHandler:
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
         try:
-            results = await database_sync_to_async(deliver)(
-                raw=raw, rcpt_tos=list(envelope.rcpt_tos), mail_from=envelope.mail_from or ""
-            )
+            results = await self._run(deliver, raw=raw, rcpt_tos=list(envelope.rcpt_tos),
+                                      mail_from=envelope.mail_from or "")
         except Exception as exc:  # noqa: BLE001 - tell the sender to retry; never lose it silently
             from ...channels.email.ingest import EmailRejected
 
@@ -88,7 +131,24 @@ class Command(BaseCommand):
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        try:
-            stop.wait()
-        finally:
-            controller.stop()
+        stop.wait()
+        self._stop(controller)
+
+    def _stop(self, controller: Controller) -> None:
+        """Stop within ``CC_SMTP_STOP_GRACE`` seconds whatever a mail's ingest is doing."""
+        grace = settings.CC_SMTP_STOP_GRACE
+        handler: IngestHandler = controller.handler
+        stopper = threading.Thread(target=controller.stop, name="smtpd-stop", daemon=True)
+        stopper.start()
+        stopper.join(grace)
+        handler.pool.shutdown(wait=False, cancel_futures=True)
+        if stopper.is_alive() or handler.in_flight:
+            # Those mails were not answered 250: their senders retry them. The pool's threads are not
+            # daemons, and the interpreter would wait for them at exit: leave without waiting.
+            logger.warning("smtpd stopping with %s mail(s) still being ingested; their senders will retry",
+                           handler.in_flight)
+            self.stdout.write("SMTP listener stopped (unfinished mail left to the senders' retry)")
+            self.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+        self.stdout.write("SMTP listener stopped")
