@@ -109,6 +109,15 @@ def alternate(rounds: int, baseline: Callable[[int], object], subject: Callable[
     return pairs
 
 
+async def alternate_async(rounds: int, baseline, subject) -> list[tuple]:
+    """``alternate`` for coroutines (a bench whose client is one event loop): ``await baseline(i)``
+    then ``await subject(i)``, round after round."""
+    pairs = []
+    for i in range(rounds):
+        pairs.append((await baseline(i), await subject(i)))
+    return pairs
+
+
 def bench_line(name: str, *, ratio: "float | RoundRatios", target: float, **figures) -> str:
     """``BENCH <name> ratio=<r> target=<t> [spread=<min>-<max> rounds=<n>] <figure>=<value> … [smoke=1]``;
     given a ``RoundRatios``, ratio is the median of the per-round ratios and spread their range."""
