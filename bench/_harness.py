@@ -188,6 +188,16 @@ class MachineCpu:
                 self.busy_pct = 100 * (total - idle - delta[7]) / total
         return self
 
+    @classmethod
+    def average(cls, parts: list["MachineCpu"]) -> "MachineCpu":
+        """The mean of several measured stretches (a phase run in rounds), each weighing the same."""
+        whole = cls.__new__(cls)
+        whole._start = None
+        measured = [part for part in parts if part.busy_pct is not None]
+        whole.busy_pct = statistics.mean(p.busy_pct for p in measured) if measured else None
+        whole.steal_pct = statistics.mean(p.steal_pct for p in measured) if measured else None
+        return whole
+
     def describe(self) -> str:
         if self.busy_pct is None:
             return "machine CPU n/a"
