@@ -70,6 +70,7 @@ SECONDS = 1 if SMOKE else 6  # per round: ROUNDS rounds of each (5 x 6 s = 30 s 
 SENDERS = 200
 RETRIES = 5 if SMOKE else 50
 WARMUP = 10 if SMOKE else 60  # sequential requests per endpoint before the rounds
+RETRY_SETTLE = 0.5 if SMOKE else 2.0  # seconds after the retries before their rows are counted
 REQUEST_TIMEOUT = 30.0  # seconds; a request not answered by then is an error
 MAX_CONNECTIONS = 256  # client keep-alive pool (open loop: new connections while others wait)
 # One worker thread: its queries run in PostgreSQL at normal priority, next to daphne's, on the
@@ -353,7 +354,7 @@ def main() -> int:
             before = stored_counts(stored, retry_sids)[0] + stored_counts(events_of_retries, retry_sids)[0]
             retry_results = asyncio.run(_sequential(retry))
             retry_errors = sum(1 for _ms, st in retry_results if st != 200)
-            time.sleep(2.0)  # a retry must queue nothing; if it did, give the worker time to show it
+            time.sleep(RETRY_SETTLE)  # a retry must queue nothing; if it did, give the worker time to show it
             new_rows = stored_counts(stored, retry_sids)[0] + stored_counts(events_of_retries, retry_sids)[0] - before
             rows_after, distinct_after = stored_counts(stored, sids)
             duplicates = (rows_after - distinct_after) + new_rows
