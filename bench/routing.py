@@ -68,14 +68,14 @@ from _harness import (
     SMOKE,
     MachineCpu,
     Processes,
+    RoundRatios,
+    alternate,
     bench_database,
     bench_line,
     celery_queues,
     database_url,
     median_ms,
     percentile,
-    RoundRatios,
-    alternate,
 )
 
 # This process stands in for the web processes (it ingests the arrivals and resolves): its database
@@ -286,7 +286,15 @@ def quiesce(events: Events, timeout: float = DRAIN_SECONDS) -> bool:
 def populate():
     from django.contrib.auth.models import User
 
-    from conversations.models import DEFAULT_CAPACITY, Agent, AgentSkill, Inbox, PresenceState, Queue, Skill
+    from conversations.models import (
+        DEFAULT_CAPACITY,
+        Agent,
+        AgentSkill,
+        Inbox,
+        PresenceState,
+        Queue,
+        Skill,
+    )
 
     available, _ = PresenceState.objects.get_or_create(name="Available", defaults={"is_available": True})
     if not available.is_available:
@@ -726,7 +734,11 @@ def phase_freeing(events: Events, inbox, queue, agent_ids: list[int], baseline) 
     from django.utils import timezone
 
     from conversations.models import Agent, Conversation, Offer
-    from conversations.services.routing import RoutingError, conversation_resolve, offer_accept
+    from conversations.services.routing import (
+        RoutingError,
+        conversation_resolve,
+        offer_accept,
+    )
     from profiles.models import Customer
 
     # Everyone full: accept what is pending, then top every agent up to CAPACITY accepted conversations.

@@ -18,7 +18,15 @@ import statistics
 import sys
 from datetime import timedelta
 
-from _harness import ROUNDS, SMOKE, RoundRatios, alternate, bench_database, bench_line, median_ms
+from _harness import (
+    ROUNDS,
+    SMOKE,
+    RoundRatios,
+    alternate,
+    bench_database,
+    bench_line,
+    median_ms,
+)
 
 MESSAGES = 400 if SMOKE else 20_000
 CONVERSATIONS = 20 if SMOKE else 500

@@ -63,7 +63,7 @@ def test_the_benches_are_found():
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", BENCHES)
 def test_bench_runs_in_smoke_mode(name):
-    run = subprocess.run([sys.executable, f"bench/{name}.py"], cwd=REPO, env=smoke_environment(),
+    run = subprocess.run([sys.executable, f"bench/{name}.py"], check=False, cwd=REPO, env=smoke_environment(),
                          capture_output=True, text=True, timeout=280)
     output = f"--- stdout\n{run.stdout[-6000:]}\n--- stderr\n{run.stderr[-6000:]}"
     assert run.returncode == 0, output
