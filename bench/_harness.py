@@ -1,4 +1,12 @@
-"""Shared set-up for benchmarks: Django on a throwaway database, timing helpers, the BENCH line."""
+"""Shared set-up for benchmarks: Django on a throwaway database, timing helpers, the BENCH line,
+baseline and subject measured in alternating rounds, and the smoke mode.
+
+Smoke mode (``BENCH_SMOKE=1``, run by ``make test`` in production mode through
+``tests/bench/test_bench_smoke.py``): every bench runs its whole path at tiny sizes in a few
+seconds, still checks its correctness figures (lost, duplicates, double assignments …) and exits 1
+when they are wrong, still prints its ``BENCH`` line (with ``smoke=1``), but its ratio judges
+nothing: sizes that small measure nothing worth comparing.
+"""
 
 import os
 import statistics
@@ -14,6 +22,11 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "contactcenter.settings")
 os.environ.setdefault("CC_EMBEDDED_WORKER", "0")
 
+SMOKE = os.environ.get("BENCH_SMOKE", "") not in ("", "0")
+# Short alternating rounds: one noisy phase (another process's burst, the hypervisor taking the CPUs)
+# moves one round's ratio, not the median of ROUNDS of them.
+ROUNDS = 2 if SMOKE else 5
+
 
 @contextmanager
 def bench_database(name: str | None = None):
@@ -28,7 +41,8 @@ def bench_database(name: str | None = None):
     old_name = connection.settings_dict["NAME"]
     if name:
         connection.settings_dict.setdefault("TEST", {})["NAME"] = name
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+    # serialize=False: nothing here rolls back to the migrated state, so its JSON dump is wasted time.
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False, serialize=False)
     try:
         yield connection
     finally:
@@ -47,8 +61,73 @@ def median_ms(fn: Callable[[], object], *, repeat: int = 40, warmup: int = 5) ->
     return statistics.median(samples)
 
 
-def bench_line(name: str, *, ratio: float, target: float, **figures) -> str:
-    parts = [f"BENCH {name}", f"ratio={ratio:.2f}", f"target={target:g}"]
+class RoundRatios:
+    """Per-round ratios subject / baseline of a bench measured in alternating rounds: the figure a
+    bench reports is their median, with their spread (min-max), so one noisy round cannot decide
+    a run. ``label`` names what was compared (``first page``, ``arrivals`` …)."""
+
+    def __init__(self, baselines: list[float], subjects: list[float], label: str = ""):
+        if not baselines or len(baselines) != len(subjects):
+            raise ValueError(f"need as many baseline as subject rounds, at least one ({len(baselines)}, {len(subjects)})")
+        self.baselines, self.subjects, self.label = list(baselines), list(subjects), label
+        self.ratios = [s / b if b else float("inf") for b, s in zip(self.baselines, self.subjects, strict=True)]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def low(self) -> float:
+        return min(self.ratios)
+
+    @property
+    def high(self) -> float:
+        return max(self.ratios)
+
+    @property
+    def spread(self) -> str:
+        return f"{self.low:.2f}-{self.high:.2f}"
+
+    def describe(self, unit: str = "ms") -> str:
+        rounds = ", ".join(f"{s:.1f}/{b:.1f} {unit}" for b, s in zip(self.baselines, self.subjects, strict=True))
+        return (f"{self.label + ': ' if self.label else ''}x{self.median:.2f} median of {len(self.ratios)} rounds "
+                f"(spread {self.spread}; subject/baseline per round: {rounds})")
+
+    @staticmethod
+    def worst(*many: "RoundRatios") -> "RoundRatios":
+        """The comparison with the highest median (a bench whose ratio is the worse of two)."""
+        return max(many, key=lambda r: r.median)
+
+
+def alternate(rounds: int, baseline: Callable[[int], object], subject: Callable[[int], object]) -> list[tuple]:
+    """Run ``baseline(i)`` then ``subject(i)`` for each round ``i`` (baseline, subject, baseline,
+    subject …) and return the ``(baseline result, subject result)`` pairs: both sides see the same
+    stretches of the machine's time, so a slow minute lands on both instead of on one phase."""
+    pairs = []
+    for i in range(rounds):
+        pairs.append((baseline(i), subject(i)))
+    return pairs
+
+
+async def alternate_async(rounds: int, baseline, subject) -> list[tuple]:
+    """``alternate`` for coroutines (a bench whose client is one event loop): ``await baseline(i)``
+    then ``await subject(i)``, round after round."""
+    pairs = []
+    for i in range(rounds):
+        pairs.append((await baseline(i), await subject(i)))
+    return pairs
+
+
+def bench_line(name: str, *, ratio: "float | RoundRatios", target: float, **figures) -> str:
+    """``BENCH <name> ratio=<r> target=<t> [spread=<min>-<max> rounds=<n>] <figure>=<value> … [smoke=1]``;
+    given a ``RoundRatios``, ratio is the median of the per-round ratios and spread their range."""
+    if isinstance(ratio, RoundRatios):
+        parts = [f"BENCH {name}", f"ratio={ratio.median:.2f}", f"target={target:g}", f"spread={ratio.spread}",
+                 f"rounds={len(ratio.ratios)}"]
+    else:
+        parts = [f"BENCH {name}", f"ratio={ratio:.2f}", f"target={target:g}"]
+    if SMOKE:
+        figures = {**figures, "smoke": 1}
     for key, value in figures.items():
         parts.append(f"{key}={value:.3f}" if isinstance(value, float) else f"{key}={value}")
     return " ".join(parts)
@@ -108,6 +187,16 @@ class MachineCpu:
                 self.steal_pct = 100 * delta[7] / total
                 self.busy_pct = 100 * (total - idle - delta[7]) / total
         return self
+
+    @classmethod
+    def average(cls, parts: list["MachineCpu"]) -> "MachineCpu":
+        """The mean of several measured stretches (a phase run in rounds), each weighing the same."""
+        whole = cls.__new__(cls)
+        whole._start = None
+        measured = [part for part in parts if part.busy_pct is not None]
+        whole.busy_pct = statistics.mean(p.busy_pct for p in measured) if measured else None
+        whole.steal_pct = statistics.mean(p.steal_pct for p in measured) if measured else None
+        return whole
 
     def describe(self) -> str:
         if self.busy_pct is None:

@@ -39,12 +39,19 @@ decides nothing, beside routing's own p95.
 
 Baseline, measured in the same run: the median Celery round trip of the existing
 ``contactcenter.record_heartbeat`` task (apply_async → a worker runs it → its row insert commits,
-seen by the same listener), sampled before the phases and again after them and taken over both
-(the samples before alone ran 5-30% slower, right after the data was loaded, which flattered the
-ratio), plus the median of one ``SELECT … FOR UPDATE SKIP LOCKED`` claim of a
-waiting conversation row in its own transaction from this process. Ratio = the worse phase p95 /
-baseline, target 2. After each phase the invariants are checked (``double_assignments`` must be 0,
-else exit 1). Prints ``BENCH routing ratio=… target=2 …``.
+seen by the same listener), plus the median of one ``SELECT … FOR UPDATE SKIP LOCKED`` claim of a
+waiting conversation row in its own transaction from this process (a conversation parked in a
+queue no agent can serve, so that the row is there in every round and routing never touches it).
+
+Rounds: each phase runs in ROUNDS short rounds (ARRIVAL_SECONDS / FREE_SECONDS each, 5 x 6 s = the
+30 s of one phase), and the baseline is measured before every round (baseline, round, baseline,
+round …; ``_harness.alternate``), so a round's p95 is divided by the baseline measured beside it:
+a stretch when the machine is slow (other processes, the hypervisor) weighs on both. A phase's
+ratio is the median of its per-round ratios; the bench's ratio the worse phase's, printed with its
+spread (min-max); target 2. The latency figures are over every round. After each phase the
+invariants are checked (``double_assignments`` must be 0, else exit 1). Prints ``BENCH routing
+ratio=… target=2 spread=…-… …``. ``BENCH_SMOKE=1``: 10 agents, a short history, two rounds of 1 s
+per phase (``_harness``).
 """
 
 import os
@@ -57,8 +64,12 @@ from collections import defaultdict
 
 from _harness import (
     REPO,
+    ROUNDS,
+    SMOKE,
     MachineCpu,
     Processes,
+    RoundRatios,
+    alternate,
     bench_database,
     bench_line,
     celery_queues,
@@ -73,15 +84,15 @@ from _harness import (
 # CPU a web process on the Procfile's settings does not spend.
 os.environ.setdefault("CC_DB_CONN_MAX_AGE", "60")
 
-AGENTS = 100
+AGENTS = 10 if SMOKE else 100
 CAPACITY = 3
-ARRIVAL_RATE = 20  # per second
-ARRIVAL_SECONDS = 30
-HOLD_SECONDS = 3.0  # phase (a): how long an offer stays pending before its conversation is resolved
-BACKLOG = 500
+ARRIVAL_RATE = 10 if SMOKE else 20  # per second
+ARRIVAL_SECONDS = 1 if SMOKE else 6  # per round of phase (a)
+HOLD_SECONDS = 0.5 if SMOKE else 3.0  # phase (a): how long an offer stays pending before its conversation is resolved
+BACKLOG = 40 if SMOKE else 500
 FREE_RATE = 10  # per second
-FREE_SECONDS = 30
-WORKERS = 2
+FREE_SECONDS = 1 if SMOKE else 6  # per round of phase (b)
+WORKERS = 1 if SMOKE else 2
 ARRIVAL_SENDERS = 2
 # Each sender is a process of its own, as the ingest runs in production (the webhook's task, in a
 # worker process, one message at a time). As threads of this process they shared one GIL with each
@@ -94,15 +105,15 @@ SENDERS = os.environ.get("BENCH_SENDERS", "processes")
 # measured 1.3x worse at p95 here: a decision is mostly Python, and threads wait for one GIL.)
 WORKER_POOL = os.environ.get("BENCH_WORKER_POOL", "prefork")
 WORKER_CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "2"))
-NOOP_SAMPLES = 30
+NOOP_SAMPLES = 5 if SMOKE else 12  # per baseline round (2 x 5 rounds x 12: 120 in all)
 PROBE_RATE = 2  # per second, during the phases (NoopProbe)
-CLAIM_SAMPLES = 50
-DRAIN_SECONDS = 20
+CLAIM_SAMPLES = 5 if SMOKE else 20  # per baseline round
+DRAIN_SECONDS = 10 if SMOKE else 20
 TARGET = 2.0
 # A contact center that has been running: HISTORY conversations handled over the past week (see
 # seed_history and the module docstring). ``BENCH_HISTORY=0`` starts from an empty database, as
 # the bench did until 2026-12-03.
-HISTORY = int(os.environ.get("BENCH_HISTORY", "20000"))
+HISTORY = int(os.environ.get("BENCH_HISTORY", "200" if SMOKE else "20000"))
 HISTORY_DAYS = 7
 
 TRIGGERS = """
@@ -275,7 +286,15 @@ def quiesce(events: Events, timeout: float = DRAIN_SECONDS) -> bool:
 def populate():
     from django.contrib.auth.models import User
 
-    from conversations.models import DEFAULT_CAPACITY, Agent, AgentSkill, Inbox, PresenceState, Queue, Skill
+    from conversations.models import (
+        DEFAULT_CAPACITY,
+        Agent,
+        AgentSkill,
+        Inbox,
+        PresenceState,
+        Queue,
+        Skill,
+    )
 
     available, _ = PresenceState.objects.get_or_create(name="Available", defaults={"is_available": True})
     if not available.is_available:
@@ -294,7 +313,27 @@ def populate():
         for skill in (skills[0], skills[1], skills[2 + i % 4])
     ])
     inbox = Inbox.objects.create(name="Bench SMS", kind="sms", address="+815000000999", default_queue=queue)
+    park_claim_target(inbox)
     return queue, inbox, [a.pk for a in agents]
+
+
+def park_claim_target(inbox) -> None:
+    """The row the baseline's SKIP LOCKED claim finds (claim_ms): a waiting conversation in a queue
+    whose skill no agent has, created before any other open one (the claim takes the lowest id),
+    so it waits in every round and no routing ever offers or resolves it."""
+    from django.utils import timezone
+
+    from conversations.models import Conversation, Queue, Skill
+    from profiles.models import Customer
+
+    nobody = Skill.objects.create(name="Bench nobody", slug="bench-nobody")
+    parked = Queue.objects.create(name="Bench parked", slug="bench-parked", is_default=False, auto_accept=False)
+    parked.required_skills.add(nobody)
+    now = timezone.now()
+    Conversation.objects.bulk_create([Conversation(
+        customer=Customer.objects.create(display_name="claim target"), inbox=inbox, channel="sms", status="open",
+        queue=parked, created_at=now, last_message_at=now, waiting_since=now, queued_at=now,
+        routing_note="waiting: no eligible agent is free")])
 
 
 def seed_history(queue, inbox, agent_ids: list[int], count: int) -> None:
@@ -494,24 +533,27 @@ def on_schedule(steps, *, start: float, rate: float, seconds: float):
         yield i, time.monotonic() - due
 
 
-def send_share(inbox, first: int, start: float, total: int, record) -> None:
+def send_share(inbox, first: int, start: float, total: int, record, offset: int = 0) -> None:
     """One sender's share of the arrivals (``first``, ``first`` + ARRIVAL_SENDERS, …):
     ``record(conversation id, lag behind the schedule in s, ingest ms)`` for each. Several senders,
-    like several processes taking webhooks: one slow ingest does not hold up the next arrival."""
+    like several processes taking webhooks: one slow ingest does not hold up the next arrival.
+    ``offset``: the round's first arrival number (numbers name senders and SMS, unique in a run)."""
     for i, lag in on_schedule(range(first, total, ARRIVAL_SENDERS), start=start, rate=ARRIVAL_RATE,
                               seconds=ARRIVAL_SECONDS):
         began = time.monotonic()
-        cid = arrive(inbox, i)
+        cid = arrive(inbox, offset + i)
         record(cid, lag, (time.monotonic() - began) * 1000)
 
 
-def phase_arrivals(events: Events, inbox, enqueued: dict) -> dict:
+def phase_arrivals(events: Events, inbox, enqueued: dict, round_index: int = 0) -> dict:
+    """One round of phase (a): ARRIVAL_RATE/s for ARRIVAL_SECONDS s, drained."""
     total = ARRIVAL_RATE * ARRIVAL_SECONDS
+    offset = round_index * total
     if SENDERS == "processes":
-        return _arrivals_from_processes(events, inbox, total)
+        return _arrivals_from_processes(events, inbox, total, offset, round_index)
     desk = Desk()
     desk.start()
-    probe = NoopProbe(events, "a")
+    probe = NoopProbe(events, f"a{round_index}")
     probe.start()
     ids, lags, ingest_ms, errors = [], [0.0], [], []
     lock = threading.Lock()
@@ -527,7 +569,7 @@ def phase_arrivals(events: Events, inbox, enqueued: dict) -> dict:
         from django.db import connection
 
         try:
-            send_share(inbox, first, start, total, record)
+            send_share(inbox, first, start, total, record, offset)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
         finally:
@@ -577,12 +619,13 @@ def _sender_main(pipe, first: int, db_url: str) -> None:
 
     after_task_publish.connect(on_publish, weak=False)
     record_heartbeat.apply_async(kwargs={"token": f"bench-sender-{os.getpid()}"})  # the broker connection
+    pipe.send("booted")
     rows, error = [], None
     try:
-        start, total, inbox_id = pipe.recv()
+        start, total, inbox_id, offset = pipe.recv()
         inbox = Inbox.objects.get(pk=inbox_id)
         pipe.send("ready")
-        send_share(inbox, first, start, total, lambda *row: rows.append(row))
+        send_share(inbox, first, start, total, lambda *row: rows.append(row), offset)
     except BaseException as exc:  # noqa: BLE001 - reported by the parent
         error = repr(exc)
     finally:
@@ -590,7 +633,7 @@ def _sender_main(pipe, first: int, db_url: str) -> None:
     pipe.send((rows, enqueued, error))
 
 
-def _arrivals_from_processes(events: Events, inbox, total: int) -> dict:
+def _arrivals_from_processes(events: Events, inbox, total: int, offset: int, round_index: int) -> dict:
     import multiprocessing
 
     from django.db import connection
@@ -603,9 +646,13 @@ def _arrivals_from_processes(events: Events, inbox, total: int) -> dict:
         proc.start()
         pipes.append(parent_end)
         procs.append(proc)
-    start = time.monotonic() + 3.0  # time for the senders to set Django up (CLOCK_MONOTONIC: one clock for all)
+    # Django set up in every sender first (seconds on a busy machine), then the schedule is fixed.
     for pipe in pipes:
-        pipe.send((start, total, inbox.pk))
+        if not pipe.poll(60) or pipe.recv() != "booted":
+            raise RuntimeError("a sender process did not set Django up within 60 s")
+    start = time.monotonic() + 1.0  # CLOCK_MONOTONIC: one clock for every process
+    for pipe in pipes:
+        pipe.send((start, total, inbox.pk, offset))
     for pipe in pipes:
         if not pipe.poll(max(1.0, start - time.monotonic() + 5)) or pipe.recv() != "ready":
             raise RuntimeError("a sender process did not start in time")
@@ -613,7 +660,7 @@ def _arrivals_from_processes(events: Events, inbox, total: int) -> dict:
         raise RuntimeError("the sender processes started after the schedule's start")
     desk = Desk()
     desk.start()
-    probe = NoopProbe(events, "a")
+    probe = NoopProbe(events, f"a{round_index}")
     probe.start()
     ids, lags, ingest_ms, enqueued = [], [0.0], [], {}
     try:
@@ -678,13 +725,20 @@ def _arrivals_result(events: Events, ids, lags, ingest_ms, enqueued, elapsed, la
     }
 
 
-def phase_freeing(events: Events, inbox, queue, agent_ids: list[int]) -> dict:
+def phase_freeing(events: Events, inbox, queue, agent_ids: list[int], baseline) -> dict:
+    """Phase (b): every agent full and a backlog waiting, then ROUNDS rounds of frees, ``baseline(i)``
+    measured before round ``i`` (``_harness.alternate``); the result has ``baselines`` and the
+    latencies of each round (``round_latencies``)."""
     from datetime import timedelta
 
     from django.utils import timezone
 
     from conversations.models import Agent, Conversation, Offer
-    from conversations.services.routing import RoutingError, conversation_resolve, offer_accept
+    from conversations.services.routing import (
+        RoutingError,
+        conversation_resolve,
+        offer_accept,
+    )
     from profiles.models import Customer
 
     # Everyone full: accept what is pending, then top every agent up to CAPACITY accepted conversations.
@@ -732,61 +786,97 @@ def phase_freeing(events: Events, inbox, queue, agent_ids: list[int]) -> dict:
     invariants_before = check_invariants()
 
     # Free one slot every 1/FREE_RATE s, round robin, so each agent is freed every AGENTS/FREE_RATE s.
-    freed = []
-    late = 0.0
-    probe = NoopProbe(events, "b")
-    probe.start()
-    start = time.monotonic()
-    for k, lag in on_schedule(range(FREE_RATE * FREE_SECONDS), start=start, rate=FREE_RATE, seconds=FREE_SECONDS):
-        late = max(late, lag)
-        agent_id = agent_ids[k % len(agent_ids)]
-        cid = held[agent_id].pop()
-        conversation_resolve(conversation_id=cid, by=None)
-        freed.append((cid, agent_id))
-    elapsed = time.monotonic() - start
-    probe_ms = probe.stop()
+    freed = []  # (conversation, agent, round)
+    per_round = FREE_RATE * FREE_SECONDS
+    queue_left = 0
 
     def served():
         per_agent = defaultdict(int)
         for _t, _o, _c, agent, _i in events.offers[offers_before:]:
             per_agent[agent] += 1
         wanted = defaultdict(int)
-        for _cid, agent in freed:
+        for _cid, agent, _r in freed:
             wanted[agent] += 1
         return all(per_agent[a] >= n for a, n in wanted.items())
 
-    events.wait(served, DRAIN_SECONDS)
-    # Whatever routing is still queued now is load the frees generated that the workers could not
-    # absorb (route_for_agent_task walks up to 20 waiting conversations per free): count it, drop it.
-    queue_left = broker_backlog()
-    if queue_left:
-        from contactcenter.celery import app
+    def free_round(index: int) -> dict:
+        nonlocal queue_left
+        late = 0.0
+        probe = NoopProbe(events, f"b{index}")
+        probe.start()
+        start = time.monotonic()
+        for k, lag in on_schedule(range(per_round), start=start, rate=FREE_RATE, seconds=FREE_SECONDS):
+            late = max(late, lag)
+            agent_id = agent_ids[(index * per_round + k) % len(agent_ids)]
+            cid = held[agent_id].pop()
+            conversation_resolve(conversation_id=cid, by=None)
+            freed.append((cid, agent_id, index))
+        elapsed = time.monotonic() - start
+        probe_ms = probe.stop()
+        events.wait(served, DRAIN_SECONDS)
+        # Whatever routing is still queued now is load the frees generated that the workers could not
+        # absorb (route_for_agent_task walks up to 20 waiting conversations per free): count it, drop it.
+        left = broker_backlog()
+        if left:
+            from contactcenter.celery import app
 
-        app.control.purge()
-    quiesce(events)
+            app.control.purge()
+            queue_left += left
+        quiesce(events)
+        return {"elapsed": elapsed, "late": late, "probe_ms": probe_ms, "cpu": probe.cpu}
+
+    pairs = alternate(ROUNDS, baseline, free_round)
+    rounds = [r for _b, r in pairs]
 
     # Match every free (resolve commit) to the first later offer committed to the same agent.
     with events.cond:
         offers_by_agent = defaultdict(list)
         for at, _o, _c, agent, _i in events.offers[offers_before:]:
             offers_by_agent[agent].append(at)
-        frees = sorted((events.resolved[cid][0], agent) for cid, agent in freed if cid in events.resolved)
+        frees = sorted((events.resolved[cid][0], agent, index) for cid, agent, index in freed
+                       if cid in events.resolved)
     used = defaultdict(int)
     latencies, unserved = [], 0
-    for at, agent in frees:
+    round_latencies = [[] for _ in range(ROUNDS)]
+    for at, agent, index in frees:
         times = sorted(offers_by_agent[agent])
-        index = used[agent]
-        while index < len(times) and times[index] <= at:
-            index += 1
-        if index < len(times):
-            latencies.append((times[index] - at) * 1000)
-            used[agent] = index + 1
+        position = used[agent]
+        while position < len(times) and times[position] <= at:
+            position += 1
+        if position < len(times):
+            latencies.append((times[position] - at) * 1000)
+            round_latencies[index].append(latencies[-1])
+            used[agent] = position + 1
         else:
             unserved += 1
     return {
-        "latencies": latencies, "unserved": unserved + len(freed) - len(frees), "elapsed": elapsed, "late": late,
-        "frees": len(freed), "queue_left": queue_left, "probe_ms": probe_ms, "cpu": probe.cpu,
+        "latencies": latencies, "round_latencies": round_latencies, "baselines": [b for b, _r in pairs],
+        "unserved": unserved + len(freed) - len(frees), "elapsed": sum(r["elapsed"] for r in rounds),
+        "late": max(r["late"] for r in rounds), "frees": len(freed), "queue_left": queue_left,
+        "probe_ms": [ms for r in rounds for ms in r["probe_ms"]], "cpu": MachineCpu.average([r["cpu"] for r in rounds]),
         "backlog_seconds": backlog_seconds, "backlog_offers": backlog_offers, "invariants_before": invariants_before,
+    }
+
+
+def p95(values: list[float]) -> float:
+    """A round's p95; 0 for a round that measured nothing (its ratio then reads 0, visibly)."""
+    return percentile(values, 95) if values else 0.0
+
+
+def pool_arrivals(rounds: list[dict]) -> dict:
+    """Phase (a)'s rounds as one: every list joined, counts summed, the worst lag, the mean CPU."""
+    from collections import Counter
+
+    pooled = {key: [v for r in rounds for v in r[key]] for key in (
+        "ingest_ms", "ids", "latencies", "commit_to_enqueue", "commit_to_route_start",
+        "route_start_to_offer_commit", "offer_insert_to_commit", "probe_ms")}
+    notes = Counter()
+    for r in rounds:
+        notes.update(r["waited_notes"])
+    return pooled | {
+        "waited_notes": dict(notes), "waited": sum(r["waited"] for r in rounds),
+        "elapsed": sum(r["elapsed"] for r in rounds), "late": max(r["late"] for r in rounds),
+        "resolved": sum(r["resolved"] for r in rounds), "cpu": MachineCpu.average([r["cpu"] for r in rounds]),
     }
 
 
@@ -852,13 +942,21 @@ def main() -> int:
 
             analyze()
             load_start = os.getloadavg()[0]
-            noop = measure_noop(events, NOOP_SAMPLES, "start")
-            a = phase_arrivals(events, inbox, enqueued)
+            noop_samples, claims = [], []
+
+            def baseline_round(phase: str):
+                def measure(index: int) -> float:
+                    samples, claim = measure_noop(events, NOOP_SAMPLES, f"{phase}{index}"), claim_ms()
+                    noop_samples.extend(samples)
+                    claims.append(claim)
+                    return statistics.median(samples) + claim
+                return measure
+
+            a_pairs = alternate(ROUNDS, baseline_round("a"), lambda i: phase_arrivals(events, inbox, enqueued, i))
+            a = pool_arrivals([r for _b, r in a_pairs])
             inv_a = check_invariants()
-            b = phase_freeing(events, inbox, queue, agent_ids)
+            b = phase_freeing(events, inbox, queue, agent_ids, baseline_round("b"))
             inv_b = check_invariants()
-            noop_end = measure_noop(events, NOOP_SAMPLES, "end")
-            claim = claim_ms()
             load_end = os.getloadavg()[0]
         finally:
             if workers is not None:
@@ -868,22 +966,25 @@ def main() -> int:
             listener_log.close()
             after_task_publish.disconnect(on_publish)
 
-    noop_ms = statistics.median(noop + noop_end)
-    baseline = noop_ms + claim
+    noop_ms, claim = statistics.median(noop_samples), statistics.median(claims)
+    a_ratios = RoundRatios([bl for bl, _r in a_pairs], [p95(r["latencies"]) for _b, r in a_pairs], label="arrivals")
+    b_ratios = RoundRatios(b["baselines"], [p95(lat) for lat in b["round_latencies"]], label="freeing")
+    ratios = RoundRatios.worst(a_ratios, b_ratios)
+    baseline = statistics.median(a_ratios.baselines + b_ratios.baselines)
     doubles = sum(inv_a.values()) + sum(b["invariants_before"].values()) + sum(inv_b.values())
     a_p50, a_p95 = percentile(a["latencies"], 50), percentile(a["latencies"], 95)
     b_p50, b_p95 = (percentile(b["latencies"], 50), percentile(b["latencies"], 95)) if b["latencies"] else (0.0, 0.0)
-    ratio = max(a_p95, b_p95) / baseline
 
     print(f"database: postgresql + redis, {HISTORY} conversations of history; {AGENTS} agents x 3 skills, capacity {CAPACITY} on sms; "
           f"{WORKERS} celery workers (-P {WORKER_POOL} -c {WORKER_CONCURRENCY}); {os.cpu_count()} CPUs, "
           f"load average {load_start:.1f} at start, {load_end:.1f} at end")
     if load_start > 1.5:
         print("note: the machine was already busy when the bench started (other processes); latencies include that")
-    print(f"baseline: celery round trip (record_heartbeat, apply_async -> row committed) median {noop_ms:.2f} ms "
-          f"[before the phases {statistics.median(noop):.2f} ms, after {statistics.median(noop_end):.2f} ms] "
-          f"+ SKIP LOCKED claim {claim:.2f} ms = {baseline:.2f} ms")
-    print(f"(a) {len(a['ids'])} arrivals in {a['elapsed']:.1f} s (max lag {a['late'] * 1000:.0f} ms); offered "
+    print(f"baseline, measured before each of the {ROUNDS} rounds of each phase: celery round trip (record_heartbeat, "
+          f"apply_async -> row committed) median {noop_ms:.2f} ms + SKIP LOCKED claim median {claim:.2f} ms; "
+          f"per round median {baseline:.2f} ms (from {min(a_ratios.baselines + b_ratios.baselines):.2f} to "
+          f"{max(a_ratios.baselines + b_ratios.baselines):.2f} ms)")
+    print(f"(a) {len(a['ids'])} arrivals in {ROUNDS} rounds, {a['elapsed']:.1f} s of sending (max lag {a['late'] * 1000:.0f} ms); offered "
           f"conversations resolved after {HOLD_SECONDS:g} s pending: {a['resolved']}; waited without offer: {a['waited']}")
     if a["waited"]:
         print(f"    routing notes of the arrivals without an offer ('' = never routed yet): {a['waited_notes']}")
@@ -894,17 +995,19 @@ def main() -> int:
     print(f"              route start -> offer commit {fmt(a['route_start_to_offer_commit'])}")
     print(f"              offer insert -> offer commit {fmt(a['offer_insert_to_commit'])}")
     print(f"(b) backlog {BACKLOG} waiting created in {b['backlog_seconds']:.1f} s (offers made while full: "
-          f"{b['backlog_offers']}); {b['frees']} frees in {b['elapsed']:.1f} s "
+          f"{b['backlog_offers']}); {b['frees']} frees in {ROUNDS} rounds, {b['elapsed']:.1f} s of freeing "
           f"(max lag {b['late'] * 1000:.0f} ms); frees without a following offer: {b['unserved']}; "
-          f"routing tasks still queued {DRAIN_SECONDS} s after the last free (purged): {b['queue_left']}")
+          f"routing tasks still queued {DRAIN_SECONDS} s after a round's last free (purged): {b['queue_left']}")
     print(f"    resolve commit -> next offer commit to that agent: {fmt(b['latencies'])}")
     print(f"for reference, not in the ratio: the baseline's no-op round trip sampled {PROBE_RATE}/s during the phases: "
           f"(a) {fmt(a['probe_ms'])}; (b) {fmt(b['probe_ms'])}")
     print(f"the machine during the phases: (a) {a['cpu'].describe()}; (b) {b['cpu'].describe()}")
     print(f"invariants after (a): {inv_a}; before frees: {b['invariants_before']}; after (b): {inv_b}")
-    print(f"p95 over baseline: arrivals x{a_p95 / baseline:.2f}, freeing x{b_p95 / baseline:.2f}")
+    print(f"p95 over the baseline of the same round: {a_ratios.describe()}")
+    print(f"    {b_ratios.describe()}")
     print(bench_line(
-        "routing", ratio=ratio, target=TARGET, db="postgresql", arrival_p50_ms=a_p50, arrival_p95_ms=a_p95,
+        "routing", ratio=ratios, target=TARGET, worse=ratios.label,
+        arrival_ratio=f"{a_ratios.median:.2f}", freed_ratio=f"{b_ratios.median:.2f}", db="postgresql", arrival_p50_ms=a_p50, arrival_p95_ms=a_p95,
         freed_p50_ms=b_p50, freed_p95_ms=b_p95, baseline_ms=baseline, noop_ms=noop_ms, claim_ms=claim,
         double_assignments=doubles, offered=len(a["latencies"]), waited=a["waited"], unserved=b["unserved"],
         arrivals=len(a["ids"]), frees=b["frees"], queue_left=b["queue_left"], load_start=round(load_start, 1),

@@ -5,18 +5,35 @@ Measures the median server time of the first and of a deep timeline page through
 a baseline served through the same stack (middleware, DRF with the same authentication and
 permission classes) by a minimal view that fetches the same page with one hand-written SQL query
 and returns its rows. Also checks that the API's query count does
-not depend on history size. Prints ``BENCH timeline ratio=<worst of first/deep> target=3 …``.
+not depend on history size and that both serve the same page.
+
+Baseline and API are timed in ROUNDS alternating rounds (baseline, API, baseline, API …; each side
+the median of REPEAT requests after WARMUP); the ratio of a page is the median of its per-round
+ratios, the bench's the worse of the first and the deep page's. Prints ``BENCH timeline
+ratio=<worse median> target=3 spread=<its min>-<max> …``. ``BENCH_SMOKE=1``: a small history, two
+short rounds (``_harness``).
 """
 
+import statistics
 import sys
 from datetime import timedelta
 
-from _harness import bench_database, bench_line, median_ms
+from _harness import (
+    ROUNDS,
+    SMOKE,
+    RoundRatios,
+    alternate,
+    bench_database,
+    bench_line,
+    median_ms,
+)
 
-MESSAGES = 20_000
-CONVERSATIONS = 500
-TOUCHPOINTS = 2_000
+MESSAGES = 400 if SMOKE else 20_000
+CONVERSATIONS = 20 if SMOKE else 500
+TOUCHPOINTS = 40 if SMOKE else 2_000
+NOISE = 100 if SMOKE else 5_000  # another customer's messages
 PAGE = 50
+REPEAT, WARMUP = (3, 1) if SMOKE else (12, 2)  # requests per side and round (5 rounds: 60 per side)
 TARGET = 3.0
 
 BASELINE_SQL = """
@@ -86,7 +103,7 @@ def populate():
     other = Conversation.objects.create(customer=noise, inbox=inboxes[0], channel="sms")
     Message.objects.bulk_create(
         [Message(conversation=other, customer=noise, inbox=inboxes[0], channel="sms", direction="inbound",
-                 text="noise", created_at=start + timedelta(minutes=i)) for i in range(5000)]
+                 text="noise", created_at=start + timedelta(minutes=i)) for i in range(NOISE)]
     )
     Touchpoint.objects.bulk_create(
         [Touchpoint(customer=customer, kind="page_view", title=f"page {i}", url=f"https://shop.example/p/{i}",
@@ -169,22 +186,29 @@ def main() -> int:
                 client.get(api, {"limit": PAGE, "before": deep_cursor})
             assert len(first_queries) == len(deep_queries), "query count depends on the page's depth"
 
-            api_first = median_ms(lambda: client.get(api, {"limit": PAGE}))
-            base_first = median_ms(lambda: client.get(base))
-            api_deep = median_ms(lambda: client.get(api, {"limit": PAGE, "before": deep_cursor}))
-            base_deep_ms = median_ms(lambda: client.get(base, {"before": deep_cursor}))
+            def timed(url, params):
+                return lambda _round: median_ms(lambda: client.get(url, params), repeat=REPEAT, warmup=WARMUP)
 
-        ratio_first = api_first / base_first
-        ratio_deep = api_deep / base_deep_ms
+            first_rounds = alternate(ROUNDS, timed(base, {}), timed(api, {"limit": PAGE}))
+            deep_rounds = alternate(ROUNDS, timed(base, {"before": deep_cursor}),
+                                    timed(api, {"limit": PAGE, "before": deep_cursor}))
+
+        first = RoundRatios(*zip(*first_rounds, strict=True), label="first page")
+        deep = RoundRatios(*zip(*deep_rounds, strict=True), label="deep page")
+        worse = RoundRatios.worst(first, deep)
+        median = statistics.median
         print(f"database: {connection.vendor}; {MESSAGES} messages / {CONVERSATIONS} conversations / 4 channels "
-              f"+ {TOUCHPOINTS} touchpoints; page size {PAGE}")
-        print(f"first page: API {api_first:.2f} ms vs hand-written SQL view {base_first:.2f} ms (x{ratio_first:.2f})")
-        print(f"deep page:  API {api_deep:.2f} ms vs hand-written SQL view {base_deep_ms:.2f} ms (x{ratio_deep:.2f})")
+              f"+ {TOUCHPOINTS} touchpoints; page size {PAGE}; {ROUNDS} alternating rounds of {REPEAT} requests "
+              f"per side")
+        for page in (first, deep):
+            print(f"{page.describe()}; medians over the rounds: API {median(page.subjects):.2f} ms, "
+                  f"hand-written SQL view {median(page.baselines):.2f} ms")
         print(f"queries per request: first={len(first_queries)} deep={len(deep_queries)}")
-        print(bench_line("timeline", ratio=max(ratio_first, ratio_deep), target=TARGET, db=connection.vendor,
-                         first_ms=api_first, first_baseline_ms=base_first, deep_ms=api_deep,
-                         deep_baseline_ms=base_deep_ms, queries_first=len(first_queries),
-                         queries_deep=len(deep_queries)))
+        print(bench_line("timeline", ratio=worse, target=TARGET, db=connection.vendor,
+                         first_ms=median(first.subjects), first_baseline_ms=median(first.baselines),
+                         deep_ms=median(deep.subjects), deep_baseline_ms=median(deep.baselines),
+                         first_ratio=f"{first.median:.2f}", deep_ratio=f"{deep.median:.2f}",
+                         queries_first=len(first_queries), queries_deep=len(deep_queries)))
     return 0
 
 

@@ -21,21 +21,24 @@ request a distinct MessageSid from one of SENDERS numbers (so conversations are 
 with ``RequestValidator(auth_token()).compute_signature(url, params)``. Latency = send → 200 with
 the body read; anything but a 200 (or a timeout / connection error) is an error.
 
-Baseline, same run, same rate and duration, first: a minimal sync Django view behind the same
-middleware that parses the same signed form body and does ONE INSERT (``WorkerHeartbeat``,
-autocommit) — i.e. what any Django webhook costs on this stack. Before each open-loop phase a
-short sequential warm-up, whose median is reported as the serial service time.
+Baseline, same run, same rate: a minimal sync Django view behind the same middleware that parses
+the same signed form body and does ONE INSERT (``WorkerHeartbeat``, autocommit) — i.e. what any
+Django webhook costs on this stack. First a short sequential warm-up of each (its median is
+reported as the serial service time), then ROUNDS alternating open-loop rounds of SECONDS s each
+(baseline, webhook, baseline, webhook …): a p99 moved by one noisy stretch of the machine (the
+baseline's read 18 ms in one run and 6 ms in the next) moves one round's ratio, not the result.
 
 Afterwards, once the worker has drained the events (every stored event processed or failed, at
 most DRAIN_LIMIT s): every MessageSid answered 200 must be exactly one Message (``duplicates`` =
 Message rows beyond one per sid, ``missing`` = sids answered 200 without a Message; events that
 failed processing are reported), then RETRIES SMS that were answered 200 are posted again, signed
 identically (a Twilio retry): each must get a 200 and no Message or event row may appear for
-them. Prints ``BENCH webhook ratio=<p99 webhook / p99 baseline> target=3 …``; exits 1 on errors,
+them. Prints ``BENCH webhook ratio=<median over the rounds of p99 webhook / p99 baseline> target=3
+spread=<min>-<max> …`` (the p50/p99 figures are over every round's requests); exits 1 on errors,
 duplicates or missing messages.
 
-Options (for smoke runs and comparisons): ``--rate N --seconds S --no-worker --no-pool
---worker-during-load``.
+Options (for comparisons): ``--rate N --seconds S (per round) --rounds N --no-worker --no-pool
+--worker-during-load``. ``BENCH_SMOKE=1``: 20/s, two rounds of 1 s, a few retries (``_harness``).
 """
 
 import argparse
@@ -47,13 +50,27 @@ import sys
 import time
 import urllib.parse
 
-from _harness import REPO, Processes, bench_database, bench_line, celery_queues, database_url, free_port, percentile
+from _harness import (
+    REPO,
+    ROUNDS,
+    SMOKE,
+    Processes,
+    RoundRatios,
+    alternate,
+    bench_database,
+    bench_line,
+    celery_queues,
+    database_url,
+    free_port,
+    percentile,
+)
 
-RATE = 100  # requests per second
-SECONDS = 20
+RATE = 20 if SMOKE else 100  # requests per second
+SECONDS = 1 if SMOKE else 6  # per round: ROUNDS rounds of each (5 x 6 s = 30 s per endpoint)
 SENDERS = 200
-RETRIES = 50
-WARMUP = 60  # sequential requests per endpoint before its phase
+RETRIES = 5 if SMOKE else 50
+WARMUP = 10 if SMOKE else 60  # sequential requests per endpoint before the rounds
+RETRY_SETTLE = 0.5 if SMOKE else 2.0  # seconds after the retries before their rows are counted
 REQUEST_TIMEOUT = 30.0  # seconds; a request not answered by then is an error
 MAX_CONNECTIONS = 256  # client keep-alive pool (open loop: new connections while others wait)
 # One worker thread: its queries run in PostgreSQL at normal priority, next to daphne's, on the
@@ -213,20 +230,37 @@ def fmt(s: dict) -> str:
             f"{s['ok']}/{s['n']} answered 200" + (f", errors {s['error_kinds']}" if s["errors"] else ""))
 
 
-def run_phase(name: str, base: str, path: str, rate: float, seconds: float) -> dict:
-    warm = sms_requests(base, path, WARMUP, f"{name}-warmup")
-    reqs = sms_requests(base, path, int(rate * seconds), name)
-    warm_results = asyncio.run(_sequential(warm))
+def warm_up(name: str, base: str, path: str) -> float:
+    """WARMUP sequential requests; their median after the first third: the serial service time."""
+    warm_results = asyncio.run(_sequential(sms_requests(base, path, WARMUP, f"{name}-warmup")))
     warm_errors = [s for _ms, s in warm_results if s != 200]
     if warm_errors:
         raise RuntimeError(f"{name} warm-up: {len(warm_errors)} of {WARMUP} not 200 (first: {warm_errors[0]}); "
                            "see var/bench-webhook-daphne.log")
-    serial = statistics.median(ms for ms, _s in warm_results[WARMUP // 3:])
+    return statistics.median(ms for ms, _s in warm_results[WARMUP // 3:])
+
+
+def load_round(name: str, index: int, base: str, path: str, rate: float, seconds: float) -> dict:
+    """One open-loop round of ``rate``/s for ``seconds`` s: its summary, requests and answers."""
+    reqs = sms_requests(base, path, max(1, int(rate * seconds)), f"{name}-r{index}")
     load = os.getloadavg()[0]
     phase = asyncio.run(_open_loop(reqs, rate))
     summary = summarise(phase["results"])
-    summary.update(serial_ms=serial, load=load, max_lag_ms=max(phase["lags"]), send_seconds=phase["send_seconds"],
+    summary.update(load=load, max_lag_ms=max(phase["lags"]), send_seconds=phase["send_seconds"],
                    seconds=phase["seconds"], reqs=reqs, results=phase["results"])
+    return summary
+
+
+def pooled(rounds: list[dict], serial_ms: float) -> dict:
+    """Every round of one endpoint together: percentiles over all its requests, the worst lag, the
+    busiest start, the longest round."""
+    results = [r for one in rounds for r in one["results"]]
+    summary = summarise(results)
+    summary.update(serial_ms=serial_ms, load=max(one["load"] for one in rounds),
+                   max_lag_ms=max(one["max_lag_ms"] for one in rounds),
+                   send_seconds=max(one["send_seconds"] for one in rounds),
+                   seconds=max(one["seconds"] for one in rounds),
+                   reqs=[q for one in rounds for q in one["reqs"]], results=results)
     return summary
 
 
@@ -252,7 +286,8 @@ def stored_sids(model_field: tuple, sids: list[str]) -> set[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rate", type=float, default=RATE)
-    parser.add_argument("--seconds", type=float, default=SECONDS)
+    parser.add_argument("--seconds", type=float, default=SECONDS, help="per round")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="alternating rounds of each endpoint")
     parser.add_argument("--no-worker", action="store_true", help="no celery worker (events stored, not processed)")
     parser.add_argument("--worker-during-load", action="store_true",
                         help="run the worker (idle priority) during the load instead of after it")
@@ -283,8 +318,15 @@ def main() -> int:
                             worker_now=args.worker_during_load)
             server.wait_ready()
             load_start = os.getloadavg()[0]
-            base = run_phase("baseline", server.base, BASELINE_PATH, args.rate, args.seconds)
-            hook = run_phase("webhook", server.base, WEBHOOK_PATH, args.rate, args.seconds)
+            serial = {"baseline": warm_up("baseline", server.base, BASELINE_PATH),
+                      "webhook": warm_up("webhook", server.base, WEBHOOK_PATH)}
+            rounds = alternate(
+                args.rounds,
+                lambda i: load_round("baseline", i, server.base, BASELINE_PATH, args.rate, args.seconds),
+                lambda i: load_round("webhook", i, server.base, WEBHOOK_PATH, args.rate, args.seconds))
+            base = pooled([b for b, _h in rounds], serial["baseline"])
+            hook = pooled([h for _b, h in rounds], serial["webhook"])
+            ratios = RoundRatios([b["p99"] for b, _h in rounds], [h["p99"] for _b, h in rounds], label="p99 webhook / p99 baseline")
             if not args.no_worker and not args.worker_during_load:
                 server.start_worker()
                 server.wait_worker()
@@ -312,7 +354,7 @@ def main() -> int:
             before = stored_counts(stored, retry_sids)[0] + stored_counts(events_of_retries, retry_sids)[0]
             retry_results = asyncio.run(_sequential(retry))
             retry_errors = sum(1 for _ms, st in retry_results if st != 200)
-            time.sleep(2.0)  # a retry must queue nothing; if it did, give the worker time to show it
+            time.sleep(RETRY_SETTLE)  # a retry must queue nothing; if it did, give the worker time to show it
             new_rows = stored_counts(stored, retry_sids)[0] + stored_counts(events_of_retries, retry_sids)[0] - before
             rows_after, distinct_after = stored_counts(stored, sids)
             duplicates = (rows_after - distinct_after) + new_rows
@@ -331,7 +373,6 @@ def main() -> int:
             connection.close()
 
     errors = hook["errors"] + base["errors"] + retry_errors
-    ratio = hook["p99"] / base["p99"]
     rate = int(args.rate) if args.rate == int(args.rate) else args.rate
     seconds = int(args.seconds) if args.seconds == int(args.seconds) else args.seconds
     connections = f"psycopg pool of {DB_POOL}" if not args.no_pool else "a connection per request"
@@ -341,13 +382,14 @@ def main() -> int:
           f"{os.cpu_count()} CPUs, load average {load_start:.1f} at start, {load_end:.1f} at end")
     if load_start > 1.5:
         print("note: the machine was already busy when the bench started (other processes); latencies include that")
-    print(f"open loop: {rate}/s for {seconds} s per phase, {SENDERS} senders, aiohttp keep-alive pool "
+    print(f"open loop: {rate}/s, {args.rounds} alternating rounds of {seconds} s per endpoint, {SENDERS} senders, aiohttp keep-alive pool "
           f"(max {MAX_CONNECTIONS} connections), timeout {REQUEST_TIMEOUT:g} s")
     for name, s in (("baseline (1 INSERT view)", base), ("webhook (signed inbound SMS)", hook)):
         print(f"{name}: serial {s['serial_ms']:.1f} ms/request (sequential warm-up median, "
               f"~{1000 / s['serial_ms']:.0f}/s for one daphne); under load: {fmt(s)}")
-        print(f"    sent in {s['send_seconds']:.1f} s (max client lag {s['max_lag_ms']:.0f} ms), last answer after "
-              f"{s['seconds']:.1f} s; load average {s['load']:.1f} at phase start")
+        print(f"    every round sent in at most {s['send_seconds']:.1f} s (max client lag {s['max_lag_ms']:.0f} ms), "
+              f"last answer at most {s['seconds']:.1f} s after its start; load average at most {s['load']:.1f} "
+              f"at a round's start")
     processing = (f"the worker processed the events {percentile(lags, 50) / 1000:.1f} s (p50), "
                   f"{percentile(lags, 99) / 1000:.1f} s (p99) after they were received"
                   if lags else "none processed")
@@ -361,9 +403,9 @@ def main() -> int:
     if base["errors"]:
         print("note: the baseline itself had errors (overloaded): its p99 covers only the 200s and the ratio "
               "understates the webhook's cost")
-    print(f"p99 webhook / p99 baseline: x{ratio:.2f} (target {TARGET:g}); total {time.monotonic() - began:.0f} s")
+    print(f"{ratios.describe()} (target {TARGET:g}); total {time.monotonic() - began:.0f} s")
     print(bench_line(
-        "webhook", ratio=ratio, target=TARGET, db="postgresql", rate=rate, seconds=seconds,
+        "webhook", ratio=ratios, target=TARGET, db="postgresql", rate=rate, seconds=seconds,
         webhook_p50_ms=hook["p50"], webhook_p99_ms=hook["p99"], baseline_p50_ms=base["p50"],
         baseline_p99_ms=base["p99"], errors=errors, duplicates=duplicates, sent=hook["n"], missing=missing,
         webhook_serial_ms=hook["serial_ms"], baseline_serial_ms=base["serial_ms"],
