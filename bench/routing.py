@@ -442,7 +442,7 @@ class Desk(threading.Thread):
         from django.utils import timezone
 
         from conversations.models import Offer
-        from conversations.services.routing import conversation_resolve
+        from conversations.routing.assignment import conversation_resolve
 
         try:
             while not self.halt.is_set():
@@ -734,11 +734,8 @@ def phase_freeing(events: Events, inbox, queue, agent_ids: list[int], baseline) 
     from django.utils import timezone
 
     from conversations.models import Agent, Conversation, Offer
-    from conversations.services.routing import (
-        RoutingError,
-        conversation_resolve,
-        offer_accept,
-    )
+    from conversations.routing.offers import RoutingError, offer_accept
+    from conversations.routing.assignment import conversation_resolve
     from profiles.models import Customer
 
     # Everyone full: accept what is pending, then top every agent up to CAPACITY accepted conversations.

@@ -29,7 +29,8 @@ def _act(user, kind: str, content: dict) -> dict:
     from django.core.exceptions import ValidationError
 
     from .models import Agent, Offer, PresenceState
-    from .services.routing import agent_presence_set, offer_accept, offer_reject
+    from .routing.presence import agent_presence_set
+    from .routing.offers import offer_accept, offer_reject
 
     agent = Agent.objects.filter(user=user).first()
     if agent is None:
@@ -127,7 +128,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
-        from .services import presence
+        from .routing import console_presence as presence
 
         # This socket keeps its agent "seen" (services.presence): an agent none of whose consoles
         # is seen for the grace period is put offline by the tick.
@@ -140,7 +141,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
     async def _seen(self, *, now: bool = False):
         """Refresh the agent's "seen" on the socket's traffic (at most every few seconds), and
         ``now`` when it closes: the grace runs from the last moment a console was there."""
-        from .services import presence
+        from .routing import console_presence as presence
 
         if getattr(self, "agent_id", None) is None:
             return

@@ -33,11 +33,13 @@ def register() -> None:
 
     tick.register("requeue_stuck_outbound", requeue_stuck_outbound)
 
-    from .services import routing
+    from .routing.assignment import offline_requeue
+    from .routing.decisions import route_waiting
+    from .routing.presence import offers_expire
 
     # Time-based routing transitions, found in the database each tick (DESIGN.md).
-    tick.register("offers_expire", routing.offers_expire)
-    tick.register("route_waiting", routing.route_waiting)
-    tick.register("offline_requeue", routing.offline_requeue)
-    from .services.presence import agents_without_console_offline
+    tick.register("offers_expire", offers_expire)
+    tick.register("route_waiting", route_waiting)
+    tick.register("offline_requeue", offline_requeue)
+    from .routing.console_presence import agents_without_console_offline
     tick.register("agents_without_console_offline", agents_without_console_offline)

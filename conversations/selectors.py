@@ -56,7 +56,7 @@ def agent_conversation_access(agent_id: int, *, at=None) -> Q:
     waits unassigned in a queue that allows picking and whose every required skill they have.
     Supervisors see every conversation (``access_conversation``). One condition on Conversation
     rows, so checking one conversation is one query."""
-    from .routing.selection import skills_lacking
+    from .routing.eligibility import skills_lacking
 
     at = at or timezone.now()
     open_offer = Offer.objects.filter(
@@ -104,7 +104,7 @@ def customers_served_by(user) -> Q:
     accepted) or in a queue whose every required skill they have; or a message or note the agent
     wrote to them. Two small reads (the agent, the queues' skills), then one condition."""
     from .models import Queue
-    from .routing.selection import queues_served
+    from .routing.eligibility import queues_served
 
     agent = Agent.objects.filter(user=user).first()
     if agent is None:

@@ -19,7 +19,7 @@ def consoles_signed_out(sender, request, user, **kwargs) -> None:
 def agent_signed_out(sender, request, user, **kwargs) -> None:
     """``user_logged_out``: a signed-out agent goes offline (services.presence.agent_sign_out)."""
     from .models import Agent
-    from .services.presence import agent_sign_out
+    from .routing.console_presence import agent_sign_out
 
     if user is None or user.pk is None:
         return  # signing out without being signed in

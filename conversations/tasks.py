@@ -101,14 +101,14 @@ def deliver_message(self, message_id: int) -> str:
 
 @shared_task(name="conversations.route_conversation", ignore_result=True, acks_late=True)
 def route_conversation_task(conversation_id: int) -> str:
-    """Offer one waiting conversation to an agent (idempotent: see services.routing)."""
-    from .services.routing import route_conversation
+    """Offer one waiting conversation to an agent (idempotent: see routing/decisions.py)."""
+    from .routing.decisions import route_conversation
 
     return route_conversation(conversation_id=conversation_id).reason or "offered"
 
 
 @shared_task(name="conversations.route_for_agent", ignore_result=True, acks_late=True)
 def route_for_agent_task(agent_id: int) -> int:
-    from .services.routing import route_for_agent
+    from .routing.decisions import route_for_agent
 
     return route_for_agent(agent_id=agent_id)

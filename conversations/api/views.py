@@ -11,7 +11,9 @@ from contactcenter.permissions import is_contact_center_staff
 
 from ..models import Agent, Offer, PresenceState
 from ..selectors import access_conversation
-from ..services.routing import agent_presence_set, offer_accept, offer_reject, queue_position
+from ..routing.presence import agent_presence_set
+from ..routing.offers import offer_accept, offer_reject
+from ..routing.position import queue_position
 from . import selectors
 
 def _agent_of(request) -> Agent:

@@ -26,8 +26,16 @@ from profiles.services.profile import customer_update
 from profiles.services.suggestions import merge_suggestion_decide
 
 from ..models import Agent, Message, Offer, PresenceState, Queue, WrapUpCode
+from ..routing.assignment import (
+    conversation_assign,
+    conversation_pick,
+    conversation_resolve,
+    conversation_transfer,
+)
+from ..routing.offers import offer_accept, offer_reject
+from ..routing.presence import agent_presence_set
 from ..selectors import access_conversation, agent_of, is_supervisor
-from ..services import agent_actions, routing
+from ..services import agent_actions
 from .views import console_login_required, int_or_none
 
 JSON = "application/json"
@@ -158,7 +166,7 @@ def resolve(request, conversation_id: int):
     code = request.POST.get("wrap_up_code", "").strip()
     if code and not WrapUpCode.objects.filter(code=code, is_active=True).exists():
         raise ActionError(_("Unknown wrap-up code."))
-    routing.conversation_resolve(conversation_id=conversation.pk, by=agent_of(request.user), wrap_up_code=code,
+    conversation_resolve(conversation_id=conversation.pk, by=agent_of(request.user), wrap_up_code=code,
                                  note=request.POST.get("note", ""))
     return {"flash": _("Resolved."), "next": _where(conversation)}
 
@@ -219,7 +227,7 @@ def transfer(request, conversation_id: int):
         to_queue = Queue.objects.filter(pk=int_or_none(ident), is_active=True).first()
     if to_agent is None and to_queue is None:
         raise ActionError(_("Choose an agent or a queue to transfer to."))
-    conversation = routing.conversation_transfer(
+    conversation = conversation_transfer(
         conversation_id=conversation.pk, by=agent, note=request.POST.get("note", ""), to_agent=to_agent,
         to_queue=to_queue, supervisor=is_supervisor(request.user))
     if to_agent is not None and to_agent.pk == agent.pk:  # a pick: the page goes on with it, as pick's does
@@ -232,7 +240,7 @@ def pick(request, conversation_id: int):
     """Take a waiting conversation. Agents pick where the queue allows it; a supervisor takes it
     from any queue, as an assignment to themselves."""
     conversation = _conversation(request, conversation_id)
-    routing.conversation_pick(conversation_id=conversation.pk, agent=_agent(request),
+    conversation_pick(conversation_id=conversation.pk, agent=_agent(request),
                               supervisor=is_supervisor(request.user))
     return {"json": {"conversation": conversation.pk}, "next": _where(conversation)}
 
@@ -246,7 +254,7 @@ def assign(request, conversation_id: int):
     to_agent = Agent.objects.filter(pk=int_or_none(request.POST.get("agent"))).first()
     if to_agent is None:
         raise ActionError(_("Choose an agent."))
-    routing.conversation_assign(conversation_id=conversation.pk, agent=to_agent, by=agent_of(request.user),
+    conversation_assign(conversation_id=conversation.pk, agent=to_agent, by=agent_of(request.user),
                                 note=request.POST.get("note", ""), via="manual")
     return {"flash": _("Assigned."), "next": _where(conversation)}
 
@@ -259,7 +267,7 @@ def offer_decide(request, offer_id: int, decision: str):
     offer = Offer.objects.filter(pk=offer_id, agent=agent).first()
     if offer is None:
         raise Http404
-    action = routing.offer_accept if decision == "accept" else routing.offer_reject
+    action = offer_accept if decision == "accept" else offer_reject
     offer = action(offer_id=offer.pk, agent=agent)
     return {"json": {"offer": offer.pk, "status": offer.status, "conversation": offer.conversation_id},
             "next": f"/console/conversations/{offer.conversation_id}/" if decision == "accept" else "/console/"}
@@ -271,7 +279,7 @@ def presence(request):
     state = PresenceState.objects.filter(pk=int_or_none(request.POST.get("presence"))).first()
     if state is None:
         raise ActionError(_("Unknown presence."))
-    routing.agent_presence_set(agent=agent, presence=state)
+    agent_presence_set(agent=agent, presence=state)
     return {"json": {"presence": state.pk, "name": state.name, "available": state.is_available}}
 
 

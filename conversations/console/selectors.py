@@ -39,7 +39,7 @@ from ..models import (
     Queue,
     WrapUpCode,
 )
-from ..routing.selection import queues_served
+from ..routing.eligibility import queues_served
 
 WAITING = Q(status=ConversationStatus.OPEN, assignee__isnull=True, abandoned_at__isnull=True)
 PICK_LIST_LIMIT = 10

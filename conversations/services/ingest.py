@@ -166,7 +166,7 @@ def _reopen(conversation: Conversation, *, at: datetime) -> None:
     contact (its position, its overflow timer), and its first decision tells the customer their
     position again (routing_note cleared)."""
     from ..models import Agent
-    from ..routing.selection import queue_enter, queue_pick
+    from ..routing.placement import queue_enter, queue_pick
 
     conversation.status = ConversationStatus.OPEN
     conversation.resolved_at = None
@@ -213,7 +213,7 @@ def _open_conversation(*, customer: Customer, inbox: Inbox, inbound: InboundMess
     if inbound.automated:
         conversation.queue_id = inbox.default_queue_id
     else:
-        from ..routing.selection import queue_enter, queue_pick
+        from ..routing.placement import queue_enter, queue_pick
 
         # A new customer has no tags yet; an hour rule meets the message's time (a mail fetched late).
         why = queue_pick(conversation, tags=[] if new_customer else None, at=at)

@@ -173,7 +173,7 @@ def test_an_agent_set_offline_while_no_console_was_open_is_told_why_when_they_co
     """The tick put Alice offline while none of her consoles was open (services.presence); the
     first console she opens gets the presence event again with the reason in her language, and
     shows it."""
-    from conversations.services import presence
+    from conversations.routing import console_presence as presence
 
     states = presences()
     desk = support_desk()

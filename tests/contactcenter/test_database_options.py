@@ -69,7 +69,7 @@ def test_a_kept_connection_runs_a_routing_statement_prepared_the_second_time(mon
     from django.utils import timezone
 
     from conversations.models import Queue
-    from conversations.routing.selection import eligible_agents
+    from conversations.routing.eligibility import eligible_agents
 
     queue = Queue.objects.create(name="Prepared", slug="prepared")
     # What the settings give a worker (CC_DB_CONN_MAX_AGE > 0): the test suite's own connections

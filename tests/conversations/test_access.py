@@ -27,7 +27,9 @@ from conversations.models import (
     Skill,
 )
 from conversations.services.agent_actions import note_add
-from conversations.services.routing import conversation_assign, offer_reject, offers_expire
+from conversations.routing.assignment import conversation_assign
+from conversations.routing.offers import offer_reject
+from conversations.routing.presence import offers_expire
 
 from ..factories import make_agent, make_conversation, make_customer, make_inbox, make_message
 from .test_console_live import _pong, _socket, _until

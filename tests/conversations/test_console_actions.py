@@ -790,8 +790,8 @@ def test_every_presence_the_product_creates_has_a_label_in_each_language():
 
     from conversations.demo.seed import PRESENCES
     from conversations.models import BUILT_IN_PRESENCE_LABELS
-    from conversations.services.presence import OFFLINE_PRESENCE
-    from conversations.services.routing import MISSED_OFFER_PRESENCE
+    from conversations.routing.console_presence import OFFLINE_PRESENCE
+    from conversations.routing.presence import MISSED_OFFER_PRESENCE
 
     created = {name for name, *_flags in PRESENCES} | {OFFLINE_PRESENCE, MISSED_OFFER_PRESENCE}
     assert created == set(BUILT_IN_PRESENCE_LABELS)

@@ -28,7 +28,7 @@ from conversations.sequence import message_seq_next
 from conversations.services import InboundMessage, message_receive
 from conversations.services.agent_actions import note_add
 from conversations.services.outbound import message_send
-from conversations.services.routing import conversation_resolve
+from conversations.routing.assignment import conversation_resolve
 from conversations.services.system_events import system_event_record
 from profiles.models import IdentityKind
 

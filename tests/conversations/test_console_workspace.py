@@ -33,12 +33,8 @@ from conversations.models import (
 )
 from conversations.console import selectors
 from conversations.channels.email.ingest import email_receive
-from conversations.services.routing import (
-    conversation_resolve,
-    conversation_transfer,
-    offline_requeue,
-    route_conversation,
-)
+from conversations.routing.assignment import conversation_resolve, conversation_transfer, offline_requeue
+from conversations.routing.decisions import route_conversation
 from conversations.services.system_events import system_event_record
 from profiles.models import ConsentStatus, IdentityKind
 from profiles.services import consent_record
@@ -810,7 +806,7 @@ def test_an_offers_outcome_reads_on_the_timeline(client, agent, supervisor, supp
     """Offered, then timed out: two entries that said the same ("Offered · Alice") now say what
     became of the offer, in the agent's language."""
     from conversations.models import Offer, PresenceState
-    from conversations.services.routing import offers_expire
+    from conversations.routing.presence import offers_expire
 
     available = PresenceState.objects.create(name="Available", is_available=True)
     agent.presence = available

@@ -207,7 +207,7 @@ def test_a_retry_arriving_while_the_slow_first_delivery_is_still_committing_stor
 
 
 def test_message_after_the_customer_abandoned_opens_a_new_conversation():
-    from conversations.services.routing import conversation_abandon
+    from conversations.routing.assignment import conversation_abandon
 
     inbox = make_inbox("sms")
     first = message_receive(_sms(inbox, sid="SMa1"))

@@ -13,8 +13,9 @@ from django.utils import timezone
 
 from contactcenter.asgi import application
 from conversations.models import Agent, AgentSkill, Offer, PresenceState, Queue, Skill
-from conversations.services import presence as presence_service
-from conversations.services.routing import agent_presence_set, route_conversation
+from conversations.routing import console_presence as presence_service
+from conversations.routing.presence import agent_presence_set
+from conversations.routing.decisions import route_conversation
 
 from ..factories import make_agent, make_conversation, make_customer, make_inbox
 

@@ -15,22 +15,17 @@ from conversations.models import (
     RoutingRule,
 )
 from conversations.services import InboundMessage, message_receive
-from conversations.services.routing import (
-    RoutingError,
-    agent_presence_set,
+from conversations.routing.offers import RoutingError, offer_accept, offer_reject
+from conversations.routing.presence import agent_presence_set, offers_expire
+from conversations.routing.assignment import (
     conversation_abandon,
     conversation_assign,
     conversation_pick,
     conversation_resolve,
     conversation_transfer,
-    offer_accept,
-    offer_reject,
-    offers_expire,
-    queue_position,
-    route_conversation,
-    route_for_agent,
-    route_waiting,
 )
+from conversations.routing.position import queue_position
+from conversations.routing.decisions import route_conversation, route_for_agent, route_waiting
 from profiles.models import Tag
 
 from ..factories import make_agent, make_conversation, make_customer, make_inbox
@@ -92,7 +87,7 @@ def test_a_decision_looks_past_the_longest_idle_agents_who_are_full_and_finds_th
     """A decision asks the database for the first few agents with room (ELIGIBLE_LIMIT): agents
     without room are passed over however many of them come first, and the known agent comes
     first however recently they worked."""
-    from conversations.routing.selection import ELIGIBLE_LIMIT
+    from conversations.routing.eligibility import ELIGIBLE_LIMIT
 
     now = timezone.now()
     idle = [staff(f"idle-{i}", presence["available"], "support", capacity={"sms": 1},
@@ -161,7 +156,7 @@ def test_placement_skips_inactive_rules_and_queues_and_falls_back_in_order(suppo
     """queue_pick's reads, written as SQL: an inactive rule, or a rule whose queue is inactive,
     never places; rules of equal order go by id; without a match the inbox's queue if active, else
     the queue marked default if active, else none."""
-    from conversations.routing.selection import queue_pick
+    from conversations.routing.placement import queue_pick
 
     closed = Queue.objects.create(name="Closed", slug="closed", is_active=False)
     first = Queue.objects.create(name="First", slug="first")
@@ -189,7 +184,7 @@ def test_placement_skips_inactive_rules_and_queues_and_falls_back_in_order(suppo
 def test_a_rule_about_tags_reads_them_only_when_a_rule_asks(support, presence, django_assert_num_queries):
     """Placing a conversation costs the rules' read; the customer's tags are read only when some
     rule is about tags (and never for a customer created by the same message)."""
-    from conversations.routing.selection import queue_pick
+    from conversations.routing.placement import queue_pick
 
     inbox = make_inbox("sms", default_queue=support)
     RoutingRule.objects.create(name="SMS", order=1, expression='channel == "sms"', queue=support)  # matches
@@ -287,8 +282,8 @@ def test_an_agent_who_just_turned_it_down_is_not_offered_it_again_even_from_a_st
     offer's own statement refuses an agent who turned the conversation down since."""
     import dataclasses
 
-    from conversations.routing.selection import Candidate
-    from conversations.services import routing
+    from conversations.routing.sql import Candidate
+    from conversations.routing import decisions as routing
 
     refuser = staff("refuser", presence["available"], "support")
     other = staff("other", presence["available"], "support")
@@ -317,7 +312,8 @@ def test_the_candidates_read_with_the_lock_are_exactly_the_eligible_agents(suppo
     order and limit."""
     from django.db import connection, transaction
 
-    from conversations.routing.selection import ELIGIBLE_LIMIT, eligible_agents, waiting_conversation_lock
+    from conversations.routing.eligibility import ELIGIBLE_LIMIT, eligible_agents
+    from conversations.routing.selection import waiting_conversation_lock
 
     if connection.vendor != "postgresql":
         pytest.skip("production mode only (PostgreSQL + Redis): run by `make test`")
@@ -539,7 +535,7 @@ def test_an_overflow_queue_must_take_every_channel_of_the_queue_overflowing_into
 def test_a_conversation_stays_put_when_its_overflow_queue_cannot_take_it_any_more(support, presence):
     """Validation keeps this from being configured; a queue deactivated (or changed outside the
     admin) since must not swallow conversations, nor make the tick retry them in a loop."""
-    from conversations.services.routing import WAITING_RETRY
+    from conversations.routing.decisions import WAITING_RETRY
 
     overflow = Queue.objects.create(name="Overflow", slug="overflow")
     support.overflow_queue, support.overflow_after_seconds = overflow, 60
@@ -642,7 +638,7 @@ def test_sms_customer_who_must_wait_is_told_their_position_once(support, presenc
 
 
 def test_offline_agent_conversations_go_back_to_the_queue_after_the_grace(support, presence, monkeypatch):
-    from conversations.services.routing import offline_requeue
+    from conversations.routing.assignment import offline_requeue
     from conversations.tasks import route_conversation_task
 
     monkeypatch.setattr(route_conversation_task, "apply_async", lambda *a, **k: None)
@@ -663,7 +659,7 @@ def test_offline_agent_conversations_go_back_to_the_queue_after_the_grace(suppor
 
 
 def test_stay_policy_keeps_conversations_with_an_offline_agent(support, presence):
-    from conversations.services.routing import offline_requeue
+    from conversations.routing.assignment import offline_requeue
 
     agent = staff("stays", presence["available"], "support")
     conversation = waiting(support)
@@ -716,7 +712,7 @@ def test_a_rule_never_sends_a_conversation_to_a_queue_that_does_not_serve_its_ch
 
 
 def test_route_for_agent_stops_trying_once_the_agent_is_full(support, presence, monkeypatch):
-    from conversations.services import routing
+    from conversations.routing import decisions as routing
 
     agent = staff("small", presence["available"], "support", capacity={"sms": 1})
     for _ in range(5):
@@ -734,8 +730,9 @@ def test_a_short_candidate_list_whose_agents_were_taken_asks_the_whole_question_
     someone further down the idle order has room: the decision is made again with the whole list."""
     import dataclasses
 
-    from conversations.routing.selection import ELIGIBLE_LIMIT, Candidate
-    from conversations.services import routing
+    from conversations.routing.eligibility import ELIGIBLE_LIMIT
+    from conversations.routing.sql import Candidate
+    from conversations.routing import decisions as routing
 
     taken = staff("taken", presence["available"], "support", capacity={"sms": 1},
                   last_assigned_at=timezone.now() - timedelta(hours=2))

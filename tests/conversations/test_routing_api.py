@@ -5,7 +5,7 @@ from channels.db import database_sync_to_async
 from rest_framework.test import APIClient
 
 from conversations.models import AgentSkill, Offer, PresenceState, Queue, Skill
-from conversations.services.routing import route_conversation
+from conversations.routing.decisions import route_conversation
 
 from ..factories import make_agent, make_conversation, make_customer, make_inbox
 from .console_socket_helpers import _connect, _session_cookie

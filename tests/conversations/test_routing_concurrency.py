@@ -20,15 +20,10 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from conversations.models import Agent, AgentSkill, Conversation, Inbox, Offer, PresenceState, Queue, Skill
-from conversations.services.routing import (
-    agent_presence_set,
-    conversation_resolve,
-    offer_accept,
-    offer_reject,
-    offers_expire,
-    route_conversation,
-    route_waiting,
-)
+from conversations.routing.presence import agent_presence_set, offers_expire
+from conversations.routing.assignment import conversation_resolve
+from conversations.routing.offers import offer_accept, offer_reject
+from conversations.routing.decisions import route_conversation, route_waiting
 from profiles.models import Customer
 
 pytestmark = [pytest.mark.production, pytest.mark.django_db(transaction=True)]
@@ -265,8 +260,8 @@ def test_a_router_holding_a_full_agent_starts_over_before_it_waits_for_another(m
     let go of them first, or two such routers could deadlock."""
     from django.db import DatabaseError, transaction
 
-    from conversations.routing.selection import Candidate
-    from conversations.services import routing
+    from conversations.routing.sql import Candidate
+    from conversations.routing import decisions as routing
 
     queue, inbox, (full, held) = _routing_floor(1, 3)
     Conversation.objects.create(customer=Customer.objects.create(display_name="busy"), inbox=inbox, channel="sms",
@@ -353,7 +348,7 @@ def test_the_lock_statement_locks_the_first_candidate_nobody_else_holds():
 def test_a_decision_offers_to_the_agent_the_lock_statement_locked_and_no_other_lock_is_taken(monkeypatch):
     """The agent locked with the conversation gets the offer without a second lock of their row;
     the agents before them in the list, held elsewhere when the statement ran, are not asked."""
-    from conversations.services import routing
+    from conversations.routing import decisions as routing
 
     queue, inbox, (first, second, _third) = _routing_floor(3, 3, 3)
     conversation = _waiting(queue, inbox)
@@ -369,8 +364,8 @@ def test_a_decision_offers_to_the_agent_the_lock_statement_locked_and_no_other_l
 def test_an_agent_locked_with_the_conversation_but_full_by_then_is_passed_over(monkeypatch):
     """The candidates are read just before the locks: an agent whose last slot was taken in between
     is locked, found full by the offer's own statement, and the next agent gets the offer."""
-    from conversations.routing.selection import Candidate
-    from conversations.services import routing
+    from conversations.routing.sql import Candidate
+    from conversations.routing import decisions as routing
 
     queue, inbox, (full, other) = _routing_floor(1, 3)
     Conversation.objects.create(customer=Customer.objects.create(display_name="busy"), inbox=inbox, channel="sms",

@@ -9,17 +9,10 @@ from django.utils import timezone
 
 from conversations.models import Conversation, ConversationStatus, EventType, Message, Offer, Queue, RoutingRule, Skill
 from conversations.services import InboundMessage, message_receive
-from conversations.services.routing import (
-    RoutingError,
-    conversation_abandon,
-    conversation_assign,
-    conversation_resolve,
-    conversation_transfer,
-    offer_reject,
-    offers_expire,
-    route_conversation,
-    route_for_agent,
-)
+from conversations.routing.offers import RoutingError, offer_reject
+from conversations.routing.assignment import conversation_abandon, conversation_assign, conversation_resolve, conversation_transfer
+from conversations.routing.presence import offers_expire
+from conversations.routing.decisions import route_conversation, route_for_agent
 
 from ..factories import make_conversation, make_customer, make_inbox
 from .routing_helpers import staff, waiting
@@ -366,7 +359,7 @@ def test_the_tick_routes_a_waiting_conversation_again_only_when_something_can_ha
     """Left waiting (nobody free), a conversation is routed again by route_for_agent when capacity
     frees; the tick only retries it when a time-based change is due (here its queue's overflow) or
     after WAITING_RETRY in case a task was lost, not on every tick."""
-    from conversations.services.routing import WAITING_RETRY, route_waiting
+    from conversations.routing.decisions import WAITING_RETRY, route_waiting
 
     support.overflow_queue = Queue.objects.create(name="Overflow", slug="overflow")
     support.overflow_after_seconds = 30

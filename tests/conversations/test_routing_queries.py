@@ -12,7 +12,8 @@ from django.db import connection
 from django.utils import timezone
 
 from conversations.models import Agent, AgentSkill, Conversation, Offer, PresenceState, Queue, Skill
-from conversations.services.routing import conversation_resolve, route_conversation, route_for_agent
+from conversations.routing.assignment import conversation_resolve
+from conversations.routing.decisions import route_conversation, route_for_agent
 from profiles.models import Customer
 
 from ..factories import make_conversation, make_customer, make_inbox
@@ -122,7 +123,7 @@ def test_resolving_with_a_pending_offer_takes_seven_statements(floor, django_ass
 def test_accepting_an_offer_takes_nine_statements(floor, django_assert_num_queries):
     """BEGIN, the offer's conversation, lock it, lock the offer (its agent along), accept the offer,
     the agent's idle time, save the conversation taking the event's number, the event, COMMIT."""
-    from conversations.services.routing import offer_accept
+    from conversations.routing.offers import offer_accept
 
     floor.add_agents(2)
     conversation = floor.add_waiting(1)[0]
@@ -170,7 +171,7 @@ def test_a_decision_reads_a_dozen_agents_however_many_are_available(floor):
     """The lock statement walks the agents in idle order (agent_idle_order_idx) and stops once ten
     with room are found: with 300 available agents, PostgreSQL reads a dozen of them, where sorting
     them all first read 300 (bench/routing; it grows with the floor)."""
-    from conversations.routing.selection import ELIGIBLE_LIMIT
+    from conversations.routing.eligibility import ELIGIBLE_LIMIT
 
     floor.add_agents(300)
     for agent in floor.agents[-5:]:  # the longest idle are full: the walk goes past them

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from conversations.models import AgentSkill, QueueSkill, Skill
 from conversations.selectors import access_conversation
-from conversations.services.routing import route_conversation, route_for_agent
+from conversations.routing.decisions import route_conversation, route_for_agent
 
 from ..factories import make_agent, make_conversation, make_customer, make_inbox
 from .routing_helpers import waiting

@@ -724,7 +724,7 @@ def default_queue(db):
 
 
 async def _route(conversation_id):
-    from conversations.services.routing import route_conversation
+    from conversations.routing.decisions import route_conversation
 
     return await database_sync_to_async(route_conversation)(conversation_id=conversation_id)
 
@@ -785,7 +785,7 @@ async def test_queue_position_and_estimate_of_two_waiting_visitors(widget, agent
 
 
 async def test_queue_position_is_null_once_an_agent_has_the_conversation(widget, agent, default_queue):
-    from conversations.services.routing import conversation_assign
+    from conversations.routing.assignment import conversation_assign
 
     communicator, _, _ = await _hello(_token())
     try:
@@ -934,7 +934,7 @@ async def test_end_while_waiting_abandons_cancels_the_offer_and_the_next_message
 
 
 async def test_end_with_an_agent_resolves_and_the_next_message_starts_anew(widget, agent, default_queue):
-    from conversations.services.routing import conversation_assign
+    from conversations.routing.assignment import conversation_assign
 
     token = _token()
     communicator, _, _ = await _hello(token)

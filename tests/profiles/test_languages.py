@@ -20,7 +20,7 @@ def test_a_plausible_tag_is_kept_and_anything_else_is_no_language(raw, tag, prim
 def test_a_language_set_with_a_region_meets_a_rule_about_the_language():
     """An agent may keep "ja-JP" on a profile; channels keep "ja". A rule asks `language == "ja"`."""
     from conversations.models import Queue, RoutingRule
-    from conversations.routing.selection import queue_pick
+    from conversations.routing.placement import queue_pick
 
     from ..factories import make_conversation, make_customer, make_inbox
 

@@ -476,7 +476,7 @@ def _would_be_queue(inbox: Inbox, visitor: Visitor | None, customer: Customer | 
     conversation that is never saved, for their customer, or for a customer who does not exist
     yet with what the browser told us (the ingest creates them with exactly that). Like the ingest,
     the browser's language stands in for a customer who has none."""
-    from ...routing.selection import queue_pick
+    from ...routing.placement import queue_pick
     from ...services.ingest import customer_language
 
     language = customer_language(visitor.language) if visitor is not None else ""
@@ -495,7 +495,7 @@ def _available_agent_for(queue: Queue | None) -> bool:
     """Someone available who has every skill ``queue`` requires at its level, in one statement."""
     agents = Agent.objects.filter(presence__is_available=True)
     if queue is not None:
-        from ...routing.selection import skills_lacking
+        from ...routing.eligibility import skills_lacking
 
         agents = agents.exclude(Exists(skills_lacking(queue_id=queue.pk, agent_id=OuterRef(OuterRef("pk")))))
     return agents.exists()
@@ -672,7 +672,7 @@ def queue_frame(conversation: Conversation | None) -> dict:
     """``{"type": "queue", "conversation", "waiting", "position", "estimated_wait_seconds"}``.
     ``waiting``: open and nobody has it yet; ``position`` is null while it is not (or not yet) in a
     queue, and once an agent has it: the widget hides the line then."""
-    from ...services.routing import queue_position
+    from ...routing.position import queue_position
 
     position = queue_position(conversation=conversation) if conversation is not None else None
     waiting = bool(
@@ -701,7 +701,8 @@ def visitor_end(*, visitor: Visitor, conversation_id=None) -> dict:
     follow-up stays open: we told them we would answer. Idempotent.
     Every tab of the visitor gets ``{"type": "ended"}`` and clears; the next message opens a new
     conversation."""
-    from ...services.routing import RoutingError, conversation_abandon, conversation_resolve
+    from ...routing.offers import RoutingError
+    from ...routing.assignment import conversation_abandon, conversation_resolve
 
     _require_rate(f"msg-visitor:{visitor.key}", limits()["message_per_visitor"])
     conversation = _visitor_target(visitor, conversation_id)

@@ -28,7 +28,8 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from ..models import Agent, PresenceState, presence_label
-from .routing import _rescind_pending_offers_of, _set_presence, agent_presence_set
+from .offers import pending_offers_rescind
+from .presence import agent_presence_set, presence_record
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def agent_presence_disconnected(*, agent_id: int, presence_changed_at) -> bool:
     offline = offline_presence()
     with transaction.atomic():
         # Lock order as in routing: each conversation before its offer, the agent last.
-        _rescind_pending_offers_of(agent_id, now)
+        pending_offers_rescind(agent_id, now)
         agent = Agent.objects.select_for_update(of=("self",)).select_related("presence").get(pk=agent_id)
         if agent.presence is None or not agent.presence.is_available or \
                 agent.presence_changed_at != presence_changed_at:
@@ -185,7 +186,7 @@ def agent_presence_disconnected(*, agent_id: int, presence_changed_at) -> bool:
             # offers closed above are rolled back with their events and their re-routing.
             transaction.set_rollback(True)
             return False
-        _set_presence(agent, offline, now, reason=REASON_DISCONNECTED)
+        presence_record(agent, offline, now, reason=REASON_DISCONNECTED)
         notice = {
             "event": {"type": "agent.presence", "agent": agent.pk, "presence": offline.pk, "name": offline.name,
                       "available": offline.is_available, "reason": REASON_DISCONNECTED},
