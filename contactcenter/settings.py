@@ -221,6 +221,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["contactcenter.permissions.IsContactCenterStaff"],
+    # Bounded nesting and finite numbers (contactcenter.decoding): malformed JSON is a 400, never a 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "contactcenter.api_parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {"login": "10/minute"},
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",

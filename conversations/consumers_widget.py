@@ -25,6 +25,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import OriginValidator, WebsocketDenier
 
+from contactcenter.decoding import UndecodableInput, json_decode
+
 from .services import webchat
 from .services.webchat import WidgetError, visitor_group
 
@@ -100,8 +102,10 @@ class WidgetConsumer(AsyncWebsocketConsumer):
             await self.send_json(WidgetError(code, "too_long" if code == 413 else "bad_frame").frame())
             return
         try:
-            content = json.loads(text_data)
-        except ValueError:
+            # Bounded nesting and finite numbers (contactcenter.decoding): a hostile frame is a
+            # bad_frame error like any other, never an exception that ends the socket with 1011.
+            content = json_decode(text_data)
+        except UndecodableInput:
             content = None
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
             await self.send_json(WidgetError(400, "bad_frame").frame())
