@@ -25,6 +25,13 @@ pytestmark = pytest.mark.django_db
 SID = "SM" + "a" * 32
 
 
+@pytest.fixture(autouse=True)
+def _our_numbers(db):
+    from .twilio_helpers import configure_our_numbers
+
+    configure_our_numbers()
+
+
 def _store(client, sid: str = SID, **params) -> TwilioInboundEvent:
     """The webhook's half only: the stored event, not processed."""
     assert signed_post(client, MESSAGING_PATH, sms_params(sid, **params)).status_code == 200
@@ -321,3 +328,40 @@ def test_a_worker_finding_the_event_claimed_skips_it_without_waiting(client):
         release.set()
         holder.join(10)
     assert Message.objects.count() == 0
+
+
+# --- destinations that are none of our numbers (issue 21 §6) ----------------------------------------
+
+
+@pytest.mark.parametrize("to", ["", "+815099999999", "junk", "whatsapp:", "+81 50 1234 0000"])
+def test_a_message_to_a_number_no_inbox_has_is_a_failed_event_never_a_new_inbox(client, admin_client, to):
+    from conversations.models import Inbox
+
+    inboxes = set(Inbox.objects.values_list("pk", flat=True))
+    params = sms_params(SID, to=to, body="停止")
+    if not to:
+        params.pop("To")
+    response = signed_post(client, MESSAGING_PATH, params)
+    assert response.status_code == 200
+    assert "<Message>" not in response.content.decode()  # no confirmation on a number that is not ours
+    assert process_inbound_events() == ["failed"]
+    assert set(Inbox.objects.values_list("pk", flat=True)) == inboxes
+    assert not Message.objects.exists() and not Customer.objects.exists()
+    event = TwilioInboundEvent.objects.get(message_sid=SID)
+    assert event.failed_at is not None and event.processed_at is None
+    assert "No SMS inbox has the number" in event.last_error
+    # Visible where admins look, with its reason.
+    page = admin_client.get(reverse("admin:conversations_twilioinboundevent_changelist"), {"state": "failed"})
+    assert SID in page.content.decode()
+
+
+def test_a_failed_event_for_a_number_configured_later_is_processed_again(client, admin_client):
+    from conversations.models import Inbox
+
+    signed_post(client, MESSAGING_PATH, sms_params(SID, to="+815099999999"))
+    assert process_inbound_events() == ["failed"]
+    Inbox.objects.create(kind="sms", address="+815099999999", name="New number")
+    event = TwilioInboundEvent.objects.get(message_sid=SID)
+    messaging.twilio_inbound_events_retry(event_ids=[event.pk])
+    assert run_inbound_task(event.pk) == "processed"
+    assert Message.objects.get().inbox.address == "+815099999999"

@@ -18,6 +18,13 @@ SID = "SM" + "a" * 32
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 
 
+@pytest.fixture(autouse=True)
+def _our_numbers(db):
+    from .twilio_helpers import configure_our_numbers
+
+    configure_our_numbers()
+
+
 @pytest.fixture
 def enqueued(monkeypatch):
     """Tasks queued by ``process_twilio_inbound.apply_async``, instead of reaching a broker."""
@@ -170,7 +177,7 @@ def test_japanese_extra_keywords_opt_out_and_get_a_japanese_confirmation(client,
 def test_an_inboxs_own_opt_out_keyword_is_confirmed_by_the_webhook(client):
     from conversations.models import Inbox
 
-    Inbox.objects.create(kind="sms", address="+815012340000", name="SMS", settings={"opt_out_keywords": ["やめる"]})
+    Inbox.objects.filter(kind="sms", address="+815012340000").update(settings={"opt_out_keywords": ["やめる"]})
     response = post_inbound(client, sms_params(SID, body="やめる"))
     assert "配信を停止しました" in response.content.decode()
     assert Consent.objects.get().status == "opted_out"
