@@ -54,7 +54,9 @@ def customer_search(*, user, q: str = "", phone: str = "", email: str = "", incl
     if not include_merged:
         qs = qs.filter(merged_into__isnull=True)
     if phone:
-        number = addresses.normalize_phone(phone)
+        # Lenient: a customer's number delivered by a provider may be only *possible* (addresses.py),
+        # and an agent looking for it must find it.
+        number = addresses.normalize_phone(phone, strict=False)
         qs = qs.filter(identities__kind__in=[IdentityKind.PHONE, IdentityKind.WHATSAPP], identities__value=number)
     if email:
         qs = qs.filter(identities__kind=IdentityKind.EMAIL, identities__value=addresses.normalize_email(email))
@@ -62,7 +64,7 @@ def customer_search(*, user, q: str = "", phone: str = "", email: str = "", incl
         text = q.strip()[:200]
         condition = Q(display_name__icontains=text) | Q(identities__value__icontains=text.lower())
         try:
-            condition |= Q(identities__value=addresses.normalize_phone(text))
+            condition |= Q(identities__value=addresses.normalize_phone(text, strict=False))
         except ValidationError:
             pass
         qs = qs.filter(condition)

@@ -192,7 +192,7 @@ class CustomerListApi(APIView):
         def validate_phone(self, value):
             if value:
                 try:
-                    addresses.normalize_phone(value)
+                    addresses.normalize_phone(value, strict=False)  # a search, as customer_search does
                 except DjangoValidationError as exc:
                     raise serializers.ValidationError(exc.messages) from exc
             return value

@@ -150,7 +150,7 @@ def test_after_the_last_attempt_the_event_stays_failed_in_the_admin_and_can_be_p
 def test_stored_events_are_view_only_in_the_admin(client, admin_client):
     processed = _store(client)
     process_inbound_events()
-    failed = _store(client, sid="SM" + "b" * 32, sender="ShopAlerts")
+    failed = _store(client, sid="SM" + "b" * 32, to="+815099999999")  # none of our numbers
     process_inbound_events()
     pending = _store(client, sid="SM" + "c" * 32)
     changelist = reverse("admin:conversations_twilioinboundevent_changelist")
@@ -160,7 +160,7 @@ def test_stored_events_are_view_only_in_the_admin(client, admin_client):
         change = reverse("admin:conversations_twilioinboundevent_change", args=[event.pk])
         assert admin_client.get(change).status_code == 200
     failed_page = admin_client.get(reverse("admin:conversations_twilioinboundevent_change", args=[failed.pk]))
-    assert "is not a phone number" in failed_page.content.decode()
+    assert "No SMS inbox has the number" in failed_page.content.decode()
     assert admin_client.get(reverse("admin:conversations_twilioinboundevent_add")).status_code == 403
     url = reverse("admin:conversations_twilioinboundevent_change", args=[pending.pk])
     assert admin_client.post(url, {"attempts": 5}).status_code == 403
@@ -365,3 +365,45 @@ def test_a_failed_event_for_a_number_configured_later_is_processed_again(client,
     messaging.twilio_inbound_events_retry(event_ids=[event.pk])
     assert run_inbound_task(event.pk) == "processed"
     assert Message.objects.get().inbox.address == "+815099999999"
+
+
+# --- senders our phone metadata does not know (issue 21 §10) ------------------------------------------
+
+
+def test_a_burst_from_senders_our_metadata_does_not_list_reaches_the_conversations(client):
+    """``+8190…0…`` numbers are possible Japanese numbers that ``phonenumbers`` does not list as
+    valid; a short code and an alphanumeric sender do not parse at all. The provider delivered
+    them: every message is stored, each sender's in one conversation."""
+    from conversations.models import Conversation
+    from profiles.models import Identity
+
+    senders = ["+819007397108", "+819007397109", "+819012345678", "+14155550100", "+819087654321",
+               "+819000000001", "12345", "ShopAlert"]
+    sent = 0
+    for round_ in range(5):
+        for index, sender in enumerate(senders):
+            sid = f"SM{round_:02d}{index:02d}" + "e" * 28
+            assert signed_post(client, MESSAGING_PATH, sms_params(sid, sender=sender, body=f"{sender} #{round_}")
+                               ).status_code == 200
+            sent += 1
+    outcomes = process_inbound_events()
+    assert outcomes == ["processed"] * sent
+    assert Message.objects.count() == sent
+    assert not TwilioInboundEvent.objects.filter(failed_at__isnull=False).exists()
+    for sender in senders:
+        identity = Identity.objects.get(value=sender)  # E.164 as given, or the raw address
+        conversation = Conversation.objects.get(customer=identity.customer)
+        assert sorted(conversation.messages.values_list("text", flat=True)) == [f"{sender} #{n}" for n in range(5)]
+
+
+def test_an_agent_finds_the_customer_of_a_possible_number_in_any_written_form(client, agent):
+    from rest_framework.test import APIClient
+
+    signed_post(client, MESSAGING_PATH, sms_params(SID, sender="+819007397108"))
+    process_inbound_events()
+    api = APIClient()
+    api.force_login(agent.user)
+    for written in ("090-0739-7108", "+81 90 0739 7108"):
+        response = api.get(reverse("api-customer-list"), {"phone": written})
+        assert response.status_code == 200, response.content
+        assert [row["identities"][0]["value"] for row in response.json()["results"]] == ["+819007397108"]
