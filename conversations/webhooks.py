@@ -27,7 +27,7 @@ def twilio_messaging_inbound(request: HttpRequest) -> HttpResponse:
         logger.warning("rejected unsigned/invalid Twilio messaging webhook from %s", request.META.get("REMOTE_ADDR"))
         return HttpResponseForbidden("invalid signature")
     parsed = twilio_messaging.parse(request.POST)
-    if not parsed.sid or len(parsed.sid) > MAX_SID_LENGTH:
+    if not parsed.sid or len(parsed.sid) > MAX_SID_LENGTH or "\x00" in parsed.sid:
         # Nothing to deduplicate on: not a message webhook Twilio sends.
         return HttpResponse("a MessageSid of at most %d characters is required" % MAX_SID_LENGTH, status=400,
                             content_type="text/plain")

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from contactcenter.storable import text_storable
 from profiles.models import Customer
 
 from ..enqueue import enqueue_on_commit
@@ -46,7 +47,7 @@ def _publish_conversation(conversation: Conversation, event_type: str, **extra) 
 def note_add(*, conversation: Conversation, agent: Agent, text: str) -> Message:
     """A private note on the conversation (and so on the customer's timeline). Never sent to the
     customer, never shown in the widget."""
-    text = (text or "").strip()
+    text = text_storable(text or "").strip()  # PostgreSQL refuses NUL (contactcenter.storable)
     if not text:
         raise ValidationError(_("The note is empty."), code="empty")
     if len(text) > NOTE_MAX_CHARS:

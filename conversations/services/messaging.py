@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from contactcenter.storable import json_restored, json_storable, text_storable
 from profiles.models import ConsentStatus
 
 from ..channels import twilio_messaging
@@ -72,17 +73,20 @@ def twilio_inbound_accept(*, parsed: twilio_messaging.ParsedInbound, raw: dict) 
     None when this MessageSid is already stored (a Twilio retry, or a concurrent duplicate:
     PostgreSQL makes the second INSERT wait for the first one's commit, then skips it): nothing
     changes and no second reply goes out. Precondition: ``parsed.sid`` is non-empty and at most
-    ``MAX_SID_LENGTH`` characters.
+    ``MAX_SID_LENGTH`` characters, without NUL.
     """
     from ..tasks import process_twilio_inbound
 
     now = timezone.now()
+    # Stored as PostgreSQL accepts it (contactcenter.storable): the columns without NUL, the raw
+    # payload with its NULs kept reversibly; the processing reads it back through json_restored.
     stored = _insert_unless_stored(
         TwilioInboundEvent(
-            message_sid=parsed.sid, account_sid=raw.get("AccountSid", "")[:64], sender=raw.get("From", "")[:64],
-            recipient=raw.get("To", "")[:64], payload=raw, received_at=now, next_attempt_at=now,
+            message_sid=parsed.sid, account_sid=text_storable(raw.get("AccountSid", ""))[:64],
+            sender=text_storable(raw.get("From", ""))[:64], recipient=text_storable(raw.get("To", ""))[:64],
+            payload=json_storable(raw), received_at=now, next_attempt_at=now,
         ),
-        inbox_kind=parsed.channel, inbox_address=parsed.recipient,
+        inbox_kind=parsed.channel, inbox_address=text_storable(parsed.recipient),
     )
     if stored is None:
         return None
@@ -169,7 +173,8 @@ def twilio_inbound_event_process(*, event_id: int) -> InboundProcessOutcome:
                 # A copy of the task from before the last failure: the backoff decides when.
                 return InboundProcessOutcome("not_due")
             twilio_inbound_receive(
-                parsed=twilio_messaging.parse(event.payload), raw=event.payload, received_at=event.received_at
+                parsed=twilio_messaging.parse(json_restored(event.payload)), raw=event.payload,
+                received_at=event.received_at,
             )
             event.processed_at = timezone.now()
             event.attempts += 1
