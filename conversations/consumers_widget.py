@@ -25,6 +25,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import OriginValidator, WebsocketDenier
 
+from contactcenter.client_address import scope_client_address
 from contactcenter.decoding import UndecodableInput, json_decode
 
 from .services import webchat
@@ -78,8 +79,9 @@ class WidgetConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         self.visitor = None
         self.joined: set[str] = set()
-        client = self.scope.get("client") or ("unknown", 0)
-        self.ip = str(client[0] or "unknown")
+        # Per-address limits count this (contactcenter.client_address: the proxy's hop, not a
+        # forgeable X-Forwarded-For entry).
+        self.ip = scope_client_address(self.scope)
         await self.accept()
 
     async def disconnect(self, code):

@@ -15,6 +15,8 @@ from django.contrib.auth.views import LoginView
 from django.core.cache import cache
 from django.utils.translation import gettext as _
 
+from contactcenter.client_address import request_client_address
+
 MAX_FAILURES = getattr(settings, "CC_LOGIN_MAX_FAILURES", 5)
 FAILURE_WINDOW = getattr(settings, "CC_LOGIN_FAILURE_WINDOW", 15 * 60)
 _PREFIX = "cc:login-failures"
@@ -27,9 +29,9 @@ def _key(kind: str, value: str) -> str:
 
 
 def _client_address(request) -> str:
-    # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy rewrites it
-    # (daphne's --proxy-headers does that and sets REMOTE_ADDR accordingly).
-    return request.META.get("REMOTE_ADDR") or "unknown"
+    # The one rule for every place that counts by address (X-Forwarded-For only behind our
+    # proxies, and then the entry they wrote, never the one a client can forge).
+    return request_client_address(request)
 
 
 def _failure_keys(request, username: str) -> list[str]:
