@@ -5,6 +5,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 
 from contactcenter.permissions import is_contact_center_staff
+from contactcenter.storable import text_storable
 
 from . import addresses
 from .models import Customer, CustomerMerge, Identity, IdentityKind
@@ -61,7 +62,7 @@ def customer_search(*, user, q: str = "", phone: str = "", email: str = "", incl
     if email:
         qs = qs.filter(identities__kind=IdentityKind.EMAIL, identities__value=addresses.normalize_email(email))
     if q:
-        text = q.strip()[:200]
+        text = text_storable(q).strip()[:200]  # a NUL would reach PostgreSQL's LIKE (contactcenter.storable)
         condition = Q(display_name__icontains=text) | Q(identities__value__icontains=text.lower())
         try:
             condition |= Q(identities__value=addresses.normalize_phone(text, strict=False))
