@@ -255,3 +255,26 @@ def test_fuzz_every_api_endpoint_and_console_page_answers_without_a_5xx(supervis
             if response.status_code >= 500:
                 failures.append(("POST form", url, value[:40], response.status_code))
     assert failures == []
+
+
+# --- the admin's JSON fields -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("typed", ["1e400", '{"a": NaN}', '{"a": -Infinity}', "[" * 5000 + "]" * 5000])
+def test_admin_json_fields_refuse_what_the_database_cannot_hold(rf, admin_user, typed):
+    from django.contrib import admin
+
+    from conversations.models import Inbox
+    from profiles.models import Customer
+
+    for model in (Customer, Inbox):
+        request = rf.get("/admin/")
+        request.user = admin_user
+        form_class = admin.site._registry[model].get_form(request)
+        field = form_class.base_fields["custom_attributes" if model is Customer else "settings"]
+        with pytest.raises(Exception) as refused:
+            field.clean(typed)
+        assert refused.type.__name__ == "ValidationError" and refused.value.messages
+        field.bound_data(typed, None)  # re-rendering the form with the typed text does not fail
+    assert field.clean('{"plan\\u0000": "gold\\u0000", "n": 1e300}') == {"plan": "gold", "n": 1e300}
