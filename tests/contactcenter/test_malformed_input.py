@@ -278,3 +278,47 @@ def test_admin_json_fields_refuse_what_the_database_cannot_hold(rf, admin_user, 
         assert refused.type.__name__ == "ValidationError" and refused.value.messages
         field.bound_data(typed, None)  # re-rendering the form with the typed text does not fail
     assert field.clean('{"plan\\u0000": "gold\\u0000", "n": 1e300}') == {"plan": "gold", "n": 1e300}
+
+
+WELL_FORMED_NONSENSE = [None, True, 1e300, -(2**70), 2**70, "x" * 300, [1, [2]], {"a": {"b": 1}}, "\x00", ""]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_widget_socket_fuzz_never_ends_in_1011():
+    """Every frame type with every field of every JSON type: answered (an error frame at most),
+    and the socket still answers a ping after each."""
+    import secrets
+
+    from contactcenter.asgi import application
+    from conversations.models import Channel
+
+    await database_sync_to_async(make_inbox)(Channel.WEBCHAT, "widget-main", settings={})
+    fields = ("widget", "token", "user", "language", "id", "text", "name", "email", "conversation", "on", "locale")
+    for hello_value in [*WELL_FORMED_NONSENSE[:6], secrets.token_urlsafe(32)]:
+        communicator = WebsocketCommunicator(application, "/ws/widget/?widget=widget-main",
+                                             headers=[(b"origin", b"https://shop.example.jp")])
+        assert (await communicator.connect())[0]
+        try:
+            await communicator.send_json_to({"type": "hello", "widget": "widget-main", "token": hello_value,
+                                             "user": hello_value, "language": hello_value})
+            answer = await communicator.receive_output(timeout=5)
+            if answer["type"] == "websocket.send" and json.loads(answer["text"])["type"] == "error":
+                closed = await communicator.receive_output(timeout=5)  # a refused hello ends the socket
+                assert closed["type"] == "websocket.close" and 4000 <= closed["code"] < 5000, closed
+                continue
+            assert answer["type"] == "websocket.send", answer
+            while json.loads(answer["text"])["type"] != "status":
+                answer = await communicator.receive_output(timeout=5)
+            # A hello that was accepted, then nonsense in every frame.
+            for kind in ("message", "typing", "prechat", "offline_message", "status", "history", "attachment",
+                         "queue", "end", "hello", "nonsense"):
+                for value in WELL_FORMED_NONSENSE:
+                    await communicator.send_json_to({"type": kind, **{name: value for name in fields}})
+                    await communicator.send_json_to({"type": "ping"})
+                    while True:
+                        output = await communicator.receive_output(timeout=5)
+                        assert output["type"] != "websocket.close", (kind, value, output)
+                        if json.loads(output["text"])["type"] == "pong":
+                            break
+        finally:
+            await communicator.disconnect()
