@@ -10,7 +10,9 @@ class ContactCenterConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from . import tick
+        from .json_form_field import use_in_admin
 
+        use_in_admin()
         post_migrate.connect(_ensure_roles_after_last_app, dispatch_uid="cc-ensure-roles")
         from .models import WorkerHeartbeat
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
+from contactcenter.client_address import request_client_address
+
 _PREFIX = "cc:login"
 
 
@@ -51,11 +53,9 @@ def max_delay() -> int:
 
 
 def client_address(request) -> str:
-    """The address every login counter is keyed by: the one place to change how it is derived.
-
-    REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy rewrites it
-    (daphne's --proxy-headers does that and sets REMOTE_ADDR accordingly)."""
-    return request.META.get("REMOTE_ADDR") or "unknown"
+    """The address every login counter is keyed by: the project's one rule (X-Forwarded-For only
+    behind our proxies, and then the entry they wrote, never the one a client can forge)."""
+    return request_client_address(request)
 
 
 def slowdown_delay(user_failures: int) -> int:

@@ -221,6 +221,10 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Behind reverse proxies: the client's address is taken from X-Forwarded-For, the entry written by
+# the outermost of CC_TRUSTED_PROXY_COUNT proxies of ours (contactcenter.client_address).
+CC_PROXY_HEADERS = env_bool("CC_PROXY_HEADERS")
+CC_TRUSTED_PROXY_COUNT = env_int("CC_TRUSTED_PROXY_COUNT", 1)
 if CC_PRODUCTION and CC_PUBLIC_URL.startswith("https://"):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -233,6 +237,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["contactcenter.permissions.IsContactCenterStaff"],
+    # Bounded nesting and finite numbers (contactcenter.decoding): malformed JSON is a 400, never a 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "contactcenter.api_parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {"login": "10/minute"},
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",

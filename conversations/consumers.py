@@ -4,6 +4,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from contactcenter.decoding import UndecodableInput, json_decode
 from contactcenter.permissions import is_contact_center_staff
 
 from .events import viewer_message
@@ -113,8 +114,35 @@ def _typing(user, conversation_id: int, on: bool) -> None:
         agent_typing_notify(conversation_id=conversation_id, agent=agent, on=on)
 
 
+# Close code for a frame that is not JSON we can decode: a 4xxx (the client's fault, as HTTP 400),
+# never 1011, which says the server failed.
+BAD_FRAME_CLOSE_CODE = 4400
+
+
 class ConsoleConsumer(AsyncJsonWebsocketConsumer):
     """``/ws/console/``: events for the signed-in agent (and supervisors)."""
+
+    @classmethod
+    async def decode_json(cls, text_data):
+        # Bounded nesting and finite numbers (contactcenter.decoding), as every other door.
+        return json_decode(text_data)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """A frame that is not decodable JSON (binary, too deep, NaN …) ends the socket with
+        ``BAD_FRAME_CLOSE_CODE`` after an error frame saying why: the console never sends one, so
+        whoever does is not the console."""
+        if text_data is None:
+            reason = "binary frames are not accepted"
+        else:
+            try:
+                content = await self.decode_json(text_data)
+            except UndecodableInput as exc:
+                reason = str(exc)
+            else:
+                await self.receive_json(content, **kwargs)
+                return
+        await self.send_json({"type": "error", "code": 400, "reason": reason})
+        await self._leave_and_close(BAD_FRAME_CLOSE_CODE)
 
     async def connect(self):
         user = self.scope.get("user")

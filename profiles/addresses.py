@@ -6,6 +6,12 @@
 * email: local part kept, domain lowercased and IDNA-encoded; the whole address lowercased
   (every provider we meet treats local parts case-insensitively);
 * web visitor / external id: trimmed opaque tokens.
+
+Numbers people type (admin, console, API) must be *valid* numbers for ``phonenumbers``' metadata.
+An address a provider delivered a message from is the customer's whatever the metadata says
+(``normalize_delivered``): a *possible* number is accepted (new number ranges reach customers
+before they reach the library: ``+8190…`` in Japan), and one that does not parse at all (a short
+code, an alphanumeric sender) is kept as it came, so the message is never refused for it.
 """
 
 import re
@@ -23,7 +29,9 @@ _PHONE_NOISE = re.compile(r"[\s\-‐‑‒–—―ー−().\u3000]")
 _TOKEN = re.compile(r"^[A-Za-z0-9._:@\-]{1,200}$")
 
 
-def normalize_phone(raw: str, *, region: str | None = None) -> str:
+def normalize_phone(raw: str, *, region: str | None = None, strict: bool = True) -> str:
+    """E.164 for a number; ``strict`` (the default, for numbers people type) asks for a number
+    valid in ``phonenumbers``' metadata, else one of a possible length is enough."""
     if raw is None:
         raise ValidationError(_("A phone number is required."), code="phone_required")
     text = unicodedata.normalize("NFKC", str(raw)).strip()
@@ -38,18 +46,18 @@ def normalize_phone(raw: str, *, region: str | None = None) -> str:
         raise ValidationError(
             _("“%(value)s” is not a phone number."), code="phone_invalid", params={"value": raw}
         ) from exc
-    if not phonenumbers.is_valid_number(number):
+    if not (phonenumbers.is_valid_number(number) if strict else phonenumbers.is_possible_number(number)):
         raise ValidationError(
             _("“%(value)s” is not a valid phone number."), code="phone_invalid", params={"value": raw}
         )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def normalize_whatsapp(raw: str) -> str:
+def normalize_whatsapp(raw: str, *, strict: bool = True) -> str:
     text = unicodedata.normalize("NFKC", str(raw or "")).strip()
     if text.lower().startswith("whatsapp:"):
         text = text[len("whatsapp:"):]
-    return normalize_phone(text)
+    return normalize_phone(text, strict=strict)
 
 
 def normalize_email(raw: str) -> str:
@@ -98,6 +106,38 @@ def normalize(kind: str, raw: str) -> str:
     except ValueError as exc:
         raise ValidationError(_("Unknown identity kind “%(kind)s”."), code="kind_invalid", params={"kind": kind}) from exc
     return normalizer(raw)
+
+
+_DELIVERED_LENIENT = {
+    IdentityKind.PHONE: lambda raw: normalize_phone(raw, strict=False),
+    IdentityKind.WHATSAPP: lambda raw: normalize_whatsapp(raw, strict=False),
+    IdentityKind.EMAIL: normalize_email,
+}
+_IDENTITY_VALUE_MAX = 320
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def normalize_delivered(kind: str, raw: str) -> str:
+    """The canonical value of an address a provider delivered a message from: a possible phone
+    number is enough, and a phone or email address that does not normalise at all is kept as
+    it came (trimmed, without control characters, lowercased for email), so the message is
+    stored and an agent sees who wrote. ``ValidationError`` only when there is no address at
+    all, or for kinds a provider does not deliver (our widget's tokens stay strict)."""
+    lenient = _DELIVERED_LENIENT.get(kind)
+    if lenient is None:
+        return normalize(kind, raw)
+    try:
+        return lenient(raw)
+    except ValidationError:
+        pass
+    text = _UNPRINTABLE.sub("", unicodedata.normalize("NFKC", str(raw or ""))).strip()
+    if kind == IdentityKind.WHATSAPP and text.lower().startswith("whatsapp:"):
+        text = text[len("whatsapp:"):].strip()
+    if kind == IdentityKind.EMAIL:
+        text = text.lower()
+    if not text:
+        raise ValidationError(_("The provider gave no sender address."), code="sender_missing")
+    return text[:_IDENTITY_VALUE_MAX]
 
 
 def parse_address(raw: str) -> tuple[str, str]:

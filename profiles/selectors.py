@@ -10,10 +10,18 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from contactcenter.permissions import is_contact_center_staff, is_supervisor
+from contactcenter.storable import text_storable
 
 from . import addresses
 from .access_registry import served_customers
-from .models import Consent, ConsentStatus, Customer, CustomerMerge, Identity, IdentityKind
+from .models import (
+    Consent,
+    ConsentStatus,
+    Customer,
+    CustomerMerge,
+    Identity,
+    IdentityKind,
+)
 
 
 def visible_customers(*, user) -> QuerySet[Customer]:
@@ -68,15 +76,17 @@ def customer_search(*, user, q: str = "", phone: str = "", email: str = "", incl
     if not include_merged:
         qs = qs.filter(merged_into__isnull=True)
     if phone:
-        number = addresses.normalize_phone(phone)
+        # Lenient: a customer's number delivered by a provider may be only *possible* (addresses.py),
+        # and an agent looking for it must find it.
+        number = addresses.normalize_phone(phone, strict=False)
         qs = qs.filter(identities__kind__in=[IdentityKind.PHONE, IdentityKind.WHATSAPP], identities__value=number)
     if email:
         qs = qs.filter(identities__kind=IdentityKind.EMAIL, identities__value=addresses.normalize_email(email))
     if q:
-        text = q.strip()[:200]
+        text = text_storable(q).strip()[:200]  # a NUL would reach PostgreSQL's LIKE (contactcenter.storable)
         condition = Q(display_name__icontains=text) | Q(identities__value__icontains=text.lower())
         try:
-            condition |= Q(identities__value=addresses.normalize_phone(text))
+            condition |= Q(identities__value=addresses.normalize_phone(text, strict=False))
         except ValidationError:
             pass
         qs = qs.filter(condition)

@@ -10,12 +10,14 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext as _
+
+from contactcenter.decoding import database_integer, json_decode
 
 from .models import Touchpoint
 
@@ -34,12 +36,15 @@ class Position:
     def decode(cls, cursor: str) -> "Position":
         try:
             padded = cursor + "=" * (-len(cursor) % 4)
-            at, rank, ident = json.loads(base64.urlsafe_b64decode(padded.encode()))
-            position = cls(at=datetime.fromisoformat(at), rank=int(rank), id=int(ident))
-        except (ValueError, TypeError, binascii.Error, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            # Decoded as any client JSON is (bounded nesting, finite numbers), every part checked:
+            # a date that cannot be moved to UTC, or an id past bigint, would fail in the database.
+            at, rank, ident = json_decode(base64.urlsafe_b64decode(padded.encode()))
+            position = cls(at=datetime.fromisoformat(at), rank=database_integer(rank), id=database_integer(ident))
+            if position.at.tzinfo is None:
+                raise ValueError("naive datetime")
+            position.at.astimezone(UTC)
+        except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
             raise ValidationError(_("Invalid timeline cursor."), code="cursor_invalid") from exc
-        if position.at.tzinfo is None:
-            raise ValidationError(_("Invalid timeline cursor."), code="cursor_invalid")
         return position
 
 

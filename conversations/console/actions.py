@@ -19,6 +19,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from contactcenter.storable import NUL, text_storable
 from profiles.models import CustomerMerge, MergeSuggestion, SuggestionStatus
 from profiles.selectors import access_customer, access_customer_merge
 from profiles.services.merge import customer_merge, customer_merge_undo
@@ -80,6 +81,14 @@ def console_action(view):
     @console_login_required
     @wraps(view)
     def wrapper(request, *args, **kwargs):
+        if any(NUL in value for values in request.POST.lists() for value in values[1]):
+            # Every action's text (a reply, a note, a handoff note) without NUL, which PostgreSQL
+            # refuses (contactcenter.storable): what the agent typed is stored, never a 500.
+            cleaned = request.POST.copy()
+            for name, values in request.POST.lists():
+                cleaned.setlist(name, [text_storable(value) for value in values])
+            cleaned._mutable = False
+            request.POST = cleaned
         try:
             result = view(request, *args, **kwargs) or {}
         except ValidationError as exc:

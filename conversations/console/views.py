@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET
 
+from contactcenter.decoding import database_integer, json_decode
 from contactcenter.permissions import is_contact_center_staff
 from profiles.models import Consent, Customer, CustomerNote, Identity, IdentityKind, JourneyStage, MergeSuggestion, SuggestionStatus
 from profiles.models import CustomerAccessDoor
@@ -262,11 +263,18 @@ def int_or_none(value) -> int | None:
         return None
 
 
+MAX_SEEN_CONVERSATIONS = 500
+
+
 def _parse_seen(raw: str) -> dict[int, int]:
+    """``{"conversation id": last seq}`` from the query string: decoded as any client JSON is
+    (bounded nesting, finite numbers), ids and numbers that fit the database."""
     try:
-        data = json.loads(raw or "{}")
-        return {int(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
-    except (ValueError, TypeError, AttributeError):
+        data = json_decode(raw or "{}")
+        if not isinstance(data, dict) or len(data) > MAX_SEEN_CONVERSATIONS:
+            raise ValueError("not a map of conversations")
+        return {database_integer(k): database_integer(v) for k, v in data.items()}
+    except (ValueError, TypeError, OverflowError):
         raise ValidationError("bad seen map") from None
 
 

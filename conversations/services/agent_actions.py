@@ -12,9 +12,15 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from contactcenter.enqueue import enqueue_on_commit
+from contactcenter.storable import text_storable
 from profiles.models import Customer
 
-from ..events import conversation_event, conversation_recipients, notify_message_created, send_on_commit
+from ..events import (
+    conversation_event,
+    conversation_recipients,
+    notify_message_created,
+    send_on_commit,
+)
 from ..models import (
     Agent,
     Channel,
@@ -44,7 +50,7 @@ def _publish_conversation(conversation: Conversation, event_type: str, **extra) 
 def note_add(*, conversation: Conversation, agent: Agent, text: str) -> Message:
     """A private note on the conversation (and so on the customer's timeline). Never sent to the
     customer, never shown in the widget."""
-    text = (text or "").strip()
+    text = text_storable(text or "").strip()  # PostgreSQL refuses NUL (contactcenter.storable)
     if not text:
         raise ValidationError(_("The note is empty."), code="empty")
     if len(text) > NOTE_MAX_CHARS:

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from contactcenter.enqueue import enqueue_on_commit
+from contactcenter.storable import json_storable, text_storable
 from profiles.languages import primary_language
 from profiles.models import Customer, IdentitySource
 from profiles.services import identity_resolve
@@ -72,6 +73,21 @@ class InboundMessage:
     # The channel's own rule for "this conversation is over for good, start a new one" (web chat:
     # the visitor ended the chat), decided here under the customer's lock like every other choice.
     start_fresh_if: Callable[[Conversation], bool] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        """Every channel's message passes here, so this is where text is made storable: NUL
+        (which PostgreSQL refuses in text and jsonb, contactcenter.storable) is removed from what
+        people read, and the provider's raw payload in ``metadata`` keeps its NULs in a reversible
+        form. A message is never lost, or retried forever, over a NUL."""
+        for name in ("sender_address", "text", "html", "subject", "sender_name", "sender_language"):
+            setattr(self, name, text_storable(getattr(self, name)))
+        if self.provider_id:
+            self.provider_id = text_storable(self.provider_id)
+        self.metadata = json_storable(self.metadata)
+        self.thread_refs = [text_storable(ref) for ref in self.thread_refs]
+        for attachment in self.attachments:
+            for name in ("filename", "content_type", "source_url", "content_id", "unavailable_reason"):
+                setattr(attachment, name, text_storable(getattr(attachment, name)))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from contactcenter.enqueue import enqueue_on_commit
+from contactcenter.storable import json_storable, text_storable
 from profiles.models import ConsentStatus, IdentityKind
 from profiles.selectors import consent_check
 from profiles.services import consent_record
@@ -119,6 +120,7 @@ def _check_sendable(conversation: Conversation, text: str, template: dict | None
 def message_send(*, conversation: Conversation, agent: Agent | None, text: str, template: dict | None = None) -> Message:
     """Store an outbound reply and deliver it after commit. Raises ``SendRefused`` with the reason
     (opted out, WhatsApp window, too long, no address) before anything reaches the provider."""
+    text = text_storable(text)  # PostgreSQL refuses NUL (contactcenter.storable)
     destination = _check_sendable(conversation, text, template)
     now = timezone.now()
     with transaction.atomic():
@@ -243,6 +245,9 @@ def delivery_status_receive(*, provider_id: str, status: str, error_code: str = 
     """A provider status callback. Every (provider id, status) is kept once; the message moves only
     forward; a callback for a message not recorded yet is kept and applied when it is.
     Returns False for a duplicate callback."""
+    # As PostgreSQL stores them (contactcenter.storable): a NUL must not turn a callback into a 500.
+    provider_id, error_code = text_storable(provider_id or ""), text_storable(error_code or "")
+    payload = json_storable(payload or {})
     status = (status or "").lower()
     if not provider_id or status not in STATUS_RANK:
         return False

@@ -2,7 +2,6 @@
 
 import asyncio
 import smtplib
-import json
 from functools import wraps
 
 from asgiref.sync import sync_to_async
@@ -12,6 +11,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
+from contactcenter.decoding import UndecodableInput, json_decode
 from profiles import addresses
 
 from ..models import Inbox, RecordedProviderRequest
@@ -93,6 +93,14 @@ def phone_inbox(request):
     return JsonResponse({"number": number, "messages": _phone_messages(number)})
 
 
+def _json_object(body: bytes) -> dict:
+    """The request's JSON object, decoded as every client JSON is (contactcenter.decoding)."""
+    payload = json_decode(body or b"{}")
+    if not isinstance(payload, dict):
+        raise UndecodableInput("a JSON object is required")
+    return payload
+
+
 @simulator_only
 @require_POST
 async def phone_send(request):
@@ -101,7 +109,7 @@ async def phone_send(request):
     Async on purpose: the webhook it calls is served by this same process, and a sync view
     would hold the thread that view needs."""
     try:
-        payload = json.loads(request.body or b"{}")
+        payload = _json_object(request.body)
         sender = addresses.normalize_phone(payload.get("from", ""))
         to = addresses.normalize_phone(payload.get("to", ""))
     except (ValueError, ValidationError) as exc:
@@ -153,7 +161,7 @@ async def email_send(request):
     """Send a mail as the customer through our SMTP listener (async: in the embedded default the
     listener runs in this process, and its handler needs the thread a sync view would hold)."""
     try:
-        payload = json.loads(request.body or b"{}")
+        payload = _json_object(request.body)
         sender = addresses.normalize_email(payload.get("from", ""))
         to = addresses.normalize_email(payload.get("to", ""))
     except (ValueError, ValidationError) as exc:

@@ -8,6 +8,8 @@ silently passed on (mass assignment, injected filters: threats.md).
 
 from rest_framework import serializers
 
+from contactcenter.decoding import MAX_REPEATED_QUERY_PARAMETER, repeated_query_parameters
+
 from ..models import Consent, CustomerMerge, CustomerNote, Identity, Touchpoint
 
 
@@ -27,11 +29,18 @@ class StrictSerializer(serializers.Serializer):
 
 
 class StrictQuerySerializer(StrictSerializer):
-    """For query strings: the whitelist of filters a view understands."""
+    """For query strings: the whitelist of filters a view understands, each given at most
+    ``MAX_REPEATED_QUERY_PARAMETER`` times (every repeat is a condition or a join)."""
 
     unknown_message = "Unknown query parameter."
 
     def to_internal_value(self, data):
+        if hasattr(data, "getlist"):
+            repeated = repeated_query_parameters(data)
+            if repeated:
+                raise serializers.ValidationError({name: [
+                    f"Given {len(data.getlist(name))} times; at most {MAX_REPEATED_QUERY_PARAMETER} allowed."
+                ] for name in repeated})
         if hasattr(data, "keys"):
             allowed = sorted(set(self.fields) | set(self.extra_allowed))
             self.unknown_message = f"Unknown query parameter. Allowed: {', '.join(allowed)}."

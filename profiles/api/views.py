@@ -9,8 +9,11 @@ object endpoint fetches through ``access_*``, so an id the caller may not see is
 not it exists (threats.md: IDOR).
 """
 
+from datetime import UTC
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Prefetch, prefetch_related_objects
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import BasePagination, CursorPagination, PageNumberPagination
@@ -18,6 +21,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
+
+from contactcenter.decoding import MAX_REPEATED_QUERY_PARAMETER
 
 from .. import addresses
 from ..models import (
@@ -83,6 +88,21 @@ class CustomerCursorPagination(CursorPagination):
             return super().paginate_queryset(queryset, request, view)
         except exceptions.NotFound as exc:  # DRF's answer to a cursor it cannot decode
             raise exceptions.ValidationError({"cursor": [self.invalid_cursor_message]}) from exc
+
+    def decode_cursor(self, request):
+        """DRF checks the offset and direction of a cursor but hands its position (here a
+        ``created_at``) to the database as it came: anything that is not an aware date the
+        database can hold is refused here, as a cursor DRF cannot decode is."""
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None:
+            try:
+                position = parse_datetime(cursor.position)
+                if position is None or position.tzinfo is None:
+                    raise ValueError(cursor.position)
+                position.astimezone(UTC)
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise exceptions.NotFound(self.invalid_cursor_message) from exc
+        return cursor
 
 
 class CustomerPagination(BasePagination):
@@ -176,12 +196,14 @@ class CustomerListApi(APIView):
         email = serializers.CharField(required=False, allow_blank=True, max_length=320)
         journey_stage = serializers.ChoiceField(choices=JourneyStage.choices, required=False, allow_blank=True)
         tag = serializers.ListField(child=serializers.CharField(max_length=50), required=False,
-                                    help_text="Tag name; repeat to require several tags.")
+                                    max_length=MAX_REPEATED_QUERY_PARAMETER,
+                                    help_text=f"Tag name; repeat to require several tags (at most "
+                                              f"{MAX_REPEATED_QUERY_PARAMETER}).")
 
         def validate_phone(self, value):
             if value:
                 try:
-                    addresses.normalize_phone(value)
+                    addresses.normalize_phone(value, strict=False)  # a search, as customer_search does
                 except DjangoValidationError as exc:
                     raise serializers.ValidationError(exc.messages) from exc
             return value

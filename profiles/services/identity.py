@@ -16,6 +16,10 @@ PROVEN_SOURCES = frozenset(
     {IdentitySource.INBOUND, IdentitySource.PROVIDER, IdentitySource.SIGNED, IdentitySource.AGENT, IdentitySource.MERGE}
 )
 
+# Addresses a provider delivered a message from: the customer's, whatever our phone metadata
+# says (addresses.normalize_delivered); everything else (typed, imported) is validated strictly.
+DELIVERED_SOURCES = frozenset({IdentitySource.INBOUND, IdentitySource.PROVIDER})
+
 # The same number on SMS and WhatsApp is the same person: the provider proves both.
 _SIBLING_KINDS = {IdentityKind.PHONE: IdentityKind.WHATSAPP, IdentityKind.WHATSAPP: IdentityKind.PHONE}
 
@@ -52,9 +56,13 @@ def identity_resolve(
     Two concurrent calls for the same new address yield one customer: the unique constraint on
     (kind, value) lets exactly one insert win; the loser's customer is rolled back with its
     savepoint and the retry reads the winner's row (READ COMMITTED sees it once committed).
-    Raises ``ValidationError`` for an address that does not normalise.
+    Raises ``ValidationError`` for an address that does not normalise; one a provider delivered
+    (``DELIVERED_SOURCES``) always does unless it is empty.
     """
-    normalized = addresses.normalize(kind, value)
+    if source in DELIVERED_SOURCES:
+        normalized = addresses.normalize_delivered(kind, value)
+    else:
+        normalized = addresses.normalize(kind, value)
     now = timezone.now()
     is_verified = source in PROVEN_SOURCES if verified is None else verified
     sibling_kind = _SIBLING_KINDS.get(kind)

@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from contactcenter.storable import json_without_nul
+
 from ..languages import language_tag
 from ..models import Customer, Tag
 
@@ -51,6 +53,9 @@ def customer_update(*, customer: Customer, data: dict, actor=None) -> Customer:
     replaces the whole object. A customer merged into another one is read-only: edits go to the
     customer it was merged into. ``ValidationError`` (with per-field messages) for anything else.
     """
+    # NUL out of every string, custom attributes' keys and values included: PostgreSQL refuses it
+    # in text and jsonb (contactcenter.storable).
+    data = json_without_nul(data)
     _validate(data)
     # Lock the row: a concurrent merge moves/fills fields of this customer in its own transaction.
     # NO KEY: concurrent inserts that reference this customer (messages, notes) must not wait on an

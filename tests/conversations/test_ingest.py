@@ -109,11 +109,18 @@ def test_attachments_are_stored_or_marked(settings, tmp_path):
     assert blocked.state == "unavailable" and blocked.state_reason == "private address"
 
 
-def test_bad_sender_address_is_rejected_with_nothing_stored():
+def test_a_missing_sender_is_rejected_with_nothing_stored():
     inbox = make_inbox("sms")
     with pytest.raises(ValidationError):
-        message_receive(_sms(inbox, sender="not-a-phone"))
+        message_receive(_sms(inbox, sender=" "))
     assert Message.objects.count() == 0 and Customer.objects.count() == 0
+
+
+def test_a_sender_that_does_not_parse_is_stored_with_the_address_as_it_came():
+    """The provider delivered it (issue 21 §10): never refused for the sender's format."""
+    result = message_receive(_sms(make_inbox("sms"), sender="not-a-phone"))
+    assert result.customer.identities.get().value == "not-a-phone"
+    assert Message.objects.count() == 1
 
 
 def test_message_event_is_published_after_commit(django_capture_on_commit_callbacks, monkeypatch):

@@ -21,6 +21,13 @@ from .twilio_helpers import MESSAGING_PATH, process_inbound_events, signed_post,
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def _our_numbers(db):
+    from .twilio_helpers import configure_our_numbers
+
+    configure_our_numbers()
+
+
 @pytest.fixture
 def broker_down(monkeypatch):
     def refuse(*args, **kwargs):

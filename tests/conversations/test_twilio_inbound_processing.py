@@ -25,6 +25,13 @@ pytestmark = pytest.mark.django_db
 SID = "SM" + "a" * 32
 
 
+@pytest.fixture(autouse=True)
+def _our_numbers(db):
+    from .twilio_helpers import configure_our_numbers
+
+    configure_our_numbers()
+
+
 def _store(client, sid: str = SID, **params) -> TwilioInboundEvent:
     """The webhook's half only: the stored event, not processed."""
     assert signed_post(client, MESSAGING_PATH, sms_params(sid, **params)).status_code == 200
@@ -143,7 +150,7 @@ def test_after_the_last_attempt_the_event_stays_failed_in_the_admin_and_can_be_p
 def test_stored_events_are_view_only_in_the_admin(client, admin_client):
     processed = _store(client)
     process_inbound_events()
-    failed = _store(client, sid="SM" + "b" * 32, sender="ShopAlerts")
+    failed = _store(client, sid="SM" + "b" * 32, to="+815099999999")  # none of our numbers
     process_inbound_events()
     pending = _store(client, sid="SM" + "c" * 32)
     changelist = reverse("admin:conversations_twilioinboundevent_changelist")
@@ -153,7 +160,7 @@ def test_stored_events_are_view_only_in_the_admin(client, admin_client):
         change = reverse("admin:conversations_twilioinboundevent_change", args=[event.pk])
         assert admin_client.get(change).status_code == 200
     failed_page = admin_client.get(reverse("admin:conversations_twilioinboundevent_change", args=[failed.pk]))
-    assert "is not a phone number" in failed_page.content.decode()
+    assert "No SMS inbox has the number" in failed_page.content.decode()
     assert admin_client.get(reverse("admin:conversations_twilioinboundevent_add")).status_code == 403
     url = reverse("admin:conversations_twilioinboundevent_change", args=[pending.pk])
     assert admin_client.post(url, {"attempts": 5}).status_code == 403
@@ -321,3 +328,82 @@ def test_a_worker_finding_the_event_claimed_skips_it_without_waiting(client):
         release.set()
         holder.join(10)
     assert Message.objects.count() == 0
+
+
+# --- destinations that are none of our numbers (issue 21 §6) ----------------------------------------
+
+
+@pytest.mark.parametrize("to", ["", "+815099999999", "junk", "whatsapp:", "+81 50 1234 0000"])
+def test_a_message_to_a_number_no_inbox_has_is_a_failed_event_never_a_new_inbox(client, admin_client, to):
+    from conversations.models import Inbox
+
+    inboxes = set(Inbox.objects.values_list("pk", flat=True))
+    params = sms_params(SID, to=to, body="停止")
+    if not to:
+        params.pop("To")
+    response = signed_post(client, MESSAGING_PATH, params)
+    assert response.status_code == 200
+    assert "<Message>" not in response.content.decode()  # no confirmation on a number that is not ours
+    assert process_inbound_events() == ["failed"]
+    assert set(Inbox.objects.values_list("pk", flat=True)) == inboxes
+    assert not Message.objects.exists() and not Customer.objects.exists()
+    event = TwilioInboundEvent.objects.get(message_sid=SID)
+    assert event.failed_at is not None and event.processed_at is None
+    assert "No SMS inbox has the number" in event.last_error
+    # Visible where admins look, with its reason.
+    page = admin_client.get(reverse("admin:conversations_twilioinboundevent_changelist"), {"state": "failed"})
+    assert SID in page.content.decode()
+
+
+def test_a_failed_event_for_a_number_configured_later_is_processed_again(client, admin_client):
+    from conversations.models import Inbox
+
+    signed_post(client, MESSAGING_PATH, sms_params(SID, to="+815099999999"))
+    assert process_inbound_events() == ["failed"]
+    Inbox.objects.create(kind="sms", address="+815099999999", name="New number")
+    event = TwilioInboundEvent.objects.get(message_sid=SID)
+    messaging.twilio_inbound_events_retry(event_ids=[event.pk])
+    assert run_inbound_task(event.pk) == "processed"
+    assert Message.objects.get().inbox.address == "+815099999999"
+
+
+# --- senders our phone metadata does not know (issue 21 §10) ------------------------------------------
+
+
+def test_a_burst_from_senders_our_metadata_does_not_list_reaches_the_conversations(client):
+    """``+8190…0…`` numbers are possible Japanese numbers that ``phonenumbers`` does not list as
+    valid; a short code and an alphanumeric sender do not parse at all. The provider delivered
+    them: every message is stored, each sender's in one conversation."""
+    from conversations.models import Conversation
+    from profiles.models import Identity
+
+    senders = ["+819007397108", "+819007397109", "+819012345678", "+14155550100", "+819087654321",
+               "+819000000001", "12345", "ShopAlert"]
+    sent = 0
+    for round_ in range(5):
+        for index, sender in enumerate(senders):
+            sid = f"SM{round_:02d}{index:02d}" + "e" * 28
+            assert signed_post(client, MESSAGING_PATH, sms_params(sid, sender=sender, body=f"{sender} #{round_}")
+                               ).status_code == 200
+            sent += 1
+    outcomes = process_inbound_events()
+    assert outcomes == ["processed"] * sent
+    assert Message.objects.count() == sent
+    assert not TwilioInboundEvent.objects.filter(failed_at__isnull=False).exists()
+    for sender in senders:
+        identity = Identity.objects.get(value=sender)  # E.164 as given, or the raw address
+        conversation = Conversation.objects.get(customer=identity.customer)
+        assert sorted(conversation.messages.values_list("text", flat=True)) == [f"{sender} #{n}" for n in range(5)]
+
+
+def test_an_agent_finds_the_customer_of_a_possible_number_in_any_written_form(client, agent):
+    from rest_framework.test import APIClient
+
+    signed_post(client, MESSAGING_PATH, sms_params(SID, sender="+819007397108"))
+    process_inbound_events()
+    api = APIClient()
+    api.force_login(agent.user)
+    for written in ("090-0739-7108", "+81 90 0739 7108"):
+        response = api.get(reverse("api-customer-list"), {"phone": written})
+        assert response.status_code == 200, response.content
+        assert [row["identities"][0]["value"] for row in response.json()["results"]] == ["+819007397108"]

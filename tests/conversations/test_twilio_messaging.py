@@ -18,6 +18,13 @@ SID = "SM" + "a" * 32
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 
 
+@pytest.fixture(autouse=True)
+def _our_numbers(db):
+    from .twilio_helpers import configure_our_numbers
+
+    configure_our_numbers()
+
+
 @pytest.fixture
 def enqueued(monkeypatch):
     """Tasks queued by ``process_twilio_inbound.apply_async``, instead of reaching a broker."""
@@ -110,15 +117,16 @@ def test_webhook_without_a_message_sid_is_400_and_stores_nothing(client):
     assert TwilioInboundEvent.objects.count() == 0
 
 
-def test_a_sender_that_is_no_phone_number_is_kept_with_a_clear_error(client):
-    """Twilio gets its 200 (retrying cannot help); the event stays, failed, with the reason."""
+def test_a_sender_that_is_no_phone_number_is_still_stored_with_its_raw_address(client):
+    """The provider delivered it: the message reaches an agent whatever the sender looks like
+    (issue 21 §10); the customer's identity is the address as it came."""
     response = post_inbound(client, sms_params(SID, sender="ShopAlerts"))
     assert response.status_code == 200
     event = TwilioInboundEvent.objects.get()
-    assert event.failed_at is not None and event.processed_at is None and event.attempts == 1
-    assert "“ShopAlerts” is not a phone number" in event.last_error
-    assert event.payload["From"] == "ShopAlerts"  # nothing lost
-    assert Message.objects.count() == 0 and Customer.objects.count() == 0
+    assert event.processed_at is not None and event.failed_at is None
+    message = Message.objects.get()
+    assert [(i.kind, i.value) for i in message.customer.identities.all()] == [("phone", "ShopAlerts")]
+    assert message.conversation.status == "open"
 
 
 def test_whatsapp_sender_becomes_a_whatsapp_identity_of_the_same_customer(client):
@@ -170,7 +178,7 @@ def test_japanese_extra_keywords_opt_out_and_get_a_japanese_confirmation(client,
 def test_an_inboxs_own_opt_out_keyword_is_confirmed_by_the_webhook(client):
     from conversations.models import Inbox
 
-    Inbox.objects.create(kind="sms", address="+815012340000", name="SMS", settings={"opt_out_keywords": ["やめる"]})
+    Inbox.objects.filter(kind="sms", address="+815012340000").update(settings={"opt_out_keywords": ["やめる"]})
     response = post_inbound(client, sms_params(SID, body="やめる"))
     assert "配信を停止しました" in response.content.decode()
     assert Consent.objects.get().status == "opted_out"

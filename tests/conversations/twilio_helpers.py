@@ -15,6 +15,19 @@ def signed_post(client, path: str, params: dict, *, url_base: str = "http://test
     return client.post(path, params, HTTP_X_TWILIO_SIGNATURE=sig, **extra)
 
 
+OUR_SMS_NUMBER = "+815012340000"
+OUR_WHATSAPP_NUMBER = "+815012340001"
+
+
+def configure_our_numbers() -> None:
+    """The inboxes of the numbers ``sms_params`` writes to: a message to a number no inbox has
+    fails (issue 21 §6), as it would for a number nobody configured."""
+    from conversations.models import Inbox
+
+    Inbox.objects.get_or_create(kind="sms", address=OUR_SMS_NUMBER, defaults={"name": "SMS"})
+    Inbox.objects.get_or_create(kind="whatsapp", address=OUR_WHATSAPP_NUMBER, defaults={"name": "WhatsApp"})
+
+
 def sms_params(sid: str, *, body: str = "こんにちは", sender: str = "+819012345678", to: str = "+815012340000", **extra):
     return {"MessageSid": sid, "SmsSid": sid, "AccountSid": "AC" + "d" * 32, "From": sender, "To": to,
             "Body": body, "NumMedia": "0", "NumSegments": "1", **extra}

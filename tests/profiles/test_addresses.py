@@ -57,3 +57,42 @@ def test_parse_address_guesses_the_kind():
 def test_unknown_kind_is_rejected():
     with pytest.raises(ValidationError):
         addresses.normalize("fax", "123")
+
+
+# --- delivered addresses (issue 21 §10) -----------------------------------------------------------------
+
+
+def test_a_possible_number_is_refused_when_typed_and_accepted_when_delivered():
+    from profiles.addresses import normalize_delivered
+
+    with pytest.raises(ValidationError):
+        addresses.normalize_phone("+819007397108")  # not valid in phonenumbers' metadata: typed numbers stay strict
+    assert addresses.normalize_phone("+819007397108", strict=False) == "+819007397108"
+    assert normalize_delivered("phone", "+819007397108") == "+819007397108"
+    assert normalize_delivered("whatsapp", "whatsapp:+819007397108") == "+819007397108"
+    assert normalize_delivered("phone", "０９０－０７３９－７１０８") == "+819007397108"
+
+
+@pytest.mark.parametrize("raw, stored", [("12345", "12345"), (" ShopAlert ", "ShopAlert"), ("whatsapp:abc\x00", "abc"),
+                                         ("Not An@Address@x", "not an@address@x")])
+def test_a_delivered_address_that_does_not_parse_is_kept_as_it_came(raw, stored):
+    from profiles.addresses import normalize_delivered
+
+    kind = "whatsapp" if raw.startswith("whatsapp:") else "email" if "@" in raw else "phone"
+    assert normalize_delivered(kind, raw) == stored
+
+
+def test_no_delivered_address_at_all_and_widget_tokens_stay_refused():
+    from profiles.addresses import normalize_delivered
+
+    for kind, raw in (("phone", ""), ("phone", " \x00 "), ("web_visitor", "bad token!")):
+        with pytest.raises(ValidationError):
+            normalize_delivered(kind, raw)
+
+
+@pytest.mark.django_db
+def test_an_agent_typing_a_possible_number_is_still_refused(customer):
+    from profiles.services import identity_link
+
+    with pytest.raises(ValidationError):
+        identity_link(customer=customer, kind="phone", value="+819007397108", source="agent")

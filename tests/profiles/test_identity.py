@@ -40,8 +40,14 @@ def test_whatsapp_joins_the_customer_of_the_same_phone_number():
 
 
 def test_invalid_address_is_a_validation_error_and_creates_nothing():
+    # Typed (an agent, an import): validated strictly. Delivered by a provider: only a missing
+    # address is refused (issue 21 §10; the lenient cases are in test_addresses and the ingest).
     with pytest.raises(ValidationError):
-        identity_resolve(kind="phone", value="not a number")
+        identity_resolve(kind="phone", value="not a number", source="agent")
+    with pytest.raises(ValidationError):
+        identity_resolve(kind="phone", value="+819007397108", source="import")
+    with pytest.raises(ValidationError):
+        identity_resolve(kind="phone", value="  ")
     assert Customer.objects.count() == 0
 
 

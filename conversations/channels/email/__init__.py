@@ -14,16 +14,20 @@ authserv-ids in ``CC_EMAIL_AUTHSERV_IDS`` are trusted, anyone can write that hea
 in ``identity_doubts``; ``ingest.py`` then keeps it off a known customer's history.
 """
 
+from .adapter import build_outbound, outbound_message_id, send
 from .charsets import decode_bytes, decode_iso2022jp
 from .headers import decode_header_value, normalize_message_id
-from .adapter import build_outbound, outbound_message_id, send
 from .parse import parse
 from .parsed import MAX_DEPTH, MAX_PARTS, MAX_REFS, ParsedAttachment, ParsedEmail
 from .quoting import find_quote_start
 from .sanitize import (
-    ALLOWED_ATTRIBUTES, ALLOWED_CLASSES, ALLOWED_TAGS, REMOVED_WITH_CONTENT, html_to_text, sanitize_html,
+    ALLOWED_ATTRIBUTES,
+    ALLOWED_CLASSES,
+    ALLOWED_TAGS,
+    REMOVED_WITH_CONTENT,
+    html_to_text,
+    sanitize_html,
 )
-
 
 
 def ready() -> None:

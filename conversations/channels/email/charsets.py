@@ -2,7 +2,6 @@
 
 import re
 
-
 _ISO2022JP = {"iso-2022-jp", "iso2022jp", "iso-2022-jp-1", "iso-2022-jp-2", "iso-2022-jp-3", "iso-2022-jp-ms",
               "csiso2022jp", "iso-2022-jp-2004", "cp50220", "cp50221", "cp50222"}
 _SJIS = {"shift_jis", "shift-jis", "sjis", "x-sjis", "ms_kanji", "csshiftjis", "windows-31j", "cp932", "ms932",

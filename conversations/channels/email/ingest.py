@@ -23,10 +23,19 @@ from django.db import transaction
 
 from profiles import addresses
 from profiles.models import Identity, IdentityKind, IdentitySource
-from profiles.services import suggest_from_email_signature, suggest_same_name_same_domain, suggestion_record
+from profiles.services import (
+    suggest_from_email_signature,
+    suggest_same_name_same_domain,
+    suggestion_record,
+)
 
 from ...models import Channel, Direction, Inbox, Message, RawEmail
-from ...services.ingest import InboundAttachment, InboundMessage, IngestResult, message_receive
+from ...services.ingest import (
+    InboundAttachment,
+    InboundMessage,
+    IngestResult,
+    message_receive,
+)
 from .parse import parse as parse_email
 from .parsed import ParsedEmail
 

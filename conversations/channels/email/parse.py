@@ -14,7 +14,13 @@ from email.message import Message as MimeMessage
 from django.conf import settings
 
 from .charsets import decode_bytes
-from .headers import _classify_automated, _read_headers, content_language, decode_header_value, normalize_message_id
+from .headers import (
+    _classify_automated,
+    _read_headers,
+    content_language,
+    decode_header_value,
+    normalize_message_id,
+)
 from .parsed import MAX_DEPTH, MAX_PARTS, ParsedAttachment, ParsedEmail
 from .quoting import find_quote_start
 from .sanitize import html_to_text, render_html

@@ -13,6 +13,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from contactcenter.client_address import request_client_address
+
 from ...models import Channel, Inbox
 from .ingest import EmailRejected, EmailTooLarge, email_receive
 
@@ -61,7 +63,7 @@ def _error(status: int, message: str) -> JsonResponse:
 def email_inbound(request: HttpRequest) -> JsonResponse:
     ok, bound_inbox = _authorised(request.headers.get(SECRET_HEADER, ""))
     if not ok:
-        logger.warning("rejected email webhook without a valid secret from %s", request.META.get("REMOTE_ADDR"))
+        logger.warning("rejected email webhook without a valid secret from %s", request_client_address(request))
         return _error(403, _refusal())
     limit = settings.CC_MAX_EMAIL_BYTES
     try:

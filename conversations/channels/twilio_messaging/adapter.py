@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.request_validator import RequestValidator
 
+from contactcenter.storable import text_storable
 from profiles.models import IdentityKind
 
 from ...models import Channel, Inbox, Message
@@ -62,6 +63,9 @@ class ParsedInbound:
     extra: dict
 
 
+_RAW_KEYS = frozenset({"MessageSid", "SmsSid", "SmsMessageSid"})
+
+
 def _strip_whatsapp(address: str) -> tuple[str, bool]:
     if address.lower().startswith("whatsapp:"):
         return address.split(":", 1)[1], True
@@ -86,6 +90,10 @@ def classify_keyword(body: str, inbox: Inbox | None = None) -> str:
 
 
 def parse(post, inbox: Inbox | None = None) -> ParsedInbound:
+    """The common inbound shape of a webhook's parameters. Its texts come without NUL, which
+    PostgreSQL refuses (contactcenter.storable): the raw parameters are kept apart, as posted.
+    The MessageSid is left as posted, for the webhook to refuse one that is not Twilio's."""
+    post = {key: post.get(key) if key in _RAW_KEYS else text_storable(post.get(key)) for key in post.keys()}
     sender, from_whatsapp = _strip_whatsapp(post.get("From", ""))
     recipient, _ = _strip_whatsapp(post.get("To", ""))
     try:

@@ -16,16 +16,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from contactcenter.enqueue import enqueue_on_commit
+from contactcenter.storable import json_restored, json_storable, text_storable
 from profiles.models import ConsentStatus
 
-from . import adapter as twilio_messaging
 from ...models import Channel, Inbox, TwilioInboundEvent
+from ...services.ingest import (
+    InboundAttachment,
+    InboundMessage,
+    IngestResult,
+    message_receive,
+)
 from ...task_names import FETCH_TWILIO_MEDIA, PROCESS_TWILIO_INBOUND
-from ...services.ingest import InboundAttachment, InboundMessage, IngestResult, message_receive
+from . import adapter as twilio_messaging
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +49,19 @@ MAX_SID_LENGTH = TwilioInboundEvent._meta.get_field("message_sid").max_length
 
 
 def inbox_for_number(*, channel: str, address: str) -> Inbox:
-    """The inbox a Twilio number belongs to. A signed webhook for a number nobody configured yet
-    still proves it is our account's number: create the inbox rather than drop the message."""
-    inbox = Inbox.objects.filter(kind=channel, address=address).first()
-    if inbox is not None:
-        return inbox
-    try:
-        with transaction.atomic():
-            return Inbox.objects.create(kind=channel, address=address, name=f"{Channel(channel).label} {address}")
-    except IntegrityError:
-        return Inbox.objects.get(kind=channel, address=address)
+    """The inbox a Twilio number belongs to; ``ValidationError`` (the event fails, with the reason,
+    in the admin) when it is none of ours. A signature proves the post came from our Twilio
+    account, not that its ``To`` is one of our numbers: creating an inbox for whatever it says (a
+    missing or garbage ``To``) would put customers' messages where no queue looks, so a number
+    starts receiving only once an admin has configured its inbox."""
+    inbox = Inbox.objects.filter(kind=channel, address=address).first() if address else None
+    if inbox is None:
+        raise ValidationError(
+            _("No %(channel)s inbox has the number “%(address)s”: add it under Admin → Inboxes, then "
+              "process the event again."),
+            code="unknown_destination", params={"channel": Channel(channel).label, "address": address[:64]},
+        )
+    return inbox
 
 
 # --- step 1: the webhook ---------------------------------------------------------------------------
@@ -69,15 +79,18 @@ def twilio_inbound_accept(*, parsed: twilio_messaging.ParsedInbound, raw: dict) 
     None when this MessageSid is already stored (a Twilio retry, or a concurrent duplicate:
     PostgreSQL makes the second INSERT wait for the first one's commit, then skips it): nothing
     changes and no second reply goes out. Precondition: ``parsed.sid`` is non-empty and at most
-    ``MAX_SID_LENGTH`` characters.
+    ``MAX_SID_LENGTH`` characters, without NUL.
     """
     now = timezone.now()
+    # Stored as PostgreSQL accepts it (contactcenter.storable): the columns without NUL, the raw
+    # payload with its NULs kept reversibly; the processing reads it back through json_restored.
     stored = _insert_unless_stored(
         TwilioInboundEvent(
-            message_sid=parsed.sid, account_sid=raw.get("AccountSid", "")[:64], sender=raw.get("From", "")[:64],
-            recipient=raw.get("To", "")[:64], payload=raw, received_at=now, next_attempt_at=now,
+            message_sid=parsed.sid, account_sid=text_storable(raw.get("AccountSid", ""))[:64],
+            sender=text_storable(raw.get("From", ""))[:64], recipient=text_storable(raw.get("To", ""))[:64],
+            payload=json_storable(raw), received_at=now, next_attempt_at=now,
         ),
-        inbox_kind=parsed.channel, inbox_address=parsed.recipient,
+        inbox_kind=parsed.channel, inbox_address=text_storable(parsed.recipient),
     )
     if stored is None:
         return None
@@ -87,10 +100,12 @@ def twilio_inbound_accept(*, parsed: twilio_messaging.ParsedInbound, raw: dict) 
     return InboundAccepted(event_id=event_id, reply=_twiml_reply(parsed, inbox_settings))
 
 
-def _insert_unless_stored(event: TwilioInboundEvent, *, inbox_kind: str, inbox_address: str) -> tuple[int, dict] | None:
+def _insert_unless_stored(event: TwilioInboundEvent, *, inbox_kind: str,
+                          inbox_address: str) -> tuple[int, dict | None] | None:
     """The webhook's one statement: ``INSERT … ON CONFLICT (message_sid) DO NOTHING RETURNING id``,
     returning as well the settings of the inbox the message is for (its keywords decide the
-    reply). (new id, inbox settings or {}), or None when the MessageSid is already stored.
+    reply). (new id, inbox settings, None when no inbox has the number), or None when the
+    MessageSid is already stored.
 
     It commits on its own and a duplicate raises nothing, so it needs neither a transaction nor a
     savepoint (one round trip instead of four, on the path Twilio waits on). The ORM has no
@@ -115,16 +130,18 @@ def _insert_unless_stored(event: TwilioInboundEvent, *, inbox_kind: str, inbox_a
         row = cursor.fetchone()
     if row is None:
         return None
+    if row[1] is None:  # no inbox has this number: the event will fail (inbox_for_number)
+        return row[0], None
     return row[0], settings_field.from_db_value(row[1], None, connection) or {}
 
 
-def _twiml_reply(parsed: twilio_messaging.ParsedInbound, inbox_settings: dict) -> str:
+def _twiml_reply(parsed: twilio_messaging.ParsedInbound, inbox_settings: dict | None) -> str:
     """Decided in the webhook, before the message is processed, because TwiML is the only free,
     synchronous way to answer: a confirmation for our own extra opt-out keywords (Twilio answers
     its standard ones itself). The consent is recorded by the processing, seconds later at most.
-    A number without an inbox yet gets one with the default keywords, which parse() has tried."""
-    if parsed.opt_out_type:
-        return ""  # Twilio's Advanced Opt-Out already answered the customer
+    A number without an inbox gets no reply: its event fails (``inbox_for_number``)."""
+    if parsed.opt_out_type or inbox_settings is None:
+        return ""  # Twilio's Advanced Opt-Out already answered the customer, or not our number
     keyword = parsed.keyword
     if not keyword and inbox_settings:
         keyword = twilio_messaging.classify_keyword(parsed.body, Inbox(settings=inbox_settings))
@@ -160,7 +177,8 @@ def twilio_inbound_event_process(*, event_id: int) -> InboundProcessOutcome:
                 # A copy of the task from before the last failure: the backoff decides when.
                 return InboundProcessOutcome("not_due")
             twilio_inbound_receive(
-                parsed=twilio_messaging.parse(event.payload), raw=event.payload, received_at=event.received_at
+                parsed=twilio_messaging.parse(json_restored(event.payload)), raw=event.payload,
+                received_at=event.received_at,
             )
             event.processed_at = timezone.now()
             event.attempts += 1

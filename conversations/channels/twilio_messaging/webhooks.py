@@ -7,9 +7,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.twiml.messaging_response import MessagingResponse
 
+from contactcenter.client_address import request_client_address
+
+from ...services.outbound import delivery_status_receive
 from . import adapter as twilio_messaging
 from .ingest import MAX_SID_LENGTH, twilio_inbound_accept
-from ...services.outbound import delivery_status_receive
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +26,10 @@ def twilio_messaging_inbound(request: HttpRequest) -> HttpResponse:
     """Verify, store the raw event, answer. The ingest runs in ``process_twilio_inbound``: Twilio
     gives up after 15 s and then posts again (twilio.md §1), so the answer must not wait for it."""
     if not twilio_messaging.verify(request):
-        logger.warning("rejected unsigned/invalid Twilio messaging webhook from %s", request.META.get("REMOTE_ADDR"))
+        logger.warning("rejected unsigned/invalid Twilio messaging webhook from %s", request_client_address(request))
         return HttpResponseForbidden("invalid signature")
     parsed = twilio_messaging.parse(request.POST)
-    if not parsed.sid or len(parsed.sid) > MAX_SID_LENGTH:
+    if not parsed.sid or len(parsed.sid) > MAX_SID_LENGTH or "\x00" in parsed.sid:
         # Nothing to deduplicate on: not a message webhook Twilio sends.
         return HttpResponse("a MessageSid of at most %d characters is required" % MAX_SID_LENGTH, status=400,
                             content_type="text/plain")

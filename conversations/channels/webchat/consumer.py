@@ -25,6 +25,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import OriginValidator, WebsocketDenier
 
+from contactcenter.client_address import scope_client_address
+from contactcenter.decoding import UndecodableInput, json_decode
+
 from . import ingest as webchat
 from .ingest import WidgetError, visitor_group
 
@@ -76,8 +79,9 @@ class WidgetConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         self.visitor = None
         self.joined: set[str] = set()
-        client = self.scope.get("client") or ("unknown", 0)
-        self.ip = str(client[0] or "unknown")
+        # Per-address limits count this (contactcenter.client_address: the proxy's hop, not a
+        # forgeable X-Forwarded-For entry).
+        self.ip = scope_client_address(self.scope)
         await self.accept()
 
     async def disconnect(self, code):
@@ -100,8 +104,10 @@ class WidgetConsumer(AsyncWebsocketConsumer):
             await self.send_json(WidgetError(code, "too_long" if code == 413 else "bad_frame").frame())
             return
         try:
-            content = json.loads(text_data)
-        except ValueError:
+            # Bounded nesting and finite numbers (contactcenter.decoding): a hostile frame is a
+            # bad_frame error like any other, never an exception that ends the socket with 1011.
+            content = json_decode(text_data)
+        except UndecodableInput:
             content = None
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
             await self.send_json(WidgetError(400, "bad_frame").frame())

@@ -701,8 +701,8 @@ def visitor_end(*, visitor: Visitor, conversation_id=None) -> dict:
     follow-up stays open: we told them we would answer. Idempotent.
     Every tab of the visitor gets ``{"type": "ended"}`` and clears; the next message opens a new
     conversation."""
-    from ...routing.offers import RoutingError
     from ...routing.assignment import conversation_abandon, conversation_resolve
+    from ...routing.offers import RoutingError
 
     _require_rate(f"msg-visitor:{visitor.key}", limits()["message_per_visitor"])
     conversation = _visitor_target(visitor, conversation_id)
