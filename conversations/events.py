@@ -181,3 +181,13 @@ def widget_layer_message(frame: dict) -> dict:
 def conversation_assigned_event(conversation, agent, *, via: str) -> dict:
     """An agent has the conversation now (``via``: offer accepted, auto-accept, pick, transfer …)."""
     return {"type": "conversation.assigned", "conversation": conversation.pk, "agent": agent.pk, "via": via}
+
+
+def typing_event(conversation_id: int, *, on: bool, agent_id: int | None = None, customer: bool = False) -> dict:
+    """Someone types in a conversation: an agent (``agent_id``) or the customer (``customer``)."""
+    event = {"type": "typing", "conversation": conversation_id, "on": bool(on)}
+    if customer:
+        event["customer"] = True
+    else:
+        event["agent"] = agent_id
+    return event

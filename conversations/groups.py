@@ -33,3 +33,13 @@ def conversation_group(conversation_id: int) -> str:
 def customer_group(customer_id: int) -> str:
     """Consoles showing this customer's timeline (every conversation of the customer)."""
     return f"customer.{customer_id}"
+
+
+def widget_group(conversation_id: int) -> str:
+    """The visitor sockets of one widget conversation (every tab of the visitor joins it)."""
+    return f"widget.{conversation_id}"
+
+
+def visitor_group(key: str) -> str:
+    """Every socket (tab) of one visitor token: their own messages echo to all of them."""
+    return f"visitor.{key}"

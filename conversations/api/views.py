@@ -7,7 +7,6 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from contactcenter.permissions import is_contact_center_staff
 
 from ..models import Agent, Offer, PresenceState
 from ..selectors import access_conversation

@@ -54,7 +54,7 @@ def index(request):
 def widget_page(request):
     """A stand-in for a customer's web site with the widget embedded by one script tag.
     ``?user=<id>`` plays a site that knows its signed-in user and signs the id (HMAC)."""
-    from ..channels.webchat.ingest import user_signature
+    from ..channels.webchat.visitors import user_signature
 
     inbox = Inbox.objects.filter(kind="webchat", is_active=True).order_by("id").first()
     if inbox is None:

@@ -147,6 +147,9 @@ def test_group_names_only_in_groups_module():
             if isinstance(node, ast.Call) and _called_name(node) in _LAYER_CALLS and node.args:
                 if _literal_string(node.args[0]):
                     offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+            # A group-name builder belongs in a groups.py too.
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.endswith("_group"):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno} def {node.name}")
     assert offenders == []
 
 

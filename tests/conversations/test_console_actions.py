@@ -30,7 +30,8 @@ from conversations.models import (
     WrapUpCode,
 )
 from conversations.services import InboundMessage, message_receive
-from conversations.channels.webchat import ingest as webchat
+from conversations.channels.webchat import ingest as webchat_ingest
+from conversations.channels.webchat import visitors as webchat_visitors
 from conversations.services.agent_actions import snoozed_wake
 from profiles.models import (
     ConsentStatus,
@@ -359,14 +360,14 @@ def test_note_is_stored_as_a_private_note(client, agent, mine):
 
 def test_notes_never_reach_the_web_chat_visitor(client, agent):
     inbox = make_inbox("webchat")
-    visitor = webchat.visitor_hello(inbox=inbox, token="t" * 40, ip="203.0.113.5")
-    webchat.visitor_message_receive(visitor=visitor, client_id="c-00000001", text="Is anyone there?")
+    visitor = webchat_visitors.visitor_hello(inbox=inbox, token="t" * 40, ip="203.0.113.5")
+    webchat_ingest.visitor_message_receive(visitor=visitor, client_id="c-00000001", text="Is anyone there?")
     conversation = Conversation.objects.get()
     Conversation.objects.filter(pk=conversation.pk).update(assignee=agent)
     client.force_login(agent.user)
     assert act(client, "note", conversation.pk, text="INTERNAL: VIP, refund approved").status_code == 200
     assert act(client, "reply", conversation.pk, text="Yes, how can I help?").status_code == 200
-    history = webchat.visitor_history(visitor)
+    history = webchat_ingest.visitor_history(visitor)
     texts = [frame.get("text") for frame in history]
     assert "Is anyone there?" in texts and "Yes, how can I help?" in texts
     assert not any("INTERNAL" in str(frame) for frame in history)

@@ -12,7 +12,8 @@ from twilio.http.response import Response
 from conversations import recovery
 from conversations.channels.twilio_client import RecordingHttpClient
 from conversations.models import Channel, Conversation, DeliveryStatus, Message, RecordedProviderRequest
-from conversations.channels.webchat import ingest as webchat
+from conversations.channels.webchat import ingest as webchat_ingest
+from conversations.channels.webchat import visitors as webchat_visitors
 from conversations.services import InboundMessage, message_receive
 from conversations.services.outbound import message_send
 from conversations.tasks import MAX_DELIVERY_ATTEMPTS, deliver_message
@@ -31,8 +32,8 @@ def fault():
 
 def conversation_on(channel: str) -> Conversation:
     if channel == Channel.WEBCHAT:
-        visitor = webchat.visitor_hello(inbox=make_inbox("webchat"), token="t" * 40, ip="203.0.113.5")
-        webchat.visitor_message_receive(visitor=visitor, client_id="c-00000001", text="Is anyone there?")
+        visitor = webchat_visitors.visitor_hello(inbox=make_inbox("webchat"), token="t" * 40, ip="203.0.113.5")
+        webchat_ingest.visitor_message_receive(visitor=visitor, client_id="c-00000001", text="Is anyone there?")
         return Conversation.objects.get()
     addresses = {Channel.SMS: ("phone", "090-1234-5678"), Channel.WHATSAPP: ("whatsapp", "+819012345678"),
                  Channel.EMAIL: ("email", "hanako@example.jp")}
@@ -103,7 +104,7 @@ def test_an_unexpected_error_in_the_web_chat_adapter_ends_failed(monkeypatch):
         raise KeyError("widget settings")
 
     conversation = conversation_on(Channel.WEBCHAT)
-    monkeypatch.setattr("conversations.channels.webchat.ingest.widget_message_frame", broken)
+    monkeypatch.setattr("conversations.channels.webchat.events.widget_message_frame", broken)
     message = send_and_deliver(conversation)
     assert message.delivery_status == DeliveryStatus.FAILED
     assert "KeyError" in message.delivery_error and "widget settings" in message.delivery_error

@@ -200,7 +200,7 @@ def test_time_of_day_rules_read_the_contact_centers_clock_whatever_zone_the_proc
 def test_rules_on_the_clock_meet_the_moment_asked_about_not_the_moment_they_run(support, presence, settings):
     """A message stored at 19:00 Tokyo meets "hour >= 18" however late its routing runs, and the
     widget asked about a moment answers for that moment (it used to read the clock itself)."""
-    from conversations.channels.webchat.ingest import widget_status
+    from conversations.channels.webchat.status import widget_status
 
     settings.CC_DEFAULT_TIME_ZONE = "Asia/Tokyo"
     night = Queue.objects.create(name="Night", slug="night", channels=["sms", "webchat"])

@@ -81,7 +81,7 @@ def test_simulated_delivery_posts_signed_status_callbacks(live_server, settings)
 
 
 def test_widget_demo_page_embeds_the_widget_with_one_script_tag(client):
-    from conversations.channels.webchat.ingest import user_signature
+    from conversations.channels.webchat.visitors import user_signature
 
     inbox = make_inbox("webchat", secret="s3cret")
     page = client.get("/simulator/widget/")

@@ -72,7 +72,7 @@ def test_a_known_agent_below_the_level_is_not_waited_for(senior_only, presence):
 
 
 def test_the_widget_counts_only_agents_at_the_level_as_there(senior_only, presence):
-    from conversations.channels.webchat.ingest import _available_agent_for
+    from conversations.channels.webchat.status import _available_agent_for
 
     junior = agent_at("junior", presence["available"], 2)
     assert not _available_agent_for(senior_only)

@@ -30,7 +30,10 @@ from conversations.models import (
     Message,
     MessageKind,
 )
-from conversations.channels.webchat import ingest as webchat
+from conversations.channels.webchat import ingest as webchat_ingest
+from conversations.channels.webchat import input_limits as webchat_input_limits
+from conversations.channels.webchat import status as webchat_status
+from conversations.channels.webchat import visitors as webchat_visitors
 from profiles.models import Customer, Identity, IdentityKind, MergeSuggestion
 
 from ..factories import (
@@ -551,13 +554,13 @@ def test_the_rate_window_slides_so_a_boundary_does_not_double_the_burst(monkeypa
 
     start = datetime(2026, 1, 1, 12, 0, 50, tzinfo=UTC)  # 10 s before a minute ends
     now = {"at": start}
-    monkeypatch.setattr(webchat.timezone, "now", lambda: now["at"])
-    assert all(webchat.rate_allow("slide", 5, 60) for _ in range(5))
-    assert not webchat.rate_allow("slide", 5, 60)
+    monkeypatch.setattr(webchat_status.timezone, "now", lambda: now["at"])
+    assert all(webchat_input_limits.rate_allow("slide", 5, 60) for _ in range(5))
+    assert not webchat_input_limits.rate_allow("slide", 5, 60)
     now["at"] = start + timedelta(seconds=15)  # just past the boundary: the five are still recent
-    assert not webchat.rate_allow("slide", 5, 60)
+    assert not webchat_input_limits.rate_allow("slide", 5, 60)
     now["at"] = start + timedelta(seconds=130)  # two minutes on: allowed again
-    assert all(webchat.rate_allow("slide", 5, 60) for _ in range(5))
+    assert all(webchat_input_limits.rate_allow("slide", 5, 60) for _ in range(5))
 
 
 # --- agent side -------------------------------------------------------------------------------
@@ -625,7 +628,7 @@ async def test_typing_both_ways(widget, online):
         console = await layer.new_channel()
         await layer.group_add(conversation_group(said["conversation"]), console)
 
-        await database_sync_to_async(webchat.agent_typing_notify)(
+        await database_sync_to_async(webchat_ingest.agent_typing_notify)(
             conversation_id=said["conversation"], agent=online, on=True
         )
         assert await communicator.receive_json_from(timeout=5) == {"type": "typing", "on": True, "name": "Alice"}
@@ -1052,8 +1055,8 @@ def _routing_world(widget, agent, available_presence):
     return chat, japanese, vip
 
 
-def _visitor(widget, token, **fields) -> webchat.Visitor:
-    return webchat.Visitor(inbox_id=widget.pk, key=_key(token), ip="198.51.100.7", **fields)
+def _visitor(widget, token, **fields) -> webchat_visitors.Visitor:
+    return webchat_visitors.Visitor(inbox_id=widget.pk, key=_key(token), ip="198.51.100.7", **fields)
 
 
 def _returning_visitor(name: str, **customer_fields):
@@ -1069,17 +1072,17 @@ def test_status_speaks_for_the_queue_the_rules_would_pick_from_the_browser_langu
     widget.refresh_from_db()
     closed = {"type": "status", "online": False, "reason": "closed"}
     # A new visitor: nobody yet, only what the browser says. The rules send "ja" to a closed queue.
-    assert webchat.widget_status(widget, visitor=_visitor(widget, _token(), language="ja-JP")) == closed
-    assert webchat.widget_status(widget, visitor=_visitor(widget, _token(), language="en-US"))["online"] is True
-    assert webchat.widget_status(widget, visitor=_visitor(widget, _token()))["online"] is True
+    assert webchat_status.widget_status(widget, visitor=_visitor(widget, _token(), language="ja-JP")) == closed
+    assert webchat_status.widget_status(widget, visitor=_visitor(widget, _token(), language="en-US"))["online"] is True
+    assert webchat_status.widget_status(widget, visitor=_visitor(widget, _token()))["online"] is True
 
     # A known visitor: their customer's language comes first, the browser's only when they have none.
     token = _token()
     english = make_customer("Known", language="en")
     make_identity(english, IdentityKind.WEB_VISITOR, _key(token))
-    assert webchat.widget_status(widget, visitor=_visitor(widget, token, language="ja"))["online"] is True
+    assert webchat_status.widget_status(widget, visitor=_visitor(widget, token, language="ja"))["online"] is True
     Customer.objects.filter(pk=english.pk).update(language="")
-    assert webchat.widget_status(widget, visitor=_visitor(widget, token, language="ja")) == closed
+    assert webchat_status.widget_status(widget, visitor=_visitor(widget, token, language="ja")) == closed
 
 
 def test_status_of_a_known_customer_follows_their_tags(widget, agent, available_presence):
@@ -1088,13 +1091,13 @@ def test_status_of_a_known_customer_follows_their_tags(widget, agent, available_
 
     _routing_world(widget, agent, available_presence)
     widget.refresh_from_db()
-    visitor = webchat.visitor_hello(inbox=widget, token=_token(), ip="198.51.100.7",
+    visitor = webchat_visitors.visitor_hello(inbox=widget, token=_token(), ip="198.51.100.7",
                                     user={"id": "u-42", "signature": _signature("u-42")})
-    assert webchat.widget_status(widget, visitor=visitor)["online"] is True
+    assert webchat_status.widget_status(widget, visitor=visitor)["online"] is True
     Customer.objects.get(pk=visitor.signed_customer_id).tags.add(Tag.objects.create(name="VIP"))
-    assert webchat.widget_status(widget, visitor=visitor) == {"type": "status", "online": False, "reason": "closed"}
+    assert webchat_status.widget_status(widget, visitor=visitor) == {"type": "status", "online": False, "reason": "closed"}
     # Anyone else still sees the open default queue.
-    assert webchat.widget_status(widget, visitor=_visitor(widget, _token()))["online"] is True
+    assert webchat_status.widget_status(widget, visitor=_visitor(widget, _token()))["online"] is True
 
 
 def test_status_follows_the_queue_of_the_visitors_open_conversation(widget, agent, available_presence):
@@ -1108,18 +1111,18 @@ def test_status_follows_the_queue_of_the_visitors_open_conversation(widget, agen
     wholesale.required_skills.add(Skill.objects.create(name="Wholesale", slug="wholesale"))
     conversation = make_conversation(customer, widget, queue=wholesale, status="open")
     # Transferred to a queue nobody available can serve: the next message waits there.
-    assert webchat.widget_status(widget, visitor=visitor) == {"type": "status", "online": False, "reason": "no_agent"}
+    assert webchat_status.widget_status(widget, visitor=visitor) == {"type": "status", "online": False, "reason": "no_agent"}
 
     Conversation.objects.filter(pk=conversation.pk).update(queue=chat)
     Queue.objects.filter(pk=chat.pk).update(business_hours=CLOSED_ALL_WEEK)
-    assert webchat.widget_status(widget, visitor=visitor)["reason"] == "closed"
+    assert webchat_status.widget_status(widget, visitor=visitor)["reason"] == "closed"
 
     # Over (or abandoned): the next message opens a new chat, which the rules place (the default).
     Queue.objects.filter(pk=chat.pk).update(business_hours={})
     Conversation.objects.filter(pk=conversation.pk).update(queue=wholesale, status="resolved")
-    assert webchat.widget_status(widget, visitor=visitor)["online"] is True
+    assert webchat_status.widget_status(widget, visitor=visitor)["online"] is True
     Conversation.objects.filter(pk=conversation.pk).update(status="open", abandoned_at=conversation.created_at)
-    assert webchat.widget_status(widget, visitor=visitor)["online"] is True
+    assert webchat_status.widget_status(widget, visitor=visitor)["online"] is True
 
 
 def test_status_of_a_chat_an_agent_has_is_that_agents_presence(widget, agent, available_presence):
@@ -1131,12 +1134,12 @@ def test_status_of_a_chat_an_agent_has_is_that_agents_presence(widget, agent, av
     Queue.objects.filter(pk=chat.pk).update(business_hours=CLOSED_ALL_WEEK)
     token, customer = _returning_visitor("Chatting")
     make_conversation(customer, widget, queue=chat, status="open", assignee=agent)
-    assert webchat.widget_status(widget, visitor=_visitor(widget, token))["online"] is True
-    assert webchat.widget_status(widget, visitor=_visitor(widget, _token()))["reason"] == "closed"  # anyone else
+    assert webchat_status.widget_status(widget, visitor=_visitor(widget, token))["online"] is True
+    assert webchat_status.widget_status(widget, visitor=_visitor(widget, _token()))["reason"] == "closed"  # anyone else
 
     away = PresenceState.objects.create(name="Away", is_available=False)
     Agent.objects.filter(pk=agent.pk).update(presence=away)
-    assert webchat.widget_status(widget, visitor=_visitor(widget, token)) == {
+    assert webchat_status.widget_status(widget, visitor=_visitor(widget, token)) == {
         "type": "status", "online": False, "reason": "no_agent"}
 
 
@@ -1177,7 +1180,7 @@ def _status_queries(widget, visitor) -> int:
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as captured:
-        webchat.widget_status(widget, visitor=visitor)
+        webchat_status.widget_status(widget, visitor=visitor)
     return len(captured.captured_queries)
 
 
@@ -1194,22 +1197,22 @@ def test_status_of_a_resolved_chat_the_next_message_would_reopen_is_its_agents(w
     resolved = make_conversation(customer, widget, queue=chat, status="resolved", assignee=agent,
                                  resolved_at=timezone.now() - timedelta(days=1))
     closed = {"type": "status", "online": False, "reason": "closed"}
-    assert webchat.widget_status(widget, visitor=_visitor(widget, token)) == {
+    assert webchat_status.widget_status(widget, visitor=_visitor(widget, token)) == {
         "type": "status", "online": True, "reason": "available"}
-    assert webchat.widget_status(widget, visitor=_visitor(widget, _token())) == closed  # anyone else
+    assert webchat_status.widget_status(widget, visitor=_visitor(widget, _token())) == closed  # anyone else
 
     away = PresenceState.objects.create(name="Away", is_available=False)
     Agent.objects.filter(pk=agent.pk).update(presence=away)
-    assert webchat.widget_status(widget, visitor=_visitor(widget, token)) == closed  # placed anew: closed
+    assert webchat_status.widget_status(widget, visitor=_visitor(widget, token)) == closed  # placed anew: closed
     Agent.objects.filter(pk=agent.pk).update(presence=available_presence)
 
     # Past the window, or ended by the visitor: a new chat, placed by the rules.
     Conversation.objects.filter(pk=resolved.pk).update(
         resolved_at=timezone.now() - timedelta(days=widget.reopen_window_days + 1))
-    assert webchat.widget_status(widget, visitor=_visitor(widget, token)) == closed
+    assert webchat_status.widget_status(widget, visitor=_visitor(widget, token)) == closed
     Conversation.objects.filter(pk=resolved.pk).update(resolved_at=timezone.now() - timedelta(hours=1))
-    make_message(resolved, "", kind="event", event_type="resolved", event_data={"note": webchat.LEGACY_ENDED_NOTE})
-    assert webchat.widget_status(widget, visitor=_visitor(widget, token)) == closed
+    make_message(resolved, "", kind="event", event_type="resolved", event_data={"note": webchat_visitors.LEGACY_ENDED_NOTE})
+    assert webchat_status.widget_status(widget, visitor=_visitor(widget, token)) == closed
 
 
 def test_status_costs_a_fixed_number_of_queries(widget, agent, available_presence):
@@ -1243,7 +1246,7 @@ def test_status_costs_a_fixed_number_of_queries(widget, agent, available_presenc
     after = {name: _status_queries(widget, visitor) for name, visitor in visitors.items()}
     assert after == before
     assert max(after.values()) <= 6
-    assert webchat.widget_status(widget, visitor=visitors["waiting"])["online"] is True  # Alice has every skill
+    assert webchat_status.widget_status(widget, visitor=visitors["waiting"])["online"] is True  # Alice has every skill
 
 
 # --- the browser says the customer's language -----------------------------------------------------
@@ -1269,24 +1272,24 @@ async def test_the_browser_language_becomes_the_new_customers_language(widget, o
     42, ["ja"], {"tag": "ja"}, "",
 ])
 def test_an_implausible_browser_language_is_dropped_never_refused(widget, online, raw):
-    visitor = webchat.visitor_hello(inbox=widget, token=_token(), ip="198.51.100.7", language=raw)
+    visitor = webchat_visitors.visitor_hello(inbox=widget, token=_token(), ip="198.51.100.7", language=raw)
     assert visitor.language == ""
-    frame, _ = webchat.visitor_message_receive(visitor=visitor, client_id=str(uuid.uuid4()), text="hello")
+    frame, _ = webchat_ingest.visitor_message_receive(visitor=visitor, client_id=str(uuid.uuid4()), text="hello")
     assert Conversation.objects.get(pk=frame["conversation"]).customer.language == ""
 
 
 @pytest.mark.parametrize("raw, expected", [("ja", "ja"), ("en-US", "en"), ("zh-Hant-TW", "zh"), ("JA-jp", "ja")])
 def test_a_plausible_browser_language_reaches_the_ingest(widget, online, raw, expected):
-    visitor = webchat.visitor_hello(inbox=widget, token=_token(), ip="198.51.100.7", language=raw)
+    visitor = webchat_visitors.visitor_hello(inbox=widget, token=_token(), ip="198.51.100.7", language=raw)
     assert visitor.language == raw
-    frame, _ = webchat.visitor_message_receive(visitor=visitor, client_id=str(uuid.uuid4()), text="hello")
+    frame, _ = webchat_ingest.visitor_message_receive(visitor=visitor, client_id=str(uuid.uuid4()), text="hello")
     assert Conversation.objects.get(pk=frame["conversation"]).customer.language == expected
 
 
 def test_the_browser_language_never_overrides_a_known_language(widget, online):
     token, customer = _returning_visitor("Known", language="en")
-    visitor = webchat.visitor_hello(inbox=widget, token=token, ip="198.51.100.7", language="ja")
-    webchat.visitor_message_receive(visitor=visitor, client_id=str(uuid.uuid4()), text="hello")
+    visitor = webchat_visitors.visitor_hello(inbox=widget, token=token, ip="198.51.100.7", language="ja")
+    webchat_ingest.visitor_message_receive(visitor=visitor, client_id=str(uuid.uuid4()), text="hello")
     customer.refresh_from_db()
     assert customer.language == "en"
 
@@ -1294,8 +1297,8 @@ def test_the_browser_language_never_overrides_a_known_language(widget, online):
 def test_the_offline_message_carries_the_browser_language(widget, agent):
     make_inbox(Channel.EMAIL)
     token = _token()
-    visitor = webchat.visitor_hello(inbox=widget, token=token, ip="198.51.100.7", language="ja-JP")
-    webchat.visitor_offline_message(visitor=visitor, client_id=str(uuid.uuid4()), email="v@example.jp", text="返品")
+    visitor = webchat_visitors.visitor_hello(inbox=widget, token=token, ip="198.51.100.7", language="ja-JP")
+    webchat_ingest.visitor_offline_message(visitor=visitor, client_id=str(uuid.uuid4()), email="v@example.jp", text="返品")
     assert Identity.objects.get(kind=IdentityKind.WEB_VISITOR, value=_key(token)).customer.language == "ja"
 
 
@@ -1320,7 +1323,7 @@ def test_a_chat_the_customer_ended_reads_in_the_agents_language(widget, language
     coded = make_message(conversation, "", kind="event", direction="internal", event_type="resolved",
                          event_data={"wrap_up_code": "", "note": "", "ended_by": "customer"})
     legacy = make_message(conversation, "", kind="event", direction="internal", event_type="resolved",
-                          event_data={"note": webchat.LEGACY_ENDED_NOTE})
+                          event_data={"note": webchat_visitors.LEGACY_ENDED_NOTE})
     for message in (coded, legacy):
         entry = TimelineEntry(MessageTimelineSource.type,
                               Position(message.created_at, MessageTimelineSource.rank, message.pk), message)

@@ -16,7 +16,8 @@ from .. import PermanentSendError, SendResult, TransientSendError
 
 def send(message: Message, *, to: str, from_: str) -> SendResult:
     from ...events import widget_layer_message
-    from .ingest import widget_group, widget_message_frame
+    from ...groups import widget_group
+    from .events import widget_message_frame
 
     if message.kind != MessageKind.MESSAGE:
         raise PermanentSendError("Notes and events are never sent to a visitor", code="not_a_message")

@@ -28,8 +28,13 @@ from channels.security.websocket import OriginValidator, WebsocketDenier
 from contactcenter.client_address import scope_client_address
 from contactcenter.decoding import UndecodableInput, json_decode
 
-from . import ingest as webchat
-from .ingest import WidgetError, visitor_group
+from ...groups import visitor_group, widget_group
+from ...models import Inbox
+from . import ingest as webchat_ingest
+from . import input_limits as webchat_input_limits
+from . import status as webchat_status
+from . import visitors as webchat_visitors
+from .input_limits import WidgetError
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +58,7 @@ def _origin(scope):
 
 @database_sync_to_async
 def _inbox_origins(address: str):
-    inbox = webchat.widget_inbox(address)
+    inbox = webchat_visitors.widget_inbox(address)
     if inbox is None:
         return None, None
     origins = inbox.settings.get("allowed_origins") or []
@@ -97,7 +102,7 @@ class WidgetConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps(content, ensure_ascii=False))
 
     async def receive(self, text_data=None, bytes_data=None):
-        max_frame = webchat.limits()["max_frame"]
+        max_frame = webchat_input_limits.limits()["max_frame"]
         if text_data is None or len(text_data) > max_frame or len(text_data.encode("utf-8")) > max_frame:
             # Never parse a huge frame: answer before touching it.
             code = 413 if text_data is not None or bytes_data else 400
@@ -139,31 +144,31 @@ class WidgetConsumer(AsyncWebsocketConsumer):
             raise WidgetError(400, "already_hello")
         inbox_id = self.scope["widget_inbox_id"]
         widget = content.get("widget")
-        inbox = await database_sync_to_async(webchat.widget_inbox)(widget) if widget else None
+        inbox = await database_sync_to_async(webchat_visitors.widget_inbox)(widget) if widget else None
         if widget and (inbox is None or inbox.pk != inbox_id):
             raise WidgetError(400, "bad_widget")
         if inbox is None:
-            inbox = await database_sync_to_async(lambda: webchat.Inbox.objects.get(pk=inbox_id))()
+            inbox = await database_sync_to_async(lambda: Inbox.objects.get(pk=inbox_id))()
         # Only the token and the site's signature count; "verified" or "customer" fields are ignored.
         # "language" is the browser's (the customer's), not "locale", the widget's display language
         # that the site may fix.
-        visitor = await database_sync_to_async(webchat.visitor_hello)(
+        visitor = await database_sync_to_async(webchat_visitors.visitor_hello)(
             inbox=inbox, token=content.get("token"), ip=self.ip, user=content.get("user") or None,
             language=content.get("language"),
         )
         self.visitor = visitor
         await self._join(visitor_group(visitor.key))
         await self._send_history()
-        await self.send_json(await database_sync_to_async(webchat.widget_status)(inbox, visitor=visitor))
+        await self.send_json(await database_sync_to_async(webchat_status.widget_status)(inbox, visitor=visitor))
 
     async def _send_history(self):
         def load():
-            ids = webchat.visitor_conversation_ids(self.visitor)
-            return ids, webchat.visitor_history(self.visitor, ids)
+            ids = webchat_visitors.visitor_conversation_ids(self.visitor)
+            return ids, webchat_ingest.visitor_history(self.visitor, ids)
 
         ids, messages = await database_sync_to_async(load)()
         for conversation_id in ids:
-            await self._join(webchat.widget_group(conversation_id))
+            await self._join(widget_group(conversation_id))
         await self.send_json({"type": "history", "conversations": ids, "messages": messages})
 
     async def on_history(self, content):
@@ -171,7 +176,7 @@ class WidgetConsumer(AsyncWebsocketConsumer):
 
     async def on_message(self, content):
         try:
-            frame, duplicate = await database_sync_to_async(webchat.visitor_message_receive)(
+            frame, duplicate = await database_sync_to_async(webchat_ingest.visitor_message_receive)(
                 visitor=self.visitor, client_id=content.get("id"), text=content.get("text"),
                 name=content.get("name") or "",
             )
@@ -180,43 +185,43 @@ class WidgetConsumer(AsyncWebsocketConsumer):
             if isinstance(content.get("id"), str):
                 exc.client_id = content["id"][:64]
             raise
-        await self._join(webchat.widget_group(frame["conversation"]))
+        await self._join(widget_group(frame["conversation"]))
         if duplicate:
             await self.send_json(frame)  # a resend after a lost ack: answered, nothing stored twice
 
     async def on_typing(self, content):
         conversation_id = content.get("conversation")
         if conversation_id is None:
-            ids = await database_sync_to_async(webchat.visitor_conversation_ids)(self.visitor)
+            ids = await database_sync_to_async(webchat_visitors.visitor_conversation_ids)(self.visitor)
             if not ids:
                 return
             conversation_id = ids[-1]
-        await database_sync_to_async(webchat.visitor_typing_notify)(
+        await database_sync_to_async(webchat_ingest.visitor_typing_notify)(
             visitor=self.visitor, conversation_id=conversation_id, on=bool(content.get("on"))
         )
 
     async def on_prechat(self, content):
-        await self.send_json(await database_sync_to_async(webchat.visitor_prechat)(
+        await self.send_json(await database_sync_to_async(webchat_visitors.visitor_prechat)(
             visitor=self.visitor, name=content.get("name"), email=content.get("email")
         ))
 
     async def on_offline_message(self, content):
-        await self.send_json(await database_sync_to_async(webchat.visitor_offline_message)(
+        await self.send_json(await database_sync_to_async(webchat_ingest.visitor_offline_message)(
             visitor=self.visitor, client_id=content.get("id"), email=content.get("email"),
             text=content.get("text"), name=content.get("name") or "",
         ))
 
     async def on_status(self, content):
-        await self.send_json(await database_sync_to_async(webchat.visitor_status)(visitor=self.visitor))
+        await self.send_json(await database_sync_to_async(webchat_status.visitor_status)(visitor=self.visitor))
 
     async def on_queue(self, content):
-        await self.send_json(await database_sync_to_async(webchat.visitor_queue)(
+        await self.send_json(await database_sync_to_async(webchat_status.visitor_queue)(
             visitor=self.visitor, conversation_id=content.get("conversation")
         ))
 
     async def on_end(self, content):
         # The "ended" frame reaches this socket through the visitor's group, with the other tabs.
-        await database_sync_to_async(webchat.visitor_end)(
+        await database_sync_to_async(webchat_ingest.visitor_end)(
             visitor=self.visitor, conversation_id=content.get("conversation")
         )
 
@@ -225,7 +230,7 @@ class WidgetConsumer(AsyncWebsocketConsumer):
 
     async def on_attachment(self, content):
         def load():
-            attachment = webchat.access_visitor_attachment(self.visitor, content.get("id"))
+            attachment = webchat_visitors.access_visitor_attachment(self.visitor, content.get("id"))
             if attachment.size > MAX_ATTACHMENT_FRAME_BYTES:
                 raise WidgetError(413, "too_large")
             with attachment.file.open("rb") as handle:
@@ -244,5 +249,5 @@ class WidgetConsumer(AsyncWebsocketConsumer):
         frame = event["event"]
         conversation_id = frame.get("conversation")
         if frame.get("type") == "message" and isinstance(conversation_id, int):
-            await self._join(webchat.widget_group(conversation_id))
+            await self._join(widget_group(conversation_id))
         await self.send_json(frame)
