@@ -260,7 +260,9 @@ def test_an_agent_works_a_conversation_by_keyboard_only_and_always_knows_where_t
     expect(page.locator(".conversation-head [data-status]")).to_have_text("Open")
     page.keyboard.press("Escape")
     wait_focused(page, "#timeline-scroll")
-    page.locator(".conversation-actions [data-open-dialog=resolve-dialog]").focus()
+    page.keyboard.press("Shift+Tab")  # back from the timeline: the header's last button
+    assert page.evaluate("() => document.activeElement.getAttribute('data-open-dialog')") == "resolve-dialog"
+    assert_visible_focus_ring(page, "header button")
     page.keyboard.press("Enter")
     expect(dialog).to_be_visible()
     page.keyboard.press("ArrowDown")
