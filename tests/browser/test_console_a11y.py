@@ -124,7 +124,9 @@ def test_axe_finds_nothing_serious_on_login_console_customer_and_admin_pages(new
         wait_connected(page)
         expect(page.locator("#timeline-entries .delivery")).to_have_count(6)
         screenshot(page, f"a11y-console-{lang}")
-        assert_accessible(page, f"console with a conversation open ({lang})")
+        found = assert_accessible(page, f"console with a conversation open ({lang})")
+        # Moderate, but named in the issue: the pane and a card in it both named after the customer.
+        assert "landmark-unique" not in [v["id"] for v in found], describe(found)
         # The resolve dialog and the shortcuts help, open.
         page.locator("#timeline-scroll").focus()
         page.keyboard.press("e")
