@@ -25,7 +25,15 @@ from conversations.models import (
 from profiles.models import IdentityKind
 
 from ..conftest import wait_for
-from ..factories import PASSWORD, make_conversation, make_customer, make_identity, make_inbox, make_message, make_user
+from ..factories import (
+    PASSWORD,
+    make_conversation,
+    make_customer,
+    make_identity,
+    make_inbox,
+    make_message,
+    make_user,
+)
 from .axe import assert_accessible, describe
 from .conftest import login, screenshot, wait_connected
 from .seeding import console_agent, presences, server_password_hash, support_desk
@@ -109,7 +117,7 @@ def open_conversation_desk():
 
 
 def test_axe_finds_nothing_serious_on_login_console_customer_and_admin_pages(new_context, browser_server):
-    alice, customer, conversation = open_conversation_desk()
+    _alice, customer, conversation = open_conversation_desk()
     admin = make_user("admin", role="admin", is_staff=True, is_superuser=True)
     admin.password = server_password_hash()
     admin.save(update_fields=["password"])
@@ -150,7 +158,7 @@ def test_axe_finds_nothing_serious_on_login_console_customer_and_admin_pages(new
 
 
 def test_the_web_visitor_id_stays_inside_the_customer_pane_with_the_full_value_to_copy(new_context, browser_server):
-    alice, customer, conversation = open_conversation_desk()
+    _alice, _customer, conversation = open_conversation_desk()
     context = new_context()
     context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = context.new_page()
