@@ -77,6 +77,51 @@
   function list() { return $("#timeline-entries"); }
   function scroller() { return $("#timeline-scroll"); }
 
+  // --- focus: never left on the page body ---------------------------------------------------------
+  // Parts of the page are rendered afresh (the header after an action, the work list on every
+  // event) and dialogs close: when that takes the focused element away, the focus goes to the
+  // conversation's timeline (single-key shortcuts keep working there), else to the open
+  // conversation in the work list, else to the main region.
+
+  function focusLost() {
+    var active = document.activeElement;
+    return !active || active === document.body || !active.isConnected;
+  }
+
+  function focusHome() {
+    var target = scroller() || $("#worklist .work-item.is-current .work-link") ||
+      $("#my-conversations .work-link") || $("#main");
+    if (target) target.focus({ preventScroll: true });
+  }
+
+  // The element of ``fresh`` that stands where ``el`` stood: the same id, else the same dialog
+  // opener or action button or link (of the same offer or conversation in the work list).
+  function counterpart(el, fresh) {
+    if (el.id) return fresh.querySelector("#" + CSS.escape(el.id));
+    var form = el.closest("form[data-action]");
+    var inner = el.hasAttribute("data-open-dialog") ? '[data-open-dialog="' + el.getAttribute("data-open-dialog") + '"]'
+      : form ? 'form[data-action="' + form.getAttribute("data-action") + '"] button'
+      : el.classList.contains("work-link") ? ".work-link" : null;
+    if (!inner) return null;
+    var scope = fresh, item = el.closest("[data-offer], .work-item[data-conversation]");
+    if (item) {
+      var attr = item.hasAttribute("data-offer") ? "data-offer" : "data-conversation";
+      scope = fresh.querySelector("[" + attr + '="' + item.getAttribute(attr) + '"]');
+    }
+    return scope ? scope.querySelector(inner) : null;
+  }
+
+  // Replace ``old`` with ``fresh``; if the focus was inside ``old`` it moves to its counterpart,
+  // else (the button is gone: Resolve after resolving, an offer accepted) to focusHome().
+  function replaceKeepingFocus(old, fresh) {
+    var active = document.activeElement;
+    var had = active && active !== document.body && old.contains(active);
+    var match = had ? counterpart(active, fresh) : null;
+    old.replaceWith(fresh);
+    if (!had) return;
+    if (match) match.focus({ preventScroll: true }); else focusHome();
+  }
+
   function sortKey(el) {
     return (el.getAttribute("data-sort") || "0|0|0|0").split("|").map(Number);
   }
@@ -273,6 +318,7 @@
       // right after opening one, and r / n start typing.
       var focus = $("#timeline-scroll");
       if (focus && push) focus.focus({ preventScroll: true });
+      else if (focusLost()) focusHome(); // what had the focus was in the panes just replaced
     }).catch(function () { window.location.href = url; });
   }
 
@@ -284,13 +330,18 @@
     getHTML(target.toString()).then(function (html) {
       var fresh = fragmentFrom(html);
       var head = $(".conversation-head"), newHead = fresh.querySelector(".conversation-head");
-      if (head && newHead) head.replaceWith(newHead);
+      if (head && newHead) replaceKeepingFocus(head, newHead);
       ["#resolve-dialog", "#snooze-dialog", "#transfer-dialog", "#assign-dialog"].forEach(function (sel) {
         var old = $(sel), incoming = fresh.querySelector(sel);
         if (old && incoming && !old.open) old.replaceWith(incoming);
       });
       var right = $("#customer-pane"), newRight = fresh.querySelector("#customer-pane");
-      if (right && newRight) right.innerHTML = newRight.innerHTML;
+      if (right && newRight) {
+        var active = document.activeElement, had = right.contains(active);
+        var match = had ? counterpart(active, newRight) : null;
+        right.replaceChildren.apply(right, Array.prototype.slice.call(newRight.childNodes));
+        if (had) { if (match) match.focus({ preventScroll: true }); else focusHome(); }
+      }
       // The composer keeps what the agent is typing: only whether the conversation is resolved
       // (and so whether sending reopens it) comes from the fresh rendering.
       var form = composer(), newForm = fresh.querySelector("#composer");
@@ -304,14 +355,12 @@
   var refreshSidebar = debounce(function () {
     var url = workspace.getAttribute("data-sidebar-url") + "?current=" + (state.conversation || "");
     getHTML(url).then(function (html) {
-      var inner = $("#worklist-inner");
-      var focusedId = document.activeElement && document.activeElement.id;
-      if (inner) inner.outerHTML = html;
+      var inner = $("#worklist-inner"), fresh = fragmentFrom(html).firstElementChild;
+      if (inner && fresh) replaceKeepingFocus(inner, fresh);
       highlightCurrent();
       tickCountdowns();
       markOfferTarget();
       showOfferToast(false);
-      if (focusedId && document.getElementById(focusedId)) document.getElementById(focusedId).focus();
     }).catch(function () {});
   }, 150);
 
@@ -568,7 +617,12 @@
 
   function afterAction(form, action, data) {
     var dialog = form.closest("dialog");
-    if (dialog) dialog.close();
+    if (dialog) {
+      dialog.close();
+      // The dialog gives the focus back to what opened it: the header's Resolve or Snooze button,
+      // which the fresh header replaces. The conversation's timeline is where the agent goes on.
+      if (action === "resolve" || action === "snooze" || action === "assign") focusHome();
+    }
     if (action === "reply" || action === "note") {
       var area = $("#composer-text");
       area.value = "";
@@ -709,7 +763,7 @@
         event.preventDefault();
         if (!$("#composer-send").disabled) submitAction(form);
       } else if (event.key === "Escape") {
-        area.blur();
+        focusHome(); // leave the composer for the timeline (shortcuts work there), not the page body
       }
     });
     area.addEventListener("blur", function () { setTimeout(function () { $("#canned-menu").hidden = true; }, 150); });
@@ -820,12 +874,41 @@
     }
     var closer = event.target.closest("[data-close-dialog]");
     if (closer) { closer.closest("dialog").close(); return; }
+    var copy = event.target.closest("[data-copy]");
+    if (copy) { copyText(copy.getAttribute("data-copy")); return; }
     var link = event.target.closest("a[data-nav]");
     if (link && workspace && !(event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0)) {
       event.preventDefault();
       loadPanes(link.getAttribute("href"), true);
     }
   });
+
+  // A dialog closed gives the focus back to what opened it; opened by a shortcut from nowhere (or
+  // its opener replaced meanwhile), that is nothing: the timeline then.
+  document.addEventListener("close", function (event) {
+    if (workspace && event.target.tagName === "DIALOG" && focusLost()) focusHome();
+  }, true);
+
+  // Copy a value too long to show whole (a web-visitor id). The clipboard API needs a secure
+  // context (https or localhost); elsewhere the older copy command does it.
+  function copyText(text) {
+    var done = function () { toast(t("copied", "Copied."), "ok"); };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { toast(t("failed", "Something went wrong."), "error"); });
+      return;
+    }
+    var active = document.activeElement, area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.className = "visually-hidden";
+    document.body.appendChild(area);
+    area.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    area.remove();
+    if (active) active.focus({ preventScroll: true });
+    if (ok) done(); else toast(t("failed", "Something went wrong."), "error");
+  }
 
   // Formatted email: only on request, in a frame with no script and no same-origin rights, served
   // with its own CSP that blocks every network fetch.
