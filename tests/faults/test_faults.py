@@ -1,0 +1,251 @@
+"""Faults survived: real processes on a private PostgreSQL and Redis, killed and restarted in the
+middle of bursts of inbound SMS, email and widget messages. Every message a client was told was
+accepted is stored exactly once and its conversation assigned exactly once. Sizes scale with
+``CC_FAULTS_SCALE`` (README: Reliability)."""
+
+import asyncio
+import json
+import signal
+import threading
+import time
+import uuid
+
+import aiohttp
+import pytest
+
+from . import clients, counts
+from .clients import Tally, scaled
+
+pytestmark = pytest.mark.production
+
+SETTLE_LIMIT = 120.0  # seconds for recovery (the tick requeues lost work after 30 s) and routing
+
+
+def _run() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def _into_burst(burst_seconds: float) -> float:
+    """When to strike: a third into the SMS burst (at least a second), so work is in flight."""
+    return max(1.0, burst_seconds / 3)
+
+
+def _in_thread(fn, *args, **kwargs) -> threading.Thread:
+    thread = threading.Thread(target=fn, args=args, kwargs=kwargs, daemon=True)
+    thread.start()
+    return thread
+
+
+def _settle_and_count(stack, scenario: str, run: str, tallies: dict[str, Tally], sent: int, started: float,
+                      extra: str = "") -> counts.Outcome:
+    accepted = set().union(*(t.accepted for t in tallies.values()))
+    stored, conversations, unrouted = counts.wait_settled(stack.postgres.connect, run, accepted, timeout=SETTLE_LIMIT)
+    answers = " ".join(f"{kind}={json.dumps(t.answers, sort_keys=True, separators=(',', ':'))}"
+                       for kind, t in tallies.items())
+    return counts.outcome(scenario, sent=sent, accepted=accepted, stored=stored, conversations=conversations,
+                          unrouted=unrouted, started=started, extra=f"{extra} answers: {answers}".strip())
+
+
+def _assert_nothing_lost(outcome: counts.Outcome, stack) -> None:
+    with stack.postgres.connect() as conn:
+        failed = counts.failed_inbound_events(conn)
+    assert outcome.accepted == outcome.sent, f"not every message was accepted in the end: {outcome.line()}"
+    assert outcome.lost == 0, outcome.line()
+    assert outcome.duplicated == 0, outcome.line()
+    assert outcome.unrouted == 0, outcome.line()
+    assert not failed, f"inbound events left failed: {failed[:3]}"
+
+
+async def _healthz(base: str) -> tuple[int, dict]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        async with session.get(base + "/healthz") as response:
+            try:
+                return response.status, await response.json(content_type=None)
+            except ValueError:
+                return response.status, {}
+
+
+def test_worker_killed_mid_burst(stack, report):
+    """SIGKILL to the only Celery worker while SMS, email and widget messages pour in; a new worker
+    starts a few seconds later. Tasks the dead worker held are found again by the tick."""
+    run, started = _run(), time.monotonic()
+    sms_n, email_n, visitors, per_visitor = scaled(500), scaled(200), max(1, scaled(10)), 10
+    tallies = {"sms": Tally(), "email": Tally(), "widget": Tally()}
+    mail = _in_thread(clients.smtp_burst, stack.smtp_port, run=run, count=email_n, tally=tallies["email"])
+
+    async def burst():
+        async def kill_and_replace():
+            await asyncio.sleep(_into_burst(sms_n / 50))
+            stack.named["worker"].send_signal(signal.SIGKILL)
+            await asyncio.sleep(3)
+            await asyncio.to_thread(stack.start_worker)
+
+        await asyncio.gather(
+            clients.sms_burst(stack.base, run=run, count=sms_n, rate=50, tally=tallies["sms"]),
+            clients.widget_burst(stack.ws_base, run=run, visitors=visitors, per_visitor=per_visitor,
+                                 tally=tallies["widget"]),
+            kill_and_replace(),
+        )
+
+    asyncio.run(burst())
+    mail.join(timeout=SETTLE_LIMIT)
+    outcome = report(_settle_and_count(stack, "worker SIGKILL", run, tallies,
+                                       sms_n + email_n + visitors * per_visitor, started))
+    _assert_nothing_lost(outcome, stack)
+
+
+def test_redis_restarted_mid_burst(stack, report):
+    """Redis killed (everything in it lost: queued tasks, channel-layer groups, cache) and started
+    again during a burst. Webhooks keep answering 200 (the raw event is in PostgreSQL), the tick
+    finds what was never queued, and agents' consoles reconnect and catch up by sequence number
+    with no gap and no repeat."""
+    run, started = _run(), time.monotonic()
+    sms_n, email_n, visitors, per_visitor = scaled(300), scaled(60), max(1, scaled(5)), 10
+    tallies = {"sms": Tally(), "email": Tally(), "widget": Tally()}
+    views = {name: clients.ConsoleView() for name in stack.seeded["agents"]}
+    mail = _in_thread(clients.smtp_burst, stack.smtp_port, run=run, count=email_n, tally=tallies["email"])
+
+    async def burst():
+        stop = asyncio.Event()
+        consoles = [asyncio.create_task(clients.console_follow(
+            stack.base, stack.ws_base, username=name, password=stack.seeded["password"], view=view, stop=stop))
+            for name, view in views.items()]
+        await asyncio.sleep(2)  # the consoles are connected
+
+        async def restart_redis():
+            await asyncio.sleep(_into_burst(sms_n / 30))
+            stack.redis.stop(signal.SIGKILL)
+            await asyncio.sleep(3)
+            stack.redis.start()
+
+        await asyncio.gather(
+            clients.sms_burst(stack.base, run=run, count=sms_n, rate=30, tally=tallies["sms"]),
+            clients.widget_burst(stack.ws_base, run=run, visitors=visitors, per_visitor=per_visitor,
+                                 tally=tallies["widget"]),
+            restart_redis(),
+        )
+        await asyncio.to_thread(mail.join, SETTLE_LIMIT)
+        await asyncio.to_thread(counts.wait_settled, stack.postgres.connect, run,
+                                set().union(*(t.accepted for t in tallies.values())), timeout=SETTLE_LIMIT)
+        await asyncio.sleep(3)  # the last live events reach the consoles
+        stop.set()
+        await asyncio.gather(*consoles)
+
+    asyncio.run(burst())
+    gaps, repeats, followed, reconnects = _console_gaps(stack, views)
+    outcome = report(_settle_and_count(
+        stack, "Redis restart", run, tallies, sms_n + email_n + visitors * per_visitor, started,
+        extra=f"consoles: conversations={followed} gaps={gaps} repeats={repeats} reconnects={reconnects}"))
+    assert tallies["sms"].answers.keys() == {"200"}, f"an SMS webhook did not answer 200: {tallies['sms'].answers}"
+    _assert_nothing_lost(outcome, stack)
+    assert followed > 0, "the consoles heard of no conversation"
+    assert gaps == 0 and repeats == 0, outcome.line()
+
+
+def _console_gaps(stack, views) -> tuple[int, int, int, int]:
+    """(entries a console missed, entries its catch-ups sent twice, conversations followed,
+    reconnects): per conversation a console heard of, every sequence number from the first it saw
+    to the conversation's last must have reached it, live or by catch-up."""
+    gaps = repeats = followed = reconnects = 0
+    with stack.postgres.connect() as conn:
+        for view in views.values():
+            repeats += view.catchup_repeats
+            reconnects += view.reconnects
+            for conversation, seqs in view.seqs.items():
+                if not seqs:
+                    continue
+                followed += 1
+                stored = {row[0] for row in conn.execute(
+                    "SELECT seq FROM conversations_message WHERE conversation_id = %s AND seq >= %s",
+                    [conversation, min(seqs)]).fetchall()}
+                gaps += len(stored - seqs)
+    return gaps, repeats, followed, reconnects
+
+
+def test_postgres_restarted_mid_burst(stack, report):
+    """PostgreSQL stopped hard (every backend killed) during a burst and started again: /healthz
+    says 503 naming the database meanwhile, webhooks answer 5xx so Twilio and the mail server
+    retry (nothing is answered 2xx and lost), and everything resumes once it is back."""
+    run, started = _run(), time.monotonic()
+    sms_n, email_n = scaled(200), scaled(40)
+    tallies = {"sms": Tally(), "email": Tally()}
+    health: list[tuple[int, dict]] = []
+    mail = _in_thread(clients.smtp_burst, stack.smtp_port, run=run, count=email_n, tally=tallies["email"])
+
+    async def burst():
+        async def restart_postgres():
+            await asyncio.sleep(_into_burst(sms_n / 20))
+            await asyncio.to_thread(stack.postgres.stop, "immediate")
+            for _ in range(6):
+                await asyncio.sleep(0.5)
+                health.append(await _healthz(stack.base))
+            await asyncio.sleep(2)
+            await asyncio.to_thread(stack.postgres.start)
+
+        await asyncio.gather(
+            clients.sms_burst(stack.base, run=run, count=sms_n, rate=20, tally=tallies["sms"]),
+            restart_postgres(),
+        )
+
+    asyncio.run(burst())
+    mail.join(timeout=SETTLE_LIMIT)
+    outcome = report(_settle_and_count(stack, "PostgreSQL restart", run, tallies, sms_n + email_n, started,
+                                       extra=f"healthz while down: {sorted({s for s, _ in health})}"))
+    down = [body for status, body in health if status == 503]
+    assert down, f"/healthz never said 503 while PostgreSQL was down: {health}"
+    assert all(body.get("checks", body).get("database", {}).get("status") == "down" for body in down), down
+    refused = {a for a in tallies["sms"].answers if a != "200"}
+    assert all(a.startswith("5") or not a.isdigit() for a in refused), f"SMS answered non-5xx: {refused}"
+    _assert_nothing_lost(outcome, stack)
+    deadline = time.monotonic() + 30
+    while asyncio.run(_healthz(stack.base))[0] != 200:
+        assert time.monotonic() < deadline, f"/healthz not 200 after PostgreSQL returned: {asyncio.run(_healthz(stack.base))}"
+        time.sleep(1)
+
+
+GRACE = 30.0  # seconds a process manager gives a process between SIGTERM and SIGKILL (systemd: 90)
+
+
+def test_sigterm_while_busy(stack, report):
+    """SIGTERM to daphne and to the worker while requests and tasks are in flight: both exit within
+    the grace time, and nothing they accepted is lost (their replacements finish it)."""
+    run, started = _run(), time.monotonic()
+    sms_n, visitors, per_visitor = scaled(300), max(1, scaled(5)), 10
+    tallies = {"sms": Tally(), "widget": Tally()}
+    stopped: dict[str, float] = {}
+    codes: dict[str, int] = {}
+
+    async def burst():
+        async def terminate_and_replace():
+            await asyncio.sleep(_into_burst(sms_n / 40))
+            daphne, worker = stack.named["daphne"], stack.named["worker"]
+            sent_at = time.monotonic()
+            daphne.send_signal(signal.SIGTERM)
+            worker.send_signal(signal.SIGTERM)
+
+            def wait(name, proc):
+                try:
+                    codes[name] = proc.wait(timeout=GRACE + 30)
+                except Exception:  # noqa: BLE001 - still running: reported as over the grace time
+                    proc.kill()
+                    codes[name] = -9
+                stopped[name] = time.monotonic() - sent_at
+
+            await asyncio.gather(asyncio.to_thread(wait, "daphne", daphne), asyncio.to_thread(wait, "worker", worker))
+            await asyncio.to_thread(stack.start_daphne)
+            await asyncio.to_thread(stack.start_worker)
+
+        await asyncio.gather(
+            clients.sms_burst(stack.base, run=run, count=sms_n, rate=40, tally=tallies["sms"]),
+            clients.widget_burst(stack.ws_base, run=run, visitors=visitors, per_visitor=per_visitor,
+                                 tally=tallies["widget"]),
+            terminate_and_replace(),
+        )
+
+    asyncio.run(burst())
+    outcome = report(_settle_and_count(
+        stack, "SIGTERM daphne+worker", run, tallies, sms_n + visitors * per_visitor, started,
+        extra="stopped in " + " ".join(f"{name}={seconds:.1f}s(exit {codes[name]})" for name, seconds in stopped.items())))
+    for name, seconds in stopped.items():
+        assert seconds <= GRACE, f"{name} took {seconds:.1f} s to stop after SIGTERM (grace {GRACE:g} s)"
+    _assert_nothing_lost(outcome, stack)
