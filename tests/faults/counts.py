@@ -21,6 +21,7 @@ class Outcome:
     conversations: int
     seconds: float
     extra: str = ""
+    unaccepted: list = None  # tokens sent but never accepted (a few, for the failure message)
 
     def line(self) -> str:
         return (f"FAULTS {self.scenario}: sent={self.sent} accepted={self.accepted} stored={self.stored} "
@@ -83,8 +84,8 @@ def wait_settled(connect, run: str, accepted: set[str], *, timeout: float) -> tu
 
 
 def outcome(scenario: str, *, sent: int, accepted: set[str], stored: dict[str, int], conversations: int,
-            unrouted: int, started: float, extra: str = "") -> Outcome:
-    return Outcome(
+            unrouted: int, started: float, extra: str = "", sent_tokens: set[str] = frozenset()) -> Outcome:
+    return Outcome(unaccepted=sorted(sent_tokens - accepted)[:20],
         scenario=scenario, sent=sent, accepted=len(accepted), stored=len(stored),
         duplicated=sum(n - 1 for n in stored.values() if n > 1), lost=len(accepted - stored.keys()),
         unrouted=unrouted, conversations=conversations, seconds=time.monotonic() - started, extra=extra,
