@@ -45,6 +45,7 @@ class Tally:
     """What one client did: tokens it was told were accepted, and the answers it got."""
 
     accepted: set[str] = field(default_factory=set)
+    sent: set[str] = field(default_factory=set)  # every token the client tried to deliver
     answers: dict[str, int] = field(default_factory=dict)
     attempts: int = 0
 
@@ -73,6 +74,7 @@ async def sms_burst(base: str, *, run: str, count: int, rate: float, tally: Tall
 
     async def one(session, index: int) -> None:
         tok = token(run, "sms", index)
+        tally.sent.add(tok)
         params = twilio_sms_params(sender=f"+81901234{index % senders:04d}", to=seed.SMS_NUMBER, sid=new_message_sid(),
                                    body=f"{tok} where is my order?")
         headers = {"X-Twilio-Signature": validator.compute_signature(url, params),
@@ -132,6 +134,7 @@ def smtp_burst(port: int, *, run: str, count: int, tally: Tally, give_up_after: 
     deadline = time.monotonic() + give_up_after
     for index in range(count):
         tok, raw = _email(run, index)
+        tally.sent.add(tok)
         delay = 0.5
         while True:
             tally.attempts += 1
@@ -141,6 +144,11 @@ def smtp_burst(port: int, *, run: str, count: int, tally: Tally, give_up_after: 
                 tally.answered("250")
                 tally.accepted.add(tok)
                 break
+            except smtplib.SMTPRecipientsRefused as exc:
+                codes = [code for code, _ in exc.recipients.values()]
+                tally.answered(f"RCPT {codes}")
+                if any(code >= 500 for code in codes):
+                    break  # a permanent refusal: the sending server bounces the mail
             except smtplib.SMTPResponseException as exc:
                 tally.answered(str(exc.smtp_code))
                 if exc.smtp_code < 400 or exc.smtp_code >= 500:
@@ -166,6 +174,7 @@ async def widget_burst(ws_base: str, *, run: str, visitors: int, per_visitor: in
     async def visitor(number: int) -> None:
         visitor_token = uuid.uuid4().hex
         pending = [(f"{run}-{number}-{i}", token(run, "widget", number * per_visitor + i)) for i in range(per_visitor)]
+        tally.sent.update(tok for _, tok in pending)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
             while pending and time.monotonic() < deadline:
                 try:

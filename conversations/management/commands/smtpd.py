@@ -24,7 +24,11 @@ class IngestHandler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         from ...services.email import inbox_for_address
 
-        inbox = await database_sync_to_async(inbox_for_address)(address)
+        try:
+            inbox = await database_sync_to_async(inbox_for_address)(address)
+        except Exception:  # noqa: BLE001 - e.g. PostgreSQL down: aiosmtpd would answer a permanent 500
+            logger.exception("SMTP recipient lookup failed")
+            return "451 4.3.0 Temporary failure, please retry"  # the sender keeps the mail and retries
         if inbox is None:
             return f"550 5.1.1 <{address}>: no such mailbox here"
         envelope.rcpt_tos.append(address)
