@@ -1,5 +1,8 @@
 """Websocket consumers: authenticate from the session, join groups, relay events (thin by design)."""
 
+import asyncio
+import contextlib
+
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -7,6 +10,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from contactcenter.permissions import is_contact_center_staff
 
 from .groups import agent_group, conversation_group, customer_group, session_group, supervisors_group, user_group
+from .layer_watch import LAYER_LOST_CLOSE_CODE, ChannelLayerWatch
 
 
 @database_sync_to_async
@@ -82,7 +86,7 @@ def _typing(user, conversation_id: int, on: bool) -> None:
         agent_typing_notify(conversation_id=conversation_id, agent=agent, on=on)
 
 
-class ConsoleConsumer(AsyncJsonWebsocketConsumer):
+class ConsoleConsumer(ChannelLayerWatch, AsyncJsonWebsocketConsumer):
     """``/ws/console/``: events for the signed-in agent (and supervisors)."""
 
     async def connect(self):
@@ -106,6 +110,20 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "hello", "groups": len(groups)})
         if missed is not None:
             await self.send_json(missed)
+        self.layer_watch_start()
+
+    def layer_watch_group(self) -> str | None:
+        # The session's group: joined with all the others at connect, lost with them.
+        joined = getattr(self, "joined", [])
+        return joined[0] if joined else None
+
+    async def layer_watch_lost(self):
+        """The layer no longer delivers to this socket: leave what can still be left (briefly: the
+        layer may be down) and close with 4503; console.js reconnects and catches up by sequence."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._leave_groups(), timeout=2)
+        self.joined, self.watching = [], None
+        await self.close(code=LAYER_LOST_CLOSE_CODE)
 
     async def _seen(self, *, now: bool = False):
         """Refresh the agent's "seen" on the socket's traffic (at most every few seconds), and
@@ -121,6 +139,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         await sync_to_async(presence.console_seen)(agent_id=self.agent_id, at=at)
 
     async def disconnect(self, code):
+        self.layer_watch_stop()
         await self._seen(now=True)
         await self._unwatch()
         for group in getattr(self, "joined", []):
@@ -213,12 +232,15 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
     async def _leave_and_close(self, code: int):
         # Leave every group now, not when the client's close handshake comes back (disconnect):
         # until then events would still be relayed to the socket.
+        await self._leave_groups()
+        self.agent_id = None  # no longer "seen": the tick is not to count this socket
+        await self.close(code=code)
+
+    async def _leave_groups(self):
         await self._unwatch()
         for group in getattr(self, "joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
         self.joined = []
-        self.agent_id = None  # no longer "seen": the tick is not to count this socket
-        await self.close(code=code)
 
     async def console_event(self, event):
         """Relay an event built by a service (``{"type": "console.event", "event": {...}}``)."""

@@ -26,6 +26,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import OriginValidator, WebsocketDenier
 
 from .services import webchat
+from .layer_watch import LAYER_LOST_CLOSE_CODE, ChannelLayerWatch
 from .services.webchat import WidgetError, visitor_group
 
 logger = logging.getLogger(__name__)
@@ -72,15 +73,27 @@ class WidgetOriginValidator:
         return await self.application(dict(scope, widget_inbox_id=inbox_id), receive, send)
 
 
-class WidgetConsumer(AsyncWebsocketConsumer):
+class WidgetConsumer(ChannelLayerWatch, AsyncWebsocketConsumer):
     async def connect(self):
         self.visitor = None
         self.joined: set[str] = set()
         client = self.scope.get("client") or ("unknown", 0)
         self.ip = str(client[0] or "unknown")
         await self.accept()
+        self.layer_watch_start()
+
+    def layer_watch_group(self) -> str | None:
+        # Before hello the socket is in no group: the probe then only proves the layer is up.
+        return min(self.joined) if self.joined else None
+
+    async def layer_watch_lost(self):
+        """Its conversations' groups are gone or the layer is down: close with 4503; widget.js
+        reconnects, says hello again (joining the groups anew) and gets the history it missed."""
+        self.joined = set()
+        await self.close(code=LAYER_LOST_CLOSE_CODE)
 
     async def disconnect(self, code):
+        self.layer_watch_stop()
         for group in self.joined:
             await self.channel_layer.group_discard(group, self.channel_name)
 
