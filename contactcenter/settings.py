@@ -106,12 +106,11 @@ if DATABASE_URL:
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("CC_DB_CONNECT_TIMEOUT", 3)
     # CC_DB_POOL=<max connections>: take connections from psycopg's pool instead of opening one per
     # request (daphne; bench/webhook measured it). Needs CC_DB_CONN_MAX_AGE=0: the pool keeps them.
-    # The wait for a free connection is short (CC_DB_POOL_TIMEOUT, 3 s): a request that cannot get
-    # one soon answers 503 with Retry-After (Twilio and mail servers retry) rather than holding
-    # its client, and while PostgreSQL is down the first failed wait opens the breaker.
+    # A request waits up to CC_DB_POOL_TIMEOUT (10 s) for a free connection of a busy pool, then
+    # answers 503 with Retry-After; while PostgreSQL is down it gives up at once (postgresql/base.py).
     if env_int("CC_DB_POOL", 0):
         DATABASES["default"]["OPTIONS"]["pool"] = {
-            "min_size": 2, "max_size": env_int("CC_DB_POOL", 0), "timeout": env_int("CC_DB_POOL_TIMEOUT", 3)}
+            "min_size": 2, "max_size": env_int("CC_DB_POOL", 0), "timeout": env_int("CC_DB_POOL_TIMEOUT", 10)}
     # Server-side binding: parameters travel apart from the SQL, so a connection that lives on
     # (workers, the pool) prepares a statement the second time it runs, and PostgreSQL stops planning it
     # again. Planning was 1.3 ms of a routing decision's 3 ms in the database (bench/routing).

@@ -123,3 +123,29 @@ def test_a_database_error_that_is_a_bug_stays_a_500(database_down):
             raise OperationalError("wrapped") from exc
         except OperationalError as wrapped:
             assert _database_down(wrapped)
+
+
+def test_a_pooled_request_gives_up_as_soon_as_the_pool_cannot_connect(attempts, clock, settings):
+    """With CC_DB_POOL a waiter must not sit out the pool's timeout (here 60 s) while the pool's
+    own attempts to connect are refused: it gives up after the first refusal, and the breaker
+    makes the requests after it fail without waiting at all."""
+    from django.db import OperationalError
+
+    from contactcenter.postgresql.base import PoolCannotConnect
+
+    settings.CC_DB_OUTAGE_SECONDS = 1
+    pooled = ConnectionHandler({"default": {
+        "ENGINE": "contactcenter.postgresql", "NAME": "contactcenter", "USER": "postgres", "HOST": "127.0.0.1",
+        "PORT": "1", "OPTIONS": {"pool": {"min_size": 1, "max_size": 2, "timeout": 60}}}})["default"]
+    pooled.breaker = Breaker(clock=clock)
+    try:
+        with pytest.raises(OperationalError) as first:
+            pooled.ensure_connection()
+        assert isinstance(first.value.__cause__, PoolCannotConnect), first.value.__cause__
+        refused = len(attempts)
+        assert refused >= 1
+        for _ in range(3):
+            with pytest.raises(OperationalError, match="retrying shortly"):
+                pooled.ensure_connection()
+    finally:
+        pooled.close_pool()
