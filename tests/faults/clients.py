@@ -62,8 +62,9 @@ def _auth_token(env: dict) -> str:
 
 
 async def sms_burst(base: str, *, run: str, count: int, rate: float, tally: Tally, senders: int = 50,
-                    give_up_after: float = 150.0) -> None:
-    """``count`` signed inbound SMS at ``rate`` a second, open loop. Anything but a 2xx (or no
+                    give_up_after: float = 150.0, first_index: int = 0) -> None:
+    """``count`` signed inbound SMS at ``rate`` a second, open loop, from ``senders`` phone numbers
+    (message ``i`` from number ``i % senders``; ``first_index`` numbers a later round on). Anything but a 2xx (or no
     answer) is retried with the same MessageSid and signature after a back-off, as Twilio retries;
     a 200 means the message was accepted and must never be lost."""
     from conversations.simulator.client import new_message_sid, twilio_sms_params
@@ -101,11 +102,11 @@ async def sms_burst(base: str, *, run: str, count: int, rate: float, tally: Tall
     async with _session() as session:
         tasks = []
         start = time.monotonic()
-        for index in range(count):
-            wait = start + index / rate - time.monotonic()
+        for number in range(count):
+            wait = start + number / rate - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            tasks.append(asyncio.create_task(one(session, index)))
+            tasks.append(asyncio.create_task(one(session, first_index + number)))
         await asyncio.gather(*tasks)
 
 
@@ -127,12 +128,13 @@ def _email(run: str, index: int) -> tuple[str, bytes]:
     return tok, message.as_bytes()
 
 
-def smtp_burst(port: int, *, run: str, count: int, tally: Tally, give_up_after: float = 150.0) -> None:
+def smtp_burst(port: int, *, run: str, count: int, tally: Tally, give_up_after: float = 150.0,
+               first_index: int = 0) -> None:
     """``count`` mails over SMTP, one connection each as many senders would. A 4xx, or no answer,
     is retried with the same bytes (the same Message-ID) as a sending server's queue does; a
     250 means the mail was accepted and must never be lost."""
     deadline = time.monotonic() + give_up_after
-    for index in range(count):
+    for index in range(first_index, first_index + count):
         tok, raw = _email(run, index)
         tally.sent.add(tok)
         delay = 0.5
@@ -164,16 +166,19 @@ def smtp_burst(port: int, *, run: str, count: int, tally: Tally, give_up_after: 
 # --- web chat: the widget's websocket -------------------------------------------------------------
 
 async def widget_burst(ws_base: str, *, run: str, visitors: int, per_visitor: int, tally: Tally,
-                       pause: float = 0.05, give_up_after: float = 150.0) -> None:
+                       pause: float = 0.05, give_up_after: float = 150.0, visitor_tokens: list[str] | None = None,
+                       first_message: int = 0) -> None:
     """``visitors`` widget visitors, each sending ``per_visitor`` messages one after the other and
     waiting for each one's echo; without an echo in a few seconds, or when the socket drops, the
-    widget reconnects and resends the same client id (the server stores it once)."""
+    widget reconnects and resends the same client id (the server stores it once).
+    ``visitor_tokens``: the same visitors again (a later round: ``first_message`` numbers on)."""
     deadline = time.monotonic() + give_up_after
     url = f"{ws_base}/ws/widget/?widget={seed.WIDGET_ID}"
 
     async def visitor(number: int) -> None:
-        visitor_token = uuid.uuid4().hex
-        pending = [(f"{run}-{number}-{i}", token(run, "widget", number * per_visitor + i)) for i in range(per_visitor)]
+        visitor_token = visitor_tokens[number] if visitor_tokens else uuid.uuid4().hex
+        pending = [(f"{run}-{number}-{i}", token(run, "widget", number * 1000 + i))
+                   for i in range(first_message, first_message + per_visitor)]
         tally.sent.update(tok for _, tok in pending)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
             while pending and time.monotonic() < deadline:
@@ -243,8 +248,11 @@ class ConsoleView:
     seqs: dict[int, set[int]] = field(default_factory=dict)
     customers: dict[int, int] = field(default_factory=dict)  # conversation -> customer
     catchup_repeats: int = 0
+    live_repeats: int = 0  # the same entry pushed live twice
     reconnects: int = 0
     live_events: int = 0
+    connected_at: float = 0.0  # time.monotonic() of the last (re)connect
+    live: dict[int, set[int]] = field(default_factory=dict)  # conversation -> seqs pushed live
 
     def seen_map(self, customer: int) -> dict[str, int]:
         return {str(c): max(s) for c, s in self.seqs.items() if self.customers.get(c) == customer and s}
@@ -264,6 +272,7 @@ async def console_follow(base: str, ws_base: str, *, username: str, password: st
             try:
                 async with session.ws_connect(ws_base + "/ws/console/", headers={"Origin": base},
                                               heartbeat=None) as ws:
+                    view.connected_at = time.monotonic()
                     if not first:
                         view.reconnects += 1
                         await console_catch_up(session, base, view)
@@ -278,14 +287,19 @@ async def console_follow(base: str, ws_base: str, *, username: str, password: st
                         data = json.loads(frame.data)
                         if data.get("type") == "message.created":
                             view.live_events += 1
-                            _record(view, data)
+                            new_customer = _record(view, data)
+                            if new_customer is not None:
+                                # The sidebar shows the new conversation and the agent opens it:
+                                # the pane loads the customer's whole timeline.
+                                await console_catch_up(session, base, view, customers=[new_customer])
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
                 pass
             if not stop.is_set():
                 await asyncio.sleep(0.5)
 
 
-def _record(view: ConsoleView, data: dict) -> None:
+def _record(view: ConsoleView, data: dict) -> int | None:
+    """Record a live entry; the customer if the console had not heard of them before."""
     conversation = data.get("conversation")
     if isinstance(conversation, dict):
         conversation = conversation.get("id")
@@ -294,15 +308,25 @@ def _record(view: ConsoleView, data: dict) -> None:
     if isinstance(customer, dict):
         customer = customer.get("id")
     if not isinstance(conversation, int) or not isinstance(seq, int):
-        return
+        return None
+    live = view.live.setdefault(conversation, set())
+    if seq in live:
+        view.live_repeats += 1
+    live.add(seq)
     view.seqs.setdefault(conversation, set()).add(seq)
-    if isinstance(customer, int):
-        view.customers[conversation] = customer
+    if not isinstance(customer, int):
+        return None
+    new = customer not in view.customers.values()
+    view.customers[conversation] = customer
+    return customer if new else None
 
 
-async def console_catch_up(session: aiohttp.ClientSession, base: str, view: ConsoleView) -> None:
-    for customer in sorted(set(view.customers.values())):
-        seen = view.seen_map(customer)
+async def console_catch_up(session: aiohttp.ClientSession, base: str, view: ConsoleView,
+                           customers: list[int] | None = None) -> None:
+    """After a reconnect: every known customer from what the console saw. ``customers``: a pane
+    opened on them, which loads their whole timeline (nothing seen yet)."""
+    for customer in customers if customers is not None else sorted(set(view.customers.values())):
+        seen = {} if customers is not None else view.seen_map(customer)
         complete = False
         while not complete:
             query = urllib.parse.urlencode({"seen": json.dumps(seen)})

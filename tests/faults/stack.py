@@ -151,6 +151,8 @@ class AppStack:
             ALLOWED_HOSTS="127.0.0.1,localhost", SECRET_KEY="faults-only-secret-key", CC_EMBEDDED_WORKER="0",
             CC_SMTP_HOST="127.0.0.1", CC_SMTP_PORT=str(self.smtp_port), CC_TICK_SECONDS="2",
             CC_DB_CONN_MAX_AGE="0", CC_DB_POOL="0", PYTHONUNBUFFERED="1",
+            # Sockets notice a restarted Redis within two checks (default 10 s): shorter runs.
+            CC_CHANNEL_LAYER_CHECK_SECONDS="2",
             PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
         )
         for name in ("CC_CELERY_QUEUE", "CC_TEST_DATABASE_URL", "CC_TEST_REDIS_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"):

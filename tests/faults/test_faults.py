@@ -99,13 +99,19 @@ def test_worker_killed_mid_burst(stack, report):
 def test_redis_restarted_mid_burst(stack, report):
     """Redis killed (everything in it lost: queued tasks, channel-layer groups, cache) and started
     again during a burst. Webhooks keep answering 200 (the raw event is in PostgreSQL), the tick
-    finds what was never queued, and agents' consoles reconnect and catch up by sequence number
-    with no gap and no repeat."""
+    finds what was never queued, and every agent's console notices that the layer forgot its
+    groups (the sockets close with 4503), reconnects and catches up by sequence number. A second
+    round from every customer after the restart must reach the consoles too: in the end each
+    console holds every entry of its conversations after their assignment exactly once."""
     run, started = _run(), time.monotonic()
     sms_n, email_n, visitors, per_visitor = scaled(300), scaled(60), max(1, scaled(5)), 10
+    senders = max(1, sms_n // 10)  # ten SMS per conversation, most of them after its assignment
+    mail_senders = min(email_n, 40)  # clients.smtp_burst: mail i comes from customer i % 40
     tallies = {"sms": Tally(), "email": Tally(), "widget": Tally()}
     views = {name: clients.ConsoleView() for name in stack.seeded["agents"]}
+    visitor_tokens = [uuid.uuid4().hex for _ in range(visitors)]
     mail = _in_thread(clients.smtp_burst, stack.smtp_port, run=run, count=email_n, tally=tallies["email"])
+    restarted: list[float] = []
 
     async def burst():
         stop = asyncio.Event()
@@ -119,14 +125,29 @@ def test_redis_restarted_mid_burst(stack, report):
             stack.redis.stop(signal.SIGKILL)
             await asyncio.sleep(3)
             stack.redis.start()
+            restarted.append(time.monotonic())
 
         await asyncio.gather(
-            clients.sms_burst(stack.base, run=run, count=sms_n, rate=30, tally=tallies["sms"]),
+            clients.sms_burst(stack.base, run=run, count=sms_n, rate=30, tally=tallies["sms"], senders=senders),
             clients.widget_burst(stack.ws_base, run=run, visitors=visitors, per_visitor=per_visitor,
-                                 tally=tallies["widget"]),
+                                 tally=tallies["widget"], visitor_tokens=visitor_tokens),
             restart_redis(),
         )
         await asyncio.to_thread(mail.join, SETTLE_LIMIT)
+        # The consoles notice the forgotten groups (CC_CHANNEL_LAYER_CHECK_SECONDS) and reconnect.
+        deadline = time.monotonic() + RECONNECT_LIMIT
+        while time.monotonic() < deadline and any(v.connected_at <= restarted[0] for v in views.values()):
+            await asyncio.sleep(0.5)
+        # A second round from every customer, after the restart: live to the reconnected consoles.
+        second_mail = _in_thread(clients.smtp_burst, stack.smtp_port, run=run, count=mail_senders,
+                                 tally=tallies["email"], first_index=40 * -(-email_n // 40))
+        await asyncio.gather(
+            clients.sms_burst(stack.base, run=run, count=senders, rate=30, tally=tallies["sms"], senders=senders,
+                              first_index=sms_n),
+            clients.widget_burst(stack.ws_base, run=run, visitors=visitors, per_visitor=2, tally=tallies["widget"],
+                                 visitor_tokens=visitor_tokens, first_message=per_visitor),
+        )
+        await asyncio.to_thread(second_mail.join, SETTLE_LIMIT)
         await asyncio.to_thread(counts.wait_settled, stack.postgres.connect, run,
                                 set().union(*(t.accepted for t in tallies.values())), timeout=SETTLE_LIMIT)
         await asyncio.sleep(3)  # the last live events reach the consoles
@@ -134,14 +155,20 @@ def test_redis_restarted_mid_burst(stack, report):
         await asyncio.gather(*consoles)
 
     asyncio.run(burst())
+    sent = sms_n + senders + email_n + mail_senders + visitors * (per_visitor + 2)
     gaps, repeats, followed, reconnects = _console_gaps(stack, views, run)
     outcome = report(_settle_and_count(
-        stack, "Redis restart", run, tallies, sms_n + email_n + visitors * per_visitor, started,
+        stack, "Redis restart", run, tallies, sent, started,
         extra=f"consoles: conversations={followed} gaps={gaps} repeats={repeats} reconnects={reconnects}"))
     assert tallies["sms"].answers.keys() == {"200"}, f"an SMS webhook did not answer 200: {tallies['sms'].answers}"
     _assert_nothing_lost(outcome, stack)
     assert followed > 0, "the consoles heard of no conversation"
     assert gaps == 0 and repeats == 0, outcome.line()
+    late = [name for name, view in views.items() if view.connected_at <= restarted[0]]
+    assert not late, f"consoles that never reconnected after Redis restarted: {late}"
+
+
+RECONNECT_LIMIT = 30.0  # seconds for every console to notice a restarted Redis and reconnect
 
 
 def _console_gaps(stack, views, run: str) -> tuple[int, int, int, int]:
@@ -153,7 +180,7 @@ def _console_gaps(stack, views, run: str) -> tuple[int, int, int, int]:
     gaps = repeats = checked = reconnects = 0
     with stack.postgres.connect() as conn:
         for username, view in views.items():
-            repeats += view.catchup_repeats
+            repeats += view.catchup_repeats + view.live_repeats
             reconnects += view.reconnects
             assigned = conn.execute(
                 "SELECT c.id, (SELECT max(e.seq) FROM conversations_message e WHERE e.conversation_id = c.id "
