@@ -127,6 +127,17 @@ class PrivateRedis:
                 time.sleep(0.05)
         raise RuntimeError(f"private redis-server did not start; see {self.log_path}")
 
+    def forget_groups(self, prefix: str) -> int:
+        """Delete the channel layer's group memberships (channels_redis keeps each group in
+        ``<prefix>:group:<name>``), leaving every connection up. Returns how many groups."""
+        import redis
+
+        client = redis.Redis(port=self.port, socket_timeout=5)
+        keys = list(client.scan_iter(match=f"{prefix}:group:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        return len(keys)
+
     def stop(self, sig: int = signal.SIGKILL) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
