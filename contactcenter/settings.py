@@ -200,7 +200,8 @@ CC_CONSOLE_OFFLINE_GRACE_SECONDS = env_int("CC_CONSOLE_OFFLINE_GRACE_SECONDS", 1
 CC_DB_OUTAGE_SECONDS = env_int("CC_DB_OUTAGE_SECONDS", 1)
 # Every this many seconds each console and widget socket checks, by a round trip through one of
 # its groups, that the channel layer still delivers to it (a restarted Redis forgets every group
-# membership): if not, it closes with 4503 and the client reconnects and catches up. 0: off.
+# membership): if not back within two checks, it closes with 4503 and the client reconnects and
+# catches up. 0: off.
 CC_CHANNEL_LAYER_CHECK_SECONDS = env_int("CC_CHANNEL_LAYER_CHECK_SECONDS", 10)
 CELERY_BEAT_SCHEDULE = {
     "tick": {"task": "contactcenter.tick", "schedule": float(CC_TICK_SECONDS)},

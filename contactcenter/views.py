@@ -10,7 +10,6 @@ from django.views.decorators.http import require_GET
 
 from . import health
 
-
 # What a 503 tells a client to wait: a PostgreSQL restart is seconds, and Twilio, mail servers and
 # load balancers retry on their own schedule anyway.
 RETRY_AFTER_SECONDS = 5

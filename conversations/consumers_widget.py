@@ -25,8 +25,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import OriginValidator, WebsocketDenier
 
-from .services import webchat
 from .layer_watch import LAYER_LOST_CLOSE_CODE, ChannelLayerWatch
+from .services import webchat
 from .services.webchat import WidgetError, visitor_group
 
 logger = logging.getLogger(__name__)

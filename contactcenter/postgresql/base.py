@@ -21,10 +21,9 @@ it, and a query failing on a connection that was fine says nothing about the nex
 import threading
 import time
 
-from psycopg_pool import ConnectionPool, PoolTimeout
-
 from django.conf import settings
 from django.db.backends.postgresql import base as postgresql
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 DEFAULT_OUTAGE_SECONDS = 1.0
 
@@ -41,7 +40,7 @@ class Breaker:
     def __init__(self, clock=time.monotonic):
         self.clock = clock
         self._lock = threading.Lock()
-        self._closed_until_probe: float | None = None  # None: closed (connections are tried)
+        self._open_until: float | None = None  # None: closed (connections are tried); else when to probe
         self.last_error = ""
 
     @staticmethod
@@ -52,27 +51,27 @@ class Breaker:
         """Raise ``DatabaseUnavailable`` while open; let one caller through per window to probe
         (True: the caller is that probe)."""
         with self._lock:
-            if self._closed_until_probe is None:
+            if self._open_until is None:
                 return False
             now = self.clock()
-            if now < self._closed_until_probe:
+            if now < self._open_until:
                 raise DatabaseUnavailable(f"database unavailable (retrying shortly): {self.last_error}")
             # Half-open: this caller probes; the others fail fast until it succeeds or the next window.
-            self._closed_until_probe = now + self.seconds()
+            self._open_until = now + self.seconds()
             return True
 
     def failed(self, exc: BaseException) -> None:
         with self._lock:
             self.last_error = f"{type(exc).__name__}: {exc}"[:200]
-            self._closed_until_probe = self.clock() + self.seconds()
+            self._open_until = self.clock() + self.seconds()
 
     def succeeded(self) -> None:
         with self._lock:
-            self._closed_until_probe = None
+            self._open_until = None
 
     @property
     def is_open(self) -> bool:
-        return self._closed_until_probe is not None
+        return self._open_until is not None
 
 
 BREAKER = Breaker()

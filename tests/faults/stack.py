@@ -216,6 +216,11 @@ class AppStack:
         proc = self.processes.celery_worker(log, node=node, env=dict(self.env, CC_DB_CONN_MAX_AGE="60"),
                                             concurrency=4, queues=self.queues)
         self.named["worker"] = proc
+        # A fresh probe app each time: the old one's pooled connection may be to a Redis the
+        # suite has restarted since ("Connection closed by server").
+        from celery import Celery
+
+        self.control = Celery("faults-probe", broker=self.redis.url)
         self.processes.wait_celery(proc, log, self.control, node, timeout=90)
         return proc
 

@@ -4,6 +4,7 @@ accepted is stored exactly once and its conversation assigned exactly once. Size
 ``CC_FAULTS_SCALE`` (README: Reliability)."""
 
 import asyncio
+import contextlib
 import json
 import signal
 import threading
@@ -123,10 +124,9 @@ def test_redis_restarted_mid_burst(stack, report):
             proc = stack.named["worker"]
             if proc.poll() is not None:
                 worker_exits.append(proc.returncode)
-                try:
+                # Redis may not be back yet: the new worker then connects when it is.
+                with contextlib.suppress(Exception):
                     await asyncio.to_thread(stack.start_worker)
-                except Exception:  # noqa: BLE001 - Redis not back yet: the new worker connects when it is
-                    pass
             await asyncio.sleep(0.5)
 
     async def _all_reconnected_after(moment: float) -> None:

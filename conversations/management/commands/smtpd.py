@@ -26,7 +26,7 @@ class IngestHandler:
 
         try:
             inbox = await database_sync_to_async(inbox_for_address)(address)
-        except Exception:  # noqa: BLE001 - e.g. PostgreSQL down: aiosmtpd would answer a permanent 500
+        except Exception:  # e.g. PostgreSQL down: aiosmtpd itself would answer a permanent 500
             logger.exception("SMTP recipient lookup failed")
             return "451 4.3.0 Temporary failure, please retry"  # the sender keeps the mail and retries
         if inbox is None:
