@@ -216,13 +216,22 @@ class AppStack:
         proc = self.processes.celery_worker(log, node=node, env=dict(self.env, CC_DB_CONN_MAX_AGE="60"),
                                             concurrency=4, queues=self.queues)
         self.named["worker"] = proc
-        # A fresh probe app each time: the old one's pooled connection may be to a Redis the
-        # suite has restarted since ("Connection closed by server").
+        # A fresh probe app, and again when the ping's own connection drops: after the suite
+        # restarted Redis, kombu's pidbox sometimes loses it ("Connection closed by server").
+        import redis
         from celery import Celery
+        from kombu.exceptions import OperationalError
 
-        self.control = Celery("faults-probe", broker=self.redis.url)
-        self.processes.wait_celery(proc, log, self.control, node, timeout=90)
-        return proc
+        deadline = time.monotonic() + 90
+        while True:
+            self.control = Celery("faults-probe", broker=self.redis.url)
+            try:
+                self.processes.wait_celery(proc, log, self.control, node, timeout=max(5.0, deadline - time.monotonic()))
+                return proc
+            except (redis.ConnectionError, OperationalError, OSError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def start_beat(self) -> subprocess.Popen:
         log = self._log_name("beat")
