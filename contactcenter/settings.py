@@ -103,11 +103,18 @@ if DATABASE_URL:
         raise ImproperlyConfigured(
             f"DATABASE_URL must be a PostgreSQL URL (postgres://…), not {DATABASE_URL.split(':', 1)[0]}://. "
             "For SQLite leave DATABASE_URL unset (the embedded mode) and set CC_SQLITE_PATH if needed.")
+    # Django's backend plus a breaker: while PostgreSQL cannot be reached, requests fail at once
+    # (503 with Retry-After) instead of each waiting for a connection (contactcenter/postgresql).
+    DATABASES["default"]["ENGINE"] = "contactcenter.postgresql"
+    # A PostgreSQL host that drops packets would otherwise hold a request for the OS's TCP timeout.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("CC_DB_CONNECT_TIMEOUT", 3)
     # CC_DB_POOL=<max connections>: take connections from psycopg's pool instead of opening one per
     # request (daphne; bench/webhook measured it). Needs CC_DB_CONN_MAX_AGE=0: the pool keeps them.
+    # A request waits up to CC_DB_POOL_TIMEOUT (10 s) for a free connection of a busy pool, then
+    # answers 503 with Retry-After; while PostgreSQL is down it gives up at once (postgresql/base.py).
     if env_int("CC_DB_POOL", 0):
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": 2, "max_size": env_int("CC_DB_POOL", 0), "timeout": 10}
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": 2, "max_size": env_int("CC_DB_POOL", 0), "timeout": env_int("CC_DB_POOL_TIMEOUT", 10)}
     # Server-side binding: parameters travel apart from the SQL, so a connection that lives on
     # (workers, the pool) prepares a statement the second time it runs, and PostgreSQL stops planning it
     # again. Planning was 1.3 ms of a routing decision's 3 ms in the database (bench/routing).
@@ -192,6 +199,14 @@ CC_TICK_SECONDS = env_int("CC_TICK_SECONDS", 5)
 # offers go to others). Keep it well above the console's 25 s ping: browsers may run a hidden
 # tab's timers only once a minute. 0 turns it off.
 CC_CONSOLE_OFFLINE_GRACE_SECONDS = env_int("CC_CONSOLE_OFFLINE_GRACE_SECONDS", 120)
+# After a failed attempt to reach PostgreSQL, requests fail at once (503, Retry-After) for this
+# long before one of them tries again (contactcenter/postgresql). 0 turns the breaker off.
+CC_DB_OUTAGE_SECONDS = env_int("CC_DB_OUTAGE_SECONDS", 1)
+# Every this many seconds each console and widget socket checks, by a round trip through one of
+# its groups, that the channel layer still delivers to it (a restarted Redis forgets every group
+# membership): if not back within two checks, it closes with 4503 and the client reconnects and
+# catches up. 0: off.
+CC_CHANNEL_LAYER_CHECK_SECONDS = env_int("CC_CHANNEL_LAYER_CHECK_SECONDS", 10)
 CELERY_BEAT_SCHEDULE = {
     "tick": {"task": "contactcenter.tick", "schedule": float(CC_TICK_SECONDS)},
 }

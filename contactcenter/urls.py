@@ -23,3 +23,6 @@ urlpatterns = [
     path("simulator/", include("conversations.simulator.urls")),
     path("console/", include(("conversations.console.urls", "console"))),
 ]
+
+# A database outage answers 503 with Retry-After (providers retry), anything else the usual 500.
+handler500 = "contactcenter.views.server_error"

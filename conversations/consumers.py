@@ -1,5 +1,8 @@
 """Websocket consumers: authenticate from the session, join groups, relay events (thin by design)."""
 
+import asyncio
+import contextlib
+
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -8,7 +11,15 @@ from contactcenter.decoding import UndecodableInput, json_decode
 from contactcenter.permissions import is_contact_center_staff
 
 from .events import viewer_message
-from .groups import agent_group, conversation_group, customer_group, session_group, supervisors_group, user_group
+from .groups import (
+    agent_group,
+    conversation_group,
+    customer_group,
+    session_group,
+    supervisors_group,
+    user_group,
+)
+from .layer_watch import LAYER_LOST_CLOSE_CODE, ChannelLayerWatch
 
 
 @database_sync_to_async
@@ -30,8 +41,8 @@ def _act(user, kind: str, content: dict) -> dict:
     from django.core.exceptions import ValidationError
 
     from .models import Agent, Offer, PresenceState
-    from .routing.presence import agent_presence_set
     from .routing.offers import offer_accept, offer_reject
+    from .routing.presence import agent_presence_set
 
     agent = Agent.objects.filter(user=user).first()
     if agent is None:
@@ -64,9 +75,7 @@ def _watchable(user, conversation_id) -> dict | None:
     the page: a stranger's ids are refused), else None."""
     from django.http import Http404
 
-    from .selectors import access_conversation
-
-    from .selectors import is_supervisor
+    from .selectors import access_conversation, is_supervisor
 
     try:
         conversation = access_conversation(user=user, conversation_id=conversation_id)
@@ -119,7 +128,7 @@ def _typing(user, conversation_id: int, on: bool) -> None:
 BAD_FRAME_CLOSE_CODE = 4400
 
 
-class ConsoleConsumer(AsyncJsonWebsocketConsumer):
+class ConsoleConsumer(ChannelLayerWatch, AsyncJsonWebsocketConsumer):
     """``/ws/console/``: events for the signed-in agent (and supervisors)."""
 
     @classmethod
@@ -165,6 +174,20 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "hello", "groups": len(groups)})
         if missed is not None:
             await self.send_json(missed)
+        self.layer_watch_start()
+
+    def layer_watch_group(self) -> str | None:
+        # The session's group: joined with all the others at connect, lost with them.
+        joined = getattr(self, "joined", [])
+        return joined[0] if joined else None
+
+    async def layer_watch_lost(self):
+        """The layer no longer delivers to this socket: leave what can still be left (briefly: the
+        layer may be down) and close with 4503; console.js reconnects and catches up by sequence."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._leave_groups(), timeout=2)
+        self.joined, self.watching = [], None
+        await self.close(code=LAYER_LOST_CLOSE_CODE)
 
     async def _seen(self, *, now: bool = False):
         """Refresh the agent's "seen" on the socket's traffic (at most every few seconds), and
@@ -180,6 +203,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         await sync_to_async(presence.console_seen)(agent_id=self.agent_id, at=at)
 
     async def disconnect(self, code):
+        self.layer_watch_stop()
         await self._seen(now=True)
         await self._unwatch()
         for group in getattr(self, "joined", []):
@@ -293,12 +317,15 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
     async def _leave_and_close(self, code: int):
         # Leave every group now, not when the client's close handshake comes back (disconnect):
         # until then events would still be relayed to the socket.
+        await self._leave_groups()
+        self.agent_id = None  # no longer "seen": the tick is not to count this socket
+        await self.close(code=code)
+
+    async def _leave_groups(self):
         await self._unwatch()
         for group in getattr(self, "joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
         self.joined = []
-        self.agent_id = None  # no longer "seen": the tick is not to count this socket
-        await self.close(code=code)
 
     async def console_event(self, event):
         """Relay an event built by a service (``{"type": "console.event", "event": {...}}``)."""

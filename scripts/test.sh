@@ -30,6 +30,9 @@ export REDIS_URL=${CC_TEST_REDIS_URL:-redis://127.0.0.1:6379/13}
 export CC_CHANNELS_PREFIX=cc-test
 # Tests open connections from many threads; persistent ones would outlive the test database.
 export CC_DB_CONN_MAX_AGE=0
+# The fault suite (tests/faults) at half its sizes: the full sizes took 5-6 minutes on a 2-core
+# machine. CC_FAULTS_SCALE=1 make test (or pytest tests/faults, whose default is 1) runs them all.
+export CC_FAULTS_SCALE=${CC_FAULTS_SCALE:-0.5}
 export SECRET_KEY=${SECRET_KEY:-test-only-secret-key-for-the-production-mode-suite}
 echo "=== production mode (PostgreSQL $DATABASE_URL, Redis $REDIS_URL, celery worker process) ==="
 production_rc=0

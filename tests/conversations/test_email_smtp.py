@@ -90,3 +90,21 @@ def test_bounce_with_empty_envelope_sender_is_stored_as_automated(smtp_server):
     message = Message.objects.get()
     assert "empty envelope sender" in message.metadata["automated"]
     assert message.conversation.status == "resolved"
+
+
+def test_a_recipient_lookup_that_fails_is_451_so_the_sender_retries(smtp_server, monkeypatch):
+    """PostgreSQL down during RCPT: aiosmtpd's own answer to an exception is a permanent 500, and
+    the sending server would bounce the mail; 451 makes it keep the mail and retry."""
+    from django.db import OperationalError
+
+    from conversations.channels.email import ingest as email
+
+    def unreachable(address, **kwargs):
+        raise OperationalError("database unavailable")
+
+    monkeypatch.setattr(email, "inbox_for_address", unreachable)
+    raw = (FIXTURES / "euc_jp.eml").read_bytes()
+    with smtp(smtp_server) as client, pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        client.sendmail("saburo@example.jp", ["support@shop.example.jp"], raw)
+    assert refused.value.recipients["support@shop.example.jp"][0] == 451
+    assert Message.objects.count() == 0

@@ -29,6 +29,7 @@ from contactcenter.client_address import scope_client_address
 from contactcenter.decoding import UndecodableInput, json_decode
 
 from ...groups import visitor_group, widget_group
+from ...layer_watch import LAYER_LOST_CLOSE_CODE, ChannelLayerWatch
 from ...models import Inbox
 from . import ingest as webchat_ingest
 from . import input_limits as webchat_input_limits
@@ -80,7 +81,7 @@ class WidgetOriginValidator:
         return await self.application(dict(scope, widget_inbox_id=inbox_id), receive, send)
 
 
-class WidgetConsumer(AsyncWebsocketConsumer):
+class WidgetConsumer(ChannelLayerWatch, AsyncWebsocketConsumer):
     async def connect(self):
         self.visitor = None
         self.joined: set[str] = set()
@@ -88,8 +89,20 @@ class WidgetConsumer(AsyncWebsocketConsumer):
         # forgeable X-Forwarded-For entry).
         self.ip = scope_client_address(self.scope)
         await self.accept()
+        self.layer_watch_start()
+
+    def layer_watch_group(self) -> str | None:
+        # Before hello the socket is in no group: the probe then only proves the layer is up.
+        return min(self.joined) if self.joined else None
+
+    async def layer_watch_lost(self):
+        """Its conversations' groups are gone or the layer is down: close with 4503; widget.js
+        reconnects, says hello again (joining the groups anew) and gets the history it missed."""
+        self.joined = set()
+        await self.close(code=LAYER_LOST_CLOSE_CODE)
 
     async def disconnect(self, code):
+        self.layer_watch_stop()
         for group in self.joined:
             await self.channel_layer.group_discard(group, self.channel_name)
 

@@ -68,7 +68,11 @@ class IngestHandler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         from ...channels.email.ingest import inbox_for_address
 
-        inbox = await self._run(inbox_for_address, address=address)
+        try:
+            inbox = await self._run(inbox_for_address, address=address)
+        except Exception:  # e.g. PostgreSQL down: aiosmtpd itself would answer a permanent 500
+            logger.exception("SMTP recipient lookup failed")
+            return "451 4.3.0 Temporary failure, please retry"  # the sender keeps the mail and retries
         if inbox is None:
             return f"550 5.1.1 <{address}>: no such mailbox here"
         envelope.rcpt_tos.append(address)
