@@ -1,0 +1,22 @@
+"""The softphone's websocket event: one builder, and who hears it.
+
+``conversation.call`` is a change of the conversation (its call), so the console's own handling
+of ``conversation.*`` refreshes the timeline where it is shown; the softphone reads ``call``.
+"""
+
+from ....events import conversation_recipients
+from ....groups import customer_group
+from .calls import Call
+
+
+def call_event(conversation, call: Call, event) -> dict:
+    return {"type": "conversation.call", "conversation": conversation.pk, "customer": conversation.customer_id,
+            "status": conversation.status, "assignee": conversation.assignee_id, "event": event.event_type,
+            "seq": event.seq, "call": call.as_json()}
+
+
+def call_recipients(conversation, call: Call) -> list[str]:
+    """The conversation's watchers, the supervisors, the customer's timeline readers, and the
+    agents on the call (the colleague being consulted is rung through their own group)."""
+    return conversation_recipients(conversation.pk, conversation.assignee_id, call.agent, call.consult_agent) + [
+        customer_group(conversation.customer_id)]
