@@ -37,6 +37,7 @@ class Call:
     call_sid: str = ""
     agent: int | None = None            # the agent on the call
     consult_agent: int | None = None    # the colleague consulted in a warm transfer
+    consult_agent_name: str = ""
     in_conference: bool = False         # the customer is in the conversation's conference already
     connected_at: datetime | None = None
     ended_at: datetime | None = None
@@ -96,16 +97,18 @@ def _apply(call: Call, event: Message) -> None:
         call.state = CallState.CONNECTED
     elif kind == EventType.CALL_CONSULT:
         call.state, call.consult_agent = CallState.CONSULTING, data.get("to_agent")
+        call.consult_agent_name = str(data.get("to_agent_name", ""))
     elif kind == EventType.CALL_JOINED:
         call.state = CallState.CONFERENCE
     elif kind == EventType.CALL_LEFT:
         if data.get("to_agent"):
             # Warm transfer completed: the colleague has the customer now.
             call.state, call.agent, call.consult_agent = CallState.CONNECTED, data["to_agent"], None
+            call.consult_agent_name = ""
         else:
             # Cold transfer: the customer holds in the conference until the next agent answers.
-            call.state, call.agent, call.consult_agent = CallState.WAITING, None, None
+            call.state, call.agent, call.consult_agent, call.consult_agent_name = CallState.WAITING, None, None, ""
     elif kind == EventType.CALL_ENDED:
         call.state, call.ended_at = CallState.ENDED, event.created_at
         call.duration_seconds = data.get("duration_seconds")
-        call.consult_agent = None
+        call.consult_agent, call.consult_agent_name = None, ""

@@ -12,7 +12,9 @@ from .calls import Call
 def call_event(conversation, call: Call, event) -> dict:
     return {"type": "conversation.call", "conversation": conversation.pk, "customer": conversation.customer_id,
             "status": conversation.status, "assignee": conversation.assignee_id, "event": event.event_type,
-            "seq": event.seq, "call": call.as_json()}
+            "seq": event.seq, "call": call.as_json(), "by": event.author_agent_id,
+            # The colleague asked in has no access to the conversation yet: who is asking.
+            "from_name": event.author_agent.display_name if event.author_agent_id and event.author_agent else ""}
 
 
 def call_recipients(conversation, call: Call) -> list[str]:

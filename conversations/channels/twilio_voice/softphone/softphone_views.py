@@ -62,19 +62,29 @@ def token(request):
     return _no_store(JsonResponse(body))
 
 
-def _call_json(conversation: Conversation) -> dict:
+def _transfer_targets(conversation: Conversation, agent: Agent | None) -> dict:
+    agents = Agent.objects.exclude(pk=agent.pk if agent else None).select_related("presence").order_by("display_name")
+    queues = [queue for queue in Queue.objects.filter(is_active=True).order_by("name")
+              if queue.takes(conversation.channel)]
+    return {"agents": [{"id": a.pk, "name": a.display_name, "presence": a.presence.label if a.presence else ""}
+                       for a in agents[:200]],
+            "queues": [{"id": q.pk, "name": q.name} for q in queues]}
+
+
+def _call_json(conversation: Conversation, agent: Agent | None = None) -> dict:
     call = call_of(conversation)
     return {"conversation": conversation.pk, "customer": conversation.customer_id,
             "customer_name": str(conversation.customer), "channel": conversation.channel,
             "status": conversation.status, "assignee": conversation.assignee_id,
-            "url": f"/console/conversations/{conversation.pk}/", "call": call.as_json()}
+            "url": f"/console/conversations/{conversation.pk}/", "call": call.as_json(),
+            "targets": _transfer_targets(conversation, agent)}
 
 
 @require_GET
 @console_login_required
 def call_state(request, conversation_id: int):
     conversation = access_conversation(user=request.user, conversation_id=conversation_id)
-    return _no_store(JsonResponse(_call_json(conversation)))
+    return _no_store(JsonResponse(_call_json(conversation, agent_of(request.user))))
 
 
 @require_GET
@@ -91,7 +101,7 @@ def current_call(request):
     for conversation in rows:
         call = call_of(conversation)
         if call.state not in (CallState.NONE, CallState.WAITING):
-            return _no_store(JsonResponse({"call": _call_json(conversation)}))
+            return _no_store(JsonResponse({"call": _call_json(conversation, agent)}))
     return _no_store(JsonResponse({"call": None}))
 
 
@@ -135,7 +145,7 @@ def _control(name: str):
         elif name == "leave":
             controls.call_consult_leave(conversation=conversation, agent=agent, note=request.POST.get("note", ""))
         conversation.refresh_from_db()
-        return {"json": _call_json(conversation), "next": f"/console/conversations/{conversation.pk}/"}
+        return {"json": _call_json(conversation, agent), "next": f"/console/conversations/{conversation.pk}/"}
 
     view.__name__ = f"call_{name}"
     return view
@@ -148,9 +158,10 @@ CONTROLS = {name: _control(name) for name in ("answer", "hold", "resume", "hangu
 @console_action
 def click_to_call(request, customer_id: int):
     customer = access_customer(user=request.user, customer_id=customer_id)
-    conversation, _call = call_place(customer=customer, agent=_agent(request))
+    agent = _agent(request)
+    conversation, _call = call_place(customer=customer, agent=agent)
     conversation.refresh_from_db()
-    return {"json": _call_json(conversation), "next": f"/console/conversations/{conversation.pk}/"}
+    return {"json": _call_json(conversation, agent), "next": f"/console/conversations/{conversation.pk}/"}
 
 
 @console_action
