@@ -34,7 +34,8 @@
   }
 
   function post(url, data) {
-    var body = new FormData();
+    // Form-encoded, not FormData: an empty multipart body is a 400 for Django's parser.
+    var body = new URLSearchParams();
     Object.keys(data || {}).forEach(function (key) { body.append(key, data[key]); });
     return fetch(url, {
       method: "POST", body: body, credentials: "same-origin",

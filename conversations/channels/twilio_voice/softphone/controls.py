@@ -171,7 +171,15 @@ def call_hang_up(*, conversation: Conversation, agent: Agent) -> Call:
     _twilio(lambda: client.calls(call.call_sid).update(status="completed"))
     duration = int((timezone.now() - call.connected_at).total_seconds()) if call.connected_at else None
     return call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_ENDED, agent=agent,
-                             duration_seconds=duration, ended_by="agent")
+                             ended_by="agent", **call_duration(duration))
+
+
+def call_duration(seconds: int | None) -> dict:
+    """The duration fields of a ``CALL_ENDED`` event: seconds, and "m:ss" for the timeline."""
+    if seconds is None:
+        return {"duration_seconds": None, "duration": ""}
+    seconds = max(0, int(seconds))
+    return {"duration_seconds": seconds, "duration": f"{seconds // 60}:{seconds % 60:02d}"}
 
 
 def _transfer_target(conversation: Conversation, *, to_agent: Agent | None, to_queue: Queue | None) -> None:

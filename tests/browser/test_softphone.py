@@ -1,0 +1,94 @@
+"""The console's softphone without Twilio credentials: a voice offer rings in the console with the
+caller's conversation open (screen pop) and their IVR choices, the agent answers, holds, resumes
+and hangs up, and every step is on the timeline, live; each control was a Twilio REST request,
+recorded locally."""
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from conversations.models import Channel, Direction, EventType, Message, Queue, RecordedProviderRequest, Skill
+from profiles.models import IdentityKind
+
+from ..conftest import wait_for
+from ..factories import PASSWORD, make_conversation, make_customer, make_identity, make_inbox, make_message
+from .axe import assert_accessible
+from .conftest import login, screenshot
+from .seeding import console_agent, presences
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CALL_SID = "CA" + "7" * 32
+
+
+def entry_for(page, conversation, event_type):
+    message = wait_for(lambda: Message.objects.filter(conversation=conversation, event_type=event_type).last())
+    return page.locator(f'#timeline-entries > li[data-key="m-{message.pk}"]')
+
+
+def test_a_simulated_call_rings_is_answered_held_resumed_and_hung_up(new_context, browser_server):
+    states = presences()
+    skill = Skill.objects.create(name="Phone", slug="phone")
+    queue = Queue.objects.create(name="Phone", slug="phone", channels=[Channel.VOICE], allow_pick=False)
+    queue.required_skills.set([skill])
+    inbox = make_inbox(Channel.VOICE, "+815031230003", name="Voice", default_queue=queue)
+    alice = console_agent("alice", display_name="Alice Tanaka", presence=states.offline, skills=[skill])
+    customer = make_customer("佐藤 健", language="ja")
+    make_identity(customer, IdentityKind.PHONE, "+819087654321", verified=True)
+    conversation = make_conversation(customer, inbox, queue=queue, queued_at=timezone.now())
+    # What the server side of voice stores when the call comes in (CallSid, the IVR choices).
+    make_message(conversation, "Incoming call", direction=Direction.INBOUND,
+                 metadata={"call_sid": CALL_SID, "ivr": [{"digits": "1", "label": "Orders / ご注文"}]})
+
+    page = new_context(bypass_csp=True).new_page()  # axe is injected inline
+    login(page, "alice", PASSWORD)
+    softphone = page.locator("#softphone")
+    expect(softphone).to_be_visible()
+    expect(softphone).to_contain_text("Simulated: no audio")
+    page.locator("#presence-select").select_option(label="Available")
+
+    # It rings, with the caller's conversation opened beside it and what they chose in the menu.
+    status = page.locator("#softphone-status")
+    expect(status).to_have_text("Incoming call: 佐藤 健")
+    expect(softphone.locator("[data-softphone-ivr]")).to_contain_text("Orders / ご注文")
+    expect(page.locator(f"#conversation-pane[data-conversation='{conversation.pk}']")).to_be_visible()
+    assert_accessible(page, "softphone ringing", selector="#softphone")
+    screenshot(page, "softphone-01-ringing")
+
+    softphone.locator("[data-call=answer]").click()
+    expect(status).to_have_text("On a call with 佐藤 健")
+    expect(entry_for(page, conversation, EventType.CALL_CONNECTED)).to_contain_text("Call answered")
+    expect(softphone.locator("[data-softphone-timer]")).to_be_visible()
+
+    softphone.locator("[data-call=mute]").click()
+    expect(softphone.locator("[data-call=mute]")).to_have_attribute("aria-pressed", "true")
+    softphone.locator("[data-call=keypad]").click()
+    softphone.locator("[data-digit='5']").click()
+    expect(softphone.locator("[data-softphone-digits]")).to_have_text("5")
+
+    softphone.locator("[data-call=hold]").click()
+    expect(status).to_have_text("佐藤 健 is on hold")
+    expect(entry_for(page, conversation, EventType.CALL_HELD)).to_contain_text("Call on hold")
+    assert_accessible(page, "softphone on hold", selector="#softphone")
+    screenshot(page, "softphone-02-on-hold")
+
+    softphone.locator("[data-call=resume]").click()
+    expect(status).to_have_text("On a call with 佐藤 健")
+    expect(entry_for(page, conversation, EventType.CALL_RESUMED)).to_contain_text("Call resumed")
+
+    softphone.locator("[data-call=hangup]").click()
+    expect(status).to_contain_text("Call ended")
+    expect(entry_for(page, conversation, EventType.CALL_ENDED)).to_contain_text("Call ended")
+    expect(softphone.locator("[data-call=wrapup]")).to_be_visible()
+    screenshot(page, "softphone-03-wrap-up")
+
+    # Each control was asked of Twilio (recorded without credentials), in order.
+    asked = [(row.method, row.uri.rsplit("/", 2)[-2:]) for row in
+             RecordedProviderRequest.objects.filter(provider="twilio").order_by("created_at", "id")]
+    assert asked[0] == ("POST", ["Calls", f"{CALL_SID}.json"])
+    assert [m for m, _ in asked].count("DELETE") == 0
+    holds = RecordedProviderRequest.objects.filter(uri__endswith="/Participants/customer.json").order_by("id")
+    assert [row.params["Hold"] for row in holds] == ["true", "false"]
+    assert RecordedProviderRequest.objects.filter(uri__endswith=f"/Calls/{CALL_SID}.json",
+                                                  params__Status="completed").exists()
+    assert alice.pk
