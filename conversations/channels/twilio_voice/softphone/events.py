@@ -20,5 +20,5 @@ def call_event(conversation, call: Call, event) -> dict:
 def call_recipients(conversation, call: Call) -> list[str]:
     """The conversation's watchers, the supervisors, the customer's timeline readers, and the
     agents on the call (the colleague being consulted is rung through their own group)."""
-    return conversation_recipients(conversation.pk, conversation.assignee_id, call.agent, call.consult_agent) + [
-        customer_group(conversation.customer_id)]
+    groups = conversation_recipients(conversation.pk, conversation.assignee_id, call.agent, call.consult_agent)
+    return list(dict.fromkeys([*groups, customer_group(conversation.customer_id)]))
