@@ -9,7 +9,7 @@
 
   var panel, strings = {};
   var state = {
-    mode: "simulated", agent: null, device: null, media: null, expecting: null,
+    mode: "simulated", agent: null, device: null, media: null, incoming: null, expecting: null,
     view: null, ringingOffer: null, muted: false, digits: "", timer: null,
   };
 
@@ -75,12 +75,24 @@
   function startLiveDevice(config) {
     return loadSdk(config.sdk).then(function () {
       var device = new window.Twilio.Device(config.token, { closeProtection: true });
+      // The page says what rings (the panel); the SDK's own sounds are not loaded (the page's CSP
+      // allows no media from elsewhere).
+      if (device.audio) { device.audio.incoming(false); device.audio.outgoing(false); device.audio.disconnect(false); }
       device.on("incoming", function (call) {
-        // Our server added this leg to the conversation's conference because the agent pressed
-        // Answer (or asked a colleague in): take it at once.
-        state.media = call;
-        call.on("disconnect", function () { if (state.media === call) state.media = null; });
-        call.accept();
+        call.on("disconnect", function () {
+          if (state.media === call) state.media = null;
+          if (state.incoming === call) { state.incoming = null; render(); }
+        });
+        if (state.expecting != null) {
+          // Our server added this leg to the conference because the agent pressed Answer.
+          state.expecting = null;
+          state.media = call;
+          call.accept();
+        } else {
+          // A colleague asks this agent in (warm transfer): they answer it themselves.
+          state.incoming = call;
+          render();
+        }
       });
       device.on("tokenWillExpire", function () {
         getJSON(panel.getAttribute("data-token-url")).then(function (fresh) {
@@ -170,7 +182,7 @@
       visible(forMe ? ["answer"] : []);
     } else if (!mine && isMe(call.consult_agent)) {
       status.textContent = t("consulted", { colleague: view.from_name || "" });
-      visible([]);
+      visible(state.incoming ? ["answer"] : state.media ? ["mute"] : []);
     } else if (!mine) {
       status.textContent = t("ready");
       caller.hidden = true;
@@ -298,6 +310,12 @@
       var resolve = document.querySelector('[data-open-dialog="resolve-dialog"]');
       if (resolve && state.view && location.pathname === state.view.url) resolve.click();
       else openConversation(state.view && state.view.url);
+    } else if (name === "answer" && state.incoming) {
+      // The consult leg rings in this browser: taking it is local, the server already placed it.
+      state.media = state.incoming;
+      state.incoming = null;
+      state.media.accept();
+      render();
     } else {
       control(name);
     }

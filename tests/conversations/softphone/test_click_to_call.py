@@ -14,7 +14,8 @@ from conversations.channels.twilio_voice.softphone.controls import conference_na
 from conversations.models import Channel, Conversation, EventType, Message
 from profiles.models import ConsentStatus
 from profiles.services import consent_record
-from tests.factories import PASSWORD
+from profiles.models import IdentityKind
+from tests.factories import PASSWORD, make_customer, make_identity
 
 from .conftest import VOICE_NUMBER, twilio_requests
 
@@ -110,3 +111,17 @@ def test_a_stranger_cannot_call_anyone(client, stranger, customer, voice_inbox):
     client.login(username="mallory", password=PASSWORD)
     assert call(client, customer).status_code == 404
     assert twilio_requests() == []
+
+
+def test_refused_while_the_agent_is_on_another_call(monkeypatch, client, agent, offered_call, customer):
+    from .conftest import control
+
+    client.login(username="alice", password=PASSWORD)
+    control(client, "answer", offered_call.pk)
+    other = make_customer("Ken Mori", time_zone="Asia/Tokyo")
+    make_identity(other, IdentityKind.PHONE, "+819011119999")
+    frozen(monkeypatch, 2026, 12, 5, 1, 0)
+    count = len(twilio_requests())
+    response = call(client, other)
+    assert response.status_code == 400 and "another call" in response.json()["error"]
+    assert len(twilio_requests()) == count

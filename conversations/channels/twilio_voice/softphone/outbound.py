@@ -114,11 +114,22 @@ def _conversation_for_call(*, customer: Customer, inbox: Inbox, agent: Agent) ->
     return conversation
 
 
+ON_A_CALL = (CallState.CONNECTED, CallState.HELD, CallState.CONSULTING, CallState.CONFERENCE)
+
+
+def agent_on_a_call(agent: Agent) -> bool:
+    """Whether a call of one of the agent's voice conversations is going on (voice capacity is 1)."""
+    mine = Conversation.objects.filter(assignee=agent, channel=Channel.VOICE, status__in=ACTIVE_STATUSES)
+    return any(call_of(conversation).state in ON_A_CALL for conversation in mine.order_by("-id")[:10])
+
+
 def call_place(*, customer: Customer, agent: Agent, now: datetime | None = None) -> tuple[Conversation, Call]:
     """Call the customer (click-to-call). Refusals (opted out, calling hours, no number, no voice
     inbox, no phone of the agent's) come before anything is stored or requested."""
     phone, inbox = call_check(customer=customer, now=now)
     agent_endpoint(agent)
+    if agent_on_a_call(agent):
+        raise CallRefused(_("You are on another call: hang up first."), code="agent_on_call")
     conversation = _conversation_for_call(customer=customer, inbox=inbox, agent=agent)
     current = call_of(conversation)
     if current.state not in (CallState.NONE, CallState.ENDED):
