@@ -177,8 +177,9 @@
     });
     var values = { name: name, colleague: colleagueName(view), duration: durationText(call.duration_seconds) };
     if (call.state === "waiting") {
+      // Offered to this agent, or theirs already (accepted from the work list, transferred to them).
       var forMe = state.ringingOffer != null || isMe(view.assignee);
-      status.textContent = forMe ? t(state.ringingOffer != null ? "ringing" : "transferred", values) : t("ready");
+      status.textContent = forMe ? t("ringing", values) : t("ready");
       visible(forMe ? ["answer"] : []);
     } else if (!mine && isMe(call.consult_agent)) {
       status.textContent = t("consulted", { colleague: view.from_name || "" });

@@ -206,3 +206,12 @@ def test_call_state_shows_the_ivr_choices(alice, offered_call):
     assert body["call"]["state"] == "waiting" and body["call"]["call_sid"] == CALL_SID
     assert body["call"]["ivr"] == [{"menu": "main", "digits": "1", "label": "Orders"}]
     assert body["customer_name"] == "山田 花子"
+
+
+def test_answering_on_a_phone_without_a_number_is_refused_before_anything_moves(alice, agent, offered_call):
+    agent.voice_answer_on = VoiceAnswerOn.PHONE
+    agent.save()
+    response = control(alice, "answer", offered_call.pk)
+    assert response.status_code == 400 and "phone number" in response.json()["error"]
+    assert Offer.objects.get(conversation=offered_call).status == OfferStatus.PENDING
+    assert twilio_requests() == []

@@ -133,12 +133,13 @@ def call_answer(*, conversation: Conversation, agent: Agent) -> Call:
         raise CallControlError(_("There is no call in this conversation."), code="no_call")
     if call.state != CallState.WAITING:
         raise CallControlError(_("This call has already been answered."), code="call_answered")
+    endpoint = agent_endpoint(agent)  # refused before anything moves when the agent has no phone
     if conversation.assignee_id != agent.pk:
         offer = conversation.offers.filter(agent=agent, status=OfferStatus.PENDING).first()
         if offer is None:
             raise CallControlError(_("This call is not offered to you."), code="not_offered")
+        # Accepted first: if Twilio then fails, the call is already theirs and Answer again retries.
         offer_accept(offer_id=offer.pk, agent=agent)
-    endpoint = agent_endpoint(agent)  # refused before anything moves when the agent has no phone
     client = twilio_client()
     if call.in_conference:
         _add_agent(client, conversation, agent)
