@@ -365,7 +365,13 @@
       if (isMe(e.call.consult_agent) && !isMe(e.call.agent)) view.from_name = e.from_name || "";
       view.colleague_name = e.call.consult_agent_name || "";
       var sameCall = state.view && String(state.view.conversation) === String(e.conversation);
-      if (sameCall) show(view);
+      if (sameCall) {
+        show(view);
+        // A colleague who was asked in (and could not read the conversation) has it now.
+        if (!state.view.customer_name && isMe(e.assignee)) {
+          getJSON(panel.getAttribute("data-base-url") + e.conversation + "/").then(show).catch(function () {});
+        }
+      }
       else {
         // A call new to this page (a transfer to me, a colleague asking me in): its details.
         state.view = view;

@@ -92,3 +92,54 @@ def test_a_simulated_call_rings_is_answered_held_resumed_and_hung_up(new_context
     assert RecordedProviderRequest.objects.filter(uri__endswith=f"/Calls/{CALL_SID}.json",
                                                   params__Status="completed").exists()
     assert alice.pk
+
+
+def test_a_warm_transfer_consults_a_colleague_joins_everyone_and_hands_the_call_over(new_context, browser_server):
+    states = presences()
+    skill = Skill.objects.create(name="Phone", slug="phone")
+    queue = Queue.objects.create(name="Phone", slug="phone", channels=[Channel.VOICE], allow_pick=False)
+    queue.required_skills.set([skill])
+    inbox = make_inbox(Channel.VOICE, "+815031230003", name="Voice", default_queue=queue)
+    console_agent("alice", display_name="Alice Tanaka", presence=states.offline, skills=[skill])
+    bob = console_agent("bob", display_name="Bob Sato", presence=states.offline, skills=[skill])
+    customer = make_customer("佐藤 健", language="ja")
+    make_identity(customer, IdentityKind.PHONE, "+819087654321", verified=True)
+    conversation = make_conversation(customer, inbox, queue=queue, queued_at=timezone.now())
+    make_message(conversation, "Incoming call", direction=Direction.INBOUND, metadata={"call_sid": CALL_SID})
+
+    bob_page = new_context().new_page()
+    login(bob_page, "bob", PASSWORD)
+    alice_page = new_context().new_page()
+    login(alice_page, "alice", PASSWORD)
+    alice_page.locator("#presence-select").select_option(label="Available")
+    alice_phone, bob_phone = alice_page.locator("#softphone"), bob_page.locator("#softphone")
+    expect(alice_page.locator("#softphone-status")).to_have_text("Incoming call: 佐藤 健")
+    alice_phone.locator("[data-call=answer]").click()
+    expect(alice_page.locator("#softphone-status")).to_have_text("On a call with 佐藤 健")
+
+    # Consult Bob first: the caller holds; Bob is asked in.
+    alice_phone.locator("[data-call=transfer]").click()
+    alice_phone.locator("#softphone-target").select_option(f"agent:{bob.pk}")
+    alice_phone.locator("#softphone-note").fill("Asks about order SO-88")
+    alice_phone.locator("[data-call=consult]").click()
+    expect(alice_page.locator("#softphone-status")).to_have_text("Consulting Bob Sato; 佐藤 健 is on hold")
+    expect(bob_page.locator("#softphone-status")).to_have_text("Alice Tanaka asks you to join a call")
+    expect(entry_for(alice_page, conversation, EventType.CALL_CONSULT)).to_contain_text("Consulting a colleague")
+
+    alice_phone.locator("[data-call=join]").click()
+    expect(alice_page.locator("#softphone-status")).to_have_text("佐藤 健, Bob Sato and you are on the call")
+    screenshot(alice_page, "softphone-04-warm-conference")
+
+    # Alice leaves: the call and the conversation are Bob's, with her note.
+    alice_phone.locator("[data-call=leave]").click()
+    expect(bob_page.locator("#softphone-status")).to_have_text("On a call with 佐藤 健")
+    expect(bob_phone.locator("[data-call=hold]")).to_be_visible()
+    expect(alice_page.locator("#softphone-status")).to_have_text("Ready for calls")
+    transferred = wait_for(lambda: Message.objects.filter(conversation=conversation,
+                                                          event_type=EventType.TRANSFERRED).last())
+    assert transferred.event_data["note"] == "Asks about order SO-88" and transferred.event_data["to_agent"] == bob.pk
+    assert [m.event_type for m in Message.objects.filter(conversation=conversation, kind="event").order_by("seq")
+            if m.event_type.startswith("call_")] == ["call_connected", "call_consult", "call_joined", "call_left"]
+    bob_phone.locator("[data-call=hold]").click()
+    expect(bob_page.locator("#softphone-status")).to_have_text("佐藤 健 is on hold")
+    screenshot(bob_page, "softphone-05-bob-has-the-call")
