@@ -178,7 +178,7 @@ class AgentAdminForm(forms.ModelForm):
 
         cleaned = super().clean()
         try:
-            answer_on, phone = agent_voice_settings_clean(cleaned.get("voice_answer_on") or "",
+            _answer_on, phone = agent_voice_settings_clean(cleaned.get("voice_answer_on") or "",
                                                           cleaned.get("voice_phone_number") or "")
         except ValidationError as exc:
             field = "voice_answer_on" if exc.code == "answer_on" else "voice_phone_number"

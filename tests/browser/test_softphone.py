@@ -7,11 +7,26 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from conversations.models import Channel, Direction, EventType, Message, Queue, RecordedProviderRequest, Skill
+from conversations.models import (
+    Channel,
+    Direction,
+    EventType,
+    Message,
+    Queue,
+    RecordedProviderRequest,
+    Skill,
+)
 from profiles.models import IdentityKind
 
 from ..conftest import wait_for
-from ..factories import PASSWORD, make_conversation, make_customer, make_identity, make_inbox, make_message
+from ..factories import (
+    PASSWORD,
+    make_conversation,
+    make_customer,
+    make_identity,
+    make_inbox,
+    make_message,
+)
 from .axe import assert_accessible
 from .conftest import login, screenshot
 from .seeding import console_agent, presences

@@ -7,7 +7,14 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from conversations.models import Channel, Direction, Offer, OfferStatus, Queue, RecordedProviderRequest
+from conversations.models import (
+    Channel,
+    Direction,
+    Offer,
+    OfferStatus,
+    Queue,
+    RecordedProviderRequest,
+)
 from tests.factories import make_conversation, make_inbox, make_message
 
 CALL_SID = "CA" + "1" * 32

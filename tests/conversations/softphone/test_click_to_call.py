@@ -1,7 +1,7 @@
 """Click-to-call from the customer 360: refused with the reason when the customer opted out of
 calls or it is outside their local calling hours; otherwise the real client creates the call."""
 
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 from xml.etree import ElementTree
 
 import pytest
@@ -12,9 +12,8 @@ from django.utils import timezone
 from conversations.channels.twilio_voice.softphone.calls import CallState, call_of
 from conversations.channels.twilio_voice.softphone.controls import conference_name
 from conversations.models import Channel, Conversation, EventType, Message
-from profiles.models import ConsentStatus
+from profiles.models import ConsentStatus, IdentityKind
 from profiles.services import consent_record
-from profiles.models import IdentityKind
 from tests.factories import PASSWORD, make_customer, make_identity
 
 from .conftest import VOICE_NUMBER, twilio_requests
@@ -25,7 +24,7 @@ PHONE = "+819012345678"
 
 
 def frozen(monkeypatch, *args):
-    moment = datetime(*args, tzinfo=dt_timezone.utc)
+    moment = datetime(*args, tzinfo=UTC)
     monkeypatch.setattr(timezone, "now", lambda: moment)
     return moment
 

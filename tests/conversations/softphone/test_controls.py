@@ -6,9 +6,9 @@ from xml.etree import ElementTree
 import pytest
 from django.urls import reverse
 
+from conversations.channels.twilio_recorded_voice import conference_sid_for
 from conversations.channels.twilio_voice.softphone.calls import CallState, call_of
 from conversations.channels.twilio_voice.softphone.controls import conference_name
-from conversations.channels.twilio_recorded_voice import conference_sid_for
 from conversations.models import (
     Conversation,
     ConversationStatus,
@@ -94,11 +94,12 @@ def test_hang_up_ends_the_call_with_its_duration_and_wrap_up_keeps_the_capacity(
     # Wrap-up: still the agent's and open, so it counts against their voice capacity (1) …
     offered_call.refresh_from_db()
     assert offered_call.assignee_id == agent.pk and offered_call.status == ConversationStatus.OPEN
-    from conversations.routing.eligibility import eligible_agents
     from django.utils import timezone
 
-    from .conftest import VOICE_NUMBER  # noqa: F401
     from conversations.models import PresenceState
+    from conversations.routing.eligibility import eligible_agents
+
+    from .conftest import VOICE_NUMBER  # noqa: F401
 
     available = PresenceState.objects.get_or_create(name="Available", defaults={"is_available": True})[0]
     agent.presence = available

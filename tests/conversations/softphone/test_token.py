@@ -8,14 +8,17 @@ import pytest
 from django.test import override_settings
 from django.urls import reverse
 
-from conversations.channels.twilio_voice.softphone.token import agent_identity, agent_of_identity
+from conversations.channels.twilio_voice.softphone.token import (
+    agent_identity,
+    agent_of_identity,
+)
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
 
-LIVE = dict(TWILIO_ACCOUNT_SID="AC" + "a" * 32, TWILIO_AUTH_TOKEN="live-auth-token",
-            TWILIO_API_KEY="SK" + "b" * 32, TWILIO_API_SECRET="api-secret-for-tests-0123456789abcdef",
-            TWILIO_TWIML_APP_SID="AP" + "c" * 32, CC_SOFTPHONE_TOKEN_TTL_SECONDS=600)
+LIVE = {"TWILIO_ACCOUNT_SID": "AC" + "a" * 32, "TWILIO_AUTH_TOKEN": "live-auth-token",
+            "TWILIO_API_KEY": "SK" + "b" * 32, "TWILIO_API_SECRET": "api-secret-for-tests-0123456789abcdef",
+            "TWILIO_TWIML_APP_SID": "AP" + "c" * 32, "CC_SOFTPHONE_TOKEN_TTL_SECONDS": 600}
 
 
 def test_identity_meets_twilio_rules(agent):

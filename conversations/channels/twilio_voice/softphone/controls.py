@@ -20,7 +20,15 @@ from twilio.base.exceptions import TwilioException
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from ....events import send_on_commit
-from ....models import Agent, Conversation, ConversationStatus, EventType, OfferStatus, Queue, VoiceAnswerOn
+from ....models import (
+    Agent,
+    Conversation,
+    ConversationStatus,
+    EventType,
+    OfferStatus,
+    Queue,
+    VoiceAnswerOn,
+)
 from ....routing.assignment import conversation_transfer
 from ....routing.offers import offer_accept
 from ....services.system_events import system_event
@@ -61,7 +69,8 @@ def agent_endpoint(agent: Agent) -> str:
     return f"client:{agent_identity(agent.pk)}"
 
 
-def _twilio(action):
+def twilio_request(action):
+    """Run one Twilio SDK request; a refusal (or no answer) becomes a ``CallControlError`` in words."""
     try:
         return action()
     except TwilioException as exc:
@@ -71,27 +80,27 @@ def _twilio(action):
 
 def _conference_sid(client, conversation_id: int) -> str:
     name = conference_name(conversation_id)
-    found = _twilio(lambda: client.conferences.list(friendly_name=name, status="in-progress", limit=1))
+    found = twilio_request(lambda: client.conferences.list(friendly_name=name, status="in-progress", limit=1))
     if not found:
         raise CallControlError(_("The call is no longer connected."), code="no_conference")
     return found[0].sid
 
 
-def _add_agent(client, conversation: Conversation, agent: Agent) -> None:
+def conference_agent_add(client, conversation: Conversation, agent: Agent) -> None:
     endpoint = agent_endpoint(agent)
-    _twilio(lambda: client.conferences(conference_name(conversation.pk)).participants.create(
+    twilio_request(lambda: client.conferences(conference_name(conversation.pk)).participants.create(
         from_=conversation.inbox.address, to=endpoint, label=agent_identity(agent.pk), early_media=True, beep="false",
         start_conference_on_enter=True, end_conference_on_exit=False))
 
 
 def _customer_hold(client, conversation: Conversation, hold: bool) -> None:
     sid = _conference_sid(client, conversation.pk)
-    _twilio(lambda: client.conferences(sid).participants(CUSTOMER_LABEL).update(hold=hold))
+    twilio_request(lambda: client.conferences(sid).participants(CUSTOMER_LABEL).update(hold=hold))
 
 
 def _agent_remove(client, conversation: Conversation, agent_id: int) -> None:
     sid = _conference_sid(client, conversation.pk)
-    _twilio(lambda: client.conferences(sid).participants(agent_identity(agent_id)).delete())
+    twilio_request(lambda: client.conferences(sid).participants(agent_identity(agent_id)).delete())
 
 
 def call_event_record(*, conversation_id: int, event_type: str, agent: Agent | None, metadata: dict | None = None,
@@ -142,11 +151,11 @@ def call_answer(*, conversation: Conversation, agent: Agent) -> Call:
         offer_accept(offer_id=offer.pk, agent=agent)
     client = twilio_client()
     if call.in_conference:
-        _add_agent(client, conversation, agent)
+        conference_agent_add(client, conversation, agent)
         _customer_hold(client, conversation, False)
     else:
-        _twilio(lambda: client.calls(call.call_sid).update(twiml=customer_join_twiml(conversation.pk)))
-        _add_agent(client, conversation, agent)
+        twilio_request(lambda: client.calls(call.call_sid).update(twiml=customer_join_twiml(conversation.pk)))
+        conference_agent_add(client, conversation, agent)
     return call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_CONNECTED, agent=agent,
                              answered_on=agent.voice_answer_on, endpoint_kind="client" if endpoint.startswith("client:") else "phone")
 
@@ -169,7 +178,7 @@ def call_hang_up(*, conversation: Conversation, agent: Agent) -> Call:
     call = _require_call(conversation, agent, CallState.CONNECTED, CallState.HELD, CallState.CONSULTING,
                          CallState.CONFERENCE)
     client = twilio_client()
-    _twilio(lambda: client.calls(call.call_sid).update(status="completed"))
+    twilio_request(lambda: client.calls(call.call_sid).update(status="completed"))
     duration = int((timezone.now() - call.connected_at).total_seconds()) if call.connected_at else None
     return call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_ENDED, agent=agent,
                              ended_by="agent", **call_duration(duration))
@@ -225,7 +234,7 @@ def call_consult(*, conversation: Conversation, agent: Agent, colleague: Agent) 
     _transfer_target(conversation, to_agent=colleague, to_queue=None)
     client = twilio_client()
     _customer_hold(client, conversation, True)
-    _add_agent(client, conversation, colleague)
+    conference_agent_add(client, conversation, colleague)
     return call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_CONSULT, agent=agent,
                              to_agent=colleague.pk, to_agent_name=colleague.display_name)
 

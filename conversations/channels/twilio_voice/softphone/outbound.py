@@ -17,14 +17,29 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+
 from profiles.models import Customer, IdentityKind
 from profiles.selectors import consent_check
 
-from ....models import ACTIVE_STATUSES, Agent, Channel, Conversation, ConversationStatus, EventType, Inbox
+from ....models import (
+    ACTIVE_STATUSES,
+    Agent,
+    Channel,
+    Conversation,
+    ConversationStatus,
+    EventType,
+    Inbox,
+)
 from ....services.system_events import system_event_record
 from ...twilio_client import twilio_client
 from .calls import Call, CallState, call_of
-from .controls import _add_agent, _twilio, agent_endpoint, call_event_record, customer_join_twiml
+from .controls import (
+    agent_endpoint,
+    call_event_record,
+    conference_agent_add,
+    customer_join_twiml,
+    twilio_request,
+)
 
 _HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
@@ -135,9 +150,9 @@ def call_place(*, customer: Customer, agent: Agent, now: datetime | None = None)
     if current.state not in (CallState.NONE, CallState.ENDED):
         raise CallRefused(_("A call is already going on in this conversation."), code="call_in_progress")
     client = twilio_client()
-    placed = _twilio(lambda: client.calls.create(to=phone, from_=conversation.inbox.address,
+    placed = twilio_request(lambda: client.calls.create(to=phone, from_=conversation.inbox.address,
                                                  twiml=customer_join_twiml(conversation.pk)))
-    _add_agent(client, conversation, agent)
+    conference_agent_add(client, conversation, agent)
     call = call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_PLACED, agent=agent,
                              metadata={"call_sid": placed.sid}, to=phone, answered_on=agent.voice_answer_on)
     return conversation, call

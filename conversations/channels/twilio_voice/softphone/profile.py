@@ -3,6 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
+
 from profiles.addresses import normalize_phone
 
 from ....models import Agent, VoiceAnswerOn

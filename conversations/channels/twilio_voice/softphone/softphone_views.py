@@ -8,18 +8,27 @@ it), every customer through ``access_customer``, then one service does the work.
 import mimetypes
 
 from django.conf import settings
-
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, JsonResponse
 from django.templatetags.static import static
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
 from profiles.selectors import access_customer
 
 from ....console.actions import ActionError, console_action
 from ....console.views import console_login_required, int_or_none
-from ....models import Agent, Attachment, AttachmentState, Channel, Conversation, ConversationStatus, Inbox, Queue
+from ....models import (
+    Agent,
+    Attachment,
+    AttachmentState,
+    Channel,
+    Conversation,
+    ConversationStatus,
+    Inbox,
+    Queue,
+)
 from ....selectors import access_conversation, agent_of
 from . import controls
 from .calls import CallState, call_of

@@ -21,8 +21,7 @@ def agent_identity(agent_id: int) -> str:
 def agent_of_identity(identity: str) -> int | None:
     """The agent id an identity (or ``client:agent_7``) names, else None."""
     value = str(identity or "")
-    if value.startswith("client:"):
-        value = value[len("client:"):]
+    value = value.removeprefix("client:")
     prefix, _, number = value.partition("_")
     return int(number) if prefix == "agent" and number.isdigit() else None
 
