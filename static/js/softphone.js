@@ -322,8 +322,25 @@
     }
   }
 
+  // The conversation's own Transfer (its head) on the call this agent is on moves the call too:
+  // the same control as the panel's, so the caller is never left talking to nobody.
+  function onCallOpenHere() {
+    var view = state.view, call = view && view.call;
+    return !!(call && isMe(call.agent) && ["connected", "held"].indexOf(call.state) >= 0 &&
+              location.pathname === view.url);
+  }
+
   function onSubmit(event) {
     var form = event.target;
+    if (form.matches && form.matches("#transfer-dialog form[data-action=transfer]") && onCallOpenHere()) {
+      event.preventDefault();
+      event.stopPropagation();
+      var dialog = form.closest("dialog");
+      control("transfer", { target: form.querySelector("[name=target]").value,
+                            note: form.querySelector("[name=note]").value })
+        .then(function () { if (dialog && !$("[data-softphone-error]", panel).textContent) dialog.close(); });
+      return;
+    }
     if (form.id === "softphone-transfer") {
       event.preventDefault();
       control("transfer", { target: $("#softphone-target").value, note: $("#softphone-note").value });

@@ -158,3 +158,34 @@ def test_a_warm_transfer_consults_a_colleague_joins_everyone_and_hands_the_call_
     bob_phone.locator("[data-call=hold]").click()
     expect(bob_page.locator("#softphone-status")).to_have_text("佐藤 健 is on hold")
     screenshot(bob_page, "softphone-05-bob-has-the-call")
+
+
+def test_the_conversations_own_transfer_moves_the_call_the_agent_is_on(new_context, browser_server):
+    states = presences()
+    skill = Skill.objects.create(name="Phone", slug="phone")
+    queue = Queue.objects.create(name="Phone", slug="phone", channels=[Channel.VOICE], allow_pick=False)
+    queue.required_skills.set([skill])
+    billing = Queue.objects.create(name="Billing", slug="billing", channels=[Channel.VOICE])
+    inbox = make_inbox(Channel.VOICE, "+815031230003", name="Voice", default_queue=queue)
+    console_agent("alice", display_name="Alice Tanaka", presence=states.offline, skills=[skill])
+    customer = make_customer("佐藤 健", language="ja")
+    conversation = make_conversation(customer, inbox, queue=queue, queued_at=timezone.now())
+    make_message(conversation, "Incoming call", direction=Direction.INBOUND, metadata={"call_sid": CALL_SID})
+
+    page = new_context().new_page()
+    login(page, "alice", PASSWORD)
+    page.locator("#presence-select").select_option(label="Available")
+    page.locator("#softphone [data-call=answer]").click()
+    expect(page.locator("#softphone-status")).to_have_text("On a call with 佐藤 健")
+
+    page.locator(".conversation-head button[data-open-dialog=transfer-dialog]").click()
+    dialog = page.locator("#transfer-dialog")
+    dialog.locator("#transfer-target").select_option(f"queue:{billing.pk}")
+    dialog.locator("#transfer-note").fill("Invoice question")
+    dialog.locator("button[type=submit]").click()
+    # The call went with it: the caller holds in the conference, Alice's leg left.
+    left = wait_for(lambda: Message.objects.filter(conversation=conversation, event_type=EventType.CALL_LEFT).last())
+    assert left.event_data["reason"] == "transfer"
+    assert RecordedProviderRequest.objects.filter(method="DELETE", uri__contains="/Participants/agent_").exists()
+    conversation.refresh_from_db()
+    assert conversation.queue_id == billing.pk and conversation.assignee_id is None
