@@ -7,3 +7,11 @@ the browser or on their own phone (``profile``), the call controls driven throug
 the conversation's timeline as system events (``calls`` folds them), so every control is seen by
 everyone who reads the customer's timeline, and a console that reconnects reads it back.
 """
+
+
+def ready() -> None:
+    from contactcenter import tick
+
+    from .wrap_up import call_wrap_ups_expire
+
+    tick.register("call_wrap_ups_expire", call_wrap_ups_expire)
