@@ -423,6 +423,12 @@
       if (!config.enabled) return; // no voice line: no phone in the console
       state.mode = config.mode;
       panel.hidden = false;
+      document.body.classList.add("has-softphone");
+      if (window.ResizeObserver) {
+        new ResizeObserver(function () {
+          document.body.style.setProperty("--softphone-height", panel.offsetHeight + "px");
+        }).observe(panel);
+      }
       $("[data-softphone-mode]", panel).hidden = config.mode === "live";
       panel.addEventListener("click", onClick);
       document.addEventListener("submit", onSubmit, true);
