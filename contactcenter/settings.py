@@ -303,6 +303,16 @@ CC_MAX_CONCURRENT_REQUESTS = env_int("CC_MAX_CONCURRENT_REQUESTS", 24)
 # --- Twilio ---------------------------------------------------------------------------------
 TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")
 TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
+# The console's softphone (Twilio Voice JavaScript SDK): an API key and the TwiML app its calls use.
+# Without all three (and the account SID) the softphone connects to the simulated call.
+TWILIO_API_KEY = env_str("TWILIO_API_KEY")
+TWILIO_API_SECRET = env_str("TWILIO_API_SECRET")
+TWILIO_TWIML_APP_SID = env_str("TWILIO_TWIML_APP_SID")
+# Softphone access tokens live this long; the page asks for a new one before it expires.
+CC_SOFTPHONE_TOKEN_TTL_SECONDS = env_int("CC_SOFTPHONE_TOKEN_TTL_SECONDS", 3600)
+# Click-to-call only within these hours of the customer's local time (their time zone, else
+# CC_DEFAULT_TIME_ZONE), "HH:MM-HH:MM".
+CC_CALLING_HOURS = env_str("CC_CALLING_HOURS", "09:00-20:00")
 # Media is fetched only from these hosts (https, public addresses only): Twilio's API and CDNs.
 CC_TWILIO_MEDIA_HOSTS = env_list("CC_TWILIO_MEDIA_HOSTS", ["api.twilio.com", "*.twiliocdn.com", "*.twilio.com"])
 CC_MAX_ATTACHMENT_BYTES = env_int("CC_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)

@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/v1/", include("contactcenter.api_urls")),
     path("webhooks/", include("conversations.urls_webhooks")),
     path("simulator/", include("conversations.simulator.urls")),
+    path("console/softphone/", include("conversations.channels.twilio_voice.softphone.urls")),
     path("console/", include(("conversations.console.urls", "console"))),
 ]
 

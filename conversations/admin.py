@@ -5,7 +5,9 @@ callbacks only: the admin shows them and never edits them. A conversation's cust
 state are owned by the services (ingest, routing, resolve), so only its routing knobs are editable.
 """
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
@@ -118,7 +120,8 @@ class QueueAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "slug", "channels", "priority", "sla_seconds", "is_active",
                            "is_default")}),
         (_("Offers"), {"fields": ("auto_accept", "offer_timeout_seconds", "known_agent_window_days",
-                                  "known_agent_timeout_seconds", "allow_pick", "wrap_up_required")}),
+                                  "known_agent_timeout_seconds", "allow_pick", "wrap_up_required",
+                                  "wrap_up_limit_seconds")}),
         (_("Business hours and overflow"), {"fields": ("business_hours", "after_hours_action", "after_hours_message",
                                                        "after_hours_fallback_queue",
                                                        "overflow_queue", "overflow_after_seconds")}),
@@ -164,8 +167,31 @@ class AgentSkillInline(admin.TabularInline):
     extra = 0
 
 
+class AgentAdminForm(forms.ModelForm):
+    """The phone calls ring on when the agent answers on their phone: a valid number, stored E.164."""
+
+    class Meta:
+        model = Agent
+        fields = "__all__"
+
+    def clean(self):
+        from .channels.twilio_voice.softphone.profile import agent_voice_settings_clean
+
+        cleaned = super().clean()
+        try:
+            _answer_on, phone = agent_voice_settings_clean(cleaned.get("voice_answer_on") or "",
+                                                          cleaned.get("voice_phone_number") or "")
+        except ValidationError as exc:
+            field = "voice_answer_on" if exc.code == "answer_on" else "voice_phone_number"
+            self.add_error(field, exc)
+        else:
+            cleaned["voice_phone_number"] = phone
+        return cleaned
+
+
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
+    form = AgentAdminForm
     list_display = ("display_name", "user", "presence", "presence_changed_at", "last_assigned_at", "languages")
     list_filter = ("presence", "skills", "ui_language")
     search_fields = ("display_name", "user__username", "user__email")

@@ -27,6 +27,7 @@ CHANNEL_PACKAGES: tuple[str, ...] = (
     "conversations.channels.email",
     "conversations.channels.twilio_messaging",
     "conversations.channels.webchat",
+    "conversations.channels.twilio_voice.softphone",
 )
 
 

@@ -88,6 +88,11 @@ class RecordingHttpClient(HttpClient):
             return Response(201, json.dumps(_message_resource(sid, data, now)), {"Content-Type": "application/json"})
         if method.upper() == "GET" and url.endswith("/Messages.json"):
             return Response(200, json.dumps(_message_list(url, params)), {"Content-Type": "application/json"})
+        from .twilio_recorded_voice import answer_voice_request
+
+        voice = answer_voice_request(method, url, params, data)
+        if voice is not None:
+            return voice
         return Response(404, json.dumps({"code": 20404, "message": "The requested resource was not found", "status": 404}))
 
 
@@ -112,7 +117,8 @@ def _message_resource(sid: str, data: dict, created: datetime) -> dict:
 def _message_list(url: str, params: dict) -> dict:
     from ..models import RecordedProviderRequest
 
-    rows = RecordedProviderRequest.objects.filter(provider="twilio", method="POST")
+    # Only messages: calls and conference requests are recorded beside them (twilio_recorded_voice).
+    rows = RecordedProviderRequest.objects.filter(provider="twilio", method="POST", uri__endswith="/Messages.json")
     if params.get("To"):
         rows = rows.filter(to=params["To"])
     if params.get("From"):

@@ -194,7 +194,12 @@ def _workspace_context(request, *, customer: Customer | None, conversation: Conv
 @console_staff_required
 def workspace(request):
     """The console with no conversation open: the work list, and a hint to pick one."""
-    return render(request, "console/workspace.html", _workspace_context(request, customer=None, conversation=None))
+    context = _workspace_context(request, customer=None, conversation=None)
+    if request.GET.get("fragment") == "panes":
+        # The page leaving a conversation (transferred away, access ended) swaps in the panes only:
+        # the whole page there would nest a second work list and softphone inside the first.
+        return render(request, "console/_panes.html", context)
+    return render(request, "console/workspace.html", context)
 
 
 @require_GET

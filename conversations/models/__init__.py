@@ -15,6 +15,7 @@ from .agents import (
     Agent,
     AgentSkill,
     PresenceState,
+    VoiceAnswerOn,
     presence_label,
 )
 from .conversation import (
@@ -82,6 +83,7 @@ __all__ = [
     "OfferStatus",
     "OfflinePolicy",
     "PresenceState",
+    "VoiceAnswerOn",
     "Queue",
     "QueueSkill",
     "RawEmail",

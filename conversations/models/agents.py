@@ -53,6 +53,13 @@ class PresenceState(models.Model):
         return presence_label(self.name)
 
 
+class VoiceAnswerOn(models.TextChoices):
+    """Where an agent takes their calls: the console's softphone, or their own phone (``<Dial><Number>``)."""
+
+    BROWSER = "browser", _("In the browser")
+    PHONE = "phone", _("On my phone")
+
+
 class Agent(models.Model):
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="agent")
@@ -70,6 +77,12 @@ class Agent(models.Model):
         _("last assigned at"), null=True, blank=True, help_text=_("For longest-idle ordering"))
     time_zone = models.CharField(_("time zone"), max_length=64, blank=True)
     ui_language = models.CharField(_("ui language"), max_length=8, blank=True, choices=settings.LANGUAGES)
+    voice_answer_on = models.CharField(
+        _("answer calls"), max_length=8, choices=VoiceAnswerOn.choices, default=VoiceAnswerOn.BROWSER)
+    # E.164, checked strictly (phonenumbers, CC_DEFAULT_REGION) by the softphone's profile form and the admin.
+    voice_phone_number = models.CharField(
+        _("phone number for calls"), max_length=20, blank=True,
+        help_text=_("Calls ring here when the agent answers on their phone"))
 
     class Meta:
         verbose_name = _("agent")

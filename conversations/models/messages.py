@@ -59,6 +59,15 @@ class EventType(models.TextChoices):
     SURVEY_SENT = "survey_sent", _("Survey sent")
     SURVEY_ANSWERED = "survey_answered", _("Survey answered")
     CONSENT_CHANGED = "consent_changed", _("Consent changed")
+    # The agent's side of a call (conversations.channels.twilio_voice.softphone).
+    CALL_CONNECTED = "call_connected", _("Call answered")
+    CALL_HELD = "call_held", _("Call on hold")
+    CALL_RESUMED = "call_resumed", _("Call resumed")
+    CALL_CONSULT = "call_consult", _("Consulting a colleague")
+    CALL_JOINED = "call_joined", _("Colleague joined the call")
+    CALL_LEFT = "call_left", _("Left the call")
+    CALL_ENDED = "call_ended", _("Call ended")
+    CALL_PLACED = "call_placed", _("Outbound call placed")
 
 
 class Message(models.Model):

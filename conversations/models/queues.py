@@ -81,6 +81,11 @@ class Queue(models.Model):
     allow_pick = models.BooleanField(
         _("allow pick"), default=True, help_text=_("Agents may pick waiting conversations themselves"))
     wrap_up_required = models.BooleanField(_("wrap up required"), default=False)
+    # Calls: after a call ends its conversation stays with the agent in wrap-up (holding their voice
+    # capacity) until they resolve it, or until this many seconds have passed (0: no limit).
+    wrap_up_limit_seconds = models.PositiveIntegerField(
+        _("wrap-up limit seconds"), default=0,
+        help_text=_("After a call, resolve it by itself once the agent's wrap-up took this long (0: never)"))
     offline_policy = models.CharField(
         _("offline policy"), max_length=16, choices=OfflinePolicy.choices, default=OfflinePolicy.STAY)
     offline_grace_seconds = models.PositiveIntegerField(_("offline grace seconds"), default=300)

@@ -504,6 +504,8 @@
 
   function onEvent(event) {
     var type = event.type || "";
+    // The softphone (softphone.js) follows the same socket: calls, voice offers.
+    document.dispatchEvent(new CustomEvent("cc:console-event", { detail: event }));
     if (type === "message.created" || type === "message.delivery") {
       onMessageEvent(event);
       if (type === "message.created") {

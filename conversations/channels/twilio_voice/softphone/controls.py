@@ -1,0 +1,263 @@
+"""Call controls: answer, hold, resume, cold and warm transfer, hang up.
+
+Every call an agent takes goes through a ``<Conference>`` named after the conversation
+(twilio.md §3: transfers work best that way): the customer's leg joins it with the label
+``customer``, each agent joins as a participant labelled with their client identity. Hold is the
+customer participant's ``hold``; a cold transfer holds the customer and takes the agent out; a warm
+transfer holds the customer, adds the colleague, joins everyone, then the first agent leaves.
+
+Each control is one Twilio REST request or a few (``twilio_client()``: without credentials they
+are recorded locally and answered as Twilio would), made *before* the transaction that records the
+control on the timeline (no network call inside a transaction): a request Twilio refuses records
+nothing. Callers have checked access (``access_conversation``); these check who may drive the call.
+"""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from twilio.base.exceptions import TwilioException
+from twilio.twiml.voice_response import Dial, VoiceResponse
+
+from ....events import send_on_commit
+from ....models import (
+    Agent,
+    Conversation,
+    ConversationStatus,
+    EventType,
+    OfferStatus,
+    Queue,
+    VoiceAnswerOn,
+)
+from ....routing.assignment import conversation_transfer
+from ....routing.offers import offer_accept
+from ....services.system_events import system_event
+from ...twilio_client import twilio_client
+from .calls import Call, CallState, call_of
+from .events import call_event, call_recipients
+from .token import agent_identity
+
+CUSTOMER_LABEL = "customer"
+
+
+class CallControlError(ValidationError):
+    """The control cannot be used now (no call, not the agent on it, Twilio refused…)."""
+
+
+def conference_name(conversation_id: int) -> str:
+    return f"conversation-{int(conversation_id)}"
+
+
+def customer_join_twiml(conversation_id: int) -> str:
+    """What the customer's leg plays to join the conversation's conference: it waits there (hold
+    music) until an agent joins, and its hanging up ends the conference for everyone."""
+    response = VoiceResponse()
+    dial = Dial()
+    dial.conference(conference_name(conversation_id), participant_label=CUSTOMER_LABEL, beep=False,
+                    start_conference_on_enter=False, end_conference_on_exit=True)
+    response.append(dial)
+    return str(response)
+
+
+def agent_endpoint(agent: Agent) -> str:
+    """Where the agent's leg rings: their browser (``client:agent_7``) or their own phone."""
+    if agent.voice_answer_on == VoiceAnswerOn.PHONE:
+        if not agent.voice_phone_number:
+            raise CallControlError(_("Add your phone number to your softphone settings, or answer in the browser."),
+                                   code="no_agent_phone")
+        return agent.voice_phone_number
+    return f"client:{agent_identity(agent.pk)}"
+
+
+def twilio_request(action):
+    """Run one Twilio SDK request; a refusal (or no answer) becomes a ``CallControlError`` in words."""
+    try:
+        return action()
+    except TwilioException as exc:
+        raise CallControlError(_("Twilio refused the request: %(reason)s"), code="twilio_refused",
+                               params={"reason": getattr(exc, "msg", None) or str(exc)}) from exc
+
+
+def _conference_sid(client, conversation_id: int) -> str:
+    name = conference_name(conversation_id)
+    found = twilio_request(lambda: client.conferences.list(friendly_name=name, status="in-progress", limit=1))
+    if not found:
+        raise CallControlError(_("The call is no longer connected."), code="no_conference")
+    return found[0].sid
+
+
+def conference_agent_add(client, conversation: Conversation, agent: Agent) -> None:
+    endpoint = agent_endpoint(agent)
+    twilio_request(lambda: client.conferences(conference_name(conversation.pk)).participants.create(
+        from_=conversation.inbox.address, to=endpoint, label=agent_identity(agent.pk), early_media=True, beep="false",
+        start_conference_on_enter=True, end_conference_on_exit=False))
+
+
+def _customer_hold(client, conversation: Conversation, hold: bool) -> None:
+    sid = _conference_sid(client, conversation.pk)
+    twilio_request(lambda: client.conferences(sid).participants(CUSTOMER_LABEL).update(hold=hold))
+
+
+def _agent_remove(client, conversation: Conversation, agent_id: int) -> None:
+    sid = _conference_sid(client, conversation.pk)
+    twilio_request(lambda: client.conferences(sid).participants(agent_identity(agent_id)).delete())
+
+
+def call_event_record(*, conversation_id: int, event_type: str, agent: Agent | None, metadata: dict | None = None,
+                      **data) -> Call:
+    """Put one call event on the timeline and tell the consoles concerned after commit; returns the
+    call as it stands then. Also the seam for the server side of voice (the customer hung up:
+    ``CALL_ENDED`` with ``ended_by="customer"``)."""
+    from ....sequence import message_seq_next
+
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        event = system_event(conversation, event_type, agent=agent, **data)
+        event.metadata = metadata or {}
+        event.seq = message_seq_next(conversation)
+        event.save(force_insert=True)
+        call = call_of(conversation)
+        send_on_commit(call_recipients(conversation, call), call_event(conversation, call, event))
+    return call
+
+
+def _require_call(conversation: Conversation, agent: Agent, *states: str) -> Call:
+    call = call_of(conversation)
+    if not call.call_sid:
+        raise CallControlError(_("There is no call in this conversation."), code="no_call")
+    if call.agent != agent.pk:
+        raise CallControlError(_("Only the agent on the call can do that."), code="not_on_call")
+    if states and call.state not in states:
+        raise CallControlError(_("Not possible while the call is %(state)s."), code="call_state",
+                               params={"state": call.state})
+    return call
+
+
+def call_answer(*, conversation: Conversation, agent: Agent) -> Call:
+    """The agent answers: their pending offer is accepted, the customer's leg joins the
+    conversation's conference (or, after a transfer, is taken off hold there) and the agent's leg
+    is added to it (it rings in their browser, which answers it, or on their phone)."""
+    call = call_of(conversation)
+    if not call.call_sid:
+        raise CallControlError(_("There is no call in this conversation."), code="no_call")
+    if call.state != CallState.WAITING:
+        raise CallControlError(_("This call has already been answered."), code="call_answered")
+    endpoint = agent_endpoint(agent)  # refused before anything moves when the agent has no phone
+    if conversation.assignee_id != agent.pk:
+        offer = conversation.offers.filter(agent=agent, status=OfferStatus.PENDING).first()
+        if offer is None:
+            raise CallControlError(_("This call is not offered to you."), code="not_offered")
+        # Accepted first: if Twilio then fails, the call is already theirs and Answer again retries.
+        offer_accept(offer_id=offer.pk, agent=agent)
+    client = twilio_client()
+    if call.in_conference:
+        conference_agent_add(client, conversation, agent)
+        _customer_hold(client, conversation, False)
+    else:
+        twilio_request(lambda: client.calls(call.call_sid).update(twiml=customer_join_twiml(conversation.pk)))
+        conference_agent_add(client, conversation, agent)
+    return call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_CONNECTED, agent=agent,
+                             answered_on=agent.voice_answer_on, endpoint_kind="client" if endpoint.startswith("client:") else "phone")
+
+
+def call_hold(*, conversation: Conversation, agent: Agent) -> Call:
+    _require_call(conversation, agent, CallState.CONNECTED)
+    _customer_hold(twilio_client(), conversation, True)
+    return call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_HELD, agent=agent)
+
+
+def call_resume(*, conversation: Conversation, agent: Agent) -> Call:
+    _require_call(conversation, agent, CallState.HELD)
+    _customer_hold(twilio_client(), conversation, False)
+    return call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_RESUMED, agent=agent)
+
+
+def call_hang_up(*, conversation: Conversation, agent: Agent) -> Call:
+    """End the call for everyone (the customer's leg completes, which ends the conference). The
+    conversation stays the agent's, in wrap-up, holding their voice capacity until they resolve."""
+    call = _require_call(conversation, agent, CallState.CONNECTED, CallState.HELD, CallState.CONSULTING,
+                         CallState.CONFERENCE)
+    client = twilio_client()
+    twilio_request(lambda: client.calls(call.call_sid).update(status="completed"))
+    duration = int((timezone.now() - call.connected_at).total_seconds()) if call.connected_at else None
+    return call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_ENDED, agent=agent,
+                             ended_by="agent", **call_duration(duration))
+
+
+def call_duration(seconds: int | None) -> dict:
+    """The duration fields of a ``CALL_ENDED`` event: seconds, and "m:ss" for the timeline."""
+    if seconds is None:
+        return {"duration_seconds": None, "duration": ""}
+    seconds = max(0, int(seconds))
+    return {"duration_seconds": seconds, "duration": f"{seconds // 60}:{seconds % 60:02d}"}
+
+
+def _transfer_target(conversation: Conversation, *, to_agent: Agent | None, to_queue: Queue | None) -> None:
+    """Checked before the call moves: a transfer the routing would refuse must not leave the
+    customer on hold with nobody."""
+    if (to_agent is None) == (to_queue is None):
+        raise CallControlError(_("Transfer to an agent or to a queue."), code="transfer_target")
+    if to_queue is not None and not to_queue.takes(conversation.channel):
+        raise CallControlError(_("%(queue)s does not take %(channel)s conversations."), code="queue_channel",
+                               params={"queue": to_queue.name, "channel": conversation.get_channel_display()})
+    if conversation.status == ConversationStatus.RESOLVED:
+        raise CallControlError(_("This conversation is resolved."), code="resolved")
+
+
+def call_transfer_cold(*, conversation: Conversation, agent: Agent, note: str, to_agent: Agent | None = None,
+                       to_queue: Queue | None = None) -> Call:
+    """Hand the caller on: they hold in the conference, this agent leaves, and the conversation goes
+    to the colleague or the queue with the handoff note (``conversation_transfer``), whose answer
+    takes them off hold."""
+    _require_call(conversation, agent, CallState.CONNECTED, CallState.HELD)
+    if to_agent is not None and to_agent.pk == agent.pk:
+        raise CallControlError(_("You are already on this call."), code="transfer_target")
+    _transfer_target(conversation, to_agent=to_agent, to_queue=to_queue)
+    client = twilio_client()
+    _customer_hold(client, conversation, True)
+    _agent_remove(client, conversation, agent.pk)
+    with transaction.atomic():
+        # One transaction: the transfer (with its note), then the agent leaving the call, recorded
+        # once the new assignee is known, so a colleague it went to is rung by the call event.
+        conversation_transfer(conversation_id=conversation.pk, by=agent, note=note, to_agent=to_agent,
+                              to_queue=to_queue)
+        call = call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_LEFT, agent=agent,
+                                 reason="transfer")
+    return call
+
+
+def call_consult(*, conversation: Conversation, agent: Agent, colleague: Agent) -> Call:
+    """Warm transfer, step 1: the customer holds while the colleague's leg joins the conference."""
+    _require_call(conversation, agent, CallState.CONNECTED, CallState.HELD)
+    if colleague.pk == agent.pk:
+        raise CallControlError(_("Choose a colleague to consult."), code="transfer_target")
+    _transfer_target(conversation, to_agent=colleague, to_queue=None)
+    client = twilio_client()
+    _customer_hold(client, conversation, True)
+    conference_agent_add(client, conversation, colleague)
+    return call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_CONSULT, agent=agent,
+                             to_agent=colleague.pk, to_agent_name=colleague.display_name)
+
+
+def call_consult_join(*, conversation: Conversation, agent: Agent) -> Call:
+    """Warm transfer, step 2: the customer comes off hold; all three talk."""
+    _require_call(conversation, agent, CallState.CONSULTING)
+    _customer_hold(twilio_client(), conversation, False)
+    return call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_JOINED, agent=agent)
+
+
+def call_consult_leave(*, conversation: Conversation, agent: Agent, note: str = "") -> Call:
+    """Warm transfer, step 3: this agent leaves; the colleague has the call and the conversation."""
+    call = _require_call(conversation, agent, CallState.CONSULTING, CallState.CONFERENCE)
+    colleague = Agent.objects.filter(pk=call.consult_agent).first()
+    if colleague is None:
+        raise CallControlError(_("Nobody to hand the call to."), code="transfer_target")
+    client = twilio_client()
+    if call.state == CallState.CONSULTING:
+        _customer_hold(client, conversation, False)
+    _agent_remove(client, conversation, agent.pk)
+    with transaction.atomic():
+        conversation_transfer(conversation_id=conversation.pk, by=agent, note=note, to_agent=colleague)
+        call = call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_LEFT, agent=agent,
+                                 to_agent=colleague.pk, to_agent_name=colleague.display_name, reason="warm_transfer")
+    return call
