@@ -59,6 +59,15 @@ class EventType(models.TextChoices):
     SURVEY_SENT = "survey_sent", _("Survey sent")
     SURVEY_ANSWERED = "survey_answered", _("Survey answered")
     CONSENT_CHANGED = "consent_changed", _("Consent changed")
+    # Voice (conversations/channels/twilio_voice): each step of a call on the customer's timeline.
+    CALL_STARTED = "call_started", _("Call started")
+    IVR_CHOICE = "ivr_choice", _("IVR choice")
+    CALL_QUEUED = "call_queued", _("Call queued")
+    CALL_CONNECTED = "call_connected", _("Call connected to an agent")
+    VOICEMAIL = "voicemail", _("Voicemail")
+    CALLBACK_REQUESTED = "callback_requested", _("Callback requested")
+    CALLBACK_STARTED = "callback_started", _("Calling the customer back")
+    CALL_ENDED = "call_ended", _("Call ended")
 
 
 class Message(models.Model):
