@@ -329,7 +329,7 @@ def call_status_update(*, call_sid: str, status: str, duration: str = "") -> Cal
         call.save(update_fields=fields)
         system_events_record(conversation, [system_event(
             conversation, EventType.CALL_ENDED, at=now, status=status, duration=call.duration, outcome=call.outcome,
-            agent=call.agent_id)], update_fields=conversation_fields)
+            author_agent_id=call.agent_id)], update_fields=conversation_fields)
     if abandon:
         conversation_abandon(conversation_id=call.conversation_id, reason="caller hung up while waiting")
     return call
