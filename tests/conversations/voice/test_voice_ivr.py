@@ -158,3 +158,19 @@ def test_the_ivr_is_checked_when_the_inbox_is_saved(voice_line):
     assert any("Polly.Joanna" in p and "ja-JP" in p for p in problems)
     assert any("ivr.retries" in p for p in problems)
     voice_line["inbox"].full_clean()  # the good one passes
+
+
+def test_an_admin_saving_a_voice_inbox_with_a_broken_ivr_is_told_what_is_wrong(voice_line, admin_client, phone):
+    import json
+
+    inbox = voice_line["inbox"]
+    bad = {"ivr": {**inbox.settings["ivr"], "default_option": "nothing", "voices": {"ja": "Polly.Joanna"}}}
+    response = admin_client.post(f"/admin/conversations/inbox/{inbox.pk}/change/", {
+        "name": inbox.name, "kind": "voice", "address": inbox.address, "default_queue": voice_line["support"].pk,
+        "reopen_window_days": 7, "is_active": "on", "secret": "", "settings": json.dumps(bad)})
+    assert response.status_code == 200  # the form again, with the errors
+    assert "ivr.default_option" in response.content.decode() and "Polly.Joanna" in response.content.decode()
+    inbox.refresh_from_db()
+    assert inbox.settings["ivr"]["default_option"] == "orders"
+    phone().dial()
+    assert admin_client.get("/admin/conversations/call/").status_code == 200

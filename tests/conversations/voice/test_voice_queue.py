@@ -168,3 +168,19 @@ def test_a_caller_waiting_longer_than_the_limit_is_offered_voicemail(voice_line,
     verbs_after = verbs(caller.post("/webhooks/twilio/voice/enqueue-action/", QueueResult="leave"))
     assert [v.tag for v in verbs_after] == ["Say", "Record", "Say", "Hangup"]
     assert Conversation.objects.get(pk=call.conversation_id).status == "pending"  # not offered meanwhile
+
+
+def test_the_timeline_shows_the_ivr_choice_the_queue_and_the_calls_duration(voice_line, phone):
+    from django.template.loader import render_to_string
+
+    caller, call = _queued_call(phone)
+    caller.post("/webhooks/twilio/voice/enqueue-action/", QueueResult="hangup")
+    caller.post("/webhooks/twilio/voice/status/", CallStatus="completed", CallDuration="42")
+    rendered = {
+        message.event_type: render_to_string("console/_timeline_entry.html", {"entry": {
+            "type": "message", "item": message, "cursor": message.pk, "at": message.created_at}})
+        for message in Message.objects.filter(conversation_id=call.conversation_id, kind="event")
+    }
+    assert "IVR orders" in rendered[EventType.IVR_CHOICE]
+    assert "· Support" in rendered[EventType.CALL_QUEUED]
+    assert "42 s" in rendered[EventType.CALL_ENDED] and "Call ended" in rendered[EventType.CALL_ENDED]
