@@ -9,7 +9,8 @@ the broker and purged: what is measured is the TwiML path alone). HOLDERS caller
 
 Load, open loop (asyncio + aiohttp; a request leaves at its scheduled time whatever the earlier
 ones did, as Twilio's do): each holder polls the waitUrl every POLL s (staggered), and NEW_RATE new
-calls a second dial (incoming webhook) and choose 1 a moment later (gather webhook: queued). Every
+calls a second dial (incoming webhook) and, once the menu's TwiML has come back and a moment
+has passed, choose 1 (gather webhook: queued). Every
 request is signed. The baseline round sends the same schedule (same bodies) to a view answering
 fixed TwiML through the same stack. ROUNDS alternating rounds of SECONDS s (baseline, voice …);
 the ratio is the median over the rounds of p99 voice / p99 baseline (target 3).
@@ -42,11 +43,13 @@ from _harness import (
     database_url,
     free_port,
 )
-from webhook import _one, _session, fmt, summarise
+from webhook import _session, fmt, summarise
 
 HOLDERS = 10 if SMOKE else 100
 NEW_RATE = 5 if SMOKE else 20  # new calls per second
-POLL = 1.0 if SMOKE else 2.0  # seconds between a holder's waitUrl requests
+# Seconds between a holder's waitUrl requests: Twilio asks again when the wait TwiML has played
+# (our announcements and the 14 s of hold music: about 25 s); 10 s is a busier line than that.
+POLL = 1.0 if SMOKE else 10.0
 SECONDS = 1 if SMOKE else 6  # per round
 CHOOSE_AFTER = 0.2  # seconds between a new call's dial and its menu choice
 TARGET = 3.0
@@ -110,29 +113,45 @@ class Caller:
         return self.base + (url_path or path), urllib.parse.urlencode(params).encode(), headers
 
 
-async def _schedule(requests: list[tuple[float, tuple, str]]) -> list[tuple[float, int | str, str, bytes]]:
-    """Send each (due, (url, body, headers), kind) at start + due; every answer with its body."""
+async def _post(session, url, body, headers, kind):
+    start = time.perf_counter()
+    try:
+        async with session.post(url, data=body, headers=headers) as response:
+            text = await response.read()
+            status = response.status
+    except Exception as exc:  # noqa: BLE001 - a timeout or a reset connection: an error
+        text, status = b"", type(exc).__name__
+    return (time.perf_counter() - start) * 1000, status, kind, text
+
+
+async def _schedule(requests: list[tuple[float, list[tuple], str]]) -> list[tuple[float, int | str, str, bytes]]:
+    """Open loop: each entry (due, steps, kind) starts at start + due whatever earlier ones did;
+    its steps ((url, body, headers), pause) run in order, each after the previous one's answer and
+    the pause (a call's menu choice comes after the menu was played, as with Twilio). Every
+    answer, with its body."""
     loop = asyncio.get_running_loop()
 
-    async def one(session, url, body, headers, kind):
-        start = time.perf_counter()
-        try:
-            async with session.post(url, data=body, headers=headers) as response:
-                text = await response.read()
-                status = response.status
-        except Exception as exc:  # noqa: BLE001 - a timeout or a reset connection: an error
-            text, status = b"", type(exc).__name__
-        return (time.perf_counter() - start) * 1000, status, kind, text
+    async def run(session, steps, kind):
+        answers = []
+        for (url, body, headers), pause, step_kind in steps:
+            if pause:
+                await asyncio.sleep(pause)
+            answers.append(await _post(session, url, body, headers, step_kind or kind))
+        return answers
 
     async with _session() as session:
         tasks = []
         start = loop.time() + 0.1
-        for due, (url, body, headers), kind in sorted(requests, key=lambda r: r[0]):
+        for due, steps, kind in sorted(requests, key=lambda r: r[0]):
             delay = start + due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(session, url, body, headers, kind)))
-        return await asyncio.gather(*tasks)
+            tasks.append(asyncio.create_task(run(session, steps, kind)))
+        return [answer for answers in await asyncio.gather(*tasks) for answer in answers]
+
+
+def _single(request) -> list:
+    return [(request, 0.0, "")]
 
 
 def round_requests(base: str, holders: list[Caller], index: int, *, baseline: bool, seconds: float,
@@ -142,15 +161,16 @@ def round_requests(base: str, holders: list[Caller], index: int, *, baseline: bo
     for h, holder in enumerate(holders):
         due = (h / max(1, len(holders))) * POLL
         while due < seconds:
-            requests.append((due, holder.request(WAIT, url_path=BASELINE if baseline else None, QueuePosition="1",
-                                                 QueueTime=str(int(due))), "wait"))
+            requests.append((due, _single(holder.request(WAIT, url_path=BASELINE if baseline else None,
+                                                         QueuePosition="1", QueueTime=str(int(due)))), "wait"))
             due += POLL
     for n in range(int(NEW_RATE * seconds)):
         caller = Caller(base, 500_000 + index * 10_000 + n + (5_000 if baseline else 0), f"r{index}")
         due = n / NEW_RATE
-        requests.append((due, caller.request(VOICE, url_path=BASELINE if baseline else None), "dial"))
-        requests.append((due + CHOOSE_AFTER, caller.request(GATHER, url_path=BASELINE if baseline else None, Digits="1"),
-                         "choose"))
+        requests.append((due, [
+            (caller.request(VOICE, url_path=BASELINE if baseline else None), 0.0, "dial"),
+            (caller.request(GATHER, url_path=BASELINE if baseline else None, Digits="1"), CHOOSE_AFTER, "choose"),
+        ], "call"))
         if not baseline:
             new_calls.append(caller)
     return requests
@@ -185,8 +205,8 @@ def main() -> int:
         server = Server(db_url)
         try:
             holders = [Caller(server.base, i, "holder") for i in range(args.holders)]
-            setup = [(i * 0.01, c.request(VOICE), "dial") for i, c in enumerate(holders)]
-            setup += [(1.0 + i * 0.01, c.request(GATHER, Digits="1"), "choose") for i, c in enumerate(holders)]
+            setup = [(i * 0.02, [(c.request(VOICE), 0.0, "dial"), (c.request(GATHER, Digits="1"), 0.0, "choose")], "call")
+                     for i, c in enumerate(holders)]
             setup_results = asyncio.run(_schedule(setup))
             setup_errors = [s for _ms, s, _k, _t in setup_results if s != 200]
             if setup_errors:
@@ -209,7 +229,8 @@ def main() -> int:
 
             # Quiescent: every queued caller asks once where they stand.
             queued = holders + new_calls
-            check = [(i / 50.0, c.request(WAIT, QueuePosition="1", QueueTime="60"), "wait") for i, c in enumerate(queued)]
+            check = [(i / 50.0, _single(c.request(WAIT, QueuePosition="1", QueueTime="60")), "wait")
+                     for i, c in enumerate(queued)]
             answers = asyncio.run(_schedule(check))
             told = []
             for _ms, status, _kind, text in answers:

@@ -92,6 +92,9 @@ def call_start(*, call_sid: str, from_: str, to: str, status: str = "", caller_n
     existing = Call.objects.filter(call_sid=call_sid).select_related("conversation__inbox").first()
     if existing is not None:
         return existing, False
+    if from_.lower().startswith("client:"):
+        # An agent's browser calling out (the softphone's TwiML App has its own URL): no customer.
+        raise ValidationError(_("A browser client's call is not a customer's call."), code="client_call")
     inbox = voice_inbox(to)
     now = timezone.now()
     withheld = is_withheld(from_)

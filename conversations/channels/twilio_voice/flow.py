@@ -64,19 +64,25 @@ def incoming(post) -> str:
 def _after_start(call: Call) -> str:
     config = _config(call)
     if call.outcome == CallOutcome.VOICEMAIL:
+        if call.ivr.get("voicemail") == "closed":  # a retried first request: the same announcement
+            return _closed_twiml(call, config, _hours(call, config))
         return twiml.twiml_voicemail(config, language=call.language)
     if call.queued_at is not None:
         return _enqueue_twiml(call, config)
     hours = _hours(call, config)
-    now = timezone.now()
-    if not hours.is_open(now):
+    if not hours.is_open(timezone.now()):
         calls.call_voicemail_start(call=call, reason="closed")
-        return twiml.twiml_closed(config, language=call.language, call=call,
-                                  opens=opening_text(hours.next_open(now), hours.time_zone, call.language))
+        return _closed_twiml(call, config, hours)
     if not config.options:
         call = calls.call_enqueue(call=call, config=config, option=None, how="no_menu")
         return _enqueue_twiml(call, config)
     return twiml.twiml_menu(config, language=call.language, attempt=0)
+
+
+def _closed_twiml(call: Call, config: IvrConfig, hours: BusinessHours) -> str:
+    opens = hours.next_open(timezone.now())
+    return twiml.twiml_closed(config, language=call.language, call=call,
+                              opens=opening_text(opens, hours.time_zone, call.language))
 
 
 def _enqueue_twiml(call: Call, config: IvrConfig) -> str:

@@ -174,3 +174,9 @@ def test_an_admin_saving_a_voice_inbox_with_a_broken_ivr_is_told_what_is_wrong(v
     assert inbox.settings["ivr"]["default_option"] == "orders"
     phone().dial()
     assert admin_client.get("/admin/conversations/call/").status_code == 200
+
+
+def test_a_browser_clients_call_is_no_customer(voice_line, phone):
+    (hangup,) = verbs(phone(sender="client:agent_7").dial())
+    assert hangup.tag == "Hangup"
+    assert not Customer.objects.exists() and not Call.objects.exists()

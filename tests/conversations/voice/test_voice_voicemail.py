@@ -45,6 +45,8 @@ def test_after_hours_the_caller_hears_when_the_line_opens_and_can_leave_a_voicem
     assert [none.tag, hangup.tag] == ["Say", "Hangup"]
     call = Call.objects.get(call_sid=caller.sid)
     assert call.outcome == "voicemail" and call.conversation.status == "pending"
+    assert caller.dial().content == caller.dial().content  # Twilio's retry hears the same
+    assert [verb.tag for verb in verbs(caller.dial())] == ["Say", "Say", "Record", "Say", "Hangup"]
 
 
 def test_an_english_caller_after_hours_hears_it_in_english_with_a_transcript(voice_line, phone, queued):
