@@ -5,4 +5,4 @@ import os
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "_voice_settings"
 
-from contactcenter.asgi import application  # noqa: E402,F401
+from contactcenter.asgi import application  # noqa: F401

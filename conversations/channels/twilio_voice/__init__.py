@@ -6,7 +6,6 @@ and ``tasks`` (putting a caller through, calling back)."""
 
 def ready() -> None:
     from ... import inbox_settings
-
     from .settings_checks import voice_settings_problems
 
     inbox_settings.register_settings_check("voice", voice_settings_problems)

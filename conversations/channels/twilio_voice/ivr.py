@@ -252,11 +252,12 @@ def ivr_settings_problems(settings, *, queue_slugs: frozenset[str] | None = None
     if model is not None and model not in SPEECH_MODELS:
         problems.append(f"ivr.speech_model: one of {', '.join(SPEECH_MODELS)}.")
     music = raw.get("hold_music_url")
-    if music and not (isinstance(music, str) and (music.startswith("https://") or music.startswith("/static/"))):
+    if music and not (isinstance(music, str) and music.startswith(("https://", "/static/"))):
         problems.append("ivr.hold_music_url: an https:// URL or a /static/ path.")
     if "business_hours" in raw:
-        from ...routing.hours import validate_config
         from django.core.exceptions import ValidationError
+
+        from ...routing.hours import validate_config
 
         try:
             validate_config(raw["business_hours"])

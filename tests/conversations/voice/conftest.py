@@ -8,7 +8,14 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from conversations.channels.twilio_client import auth_token
-from conversations.models import AgentSkill, Inbox, PresenceState, Queue, RoutingRule, Skill
+from conversations.models import (
+    AgentSkill,
+    Inbox,
+    PresenceState,
+    Queue,
+    RoutingRule,
+    Skill,
+)
 
 from ...factories import make_agent
 

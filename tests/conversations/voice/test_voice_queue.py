@@ -6,9 +6,19 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from conversations.channels.twilio_voice.tasks import voice_call_back, voice_connect_call
+from conversations.channels.twilio_voice.tasks import (
+    voice_call_back,
+    voice_connect_call,
+)
 from conversations.channels.twilio_voice.twiml import call_connect_twiml
-from conversations.models import Call, Conversation, EventType, Message, Offer, RecordedProviderRequest
+from conversations.models import (
+    Call,
+    Conversation,
+    EventType,
+    Message,
+    Offer,
+    RecordedProviderRequest,
+)
 from conversations.routing.decisions import route_conversation, route_for_agent
 from conversations.routing.offers import offer_accept
 
@@ -101,7 +111,7 @@ def test_a_callback_keeps_the_callers_place_and_the_agent_who_takes_it_calls_the
     voice_agent.presence = None
     voice_agent.save()  # nobody free yet
     first, first_call = _queued_call(phone, sender="+819011110001")
-    second, second_call = _queued_call(phone, sender="+819011110002")
+    second, _second_call = _queued_call(phone, sender="+819011110002")
     queued_at = Conversation.objects.get(pk=first_call.conversation_id).queued_at
     (leave,) = verbs(first.post("/webhooks/twilio/voice/wait/choice/", Digits="2"))
     assert leave.tag == "Leave"

@@ -102,3 +102,44 @@ def test_the_simulator_phone_page_steps_through_a_call(demo_line, client, settin
     refused = client.post("/simulator/phone/call/", json.dumps({**caller, "call_sid": dialed["call_sid"], "path": "/admin/"}),
                           content_type="application/json")
     assert refused.status_code == 400
+
+
+def test_the_simulator_phone_leaves_a_voicemail_and_answers_our_callback(demo_line):
+    from conversations.channels.twilio_voice.tasks import voice_call_back
+    from conversations.models import Agent, Message
+    from conversations.simulator.views import _call_step
+
+    caller = {"from": "090-1234-5678", "to": "+815031230003"}
+    numbers = ("+819012345678", "+815031230003")
+    dialed = _call_step("http://testserver", caller, *numbers)
+    sid = dialed["call_sid"]
+    held = _call_step("http://testserver", {**caller, "call_sid": sid, "path": dialed["next"]["action"], "digits": "1"}, *numbers)
+    waiting = _call_step("http://testserver", {**caller, "call_sid": sid, "path": held["next"]["wait_url"], "hold": True}, *numbers)
+    left = _call_step("http://testserver", {**caller, "call_sid": sid, "path": waiting["next"]["action"], "digits": "2"}, *numbers)
+    assert left["next"]["kind"] == "left"
+    goodbye = _call_step("http://testserver", {**caller, "call_sid": sid, "path": held["next"]["action"],
+                                               "QueueResult": "leave"}, *numbers)
+    assert goodbye["next"]["kind"] == "ended"
+    assert _call_step("http://testserver", {**caller, "call_sid": sid, "ring": True}, *numbers)["callback"] is None
+    call = Call.objects.get(call_sid=sid)
+    agent = Agent.objects.get(user__username="alice")
+    voice_call_back.apply(args=[call.pk, agent.pk])
+    rang = _call_step("http://testserver", {**caller, "ring": True}, *numbers)["callback"]
+    assert rang is not None
+    answered = _call_step("http://testserver", {**caller, "call_sid": rang["call_sid"], "path": rang["path"],
+                                                "direction": "outbound-api"}, *numbers)
+    assert answered["next"]["kind"] == "connected" and answered["next"]["to"] == [("Client", f"agent_{agent.pk}")]
+
+    # A second call, to voicemail from the hold menu, recorded from the page.
+    second = _call_step("http://testserver", caller, *numbers)
+    sid2 = second["call_sid"]
+    held2 = _call_step("http://testserver", {**caller, "call_sid": sid2, "path": second["next"]["action"], "digits": "1"}, *numbers)
+    _call_step("http://testserver", {**caller, "call_sid": sid2, "path": "/webhooks/twilio/voice/wait/choice/", "digits": "3"}, *numbers)
+    record = _call_step("http://testserver", {**caller, "call_sid": sid2, "path": held2["next"]["action"],
+                                              "QueueResult": "leave"}, *numbers)
+    assert record["next"]["kind"] == "record"
+    done = _call_step("http://testserver", {**caller, "call_sid": sid2, "path": record["next"]["action"],
+                                            "record_callback": record["next"]["callback"], "seconds": "9"}, *numbers)
+    assert done["next"]["kind"] == "ended"
+    voicemail = Message.objects.get(conversation__calls__call_sid=sid2, kind="message")
+    assert voicemail.text == "Voicemail (9 s): no transcript"

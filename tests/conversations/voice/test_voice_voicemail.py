@@ -2,7 +2,7 @@
 hold, with and without a transcript; the recording fetched with Twilio's credentials as an
 attachment; the conversation routed as a follow-up."""
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
