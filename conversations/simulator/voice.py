@@ -46,7 +46,9 @@ def _verb(element: ET.Element) -> dict:
     return verb
 
 
-def parse_twiml(text: str) -> list[dict]:
+def parse_twiml(text: str | bytes) -> list[dict]:
+    """Bytes are read as the XML declaration says (UTF-8): ``text/xml`` without a charset would
+    be decoded as Latin-1 by an HTTP client."""
     root = ET.fromstring(text)
     if root.tag != "Response":
         raise ValueError("not TwiML")
@@ -89,11 +91,11 @@ class Step:
 def step(base_url: str, path: str, params: dict) -> Step:
     """Post one signed voice webhook and read its TwiML."""
     response = post_signed(base_url, voice_path(path), params)
-    if response.status_code == 204 or not response.text.strip():
+    if response.status_code == 204 or not response.content.strip():
         return Step(response.status_code, [], {"kind": "none"})
     if not response.ok:
         return Step(response.status_code, [], {"kind": "error", "detail": response.text[:300]})
-    verbs = parse_twiml(response.text)
+    verbs = parse_twiml(response.content)
     return Step(response.status_code, verbs, waiting_on(verbs))
 
 

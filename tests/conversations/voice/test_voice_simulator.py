@@ -16,9 +16,12 @@ from conversations.simulator import voice
 
 
 class _Answer:
+    """What ``requests`` gives back: ``text`` decoded as Latin-1 for text/xml without a charset."""
+
     def __init__(self, response):
         self.status_code = response.status_code
-        self.text = response.content.decode()
+        self.content = response.content
+        self.text = response.content.decode("latin-1")
         self.ok = response.status_code < 400
 
 
