@@ -5,7 +5,11 @@ and ``tasks`` (putting a caller through, calling back)."""
 
 
 def ready() -> None:
+    from contactcenter import tick
+
     from ... import inbox_settings
+    from . import recovery
     from .settings_checks import voice_settings_problems
 
     inbox_settings.register_settings_check("voice", voice_settings_problems)
+    tick.register("voice_stale_calls_end", recovery.stale_calls_end)

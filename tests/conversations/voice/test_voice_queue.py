@@ -194,3 +194,20 @@ def test_the_timeline_shows_the_ivr_choice_the_queue_and_the_calls_duration(voic
     assert "IVR orders" in rendered[EventType.IVR_CHOICE]
     assert "· Support" in rendered[EventType.CALL_QUEUED]
     assert "42 s" in rendered[EventType.CALL_ENDED] and "Call ended" in rendered[EventType.CALL_ENDED]
+
+
+def test_a_call_whose_end_twilio_never_reported_is_ended_by_the_tick(voice_line, phone):
+    from contactcenter import tick
+
+    in_menu = phone(sender="+819011110003")
+    in_menu.dial()
+    _on_hold, held = _queued_call(phone, sender="+819011110004")
+    Call.objects.update(started_at=timezone.now() - timedelta(hours=5))
+    fresh = phone(sender="+819011110005")
+    fresh.dial()
+    assert tick.registered()["voice_stale_calls_end"]() == 2
+    menu_call = Call.objects.get(call_sid=in_menu.sid)
+    assert menu_call.outcome == "ivr_hangup" and menu_call.conversation.status == "resolved"
+    held.refresh_from_db()
+    assert held.outcome == "abandoned" and Conversation.objects.get(pk=held.conversation_id).abandoned_at is not None
+    assert Call.objects.get(call_sid=fresh.sid).ended_at is None
