@@ -271,6 +271,24 @@ def call_connected(*, call: Call, agent: Agent, leg_sid: str = "") -> Call:
     return call
 
 
+def call_agent_unreachable(*, call: Call, dial_status: str) -> Call:
+    """The Dial to the agent ended without a conversation (no answer, busy, failed): the call was
+    not answered after all; the caller is offered voicemail, which lands on the agent's
+    conversation (it stays theirs, as a missed call to call back)."""
+    now = timezone.now()
+    with transaction.atomic():
+        conversation, call = _lock(call.pk)
+        if call.outcome == CallOutcome.VOICEMAIL:
+            return call
+        call.answered_at, call.outcome = None, CallOutcome.VOICEMAIL
+        call.ivr = {**call.ivr, "voicemail": "agent_unreachable", "dial": dial_status[:20]}
+        call.save(update_fields=["answered_at", "outcome", "ivr", "updated_at"])
+        system_events_record(conversation, [system_event(conversation, EventType.VOICEMAIL, at=now, stage="prompted",
+                                                         reason="agent_unreachable", dial=dial_status[:20],
+                                                         author_agent_id=call.agent_id)])
+    return call
+
+
 def callback_started(*, call_id: int, callback_sid: str, agent_id: int) -> None:
     with transaction.atomic():
         conversation, call = _lock(call_id)

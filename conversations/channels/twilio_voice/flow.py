@@ -181,6 +181,7 @@ def dial_action(call: Call, post) -> str:
     status = post.get("DialCallStatus", "")
     if status in ("completed", "answered"):
         return twiml.twiml_hangup()
+    calls.call_agent_unreachable(call=call, dial_status=status)
     return twiml.twiml_unreachable(config, language=call.language)
 
 

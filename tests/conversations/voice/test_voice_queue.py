@@ -211,3 +211,22 @@ def test_a_call_whose_end_twilio_never_reported_is_ended_by_the_tick(voice_line,
     held.refresh_from_db()
     assert held.outcome == "abandoned" and Conversation.objects.get(pk=held.conversation_id).abandoned_at is not None
     assert Call.objects.get(call_sid=fresh.sid).ended_at is None
+
+
+def test_an_agent_who_does_not_pick_up_leaves_the_caller_a_voicemail_on_their_conversation(
+        voice_line, voice_agent, phone, django_capture_on_commit_callbacks):
+    caller, call = _queued_call(phone)
+    route_conversation(conversation_id=call.conversation_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(offer_id=Offer.objects.get(status="pending").pk, agent=voice_agent)
+    caller.post(f"/webhooks/twilio/voice/connect/?call={call.pk}&agent={voice_agent.pk}")
+    after = verbs(caller.post(f"/webhooks/twilio/voice/dial-action/?call={call.pk}&agent={voice_agent.pk}",
+                              DialCallStatus="no-answer"))
+    assert [verb.tag for verb in after] == ["Say", "Say", "Record", "Say", "Hangup"]
+    assert after[0].text == "担当者につながりませんでした。"
+    call.refresh_from_db()
+    assert call.answered_at is None and call.outcome == "voicemail" and call.ivr["dial"] == "no-answer"
+    caller.post("/webhooks/twilio/voice/status/", CallStatus="completed", CallDuration="50")
+    call.refresh_from_db()
+    assert call.outcome == "voicemail"
+    assert Conversation.objects.get(pk=call.conversation_id).assignee == voice_agent
