@@ -55,6 +55,7 @@ WITHHELD_NUMBERS = frozenset({"+266696687", "+86282452253", "+7378742833", "+256
 WITHHELD_WORDS = frozenset({"", "anonymous", "restricted", "unavailable", "unknown", "private", "blocked",
                             "withheld", "non-display", "非通知", "公衆電話", "通知不可能"})
 ROUTE_GRACE = timedelta(seconds=15)
+DEFAULT_WAIT_LIMIT = 600  # seconds on hold before voicemail, when neither the line nor the queue says
 _CALL_STATUS_RANK = {CallStatus.QUEUED: 0, CallStatus.RINGING: 1, CallStatus.IN_PROGRESS: 2}
 
 
@@ -199,11 +200,24 @@ def call_enqueue(*, call: Call, config: IvrConfig, option: IvrOption | None, dig
         else:
             conversation.queue = None
             fields.append("queue")
+        # How long the caller may wait before voicemail, fixed now (the wait loop reads it often).
+        call.ivr = {**call.ivr, "wait_limit": wait_limit(config, queue)}
+        call.save(update_fields=["ivr", "updated_at"])
         events.append(system_event(conversation, EventType.CALL_QUEUED, at=now, queue=queue.pk if queue else None,
                                    queue_name=queue.name if queue else "", reason=reason[:100]))
         system_events_record(conversation, events, update_fields=fields)
         enqueue_on_commit(ROUTE_CONVERSATION, conversation.pk)
     return call
+
+
+def wait_limit(config: IvrConfig, queue: Queue | None) -> int:
+    """The line's own limit; else the queue's: its overflow time when it overflows nowhere (no
+    agent within the queue's limit); else DEFAULT_WAIT_LIMIT."""
+    if config.max_wait_seconds:
+        return config.max_wait_seconds
+    if queue is not None and queue.overflow_after_seconds and not queue.overflow_queue_id:
+        return queue.overflow_after_seconds
+    return DEFAULT_WAIT_LIMIT
 
 
 # --- while waiting ------------------------------------------------------------------------------------

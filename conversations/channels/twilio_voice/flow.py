@@ -127,7 +127,8 @@ def wait(call: Call, post) -> str:
     if call.callback_requested or call.outcome == CallOutcome.VOICEMAIL:
         return twiml.twiml_wait_choice(config, language=call.language,
                                        choice="callback" if call.callback_requested else "voicemail")
-    if call.queued_at is not None and (timezone.now() - call.queued_at).total_seconds() > config.max_wait_seconds:
+    limit = call.ivr.get("wait_limit") or calls.DEFAULT_WAIT_LIMIT
+    if call.queued_at is not None and (timezone.now() - call.queued_at).total_seconds() > limit:
         calls.call_voicemail_start(call=call, reason="no_agent")
         return twiml.twiml_wait_choice(config, language=call.language, choice="voicemail")
     position = queue_position(conversation=call.conversation)

@@ -10,7 +10,8 @@ saved, and the caller's input matched against its menu. Pure: no database, no Tw
      "english_key": "9",                   # switches every prompt to English
      "hours_queue": "support",             # whose business hours apply (default: the inbox's queue)
      "closed": {"ja": "…{opens}…", "en": "…{opens}…"}, "voicemail": {"ja": …, "en": …},
-     "max_wait_seconds": 600,              # then the caller is offered voicemail
+     "max_wait_seconds": 600,              # then voicemail (default: the queue's overflow time
+                                           # when it overflows nowhere, else 600)
      "transcribe": false, "hold_music_url": "", "speech_model": "googlev2_telephony",
      "voices": {"ja": "Polly.Mizuki", "en": "Polly.Joanna"}}
 
@@ -94,7 +95,7 @@ class IvrConfig:
     timeout: int = 5
     english_key: str = "9"
     hours_queue: str = ""
-    max_wait_seconds: int = 600
+    max_wait_seconds: int | None = None  # None: the queue's limit (calls.wait_limit)
     transcribe: bool = False
     hold_music_url: str = ""
     speech_model: str = DEFAULT_SPEECH_MODEL
@@ -159,7 +160,7 @@ def ivr_config(settings: dict | None) -> IvrConfig:
         texts=_texts(raw), options=tuple(options), default_option=str(raw.get("default_option") or ""),
         retries=_int("retries", 2, 0, 5), timeout=_int("timeout", 5, 1, 30),
         english_key=str(raw.get("english_key", "9") or ""), hours_queue=str(raw.get("hours_queue") or ""),
-        max_wait_seconds=_int("max_wait_seconds", 600, 30, 86400), transcribe=raw.get("transcribe") is True,
+        max_wait_seconds=_int("max_wait_seconds", None, 30, 86400), transcribe=raw.get("transcribe") is True,
         hold_music_url=str(raw.get("hold_music_url") or ""),
         speech_model=str(raw.get("speech_model") or DEFAULT_SPEECH_MODEL), voices=voices,
         business_hours=raw["business_hours"] if isinstance(raw.get("business_hours"), dict) else None,

@@ -230,3 +230,19 @@ def test_an_agent_who_does_not_pick_up_leaves_the_caller_a_voicemail_on_their_co
     call.refresh_from_db()
     assert call.outcome == "voicemail"
     assert Conversation.objects.get(pk=call.conversation_id).assignee == voice_agent
+
+
+def test_the_wait_limit_is_the_lines_else_the_queues_overflow_time_when_it_overflows_nowhere(voice_line, phone):
+    support = voice_line["support"]
+    support.overflow_after_seconds = 120
+    support.save()
+    caller, call = _queued_call(phone)
+    assert call.ivr["wait_limit"] == 120
+    Call.objects.filter(pk=call.pk).update(queued_at=timezone.now() - timedelta(seconds=121))
+    (leave,) = verbs(caller.post(WAIT))
+    assert leave.tag == "Leave"
+    inbox = voice_line["inbox"]
+    inbox.settings = {"ivr": {**inbox.settings["ivr"], "max_wait_seconds": 300}}
+    inbox.save()
+    _other, second = _queued_call(phone, sender="+819011110009")
+    assert second.ivr["wait_limit"] == 300
