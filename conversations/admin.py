@@ -17,6 +17,7 @@ from contactcenter.admin import ReadOnlyAdminMixin, ReadOnlyInlineMixin, recent_
 
 from .inbox_settings import stores_imap_password
 from .models import (
+    Call,
     CannedResponse,
     WrapUpCode,
     Offer,
@@ -61,6 +62,20 @@ class WrapUpCodeAdmin(admin.ModelAdmin):
     list_editable = ("ordering", "is_active")
     search_fields = ("label", "code")
 
+
+
+@admin.register(Call)
+class CallAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Phone calls as Twilio reported them: the caller's IVR choices, queue, answer, callback,
+    voicemail. Written only by the voice webhooks."""
+
+    list_display = ("call_sid", "from_address", "to_address", "status", "outcome", "language", "agent",
+                    "callback_requested", "started_at", "duration")
+    list_filter = ("status", "outcome", "direction", "callback_requested", "language")
+    search_fields = ("call_sid__exact", "from_address", "to_address")
+    raw_id_fields = ("conversation", "agent")
+    list_select_related = ("agent",)
+    date_hierarchy = "started_at"
 
 
 @admin.register(Inbox)

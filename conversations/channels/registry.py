@@ -18,6 +18,7 @@ ADAPTERS: dict[str, str] = {
     "whatsapp": "conversations.channels.twilio_messaging.adapter",
     "email": "conversations.channels.email.adapter",
     "webchat": "conversations.channels.webchat.adapter",
+    "voice": "conversations.channels.twilio_voice.adapter",
 }
 
 
@@ -26,6 +27,7 @@ ADAPTERS: dict[str, str] = {
 CHANNEL_PACKAGES: tuple[str, ...] = (
     "conversations.channels.email",
     "conversations.channels.twilio_messaging",
+    "conversations.channels.twilio_voice",
     "conversations.channels.webchat",
     "conversations.channels.twilio_voice.softphone",
 )

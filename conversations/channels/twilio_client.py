@@ -7,6 +7,7 @@ customer simulator exercise the real SDK code path without a network.
 """
 
 import json
+import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime
@@ -86,6 +87,8 @@ class RecordingHttpClient(HttpClient):
 
                 enqueue(SIMULATE_TWILIO_DELIVERY, sid, str(data.get("To", "")), str(data.get("From", "")), countdown=1)
             return Response(201, json.dumps(_message_resource(sid, data, now)), {"Content-Type": "application/json"})
+        if method.upper() == "POST" and (url.endswith("/Calls.json") or _CALL_URL.search(url)):
+            return _call_request(url, data)
         if method.upper() == "GET" and url.endswith("/Messages.json"):
             return Response(200, json.dumps(_message_list(url, params)), {"Content-Type": "application/json"})
         from .twilio_recorded_voice import answer_voice_request
@@ -94,6 +97,32 @@ class RecordingHttpClient(HttpClient):
         if voice is not None:
             return voice
         return Response(404, json.dumps({"code": 20404, "message": "The requested resource was not found", "status": 404}))
+
+
+_CALL_URL = re.compile(r"/Calls/(CA[0-9a-fA-F]{32})\.json$")
+
+
+def _call_request(url: str, data: dict) -> Response:
+    """A call placed (``calls.create``: a callback, click-to-call) or redirected (``calls(sid).update``:
+    a waiting caller put through to an agent), recorded as Twilio would have received it; the
+    simulator's phone and ``manage.py simulate call`` follow the recorded redirect."""
+    from ..models import RecordedProviderRequest
+
+    match = _CALL_URL.search(url)
+    sid = match.group(1) if match else new_sid("CA")
+    now = timezone.now()
+    RecordedProviderRequest.objects.create(
+        provider="twilio", method="POST", uri=url, params=_jsonable(data), sid=sid, to=str(data.get("To", "")),
+        from_address=str(data.get("From", "")), body=str(data.get("Url", data.get("Twiml", ""))), status_code=200 if match else 201,
+        created_at=now,
+    )
+    resource = {
+        "sid": sid, "account_sid": DEV_ACCOUNT_SID, "to": data.get("To"), "from": data.get("From"),
+        "status": "in-progress" if match else "queued", "direction": "inbound" if match else "outbound-api",
+        "api_version": "2010-04-01", "date_created": _rfc2822(now), "date_updated": _rfc2822(now),
+        "uri": f"/2010-04-01/Accounts/{DEV_ACCOUNT_SID}/Calls/{sid}.json", "subresource_uris": {},
+    }
+    return Response(200 if match else 201, json.dumps(resource), {"Content-Type": "application/json"})
 
 
 def _jsonable(data: dict) -> dict:

@@ -13,7 +13,11 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.contrib.auth.hashers import check_password, is_password_usable, make_password
+from django.contrib.auth.hashers import (
+    check_password,
+    is_password_usable,
+    make_password,
+)
 from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.db.models import Count, Q
@@ -125,9 +129,40 @@ class CustomerSpec:
 
 
 ROUTING_RULES = [
+    # The voice line's IVR: option 2 (billing) names no queue, so this rule places it (rule field ivr).
+    ("Billing calls", 'ivr == "billing"', "billing"),
     ("Billing questions", '"請求" in subject or "invoice" in subject or "receipt" in subject or "領収書" in subject', "billing"),
     ("Orders and products from prospects", 'journey_stage in ["interest", "information_gathering", "comparison", "purchase_decision"]', "sales"),
 ]
+
+
+# The demo's voice line, set up as a Japanese business sets one up: a Japanese greeting and menu
+# first (9 for English), keypad or speech, options leading to the demo's queues, and the phone
+# desk's opening hours (Tokyo), checked before the menu; after hours, voicemail.
+VOICE_IVR = {
+    "greeting": {"ja": "お電話ありがとうございます。さくら茶カスタマーセンターでございます。",
+                 "en": "Thank you for calling the Sakura Tea customer center."},
+    "menu": {"ja": "ご注文・配送については1を、ご請求・お支払いについては2を、商品のご購入のご相談は3を"
+                   "押すか、ご用件をお話しください。",
+             "en": "For orders and delivery, press 1. For billing and payments, press 2. To talk about buying "
+                   "our teas, press 3. Or just tell us what you are calling about."},
+    "options": [
+        {"key": "1", "name": "orders", "queue": "support",
+         "speech": {"ja": ["注文", "配送", "届かない", "荷物"], "en": ["order", "delivery", "parcel"]}},
+        {"key": "2", "name": "billing", "tags": ["billing"],
+         "speech": {"ja": ["請求", "支払", "領収書"], "en": ["bill", "invoice", "payment", "receipt"]}},
+        {"key": "3", "name": "sales", "queue": "sales",
+         "speech": {"ja": ["購入", "新商品", "相談"], "en": ["buy", "purchase", "product"]}},
+    ],
+    "default_option": "orders",
+    "retries": 2,
+    "timeout": 5,
+    "max_wait_seconds": 600,
+    "business_hours": {"time_zone": TIME_ZONE,
+                       "weekly": {day: [["09:00", "20:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
+                       | {"sat": [["10:00", "18:00"]], "sun": []},
+                       "holidays": ["2026-12-31", "2027-01-01", "2027-01-02", "2027-01-03"]},
+}
 
 
 def demo_email_secret() -> str:
@@ -165,6 +200,8 @@ def ensure_configuration(password: str, email_secret: str | None = None) -> dict
         defaults = {"name": name, "default_queue": queues[queue_slug]}
         if kind == Channel.WEBCHAT:
             defaults["secret"] = secrets.token_urlsafe(32)  # generated once, kept on re-runs
+        if kind == Channel.VOICE:
+            defaults["settings"] = {"ivr": VOICE_IVR}
         if kind == Channel.EMAIL:
             # Known (README, printed by seed_demo) so POST /webhooks/email/ works in the demo.
             defaults["secret"] = email_secret
@@ -173,6 +210,10 @@ def ensure_configuration(password: str, email_secret: str | None = None) -> dict
             # A demo seeded before the email inbox had a secret gets it now; one set by hand is kept.
             inbox.secret = email_secret
             inbox.save(update_fields=["secret"])
+        if kind == Channel.VOICE and "ivr" not in (inbox.settings or {}):
+            # A demo seeded before the line had its IVR gets it now; one configured by hand is kept.
+            inbox.settings = {**(inbox.settings or {}), "ivr": VOICE_IVR}
+            inbox.save(update_fields=["settings"])
         inboxes[str(kind)] = inbox
     groups = {group.name: group for group in Group.objects.filter(name__in=["agent", "supervisor", "admin"])}
     agents = {}

@@ -18,6 +18,7 @@ from .agents import (
     VoiceAnswerOn,
     presence_label,
 )
+from .calls import CALL_FINAL_STATUSES, Call, CallDirection, CallOutcome, CallStatus
 from .conversation import (
     ACTIVE_STATUSES,
     Conversation,
@@ -65,6 +66,11 @@ __all__ = [
     "Attachment",
     "AttachmentState",
     "BUILT_IN_PRESENCE_LABELS",
+    "CALL_FINAL_STATUSES",
+    "Call",
+    "CallDirection",
+    "CallOutcome",
+    "CallStatus",
     "CannedResponse",
     "Channel",
     "Conversation",

@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from ..inbox_settings import stores_imap_password
+from ..inbox_settings import settings_problems, stores_imap_password
 
 
 class Channel(models.TextChoices):
@@ -64,6 +64,10 @@ class Inbox(models.Model):
             errors["settings"] = _(
                 'Do not store the IMAP password here: put it in an environment variable of the workers and '
                 'name that variable in "password_env" (e.g. "password_env": "CC_IMAP_PASSWORD_SUPPORT").')
+        # The channel's own checks (a voice line's IVR), registered by the channel.
+        problems = settings_problems(self.kind, self.settings)
+        if problems:
+            errors["settings"] = [*([errors["settings"]] if "settings" in errors else []), *problems]
         if errors:
             raise ValidationError(errors)
 

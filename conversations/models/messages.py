@@ -59,7 +59,11 @@ class EventType(models.TextChoices):
     SURVEY_SENT = "survey_sent", _("Survey sent")
     SURVEY_ANSWERED = "survey_answered", _("Survey answered")
     CONSENT_CHANGED = "consent_changed", _("Consent changed")
-    # The agent's side of a call (conversations.channels.twilio_voice.softphone).
+    # Voice (conversations/channels/twilio_voice): each step of a call on the customer's timeline;
+    # the agent's side of it comes from the softphone (twilio_voice/softphone).
+    CALL_STARTED = "call_started", _("Call started")
+    IVR_CHOICE = "ivr_choice", _("IVR choice")
+    CALL_QUEUED = "call_queued", _("Call queued")
     CALL_CONNECTED = "call_connected", _("Call answered")
     CALL_HELD = "call_held", _("Call on hold")
     CALL_RESUMED = "call_resumed", _("Call resumed")
@@ -68,6 +72,9 @@ class EventType(models.TextChoices):
     CALL_LEFT = "call_left", _("Left the call")
     CALL_ENDED = "call_ended", _("Call ended")
     CALL_PLACED = "call_placed", _("Outbound call placed")
+    VOICEMAIL = "voicemail", _("Voicemail")
+    CALLBACK_REQUESTED = "callback_requested", _("Callback requested")
+    CALLBACK_STARTED = "callback_started", _("Calling the customer back")
 
 
 class Message(models.Model):

@@ -30,9 +30,20 @@ def rule_context(conversation: Conversation, *, tags: list[str] | None = None, a
         "language": primary_language(customer.language) or customer.language,  # "ja-JP" set by hand meets "ja"
         "tags": tags if tags is not None else [tag.name for tag in customer.tags.all()],
         "journey_stage": customer.journey_stage,
-        "priority": conversation.priority, "ivr": (conversation.inbox.settings or {}).get("ivr_choice"),
+        "priority": conversation.priority, "ivr": _ivr_choice(conversation),
         "customer_id": customer.pk, "subject": conversation.subject, "hour": local.hour, "weekday": local.isoweekday(),
     }
+
+
+def _ivr_choice(conversation: Conversation) -> str | None:
+    """The IVR option a caller chose (``ivr == "billing"``): the name of the option stored on the
+    conversation's latest call; None for every other channel (no query) or a call without one."""
+    if conversation.channel != "voice" or conversation.pk is None:
+        return None
+    from ..models import Call
+
+    return (Call.objects.filter(conversation_id=conversation.pk).order_by("-started_at", "-id")
+            .values_list("ivr__option", flat=True).first())
 
 
 def queue_pick(conversation: Conversation, *, tags: list[str] | None = None, at=None) -> dict:

@@ -12,4 +12,5 @@ urlpatterns = [
     path("email/send/", views.email_send, name="email-send"),
     path("phone/inbox/", views.phone_inbox, name="phone-inbox"),
     path("phone/send/", views.phone_send, name="phone-send"),
+    path("phone/call/", views.phone_call, name="phone-call"),
 ]

@@ -2,6 +2,7 @@
 
 import asyncio
 import smtplib
+from datetime import timedelta
 from functools import wraps
 
 from asgiref.sync import sync_to_async
@@ -9,6 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from contactcenter.decoding import UndecodableInput, json_decode
@@ -70,7 +72,8 @@ def widget_page(request):
 @require_GET
 def phone(request):
     inboxes = Inbox.objects.filter(kind__in=["sms", "whatsapp"], is_active=True).order_by("kind", "name")
-    return render(request, "simulator/phone.html", {"inboxes": inboxes})
+    voice_lines = Inbox.objects.filter(kind="voice", is_active=True).order_by("name")
+    return render(request, "simulator/phone.html", {"inboxes": inboxes, "voice_lines": voice_lines})
 
 
 def _phone_messages(number: str) -> list[dict]:
@@ -181,3 +184,72 @@ async def email_send(request):
         return JsonResponse({"error": f"The SMTP listener at {settings.CC_SMTP_HOST}:{settings.CC_SMTP_PORT} "
                                       f"did not take the mail: {exc}"}, status=502)
     return JsonResponse({"message_id": message_id})
+
+
+# What the phone page may add to a step's parameters (keys pressed, words said, how it left hold …).
+_CALL_FIELDS = ("Digits", "SpeechResult", "QueueResult", "CallStatus", "CallDuration")
+
+
+def _call_step(base: str, payload: dict, sender: str, to: str) -> dict:
+    """One step of a simulated call (in a worker thread: it posts to this same server)."""
+    from . import voice
+
+    sid = str(payload.get("call_sid") or "") or voice.new_call_sid()
+    params = voice.call_params(call_sid=sid, sender=sender, to=to)
+    if payload.get("direction") == "outbound-api":  # our callback, answered
+        params = voice.call_params(call_sid=sid, sender=to, to=sender, direction="outbound-api")
+    path = str(payload.get("path") or voice.VOICE_PATH)
+    extra = {key: str(payload[key])[:300] for key in _CALL_FIELDS if payload.get(key) not in (None, "")}
+    if payload.get("digits"):
+        extra["Digits"] = str(payload["digits"])[:1]
+    if payload.get("speech"):
+        extra["SpeechResult"], extra["Confidence"] = str(payload["speech"])[:300], "0.9"
+    if payload.get("hold"):
+        redirect = voice.agent_redirect(sid)
+        if redirect:  # an agent accepted: Twilio follows our redirect instead of the hold loop
+            path = redirect
+    if payload.get("record_callback"):
+        seconds = str(payload.get("seconds") or "10")
+        recording = voice.recording_params(params, seconds=min(int(seconds), 120) if seconds.isdigit() else 10)
+        voice.step(base, str(payload["record_callback"]), recording)
+        extra |= {"RecordingUrl": recording["RecordingUrl"], "RecordingDuration": recording["RecordingDuration"]}
+    if payload.get("ring"):
+        placed = voice.callback_for(sender, since=timezone.now() - timedelta(minutes=30))
+        return {"call_sid": sid, "callback": {"call_sid": placed[0], "path": placed[1]} if placed else None}
+    result = voice.step(base, path, {**params, **extra})
+    return {"call_sid": sid, "status": result.status, "verbs": result.verbs, "next": result.next}
+
+
+@simulator_only
+@require_POST
+async def phone_call(request):
+    """The phone page calling our voice line: one signed webhook per step (dial, a key, words, on
+    hold, record, hang up), answered with the verbs to play and what the phone waits on next.
+    Only our own voice webhooks are ever posted to (``voice.voice_path``)."""
+    try:
+        payload = _json_object(request.body)
+        sender = addresses.normalize_phone(payload.get("from", ""))
+        to = addresses.normalize_phone(payload.get("to", ""))
+        from . import voice
+
+        for key in ("path", "record_callback"):
+            if payload.get(key):
+                voice.voice_path(str(payload[key]))
+    except (ValueError, ValidationError) as exc:
+        message = exc.messages[0] if isinstance(exc, ValidationError) else str(exc) or "invalid JSON"
+        return JsonResponse({"error": message}, status=400)
+    base = await sync_to_async(_base_url)(request)
+    try:
+        answer = await asyncio.to_thread(_call_step_in_thread, base, payload, sender, to)
+    except OSError as exc:
+        return JsonResponse({"error": f"Could not reach the webhook: {exc}"}, status=502)
+    return JsonResponse(answer)
+
+
+def _call_step_in_thread(base, payload, sender, to):
+    from django.db import close_old_connections
+
+    try:
+        return _call_step(base, payload, sender, to)
+    finally:
+        close_old_connections()

@@ -53,7 +53,15 @@ class Call:
 
 
 def customer_call_sid(conversation: Conversation) -> str:
-    """The SID of the customer's leg of the conversation's newest call ("" when none)."""
+    """The SID of the customer's leg of the conversation's newest call ("" when none): the voice
+    channel's Call row (the callback's leg when we called them back), else a call recorded in a
+    message's metadata (click-to-call)."""
+    from ....models import Call as CallRow
+
+    row = (CallRow.objects.filter(conversation_id=conversation.pk).order_by("-started_at", "-id")
+           .values_list("call_sid", "callback_call_sid").first())
+    if row is not None:
+        return row[1] or row[0]
     value = (
         Message.objects.filter(conversation_id=conversation.pk, metadata__has_key="call_sid")
         .order_by("-seq", "-id").values_list("metadata__call_sid", flat=True).first()
@@ -62,7 +70,14 @@ def customer_call_sid(conversation: Conversation) -> str:
 
 
 def ivr_choices(conversation: Conversation) -> list:
-    """What the caller chose in the IVR, oldest first (each a small dict the server side wrote)."""
+    """What the caller chose in the IVR, oldest first (each a small dict the server side wrote):
+    the voice channel's Call row, else choices recorded in messages' metadata."""
+    from ....models import Call as CallRow
+
+    ivr = (CallRow.objects.filter(conversation_id=conversation.pk).order_by("-started_at", "-id")
+           .values_list("ivr", flat=True).first())
+    if ivr:
+        return list(ivr) if isinstance(ivr, list) else [ivr]
     rows = (Message.objects.filter(conversation_id=conversation.pk, metadata__has_key="ivr")
             .order_by("seq", "id").values_list("metadata__ivr", flat=True)[:20])
     choices = []

@@ -1,0 +1,132 @@
+"""Twilio voice webhooks under ``/webhooks/twilio/voice/``. Thin: verify the signature (403 and
+nothing stored when it is wrong), find the call by its CallSid, let ``flow`` decide, answer TwiML.
+
+Synchronous on purpose, unlike inbound SMS: what the caller hears next depends on what we store
+now, and each step is a few short statements (Twilio waits up to 15 s).
+"""
+
+import logging
+
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from contactcenter.client_address import request_client_address
+
+from ...models import Call
+from . import adapter, calls, flow, twiml
+
+logger = logging.getLogger(__name__)
+MAX_SID = 64
+
+
+def _twiml(text: str) -> HttpResponse:
+    return HttpResponse(text, content_type="text/xml")
+
+
+def _signed(view):
+    """Refuse what Twilio did not sign (403, nothing stored), then run ``view(request)``."""
+    @csrf_exempt
+    @require_POST
+    def wrapper(request: HttpRequest) -> HttpResponse:
+        if not adapter.verify(request):
+            logger.warning("rejected unsigned/invalid Twilio voice webhook %s from %s", request.path,
+                           request_client_address(request))
+            return HttpResponseForbidden("invalid signature")
+        return view(request)
+
+    wrapper.__name__ = view.__name__
+    wrapper.__doc__ = view.__doc__
+    return wrapper
+
+
+def _call_step(step):
+    """A step of a call we know: the call by CallSid; an unknown call is hung up (nothing stored)."""
+    @_signed
+    def view(request: HttpRequest) -> HttpResponse:
+        sid = request.POST.get("CallSid", "")
+        call = Call.objects.select_related("conversation__inbox").filter(call_sid=sid[:MAX_SID]).first() if sid else None
+        if call is None:
+            return _twiml(twiml.twiml_hangup())
+        return _twiml(step(call, request))
+
+    view.__name__ = step.__name__
+    return view
+
+
+@_signed
+def voice_incoming(request: HttpRequest) -> HttpResponse:
+    sid = request.POST.get("CallSid", "")
+    if not sid or len(sid) > MAX_SID or "\x00" in sid:
+        return HttpResponse(f"a CallSid of at most {MAX_SID} characters is required", status=400, content_type="text/plain")
+    try:
+        return _twiml(flow.incoming(request.POST))
+    except ValidationError as exc:
+        # Not one of our voice lines (a signature proves the account, not the number).
+        logger.warning("voice call %s to an unknown number: %s", sid, "; ".join(exc.messages))
+        return _twiml(twiml.twiml_hangup())
+
+
+def _attempt(request: HttpRequest) -> int:
+    value = request.GET.get("attempt", "0")
+    return min(int(value), 9) if value.isdigit() else 0
+
+
+voice_gather = _call_step(lambda call, request: flow.gather(call, request.POST, attempt=_attempt(request)))
+voice_wait = _call_step(lambda call, request: flow.wait(call, request.POST))
+voice_wait_choice = _call_step(lambda call, request: flow.wait_choice(call, request.POST))
+voice_enqueue_action = _call_step(lambda call, request: flow.enqueue_action(call, request.POST))
+voice_voicemail_done = _call_step(lambda call, request: flow.voicemail_done(call, request.POST))
+
+
+@_signed
+def voice_connect(request: HttpRequest) -> HttpResponse:
+    """Our own redirect (or callback) URL: ``?call=<id>&agent=<id>``, signed by Twilio like the rest.
+    The posted CallSid must be that call's, or the callback we placed for it."""
+    call_id = request.GET.get("call", "")
+    call = Call.objects.select_related("conversation__inbox").filter(pk=call_id).first() if call_id.isdigit() else None
+    sid = request.POST.get("CallSid", "")
+    if call is None or not sid or sid not in (call.call_sid, call.callback_call_sid or (sid if call.callback_requested else None)):
+        return _twiml(twiml.twiml_hangup())
+    return _twiml(flow.connect(call, request.POST, agent_id=request.GET.get("agent", "")))
+
+
+@_signed
+def voice_dial_action(request: HttpRequest) -> HttpResponse:
+    call_id = request.GET.get("call", "")
+    call = Call.objects.select_related("conversation__inbox").filter(pk=call_id).first() if call_id.isdigit() else None
+    if call is None:
+        return _twiml(twiml.twiml_hangup())
+    return _twiml(flow.dial_action(call, request.POST))
+
+
+@_signed
+def voice_status(request: HttpRequest) -> HttpResponse:
+    calls.call_status_update(call_sid=request.POST.get("CallSid", "")[:MAX_SID], status=request.POST.get("CallStatus", ""),
+                             duration=request.POST.get("CallDuration", ""))
+    return HttpResponse(status=204)
+
+
+@_signed
+def voice_recording(request: HttpRequest) -> HttpResponse:
+    """Recording status callback: a completed voicemail becomes a timeline message."""
+    if request.POST.get("RecordingStatus", "completed") == "completed":
+        call = Call.objects.select_related("conversation__inbox").filter(
+            call_sid=request.POST.get("CallSid", "")[:MAX_SID]).first()
+        if call is not None:
+            config = flow.ivr_config(call.conversation.inbox.settings)
+            calls.voicemail_store(
+                call_sid=call.call_sid, recording_sid=request.POST.get("RecordingSid", "")[:MAX_SID],
+                recording_url=request.POST.get("RecordingUrl", ""), duration=request.POST.get("RecordingDuration", ""),
+                transcript_expected=config.transcribe and call.language == "en",
+            )
+    return HttpResponse(status=204)
+
+
+@_signed
+def voice_transcription(request: HttpRequest) -> HttpResponse:
+    calls.transcript_store(recording_sid=request.POST.get("RecordingSid", "")[:MAX_SID],
+                           text=request.POST.get("TranscriptionText", ""),
+                           status=request.POST.get("TranscriptionStatus", ""))
+    return HttpResponse(status=204)

@@ -1,0 +1,248 @@
+"""On hold: position and wait from our routing numbers, the keypad menu, two calls and one free
+agent, the agent's acceptance putting the caller through, a callback that keeps its place, a
+caller who hangs up (abandoned)."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from conversations.channels.twilio_voice.tasks import (
+    voice_call_back,
+    voice_connect_call,
+)
+from conversations.channels.twilio_voice.twiml import call_connect_twiml
+from conversations.models import (
+    Call,
+    Conversation,
+    EventType,
+    Message,
+    Offer,
+    RecordedProviderRequest,
+)
+from conversations.routing.decisions import route_conversation, route_for_agent
+from conversations.routing.offers import offer_accept
+
+from .conftest import verbs
+
+WAIT = "/webhooks/twilio/voice/wait/"
+
+
+def _queued_call(phone, *, sender="+819012345678", digits="1"):
+    caller = phone(sender=sender)
+    caller.dial()
+    caller.post("/webhooks/twilio/voice/gather/?attempt=0", Digits=digits)
+    return caller, Call.objects.get(call_sid=caller.sid)
+
+
+def _events(conversation) -> list[str]:
+    return list(Message.objects.filter(conversation=conversation, kind="event").order_by("seq")
+                .values_list("event_type", flat=True))
+
+
+def test_the_wait_url_announces_the_exact_position_and_offers_the_keypad_menu_over_hold_music(voice_line, phone):
+    first, _ = _queued_call(phone, sender="+819011110001")
+    second, _ = _queued_call(phone, sender="+819011110002")
+    (gather,) = verbs(second.post(WAIT, QueuePosition="1", QueueTime="12"))
+    assert gather.tag == "Gather" and gather.get("numDigits") == "1"
+    assert gather.get("action") == "/webhooks/twilio/voice/wait/choice/"
+    says = [say.text for say in gather.iter("Say")]
+    # Our own routing numbers, not Twilio's QueuePosition: second in line.
+    assert says[0] == "現在2番目にお待ちいただいております。"
+    assert "2を押してください" in says[-1] or "2、" in says[-1]
+    (play,) = gather.iter("Play")
+    assert play.text.endswith("/static/voice/hold-music.wav")
+    (first_gather,) = verbs(first.post(WAIT))
+    assert next(first_gather.iter("Say")).text == "現在1番目にお待ちいただいております。"
+    (keep,) = verbs(second.post("/webhooks/twilio/voice/wait/choice/", Digits="1"))
+    assert keep.tag == "Say" and keep.text == "このままお待ちください。"
+
+
+def test_two_calls_and_one_free_agent_the_first_caller_is_put_through_to_the_agents_browser(
+        voice_line, voice_agent, phone, queued, django_capture_on_commit_callbacks):
+    first, first_call = _queued_call(phone, sender="+819011110001")
+    second, second_call = _queued_call(phone, sender="+819011110002")
+    route_conversation(conversation_id=first_call.conversation_id)
+    route_conversation(conversation_id=second_call.conversation_id)
+    offer = Offer.objects.get(status="pending")
+    assert offer.conversation_id == first_call.conversation_id  # voice capacity 1: one offer
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(offer_id=offer.pk, agent=voice_agent)
+    assert queued.args_of("conversations.voice_connect_call") == [(first_call.pk, voice_agent.pk)]
+    assert voice_connect_call.apply(args=[first_call.pk, voice_agent.pk]).result == "redirected"
+    redirect = RecordedProviderRequest.objects.get(sid=first.sid)
+    assert redirect.uri.endswith(f"/Calls/{first.sid}.json")
+    assert redirect.params["Url"].endswith(f"/webhooks/twilio/voice/connect/?call={first_call.pk}&agent={voice_agent.pk}")
+    (dial,) = verbs(first.post(f"/webhooks/twilio/voice/connect/?call={first_call.pk}&agent={voice_agent.pk}"))
+    assert dial.tag == "Dial" and dial.get("answerOnBridge") == "true"
+    (client,) = list(dial)
+    assert client.tag == "Client" and client.text == f"agent_{voice_agent.pk}"
+    first_call.refresh_from_db()
+    assert first_call.agent == voice_agent and first_call.answered_at is not None
+    # The second caller is first in line now.
+    (gather,) = verbs(second.post(WAIT))
+    assert next(gather.iter("Say")).text == "現在1番目にお待ちいただいております。"
+    # The call ends: its duration on the timeline.
+    first.post("/webhooks/twilio/voice/status/", CallStatus="completed", CallDuration="95")
+    first_call.refresh_from_db()
+    assert first_call.outcome == "answered" and first_call.duration == 95
+    ended = Message.objects.get(conversation=first_call.conversation, event_type=EventType.CALL_ENDED)
+    assert ended.event_data["duration_seconds"] == 95 and ended.event_data["duration"] == "1:35"
+    assert _events(first_call.conversation)[:3] == [EventType.CALL_STARTED, EventType.IVR_CHOICE, EventType.CALL_QUEUED]
+    assert EventType.CALL_CONNECTED in _events(first_call.conversation)
+
+
+def test_an_agent_answering_on_their_phone_gets_the_call_on_their_number(voice_line, voice_agent, phone):
+    _caller, call = _queued_call(phone)
+    voice_agent.voice_answer_on, voice_agent.voice_phone_number = "phone", "+819099998888"
+    (dial,) = verbs_of(call_connect_twiml(call, voice_agent))
+    assert dial.get("callerId") == call.to_address
+    (number,) = list(dial)
+    assert number.tag == "Number" and number.text == "+819099998888"
+
+
+def verbs_of(text: str):
+    import xml.etree.ElementTree as ET
+
+    return list(ET.fromstring(text))
+
+
+def test_a_callback_keeps_the_callers_place_and_the_agent_who_takes_it_calls_them_back(
+        voice_line, voice_agent, phone, queued, django_capture_on_commit_callbacks):
+    voice_agent.presence = None
+    voice_agent.save()  # nobody free yet
+    first, first_call = _queued_call(phone, sender="+819011110001")
+    second, _second_call = _queued_call(phone, sender="+819011110002")
+    queued_at = Conversation.objects.get(pk=first_call.conversation_id).queued_at
+    (leave,) = verbs(first.post("/webhooks/twilio/voice/wait/choice/", Digits="2"))
+    assert leave.tag == "Leave"
+    say, hangup = verbs(first.post("/webhooks/twilio/voice/enqueue-action/", QueueResult="leave", QueueTime="30"))
+    assert say.text.startswith("順番が来ましたら") and hangup.tag == "Hangup"
+    first.post("/webhooks/twilio/voice/status/", CallStatus="completed", CallDuration="40")
+    conversation = Conversation.objects.get(pk=first_call.conversation_id)
+    assert conversation.abandoned_at is None and conversation.status == "open"
+    assert conversation.queued_at == queued_at  # the same place in line
+    first_call.refresh_from_db()
+    assert first_call.callback_requested and first_call.callback_number == "+819011110001"
+    assert first_call.outcome == "callback"
+    (gather,) = verbs(second.post(WAIT))
+    assert next(gather.iter("Say")).text == "現在2番目にお待ちいただいております。"  # still behind the first
+
+    voice_agent.presence = voice_line["available"]
+    voice_agent.save()
+    route_for_agent(agent_id=voice_agent.pk)  # the agent is free: their next work, in line order
+    offer = Offer.objects.get(status="pending")
+    assert offer.conversation_id == first_call.conversation_id  # their turn came first
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(offer_id=offer.pk, agent=voice_agent)
+    assert queued.args_of("conversations.voice_call_back") == [(first_call.pk, voice_agent.pk)]
+    assert not queued.args_of("conversations.voice_connect_call")
+    callback_sid = voice_call_back.apply(args=[first_call.pk, voice_agent.pk]).result
+    placed = RecordedProviderRequest.objects.get(sid=callback_sid)
+    assert placed.to == "+819011110001" and placed.from_address == voice_line["inbox"].address
+    assert placed.params["Url"].endswith(f"/webhooks/twilio/voice/connect/?call={first_call.pk}&agent={voice_agent.pk}")
+    # The customer answers our call: told why, then put through.
+    first.sid = callback_sid
+    say, dial = verbs(first.post(f"/webhooks/twilio/voice/connect/?call={first_call.pk}&agent={voice_agent.pk}",
+                                 Direction="outbound-api"))
+    assert say.text.startswith("お待たせいたしました") and dial.find("Client").text == f"agent_{voice_agent.pk}"
+    events = _events(conversation)
+    assert EventType.CALLBACK_REQUESTED in events and EventType.CALLBACK_STARTED in events
+
+
+def test_a_caller_who_hangs_up_on_hold_is_abandoned(voice_line, phone):
+    caller, call = _queued_call(phone)
+    assert verbs(caller.post("/webhooks/twilio/voice/enqueue-action/", QueueResult="hangup")) == []
+    caller.post("/webhooks/twilio/voice/status/", CallStatus="completed", CallDuration="20")
+    conversation = Conversation.objects.get(pk=call.conversation_id)
+    assert conversation.abandoned_at is not None
+    call.refresh_from_db()
+    assert call.outcome == "abandoned"
+    events = _events(conversation)
+    assert events.count(EventType.ABANDONED) == 1 and events[-1] in (EventType.CALL_ENDED, EventType.ABANDONED)
+
+
+def test_a_caller_who_hangs_up_in_the_menu_closes_the_conversation(voice_line, phone):
+    caller = phone()
+    caller.dial()
+    caller.post("/webhooks/twilio/voice/status/", CallStatus="completed", CallDuration="8")
+    call = Call.objects.get(call_sid=caller.sid)
+    assert call.outcome == "ivr_hangup" and call.conversation.status == "resolved"
+    assert call.conversation.abandoned_at is None
+
+
+def test_a_caller_waiting_longer_than_the_limit_is_offered_voicemail(voice_line, phone):
+    caller, call = _queued_call(phone)
+    Call.objects.filter(pk=call.pk).update(queued_at=timezone.now() - timedelta(seconds=601))
+    (leave,) = verbs(caller.post(WAIT))
+    assert leave.tag == "Leave"
+    verbs_after = verbs(caller.post("/webhooks/twilio/voice/enqueue-action/", QueueResult="leave"))
+    assert [v.tag for v in verbs_after] == ["Say", "Record", "Say", "Hangup"]
+    assert Conversation.objects.get(pk=call.conversation_id).status == "pending"  # not offered meanwhile
+
+
+def test_the_timeline_shows_the_ivr_choice_the_queue_and_the_calls_duration(voice_line, phone):
+    from django.template.loader import render_to_string
+
+    caller, call = _queued_call(phone)
+    caller.post("/webhooks/twilio/voice/enqueue-action/", QueueResult="hangup")
+    caller.post("/webhooks/twilio/voice/status/", CallStatus="completed", CallDuration="42")
+    rendered = {
+        message.event_type: render_to_string("console/_timeline_entry.html", {"entry": {
+            "type": "message", "item": message, "cursor": message.pk, "at": message.created_at}})
+        for message in Message.objects.filter(conversation_id=call.conversation_id, kind="event")
+    }
+    assert "IVR orders" in rendered[EventType.IVR_CHOICE]
+    assert "· Support" in rendered[EventType.CALL_QUEUED]
+    assert "duration 0:42" in rendered[EventType.CALL_ENDED] and "Call ended" in rendered[EventType.CALL_ENDED]
+
+
+def test_a_call_whose_end_twilio_never_reported_is_ended_by_the_tick(voice_line, phone):
+    from contactcenter import tick
+
+    in_menu = phone(sender="+819011110003")
+    in_menu.dial()
+    _on_hold, held = _queued_call(phone, sender="+819011110004")
+    Call.objects.update(started_at=timezone.now() - timedelta(hours=5))
+    fresh = phone(sender="+819011110005")
+    fresh.dial()
+    assert tick.registered()["voice_stale_calls_end"]() == 2
+    menu_call = Call.objects.get(call_sid=in_menu.sid)
+    assert menu_call.outcome == "ivr_hangup" and menu_call.conversation.status == "resolved"
+    held.refresh_from_db()
+    assert held.outcome == "abandoned" and Conversation.objects.get(pk=held.conversation_id).abandoned_at is not None
+    assert Call.objects.get(call_sid=fresh.sid).ended_at is None
+
+
+def test_an_agent_who_does_not_pick_up_leaves_the_caller_a_voicemail_on_their_conversation(
+        voice_line, voice_agent, phone, django_capture_on_commit_callbacks):
+    caller, call = _queued_call(phone)
+    route_conversation(conversation_id=call.conversation_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(offer_id=Offer.objects.get(status="pending").pk, agent=voice_agent)
+    caller.post(f"/webhooks/twilio/voice/connect/?call={call.pk}&agent={voice_agent.pk}")
+    after = verbs(caller.post(f"/webhooks/twilio/voice/dial-action/?call={call.pk}&agent={voice_agent.pk}",
+                              DialCallStatus="no-answer"))
+    assert [verb.tag for verb in after] == ["Say", "Say", "Record", "Say", "Hangup"]
+    assert after[0].text == "担当者につながりませんでした。"
+    call.refresh_from_db()
+    assert call.answered_at is None and call.outcome == "voicemail" and call.ivr["dial"] == "no-answer"
+    caller.post("/webhooks/twilio/voice/status/", CallStatus="completed", CallDuration="50")
+    call.refresh_from_db()
+    assert call.outcome == "voicemail"
+    assert Conversation.objects.get(pk=call.conversation_id).assignee == voice_agent
+
+
+def test_the_wait_limit_is_the_lines_else_the_queues_overflow_time_when_it_overflows_nowhere(voice_line, phone):
+    support = voice_line["support"]
+    support.overflow_after_seconds = 120
+    support.save()
+    caller, call = _queued_call(phone)
+    assert call.ivr["wait_limit"] == 120
+    Call.objects.filter(pk=call.pk).update(queued_at=timezone.now() - timedelta(seconds=121))
+    (leave,) = verbs(caller.post(WAIT))
+    assert leave.tag == "Leave"
+    inbox = voice_line["inbox"]
+    inbox.settings = {"ivr": {**inbox.settings["ivr"], "max_wait_seconds": 300}}
+    inbox.save()
+    _other, second = _queued_call(phone, sender="+819011110009")
+    assert second.ivr["wait_limit"] == 300
