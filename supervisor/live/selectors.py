@@ -90,8 +90,10 @@ def _count_day(counts: DayCounts, row: tuple, *, sla: timedelta, short: timedelt
 
 
 def _waiting_entry(row: dict, now: datetime) -> dict:
+    # ``customer`` is empty for a customer we know no name of: the template names them by id, in
+    # the reader's language.
     since = row["queued_at"] or row["created_at"]
-    return {"conversation": row["pk"], "customer": row["customer__display_name"] or f"#{row['customer_id']}",
+    return {"conversation": row["pk"], "customer": row["customer__display_name"], "customer_id": row["customer_id"],
             "channel": row["channel"], "since": since, "wait_seconds": max(0, int((now - since).total_seconds()))}
 
 
@@ -167,7 +169,7 @@ def wallboard_snapshot(*, now: datetime | None = None) -> dict:
     load: dict[int, Counter] = defaultdict(Counter)
     for row in handling:
         held[row["assignee_id"]].append({
-            "conversation": row["pk"], "customer": row["customer__display_name"] or f"#{row['customer_id']}",
+            "conversation": row["pk"], "customer": row["customer__display_name"], "customer_id": row["customer_id"],
             "channel": row["channel"], "status": row["status"], "since": row["assigned_at"],
             "seconds": max(0, int((now - row["assigned_at"]).total_seconds())) if row["assigned_at"] else None})
         if row["status"] in LOAD_STATUSES:
