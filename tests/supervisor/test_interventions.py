@@ -145,3 +145,20 @@ def test_a_refusal_comes_back_in_words(desk, carol, waiting):
     response = client.post(f"/supervisor/conversations/{waiting.pk}/note/", {"text": " ", "csrfmiddlewaretoken": token},
                            **JSON)
     assert response.status_code == 400 and response.json()["error"]
+
+
+def test_an_admin_without_an_agent_profile_is_told_why_nothing_happened(desk, admin_user, waiting):
+    """The timeline names who acted by their agent profile: without one, nothing is done."""
+    client = _csrf_client(admin_user)
+    response = client.post(f"/supervisor/conversations/{waiting.pk}/note/",
+                           {"text": "hi", "csrfmiddlewaretoken": _token(client)}, **JSON)
+    assert response.status_code == 403 and "agent profile" in response.json()["error"]
+    assert not Message.objects.filter(conversation=waiting).exists()
+
+
+def test_without_script_an_intervention_redirects_back_with_its_outcome(desk, carol, waiting):
+    client = _csrf_client(carol.user)
+    response = client.post(f"/supervisor/conversations/{waiting.pk}/note/",
+                           {"text": "plain form", "csrfmiddlewaretoken": _token(client)})
+    assert response.status_code == 302 and response["Location"] == "/supervisor/"
+    assert "Note added." in client.get("/supervisor/").content.decode()

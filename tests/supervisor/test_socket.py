@@ -11,6 +11,7 @@ from contactcenter.asgi import application
 from conversations.models import Channel, Conversation
 from conversations.routing.assignment import conversation_assign
 from conversations.services import InboundMessage, message_receive
+from profiles.models import Customer
 from supervisor.live import consumers
 
 from ..conversations.console_socket_helpers import _session_cookie
@@ -153,5 +154,50 @@ async def test_a_bad_frame_closes_with_4400(desk, carol):
         assert frame["type"] == "error"
         output = await communicator.receive_output(timeout=3)
         assert output == {"type": "websocket.close", "code": consumers.BAD_FRAME_CLOSE_CODE}
+    finally:
+        await communicator.disconnect()
+
+
+async def test_a_reconnecting_board_catches_up_from_a_fresh_snapshot(desk, carol):
+    """What changed while the socket was away (no frame reached it) is on the first board after."""
+    communicator, connected, _ = await connect(carol.user)
+    first = await next_board(communicator)
+    await communicator.disconnect()
+    conversation = await database_sync_to_async(lambda: make_conversation(
+        Customer.objects.create(display_name=""), make_inbox(Channel.SMS), queue=desk.queue))()
+    communicator, connected, _ = await connect(carol.user, path="/ws/supervisor/?lang=ja")
+    try:
+        board = await next_board(communicator)
+        assert board["version"] > first["version"]
+        assert _waiting(board, desk.queue.pk) == [conversation.pk]
+        assert f"お客様 #{conversation.customer_id}" in board["html"]  # no name: by id, in the reader's language
+    finally:
+        await communicator.disconnect()
+
+
+async def test_the_board_is_read_again_periodically_without_events(desk, carol, monkeypatch):
+    """The day rolls over and a lost notification is made good by a periodic read."""
+    monkeypatch.setattr(consumers, "REFRESH_SECONDS", 0.3)
+    communicator, connected, _ = await connect(carol.user)
+    try:
+        first = await next_board(communicator)
+        again = await next_board(communicator, timeout=3)
+        assert again["version"] > first["version"]
+    finally:
+        await communicator.disconnect()
+
+
+async def test_a_change_of_roles_makes_the_socket_authenticate_again(desk, carol):
+    from channels.layers import get_channel_layer
+
+    from conversations.groups import user_group
+
+    communicator, connected, _ = await connect(carol.user)
+    try:
+        await next_board(communicator)
+        await get_channel_layer().group_send(user_group(carol.user.pk), {"type": "console.reauthenticate",
+                                                                         "event": {"type": "reauthenticate"}})
+        output = await communicator.receive_output(timeout=3)
+        assert output == {"type": "websocket.close", "code": 4001}
     finally:
         await communicator.disconnect()
