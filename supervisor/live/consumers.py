@@ -4,16 +4,18 @@ On connect a supervisor's socket is sent the whole board (``wallboard.snapshot``
 It then listens on the ``supervisors`` group, where the core already publishes every routing,
 presence and conversation event after commit (conversations.events), and on any that can change
 the board the process's ``BoardHub`` reads the board again from the database and pushes it to
-every wallboard socket of the process. Events arriving within ``DEBOUNCE_SECONDS`` of each other,
-and those arriving while a read is under way, are coalesced into one more read: one computation
-per process however many supervisors and events, and each change on screen well within a second
-of its commit. The database is the truth: a socket that reconnects gets a fresh board first, and
+every wallboard socket of the process. The first event after a quiet moment is read at once;
+those arriving while a read is under way, or within ``COALESCE_SECONDS`` of the last read, are
+coalesced into one more read: one computation per process however many supervisors, at most
+one every ``COALESCE_SECONDS`` however many events, and each change on screen well within a
+second of its commit. A board is encoded once per language and the same text sent to each socket. The database is the truth: a socket that reconnects gets a fresh board first, and
 the hub also reads again every ``REFRESH_SECONDS`` (the day rolls over at midnight, and a lost
 notification delays a change by that much at most).
 """
 
 import asyncio
 import itertools
+import json
 import logging
 import weakref
 
@@ -30,7 +32,7 @@ from .events import event_changes_board, snapshot_frame
 
 logger = logging.getLogger(__name__)
 
-DEBOUNCE_SECONDS = 0.2
+COALESCE_SECONDS = 0.2
 REFRESH_SECONDS = 30.0
 FORBIDDEN_CLOSE_CODE = 4403
 BAD_FRAME_CLOSE_CODE = 4400
@@ -52,6 +54,7 @@ class BoardHub:
         self.dirty = False
         self.task: asyncio.Task | None = None
         self.ticker: asyncio.Task | None = None
+        self.last_read = float("-inf")
 
     def join(self, socket: "WallboardConsumer") -> None:
         self.sockets.add(socket)
@@ -76,9 +79,13 @@ class BoardHub:
             self.changed()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while self.dirty and self.sockets:
-            await asyncio.sleep(DEBOUNCE_SECONDS)
+            wait = self.last_read + COALESCE_SECONDS - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self.dirty = False  # events from here on ask for the next read
+            self.last_read = loop.time()
             version = next_version()
             languages = {socket.language for socket in self.sockets}
             try:
@@ -86,9 +93,11 @@ class BoardHub:
             except Exception:  # noqa: BLE001 - the next event or tick reads again
                 logger.exception("wallboard: could not read the board")
                 continue
+            texts = {language: json.dumps(snapshot_frame(version=version, html=page, data=data))
+                     for language, page in html.items()}
             for socket in list(self.sockets):
-                if socket.language in html:
-                    await socket.board_send(snapshot_frame(version=version, html=html[socket.language], data=data))
+                if socket.language in texts:
+                    await socket.board_send_text(version, texts[socket.language])
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BoardHub]" = weakref.WeakKeyDictionary()
@@ -144,10 +153,14 @@ class WallboardConsumer(AsyncJsonWebsocketConsumer):
         await self.board_send(snapshot_frame(version=version, html=html[self.language], data=data))
 
     async def board_send(self, frame: dict):
-        if frame["version"] <= self.version:
+        await self.board_send_text(frame["version"], json.dumps(frame))
+
+    async def board_send_text(self, version: int, text: str):
+        """Send a board already encoded (the hub encodes it once for every socket)."""
+        if version <= self.version:
             return  # a read that started before the one already sent
-        self.version = frame["version"]
-        await self.send_json(frame)
+        self.version = version
+        await self.send(text_data=text)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         try:

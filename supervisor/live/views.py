@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 
 from contactcenter.permissions import is_supervisor
 
+from .board import board_render
 from .selectors import wallboard_snapshot
 
 
@@ -40,5 +41,7 @@ def reports_url() -> str:
 
 @supervisor_required
 def wallboard(request):
-    return render(request, "supervisor/wallboard.html",
-                  {"board": wallboard_snapshot(), "section": "wallboard", "reports_url": reports_url()})
+    board = wallboard_snapshot()
+    return render(request, "supervisor/wallboard.html", {
+        "board": board, "live": board_render(board, request.LANGUAGE_CODE), "section": "wallboard",
+        "reports_url": reports_url()})

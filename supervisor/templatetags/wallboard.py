@@ -1,6 +1,9 @@
 """Filters of the wallboard's templates."""
 
 from django import template
+from functools import lru_cache
+
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 register = template.Library()
@@ -22,11 +25,23 @@ def percent(value) -> str:
     return "–" if value is None else f"{value:g}%"
 
 
-@register.filter
-def channel_label(value: str) -> str:
+@lru_cache(maxsize=16)
+def _channel_labels(language: str) -> dict[str, str]:
     from conversations.models import Channel
 
-    return str(dict(Channel.choices).get(value, value))
+    return {value: str(label) for value, label in Channel.choices}
+
+
+@register.filter
+def channel_label(value: str) -> str:
+    """The channel's name in the active language (the board names each channel many times)."""
+    return _channel_labels(get_language() or "").get(value, value)
+
+
+@register.filter
+def customer_name(entry: dict) -> str:
+    """The customer's name, or for one we know no name of (a phone number texting in) their id."""
+    return entry["customer"] or _("Customer #%(id)s") % {"id": entry["customer_id"]}
 
 
 @register.filter
