@@ -160,12 +160,16 @@ class Sockets:
         import aiohttp
 
         self._http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
-                                           timeout=aiohttp.ClientTimeout(total=None, connect=30))
+                                           connector=aiohttp.TCPConnector(limit=0),  # 120 sockets > its 100
+                                           timeout=aiohttp.ClientTimeout(total=None, connect=120))
         ws_base = base.replace("http://", "ws://")
 
+        gate = asyncio.Semaphore(10)  # a hundred handshakes at once overflow daphne's listen backlog
+
         async def one(path, cookie):
-            return await self._http.ws_connect(ws_base + path, headers={"Origin": base, "Cookie": cookie},
-                                               max_msg_size=0)
+            async with gate:
+                return await self._http.ws_connect(ws_base + path, headers={"Origin": base, "Cookie": cookie},
+                                                   max_msg_size=0)
 
         boards = await asyncio.gather(*(one("/ws/supervisor/", c) for c in supervisor_cookies))
         consoles = await asyncio.gather(*(one("/ws/console/", c) for c in agent_cookies))
@@ -232,7 +236,7 @@ async def open_loop(count: int, rate: float, work) -> list:
 async def drive(args, *, base, seeded, supervisor_cookies, agent_cookies) -> dict:
     sockets = Sockets()
     await sockets.connect(base, supervisor_cookies, agent_cookies)
-    await asyncio.sleep(1.0)  # every socket has its first board
+    await asyncio.sleep(2.0)  # every socket has its first board
     per_round = max(1, int(args.rate * args.seconds))
     agents, states = seeded["agents"], seeded["states"]
     counter = iter(range(10**9))

@@ -10,6 +10,7 @@ app_name = "supervisor"
 
 urlpatterns = [
     path("", views.wallboard, name="wallboard"),
+    path("me/", views.my_day, name="my-day"),
     path("conversations/<int:conversation_id>/assign/", interventions.assign, name="assign"),
     path("conversations/<int:conversation_id>/transfer/", interventions.transfer, name="transfer"),
     path("conversations/<int:conversation_id>/note/", interventions.note, name="note"),

@@ -37,7 +37,7 @@
   // Durations run from the server's clock: the board says when it was read ("at").
   function tick() {
     var now = Date.now() - state.skew;
-    $$("#wallboard-live .ticker[data-since]").forEach(function (el) {
+    $$("[data-ticking] .ticker[data-since]").forEach(function (el) {
       var since = Date.parse(el.getAttribute("data-since"));
       if (!isNaN(since)) el.textContent = clock((now - since) / 1000);
     });
@@ -140,12 +140,14 @@
   });
 
   document.addEventListener("DOMContentLoaded", function () {
+    var ticking = $("[data-ticking]");
+    if (ticking) {
+      adoptSkew(ticking.getAttribute("data-at") || ($(".wallboard", ticking) || ticking).getAttribute("data-at"));
+      setInterval(tick, 1000);
+    }
     var live = $("#wallboard-live");
-    if (!live) return;
-    var board = $(".wallboard", live);
-    if (board) adoptSkew(board.getAttribute("data-at"));
+    if (!live) return; // "my day" is read-only: its clocks tick, nothing else
     connect();
-    setInterval(tick, 1000);
     setInterval(function () { if (state.socket && state.socket.readyState === 1) state.socket.send('{"type":"ping"}'); }, 25000);
   });
 

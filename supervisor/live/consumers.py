@@ -89,7 +89,7 @@ class BoardHub:
             version = next_version()
             languages = {socket.language for socket in self.sockets}
             try:
-                data, html = await database_sync_to_async(board_build)(languages)
+                data, html = await _read_board(languages)
             except Exception:  # noqa: BLE001 - the next event or tick reads again
                 logger.exception("wallboard: could not read the board")
                 continue
@@ -98,6 +98,14 @@ class BoardHub:
             for socket in list(self.sockets):
                 if socket.language in texts:
                     await socket.board_send_text(version, texts[socket.language])
+
+
+def _read_board(languages: set[str]):
+    """``board_build`` in a thread of its own, not in the one thread that every consumer's
+    database work shares by default (``thread_sensitive``): a board read takes tens of
+    milliseconds, and the consoles connecting or acting meanwhile must not queue behind it. The
+    read touches nothing of the consumer's; its connection is closed after it as any other."""
+    return database_sync_to_async(board_build, thread_sensitive=False)(languages)
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BoardHub]" = weakref.WeakKeyDictionary()
@@ -149,7 +157,7 @@ class WallboardConsumer(AsyncJsonWebsocketConsumer):
 
     async def _send_fresh(self):
         version = next_version()
-        data, html = await database_sync_to_async(board_build)({self.language})
+        data, html = await _read_board({self.language})
         await self.board_send(snapshot_frame(version=version, html=html[self.language], data=data))
 
     async def board_send(self, frame: dict):

@@ -24,7 +24,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from conversations.models import (
@@ -217,3 +217,44 @@ def _missed_offers(start: datetime) -> dict[int, int]:
     rows = (Offer.objects.filter(status=OfferStatus.TIMEOUT, decided_at__gte=start)
             .order_by().values("agent_id").annotate(missed=Count("id")).values_list("agent_id", "missed"))
     return dict(rows)
+
+
+def agent_day(*, agent: Agent, now: datetime | None = None) -> dict:
+    """An agent's own day, read-only ("my day"): presence and since when, load per channel against
+    capacity, what they handle, assigned, resolved and missed offers today, and how many wait in
+    the queues they serve. Eight queries."""
+    now = now or timezone.now()
+    start = day_start(now)
+    handling = list(Conversation.objects.filter(assignee=agent, status__in=ACTIVE_STATUSES)  # 1
+                    .order_by("assigned_at", "id")
+                    .values("pk", "channel", "status", "assigned_at", "customer_id", "customer__display_name"))
+    pending = Counter(Offer.objects.filter(agent=agent, status=OfferStatus.PENDING)  # 2
+                      .values_list("channel", flat=True))
+    today = Conversation.objects.filter(assignee=agent).aggregate(  # 3
+        assigned=Count("id", filter=Q(assigned_at__gte=start)),
+        resolved=Count("id", filter=Q(resolved_at__gte=start, status=ConversationStatus.RESOLVED)))
+    missed = Offer.objects.filter(agent=agent, status=OfferStatus.TIMEOUT, decided_at__gte=start).count()  # 4
+    levels = dict(AgentSkill.objects.filter(agent=agent).values_list("skill_id", "level"))  # 5
+    queues = [queue for queue in Queue.objects.filter(is_active=True).prefetch_related("queueskill_set")  # 6, 7
+              .order_by("name", "id")
+              if all(levels.get(link.skill_id, 0) >= link.min_level for link in queue.queueskill_set.all())]
+    waiting = dict(Conversation.objects.filter(  # 8
+        status=ConversationStatus.OPEN, assignee__isnull=True, abandoned_at__isnull=True,
+        queue_id__in=[queue.pk for queue in queues]).order_by().values("queue_id").annotate(n=Count("id"))
+        .values_list("queue_id", "n"))
+    load = Counter(row["channel"] for row in handling if row["status"] in LOAD_STATUSES) + pending
+    presence = agent.presence
+    return {
+        "presence": presence.name if presence else "", "available": bool(presence and presence.is_available),
+        "presence_since": agent.presence_changed_at,
+        "presence_seconds": max(0, int((now - agent.presence_changed_at).total_seconds())),
+        "load": [{"channel": value, "load": load[value], "capacity": agent.capacity_for(value)}
+                 for value, _label in Channel.choices if load[value] or agent.capacity_for(value)],
+        "handling": [{"conversation": row["pk"], "customer": row["customer__display_name"],
+                      "customer_id": row["customer_id"], "channel": row["channel"], "status": row["status"],
+                      "since": row["assigned_at"],
+                      "seconds": max(0, int((now - row["assigned_at"]).total_seconds())) if row["assigned_at"] else None}
+                     for row in handling],
+        "assigned_today": today["assigned"], "resolved_today": today["resolved"], "missed_offers_today": missed,
+        "queues": [{"id": queue.pk, "name": queue.name, "waiting": waiting.get(queue.pk, 0)} for queue in queues],
+    }
