@@ -45,7 +45,9 @@ def test_an_agents_own_figures_in_eight_queries(desk, django_assert_num_queries)
     assert [h["conversation"] for h in day["handling"]] == [open_now.pk]
     assert (day["assigned_today"], day["resolved_today"], day["missed_offers_today"]) == (2, 1, 1)
     assert next(row for row in day["load"] if row["channel"] == "sms") == {"channel": "sms", "load": 1, "capacity": 5}
-    assert day["queues"] == [{"id": desk.queue.pk, "name": "Support", "waiting": 1}]
+    # Sales requires no skill: every agent serves it.
+    assert day["queues"] == [{"id": desk.sales.pk, "name": "Sales", "waiting": 0},
+                             {"id": desk.queue.pk, "name": "Support", "waiting": 1}]
 
 
 def test_the_page_shows_only_the_agents_own_day(desk, client, stranger):
