@@ -22,6 +22,7 @@ import weakref
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.db import connections
 
 from contactcenter.decoding import UndecodableInput, json_decode
 from contactcenter.permissions import is_supervisor
@@ -104,8 +105,16 @@ def _read_board(languages: set[str]):
     """``board_build`` in a thread of its own, not in the one thread that every consumer's
     database work shares by default (``thread_sensitive``): a board read takes tens of
     milliseconds, and the consoles connecting or acting meanwhile must not queue behind it. The
-    read touches nothing of the consumer's; its connection is closed after it as any other."""
-    return database_sync_to_async(board_build, thread_sensitive=False)(languages)
+    read touches nothing of the consumer's; its connection is closed after it (the executor's
+    threads outlive the read, and a connection left open in one keeps the database busy)."""
+    return database_sync_to_async(_board_build_closing, thread_sensitive=False)(languages)
+
+
+def _board_build_closing(languages: set[str]):
+    try:
+        return board_build(languages)
+    finally:
+        connections.close_all()
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BoardHub]" = weakref.WeakKeyDictionary()
