@@ -63,7 +63,15 @@ def populate() -> dict:
     from django.contrib.auth.models import Group, User
     from django.utils import timezone
 
-    from conversations.models import Agent, AgentSkill, Conversation, Inbox, PresenceState, Queue, Skill
+    from conversations.models import (
+        Agent,
+        AgentSkill,
+        Conversation,
+        Inbox,
+        PresenceState,
+        Queue,
+        Skill,
+    )
     from profiles.models import Customer
 
     states = {name: PresenceState.objects.create(name=name, is_available=name == "Available", ordering=i)
@@ -114,12 +122,10 @@ def presence_change(agent_id: int, state_id: int) -> tuple[float, str]:
     """The subject's state change; returns (commit time, the change's ``presence_since`` as the
     board's JSON writes it)."""
     from django.core.serializers.json import DjangoJSONEncoder
-    from django.db import transaction
+    from django.db import connection, transaction
 
     from conversations.models import Agent, PresenceState
     from conversations.routing.presence import agent_presence_set
-
-    from django.db import connection
 
     committed = []
     try:

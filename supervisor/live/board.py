@@ -68,7 +68,7 @@ def board_render(snapshot: dict, language: str, *, cache: BlockCache = _cache) -
         return get_template("supervisor/_live.html").render({"board": snapshot, "blocks": blocks})
 
 
-def board_build(languages: set[str]) -> tuple[dict, dict[str, str]]:
-    """One read of the database, then the JSON and one rendering per language asked for."""
+def board_build(languages: set[str]) -> tuple[str, dict[str, str]]:
+    """One read of the database, then its JSON text and one rendering per language asked for."""
     snapshot = wallboard_snapshot()
     return board_data(snapshot), {language: board_render(snapshot, language) for language in languages}

@@ -8,14 +8,14 @@ every wallboard socket of the process. The first event after a quiet moment is r
 those arriving while a read is under way, or within ``COALESCE_SECONDS`` of the last read, are
 coalesced into one more read: one computation per process however many supervisors, at most
 one every ``COALESCE_SECONDS`` however many events, and each change on screen well within a
-second of its commit. A board is encoded once per language and the same text sent to each socket. The database is the truth: a socket that reconnects gets a fresh board first, and
-the hub also reads again every ``REFRESH_SECONDS`` (the day rolls over at midnight, and a lost
+second of its commit. A board is encoded once per language and the same text sent to each
+socket. The database is the truth: a socket that reconnects gets a fresh board first, and the hub
+also reads again every ``REFRESH_SECONDS`` (the day rolls over at midnight, and a lost
 notification delays a change by that much at most).
 """
 
 import asyncio
 import itertools
-import json
 import logging
 import weakref
 
@@ -29,7 +29,7 @@ from contactcenter.permissions import is_supervisor
 from conversations.groups import supervisors_group, user_group
 
 from .board import board_build
-from .events import event_changes_board, snapshot_frame
+from .events import event_changes_board, snapshot_frame_text
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class BoardHub:
             except Exception:  # noqa: BLE001 - the next event or tick reads again
                 logger.exception("wallboard: could not read the board")
                 continue
-            texts = {language: json.dumps(snapshot_frame(version=version, html=page, data=data))
+            texts = {language: snapshot_frame_text(version=version, html=page, data=data)
                      for language, page in html.items()}
             for socket in list(self.sockets):
                 if socket.language in texts:
@@ -167,10 +167,7 @@ class WallboardConsumer(AsyncJsonWebsocketConsumer):
     async def _send_fresh(self):
         version = next_version()
         data, html = await _read_board({self.language})
-        await self.board_send(snapshot_frame(version=version, html=html[self.language], data=data))
-
-    async def board_send(self, frame: dict):
-        await self.board_send_text(frame["version"], json.dumps(frame))
+        await self.board_send_text(version, snapshot_frame_text(version=version, html=html[self.language], data=data))
 
     async def board_send_text(self, version: int, text: str):
         """Send a board already encoded (the hub encodes it once for every socket)."""

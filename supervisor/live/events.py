@@ -27,10 +27,12 @@ def event_changes_board(event: dict) -> bool:
     return False
 
 
-def board_data(snapshot: dict) -> dict:
-    """The snapshot as plain JSON values (datetimes as ISO 8601), once per computation."""
-    return json.loads(json.dumps(snapshot, cls=DjangoJSONEncoder))
+def board_data(snapshot: dict) -> str:
+    """The snapshot as JSON text (datetimes as ISO 8601), encoded once per read of the board."""
+    return json.dumps(snapshot, cls=DjangoJSONEncoder)
 
 
-def snapshot_frame(*, version: int, html: str, data: dict) -> dict:
-    return {"type": SNAPSHOT, "version": version, "html": html, "data": data}
+def snapshot_frame_text(*, version: int, html: str, data: str) -> str:
+    """``{"type": "wallboard.snapshot", "version": n, "html": "…", "data": {…}}`` as text: the
+    board's JSON (``board_data``) is spliced in as it is, not decoded and encoded again."""
+    return f'{{"type": "{SNAPSHOT}", "version": {int(version)}, "html": {json.dumps(html)}, "data": {data}}}'

@@ -13,7 +13,7 @@ import logging
 from functools import wraps
 
 from django.contrib import messages as flash
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.utils.translation import gettext as _

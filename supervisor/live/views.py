@@ -5,11 +5,10 @@ from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext as _
-
-from django.http import Http404
 
 from contactcenter.permissions import is_contact_center_staff, is_supervisor
 from conversations.selectors import agent_of

@@ -1,8 +1,8 @@
 """Filters of the wallboard's templates."""
 
-from django import template
 from functools import lru_cache
 
+from django import template
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 

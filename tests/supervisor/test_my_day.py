@@ -1,6 +1,7 @@
 """"My day": an agent's own figures, read-only, for anyone with an agent profile."""
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 

@@ -3,7 +3,8 @@
 The scenario's "now" is 00:30 in Tokyo (15:30 UTC the day before): a customer who entered the
 queue at 23:59 Tokyo time belongs to yesterday, although it is the same UTC day."""
 
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.test import override_settings
