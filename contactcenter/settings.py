@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "contactcenter",
     "profiles",
     "conversations",
+    "supervisor",
 ]
 
 MIDDLEWARE = [
@@ -277,6 +278,9 @@ USE_I18N = True
 USE_TZ = True
 TIME_ZONE = "UTC"
 CC_DEFAULT_TIME_ZONE = env_str("CC_DEFAULT_TIME_ZONE", "Asia/Tokyo")
+# Wallboard and reports: an abandon within this many seconds of entering the queue is a "short
+# abandon" (a misdial, a customer who changed their mind), left out of the service level.
+CC_SHORT_ABANDON_SECONDS = env_int("CC_SHORT_ABANDON_SECONDS", 5)
 CC_DEFAULT_REGION = env_str("CC_DEFAULT_REGION", "JP").upper()
 
 # Who sees a customer (profiles.selectors.visible_customers): "all" staff (the default: whoever

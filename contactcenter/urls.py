@@ -23,6 +23,7 @@ urlpatterns = [
     path("simulator/", include("conversations.simulator.urls")),
     path("console/softphone/", include("conversations.channels.twilio_voice.softphone.urls")),
     path("console/", include(("conversations.console.urls", "console"))),
+    path("supervisor/", include("supervisor.urls")),
 ]
 
 # A database outage answers 503 with Retry-After (providers retry), anything else the usual 500.

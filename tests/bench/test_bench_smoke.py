@@ -35,6 +35,7 @@ MUST_BE_ZERO = {
     "delivery": ("lost", "duplicates", "misrouted", "sockets_closed", "http_errors"),
     "routing": ("double_assignments", "waited", "unserved"),
     "voice": ("errors", "same_position", "wrong_position"),
+    "wallboard": ("lost", "floor_lost", "sockets_closed", "tracebacks"),
 }
 LINE = re.compile(r"^BENCH (?P<name>\S+) ratio=(?P<ratio>\S+) target=\S+ spread=(?P<low>[\d.]+)-(?P<high>[\d.]+) "
                   r"rounds=(?P<rounds>\d+)(?P<rest>.*)$")

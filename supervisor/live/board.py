@@ -1,0 +1,74 @@
+"""The board as the wallboard sends it: the snapshot, its JSON, and its HTML per language.
+
+The HTML is rendered block by block (a queue with its waiting customers, a channel, an agent), and
+a block whose figures did not change since the last rendering in that language is reused: an
+event changes one or two blocks, and rendering a hundred agents' rows for each event was most of
+the board's cost. Durations (how long someone waits, is on a break, has a conversation) are left
+out of a block's fingerprint: they change every second, and the page's script keeps them ticking
+from the timestamps the block carries (``data-since``), which are in the fingerprint.
+"""
+
+import json
+import threading
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.template.loader import get_template
+from django.utils import translation
+from django.utils.safestring import mark_safe
+
+from .events import board_data
+from .selectors import wallboard_snapshot
+
+# Figures derived from "now" only: the block's timestamps change when they do.
+_TICKING = frozenset({"wait_seconds", "longest_wait_seconds", "presence_seconds", "seconds"})
+_BLOCKS = (("queues", "q", "supervisor/_queue_block.html"), ("channels", "c", "supervisor/_channel_row.html"),
+           ("agents", "a", "supervisor/_agent_row.html"))
+_CACHE_LIMIT = 5000
+
+
+def _steady(value):
+    if isinstance(value, dict):
+        return {key: _steady(item) for key, item in value.items() if key not in _TICKING}
+    if isinstance(value, list):
+        return [_steady(item) for item in value]
+    return value
+
+
+def _fingerprint(row: dict) -> str:
+    return json.dumps(_steady(row), cls=DjangoJSONEncoder, sort_keys=True)
+
+
+class BlockCache:
+    """Rendered blocks by (language, template, fingerprint); thread-safe (reads run in threads)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._blocks: dict[tuple, str] = {}
+
+    def render(self, language: str, template_name: str, name: str, row: dict) -> str:
+        key = (language, template_name, _fingerprint(row))
+        with self._lock:
+            html = self._blocks.get(key)
+        if html is None:
+            html = get_template(template_name).render({name: row})
+            with self._lock:
+                if len(self._blocks) >= _CACHE_LIMIT:
+                    self._blocks.clear()  # rows of long-gone states; the next reads fill it again
+                self._blocks[key] = html
+        return html
+
+
+_cache = BlockCache()
+
+
+def board_render(snapshot: dict, language: str, *, cache: BlockCache = _cache) -> str:
+    with translation.override(language):
+        blocks = {section: [mark_safe(cache.render(language, template, name, row)) for row in snapshot[section]]
+                  for section, name, template in _BLOCKS}
+        return get_template("supervisor/_live.html").render({"board": snapshot, "blocks": blocks})
+
+
+def board_build(languages: set[str]) -> tuple[str, dict[str, str]]:
+    """One read of the database, then its JSON text and one rendering per language asked for."""
+    snapshot = wallboard_snapshot()
+    return board_data(snapshot), {language: board_render(snapshot, language) for language in languages}

@@ -1,0 +1,41 @@
+"""The board's HTML is rendered block by block, and a block that did not change is reused."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from conversations.models import Agent
+from supervisor.live.board import BlockCache, board_render
+from supervisor.live.selectors import wallboard_snapshot
+
+from ..factories import make_conversation, make_customer, make_inbox
+from .conftest import desk_agent
+
+pytestmark = pytest.mark.django_db
+
+
+def test_only_the_blocks_an_event_changed_are_rendered_again(desk):
+    desk_agent(desk, "alice")
+    bob = desk_agent(desk, "bob", skilled=False)  # serves Sales only (it requires no skill)
+    make_conversation(make_customer("Waiting"), make_inbox(), queue=desk.queue, queued_at=timezone.now())
+    cache = BlockCache()
+    now = timezone.now()
+    first = board_render(wallboard_snapshot(now=now), "en", cache=cache)
+    rendered = len(cache._blocks)
+    assert rendered == 2 + 1 + 2  # two queues, one channel, two agents
+
+    # Ten seconds later nothing changed but the clocks: nothing is rendered again.
+    later = board_render(wallboard_snapshot(now=now + timedelta(seconds=10)), "en", cache=cache)
+    assert len(cache._blocks) == rendered
+    assert later.count("data-since") == first.count("data-since")
+
+    # Bob goes to lunch: his row and the Sales queue's (agents by presence) change, nothing else.
+    Agent.objects.filter(pk=bob.pk).update(presence=desk.lunch, presence_changed_at=now)
+    page = board_render(wallboard_snapshot(now=now + timedelta(seconds=11)), "en", cache=cache)
+    assert len(cache._blocks) == rendered + 2
+    assert "Lunch: 1" in page
+
+    # Another language is rendered (and kept) apart.
+    board_render(wallboard_snapshot(now=now + timedelta(seconds=12)), "ja", cache=cache)
+    assert len(cache._blocks) == rendered + 2 + 5
