@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "contactcenter",
     "profiles",
     "conversations",
+    "surveys",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,10 @@
+"""Survey tasks: thin, by id; the services decide (and make a repeated run do nothing)."""
+
+from celery import shared_task
+
+from .delivery import survey_send
+
+
+@shared_task(name="surveys.send_survey", acks_late=True)
+def send_survey(request_id: int) -> str:
+    return survey_send(request_id=request_id)
