@@ -151,32 +151,38 @@ def survey_answer(*, request_id: int, score: int, comment: str = "", via: str, n
             raise AnswerRefused(_("Choose a score from %(low)s to %(high)s.") % {"low": low, "high": high}, "score")
         if request.status not in (SurveyStatus.SENT, SurveyStatus.ANSWERED):
             raise AnswerRefused(_("This survey is closed."), "closed")
-        if not answer_window_open(request, now=now, policy=policy):
-            if request.status == SurveyStatus.SENT:
-                request.status = SurveyStatus.EXPIRED
-                request.save(update_fields=["status"])
-            raise AnswerRefused(_("This survey is closed."), "closed")
-        existing = SurveyResponse.objects.filter(request=request).first()
-        if existing is not None:
-            if not allow_change:
-                raise AnswerRefused(_("This survey was already answered."), "answered")
-            previous = existing.score
-            existing.previous_score, existing.score, existing.changed_at = previous, score, now
-            existing.comment = comment or existing.comment
-            existing.save(update_fields=["previous_score", "score", "changed_at", "comment"])
-            _answer_event(request, existing, changed_from=previous)
-            if is_detractor(existing.kind, score, policy=policy):
-                _follow_up_open(request, existing, policy=policy, now=now)
-            return existing, previous
-        response = SurveyResponse.objects.create(
-            request=request, kind=request.definition.kind, score=score, comment=comment, via=via,
-            channel=request.sent_channel or request.channel, conversation_id=request.conversation_id,
-            customer_id=request.customer_id, agent_id=request.agent_id, queue_id=request.queue_id, answered_at=now)
-        request.status = SurveyStatus.ANSWERED
-        request.save(update_fields=["status"])
-        _answer_event(request, response)
-        if is_detractor(response.kind, score, policy=policy):
-            _follow_up_open(request, response, policy=policy, now=now)
+        if answer_window_open(request, now=now, policy=policy):
+            return _answer_record(request, score=score, comment=comment, via=via, now=now, policy=policy,
+                                  allow_change=allow_change)
+    # Past the window: closed for good (outside the block, which the refusal would roll back).
+    SurveyRequest.objects.filter(pk=request_id, status=SurveyStatus.SENT).update(status=SurveyStatus.EXPIRED)
+    raise AnswerRefused(_("This survey is closed."), "closed")
+
+
+def _answer_record(request: SurveyRequest, *, score: int, comment: str, via: str, now: datetime,
+                   policy: SurveyPolicy, allow_change: bool) -> tuple[SurveyResponse, int | None]:
+    """Caller holds the request's row lock, inside the answer window."""
+    existing = SurveyResponse.objects.filter(request=request).first()
+    if existing is not None:
+        if not allow_change:
+            raise AnswerRefused(_("This survey was already answered."), "answered")
+        previous = existing.score
+        existing.previous_score, existing.score, existing.changed_at = previous, score, now
+        existing.comment = comment or existing.comment
+        existing.save(update_fields=["previous_score", "score", "changed_at", "comment"])
+        _answer_event(request, existing, changed_from=previous)
+        if is_detractor(existing.kind, score, policy=policy):
+            _follow_up_open(request, existing, policy=policy, now=now)
+        return existing, previous
+    response = SurveyResponse.objects.create(
+        request=request, kind=request.definition.kind, score=score, comment=comment, via=via,
+        channel=request.sent_channel or request.channel, conversation_id=request.conversation_id,
+        customer_id=request.customer_id, agent_id=request.agent_id, queue_id=request.queue_id, answered_at=now)
+    request.status = SurveyStatus.ANSWERED
+    request.save(update_fields=["status"])
+    _answer_event(request, response)
+    if is_detractor(response.kind, score, policy=policy):
+        _follow_up_open(request, response, policy=policy, now=now)
     return response, None
 
 
