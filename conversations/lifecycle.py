@@ -26,8 +26,14 @@ from collections.abc import Callable
 from datetime import datetime
 
 from django.db import transaction
+from django.dispatch import Signal
 
 logger = logging.getLogger(__name__)
+
+# Sent by ``seed_demo`` once the demo's customers and history are written (in its transaction),
+# with ``now``: other apps add their own demo data (surveys: weeks of answers) without the demo
+# importing them.
+demo_seeded = Signal()
 
 _resolved: list[Callable[[int], None]] = []
 _reopened: list[Callable[[int], None]] = []

@@ -172,6 +172,11 @@ def survey_schedule(*, conversation_id: int, now: datetime | None = None, rng=ra
     return request
 
 
+def schedule_after_resolve(conversation_id: int) -> None:
+    """``conversations.lifecycle``'s resolve hook (after commit)."""
+    survey_schedule(conversation_id=conversation_id)
+
+
 def _fill(request: SurveyRequest, **fields) -> None:
     for name, value in fields.items():
         setattr(request, name, value)
