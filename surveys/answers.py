@@ -30,7 +30,7 @@ from conversations.models import (
 )
 from conversations.routing.placement import queue_enter
 from conversations.sequence import message_seq_next
-from conversations.services.system_events import system_event_record
+from conversations.services.system_events import system_event, system_event_record
 from conversations.task_names import ROUTE_CONVERSATION
 
 from .models import (
@@ -98,11 +98,13 @@ def _answer_event(request: SurveyRequest, response: SurveyResponse, *, changed_f
         text += " " + _("(changed from %(score)s)") % {"score": changed_from}
     if response.comment:
         text += f" — “{response.comment}”"
-    event = system_event_record(conversation, EventType.SURVEY_ANSWERED, survey=request.pk, kind=response.kind,
-                                score=response.score, comment=response.comment, about=request.conversation_id,
-                                channel=response.channel, via=response.via,
-                                **({"changed_from": changed_from} if changed_from is not None else {}))
-    Message.objects.filter(pk=event.pk).update(text=text)
+    event = system_event(conversation, EventType.SURVEY_ANSWERED, survey=request.pk, kind=response.kind,
+                         score=response.score, comment=response.comment, about=request.conversation_id,
+                         channel=response.channel, via=response.via,
+                         **({"changed_from": changed_from} if changed_from is not None else {}))
+    event.text = text
+    event.seq = message_seq_next(conversation)
+    event.save(force_insert=True)
 
 
 def _follow_up_open(request: SurveyRequest, response: SurveyResponse, *, policy: SurveyPolicy, now: datetime) -> None:

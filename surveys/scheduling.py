@@ -27,7 +27,8 @@ from conversations.models import (
     Message,
     MessageKind,
 )
-from conversations.services.system_events import system_event_record
+from conversations.sequence import message_seq_next
+from conversations.services.system_events import system_event
 
 from .links import new_token
 from .models import (
@@ -108,14 +109,16 @@ def _had_agent_reply(conversation: Conversation) -> bool:
 
 
 def skip_event_record(request: SurveyRequest) -> None:
-    """The quiet event on the conversation's timeline saying why no survey went out. Caller owns
-    the transaction."""
+    """The quiet event on the conversation's timeline saying why no survey went out (its text in
+    English, the reason's code in its data). Caller owns the transaction."""
     conversation = Conversation.objects.select_for_update().get(pk=request.conversation_id)
     with override("en"):
         reason = str(SkipReason(request.skip_reason).label) if request.skip_reason else ""
-    system_event_record(conversation, EventType.SURVEY_SKIPPED, survey=request.pk,
-                        kind=request.definition.kind, reason=request.skip_reason, reason_text=reason,
-                        detail=request.skip_detail)
+    event = system_event(conversation, EventType.SURVEY_SKIPPED, survey=request.pk, kind=request.definition.kind,
+                         reason=request.skip_reason, detail=request.skip_detail)
+    event.text = reason
+    event.seq = message_seq_next(conversation)
+    event.save(force_insert=True)
 
 
 def _skip_reason_at_schedule(conversation: Conversation, *, policy: SurveyPolicy, now: datetime) -> str:
