@@ -34,6 +34,7 @@ MUST_BE_ZERO = {
     "webhook": ("errors", "duplicates", "missing", "failed"),
     "delivery": ("lost", "duplicates", "misrouted", "sockets_closed", "http_errors"),
     "routing": ("double_assignments", "waited", "unserved"),
+    "surveys": ("duplicates", "missing"),
 }
 LINE = re.compile(r"^BENCH (?P<name>\S+) ratio=(?P<ratio>\S+) target=\S+ spread=(?P<low>[\d.]+)-(?P<high>[\d.]+) "
                   r"rounds=(?P<rounds>\d+)(?P<rest>.*)$")
