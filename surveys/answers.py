@@ -199,6 +199,9 @@ def inbound_answer_claim(*, customer, inbox, text: str, at: datetime) -> int | N
                .select_related("definition").order_by("-sent_at", "-id").first())
     if request is None or not answer_window_open(request, now=at):
         return None
+    sent_in = request.sent_conversation_id or request.conversation_id
+    if not Conversation.objects.filter(pk=sent_in, inbox=inbox).exists():
+        return None  # an answer comes back to the number the survey came from
     parsed = answer_parse(text, kind=request.definition.kind)
     if parsed is None:
         return None
@@ -206,7 +209,7 @@ def inbound_answer_claim(*, customer, inbox, text: str, at: datetime) -> int | N
         survey_answer(request_id=request.pk, score=parsed.score, comment=parsed.comment, via="reply", now=at)
     except AnswerRefused:
         return None
-    return request.sent_conversation_id or request.conversation_id
+    return sent_in
 
 
 def widget_answer(*, customer_id: int | None, payload: dict) -> dict | None:

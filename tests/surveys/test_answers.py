@@ -179,3 +179,13 @@ def test_thresholds_are_configurable(sent_sms_survey, policy):
     policy.save()
     survey_answer(request_id=sent_sms_survey.pk, score=3, via="reply")
     assert SurveyFollowUp.objects.count() == 1
+
+
+def test_a_number_sent_to_another_of_our_numbers_is_not_taken_as_the_answer(sent_sms_survey):
+    from ..factories import make_inbox
+
+    other = make_inbox(Channel.SMS, address="+815077770000")
+    result = message_receive(InboundMessage(inbox=other, sender_kind="phone", sender_address="+819012345678",
+                                            text="5", provider_id="SM-other-number"))
+    sent_sms_survey.refresh_from_db()
+    assert sent_sms_survey.status == SurveyStatus.SENT and result.conversation.inbox == other
