@@ -4,7 +4,7 @@ date. Supervisors and admins only (agents get 403: the answers rate their collea
 ``/api/v1/survey-measures/?by=agent|queue|channel``: the measures the supervisor reports show."""
 
 from django.utils.dateparse import parse_date, parse_datetime
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
@@ -123,7 +123,18 @@ class SurveyMeasuresApi(APIView):
 
     @extend_schema(operation_id="survey_measures", parameters=[
         OpenApiParameter("by", str, enum=["agent", "queue", "channel"]),
-        OpenApiParameter("since", str), OpenApiParameter("until", str)])
+        OpenApiParameter("since", str), OpenApiParameter("until", str)],
+        responses=inline_serializer("SurveyMeasures", {
+            "agent": serializers.IntegerField(required=False, allow_null=True),
+            "queue": serializers.IntegerField(required=False, allow_null=True),
+            "channel": serializers.CharField(required=False),
+            "sent": serializers.IntegerField(), "answered": serializers.IntegerField(),
+            "response_rate": serializers.FloatField(allow_null=True, help_text="Answered of sent, in %"),
+            "csat_percent": serializers.FloatField(allow_null=True, help_text="CSAT answers of 4–5, in %"),
+            "nps": serializers.FloatField(allow_null=True, help_text="% promoters (9–10) minus % detractors (0–6)"),
+            "ces_average": serializers.FloatField(allow_null=True),
+            "csat_count": serializers.IntegerField(), "nps_count": serializers.IntegerField(),
+            "ces_count": serializers.IntegerField()}, many=True))
     def get(self, request):
         by = _choice(request.query_params, "by", ["agent", "queue", "channel"]) or "queue"
         return Response(survey_measures(by=by, since=_moment(request.query_params, "since"),

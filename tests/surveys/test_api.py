@@ -114,3 +114,14 @@ def test_measures_api_for_supervisors(client, supervisor, agent, answers):
     client.force_login(supervisor.user)
     rows = client.get("/api/v1/survey-measures/?by=channel").json()
     assert {row["channel"] for row in rows} == {"sms", "email", "webchat"}
+
+
+def test_the_schema_of_the_survey_views_has_no_warnings():
+    from django.urls import include, path
+    from drf_spectacular.drainage import GENERATOR_STATS
+    from drf_spectacular.generators import SchemaGenerator
+
+    GENERATOR_STATS.reset()
+    schema = SchemaGenerator(patterns=[path("api/v1/", include("surveys.api_urls"))]).get_schema(public=True)
+    assert set(schema["paths"]) == {"/api/v1/survey-responses/", "/api/v1/survey-measures/"}
+    assert not GENERATOR_STATS._warn_cache and not GENERATOR_STATS._error_cache, dict(GENERATOR_STATS._error_cache)
