@@ -2,5 +2,4 @@
 
 from contactcenter.enqueue import task_name
 
-SEND_SURVEY = task_name("surveys.send_survey")
 SEND_SURVEYS = task_name("surveys.send_surveys")

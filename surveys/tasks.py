@@ -5,12 +5,8 @@ from celery import shared_task
 from .delivery import survey_send
 
 
-@shared_task(name="surveys.send_survey", acks_late=True)
-def send_survey(request_id: int) -> str:
-    return survey_send(request_id=request_id)
-
-
 @shared_task(name="surveys.send_surveys", acks_late=True)
 def send_surveys(request_ids: list[int]) -> int:
-    """A batch claimed by one tick: one task per batch keeps the tick short (bench/surveys)."""
+    """A batch claimed by one tick (one broker message per batch keeps the tick short: bench/surveys).
+    Each send is idempotent: a redelivered batch sends nothing twice."""
     return sum(1 for request_id in request_ids if survey_send(request_id=request_id) == "sent")

@@ -213,3 +213,16 @@ def test_voice_contact_gets_the_sms_survey(resolved_contact, daytime, csat):
     assert request.sent_channel == Channel.SMS and request.sent_conversation.channel == Channel.SMS
     _deliver_survey_message(request.sent_conversation)
     assert RecordedProviderRequest.objects.get(provider="twilio").to == "+819012345678"
+
+
+def test_the_link_page_speaks_the_customers_language(resolved_contact, daytime, csat, client):
+    conversation = resolved_contact(Channel.EMAIL, language="ja")
+    request = _due(conversation)
+    _send(request)
+    from surveys.links import link_key
+
+    page = client.get(f"/surveys/a/{link_key(request)}/?score=5").content.decode()
+    assert '<html lang="ja">' in page and "今回の対応にどのくらい満足されましたか？" in page
+    assert "回答を送信する" in page and "理由をお聞かせください。" in page
+    done = client.post(f"/surveys/a/{link_key(request)}/", {"score": "5"}).content.decode()
+    assert "ありがとうございました。回答 5 を受け付けました。" in done
