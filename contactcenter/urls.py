@@ -24,6 +24,7 @@ urlpatterns = [
     path("console/softphone/", include("conversations.channels.twilio_voice.softphone.urls")),
     path("console/", include(("conversations.console.urls", "console"))),
     path("supervisor/", include("supervisor.urls")),
+    path("surveys/", include("surveys.urls")),
 ]
 
 # A database outage answers 503 with Retry-After (providers retry), anything else the usual 500.

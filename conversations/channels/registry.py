@@ -61,3 +61,12 @@ def channel_conversation_assigned(conversation, agent) -> None:
     hook = getattr(adapter_for(conversation.channel), "conversation_assigned", None)
     if hook is not None:
         hook(conversation, agent)
+
+
+def channel_survey_card(conversation, card: dict) -> bool:
+    """Let the conversation's channel show a rating card in place (the widget); False when the
+    channel has no such hook (the survey goes as a message instead)."""
+    hook = getattr(adapter_for(conversation.channel), "survey_card", None)
+    if hook is None:
+        return False
+    return bool(hook(conversation, card))

@@ -42,6 +42,7 @@ from profiles.models import (
 )
 from profiles.services import suggest_same_name_same_domain
 
+from .. import lifecycle
 from ..models import (
     Agent,
     AgentSkill,
@@ -795,6 +796,7 @@ def seed_demo(*, password: str, now: datetime | None = None) -> SeedResult:
         write_drafts(drafts)
         if new_duplicate is not None:
             suggest_same_name_same_domain(customer=new_duplicate)
+        lifecycle.demo_seeded.send(sender=seed_demo, now=now, config=config)
     result.counts = summary_counts()
     return result
 

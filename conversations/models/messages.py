@@ -58,6 +58,7 @@ class EventType(models.TextChoices):
     ABANDONED = "abandoned", _("Customer left before an agent answered")
     SURVEY_SENT = "survey_sent", _("Survey sent")
     SURVEY_ANSWERED = "survey_answered", _("Survey answered")
+    SURVEY_SKIPPED = "survey_skipped", _("Survey not sent")
     CONSENT_CHANGED = "consent_changed", _("Consent changed")
     # Voice (conversations/channels/twilio_voice): each step of a call on the customer's timeline;
     # the agent's side of it comes from the softphone (twilio_voice/softphone).

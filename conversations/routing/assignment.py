@@ -9,6 +9,7 @@ from django.utils.translation import gettext as _
 
 from contactcenter.enqueue import enqueue_on_commit
 
+from .. import lifecycle
 from ..models import (
     Agent,
     Conversation,
@@ -206,4 +207,6 @@ def conversation_resolve(*, conversation_id: int, by: Agent | None, wrap_up_code
         system_events_record(conversation, events, update_fields=["status", "resolved_at", "waiting_since"])
         routing_event_publish({"type": "conversation.resolved", "conversation": conversation.pk},
                  agents=[conversation.assignee_id], conversation_id=conversation.pk)
+        # After commit: what other apps do about it (a survey) never undoes the resolve.
+        lifecycle.resolved(conversation.pk)
     return conversation

@@ -15,6 +15,7 @@ from contactcenter.enqueue import enqueue_on_commit
 from contactcenter.storable import text_storable
 from profiles.models import Customer
 
+from .. import lifecycle
 from ..events import (
     conversation_event,
     conversation_recipients,
@@ -171,6 +172,7 @@ def conversation_reopen(*, conversation: Conversation, agent: Agent | None, reas
             fields += ["assignee", "assigned_at"]
         locked.save(update_fields=fields)
         system_event_record(locked, EventType.REOPENED, agent=agent, reason=reason)
+        lifecycle.reopened(locked.pk)
         _publish_conversation(locked, "conversation.reopened", agent=locked.assignee_id)
         _route_if_unassigned(locked)
     return locked

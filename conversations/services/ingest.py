@@ -19,6 +19,7 @@ from profiles.languages import primary_language
 from profiles.models import Customer, IdentitySource
 from profiles.services import identity_resolve
 
+from .. import lifecycle
 from ..events import notify_message_created
 from ..models import (
     ACTIVE_STATUSES,
@@ -273,9 +274,19 @@ def message_receive(inbound: InboundMessage) -> IngestResult:
             if language and not customer.language:
                 customer.language = language
                 customer.save(update_fields=["language"])
-            conversation, opened, reopened = _find_or_open_conversation(
-                customer=customer, inbox=inbox, inbound=inbound, at=at, new_customer=resolution.created
-            )
+            # A reply that answers a survey (another app decides: conversations.lifecycle) joins the
+            # resolved conversation it is about and leaves it resolved; anything else goes on.
+            claimed = None
+            if not resolution.created and not inbound.automated and not inbound.attachments:
+                claimed = lifecycle.inbound_claim(customer=customer, inbox=inbox, text=inbound.text, at=at)
+            if claimed is not None:
+                conversation, opened, reopened = Conversation.objects.get(pk=claimed), False, False
+            else:
+                conversation, opened, reopened = _find_or_open_conversation(
+                    customer=customer, inbox=inbox, inbound=inbound, at=at, new_customer=resolution.created
+                )
+                if not inbound.automated:
+                    lifecycle.customer_message(customer_id=customer.pk, conversation_id=conversation.pk, at=at)
             seq = conversation.last_seq if opened else _after_inbound_taking_seq(conversation, inbound=inbound, at=at)
             message = Message.objects.create(
                 seq=seq, conversation=conversation, customer=customer, inbox=inbox, channel=inbox.kind,

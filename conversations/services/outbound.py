@@ -19,6 +19,7 @@ from profiles.models import ConsentStatus, IdentityKind
 from profiles.selectors import consent_check
 from profiles.services import consent_record
 
+from .. import lifecycle
 from ..channels.registry import validate_outbound
 from ..events import (
     message_event,
@@ -117,9 +118,12 @@ def _check_sendable(conversation: Conversation, text: str, template: dict | None
     return destination
 
 
-def message_send(*, conversation: Conversation, agent: Agent | None, text: str, template: dict | None = None) -> Message:
+def message_send(*, conversation: Conversation, agent: Agent | None, text: str, template: dict | None = None,
+                 reopen: bool = True) -> Message:
     """Store an outbound reply and deliver it after commit. Raises ``SendRefused`` with the reason
-    (opted out, WhatsApp window, too long, no address) before anything reaches the provider."""
+    (opted out, WhatsApp window, too long, no address) before anything reaches the provider.
+    ``reopen=False``: a message that is not a reply (a survey after the contact) leaves a resolved
+    conversation resolved."""
     text = text_storable(text)  # PostgreSQL refuses NUL (contactcenter.storable)
     destination = _check_sendable(conversation, text, template)
     now = timezone.now()
@@ -137,10 +141,11 @@ def message_send(*, conversation: Conversation, agent: Agent | None, text: str, 
         if agent is not None and conversation.first_response_at is None:
             conversation.first_response_at = now
             fields.append("first_response_at")
-        if conversation.status == ConversationStatus.RESOLVED:
+        if conversation.status == ConversationStatus.RESOLVED and reopen:
             conversation.status = ConversationStatus.OPEN
             conversation.resolved_at = None
             fields += ["status", "resolved_at"]
+            lifecycle.reopened(conversation.pk)
         conversation.save(update_fields=fields)
         notify_message_created(message, assignee_id=conversation.assignee_id)
         enqueue_on_commit(DELIVER_MESSAGE, message.pk)

@@ -43,7 +43,9 @@
       err_bad_email: "Please enter a valid email address.",
       err_403: "This chat is not configured correctly for this site.",
       err_404: "Not found.", err_503: "Messages cannot be left right now. Please try later.",
-      err_other: "Something went wrong. Please try again."
+      err_other: "Something went wrong. Please try again.",
+      survey_title: "Rate this chat", survey_comment: "Anything to add? (optional)", survey_send: "Send rating",
+      survey_pick: "Choose a score first.", survey_scale: "{min} = {min_label}, {max} = {max_label}"
     },
     ja: {
       open: "チャットで問い合わせ", close: "閉じる", title: "チャットでお問い合わせ",
@@ -70,7 +72,9 @@
       err_bad_email: "正しいメールアドレスを入力してください。",
       err_403: "このサイトではチャットが正しく設定されていません。",
       err_404: "見つかりません。", err_503: "現在メッセージを受け付けられません。後ほどお試しください。",
-      err_other: "エラーが発生しました。もう一度お試しください。"
+      err_other: "エラーが発生しました。もう一度お試しください。",
+      survey_title: "このチャットの評価", survey_comment: "ほかにお伝えしたいこと（任意）", survey_send: "評価を送信",
+      survey_pick: "先にスコアをお選びください。", survey_scale: "{min}＝{min_label}、{max}＝{max_label}"
     }
   };
 
@@ -251,7 +255,69 @@
   composer.appendChild(textbox);
   composer.appendChild(sendButton);
 
-  [header, statusLine, queueLine, confirmBox, logBox, typingLine, errorLine, prechat, offline, composer].forEach(function (n) {
+  // The rating card after the chat (a "survey" frame): a real form, a radio group with a legend,
+  // usable by keyboard and screen reader; answered in place ("survey_answer"), thanked in place.
+  var surveyBox = el("form", "cc-survey cc-hidden");
+  surveyBox.noValidate = true;
+  surveyBox.setAttribute("aria-label", T.survey_title);
+  var surveyToken = null;
+  function renderSurvey(frame) {
+    if (typeof frame.survey !== "string" || typeof frame.min !== "number" || typeof frame.max !== "number") { return; }
+    if (frame.max - frame.min > 10 || frame.max < frame.min) { return; }
+    surveyToken = frame.survey;
+    while (surveyBox.firstChild) { surveyBox.removeChild(surveyBox.firstChild); }
+    var fieldset = el("fieldset", "cc-survey-scale");
+    fieldset.appendChild(el("legend", "cc-survey-question", frame.question || T.survey_title));
+    fieldset.appendChild(el("p", "cc-survey-hint", T.survey_scale.replace("{min}", frame.min)
+      .replace("{min_label}", frame.min_label || "").replace("{max}", frame.max)
+      .replace("{max_label}", frame.max_label || "")));
+    var scores = el("div", "cc-survey-scores");
+    for (var score = frame.min; score <= frame.max; score += 1) {
+      var label = el("label", "cc-survey-score");
+      var radio = el("input");
+      radio.type = "radio";
+      radio.name = "cc-survey-score";
+      radio.value = String(score);
+      label.appendChild(radio);
+      label.appendChild(el("span", "", String(score)));
+      scores.appendChild(label);
+    }
+    fieldset.appendChild(scores);
+    surveyBox.appendChild(fieldset);
+    var comment = el("textarea", "cc-survey-comment");
+    comment.maxLength = 2000;
+    comment.rows = 2;
+    surveyBox.appendChild(field(frame.follow_up || T.survey_comment, comment));
+    var note = el("p", "cc-survey-note");
+    note.setAttribute("role", "status");
+    surveyBox.appendChild(note);
+    var submit = el("button", "cc-primary", T.survey_send);
+    submit.type = "submit";
+    surveyBox.appendChild(submit);
+    show(surveyBox, true);
+    setText(announcer, T.survey_title);
+  }
+  surveyBox.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var chosen = surveyBox.querySelector("input[name='cc-survey-score']:checked");
+    var note = surveyBox.querySelector(".cc-survey-note");
+    if (!chosen) { note.textContent = T.survey_pick; return; }
+    var comment = surveyBox.querySelector(".cc-survey-comment");
+    send({ type: "survey_answer", survey: surveyToken, score: parseInt(chosen.value, 10),
+           comment: comment ? comment.value : "" });
+  });
+  function surveyAnswered(frame) {
+    if (frame.survey !== surveyToken) { return; }
+    var note = surveyBox.querySelector(".cc-survey-note");
+    if (!frame.ok) { if (note) { note.textContent = frame.message || T.err_other; } return; }
+    while (surveyBox.firstChild) { surveyBox.removeChild(surveyBox.firstChild); }
+    var thanks = el("p", "cc-survey-thanks", frame.message || "");
+    thanks.setAttribute("role", "status");
+    surveyBox.appendChild(thanks);
+    surveyToken = null;
+  }
+
+  [header, statusLine, queueLine, confirmBox, logBox, typingLine, errorLine, surveyBox, prechat, offline, composer].forEach(function (n) {
     panel.appendChild(n);
   });
   // The launcher first: Tab from it goes into the open panel, not into the host page.
@@ -600,6 +666,12 @@
       case "offline_message":
         offline.reset();
         setText(statusLine, T.offline_done);
+        break;
+      case "survey":
+        renderSurvey(frame);
+        break;
+      case "survey_answered":
+        surveyAnswered(frame);
         break;
       case "error":
         if (typeof frame.id === "string" && pending[frame.id]) {

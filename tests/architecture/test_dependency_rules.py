@@ -16,7 +16,7 @@ import grimp
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("contactcenter", "profiles", "conversations", "supervisor")
+PACKAGES = ("contactcenter", "profiles", "conversations", "supervisor", "surveys")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -101,6 +101,8 @@ FORBIDDEN_IMPORTS = [
      "conversations and profiles import nothing of supervisor"),
     ("supervisor/live/selectors.py", "from conversations.services import outbound as _o",
      "selectors never import services"),
+    ("conversations/services/ingest.py", "from surveys import models as _sm", "import nothing of surveys"),
+    ("conversations/channels/webchat/consumer.py", "from surveys import answers as _sa", "import nothing of surveys"),
 ]
 
 

@@ -36,6 +36,7 @@ MUST_BE_ZERO = {
     "routing": ("double_assignments", "waited", "unserved"),
     "voice": ("errors", "same_position", "wrong_position"),
     "wallboard": ("lost", "floor_lost", "sockets_closed", "tracebacks"),
+    "surveys": ("duplicates", "missing"),
 }
 LINE = re.compile(r"^BENCH (?P<name>\S+) ratio=(?P<ratio>\S+) target=\S+ spread=(?P<low>[\d.]+)-(?P<high>[\d.]+) "
                   r"rounds=(?P<rounds>\d+)(?P<rest>.*)$")

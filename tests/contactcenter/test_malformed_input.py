@@ -293,7 +293,8 @@ async def test_widget_socket_fuzz_never_ends_in_1011():
     from conversations.models import Channel
 
     await database_sync_to_async(make_inbox)(Channel.WEBCHAT, "widget-main", settings={})
-    fields = ("widget", "token", "user", "language", "id", "text", "name", "email", "conversation", "on", "locale")
+    fields = ("widget", "token", "user", "language", "id", "text", "name", "email", "conversation", "on", "locale",
+              "survey", "score", "comment")
     for hello_value in [*WELL_FORMED_NONSENSE[:6], secrets.token_urlsafe(32)]:
         communicator = WebsocketCommunicator(application, "/ws/widget/?widget=widget-main",
                                              headers=[(b"origin", b"https://shop.example.jp")])
@@ -311,7 +312,7 @@ async def test_widget_socket_fuzz_never_ends_in_1011():
                 answer = await communicator.receive_output(timeout=5)
             # A hello that was accepted, then nonsense in every frame.
             for kind in ("message", "typing", "prechat", "offline_message", "status", "history", "attachment",
-                         "queue", "end", "hello", "nonsense"):
+                         "queue", "end", "survey_answer", "hello", "nonsense"):
                 for value in WELL_FORMED_NONSENSE:
                     await communicator.send_json_to({"type": kind, **{name: value for name in fields}})
                     await communicator.send_json_to({"type": "ping"})

@@ -339,7 +339,7 @@ def test_an_inbox_that_still_stores_an_imap_password_says_so_when_opened(admin_c
     assert "hold a mailbox password" not in page and 'class="warning"' not in page
 
 
-OUR_APPS = ("contactcenter", "conversations", "profiles")
+OUR_APPS = ("contactcenter", "conversations", "profiles", "surveys")
 
 
 def test_every_model_and_field_of_ours_has_a_japanese_name():

@@ -28,7 +28,7 @@ def send(message: Message, *, to: str, from_: str) -> SendResult:
     frame = widget_message_frame(message, agent_name=agent_name)
     try:
         async_to_sync(layer.group_send)(widget_group(message.conversation_id), widget_layer_message(frame))
-    except Exception as exc:  # noqa: BLE001 - Redis down: retry; the row is the truth either way
+    except Exception as exc:
         raise TransientSendError(f"channel layer: {exc}") from exc
     return SendResult(provider_id=f"wc-{message.pk}", status="delivered")
 
@@ -38,3 +38,22 @@ def conversation_assigned(conversation, agent) -> None:
     from .ingest import widget_assigned_publish
 
     widget_assigned_publish(conversation, agent)
+
+
+def survey_card(conversation, card: dict) -> bool:
+    """The channel registry's hook: show a rating card in the visitor's widget (every tab of every
+    visitor key of the customer), after commit. A visitor who is not connected gets it on their
+    next hello (``pending_survey_cards``)."""
+    from django.db import transaction
+
+    from profiles.models import IdentityKind
+
+    from ...groups import visitor_group
+    from .events import survey_card_frame
+    from .ingest import _widget_send
+
+    keys = list(conversation.customer.identities.filter(kind=IdentityKind.WEB_VISITOR).values_list("value", flat=True))
+    frame = survey_card_frame(card)
+    for key in keys:
+        transaction.on_commit(lambda key=key: _widget_send(visitor_group(key), frame))
+    return True

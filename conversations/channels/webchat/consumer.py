@@ -28,6 +28,7 @@ from channels.security.websocket import OriginValidator, WebsocketDenier
 from contactcenter.client_address import scope_client_address
 from contactcenter.decoding import UndecodableInput, json_decode
 
+from ... import lifecycle
 from ...groups import visitor_group, widget_group
 from ...layer_watch import LAYER_LOST_CLOSE_CODE, ChannelLayerWatch
 from ...models import Inbox
@@ -35,6 +36,7 @@ from . import ingest as webchat_ingest
 from . import input_limits as webchat_input_limits
 from . import status as webchat_status
 from . import visitors as webchat_visitors
+from .events import survey_answered_frame, survey_card_frame
 from .input_limits import WidgetError
 
 logger = logging.getLogger(__name__)
@@ -147,6 +149,7 @@ class WidgetConsumer(ChannelLayerWatch, AsyncWebsocketConsumer):
             "message": self.on_message, "typing": self.on_typing, "prechat": self.on_prechat,
             "offline_message": self.on_offline_message, "status": self.on_status, "history": self.on_history,
             "attachment": self.on_attachment, "ping": self.on_ping, "queue": self.on_queue, "end": self.on_end,
+            "survey_answer": self.on_survey_answer,
         }.get(kind)
         if handler is None:
             raise WidgetError(400, "unknown_type")
@@ -173,6 +176,29 @@ class WidgetConsumer(ChannelLayerWatch, AsyncWebsocketConsumer):
         await self._join(visitor_group(visitor.key))
         await self._send_history()
         await self.send_json(await database_sync_to_async(webchat_status.widget_status)(inbox, visitor=visitor))
+        for frame in await database_sync_to_async(self._pending_survey_cards)():
+            await self.send_json(frame)
+
+    def _pending_survey_cards(self) -> list[dict]:
+        """A rating card sent while the visitor was away is shown on their next visit (the
+        database is the truth, not the frame): asked of whoever answers widget surveys."""
+        customer = webchat_visitors.visitor_customer(self.visitor)
+        if customer is None:
+            return []
+        return [survey_card_frame(card) for card in lifecycle.widget_pending_cards(customer_id=customer.pk)]
+
+    async def on_survey_answer(self, content):
+        """The visitor rated the chat in the widget's card: whoever takes widget answers
+        (conversations.lifecycle) checks the survey's token against this visitor's customer."""
+        def answer():
+            customer = webchat_visitors.visitor_customer(self.visitor)
+            payload = {"token": content.get("survey"), "score": content.get("score"), "comment": content.get("comment")}
+            return lifecycle.widget_answer(customer_id=customer.pk if customer else None, payload=payload)
+
+        result = await database_sync_to_async(answer)()
+        if result is None:
+            raise WidgetError(400, "unknown_type")
+        await self.send_json(survey_answered_frame(result))
 
     async def _send_history(self):
         def load():

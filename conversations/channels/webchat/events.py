@@ -31,3 +31,31 @@ def agent_typing_frame(agent, *, on: bool) -> dict:
 def ended_frame(conversation_id: int | None) -> dict:
     """The chat ended: every tab of the visitor clears; the next message opens a new conversation."""
     return {"type": "ended", "conversation": conversation_id}
+
+
+def survey_card_frame(card: dict) -> dict:
+    """A rating card after the chat (conversations.lifecycle's survey listener builds ``card``:
+    the survey's token, its scale and its question in the customer's language). Text only."""
+    return {
+        "type": "survey",
+        "survey": str(card["token"]),
+        "conversation": card.get("conversation"),
+        "kind": str(card.get("kind", "")),
+        "question": str(card.get("question", "")),
+        "follow_up": str(card.get("follow_up", "")),
+        "min": int(card["min"]),
+        "max": int(card["max"]),
+        "min_label": str(card.get("min_label", "")),
+        "max_label": str(card.get("max_label", "")),
+    }
+
+
+def survey_answered_frame(result: dict) -> dict:
+    """The answer to a rating card was taken (or why not): the widget thanks the visitor."""
+    return {
+        "type": "survey_answered",
+        "survey": str(result.get("token", "")),
+        "ok": bool(result.get("ok")),
+        "score": result.get("score"),
+        "message": str(result.get("message", "")),
+    }

@@ -106,6 +106,11 @@ def _visitor_customer(key: str) -> Customer | None:
     return _active(identity.customer) if identity else None
 
 
+def visitor_customer(visitor: Visitor) -> Customer | None:
+    """The customer behind a visitor's key (after merges), or None before their first message."""
+    return _visitor_customer(visitor.key)
+
+
 def visitor_hello(*, inbox: Inbox, token, ip: str, user: dict | None = None, language=None) -> Visitor:
     """Identify the visitor of a new socket. With ``user = {"id", "signature"}`` the signature is
     checked with the inbox secret; a valid one proves the visitor is that user and links (merges)

@@ -1,0 +1,60 @@
+"""Admin for surveys: definitions and the policy validated when saved (``clean``), requests with
+their skip reasons, answers, follow-ups."""
+
+from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+
+from .models import (
+    SurveyDefinition,
+    SurveyFollowUp,
+    SurveyPolicy,
+    SurveyRequest,
+    SurveyResponse,
+)
+
+
+@admin.register(SurveyDefinition)
+class SurveyDefinitionAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "delay_seconds", "sampling_percent", "is_active")
+    list_filter = ("kind", "is_active")
+    filter_horizontal = ("queues", "inboxes")
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "is_active")}),
+        (_("Questions"), {"fields": ("question_en", "question_ja", "follow_up_en", "follow_up_ja")}),
+        (_("Who gets it"), {"fields": ("queues", "inboxes", "sampling_percent", "delay_seconds")}),
+    )
+
+
+@admin.register(SurveyPolicy)
+class SurveyPolicyAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "days_between", "quiet_start", "quiet_end", "answer_window_hours", "follow_up_queue")
+
+    def has_add_permission(self, request) -> bool:
+        # One policy: the first row is the one in force (SurveyPolicy.current).
+        return not SurveyPolicy.objects.exists()
+
+
+@admin.register(SurveyRequest)
+class SurveyRequestAdmin(admin.ModelAdmin):
+    list_display = ("id", "conversation", "customer", "channel", "definition", "status", "skip_reason", "due_at",
+                    "sent_at")
+    list_filter = ("status", "skip_reason", "channel", "definition__kind")
+    search_fields = ("=conversation__id", "customer__display_name")
+    raw_id_fields = ("conversation", "customer", "agent", "queue", "sent_conversation")
+    readonly_fields = ("token", "claimed_at", "sent_at", "sent_channel", "sent_mode", "created_at")
+    date_hierarchy = "due_at"
+
+
+@admin.register(SurveyResponse)
+class SurveyResponseAdmin(admin.ModelAdmin):
+    list_display = ("id", "kind", "score", "channel", "via", "conversation", "agent", "queue", "answered_at",
+                    "changed_at")
+    list_filter = ("kind", "channel", "via", "queue")
+    raw_id_fields = ("request", "conversation", "customer", "agent", "queue")
+    readonly_fields = ("answered_at", "changed_at", "previous_score")
+
+
+@admin.register(SurveyFollowUp)
+class SurveyFollowUpAdmin(admin.ModelAdmin):
+    list_display = ("id", "response", "conversation", "created_at")
+    raw_id_fields = ("response", "conversation")

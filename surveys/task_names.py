@@ -1,0 +1,5 @@
+"""The Celery tasks of surveys, by registered name (services queue by name: contactcenter.enqueue)."""
+
+from contactcenter.enqueue import task_name
+
+SEND_SURVEYS = task_name("surveys.send_surveys")

@@ -1,0 +1,53 @@
+"""The admin validates survey configuration when it is saved and shows why surveys were skipped."""
+
+from datetime import time
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from conversations.models import Queue
+from surveys.models import SkipReason, SurveyDefinition, SurveyKind, SurveyPolicy, SurveyRequest
+from surveys.scheduling import survey_schedule
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_definition_needs_its_english_question():
+    with pytest.raises(ValidationError) as refused:
+        SurveyDefinition(name="x", kind=SurveyKind.NPS, question_en=" ", sampling_percent=50).full_clean()
+    assert "question_en" in refused.value.message_dict
+    with pytest.raises(ValidationError) as refused:
+        SurveyDefinition(name="x", kind=SurveyKind.NPS, question_en="?", sampling_percent=150).full_clean()
+    assert "sampling_percent" in refused.value.message_dict
+
+
+def test_the_policy_is_checked_when_saved(care_queue):
+    plain = Queue.objects.create(name="Plain", slug="plain")
+    bad = SurveyPolicy(csat_detractor_max=5, nps_detractor_max=11, ces_detractor_max=0,
+                       quiet_start=time(8, 0), quiet_end=time(8, 0), follow_up_queue=plain)
+    with pytest.raises(ValidationError) as refused:
+        bad.full_clean()
+    assert set(refused.value.message_dict) == {"csat_detractor_max", "nps_detractor_max", "ces_detractor_max", "quiet_end",
+                                               "follow_up_queue"}
+    SurveyPolicy(follow_up_queue=care_queue).full_clean()
+
+
+def test_the_admin_lists_skipped_surveys_with_their_reason(admin_client, resolved_contact, policy, csat):
+    conversation = resolved_contact(reply=False)
+    survey_schedule(conversation_id=conversation.pk)
+    page = admin_client.get("/admin/surveys/surveyrequest/?skip_reason=no_agent_reply")
+    assert page.status_code == 200
+    assert "No agent replied in the conversation" in page.content.decode()
+    for model in ("surveydefinition", "surveypolicy", "surveyresponse", "surveyfollowup"):
+        assert admin_client.get(f"/admin/surveys/{model}/").status_code == 200
+    request = SurveyRequest.objects.get()
+    assert admin_client.get(f"/admin/surveys/surveyrequest/{request.pk}/change/").status_code == 200
+    assert request.skip_reason == SkipReason.NO_AGENT_REPLY
+
+
+def test_the_admin_refuses_an_invalid_policy(admin_client, care_queue):
+    response = admin_client.post("/admin/surveys/surveypolicy/add/", {
+        "days_between": 30, "quiet_start": "20:00", "quiet_end": "09:00", "answer_window_hours": 48,
+        "follow_up_priority": 10, "csat_detractor_max": 9, "nps_detractor_max": 6, "ces_detractor_max": 3})
+    assert response.status_code == 200 and not SurveyPolicy.objects.exists()
+    assert "Between 1 and 4." in response.content.decode()
