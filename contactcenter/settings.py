@@ -301,7 +301,7 @@ CC_SERVE_STATIC = env_bool("CC_SERVE_STATIC", default=True)
 CC_MAX_CONCURRENT_REQUESTS = env_int("CC_MAX_CONCURRENT_REQUESTS", 24)
 # When daphne stops (SIGTERM), requests in flight get this long to finish and answer; past it they
 # are aborted as if their client had left, and the process exits once their threads are done
-# (contactcenter/http_drain.py). Keep it well inside the process manager's grace (systemd: 90 s).
+# (contactcenter/graceful_stop.py). Keep it well inside the process manager's grace (systemd: 90 s).
 CC_HTTP_DRAIN_SECONDS = env_int("CC_HTTP_DRAIN_SECONDS", 10)
 
 # --- Twilio ---------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """A socket's instance cancelled because the server stops: it disconnects as if the client had left.
 
-Why: on SIGTERM daphne cancels every application instance, so a consumer never receives
+Why: on SIGTERM daphne cancels every application instance (contactcenter.graceful_stop passes the
+cancellation on to sockets and waits for them), so a consumer never receives
 ``websocket.disconnect``: its ``disconnect()`` never ran, leaving its channel in its groups until
 channels_redis expires them (a day) and the console's last "seen" (conversations.routing.
 console_presence) a refresh behind. So the cancelled instance first closes the socket with 1012
@@ -14,9 +15,9 @@ import logging
 
 from channels.exceptions import StopConsumer
 
-logger = logging.getLogger(__name__)
+from contactcenter.graceful_stop import SERVER_RESTART_CLOSE_CODE
 
-SERVER_RESTART_CLOSE_CODE = 1012
+logger = logging.getLogger(__name__)
 
 
 class DisconnectWhenServerStops:

@@ -1,14 +1,17 @@
 """A console or widget socket whose instance the server cancels (daphne does so to every one on
 SIGTERM) disconnects as if its client had left: it closes with 1012 so the client reconnects,
-leaves its groups, and its layer probe stops (conversations/socket_stop.py, layer_watch.py).
-Before, the instance ended without ``disconnect()`` and the probe loop ran on, orphaned."""
+leaves its groups, and its layer probe stops (conversations/socket_stop.py, layer_watch.py; the
+instance runs through contactcenter.graceful_stop as daphne serves it). Before, the instance ended
+without ``disconnect()`` and the probe loop ran on, orphaned."""
 
 import asyncio
+import contextlib
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from contactcenter.asgi import application
 from conversations.socket_stop import SERVER_RESTART_CLOSE_CODE
 
 from .test_console_socket import _connect as _connect_console
@@ -24,6 +27,11 @@ def _probing_sockets_on_an_in_memory_layer(settings):
     settings.CC_CHANNEL_LAYER_CHECK_SECONDS = 0.05
 
 
+@pytest.fixture(autouse=True)
+def _server_serving_again_afterwards(monkeypatch):
+    monkeypatch.setattr(application, "stopping", False)  # a cancelled instance marks it stopping
+
+
 def _probe_loops() -> list[asyncio.Task]:
     return [task for task in asyncio.all_tasks()
             if not task.done() and task.get_coro().__qualname__.endswith("ChannelLayerWatch._layer_watch")]
@@ -36,8 +44,9 @@ def _memberships() -> int:
 async def _stop_server_for(communicator) -> dict:
     """Cancel the instance as daphne's kill_all_applications does; the frames it sent meanwhile."""
     communicator.future.cancel()
-    with pytest.raises(asyncio.CancelledError):
+    with contextlib.suppress(asyncio.CancelledError):
         await communicator.future
+    assert application.stopping
     outputs = []
     while not communicator.output_queue.empty():
         outputs.append(communicator.output_queue.get_nowait())
