@@ -14,8 +14,10 @@ suite saw daphne still alive 60 s after SIGTERM, its main thread joining a reque
 Whether it happened depended on whether a request was between two hops at the signal: most runs
 stopped in a second, some never did.
 
-So every instance runs the application in a task of its own and, cancelled, ends only when that
-task has, and ends normally (so ``gather`` really waits for all of them):
+So, under daphne, the wrapper adds its own "before shutdown" step to Twisted's reactor (which waits
+for every such step) that waits until every instance it runs has ended; daphne's own step cancels
+them, and each, cancelled, ends only when its application task has (it also ends normally, so
+daphne's ``gather`` waits for it too):
 
 * an HTTP request (queued ones included: they were accepted) first gets ``CC_HTTP_DRAIN_SECONDS``
   to finish and answer (an accepted SMS webhook is answered 200, so Twilio does not retry it);
@@ -30,6 +32,7 @@ answered 503 with Retry-After and new sockets refused, without reaching the appl
 
 import asyncio
 import logging
+import sys
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +47,50 @@ class GracefulStop:
     def __init__(self, app, *, drain_seconds: float):
         self.app = app
         self.drain_seconds = drain_seconds
-        self.stopping = False  # set by the first cancellation of an instance whose client is still there
+        self.stopping = False  # set when the server stops (or cancels an instance whose client is there)
+        self.running: set[asyncio.Task] = set()  # instances in flight
+        self._hooked = False
 
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
         if kind not in ("http", "websocket"):
             return await self.app(scope, receive, send)
+        self._hook_server_stop()
         if self.stopping:
             return await self._refuse(kind, send)
+        current = asyncio.current_task()
+        self.running.add(current)
+        try:
+            return await self._run(kind, scope, receive, send)
+        finally:
+            self.running.discard(current)
+
+    def _hook_server_stop(self) -> None:
+        """Under daphne: one more "before shutdown" step of the reactor, waiting for our instances.
+        Added at the first connection: the reactor runs by then (daphne installs it at import)."""
+        if self._hooked:
+            return
+        self._hooked = True
+        reactor = sys.modules.get("twisted.internet.reactor")
+        if reactor is None or not hasattr(reactor, "addSystemEventTrigger"):
+            return  # another server: it waits for its requests itself
+        from twisted.internet import defer
+
+        def server_stopping():
+            self.stopping = True
+            return defer.Deferred.fromFuture(asyncio.ensure_future(self.all_ended()))
+
+        reactor.addSystemEventTrigger("before", "shutdown", server_stopping)
+
+    async def all_ended(self) -> None:
+        """Until no instance is in flight (daphne cancels them meanwhile; each drains)."""
+        if self.running:
+            logger.info("server stopping: %d instance(s) in flight; requests get %g s to finish",
+                        len(self.running), self.drain_seconds)
+        while self.running:
+            await asyncio.wait(set(self.running))
+
+    async def _run(self, kind, scope, receive, send):
         client_gone = asyncio.Event()
         abort = asyncio.Event()
 
@@ -87,10 +126,8 @@ class GracefulStop:
         except asyncio.CancelledError:
             if instance.done():
                 raise
-            if not client_gone.is_set() and not self.stopping:
-                # Daphne cancels an instance whose client is still there only when it stops.
-                self.stopping = True
-                logger.info("server stopping: requests in flight get %g s to finish", self.drain_seconds)
+            if not client_gone.is_set():
+                self.stopping = True  # daphne cancels an instance whose client is there only when it stops
             if kind == "http":
                 await self._drain(instance, abort)
             else:

@@ -5,6 +5,7 @@ all (contactcenter/graceful_stop.py). The Django application here is the real on
 its thread like a slow request."""
 
 import asyncio
+import sys
 
 import pytest
 from django.core.asgi import get_asgi_application
@@ -128,3 +129,39 @@ async def test_a_request_whose_client_left_does_not_put_the_server_in_stopping()
     slow_urls.release.set()
     await client.instance
     assert app.stopping is False
+
+
+async def test_under_daphne_the_reactor_stops_only_after_every_instance_ended(monkeypatch):
+    """Daphne's own stop step (a gather) ends as soon as one instance ends cancelled, e.g. one
+    cancelled before it even started; the wrapper's own step waits for all of them."""
+    steps = []
+
+    class Reactor:
+        def addSystemEventTrigger(self, phase, event, step):
+            steps.append((phase, event, step))
+
+    monkeypatch.setitem(sys.modules, "twisted.internet.reactor", Reactor())
+    app = GracefulStop(get_asgi_application(), drain_seconds=5)
+    in_view = Client(app, "/slow/")
+    await _view_entered()
+    never_started = Client(app, "/slow/")
+    [(phase, event, our_step)] = steps
+    assert (phase, event) == ("before", "shutdown")
+
+    # daphne's step: cancel all, gather; its gather ends at once on the one cancelled before it ran
+    for client in (in_view, never_started):
+        client.instance.cancel()
+    daphne_gather = asyncio.gather(in_view.instance, never_started.instance)
+    ours = our_step()
+    assert app.stopping
+    with pytest.raises(asyncio.CancelledError):
+        await daphne_gather
+    await asyncio.sleep(0.3)
+    assert not ours.called  # the reactor keeps running: the request is still in its view
+
+    slow_urls.release.set()
+    await asyncio.wait_for(app.all_ended(), timeout=5)
+    await asyncio.sleep(0)
+    assert ours.called
+    assert in_view.status == 200
+    assert _other_tasks() == set()
