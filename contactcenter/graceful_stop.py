@@ -47,7 +47,7 @@ class GracefulStop:
     def __init__(self, app, *, drain_seconds: float):
         self.app = app
         self.drain_seconds = drain_seconds
-        self.stopping = False  # set when the server stops (or cancels an instance whose client is there)
+        self.stopping = False  # set by the server's stop step (under daphne)
         self.running: set[asyncio.Task] = set()  # instances in flight
         self._hooked = False
 
@@ -95,7 +95,6 @@ class GracefulStop:
             await asyncio.wait(set(self.running))
 
     async def _run(self, kind, scope, receive, send):
-        client_gone = asyncio.Event()
         abort = asyncio.Event()
 
         async def receive_until_aborted():
@@ -106,32 +105,18 @@ class GracefulStop:
             aborter = asyncio.ensure_future(abort.wait())
             try:
                 await asyncio.wait({getter, aborter}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    message = getter.result()
-                    if message.get("type") == "http.disconnect":
-                        client_gone.set()
-                    return message
-                return DISCONNECT
+                return getter.result() if getter.done() else DISCONNECT
             finally:
                 for future in (getter, aborter):
                     if not future.done():
                         future.cancel()
 
-        async def receive_noting_disconnect():
-            message = await receive()
-            if message.get("type") == "websocket.disconnect":
-                client_gone.set()
-            return message
-
-        wrapped_receive = receive_until_aborted if kind == "http" else receive_noting_disconnect
-        instance = asyncio.ensure_future(self.app(scope, wrapped_receive, send))
+        instance = asyncio.ensure_future(self.app(scope, receive_until_aborted if kind == "http" else receive, send))
         try:
             return await asyncio.shield(instance)
         except asyncio.CancelledError:
             if instance.done():
                 raise
-            if not client_gone.is_set():
-                self.stopping = True  # daphne cancels an instance whose client is there only when it stops
             if kind == "http":
                 await self._drain(instance, abort)
             else:

@@ -67,7 +67,6 @@ async def _view_entered():
 async def test_the_project_application_lets_requests_in_flight_finish_and_answer_when_the_server_stops(monkeypatch):
     from contactcenter.asgi import application
 
-    monkeypatch.setattr(application, "stopping", False)  # restored: other tests serve through it
     limit = application.app.application_mapping["http"]
     monkeypatch.setattr(limit, "_semaphore", asyncio.Semaphore(1))  # a limit of one: the second request queues
     in_view = Client(application, "/slow/")
@@ -99,12 +98,14 @@ async def test_a_request_past_the_drain_time_is_aborted_and_the_instance_ends_on
     assert _other_tasks() == set()
 
 
-async def test_requests_arriving_while_the_server_stops_are_answered_503_without_reaching_django():
+async def test_requests_arriving_while_the_server_stops_are_answered_503_without_reaching_django(monkeypatch):
+    steps = _fake_reactor(monkeypatch)
     app = GracefulStop(get_asgi_application(), drain_seconds=5)
     first = Client(app, "/slow/")
     await _view_entered()
-    stopping = asyncio.ensure_future(first.server_stops())
-    await asyncio.sleep(0.05)
+    first.instance.cancel()
+    [(_, _, our_step)] = steps
+    our_step()
     slow_urls.entered.clear()
 
     late = Client(app, "/slow/")
@@ -114,26 +115,28 @@ async def test_requests_arriving_while_the_server_stops_are_answered_503_without
     assert not slow_urls.entered.is_set()
 
     slow_urls.release.set()
-    await stopping
+    await first.instance
     assert first.status == 200
-    assert app.stopping
 
 
-async def test_a_request_whose_client_left_does_not_put_the_server_in_stopping():
+async def test_an_instance_cancelled_outside_a_server_stop_does_not_refuse_later_requests():
     app = GracefulStop(get_asgi_application(), drain_seconds=5)
     client = Client(app, "/slow/")
     await _view_entered()
-    client.incoming.put_nowait({"type": "http.disconnect"})
-    await asyncio.sleep(0.1)
-    client.instance.cancel()  # daphne reaps an instance whose client left long ago
+    client.instance.cancel()  # e.g. daphne reaping an instance whose client left long ago
     slow_urls.release.set()
     await client.instance
     assert app.stopping is False
+    assert (await _answer(Client(app, "/slow/"))) == 200
 
 
-async def test_under_daphne_the_reactor_stops_only_after_every_instance_ended(monkeypatch):
-    """Daphne's own stop step (a gather) ends as soon as one instance ends cancelled, e.g. one
-    cancelled before it even started; the wrapper's own step waits for all of them."""
+async def _answer(client: Client) -> int | None:
+    await client.instance
+    return client.status
+
+
+def _fake_reactor(monkeypatch) -> list:
+    """Twisted's reactor as daphne runs it, recording the stop steps added to it."""
     steps = []
 
     class Reactor:
@@ -141,6 +144,13 @@ async def test_under_daphne_the_reactor_stops_only_after_every_instance_ended(mo
             steps.append((phase, event, step))
 
     monkeypatch.setitem(sys.modules, "twisted.internet.reactor", Reactor())
+    return steps
+
+
+async def test_under_daphne_the_reactor_stops_only_after_every_instance_ended(monkeypatch):
+    """Daphne's own stop step (a gather) ends as soon as one instance ends cancelled, e.g. one
+    cancelled before it even started; the wrapper's own step waits for all of them."""
+    steps = _fake_reactor(monkeypatch)
     app = GracefulStop(get_asgi_application(), drain_seconds=5)
     in_view = Client(app, "/slow/")
     await _view_entered()

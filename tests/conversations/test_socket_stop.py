@@ -1,7 +1,7 @@
 """A console or widget socket whose instance the server cancels (daphne does so to every one on
 SIGTERM) disconnects as if its client had left: it closes with 1012 so the client reconnects,
 leaves its groups, and its layer probe stops (conversations/socket_stop.py, layer_watch.py; the
-instance runs through contactcenter.graceful_stop as daphne serves it). Before, the instance ended
+instance runs through contactcenter.graceful_stop, as daphne serves it). Before, the instance ended
 without ``disconnect()`` and the probe loop ran on, orphaned."""
 
 import asyncio
@@ -11,7 +11,6 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from contactcenter.asgi import application
 from conversations.socket_stop import SERVER_RESTART_CLOSE_CODE
 
 from .test_console_socket import _connect as _connect_console
@@ -25,11 +24,6 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 def _probing_sockets_on_an_in_memory_layer(settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     settings.CC_CHANNEL_LAYER_CHECK_SECONDS = 0.05
-
-
-@pytest.fixture(autouse=True)
-def _server_serving_again_afterwards(monkeypatch):
-    monkeypatch.setattr(application, "stopping", False)  # a cancelled instance marks it stopping
 
 
 def _probe_loops() -> list[asyncio.Task]:
@@ -46,7 +40,6 @@ async def _stop_server_for(communicator) -> dict:
     communicator.future.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await communicator.future
-    assert application.stopping
     outputs = []
     while not communicator.output_queue.empty():
         outputs.append(communicator.output_queue.get_nowait())
