@@ -33,8 +33,11 @@ from django.urls import re_path  # noqa: E402
 from .websocket_urls import websocket_urlpatterns, widget_websocket_urlpatterns  # noqa: E402
 
 from .concurrency import ConcurrencyLimit  # noqa: E402
+from .graceful_stop import GracefulStop  # noqa: E402
 
-application = ProtocolTypeRouter(
+# Outermost: when daphne stops, requests in flight (queued ones too) finish and sockets disconnect
+# before the event loop stops (contactcenter.graceful_stop).
+application = GracefulStop(ProtocolTypeRouter(
     {
         "http": ConcurrencyLimit(django_asgi_app, limit=settings.CC_MAX_CONCURRENT_REQUESTS),
         "websocket": URLRouter(
@@ -44,7 +47,7 @@ application = ProtocolTypeRouter(
             ]
         ),
     }
-)
+), drain_seconds=settings.CC_HTTP_DRAIN_SECONDS)
 
 if settings.CC_EMBEDDED_WORKER and not settings.CC_PRODUCTION:
     from .embedded import start_smtp_listener, start_worker

@@ -304,6 +304,10 @@ CC_SERVE_STATIC = env_bool("CC_SERVE_STATIC", default=True)
 # HTTP requests one daphne process works on at once (each holds a database connection); keep
 # processes x this below PostgreSQL's max_connections. More wait in the event loop.
 CC_MAX_CONCURRENT_REQUESTS = env_int("CC_MAX_CONCURRENT_REQUESTS", 24)
+# When daphne stops (SIGTERM), requests in flight get this long to finish and answer; past it they
+# are aborted as if their client had left, and the process exits once their threads are done
+# (contactcenter/graceful_stop.py). Keep it well inside the process manager's grace (systemd: 90 s).
+CC_HTTP_DRAIN_SECONDS = env_int("CC_HTTP_DRAIN_SECONDS", 10)
 
 # --- Twilio ---------------------------------------------------------------------------------
 TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")

@@ -20,6 +20,7 @@ from .groups import (
     user_group,
 )
 from .layer_watch import LAYER_LOST_CLOSE_CODE, ChannelLayerWatch
+from .socket_stop import DisconnectWhenServerStops
 
 
 @database_sync_to_async
@@ -128,7 +129,7 @@ def _typing(user, conversation_id: int, on: bool) -> None:
 BAD_FRAME_CLOSE_CODE = 4400
 
 
-class ConsoleConsumer(ChannelLayerWatch, AsyncJsonWebsocketConsumer):
+class ConsoleConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncJsonWebsocketConsumer):
     """``/ws/console/``: events for the signed-in agent (and supervisors)."""
 
     @classmethod

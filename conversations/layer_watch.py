@@ -34,6 +34,21 @@ class ChannelLayerWatch:
     _layer_probe_waits = 0  # checks the outstanding probe has been waited for
     PROBE_PATIENCE = 2  # checks a probe may take to come back
 
+    async def __call__(self, scope, receive, send):
+        # However the socket's instance ends (disconnect, server stop cancelling it, an error), the
+        # probe loop ends with it: nothing keeps probing for a socket that is gone.
+        try:
+            return await super().__call__(scope, receive, send)
+        finally:
+            await self._layer_watch_end()
+
+    async def _layer_watch_end(self) -> None:
+        task = self._layer_watch_task
+        self.layer_watch_stop()
+        if task is not None and task is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
     def layer_watch_start(self) -> None:
         period = settings.CC_CHANNEL_LAYER_CHECK_SECONDS
         if period > 0 and self.channel_layer is not None and self._layer_watch_task is None:

@@ -32,6 +32,7 @@ from ... import lifecycle
 from ...groups import visitor_group, widget_group
 from ...layer_watch import LAYER_LOST_CLOSE_CODE, ChannelLayerWatch
 from ...models import Inbox
+from ...socket_stop import DisconnectWhenServerStops
 from . import ingest as webchat_ingest
 from . import input_limits as webchat_input_limits
 from . import status as webchat_status
@@ -83,7 +84,7 @@ class WidgetOriginValidator:
         return await self.application(dict(scope, widget_inbox_id=inbox_id), receive, send)
 
 
-class WidgetConsumer(ChannelLayerWatch, AsyncWebsocketConsumer):
+class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncWebsocketConsumer):
     async def connect(self):
         self.visitor = None
         self.joined: set[str] = set()
