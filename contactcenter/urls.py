@@ -22,4 +22,5 @@ urlpatterns = [
     path("webhooks/", include("conversations.urls_webhooks")),
     path("simulator/", include("conversations.simulator.urls")),
     path("console/", include(("conversations.console.urls", "console"))),
+    path("supervisor/reports/", include("supervisor.reports.urls")),
 ]

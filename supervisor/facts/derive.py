@@ -33,6 +33,7 @@ class ConversationRow:
     created_at: datetime
     abandoned_at: datetime | None
     last_seq: int
+    assignee_id: int | None = None
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> int | None:
@@ -44,7 +45,7 @@ def _seconds(start: datetime | None, end: datetime | None) -> int | None:
 def _assignee_of(entry: Entry) -> int | None:
     data = entry.event_data or {}
     if entry.event_type == "assigned":
-        value = data.get("assignee")
+        value = data.get("assignee", data.get("agent_id"))  # the demo's history says agent_id
     else:  # a transfer to an agent (the demo's history names it to_agent_id)
         value = data.get("to_agent", data.get("to_agent_id"))
     try:
@@ -72,6 +73,8 @@ def conversation_facts(row: ConversationRow, entries: list[Entry], *, sla_second
     for event in events:
         if event.event_type == "assigned" or (event.event_type == "transferred" and _assignee_of(event)):
             agent_id = _assignee_of(event) or agent_id
+    if agent_id is None and accepted_at is not None:
+        agent_id = row.assignee_id  # an acceptance whose event does not name the agent
 
     first_reply = None
     if first_inbound is not None:
