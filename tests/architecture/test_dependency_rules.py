@@ -16,7 +16,7 @@ import grimp
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("contactcenter", "profiles", "conversations")
+PACKAGES = ("contactcenter", "profiles", "conversations", "supervisor")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -97,6 +97,8 @@ FORBIDDEN_IMPORTS = [
      "never imports the simulator"),
     ("conversations/services/ingest.py", "from conversations.channels.email import parse as _p",
      "the core never imports a channel's folder"),
+    ("conversations/selectors.py", "from supervisor.facts import models as _f",
+     "conversations and profiles import nothing of supervisor"),
 ]
 
 
