@@ -6,6 +6,7 @@ not parse is ignored (the default applies), never an error page.
 import zoneinfo
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import Q
@@ -93,14 +94,9 @@ class ReportFilters:
         return condition
 
     def query(self, **extra) -> str:
-        """The query string of these filters (plus ``extra``), for links and exports."""
-        params = QueryDict(mutable=True)
-        params["start"], params["end"] = self.start.isoformat(), self.end.isoformat()
-        for name in ("queue", "channel", "agent", "inbox"):
-            value = getattr(self, name)
-            if value:
-                params[name] = str(value)
-        for name, value in extra.items():
-            if value not in (None, ""):
-                params[name] = str(value)
-        return params.urlencode()
+        """The query string of these filters (plus ``extra``), for links and exports (a page has
+        hundreds of links: plain ``urlencode``, not a QueryDict each)."""
+        params = [("start", self.start.isoformat()), ("end", self.end.isoformat())]
+        params += [(name, getattr(self, name)) for name in ("queue", "channel", "agent", "inbox") if getattr(self, name)]
+        params += [(name, value) for name, value in extra.items() if value not in (None, "")]
+        return urlencode(params)

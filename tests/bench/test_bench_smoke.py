@@ -34,6 +34,7 @@ MUST_BE_ZERO = {
     "webhook": ("errors", "duplicates", "missing", "failed"),
     "delivery": ("lost", "duplicates", "misrouted", "sockets_closed", "http_errors"),
     "routing": ("double_assignments", "waited", "unserved"),
+    "reports": ("mismatches",),
 }
 LINE = re.compile(r"^BENCH (?P<name>\S+) ratio=(?P<ratio>\S+) target=\S+ spread=(?P<low>[\d.]+)-(?P<high>[\d.]+) "
                   r"rounds=(?P<rounds>\d+)(?P<rest>.*)$")
@@ -56,7 +57,7 @@ def smoke_environment() -> dict:
 
 
 def test_the_benches_are_found():
-    assert set(BENCHES) >= {"timeline", "routing", "webhook", "delivery"}
+    assert set(BENCHES) >= {"timeline", "routing", "webhook", "delivery", "reports"}
     assert set(MUST_BE_ZERO) == set(BENCHES), "a new bench: say here which of its figures must be zero"
 
 
