@@ -25,17 +25,22 @@ def report_time_zone() -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo("UTC")
 
 
+# Dates outside these are not a contact center's (and year 1 or 9999 would overflow a day's bounds).
+EARLIEST, LATEST = date(2000, 1, 1), date(2199, 12, 31)
+
+
 def _date(value: str | None) -> date | None:
     try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
+        parsed = date.fromisoformat(value) if value else None
+    except (ValueError, TypeError):
         return None
+    return parsed if parsed is None or EARLIEST <= parsed <= LATEST else None
 
 
 def _int(value: str | None) -> int | None:
     try:
         number = int(value) if value not in (None, "") else None
-    except ValueError:
+    except (ValueError, TypeError):
         return None
     return number if number is not None and 0 < number < 2**31 else None
 

@@ -247,3 +247,23 @@ def test_report_page_query_count_does_not_grow_with_the_data(client, db, queue, 
     add(10, 20)
     assert queries() == few
     assert few == REPORT_PAGE_QUERIES, few
+
+
+HOSTILE = ["", "0", "-1", "9999-12-31", "0001-01-01", "2026-02-30", "99999999999999999999", "1e400", "\x00",
+           "' OR 1=1 --", "<script>", "日本語" * 100, "24", "25", "NaN"]
+
+
+def test_hostile_query_strings_never_500(client, day_of_scenarios, supervisor):
+    _login(client, "carol")
+    client.raise_request_exception = False
+    urls = [reverse("supervisor_reports:index"), reverse("supervisor_reports:conversations"),
+            reverse("supervisor_reports:export", args=["by_day"])]
+    failures = []
+    for url in urls:
+        for value in HOSTILE:
+            for param in ("start", "end", "queue", "channel", "agent", "inbox", "day", "hour", "page", "metric",
+                          "reply_agent"):
+                response = client.get(url, {param: value})
+                if response.status_code >= 500:
+                    failures.append((url, param, value[:20], response.status_code))
+    assert failures == []
