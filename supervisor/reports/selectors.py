@@ -111,7 +111,7 @@ def frt_distribution(filters: ReportFilters) -> list[dict]:
 
 
 def drill_down(filters: ReportFilters, metric: str, *, day: date | None = None, hour: int | None = None,
-               reply_agent: int | None = None, now=None):
+               reply_agent: int | None = None, frt_from: int | None = None, frt_to: int | None = None, now=None):
     """The conversations behind a figure: the filters, the metric's condition, and the row's day,
     hour or first-reply agent when the figure came from such a row. None for an unknown metric."""
     condition = drill_q(metric, now=now)
@@ -128,6 +128,10 @@ def drill_down(filters: ReportFilters, metric: str, *, day: date | None = None, 
         facts = facts.filter(started_at__gte=starts, started_at__lt=starts + timedelta(days=1))
     if hour is not None:
         facts = facts.annotate(hour=ExtractHour("started_at", tzinfo=filters.tz)).filter(hour=hour)
+    if frt_from is not None:  # a bar of the first-response distribution
+        facts = facts.filter(first_response_seconds__gte=frt_from)
+    if frt_to is not None:
+        facts = facts.filter(first_response_seconds__lt=frt_to)
     return (facts.filter(condition).select_related("customer", "queue", "agent", "first_reply_agent", "inbox")
             .order_by("-started_at", "-conversation_id"))
 

@@ -63,7 +63,8 @@ def _charts(filters: ReportFilters, by_day: list[dict], by_hour: list[dict], dis
             Bar(label, row["asa"], duration_text(row["asa"]), drill_url(filters, "handled", day=row["day"]))
             for label, row in days]},
         {"id": "chart-frt-distribution", "title": _("First response time distribution"), "bars": [
-            Bar(bucket["label"], bucket["count"], str(bucket["count"]), drill_url(filters, "responded"))
+            Bar(bucket["label"], bucket["count"], str(bucket["count"]),
+                drill_url(filters, "responded", frt_from=bucket["min"], frt_to=bucket["max"]))
             for bucket in distribution]},
     ]
 
@@ -108,9 +109,12 @@ def reports_conversations(request):
     filters = ReportFilters.from_query(request.GET)
     metric = request.GET.get("metric", "all")
     hour = request.GET.get("hour", "")
+    frt_from, frt_to = request.GET.get("frt_from", ""), request.GET.get("frt_to", "")
     facts = selectors.drill_down(filters, metric, day=_date(request.GET.get("day")),
                                  hour=int(hour) if hour.isdigit() and int(hour) < 24 else None,
-                                 reply_agent=_int(request.GET.get("reply_agent")))
+                                 reply_agent=_int(request.GET.get("reply_agent")),
+                                 frt_from=int(frt_from) if frt_from.isdigit() and len(frt_from) < 10 else None,
+                                 frt_to=int(frt_to) if frt_to.isdigit() and len(frt_to) < 10 else None)
     if facts is None:
         raise Http404(_("No such figure."))
     page = Paginator(facts, PAGE_SIZE).get_page(request.GET.get("page"))

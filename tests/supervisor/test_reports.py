@@ -171,6 +171,11 @@ def test_charts_are_accessible_svg_with_table_fallback(client, day_of_scenarios,
         assert f'<svg class="chart" id="{chart_id}" role="img" aria-labelledby="{chart_id}-title {chart_id}-desc"' in html
         assert f'<title id="{chart_id}-title">' in html and f'<desc id="{chart_id}-desc">' in html
     assert html.count("<summary>As a table</summary>") == 5
+    # The "1–5 min" bar of the first-response distribution links to A (60 s) and D (130 s), not E (20 s).
+    listing = client.get(reverse("supervisor_reports:conversations"), {
+        "start": "2026-03-10", "end": "2026-03-10", "metric": "responded", "frt_from": "60", "frt_to": "300"})
+    assert {row["fact"].first_response_seconds for row in listing.context["rows"]} == {60, 130}
+    assert "frt_from=60&amp;frt_to=300&amp;metric=responded" in html or "metric=responded&amp;frt_from=60&amp;frt_to=300" in html
 
 
 def test_page_in_japanese(client, day_of_scenarios, supervisor):
