@@ -9,6 +9,7 @@ from datetime import date, datetime, time, timedelta
 from django.db.models import Avg, Count, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import ExtractHour, TruncDate
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from conversations.models import Agent, Inbox, Queue
 from supervisor.facts.models import AgentPresenceChange, ConversationFact
@@ -17,8 +18,8 @@ from .filters import ReportFilters
 from .metrics import drill_q, fcr_eligible, figure_aggregates, figures_complete, repeat_contact_exists
 
 # First response time distribution: (upper bound in seconds or None, label).
-FRT_BUCKETS = [(60, "< 1 min"), (300, "1–5 min"), (900, "5–15 min"), (3600, "15–60 min"), (14400, "1–4 h"),
-               (None, "≥ 4 h")]
+FRT_BUCKETS = [(60, _("< 1 min")), (300, _("1–5 min")), (900, _("5–15 min")), (3600, _("15–60 min")),
+               (14400, _("1–4 h")), (None, _("≥ 4 h"))]
 
 
 def facts_of(filters: ReportFilters):
@@ -105,7 +106,7 @@ def frt_distribution(filters: ReportFilters) -> list[dict]:
     counts = facts_of(filters).aggregate(**aggregates)
     bounds, lower = [], 0
     for index, (upper, label) in enumerate(FRT_BUCKETS):
-        bounds.append({"label": label, "count": counts[f"b{index}"], "min": lower, "max": upper})
+        bounds.append({"label": str(label), "count": counts[f"b{index}"], "min": lower, "max": upper})
         lower = upper or lower
     return bounds
 

@@ -121,7 +121,8 @@ def reports_conversations(request):
     labels = {d["key"]: d for d in definitions()}
     return render(request, "supervisor/reports/conversations.html", {
         "filters": filters, "metric": metric, "page": page,
-        "rows": [{"fact": fact, "wait_text": duration_text(fact.wait_seconds),
+        "rows": [{"fact": fact, "channel": Channel(fact.channel).label if fact.channel in Channel.values else fact.channel,
+                  "wait_text": duration_text(fact.wait_seconds),
                   "frt_text": duration_text(fact.first_response_seconds),
                   "handle_text": duration_text(fact.handle_seconds)} for fact in page.object_list],
         "definition": labels.get(metric),
