@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Avg, Count, Exists, OuterRef, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -107,7 +107,9 @@ def drill_q(metric: str, *, now=None) -> Q | None:
 
 
 def figure_aggregates() -> dict:
-    """The counts and means of one row of any table (one aggregate over the facts)."""
+    """The counts and sums of one row of any table (one aggregate over the facts). Only counts and
+    sums: rows of a fine grouping (day and hour) add up to their day, their hour or the total, and
+    ``figures_complete`` turns the sums into means."""
     handled = OFFERED & Q(accepted_at__isnull=False)
     return {
         "offered": Count("pk", filter=OFFERED),
@@ -115,10 +117,10 @@ def figure_aggregates() -> dict:
         "abandoned": Count("pk", filter=OFFERED & Q(abandoned_at__isnull=False, abandoned_short=False)),
         "short_abandoned": Count("pk", filter=OFFERED & Q(abandoned_short=True)),
         "within_sla": Count("pk", filter=OFFERED & Q(answered_within_sla=True)),
-        "asa": Avg("wait_seconds", filter=handled),
-        "frt": Avg("first_response_seconds"),
+        "wait_sum": Sum("wait_seconds", filter=handled),
+        "frt_sum": Sum("first_response_seconds"),
         "responded": Count("first_response_seconds"),
-        "handle": Avg("handle_seconds"),
+        "handle_sum": Sum("handle_seconds"),
         "handle_count": Count("handle_seconds"),
         "transfers_total": Sum("transfers"),
         "transferred": Count("pk", filter=Q(transfers__gt=0)),
@@ -127,14 +129,32 @@ def figure_aggregates() -> dict:
     }
 
 
+FIGURE_NAMES = tuple(figure_aggregates())
+
+
 def ratio(numerator, denominator) -> float | None:
     return numerator / denominator if denominator else None
 
 
+def figures_add(rows) -> dict:
+    """The sum of rows of ``figure_aggregates`` (and of the distribution's ``frt_bucket_*`` counts)."""
+    names = set(FIGURE_NAMES)
+    total: dict = dict.fromkeys(FIGURE_NAMES, 0)
+    for row in rows:
+        for name, value in row.items():
+            if value and (name in names or name.startswith("frt_bucket_")):
+                total[name] = total.get(name, 0) + value
+    return total
+
+
 def figures_complete(row: dict) -> dict:
-    """The ratios of a row of ``figure_aggregates``."""
+    """The means and ratios of a row of ``figure_aggregates``."""
     row = dict(row)
-    row["transfers_total"] = row.get("transfers_total") or 0
+    for name in ("transfers_total", "wait_sum", "frt_sum", "handle_sum"):
+        row[name] = row.get(name) or 0
+    row["asa"] = ratio(row["wait_sum"], row["handled"])
+    row["frt"] = ratio(row["frt_sum"], row["responded"])
+    row["handle"] = ratio(row["handle_sum"], row["handle_count"])
     row["sl_base"] = row["offered"] - row["short_abandoned"]
     row["service_level"] = ratio(row["within_sla"], row["sl_base"])
     row["reopen_rate"] = ratio(row["reopened_count"], row["resolved_once"])

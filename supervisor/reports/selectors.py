@@ -15,7 +15,14 @@ from conversations.models import Agent, Inbox, Queue
 from supervisor.facts.models import AgentPresenceChange, ConversationFact
 
 from .filters import ReportFilters
-from .metrics import drill_q, fcr_eligible, figure_aggregates, figures_complete, repeat_contact_exists
+from .metrics import (
+    drill_q,
+    fcr_eligible,
+    figure_aggregates,
+    figures_add,
+    figures_complete,
+    repeat_contact_exists,
+)
 
 # First response time distribution: (upper bound in seconds or None, label).
 FRT_BUCKETS = [(60, _("< 1 min")), (300, _("1–5 min")), (900, _("5–15 min")), (3600, _("15–60 min")),
@@ -36,10 +43,18 @@ def percentile(queryset, field: str, count: int, fraction: float) -> int | None:
     return next(iter(values), None)
 
 
-def report_summary(filters: ReportFilters, *, now: datetime | None = None) -> dict:
-    """The totals of the range (three queries: the figures, the handle-time percentile, FCR)."""
+def report_grid(filters: ReportFilters) -> list[dict]:
+    """The figures per day and hour of the range (one aggregate), with the first-response
+    distribution's counts: the totals, the days, the hours and the distribution all add up from it."""
+    return list(facts_of(filters).annotate(day=TruncDate("started_at", tzinfo=filters.tz),
+                                           hour=ExtractHour("started_at", tzinfo=filters.tz))
+                .values("day", "hour").annotate(**figure_aggregates(), **_bucket_aggregates()).order_by())
+
+
+def report_summary(filters: ReportFilters, *, grid: list[dict] | None = None, now: datetime | None = None) -> dict:
+    """The totals of the range: the grid's (``report_grid``), the handle-time percentile, FCR."""
     facts = facts_of(filters)
-    summary = figures_complete(facts.aggregate(**figure_aggregates()))
+    summary = figures_complete(figures_add(report_grid(filters) if grid is None else grid))
     summary["handle_p90"] = percentile(facts, "handle_seconds", summary["handle_count"], 0.9)
     fcr = (facts.filter(fcr_eligible(now)).annotate(has_repeat=repeat_contact_exists())
            .aggregate(eligible=Count("pk"), resolved_first=Count("pk", filter=Q(reopened=0, has_repeat=False))))
@@ -48,38 +63,41 @@ def report_summary(filters: ReportFilters, *, now: datetime | None = None) -> di
     return summary
 
 
-def report_by_day(filters: ReportFilters) -> list[dict]:
+def report_by_day(filters: ReportFilters, *, grid: list[dict] | None = None) -> list[dict]:
     """One row per day of the range (days without contacts too), in the contact center's zone."""
-    rows = {row["day"]: figures_complete(row) for row in (
-        facts_of(filters).annotate(day=TruncDate("started_at", tzinfo=filters.tz)).values("day")
-        .annotate(**figure_aggregates()).order_by("day"))}
-    empty = figures_complete({name: 0 for name in figure_aggregates()} | {"asa": None, "frt": None, "handle": None})
-    return [{**(rows.get(day) or empty), "day": day} for day in filters.days]
+    grid = report_grid(filters) if grid is None else grid
+    return [{**figures_complete(figures_add(row for row in grid if row["day"] == day)), "day": day}
+            for day in filters.days]
 
 
-def report_by_hour(filters: ReportFilters) -> list[dict]:
+def report_by_hour(filters: ReportFilters, *, grid: list[dict] | None = None) -> list[dict]:
     """Offered and handled conversations by hour of the day they started (0–23, local)."""
-    counts = {row["hour"]: row for row in (
-        facts_of(filters).annotate(hour=ExtractHour("started_at", tzinfo=filters.tz)).values("hour")
-        .annotate(offered=Count("pk", filter=Q(entered_queue_at__isnull=False)),
-                  handled=Count("pk", filter=Q(entered_queue_at__isnull=False, accepted_at__isnull=False)))
-        .order_by("hour"))}
-    return [{"hour": hour, "offered": counts.get(hour, {}).get("offered", 0),
-             "handled": counts.get(hour, {}).get("handled", 0)} for hour in range(24)]
+    grid = report_grid(filters) if grid is None else grid
+    hours = [figures_add(row for row in grid if row["hour"] == hour) for hour in range(24)]
+    return [{"hour": hour, "offered": row["offered"], "handled": row["handled"]} for hour, row in enumerate(hours)]
 
 
-def report_by(filters: ReportFilters, dimension: str) -> list[dict]:
-    """One row per queue, channel or agent (who handled), with its name."""
-    names = {"queue": ("queue_id", "queue__name"), "channel": ("channel",),
-             "agent": ("agent_id", "agent__display_name"), "inbox": ("inbox_id", "inbox__name")}[dimension]
-    rows = (facts_of(filters).values(*names).annotate(**figure_aggregates()).order_by(names[-1], names[0]))
-    result = []
-    for row in rows:
-        row = figures_complete(row)
-        row["key"] = row[names[0]]
-        row["name"] = row[names[-1]]
-        result.append(row)
-    return result
+_GROUPS = {"queue": ("queue_id", "queue__name"), "channel": ("channel", "channel"),
+           "agent": ("agent_id", "agent__display_name"), "inbox": ("inbox_id", "inbox__name")}
+
+
+def report_queue_channel_grid(filters: ReportFilters) -> list[dict]:
+    """The figures per queue and channel (one aggregate): both tables add up from it."""
+    return list(facts_of(filters).values("queue_id", "queue__name", "channel").annotate(**figure_aggregates())
+                .order_by())
+
+
+def report_by(filters: ReportFilters, dimension: str, *, grid: list[dict] | None = None) -> list[dict]:
+    """One row per queue, channel or agent (who handled), with its name. Queue and channel add up
+    from ``report_queue_channel_grid`` when given."""
+    key, name = _GROUPS[dimension]
+    if grid is None or dimension not in ("queue", "channel"):
+        grid = list(facts_of(filters).values(*dict.fromkeys((key, name))).annotate(**figure_aggregates()).order_by())
+    groups: dict = {}
+    for row in grid:
+        groups.setdefault((row[key], row[name]), []).append(row)
+    result = [{**figures_complete(figures_add(rows)), "key": k, "name": n} for (k, n), rows in groups.items()]
+    return sorted(result, key=lambda row: (row["name"] is None, str(row["name"] or ""), str(row["key"])))
 
 
 def first_response_by_agent(filters: ReportFilters) -> list[dict]:
@@ -94,19 +112,23 @@ def first_response_by_agent(filters: ReportFilters) -> list[dict]:
                 .order_by("first_reply_agent__display_name", "first_reply_agent_id"))
 
 
-def frt_distribution(filters: ReportFilters) -> list[dict]:
-    """How many first responses took how long (one aggregate)."""
+def _bucket_aggregates() -> dict:
     aggregates, lower = {}, 0
     for index, (upper, _label) in enumerate(FRT_BUCKETS):
         condition = Q(first_response_seconds__gte=lower)
         if upper is not None:
             condition &= Q(first_response_seconds__lt=upper)
-        aggregates[f"b{index}"] = Count("pk", filter=condition)
+        aggregates[f"frt_bucket_{index}"] = Count("pk", filter=condition)
         lower = upper or lower
-    counts = facts_of(filters).aggregate(**aggregates)
+    return aggregates
+
+
+def frt_distribution(filters: ReportFilters, *, grid: list[dict] | None = None) -> list[dict]:
+    """How many first responses took how long (the grid's counts)."""
+    counts = figures_add(report_grid(filters) if grid is None else grid)
     bounds, lower = [], 0
     for index, (upper, label) in enumerate(FRT_BUCKETS):
-        bounds.append({"label": str(label), "count": counts[f"b{index}"], "min": lower, "max": upper})
+        bounds.append({"label": str(label), "count": counts.get(f"frt_bucket_{index}", 0), "min": lower, "max": upper})
         lower = upper or lower
     return bounds
 

@@ -34,9 +34,9 @@ def supervisor_required(view):
     return wrapper
 
 
-def _group_rows(filters: ReportFilters, dimension: str) -> list[dict]:
+def _group_rows(filters: ReportFilters, dimension: str, grid: list[dict] | None = None) -> list[dict]:
     rows = []
-    for row in selectors.report_by(filters, dimension):
+    for row in selectors.report_by(filters, dimension, grid=grid):
         narrowed = group_filters(filters, dimension, row["key"])
         label = row["name"]
         if dimension == "channel":
@@ -72,12 +72,14 @@ def _charts(filters: ReportFilters, by_day: list[dict], by_hour: list[dict], dis
 @supervisor_required
 def reports_page(request):
     filters = ReportFilters.from_query(request.GET)
-    summary = row_present(selectors.report_summary(filters), filters)
+    grid = selectors.report_grid(filters)  # the totals, days, hours and distribution add up from it
+    queue_channel = selectors.report_queue_channel_grid(filters)
+    summary = row_present(selectors.report_summary(filters, grid=grid), filters)
     summary["handle_p90_text"] = duration_text(summary["handle_p90"])
     summary["fcr_text"] = percent_text(summary["fcr"])
-    by_day = [{**row_present(row, filters, day=row["day"])} for row in selectors.report_by_day(filters)]
-    by_hour = selectors.report_by_hour(filters)
-    distribution = selectors.frt_distribution(filters)
+    by_day = [{**row_present(row, filters, day=row["day"])} for row in selectors.report_by_day(filters, grid=grid)]
+    by_hour = selectors.report_by_hour(filters, grid=grid)
+    distribution = selectors.frt_distribution(filters, grid=grid)
     charts = _charts(filters, by_day, by_hour, distribution)
     for chart in charts:
         chart["svg"] = bar_chart(chart_id=chart["id"], title=chart["title"],
@@ -93,8 +95,8 @@ def reports_page(request):
               for row in selectors.agent_status(filters)]
     return render(request, "supervisor/reports/index.html", {
         "filters": filters, "choices": selectors.filter_choices(), "channels": Channel.choices,
-        "summary": summary, "by_day": by_day, "by_hour": by_hour, "by_queue": _group_rows(filters, "queue"),
-        "by_channel": _group_rows(filters, "channel"), "by_agent": _group_rows(filters, "agent"),
+        "summary": summary, "by_day": by_day, "by_hour": by_hour, "by_queue": _group_rows(filters, "queue", queue_channel),
+        "by_channel": _group_rows(filters, "channel", queue_channel), "by_agent": _group_rows(filters, "agent"),
         "frt_agents": frt_agents, "distribution": distribution, "charts": charts, "agent_status": status,
         "definitions": {d["key"]: d for d in definitions()}, "definition_list": definitions(),
         "fcr_links": {"fcr": drill_url(filters, "fcr"), "eligible": drill_url(filters, "fcr_eligible"),
