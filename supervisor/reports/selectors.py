@@ -227,3 +227,20 @@ def agent_status(filters: ReportFilters, *, now: datetime | None = None) -> list
                 "occupancy": handled / seconds if seconds else None,
             })
     return rows
+
+
+def agent_status_totals(rows: list[dict]) -> list[dict]:
+    """``agent_status`` rows added up per agent over the range (the page's view of many agents;
+    one agent's days are shown when the report is filtered to them)."""
+    totals: dict[int, dict] = {}
+    for row in rows:
+        total = totals.setdefault(row["agent_id"], {"agent_id": row["agent_id"], "agent": row["agent"], "days": 0,
+                                                    "change_count": 0, "available_seconds": 0, "handling_seconds": 0})
+        total["days"] += 1
+        total["change_count"] += len(row["changes"])
+        total["available_seconds"] += row["available_seconds"]
+        total["handling_seconds"] += row["handling_seconds"]
+    for total in totals.values():
+        total["occupancy"] = (total["handling_seconds"] / total["available_seconds"]
+                              if total["available_seconds"] else None)
+    return list(totals.values())

@@ -272,3 +272,22 @@ def test_hostile_query_strings_never_500(client, day_of_scenarios, supervisor):
                 if response.status_code >= 500:
                     failures.append((url, param, value[:20], response.status_code))
     assert failures == []
+
+
+def test_agent_status_on_the_page_adds_up_per_agent_and_shows_one_agents_days(client, db, queue, staff, supervisor):
+    alice = staff["alice"]
+    available = PresenceState.objects.create(name="Available", is_available=True)
+    lunch = PresenceState.objects.create(name="Lunch")
+    for day in (10, 11):
+        for hour, presence in ((9, available), (13, lunch)):
+            AgentPresenceChange.objects.create(agent=alice, presence=presence, name=presence.name,
+                                               is_available=presence.is_available, changed_at=tokyo(2026, 3, day, hour))
+    _login(client, "carol")
+    url = reverse("supervisor_reports:index")
+    page = client.get(url, {"start": "2026-03-10", "end": "2026-03-11"})
+    (row,) = [row for row in page.context["agent_status"] if row["agent_id"] == alice.pk]
+    assert (row["days"], row["change_count"], row["available_seconds"]) == (2, 4, 8 * 3600)
+    assert f"agent={alice.pk}" in row["link"]
+    one = client.get(url, {"start": "2026-03-10", "end": "2026-03-11", "agent": alice.pk})
+    assert [r["day"] for r in one.context["agent_status"]] == [date(2026, 3, 10), date(2026, 3, 11)]
+    assert "13:00" in one.content.decode()
