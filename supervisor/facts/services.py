@@ -18,10 +18,11 @@ from .models import AgentPresenceChange, ConversationFact
 # Queue model without the field (it came with the wallboard), against this default.
 DEFAULT_SLA_SECONDS = 60
 
-_FACT_FIELDS = [
-    f.name for f in ConversationFact._meta.concrete_fields if f.name != "conversation"
-]
-_UPDATE_FIELDS = [name for name in _FACT_FIELDS]
+# Written by whoever records survey answers (the surveys app, later), never by the derivation: a
+# new timeline entry must not wipe a score.
+SURVEY_FIELDS = ("csat_score", "nps_score", "ces_score", "survey_answered_at")
+_UPDATE_FIELDS = [f.name for f in ConversationFact._meta.concrete_fields
+                  if f.name != "conversation" and f.name not in SURVEY_FIELDS]
 
 
 def queue_sla_seconds(queue: Queue | None) -> int:

@@ -91,6 +91,13 @@ def test_tick_derives_new_and_changed_conversations_once(db, queue, staff):
     assert facts_refresh_due() == 0
 
 
+def test_deriving_again_keeps_survey_scores(day_of_scenarios, staff):
+    ConversationFact.objects.filter(conversation=day_of_scenarios["D"].conversation).update(csat_score=5, nps_score=9)
+    day_of_scenarios["D"].agent_says(400, staff["alice"], "one more thing")
+    assert facts_refresh_due() == 1
+    assert (fact(day_of_scenarios["D"]).csat_score, fact(day_of_scenarios["D"]).nps_score) == (5, 9)
+
+
 def test_facts_from_the_real_services(db, queue, staff, settings):
     """The events the routing services record (not hand-written ones) give the same facts."""
     alice, bob = staff["alice"], staff["bob"]
