@@ -3,9 +3,11 @@ conversations (the tick's stale ones, or every one for the rebuild). Idempotent:
 by its conversation, and deriving the same timeline twice gives the same row.
 """
 
+import time
 from collections import defaultdict
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -70,9 +72,38 @@ def facts_stale_ids(*, limit: int) -> list[int]:
                 .order_by().values_list("pk", flat=True)[:limit])
 
 
+# The tick's cheap path reads the timeline entries added since the last one it saw (by id, from the
+# primary key); a full sweep of every conversation runs when that mark is unknown and every
+# FULL_SWEEP_SECONDS, and catches what the cheap path cannot see: an entry whose transaction took a
+# lower id but committed after a higher one, a conversation without entries. bench/reports: the
+# sweep reads every conversation (0.2 s for 200,000), the cheap path a few rows.
+_WATERMARK_KEY = "supervisor:facts:message-watermark"
+_SWEPT_AT_KEY = "supervisor:facts:swept-at"
+FULL_SWEEP_SECONDS = 300
+
+
 def facts_refresh_due(*, limit: int = 500) -> int:
     """Tick job: bring the stale facts up to date, ``limit`` conversations a tick."""
-    return facts_refresh(facts_stale_ids(limit=limit))
+    now = time.time()
+    watermark, swept_at = cache.get(_WATERMARK_KEY), cache.get(_SWEPT_AT_KEY)
+    if watermark is None or swept_at is None or now - swept_at >= FULL_SWEEP_SECONDS:
+        # The top id is read before the sweep: whatever the sweep misses comes after it.
+        top = Message.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        stale = facts_stale_ids(limit=limit)
+        done = facts_refresh(stale)
+        if len(stale) < limit:  # all caught up: the cheap path may take over from ``top``
+            cache.set_many({_WATERMARK_KEY: top, _SWEPT_AT_KEY: now}, timeout=None)
+        return done
+    recent = list(Message.objects.filter(pk__gt=watermark).order_by("pk")
+                  .values_list("pk", "conversation_id")[:limit * 4])
+    if not recent:
+        return 0
+    touched = {conversation_id for _pk, conversation_id in recent}
+    stale = list(Conversation.objects.filter(pk__in=touched)
+                 .filter(Q(fact__isnull=True) | Q(fact__source_seq__lt=F("last_seq"))).values_list("pk", flat=True))
+    done = facts_refresh(stale)
+    cache.set(_WATERMARK_KEY, recent[-1][0], timeout=None)
+    return done
 
 
 def facts_rebuild(*, batch_size: int = 500, stdout=None) -> int:

@@ -1,5 +1,6 @@
 """Conversation facts: derived from the timeline by the tick and the rebuild, idempotently."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -89,6 +90,25 @@ def test_tick_derives_new_and_changed_conversations_once(db, queue, staff):
     assert facts_refresh_due() == 1
     assert fact(story).wait_seconds == 20
     assert facts_refresh_due() == 0
+
+
+def test_the_tick_sweeps_everything_now_and_then(db, queue, staff):
+    """What the cheap path (entries after the last id seen) cannot see, the periodic sweep finds: an
+    entry whose id is below the mark (its transaction committed late)."""
+    from django.core.cache import cache
+
+    from conversations.models import Message
+    from supervisor.facts import services
+
+    story = Story(customer=make_customer(), start=timezone.now() - timedelta(minutes=5), queue=queue).customer_says(0)
+    assert facts_refresh_due() == 1
+    story.assigned(20, staff["alice"])
+    late = Message.objects.filter(conversation=story.conversation).order_by("-pk").first()
+    cache.set(services._WATERMARK_KEY, late.pk)  # as if a higher id had been seen first
+    assert facts_refresh_due() == 0  # the cheap path does not see it …
+    cache.set(services._SWEPT_AT_KEY, time.time() - services.FULL_SWEEP_SECONDS)
+    assert facts_refresh_due() == 1  # … the sweep does
+    assert fact(story).wait_seconds == 20
 
 
 def test_deriving_again_keeps_survey_scores(day_of_scenarios, staff):
