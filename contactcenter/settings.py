@@ -268,7 +268,7 @@ CC_DEFAULT_REGION = env_str("CC_DEFAULT_REGION", "JP").upper()
 # Reports (docs/metrics.md): a customer who leaves the queue within this many seconds is a short
 # abandon (reported apart, out of the service level); first-contact resolution looks this many days
 # after a resolution for the same customer's next contact on any channel.
-CC_SHORT_ABANDON_SECONDS = env_int("CC_SHORT_ABANDON_SECONDS", 10)
+CC_SHORT_ABANDON_SECONDS = env_int("CC_SHORT_ABANDON_SECONDS", 5)
 CC_FCR_DAYS = env_int("CC_FCR_DAYS", 7)
 
 # Who sees a customer (profiles.selectors.visible_customers): "all" staff (the default: whoever

@@ -70,7 +70,7 @@ def staff(db):
 
 
 @pytest.fixture
-def day_of_scenarios(db, queue, staff):
+def day_of_scenarios(db, queue, staff, settings):
     """One Tokyo day (2026-03-10) of five conversations with known figures (docs/metrics.md):
 
     A transfer: queued 0, accepted by Alice at 30 s, her reply at 60 s, transferred to Bob at 90 s,
@@ -80,6 +80,7 @@ def day_of_scenarios(db, queue, staff):
     E reopen: accepted at 10 s, reply at 20 s, resolved at 100 s, the customer writes again at
       1000 s, resolved again at 1200 s.
     """
+    settings.CC_SHORT_ABANDON_SECONDS = 10  # B's 5 s is within it, C's 40 s after it
     alice, bob = staff["alice"], staff["bob"]
     day = tokyo(2026, 3, 10, 10)
     stories = {}
