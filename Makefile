@@ -27,6 +27,8 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
+	$(PY) manage.py rebuild_conversation_facts
+	$(PY) manage.py seed_demo_presence
 	PORT=$(PORT) HOST=$(HOST) $(PY) manage.py runembedded
 
 ## The whole suite, embedded mode then production mode (PostgreSQL + Redis).

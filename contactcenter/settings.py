@@ -284,6 +284,10 @@ CC_DEFAULT_TIME_ZONE = env_str("CC_DEFAULT_TIME_ZONE", "Asia/Tokyo")
 CC_SHORT_ABANDON_SECONDS = env_int("CC_SHORT_ABANDON_SECONDS", 5)
 CC_DEFAULT_REGION = env_str("CC_DEFAULT_REGION", "JP").upper()
 
+# Reports (docs/metrics.md): first-contact resolution looks this many days after a resolution for
+# the same customer's next contact on any channel.
+CC_FCR_DAYS = env_int("CC_FCR_DAYS", 7)
+
 # Who sees a customer (profiles.selectors.visible_customers): "all" staff (the default: whoever
 # serves a customer sees everything they said), or "served": agents see only the customers who
 # contacted the queues they serve or whom they served; supervisors and admins see all.

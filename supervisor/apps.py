@@ -10,4 +10,11 @@ class SupervisorConfig(AppConfig):
     and ``profiles`` import nothing of it (import-linter contract in pyproject.toml)."""
 
     name = "supervisor"
+    label = "supervisor"
     verbose_name = _("Supervisor")
+
+    def ready(self) -> None:
+        # Reports: facts kept up to date by the tick, presence history recorded from the agent rows.
+        from supervisor.facts.wiring import facts_ready
+
+        facts_ready()

@@ -1,6 +1,5 @@
 """``/supervisor/``: the live wallboard and its interventions; the reports below it when present."""
 
-from importlib.util import find_spec
 
 from django.urls import include, path
 
@@ -17,6 +16,5 @@ urlpatterns = [
     path("agents/<int:agent_id>/presence/", interventions.presence, name="presence"),
 ]
 
-# The reports live in their own package (supervisor.reports), built beside the wallboard.
-if find_spec("supervisor.reports") is not None and find_spec("supervisor.reports.urls") is not None:
-    urlpatterns.append(path("reports/", include("supervisor.reports.urls")))
+# The reports live in their own package (supervisor.reports).
+urlpatterns.append(path("reports/", include("supervisor.reports.urls")))

@@ -103,6 +103,8 @@ FORBIDDEN_IMPORTS = [
      "selectors never import services"),
     ("conversations/services/ingest.py", "from surveys import models as _sm", "import nothing of surveys"),
     ("conversations/channels/webchat/consumer.py", "from surveys import answers as _sa", "import nothing of surveys"),
+    ("conversations/selectors.py", "from supervisor.facts import models as _f",
+     "conversations and profiles import nothing of supervisor"),
 ]
 
 

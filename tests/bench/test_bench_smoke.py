@@ -37,6 +37,7 @@ MUST_BE_ZERO = {
     "voice": ("errors", "same_position", "wrong_position"),
     "wallboard": ("lost", "floor_lost", "sockets_closed", "tracebacks"),
     "surveys": ("duplicates", "missing"),
+    "reports": ("mismatches",),
 }
 LINE = re.compile(r"^BENCH (?P<name>\S+) ratio=(?P<ratio>\S+) target=\S+ spread=(?P<low>[\d.]+)-(?P<high>[\d.]+) "
                   r"rounds=(?P<rounds>\d+)(?P<rest>.*)$")
@@ -59,7 +60,7 @@ def smoke_environment() -> dict:
 
 
 def test_the_benches_are_found():
-    assert set(BENCHES) >= {"timeline", "routing", "webhook", "delivery", "voice"}
+    assert set(BENCHES) >= {"timeline", "routing", "webhook", "delivery", "voice", "reports"}
     assert set(MUST_BE_ZERO) == set(BENCHES), "a new bench: say here which of its figures must be zero"
 
 

@@ -1,0 +1,1 @@
+"""Per-conversation facts for the reports, derived from the timeline (see ``derive``)."""

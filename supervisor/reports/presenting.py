@@ -1,0 +1,60 @@
+"""How figures read on the page and in the exports: durations, percentages, drill-down links."""
+
+from dataclasses import replace
+
+from django.urls import reverse
+from django.utils.translation import gettext as _
+
+from .filters import ReportFilters
+
+# The figures of a table row that link to their conversations, and the metric each lists.
+ROW_LINKS = {
+    "offered": "offered", "handled": "handled", "abandoned": "abandoned", "short_abandoned": "short_abandoned",
+    "within_sla": "within_sla", "service_level": "offered", "asa": "handled", "frt": "responded", "handle": "handle",
+    "transfers": "transferred", "reopened": "reopened", "reopen_rate": "reopened",
+}
+
+
+def duration_text(seconds) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return _("%(s)d s") % {"s": seconds}
+    if seconds < 3600:
+        return _("%(m)d min %(s)d s") % {"m": seconds // 60, "s": seconds % 60}
+    return _("%(h)d h %(m)d min") % {"h": seconds // 3600, "m": seconds % 3600 // 60}
+
+
+def percent_text(value) -> str:
+    return "—" if value is None else f"{value * 100:.1f} %"
+
+
+def drill_url(filters: ReportFilters, metric: str, **extra) -> str:
+    return reverse("supervisor_reports:conversations") + "?" + filters.query(metric=metric, **extra)
+
+
+def _drill_urls(filters: ReportFilters, **extra) -> dict[str, str]:
+    """Every link of a row: one reverse and one encoding of the filters, then a suffix each."""
+    prefix = reverse("supervisor_reports:conversations") + "?" + filters.query(**extra) + "&metric="
+    return {name: prefix + metric for name, metric in ROW_LINKS.items()}
+
+
+def row_present(row: dict, filters: ReportFilters, **extra) -> dict:
+    """``row`` with its figures as text and a drill-down link for each."""
+    row = dict(row)
+    row["asa_text"] = duration_text(row.get("asa"))
+    row["frt_text"] = duration_text(row.get("frt"))
+    row["handle_text"] = duration_text(row.get("handle"))
+    row["service_level_text"] = percent_text(row.get("service_level"))
+    row["reopen_rate_text"] = percent_text(row.get("reopen_rate"))
+    row["links"] = _drill_urls(filters, **extra)
+    return row
+
+
+def group_filters(filters: ReportFilters, dimension: str, key) -> ReportFilters | None:
+    """The filters narrowed to one row of a by-queue/channel/agent table (None: a row of
+    conversations without one, e.g. no queue, which no filter selects)."""
+    if key in (None, ""):
+        return None
+    return replace(filters, **{dimension: key})
