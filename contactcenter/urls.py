@@ -23,6 +23,7 @@ urlpatterns = [
     path("simulator/", include("conversations.simulator.urls")),
     path("console/softphone/", include("conversations.channels.twilio_voice.softphone.urls")),
     path("console/", include(("conversations.console.urls", "console"))),
+    path("supervisor/reports/", include("supervisor.reports.urls")),
     path("supervisor/", include("supervisor.urls")),
     path("surveys/", include("surveys.urls")),
 ]

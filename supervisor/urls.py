@@ -1,7 +1,7 @@
 """``/supervisor/``: the live wallboard and its interventions; the reports below it when present."""
 
 
-from django.urls import include, path
+from django.urls import path
 
 from .live import interventions, views
 
@@ -16,5 +16,5 @@ urlpatterns = [
     path("agents/<int:agent_id>/presence/", interventions.presence, name="presence"),
 ]
 
-# The reports live in their own package (supervisor.reports).
-urlpatterns.append(path("reports/", include("supervisor.reports.urls")))
+# The reports (supervisor.reports) are mounted at /supervisor/reports/ by contactcenter/urls.py,
+# in their own namespace ("supervisor_reports").

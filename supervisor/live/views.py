@@ -46,13 +46,11 @@ def console_staff_required(view):
 
 
 def reports_url() -> str:
-    """The reports' page, when the reports are installed (supervisor.reports)."""
-    for name in ("supervisor:reports", "supervisor:reports:index", "reports"):
-        try:
-            return reverse(name)
-        except NoReverseMatch:
-            continue
-    return ""
+    """The reports' page (supervisor.reports)."""
+    try:
+        return reverse("supervisor_reports:index")
+    except NoReverseMatch:
+        return ""
 
 
 @supervisor_required

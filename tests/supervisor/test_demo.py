@@ -25,7 +25,9 @@ def test_demo_fills_weeks_of_facts_and_presence(db):
     today = timezone.localdate(timezone=report_time_zone())
     filters = ReportFilters(start=today - timedelta(days=59), end=today)
     summary = selectors.report_summary(filters)
-    assert ConversationFact.objects.count() == summary["offered"] > 50
+    # Every demo conversation has its facts; the few we opened ourselves (the surveys' detractor
+    # follow-ups) never entered a queue from a customer's message, so they are not "offered".
+    assert ConversationFact.objects.count() >= summary["offered"] > 50
     assert summary["handled"] > 50 and summary["service_level"] is not None and summary["frt"] is not None
     assert sum(1 for row in selectors.report_by_day(filters) if row["offered"]) >= 14  # weeks, not a day
     status = selectors.agent_status(filters)
