@@ -17,16 +17,17 @@ def _sms(inbox, sid, sender="090-1234-5678"):
     return InboundMessage(inbox=inbox, sender_kind="phone", sender_address=sender, text="hello", provider_id=sid)
 
 
-def test_a_new_customers_first_message_takes_twelve_statements(django_assert_num_queries):
+def test_a_new_customers_first_message_takes_thirteen_statements(django_assert_num_queries):
     """Replay check (the id alone), BEGIN, the address and its sibling in one read, SAVEPOINT, the
     customer, the identity, RELEASE, the routing rules and the queue (the inbox's, else the default
     one, in one read: the conversation is placed as it opens, a new customer's tags not read), the
     conversation (inserted queued, with its first sequence number and waiting since now), the
     message, COMMIT. No lock of the customer just inserted, no search for conversations they cannot
-    have, no UPDATE of the row just inserted."""
+    have, no UPDATE of the row just inserted. Plus one statement of the surveys app's hook on a
+    customer's message (conversations.lifecycle: is this an answer to a survey we sent them)."""
     queue = Queue.objects.create(name="Support", slug="support", priority=3)
     inbox = make_inbox("sms", default_queue=queue)
-    with django_assert_num_queries(12):
+    with django_assert_num_queries(13):
         result = message_receive(_sms(inbox, "SMq1"))
     conversation = result.conversation
     conversation.refresh_from_db()
@@ -40,19 +41,21 @@ def test_a_new_customers_first_message_takes_twelve_statements(django_assert_num
 def test_without_an_inbox_queue_the_default_queue_comes_from_the_same_read(django_assert_num_queries):
     queue = Queue.objects.create(name="Support", slug="support", is_default=True)
     inbox = make_inbox("sms")
-    with django_assert_num_queries(12):
+    with django_assert_num_queries(13):
         result = message_receive(_sms(inbox, "SMq1"))
     result.conversation.refresh_from_db()
     assert result.conversation.queue == queue and result.conversation.queue_reason == "default queue"
 
 
-def test_a_returning_customers_next_message_takes_nine_statements(django_assert_num_queries):
+def test_a_returning_customers_next_message_takes_eleven_statements(django_assert_num_queries):
     """Replay check, BEGIN, the address, its last-seen time, the customer's lock, their latest
     conversation in the inbox, the conversation's update with the message's sequence number, the
-    message, COMMIT."""
+    message, COMMIT; plus the surveys app's two hooks on a customer's message
+    (conversations.lifecycle: is it an answer to a survey we sent them, and a survey still
+    scheduled for them is canceled)."""
     inbox = make_inbox("sms")
     first = message_receive(_sms(inbox, "SMq1"))
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(11):
         second = message_receive(_sms(inbox, "SMq2"))
     assert second.conversation.pk == first.conversation.pk and not second.conversation_opened
     assert list(Message.objects.filter(conversation=first.conversation).order_by("seq").values_list("seq", flat=True)) == [1, 2]
