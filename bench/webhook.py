@@ -306,11 +306,13 @@ def main() -> int:
 
     from contactcenter.celery import app
     from contactcenter.models import WorkerHeartbeat
-    from conversations.models import Conversation, Message, TwilioInboundEvent
+    from conversations.models import Channel, Conversation, Inbox, Message, TwilioInboundEvent
 
     began = time.monotonic()
     with bench_database() as connection:
         db_url = database_url(connection)
+        # Our number is a configured inbox: a message to an address no inbox has is a failed event.
+        Inbox.objects.create(name="Bench SMS", kind=Channel.SMS, address=OUR_NUMBER)
         app.control.purge()
         server = None
         try:
