@@ -209,6 +209,10 @@ CC_DB_OUTAGE_SECONDS = env_int("CC_DB_OUTAGE_SECONDS", 1)
 # membership): if not back within two checks, it closes with 4503 and the client reconnects and
 # catches up. 0: off.
 CC_CHANNEL_LAYER_CHECK_SECONDS = env_int("CC_CHANNEL_LAYER_CHECK_SECONDS", 10)
+# A live event can be lost with no socket dropping (published while Redis restarts, or by a worker
+# killed between its commit and the publish): every this many seconds, and after each reconnect,
+# the console compares its work list and open timeline with /console/sync/ and catches up. 0: off.
+CC_CONSOLE_SYNC_SECONDS = env_int("CC_CONSOLE_SYNC_SECONDS", 20)
 CELERY_BEAT_SCHEDULE = {
     "tick": {"task": "contactcenter.tick", "schedule": float(CC_TICK_SECONDS)},
 }

@@ -6,6 +6,7 @@ full page, the fragment the page re-fetches after a live event and the reconnect
 read the same way.
 """
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -71,6 +72,40 @@ class Sidebar:
     # Supervisors: customers waiting for a reply from an agent who is not available (offline with
     # the queue's "stay" policy, on a break): nobody else would notice them.
     unattended: list[Conversation] = field(default_factory=list)
+
+    @property
+    def sync_signature(self) -> str:
+        """What the page shows of the agent's own work, as ``work_sync`` reports it: the console
+        compares the two on a timer and after a reconnect."""
+        return work_signature([(c.pk, c.last_seq) for c in self.mine], [o.pk for o in self.offers])
+
+
+def work_signature(conversations: list[tuple[int, int]], offers: list[int]) -> str:
+    """A short digest of (conversation, last sequence number) pairs and pending offer ids, in any order."""
+    text = ",".join(f"{c}:{s}" for c, s in sorted(conversations)) + ";" + ",".join(str(o) for o in sorted(offers))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def work_sync(*, agent: Agent | None) -> dict:
+    """The agent's own work as the database has it: every active conversation assigned to them (the
+    same ones the work list shows) with its customer and newest sequence number, and their pending
+    offers. Two queries.
+
+    A live event can be lost with nobody told: published while Redis restarts, or by a worker that
+    died between its commit and the publish. The console asks for this after every reconnect and
+    on a timer, and catches up whatever it finds newer than what it shows."""
+    if agent is None:
+        return {"conversations": [], "offers": [], "signature": work_signature([], [])}
+    conversations = list(
+        Conversation.objects.filter(assignee=agent, status__in=ACTIVE)
+        .order_by("-last_message_at", "-id").values_list("pk", "customer_id", "last_seq")[:MY_LIST_LIMIT]
+    )
+    offers = list(Offer.objects.filter(agent=agent, status=OfferStatus.PENDING).values_list("pk", "conversation_id"))
+    return {
+        "conversations": [{"id": pk, "customer": customer, "last_seq": seq} for pk, customer, seq in conversations],
+        "offers": [{"id": pk, "conversation": conversation} for pk, conversation in offers],
+        "signature": work_signature([(pk, seq) for pk, _, seq in conversations], [pk for pk, _ in offers]),
+    }
 
 
 def agent_queues(agent: Agent | None, *, supervisor: bool) -> list[Queue]:

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.workspace, name="home"),
     path("login/", auth_views.ThrottledLoginView.as_view(), name="login"),
     path("sidebar/", views.sidebar_fragment, name="sidebar"),
+    path("sync/", views.work_sync, name="sync"),
     path("canned/", views.canned_list, name="canned"),
     path("presence/", actions.presence, name="presence"),
     path("customers/", views.customer_list, name="customers"),

@@ -10,6 +10,7 @@ counts, so nothing here grows with the size of a customer's history.
 import json
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Prefetch, Q
@@ -156,6 +157,7 @@ def _workspace_context(request, *, customer: Customer | None, conversation: Conv
         "now": timezone.now(),
         "customer": customer,
         "conversation": conversation,
+        "sync_seconds": settings.CC_CONSOLE_SYNC_SECONDS,
     }
     if customer is not None:
         page = _timeline(customer, before=before, after=after)
@@ -259,6 +261,14 @@ def sidebar_fragment(request):
         "presences": list(PresenceState.objects.all()), "now": timezone.now(),
         "current_id": int_or_none(request.GET.get("current")),
     })
+
+
+@require_GET
+@console_staff_required
+def work_sync(request):
+    """The agent's work as stored (selectors.work_sync): polled by the console after a reconnect
+    and on a timer, so an event lost on the way is noticed within a period."""
+    return JsonResponse(selectors.work_sync(agent=agent_of(request.user)))
 
 
 def int_or_none(value) -> int | None:

@@ -364,6 +364,24 @@
     }).catch(function () {});
   }, 150);
 
+  // A live event can be lost with no socket dropping (published while Redis restarted, or by a
+  // worker killed between its commit and the publish). On a timer the console asks what the
+  // database holds of its work (/console/sync/): a work list that differs is fetched again, a
+  // timeline behind the newest sequence number catches up. Reconnects already do both.
+  function syncWork() {
+    var url = workspace.getAttribute("data-sync-url");
+    if (!url || !state.connected) return;
+    getJSON(url).then(function (data) {
+      var inner = $("#worklist-inner");
+      if (inner && inner.getAttribute("data-sync") !== data.signature) refreshSidebar();
+      var behind = data.conversations.some(function (c) {
+        var id = String(c.id);
+        return Object.prototype.hasOwnProperty.call(state.seen, id) && c.last_seq > state.seen[id];
+      });
+      if (behind) catchup();
+    }).catch(function () {});
+  }
+
   function highlightCurrent() {
     $$("#worklist .work-item").forEach(function (item) {
       var on = state.conversation && item.getAttribute("data-conversation") === String(state.conversation);
@@ -959,8 +977,10 @@
     setInterval(tickCountdowns, 1000);
     tickCountdowns();
     setInterval(function () { send({ type: "ping" }); }, 25000);
+    var syncSeconds = Number(workspace.getAttribute("data-sync-seconds") || 0);
+    if (syncSeconds > 0) setInterval(syncWork, syncSeconds * 1000);
   });
 
   // For tests and the curious: the live state of the page.
-  window.ccConsole = { state: state, catchup: catchup };
+  window.ccConsole = { state: state, catchup: catchup, syncWork: syncWork };
 })();

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from conversations.models import Channel, Message
+from conversations.models import Channel, Conversation, Message
 from profiles.models import IdentityKind
 
 from ..conftest import wait_for
@@ -122,3 +122,41 @@ def test_signing_out_in_another_tab_takes_the_console_to_the_login_page(new_cont
     page.wait_for_url(lambda url: url.endswith("/accounts/login/?next=%2Fconsole%2F"))
     expect(page.locator(".auth-card form")).to_be_visible()
     assert len(sockets) == 1  # it did not try to reconnect
+
+
+def test_an_event_lost_with_the_socket_up_is_caught_up_by_the_sync(new_context, browser_server):
+    """A message stored with no live event published (a worker killed between its commit and the
+    publish, or a publish into a restarting Redis) and a conversation assigned the same way: the
+    console's sync (/console/sync/, on a timer) finds both, with no reconnect and no reload."""
+    states = presences()
+    desk = support_desk()
+    alice = console_agent("alice", display_name="Alice Tanaka", presence=states.available, skills=[desk.skill])
+    customer = make_customer("佐藤 健", language="ja")
+    make_identity(customer, IdentityKind.PHONE, "+819087654321", verified=True)
+    conversation = make_conversation(customer, desk.sms, queue=desk.queue, assignee=alice, assigned_at=timezone.now())
+    make_message(conversation, "Where is my parcel? 荷物はどこですか")
+
+    page = new_context().new_page()
+    login(page, "alice", PASSWORD)
+    page.goto(f"/console/conversations/{conversation.pk}/")
+    wait_connected(page)
+    assert int(page.locator("#workspace").get_attribute("data-sync-seconds")) > 0  # the timer is on
+    page.evaluate("() => { window.__marker = 1; }")
+
+    # Straight into the database: no event leaves (the factories publish nothing).
+    make_message(conversation, "Lost on the way: the live event never left.")
+    other = make_customer("Kenji Mori")
+    make_conversation(other, desk.sms, queue=desk.queue, assignee=alice, assigned_at=timezone.now(),
+                      subject="Assigned while the event was lost")
+    make_message(Conversation.objects.get(customer=other), "A conversation nobody told the console about.")
+    time.sleep(1)
+    expect(page.locator("#timeline-entries > li").filter(has_text="Lost on the way")).to_have_count(0)
+    expect(page.locator("#my-conversations")).not_to_contain_text("Kenji Mori")
+
+    page.evaluate("() => window.ccConsole.syncWork()")  # what the timer calls
+    expect(page.locator("#timeline-entries > li").filter(has_text="Lost on the way")).to_have_count(1)
+    expect(page.locator("#my-conversations")).to_contain_text("Kenji Mori")
+    page.evaluate("() => window.ccConsole.syncWork()")  # nothing new: nothing changes, nothing repeats
+    time.sleep(1)
+    expect(page.locator("#timeline-entries > li").filter(has_text="Lost on the way")).to_have_count(1)
+    assert page.evaluate("() => window.__marker") == 1  # no reload

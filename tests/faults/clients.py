@@ -252,6 +252,7 @@ class ConsoleView:
     reconnects: int = 0
     live_events: int = 0
     connected_at: float = 0.0  # time.monotonic() of the last (re)connect
+    synced_at: float = 0.0  # time.monotonic() of the last completed /console/sync/
     live: dict[int, set[int]] = field(default_factory=dict)  # conversation -> seqs pushed live
 
     def seen_map(self, customer: int) -> dict[str, int]:
@@ -259,10 +260,14 @@ class ConsoleView:
 
 
 async def console_follow(base: str, ws_base: str, *, username: str, password: str, view: ConsoleView,
-                         stop: asyncio.Event) -> None:
-    """An agent's console: a socket on /ws/console/ recording every ``message.created``; whenever
-    it drops, it reconnects and catches up every customer it knows from its last sequence numbers
-    (/console/customers/<id>/catchup/), as static/js/console.js does."""
+                         stop: asyncio.Event, sync_seconds: float = 2.0) -> None:
+    """An agent's console, as static/js/console.js behaves: a socket on /ws/console/ recording every
+    ``message.created``; a live entry numbered past the next one expected catches its customer up
+    first (/console/customers/<id>/catchup/, from the last sequence numbers seen); whenever the
+    socket drops, it reconnects and catches up every customer it knows; and after each reconnect
+    and every ``sync_seconds`` it compares its work with /console/sync/ (the database's view of
+    the agent's conversations) and catches up every conversation found newer, opening the ones it
+    never heard of, as an agent does from the refreshed work list."""
     # unsafe: keep cookies set by an IP address host (127.0.0.1), which aiohttp drops by default.
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
                                      cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
@@ -276,8 +281,13 @@ async def console_follow(base: str, ws_base: str, *, username: str, password: st
                     if not first:
                         view.reconnects += 1
                         await console_catch_up(session, base, view)
+                        await console_sync(session, base, view)
                     first = False
+                    next_sync = time.monotonic() + sync_seconds
                     while not stop.is_set():
+                        if time.monotonic() >= next_sync:
+                            await console_sync(session, base, view)
+                            next_sync = time.monotonic() + sync_seconds
                         try:
                             frame = await ws.receive(timeout=0.5)
                         except asyncio.TimeoutError:
@@ -287,6 +297,10 @@ async def console_follow(base: str, ws_base: str, *, username: str, password: st
                         data = json.loads(frame.data)
                         if data.get("type") == "message.created":
                             view.live_events += 1
+                            behind = _behind(view, data)
+                            if behind is not None:
+                                # An entry before this one never came: catch up from what was seen.
+                                await console_catch_up(session, base, view, customers=[behind], whole=False)
                             new_customer = _record(view, data)
                             if new_customer is not None:
                                 # The sidebar shows the new conversation and the agent opens it:
@@ -296,6 +310,35 @@ async def console_follow(base: str, ws_base: str, *, username: str, password: st
                 pass
             if not stop.is_set():
                 await asyncio.sleep(0.5)
+
+
+async def console_sync(session: aiohttp.ClientSession, base: str, view: ConsoleView) -> None:
+    """/console/sync/: catch up each of the agent's conversations the database holds newer entries of."""
+    async with session.get(base + "/console/sync/") as response:
+        payload = await response.json()
+    newer: dict[int, bool] = {}  # customer -> whether the console knew them
+    for conversation in payload["conversations"]:
+        seen = view.seqs.get(conversation["id"], set())
+        if conversation["last_seq"] > max(seen, default=0):
+            known = conversation["customer"] in view.customers.values()
+            newer[conversation["customer"]] = known
+            view.customers.setdefault(conversation["id"], conversation["customer"])
+    for customer, known in newer.items():
+        await console_catch_up(session, base, view, customers=[customer], whole=not known)
+    view.synced_at = time.monotonic()
+
+
+def _behind(view: ConsoleView, data: dict) -> int | None:
+    """The customer to catch up when a live entry skips sequence numbers the console never got."""
+    conversation, seq, customer = data.get("conversation"), data.get("seq"), data.get("customer")
+    if isinstance(conversation, dict):
+        conversation = conversation.get("id")
+    if isinstance(customer, dict):
+        customer = customer.get("id")
+    seen = view.seqs.get(conversation)
+    if not seen or not isinstance(seq, int) or not isinstance(customer, int) or seq <= max(seen) + 1:
+        return None
+    return customer
 
 
 def _record(view: ConsoleView, data: dict) -> int | None:
@@ -322,11 +365,12 @@ def _record(view: ConsoleView, data: dict) -> int | None:
 
 
 async def console_catch_up(session: aiohttp.ClientSession, base: str, view: ConsoleView,
-                           customers: list[int] | None = None) -> None:
-    """After a reconnect: every known customer from what the console saw. ``customers``: a pane
-    opened on them, which loads their whole timeline (nothing seen yet)."""
+                           customers: list[int] | None = None, whole: bool = True) -> None:
+    """After a reconnect: every known customer from what the console saw. ``customers``: those
+    only, from what was seen of them, or with ``whole`` a pane opened on them, which loads their
+    whole timeline (nothing seen yet)."""
     for customer in customers if customers is not None else sorted(set(view.customers.values())):
-        seen = {} if customers is not None else view.seen_map(customer)
+        seen = {} if customers is not None and whole else view.seen_map(customer)
         complete = False
         while not complete:
             query = urllib.parse.urlencode({"seen": json.dumps(seen)})
