@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from conversations.models import Agent, Channel, Conversation, Inbox, Queue
+from conversations.models import Agent, Channel, Conversation, Inbox, Message, Queue
 from profiles.models import Customer
 
 
@@ -79,6 +79,11 @@ class SurveyPolicy(models.Model):
     quiet_end = models.TimeField(_("quiet hours end"), default=time(9, 0))
     answer_window_hours = models.PositiveIntegerField(_("answer window (hours)"), default=48,
                                                       validators=[MinValueValidator(1)])
+    comment_window_minutes = models.PositiveIntegerField(
+        _('"why?" reply window (minutes)'), default=60, validators=[MinValueValidator(1), MaxValueValidator(24 * 60)],
+        help_text=_('After a score given by text reply, the survey\'s "why?" question is sent; the customer\'s next '
+                    "message within this many minutes is kept as the survey's comment (on the timeline, without "
+                    "reopening anything). Later messages are ordinary messages."))
     follow_up_queue = models.ForeignKey(
         Queue, verbose_name=_("follow-up queue"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         help_text=_("Where an unhappy answer opens a follow-up (e.g. Customer care); its wrap-up codes are the "
@@ -168,6 +173,12 @@ class SurveyRequest(models.Model):
     sent_conversation = models.ForeignKey(
         Conversation, verbose_name=_("sent in"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     sent_mode = models.CharField(_("sent as"), max_length=16, blank=True, help_text=_("reply, link, email, card"))
+    # The "why?" question after a score given by text reply: when it became owed (in the answer's
+    # transaction) and the message that asked it (set when it is sent; the comment window runs
+    # from that message). Owed and not asked: its sending was lost, and the tick queues it again.
+    comment_asked_at = models.DateTimeField(_('"why?" owed since'), null=True, blank=True)
+    comment_ask_message = models.ForeignKey(
+        Message, verbose_name=_('"why?" question'), null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
@@ -179,6 +190,9 @@ class SurveyRequest(models.Model):
             models.Index(fields=["due_at", "id"], condition=Q(status="scheduled", claimed_at__isnull=True),
                          name="survey_due_idx"),
             models.Index(fields=["customer", "status", "sent_at"], name="survey_customer_idx"),
+            # The tick's lost "why?" questions: a handful at most.
+            models.Index(fields=["comment_asked_at"], name="survey_why_owed_idx",
+                         condition=Q(comment_asked_at__isnull=False, comment_ask_message__isnull=True)),
         ]
 
     def __str__(self) -> str:
