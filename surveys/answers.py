@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import override
 
@@ -34,7 +35,9 @@ from conversations.routing.placement import queue_enter
 from conversations.sequence import message_seq_next
 from conversations.services.system_events import system_event, system_event_record
 from conversations.task_names import ROUTE_CONVERSATION
+from profiles.models import Customer
 
+from .cards import customer_language
 from .comments import inbound_comment_claim, why_owe
 from .models import (
     SurveyFollowUp,
@@ -194,12 +197,14 @@ def inbound_answer_claim(*, customer, inbox, text: str, at: datetime) -> int | N
     Anything else is not claimed and takes the ordinary path. Runs in the ingest's transaction."""
     if inbox.kind not in (Channel.SMS, Channel.WHATSAPP):
         return None
-    commented = inbound_comment_claim(customer=customer, inbox=inbox, text=text, at=at)
-    if commented is not None:
-        return commented
-    request = (SurveyRequest.objects.filter(customer_id=customer.pk, status=SurveyStatus.SENT, sent_channel=inbox.kind,
-                                            sent_mode__in=["reply", "template"])
-               .select_related("definition").order_by("-sent_at", "-id").first())
+    # One read for every message of a customer (most have no survey out): their latest survey on
+    # this channel still taking an answer, or answered and waiting for the reply to its "why?".
+    request = (SurveyRequest.objects.filter(customer_id=customer.pk, sent_channel=inbox.kind)
+               .filter(Q(status=SurveyStatus.SENT, sent_mode__in=["reply", "template"])
+                       | Q(status=SurveyStatus.ANSWERED, comment_ask_message__isnull=False, response__comment=""))
+               .select_related("definition", "comment_ask_message").order_by("-sent_at", "-id").first())
+    if request is not None and request.status == SurveyStatus.ANSWERED:
+        return inbound_comment_claim(request, inbox=inbox, text=text, at=at)
     if request is None or not answer_window_open(request, now=at):
         return None
     sent_in = request.sent_conversation_id or request.conversation_id
@@ -219,16 +224,22 @@ def inbound_answer_claim(*, customer, inbox, text: str, at: datetime) -> int | N
 
 def widget_answer(*, customer_id: int | None, payload: dict) -> dict | None:
     """``conversations.lifecycle``'s widget hook: the rating card's answer, checked against the
-    visitor's customer (a token of someone else's survey is refused like an unknown one)."""
+    visitor's customer (a token of someone else's survey is refused like an unknown one). The reply
+    is in the customer's language, as the card was (``cards.survey_card``)."""
     token, score = payload.get("token"), payload.get("score")
     comment = payload.get("comment") if isinstance(payload.get("comment"), str) else ""
     request = None
     if isinstance(token, str) and 0 < len(token) <= 64 and customer_id is not None:
-        request = SurveyRequest.objects.filter(token=token, customer_id=customer_id, sent_mode="card").first()
-    if request is None:
-        return {"token": token if isinstance(token, str) else "", "ok": False, "message": _("This survey is closed.")}
-    try:
-        response, _previous = survey_answer(request_id=request.pk, score=score, comment=comment, via="widget")
-    except AnswerRefused as exc:
-        return {"token": token, "ok": False, "message": exc.message}
-    return {"token": token, "ok": True, "score": response.score, "message": _("Thank you for your answer.")}
+        request = (SurveyRequest.objects.filter(token=token, customer_id=customer_id, sent_mode="card")
+                   .select_related("customer").first())
+    customer = request.customer if request is not None else \
+        Customer.objects.filter(pk=customer_id).only("language").first() if customer_id is not None else None
+    with translation.override(customer_language(customer) if customer is not None else None):
+        if request is None:
+            return {"token": token if isinstance(token, str) else "", "ok": False,
+                    "message": _("This survey is closed.")}
+        try:
+            response, _previous = survey_answer(request_id=request.pk, score=score, comment=comment, via="widget")
+        except AnswerRefused as exc:
+            return {"token": token, "ok": False, "message": exc.message}
+        return {"token": token, "ok": True, "score": response.score, "message": _("Thank you for your answer.")}

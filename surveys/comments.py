@@ -114,26 +114,23 @@ def surveys_why_lost(*, now: datetime | None = None, limit: int = 200) -> int:
     return len(ids)
 
 
-def inbound_comment_claim(*, customer, inbox, text: str, at: datetime) -> int | None:
-    """Part of the surveys' inbound claim (in the ingest's transaction): the customer's first
-    message to the number that asked "why?", within the comment window, is the survey's comment.
-    Returns the conversation the message joins (the one the question was asked in), or None."""
-    policy = SurveyPolicy.current()
-    since = at - timedelta(minutes=policy.comment_window_minutes)
-    candidate = (SurveyRequest.objects.filter(
-        customer_id=customer.pk, status=SurveyStatus.ANSWERED, comment_ask_message__isnull=False,
-        comment_ask_message__created_at__gte=since, comment_ask_message__created_at__lte=at,
-        comment_ask_message__inbox_id=inbox.pk, response__comment="")
-        .order_by("-comment_asked_at", "-id").values_list("pk", flat=True).first())
-    if candidate is None or not (text or "").strip():
+def inbound_comment_claim(request: SurveyRequest, *, inbox, text: str, at: datetime) -> int | None:
+    """Part of the surveys' inbound claim (in the ingest's transaction), for the customer's survey
+    that asked "why?" (``comment_ask_message`` selected): their first message to the number that
+    asked, within the comment window, is the survey's comment. Returns the conversation the message
+    joins (the one the question was asked in), or None: an ordinary message."""
+    asked = request.comment_ask_message
+    window = timedelta(minutes=SurveyPolicy.current().comment_window_minutes)
+    if asked is None or asked.inbox_id != inbox.pk or not asked.created_at <= at <= asked.created_at + window:
         return None
-    request = (SurveyRequest.objects.select_for_update(of=("self",)).select_related("comment_ask_message")
-               .get(pk=candidate))
-    response = SurveyResponse.objects.filter(request=request).first()
-    if response is None or response.comment:
+    if not (text or "").strip():
+        return None
+    locked = SurveyRequest.objects.select_for_update(of=("self",)).get(pk=request.pk)
+    response = SurveyResponse.objects.filter(request=locked).first()
+    if locked.status != SurveyStatus.ANSWERED or response is None or response.comment:
         return None  # a comment came first (the link page): this one is an ordinary message
-    survey_comment_record(request, response, text=text, at=at)
-    return request.comment_ask_message.conversation_id
+    survey_comment_record(locked, response, text=text, at=at)
+    return asked.conversation_id
 
 
 def survey_comment_record(request: SurveyRequest, response: SurveyResponse, *, text: str, at: datetime) -> None:
