@@ -1,6 +1,7 @@
 """Admin for surveys: definitions and the policy validated when saved (``clean``), requests with
 their skip reasons, answers, follow-ups."""
 
+from django import forms
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
@@ -13,8 +14,39 @@ from .models import (
 )
 
 
+class SurveyDefinitionForm(forms.ModelForm):
+    """Which survey a conversation gets must not be a guess: two active surveys may not name the
+    same queue or the same inbox, and only one may cover everything else (neither)."""
+
+    class Meta:
+        model = SurveyDefinition
+        fields = "__all__"  # the admin's fieldsets choose what is shown
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("is_active"):
+            return cleaned
+        others = SurveyDefinition.objects.filter(is_active=True).exclude(pk=self.instance.pk)
+        queues, inboxes = cleaned.get("queues"), cleaned.get("inboxes")
+        for field, chosen in (("queues", queues), ("inboxes", inboxes)):
+            if not chosen:
+                continue
+            clash = others.filter(**{f"{field}__in": chosen}).distinct()
+            if clash.exists():
+                self.add_error(field, _("Already covered by another active survey: %(names)s.") % {
+                    "names": ", ".join(str(d) for d in clash)})
+        if not queues and not inboxes:
+            clash = others.filter(queues__isnull=True, inboxes__isnull=True)
+            if clash.exists():
+                self.add_error(None, _("Another active survey already covers every conversation without a more "
+                                       "specific survey: %(names)s. Name queues or inboxes, or deactivate one.") % {
+                    "names": ", ".join(str(d) for d in clash)})
+        return cleaned
+
+
 @admin.register(SurveyDefinition)
 class SurveyDefinitionAdmin(admin.ModelAdmin):
+    form = SurveyDefinitionForm
     list_display = ("name", "kind", "delay_seconds", "sampling_percent", "is_active")
     list_filter = ("kind", "is_active")
     filter_horizontal = ("queues", "inboxes")

@@ -110,10 +110,15 @@ def _answer_event(request: SurveyRequest, response: SurveyResponse, *, changed_f
 
 def _follow_up_open(request: SurveyRequest, response: SurveyResponse, *, policy: SurveyPolicy, now: datetime) -> None:
     """An unhappy answer becomes a conversation in the follow-up queue, high priority, with the
-    score, the comment and a link to the contact; routed like any other. Not surveyed itself."""
-    if policy.follow_up_queue_id is None or SurveyFollowUp.objects.filter(response=response).exists():
+    score, the comment and a link to the contact; routed like any other. Not surveyed itself.
+    Without a follow-up queue in the policy it goes to the queue that handled the contact (else its
+    inbox's default queue): every unhappy answer has an owner."""
+    if SurveyFollowUp.objects.filter(response=response).exists():
         return
     about = request.conversation
+    queue = policy.follow_up_queue or about.queue or about.inbox.default_queue
+    if queue is None:
+        return
     with override(settings.LANGUAGE_CODE):  # agent-facing words in the site's language, whoever answered
         subject = _("Survey follow-up: %(kind)s %(score)s") % {"kind": response.kind.upper(), "score": response.score}
         high = scale_of(response.kind)[1]
@@ -126,7 +131,7 @@ def _follow_up_open(request: SurveyRequest, response: SurveyResponse, *, policy:
         status=ConversationStatus.OPEN, priority=policy.follow_up_priority, created_at=now, last_message_at=now,
         waiting_since=now, subject=subject[:300],
     )
-    queue_enter(conversation, policy.follow_up_queue, at=now, reason="survey follow-up")
+    queue_enter(conversation, queue, at=now, reason="survey follow-up")
     conversation.priority = max(conversation.priority, policy.follow_up_priority)
     conversation.save(force_insert=True)
     SurveyFollowUp.objects.create(response=response, conversation=conversation, created_at=now)

@@ -59,8 +59,17 @@ class SurveyDefinition(models.Model):
         return f"{self.name} ({self.get_kind_display()})"
 
     def clean(self):
+        errors = {}
         if not (self.question_en or "").strip():
-            raise ValidationError({"question_en": _("The English question is required (the fallback language).")})
+            errors["question_en"] = _("The English question is required (the fallback language).")
+        if self.pk is not None:
+            kind_before = SurveyDefinition.objects.filter(pk=self.pk).values_list("kind", flat=True).first()
+            if kind_before and kind_before != self.kind and self.requests.exists():
+                # Its surveys out there were asked on the old scale: their answers would be read on the new one.
+                errors["kind"] = _("This survey was already scheduled or sent: its type cannot change. Make a new "
+                                   "survey for the new type and deactivate this one.")
+        if errors:
+            raise ValidationError(errors)
 
     def question_in(self, language: str) -> str:
         return (self.question_ja if language == "ja" and self.question_ja else self.question_en).strip()
@@ -87,7 +96,7 @@ class SurveyPolicy(models.Model):
     follow_up_queue = models.ForeignKey(
         Queue, verbose_name=_("follow-up queue"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         help_text=_("Where an unhappy answer opens a follow-up (e.g. Customer care); its wrap-up codes are the "
-                    "outcomes asked when the follow-up is resolved"))
+                    "outcomes asked when the follow-up is resolved. Empty: the queue that handled the contact."))
     follow_up_priority = models.IntegerField(_("follow-up priority"), default=10)
     csat_detractor_max = models.PositiveSmallIntegerField(_("CSAT detractor at or below"), default=2)
     nps_detractor_max = models.PositiveSmallIntegerField(_("NPS detractor at or below"), default=6)

@@ -121,3 +121,16 @@ def test_the_tick_claims_a_due_survey_once(resolved_contact, policy, csat):
     assert surveys_claim_due(now=request.due_at + timedelta(seconds=1)) == []
     # A claim whose task was lost is claimed again after a while.
     assert surveys_claim_due(now=request.due_at + timedelta(minutes=11)) == [request.pk]
+
+
+def test_a_call_from_the_customer_before_the_due_time_cancels(resolved_contact, policy, csat):
+    from conversations.channels.twilio_voice.calls import call_start
+
+    from ..factories import make_inbox
+
+    conversation = resolved_contact(Channel.SMS)
+    survey_schedule(conversation_id=conversation.pk)
+    voice = make_inbox(Channel.VOICE, address="+815011112222")
+    call, created = call_start(call_sid="CA" + "1" * 32, from_="+819012345678", to=voice.address)
+    assert created and call.conversation.customer_id == conversation.customer_id
+    assert SurveyRequest.objects.get(conversation=conversation).status == SurveyStatus.CANCELED
