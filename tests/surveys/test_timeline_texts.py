@@ -80,3 +80,13 @@ def test_the_widget_thanks_in_the_customers_language(resolved_contact, daytime, 
         "このアンケートの回答受付は終了しました。"
     result = widget_answer(customer_id=customer_id, payload={"token": request.token, "score": 5})
     assert result["ok"] and result["message"] == "ご回答ありがとうございました。"
+
+
+def test_a_comment_on_the_timeline_is_escaped(resolved_contact, daytime, csat):
+    conversation = resolved_contact(Channel.SMS)
+    request = survey_schedule(conversation_id=conversation.pk)
+    survey_send(request_id=request.pk)
+    survey_answer(request_id=request.pk, score=5, comment="<img src=x onerror=alert(1)>", via="reply")
+    event = Message.objects.get(conversation=conversation, event_type=EventType.SURVEY_ANSWERED)
+    html = _entry_html(event, "ja")
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
