@@ -5,6 +5,8 @@ from django import forms
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
+from contactcenter.admin import ReadOnlyAdminMixin
+
 from .models import (
     SurveyDefinition,
     SurveyFollowUp,
@@ -66,8 +68,10 @@ class SurveyPolicyAdmin(admin.ModelAdmin):
         return not SurveyPolicy.objects.exists()
 
 
+# Requests, answers and follow-ups are written by the services only (the tick, the answer paths):
+# the admin shows them, with the skip reasons, and never edits a score or a status behind them.
 @admin.register(SurveyRequest)
-class SurveyRequestAdmin(admin.ModelAdmin):
+class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "conversation", "customer", "channel", "definition", "status", "skip_reason", "due_at",
                     "sent_at")
     list_filter = ("status", "skip_reason", "channel", "definition__kind")
@@ -78,7 +82,7 @@ class SurveyRequestAdmin(admin.ModelAdmin):
 
 
 @admin.register(SurveyResponse)
-class SurveyResponseAdmin(admin.ModelAdmin):
+class SurveyResponseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "kind", "score", "channel", "via", "conversation", "agent", "queue", "answered_at",
                     "changed_at")
     list_filter = ("kind", "channel", "via", "queue")
@@ -87,6 +91,6 @@ class SurveyResponseAdmin(admin.ModelAdmin):
 
 
 @admin.register(SurveyFollowUp)
-class SurveyFollowUpAdmin(admin.ModelAdmin):
+class SurveyFollowUpAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "response", "conversation", "created_at")
     raw_id_fields = ("response", "conversation")

@@ -91,3 +91,22 @@ def test_a_surveys_type_cannot_change_once_it_was_sent(resolved_contact, policy,
     unused = SurveyDefinition.objects.create(name="Draft", kind=SurveyKind.CSAT, question_en="?", is_active=False)
     unused.kind = SurveyKind.CES
     unused.full_clean()
+
+
+def test_requests_answers_and_follow_ups_are_view_only(admin_client, resolved_contact, policy, csat):
+    from django.utils import timezone
+
+    from surveys.answers import survey_answer
+    from surveys.models import SurveyFollowUp, SurveyResponse, SurveyStatus
+
+    request = survey_schedule(conversation_id=resolved_contact().pk)
+    SurveyRequest.objects.filter(pk=request.pk).update(status=SurveyStatus.SENT, sent_at=timezone.now(),
+                                                       sent_channel="sms", sent_mode="reply")
+    response, _ = survey_answer(request_id=request.pk, score=1, via="reply")
+    follow_up = SurveyFollowUp.objects.get(response=response)
+    for model, obj in (("surveyrequest", request), ("surveyresponse", response), ("surveyfollowup", follow_up)):
+        assert admin_client.get(f"/admin/surveys/{model}/add/").status_code == 403, model
+        assert admin_client.get(f"/admin/surveys/{model}/{obj.pk}/change/").status_code == 200, model  # a view page
+        assert admin_client.post(f"/admin/surveys/{model}/{obj.pk}/change/", {"score": 5}).status_code == 403, model
+        assert admin_client.post(f"/admin/surveys/{model}/{obj.pk}/delete/", {"post": "yes"}).status_code == 403, model
+    assert SurveyResponse.objects.get(pk=response.pk).score == 1
