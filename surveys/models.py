@@ -205,7 +205,7 @@ class SurveyRequest(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.definition.kind.upper()} #{self.conversation_id} ({self.status})"
+        return f"{self.definition.kind.upper()} #{self.conversation_id} ({self.get_status_display()})"
 
 
 class SurveyResponse(models.Model):

@@ -90,3 +90,9 @@ def test_a_comment_on_the_timeline_is_escaped(resolved_contact, daytime, csat):
     event = Message.objects.get(conversation=conversation, event_type=EventType.SURVEY_ANSWERED)
     html = _entry_html(event, "ja")
     assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_a_survey_request_names_its_status_in_the_admins_language(resolved_contact, policy, csat):
+    request = survey_schedule(conversation_id=resolved_contact().pk)
+    with translation.override("ja"):
+        assert str(request) == f"CSAT #{request.conversation_id} (予約済み)"
