@@ -100,3 +100,16 @@ def test_a_score_by_sms_gets_the_why_question_from_the_worker(due_sms_survey, ce
     message_receive(InboundMessage(inbox=conversation.inbox, sender_kind="phone", sender_address="+819012345678",
                                    text="nobody called me back", provider_id="SM-worker-why"))
     assert SurveyRequest.objects.get(pk=due_sms_survey.pk).response.comment == "nobody called me back"
+
+
+@pytest.mark.production
+def test_two_executions_of_the_why_question_ask_once(due_sms_survey):
+    from surveys.comments import survey_ask_why
+
+    assert survey_send(request_id=due_sms_survey.pk) == SurveyStatus.SENT
+    conversation = due_sms_survey.conversation
+    message_receive(InboundMessage(inbox=conversation.inbox, sender_kind="phone", sender_address="+819012345678",
+                                   text="3", provider_id="SM-race-score"))
+    results = _race(lambda: survey_ask_why(request_id=due_sms_survey.pk), n=4)
+    assert sorted(results) == [False, False, False, True]
+    assert Message.objects.filter(conversation=conversation, direction="outbound", text="Why?").count() == 1
