@@ -1,8 +1,11 @@
 """Admin for surveys: definitions and the policy validated when saved (``clean``), requests with
 their skip reasons, answers, follow-ups."""
 
+from django import forms
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
+
+from contactcenter.admin import ReadOnlyAdminMixin
 
 from .models import (
     SurveyDefinition,
@@ -13,8 +16,39 @@ from .models import (
 )
 
 
+class SurveyDefinitionForm(forms.ModelForm):
+    """Which survey a conversation gets must not be a guess: two active surveys may not name the
+    same queue or the same inbox, and only one may cover everything else (neither)."""
+
+    class Meta:
+        model = SurveyDefinition
+        fields = "__all__"  # the admin's fieldsets choose what is shown
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("is_active"):
+            return cleaned
+        others = SurveyDefinition.objects.filter(is_active=True).exclude(pk=self.instance.pk)
+        queues, inboxes = cleaned.get("queues"), cleaned.get("inboxes")
+        for field, chosen in (("queues", queues), ("inboxes", inboxes)):
+            if not chosen:
+                continue
+            clash = others.filter(**{f"{field}__in": chosen}).distinct()
+            if clash.exists():
+                self.add_error(field, _("Already covered by another active survey: %(names)s.") % {
+                    "names": ", ".join(str(d) for d in clash)})
+        if not queues and not inboxes:
+            clash = others.filter(queues__isnull=True, inboxes__isnull=True)
+            if clash.exists():
+                self.add_error(None, _("Another active survey already covers every conversation without a more "
+                                       "specific survey: %(names)s. Name queues or inboxes, or deactivate one.") % {
+                    "names": ", ".join(str(d) for d in clash)})
+        return cleaned
+
+
 @admin.register(SurveyDefinition)
 class SurveyDefinitionAdmin(admin.ModelAdmin):
+    form = SurveyDefinitionForm
     list_display = ("name", "kind", "delay_seconds", "sampling_percent", "is_active")
     list_filter = ("kind", "is_active")
     filter_horizontal = ("queues", "inboxes")
@@ -34,8 +68,10 @@ class SurveyPolicyAdmin(admin.ModelAdmin):
         return not SurveyPolicy.objects.exists()
 
 
+# Requests, answers and follow-ups are written by the services only (the tick, the answer paths):
+# the admin shows them, with the skip reasons, and never edits a score or a status behind them.
 @admin.register(SurveyRequest)
-class SurveyRequestAdmin(admin.ModelAdmin):
+class SurveyRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "conversation", "customer", "channel", "definition", "status", "skip_reason", "due_at",
                     "sent_at")
     list_filter = ("status", "skip_reason", "channel", "definition__kind")
@@ -46,7 +82,7 @@ class SurveyRequestAdmin(admin.ModelAdmin):
 
 
 @admin.register(SurveyResponse)
-class SurveyResponseAdmin(admin.ModelAdmin):
+class SurveyResponseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "kind", "score", "channel", "via", "conversation", "agent", "queue", "answered_at",
                     "changed_at")
     list_filter = ("kind", "channel", "via", "queue")
@@ -55,6 +91,6 @@ class SurveyResponseAdmin(admin.ModelAdmin):
 
 
 @admin.register(SurveyFollowUp)
-class SurveyFollowUpAdmin(admin.ModelAdmin):
+class SurveyFollowUpAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "response", "conversation", "created_at")
     raw_id_fields = ("response", "conversation")

@@ -13,10 +13,13 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import override
 
 from contactcenter.enqueue import enqueue_on_commit
 from conversations.models import (
@@ -32,7 +35,10 @@ from conversations.routing.placement import queue_enter
 from conversations.sequence import message_seq_next
 from conversations.services.system_events import system_event, system_event_record
 from conversations.task_names import ROUTE_CONVERSATION
+from profiles.models import Customer
 
+from .cards import customer_language
+from .comments import inbound_comment_claim, why_owe
 from .models import (
     SurveyFollowUp,
     SurveyPolicy,
@@ -41,6 +47,7 @@ from .models import (
     SurveyStatus,
     scale_of,
 )
+from .timeline_texts import stored_text
 
 # A score first, then at most a short remark without digits or a question mark: "5 thanks",
 # "4です", "10!". "3 items missing from order 1234?" is a message, not an answer.
@@ -90,44 +97,44 @@ def is_detractor(kind: str, score: int, *, policy: SurveyPolicy) -> bool:
 
 def _answer_event(request: SurveyRequest, response: SurveyResponse, *, changed_from: int | None = None) -> None:
     """The ``survey_answered`` event on the customer's timeline, in the conversation it was about
-    (the console's customer 360 lists these)."""
+    (the console's customer 360 lists these; ``timeline_texts`` words it in the viewer's language)."""
     conversation = Conversation.objects.select_for_update().get(pk=request.conversation_id)
-    high = scale_of(response.kind)[1]
-    text = f"{response.kind.upper()} {response.score}/{high}"
-    if changed_from is not None:
-        text += " " + _("(changed from %(score)s)") % {"score": changed_from}
-    if response.comment:
-        text += f" — “{response.comment}”"
     event = system_event(conversation, EventType.SURVEY_ANSWERED, survey=request.pk, kind=response.kind,
                          score=response.score, comment=response.comment, about=request.conversation_id,
                          channel=response.channel, via=response.via,
                          **({"changed_from": changed_from} if changed_from is not None else {}))
-    event.text = text
+    event.text = stored_text(EventType.SURVEY_ANSWERED, event.event_data)
     event.seq = message_seq_next(conversation)
     event.save(force_insert=True)
 
 
 def _follow_up_open(request: SurveyRequest, response: SurveyResponse, *, policy: SurveyPolicy, now: datetime) -> None:
     """An unhappy answer becomes a conversation in the follow-up queue, high priority, with the
-    score, the comment and a link to the contact; routed like any other. Not surveyed itself."""
-    if policy.follow_up_queue_id is None or SurveyFollowUp.objects.filter(response=response).exists():
+    score, the comment and a link to the contact; routed like any other. Not surveyed itself.
+    Without a follow-up queue in the policy it goes to the queue that handled the contact (else its
+    inbox's default queue): every unhappy answer has an owner."""
+    if SurveyFollowUp.objects.filter(response=response).exists():
         return
     about = request.conversation
+    queue = policy.follow_up_queue or about.queue or about.inbox.default_queue
+    if queue is None:
+        return
+    with override(settings.LANGUAGE_CODE):  # agent-facing words in the site's language, whoever answered
+        subject = _("Survey follow-up: %(kind)s %(score)s") % {"kind": response.kind.upper(), "score": response.score}
+        high = scale_of(response.kind)[1]
+        text = _("Unhappy survey answer: %(kind)s %(score)s of %(high)s. Comment: %(comment)s. About the contact "
+                 "%(link)s.") % {"kind": response.kind.upper(), "score": response.score, "high": high,
+                                 "comment": response.comment or "—",
+                                 "link": reverse("console:conversation", kwargs={"conversation_id": about.pk})}
     conversation = Conversation(
         customer_id=request.customer_id, inbox_id=about.inbox_id, channel=about.channel,
         status=ConversationStatus.OPEN, priority=policy.follow_up_priority, created_at=now, last_message_at=now,
-        waiting_since=now, subject=(_("Survey follow-up: %(kind)s %(score)s") % {
-            "kind": response.kind.upper(), "score": response.score})[:300],
+        waiting_since=now, subject=subject[:300],
     )
-    queue_enter(conversation, policy.follow_up_queue, at=now, reason="survey follow-up")
+    queue_enter(conversation, queue, at=now, reason="survey follow-up")
     conversation.priority = max(conversation.priority, policy.follow_up_priority)
     conversation.save(force_insert=True)
     SurveyFollowUp.objects.create(response=response, conversation=conversation, created_at=now)
-    link = reverse("console:conversation", kwargs={"conversation_id": about.pk})
-    high = scale_of(response.kind)[1]
-    text = _("Unhappy survey answer: %(kind)s %(score)s of %(high)s. Comment: %(comment)s. About the contact %(link)s.") % {
-        "kind": response.kind.upper(), "score": response.score, "high": high,
-        "comment": response.comment or "—", "link": link}
     system_event_record(conversation, EventType.CREATED, via="survey_follow_up", about=about.pk)
     Message.objects.create(
         seq=message_seq_next(conversation), conversation=conversation, customer_id=conversation.customer_id,
@@ -190,13 +197,19 @@ def _answer_record(request: SurveyRequest, *, score: int, comment: str, via: str
 
 def inbound_answer_claim(*, customer, inbox, text: str, at: datetime) -> int | None:
     """``conversations.lifecycle``'s claim: a text reply that answers the customer's open survey
-    on this channel is recorded and joins the conversation the survey went to (left resolved);
-    anything else is not claimed and takes the ordinary path. Runs in the ingest's transaction."""
+    on this channel is recorded and joins the conversation the survey went to (left resolved), and
+    the survey's "why?" is asked (``comments``); the reply to that "why?" is the answer's comment.
+    Anything else is not claimed and takes the ordinary path. Runs in the ingest's transaction."""
     if inbox.kind not in (Channel.SMS, Channel.WHATSAPP):
         return None
-    request = (SurveyRequest.objects.filter(customer_id=customer.pk, status=SurveyStatus.SENT, sent_channel=inbox.kind,
-                                            sent_mode__in=["reply", "template"])
-               .select_related("definition").order_by("-sent_at", "-id").first())
+    # One read for every message of a customer (most have no survey out): their latest survey on
+    # this channel still taking an answer, or answered and waiting for the reply to its "why?".
+    request = (SurveyRequest.objects.filter(customer_id=customer.pk, sent_channel=inbox.kind)
+               .filter(Q(status=SurveyStatus.SENT, sent_mode__in=["reply", "template"])
+                       | Q(status=SurveyStatus.ANSWERED, comment_ask_message__isnull=False, response__comment=""))
+               .select_related("definition", "comment_ask_message").order_by("-sent_at", "-id").first())
+    if request is not None and request.status == SurveyStatus.ANSWERED:
+        return inbound_comment_claim(request, inbox=inbox, text=text, at=at)
     if request is None or not answer_window_open(request, now=at):
         return None
     sent_in = request.sent_conversation_id or request.conversation_id
@@ -206,24 +219,32 @@ def inbound_answer_claim(*, customer, inbox, text: str, at: datetime) -> int | N
     if parsed is None:
         return None
     try:
-        survey_answer(request_id=request.pk, score=parsed.score, comment=parsed.comment, via="reply", now=at)
+        response, _previous = survey_answer(request_id=request.pk, score=parsed.score, comment=parsed.comment,
+                                            via="reply", now=at)
     except AnswerRefused:
         return None
+    why_owe(request, response, at=at)
     return sent_in
 
 
 def widget_answer(*, customer_id: int | None, payload: dict) -> dict | None:
     """``conversations.lifecycle``'s widget hook: the rating card's answer, checked against the
-    visitor's customer (a token of someone else's survey is refused like an unknown one)."""
+    visitor's customer (a token of someone else's survey is refused like an unknown one). The reply
+    is in the customer's language, as the card was (``cards.survey_card``)."""
     token, score = payload.get("token"), payload.get("score")
     comment = payload.get("comment") if isinstance(payload.get("comment"), str) else ""
     request = None
     if isinstance(token, str) and 0 < len(token) <= 64 and customer_id is not None:
-        request = SurveyRequest.objects.filter(token=token, customer_id=customer_id, sent_mode="card").first()
-    if request is None:
-        return {"token": token if isinstance(token, str) else "", "ok": False, "message": _("This survey is closed.")}
-    try:
-        response, _previous = survey_answer(request_id=request.pk, score=score, comment=comment, via="widget")
-    except AnswerRefused as exc:
-        return {"token": token, "ok": False, "message": exc.message}
-    return {"token": token, "ok": True, "score": response.score, "message": _("Thank you for your answer.")}
+        request = (SurveyRequest.objects.filter(token=token, customer_id=customer_id, sent_mode="card")
+                   .select_related("customer").first())
+    customer = request.customer if request is not None else \
+        Customer.objects.filter(pk=customer_id).only("language").first() if customer_id is not None else None
+    with translation.override(customer_language(customer) if customer is not None else None):
+        if request is None:
+            return {"token": token if isinstance(token, str) else "", "ok": False,
+                    "message": _("This survey is closed.")}
+        try:
+            response, _previous = survey_answer(request_id=request.pk, score=score, comment=comment, via="widget")
+        except AnswerRefused as exc:
+            return {"token": token, "ok": False, "message": exc.message}
+        return {"token": token, "ok": True, "score": response.score, "message": _("Thank you for your answer.")}

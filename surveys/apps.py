@@ -9,7 +9,7 @@ class SurveysConfig(AppConfig):
     def ready(self) -> None:
         from contactcenter import tick
         from contactcenter.enqueue import tasks_ready
-        from conversations import lifecycle
+        from conversations import event_texts, lifecycle
 
         from . import task_names  # noqa: F401 - declares the names the services queue by
         from .answers import inbound_answer_claim, widget_answer
@@ -20,6 +20,7 @@ class SurveysConfig(AppConfig):
             surveys_due_job,
         )
         from .selectors import pending_widget_cards
+        from .timeline_texts import TEXTS
 
         lifecycle.on_resolved(schedule_after_resolve)
         lifecycle.on_reopened(survey_cancel_for_conversation)
@@ -28,6 +29,8 @@ class SurveysConfig(AppConfig):
         lifecycle.on_widget_answer(widget_answer)
         lifecycle.on_widget_pending(pending_widget_cards)
         tick.register("surveys_due", surveys_due_job)
+        for event_type, describe in TEXTS.items():
+            event_texts.register(event_type, describe)
         from .demo import seed_demo_surveys
 
         lifecycle.demo_seeded.connect(seed_demo_surveys, dispatch_uid="surveys.seed_demo_surveys")

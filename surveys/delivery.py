@@ -26,18 +26,20 @@ from conversations.models import (
     EventType,
     Inbox,
 )
+from conversations.sequence import message_seq_next
 from conversations.services.outbound import (
     SendRefused,
     message_send,
     whatsapp_window_open,
 )
-from conversations.services.system_events import system_event_record
+from conversations.services.system_events import system_event
 from profiles.models import IdentityKind
 
 from .cards import customer_language, survey_card
 from .links import link_url
 from .models import SkipReason, SurveyPolicy, SurveyRequest, SurveyStatus
 from .scheduling import another_conversation_open, out_of_quiet_hours, survey_skip
+from .timeline_texts import stored_text
 
 logger = logging.getLogger(__name__)
 
@@ -163,8 +165,11 @@ def survey_send(*, request_id: int, now: datetime | None = None) -> str:
         request.sent_channel, request.sent_mode, request.sent_conversation = conversation.channel, mode, conversation
         request.save(update_fields=["status", "sent_at", "sent_channel", "sent_mode", "sent_conversation"])
         locked = Conversation.objects.select_for_update().get(pk=request.conversation_id)
-        system_event_record(locked, EventType.SURVEY_SENT, survey=request.pk, kind=request.definition.kind,
-                            channel=conversation.channel, mode=mode)
+        event = system_event(locked, EventType.SURVEY_SENT, survey=request.pk, kind=request.definition.kind,
+                             channel=conversation.channel, mode=mode)
+        event.text = stored_text(EventType.SURVEY_SENT, event.event_data)
+        event.seq = message_seq_next(locked)
+        event.save(force_insert=True)
     return request.status
 
 

@@ -33,6 +33,7 @@ from .models import (
     SurveyStatus,
     scale_of,
 )
+from .timeline_texts import stored_text
 
 DEMO_DELAY_SECONDS = 30
 OUTCOMES = [("survey-called-back", "Called back", "折り返し連絡済み"), ("survey-refunded", "Refunded", "返金済み"),
@@ -136,13 +137,13 @@ def seed_demo_surveys(sender=None, *, now, **kwargs) -> int:
         # The timeline's event (the customer 360 lists these), at the time it was answered.
         Conversation.objects.filter(pk=conversation.pk).update(last_seq=F("last_seq") + 1)
         seq = Conversation.objects.values_list("last_seq", flat=True).get(pk=conversation.pk)
-        text = f"{definition.kind.upper()} {score}/{high}" + (f" — “{comment}”" if comment else "")
+        data = {"survey": request.pk, "kind": definition.kind, "score": score, "comment": comment,
+                "about": conversation.pk, "channel": conversation.channel, "via": response.via}
         Message.objects.create(
             conversation=conversation, customer_id=conversation.customer_id, inbox_id=conversation.inbox_id,
             channel=conversation.channel, direction=Direction.INTERNAL, kind=MessageKind.EVENT,
-            event_type=EventType.SURVEY_ANSWERED, seq=seq, created_at=answered_at, text=text,
-            event_data={"survey": request.pk, "kind": definition.kind, "score": score, "comment": comment,
-                        "about": conversation.pk, "channel": conversation.channel, "via": response.via})
+            event_type=EventType.SURVEY_ANSWERED, seq=seq, created_at=answered_at,
+            text=stored_text(EventType.SURVEY_ANSWERED, data), event_data=data)
         made.append(response)
         if unhappy:
             detractors.append((request, response))

@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from conversations.models import Agent, Channel, Conversation, Inbox, Queue
+from conversations.models import Agent, Channel, Conversation, Inbox, Message, Queue
 from profiles.models import Customer
 
 
@@ -59,8 +59,17 @@ class SurveyDefinition(models.Model):
         return f"{self.name} ({self.get_kind_display()})"
 
     def clean(self):
+        errors = {}
         if not (self.question_en or "").strip():
-            raise ValidationError({"question_en": _("The English question is required (the fallback language).")})
+            errors["question_en"] = _("The English question is required (the fallback language).")
+        if self.pk is not None:
+            kind_before = SurveyDefinition.objects.filter(pk=self.pk).values_list("kind", flat=True).first()
+            if kind_before and kind_before != self.kind and self.requests.exists():
+                # Its surveys out there were asked on the old scale: their answers would be read on the new one.
+                errors["kind"] = _("This survey was already scheduled or sent: its type cannot change. Make a new "
+                                   "survey for the new type and deactivate this one.")
+        if errors:
+            raise ValidationError(errors)
 
     def question_in(self, language: str) -> str:
         return (self.question_ja if language == "ja" and self.question_ja else self.question_en).strip()
@@ -79,10 +88,15 @@ class SurveyPolicy(models.Model):
     quiet_end = models.TimeField(_("quiet hours end"), default=time(9, 0))
     answer_window_hours = models.PositiveIntegerField(_("answer window (hours)"), default=48,
                                                       validators=[MinValueValidator(1)])
+    comment_window_minutes = models.PositiveIntegerField(
+        _('"why?" reply window (minutes)'), default=60, validators=[MinValueValidator(1), MaxValueValidator(24 * 60)],
+        help_text=_('After a score given by text reply, the survey\'s "why?" question is sent; the customer\'s next '
+                    "message within this many minutes is kept as the survey's comment (on the timeline, without "
+                    "reopening anything). Later messages are ordinary messages."))
     follow_up_queue = models.ForeignKey(
         Queue, verbose_name=_("follow-up queue"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         help_text=_("Where an unhappy answer opens a follow-up (e.g. Customer care); its wrap-up codes are the "
-                    "outcomes asked when the follow-up is resolved"))
+                    "outcomes asked when the follow-up is resolved. Empty: the queue that handled the contact."))
     follow_up_priority = models.IntegerField(_("follow-up priority"), default=10)
     csat_detractor_max = models.PositiveSmallIntegerField(_("CSAT detractor at or below"), default=2)
     nps_detractor_max = models.PositiveSmallIntegerField(_("NPS detractor at or below"), default=6)
@@ -168,6 +182,12 @@ class SurveyRequest(models.Model):
     sent_conversation = models.ForeignKey(
         Conversation, verbose_name=_("sent in"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     sent_mode = models.CharField(_("sent as"), max_length=16, blank=True, help_text=_("reply, link, email, card"))
+    # The "why?" question after a score given by text reply: when it became owed (in the answer's
+    # transaction) and the message that asked it (set when it is sent; the comment window runs
+    # from that message). Owed and not asked: its sending was lost, and the tick queues it again.
+    comment_asked_at = models.DateTimeField(_('"why?" owed since'), null=True, blank=True)
+    comment_ask_message = models.ForeignKey(
+        Message, verbose_name=_('"why?" question'), null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
@@ -179,10 +199,13 @@ class SurveyRequest(models.Model):
             models.Index(fields=["due_at", "id"], condition=Q(status="scheduled", claimed_at__isnull=True),
                          name="survey_due_idx"),
             models.Index(fields=["customer", "status", "sent_at"], name="survey_customer_idx"),
+            # The tick's lost "why?" questions: a handful at most.
+            models.Index(fields=["comment_asked_at"], name="survey_why_owed_idx",
+                         condition=Q(comment_asked_at__isnull=False, comment_ask_message__isnull=True)),
         ]
 
     def __str__(self) -> str:
-        return f"{self.definition.kind.upper()} #{self.conversation_id} ({self.status})"
+        return f"{self.definition.kind.upper()} #{self.conversation_id} ({self.get_status_display()})"
 
 
 class SurveyResponse(models.Model):

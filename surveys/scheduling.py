@@ -15,7 +15,6 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.translation import override
 
 from contactcenter.enqueue import enqueue_on_commit
 from conversations.models import (
@@ -30,6 +29,7 @@ from conversations.models import (
 from conversations.sequence import message_seq_next
 from conversations.services.system_events import system_event
 
+from .comments import surveys_why_lost
 from .links import new_token
 from .models import (
     SkipReason,
@@ -40,6 +40,7 @@ from .models import (
     SurveyStatus,
 )
 from .task_names import SEND_SURVEYS
+from .timeline_texts import stored_text
 
 # A claim older than this with the survey still scheduled: its send task was lost; claim again.
 STALE_CLAIM = timedelta(minutes=10)
@@ -109,14 +110,13 @@ def _had_agent_reply(conversation: Conversation) -> bool:
 
 
 def skip_event_record(request: SurveyRequest) -> None:
-    """The quiet event on the conversation's timeline saying why no survey went out (its text in
-    English, the reason's code in its data). Caller owns the transaction."""
+    """The quiet event on the conversation's timeline saying why no survey went out (the reason's
+    code in its data, worded in the viewer's language by ``timeline_texts``; the stored text in
+    English). Caller owns the transaction."""
     conversation = Conversation.objects.select_for_update().get(pk=request.conversation_id)
-    with override("en"):
-        reason = str(SkipReason(request.skip_reason).label) if request.skip_reason else ""
     event = system_event(conversation, EventType.SURVEY_SKIPPED, survey=request.pk, kind=request.definition.kind,
                          reason=request.skip_reason, detail=request.skip_detail)
-    event.text = reason
+    event.text = stored_text(EventType.SURVEY_SKIPPED, event.event_data)
     event.seq = message_seq_next(conversation)
     event.save(force_insert=True)
 
@@ -249,6 +249,7 @@ def surveys_due_job(*, limit: int = 500) -> int:
     for start in range(0, len(ids), SEND_BATCH):
         enqueue_on_commit(SEND_SURVEYS, ids[start:start + SEND_BATCH])
     surveys_expire()
+    surveys_why_lost()
     return len(ids)
 
 

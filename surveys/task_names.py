@@ -3,3 +3,4 @@
 from contactcenter.enqueue import task_name
 
 SEND_SURVEYS = task_name("surveys.send_surveys")
+ASK_WHY = task_name("surveys.ask_why")

@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from profiles.models import Customer
 
+from .. import event_texts
 from .agents import Agent
 from .conversation import Conversation
 from .field_callables import attachment_path
@@ -147,6 +148,12 @@ class Message(models.Model):
         """The quoted history (collapsed in the display, never deleted)."""
         start = self._quote_start()
         return self.text[start:] if start is not None else ""
+
+    @property
+    def event_detail(self) -> str:
+        """An event's words after its type on the timeline, in the active language where the app
+        that writes the event registered them (``conversations.event_texts``), else as stored."""
+        return event_texts.event_text(event_type=self.event_type, data=self.event_data, stored=self.text)
 
     @property
     def author_label(self) -> str:

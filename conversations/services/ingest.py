@@ -275,9 +275,11 @@ def message_receive(inbound: InboundMessage) -> IngestResult:
                 customer.language = language
                 customer.save(update_fields=["language"])
             # A reply that answers a survey (another app decides: conversations.lifecycle) joins the
-            # resolved conversation it is about and leaves it resolved; anything else goes on.
+            # resolved conversation it is about and leaves it resolved; anything else goes on. A
+            # consent keyword (STOP, 停止) is never an answer or a survey comment.
             claimed = None
-            if not resolution.created and not inbound.automated and not inbound.attachments:
+            if not resolution.created and not inbound.automated and not inbound.attachments and \
+                    not (inbound.metadata or {}).get("keyword"):
                 claimed = lifecycle.inbound_claim(customer=customer, inbox=inbox, text=inbound.text, at=at)
             if claimed is not None:
                 conversation, opened, reopened = Conversation.objects.get(pk=claimed), False, False

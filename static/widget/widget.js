@@ -268,9 +268,13 @@
     while (surveyBox.firstChild) { surveyBox.removeChild(surveyBox.firstChild); }
     var fieldset = el("fieldset", "cc-survey-scale");
     fieldset.appendChild(el("legend", "cc-survey-question", frame.question || T.survey_title));
-    fieldset.appendChild(el("p", "cc-survey-hint", T.survey_scale.replace("{min}", frame.min)
+    var hint = el("p", "cc-survey-hint", T.survey_scale.replace("{min}", frame.min)
       .replace("{min_label}", frame.min_label || "").replace("{max}", frame.max)
-      .replace("{max_label}", frame.max_label || "")));
+      .replace("{max_label}", frame.max_label || ""));
+    // What the numbers mean is read with the group, not only seen above it.
+    hint.id = "cc-survey-hint";
+    fieldset.setAttribute("aria-describedby", hint.id);
+    fieldset.appendChild(hint);
     var scores = el("div", "cc-survey-scores");
     for (var score = frame.min; score <= frame.max; score += 1) {
       var label = el("label", "cc-survey-score");
@@ -301,7 +305,11 @@
     event.preventDefault();
     var chosen = surveyBox.querySelector("input[name='cc-survey-score']:checked");
     var note = surveyBox.querySelector(".cc-survey-note");
-    if (!chosen) { note.textContent = T.survey_pick; return; }
+    if (!chosen) {
+      note.textContent = T.survey_pick;
+      surveyBox.querySelector("input[name='cc-survey-score']").focus();
+      return;
+    }
     var comment = surveyBox.querySelector(".cc-survey-comment");
     send({ type: "survey_answer", survey: surveyToken, score: parseInt(chosen.value, 10),
            comment: comment ? comment.value : "" });
@@ -310,10 +318,15 @@
     if (frame.survey !== surveyToken) { return; }
     var note = surveyBox.querySelector(".cc-survey-note");
     if (!frame.ok) { if (note) { note.textContent = frame.message || T.err_other; } return; }
+    // The form that had the keyboard's focus goes away: the focus moves to the thanks that
+    // replaces it, not to the page behind the widget.
+    var hadFocus = surveyBox.contains(root.activeElement);
     while (surveyBox.firstChild) { surveyBox.removeChild(surveyBox.firstChild); }
     var thanks = el("p", "cc-survey-thanks", frame.message || "");
     thanks.setAttribute("role", "status");
+    thanks.tabIndex = -1;
     surveyBox.appendChild(thanks);
+    if (hadFocus) { thanks.focus(); }
     surveyToken = null;
   }
 

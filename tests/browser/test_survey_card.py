@@ -39,6 +39,9 @@ def test_the_rating_card_is_answered_by_keyboard_and_passes_axe(new_context, bro
     assert_accessible(page, "widget-survey-card")
     screenshot(page, "widget-survey-card")
 
+    # The scale's meaning is part of the group's description for a screen reader.
+    hint = card.locator("fieldset").get_attribute("aria-describedby")
+    expect(card.locator(f"#{hint}")).to_have_text("1 = Very dissatisfied, 5 = Very satisfied")
     # Keyboard only: focus the first score, arrow to 4, Tab to the comment, type, Tab to the button, Enter.
     card.locator("input[type=radio]").first.focus()
     for _ in range(3):
@@ -49,6 +52,8 @@ def test_the_rating_card_is_answered_by_keyboard_and_passes_axe(new_context, bro
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")
     expect(card.locator(".cc-survey-thanks")).to_have_text("Thank you for your answer.", timeout=10_000)
+    # The keyboard's focus is not dropped to the page behind when the form goes away.
+    expect(card.locator(".cc-survey-thanks")).to_be_focused()
     response = SurveyRequest.objects.get(conversation=conversation).response
     assert (response.score, response.comment, response.via) == (4, "Quick answer", "widget")
     assert_accessible(page, "widget-survey-thanks")

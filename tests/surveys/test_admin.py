@@ -51,3 +51,62 @@ def test_the_admin_refuses_an_invalid_policy(admin_client, care_queue):
         "follow_up_priority": 10, "csat_detractor_max": 9, "nps_detractor_max": 6, "ces_detractor_max": 3})
     assert response.status_code == 200 and not SurveyPolicy.objects.exists()
     assert "Between 1 and 4." in response.content.decode()
+
+
+def _definition_post(**overrides):
+    data = {"name": "Chat NPS", "kind": "nps", "is_active": "on", "question_en": "Would you recommend us?",
+            "question_ja": "", "follow_up_en": "", "follow_up_ja": "", "sampling_percent": 100,
+            "delay_seconds": 600}
+    data.update(overrides)
+    return data
+
+
+def test_two_active_surveys_may_not_claim_the_same_queue_inbox_or_everything(admin_client, csat):
+    from ..factories import make_inbox
+
+    billing = Queue.objects.create(name="Billing", slug="billing")
+    sms = make_inbox("sms")
+    nps = SurveyDefinition.objects.create(name="Billing NPS", kind=SurveyKind.NPS, question_en="Recommend?")
+    nps.queues.add(billing)
+    # csat (the fixture) covers everything: a second catch-all is ambiguous.
+    refused = admin_client.post("/admin/surveys/surveydefinition/add/", _definition_post())
+    assert refused.status_code == 200 and "Another active survey already covers every conversation" in \
+        refused.content.decode()
+    refused = admin_client.post("/admin/surveys/surveydefinition/add/", _definition_post(queues=[billing.pk]))
+    assert "Already covered by another active survey: Billing NPS" in refused.content.decode()
+    assert SurveyDefinition.objects.count() == 2
+    # Another inbox, or an inactive one, is fine.
+    assert admin_client.post("/admin/surveys/surveydefinition/add/", _definition_post(inboxes=[sms.pk])).status_code == 302
+    assert admin_client.post("/admin/surveys/surveydefinition/add/",
+                             _definition_post(name="Old", is_active="", queues=[billing.pk])).status_code == 302
+    assert SurveyDefinition.objects.count() == 4
+
+
+def test_a_surveys_type_cannot_change_once_it_was_sent(resolved_contact, policy, csat):
+    survey_schedule(conversation_id=resolved_contact().pk)
+    csat.kind = SurveyKind.NPS
+    with pytest.raises(ValidationError) as refused:
+        csat.full_clean()
+    assert "kind" in refused.value.message_dict
+    unused = SurveyDefinition.objects.create(name="Draft", kind=SurveyKind.CSAT, question_en="?", is_active=False)
+    unused.kind = SurveyKind.CES
+    unused.full_clean()
+
+
+def test_requests_answers_and_follow_ups_are_view_only(admin_client, resolved_contact, policy, csat):
+    from django.utils import timezone
+
+    from surveys.answers import survey_answer
+    from surveys.models import SurveyFollowUp, SurveyResponse, SurveyStatus
+
+    request = survey_schedule(conversation_id=resolved_contact().pk)
+    SurveyRequest.objects.filter(pk=request.pk).update(status=SurveyStatus.SENT, sent_at=timezone.now(),
+                                                       sent_channel="sms", sent_mode="reply")
+    response, _ = survey_answer(request_id=request.pk, score=1, via="reply")
+    follow_up = SurveyFollowUp.objects.get(response=response)
+    for model, obj in (("surveyrequest", request), ("surveyresponse", response), ("surveyfollowup", follow_up)):
+        assert admin_client.get(f"/admin/surveys/{model}/add/").status_code == 403, model
+        assert admin_client.get(f"/admin/surveys/{model}/{obj.pk}/change/").status_code == 200, model  # a view page
+        assert admin_client.post(f"/admin/surveys/{model}/{obj.pk}/change/", {"score": 5}).status_code == 403, model
+        assert admin_client.post(f"/admin/surveys/{model}/{obj.pk}/delete/", {"post": "yes"}).status_code == 403, model
+    assert SurveyResponse.objects.get(pk=response.pk).score == 1

@@ -189,3 +189,16 @@ def test_a_number_sent_to_another_of_our_numbers_is_not_taken_as_the_answer(sent
                                             text="5", provider_id="SM-other-number"))
     sent_sms_survey.refresh_from_db()
     assert sent_sms_survey.status == SurveyStatus.SENT and result.conversation.inbox == other
+
+
+def test_without_a_follow_up_queue_the_contacts_own_queue_owns_the_unhappy_answer(sent_sms_survey, policy):
+    from conversations.models import Queue
+
+    policy.follow_up_queue = None
+    policy.save()
+    sales = Queue.objects.create(name="Sales", slug="sales")
+    Conversation.objects.filter(pk=sent_sms_survey.conversation_id).update(queue=sales)
+    response, _ = survey_answer(request_id=sent_sms_survey.pk, score=1, comment="rude", via="reply")
+    follow_up = SurveyFollowUp.objects.get(response=response).conversation
+    assert follow_up.queue == sales and follow_up.status == ConversationStatus.OPEN
+    assert follow_up.priority >= policy.follow_up_priority

@@ -223,6 +223,8 @@ def test_the_link_page_speaks_the_customers_language(resolved_contact, daytime, 
 
     page = client.get(f"/surveys/a/{link_key(request)}/?score=5").content.decode()
     assert '<html lang="ja">' in page and "今回の対応にどのくらい満足されましたか？" in page
+    # The scale's meaning is read with the score group by a screen reader.
+    assert '<fieldset aria-describedby="survey-scale">' in page and 'id="survey-scale">1 = 大変不満 · 5 = 大変満足<' in page
     assert "回答を送信する" in page and "理由をお聞かせください。" in page
     done = client.post(f"/surveys/a/{link_key(request)}/", {"score": "5"}).content.decode()
     assert "ありがとうございました。回答 5 を受け付けました。" in done

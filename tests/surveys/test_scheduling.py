@@ -121,3 +121,31 @@ def test_the_tick_claims_a_due_survey_once(resolved_contact, policy, csat):
     assert surveys_claim_due(now=request.due_at + timedelta(seconds=1)) == []
     # A claim whose task was lost is claimed again after a while.
     assert surveys_claim_due(now=request.due_at + timedelta(minutes=11)) == [request.pk]
+
+
+def test_a_call_from_the_customer_before_the_due_time_cancels(resolved_contact, policy, csat):
+    from conversations.channels.twilio_voice.calls import call_start
+
+    from ..factories import make_inbox
+
+    conversation = resolved_contact(Channel.SMS)
+    survey_schedule(conversation_id=conversation.pk)
+    voice = make_inbox(Channel.VOICE, address="+815011112222")
+    call, created = call_start(call_sid="CA" + "1" * 32, from_="+819012345678", to=voice.address)
+    assert created and call.conversation.customer_id == conversation.customer_id
+    assert SurveyRequest.objects.get(conversation=conversation).status == SurveyStatus.CANCELED
+
+
+@pytest.mark.parametrize(("resolved", "due"), [
+    # The night the clocks go forward (2026-03-08 in New York): 09:00 EDT the next morning.
+    (datetime(2026, 3, 7, 21, 0, tzinfo=ZoneInfo("America/New_York")),
+     datetime(2026, 3, 8, 13, 0, tzinfo=UTC)),
+    # And back (2026-11-01): 09:00 EST.
+    (datetime(2026, 10, 31, 22, 0, tzinfo=ZoneInfo("America/New_York")),
+     datetime(2026, 11, 1, 14, 0, tzinfo=UTC)),
+])
+def test_quiet_hours_across_a_daylight_saving_change(resolved_contact, policy, csat, resolved, due):
+    customer = make_customer("Jo", time_zone="America/New_York")
+    conversation = resolved_contact(customer=customer)
+    request = survey_schedule(conversation_id=conversation.pk, now=resolved.astimezone(UTC))
+    assert request.due_at == due

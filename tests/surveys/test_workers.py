@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from contactcenter import tick
 from conversations.models import Channel, Message, RecordedProviderRequest
+from conversations.services import InboundMessage, message_receive
 from conversations.tasks import deliver_message
 from surveys.delivery import survey_send
 from surveys.models import SurveyRequest, SurveyStatus
@@ -85,3 +86,30 @@ def test_two_executions_of_the_send_send_once(due_sms_survey):
     assert _survey_messages(due_sms_survey).count() == 1
     assert Message.objects.filter(conversation_id=due_sms_survey.conversation_id,
                                   event_type="survey_sent").count() == 1
+
+
+def test_a_score_by_sms_gets_the_why_question_from_the_worker(due_sms_survey, celery_worker):
+    assert survey_send(request_id=due_sms_survey.pk) == SurveyStatus.SENT
+    conversation = due_sms_survey.conversation
+    message_receive(InboundMessage(inbox=conversation.inbox, sender_kind="phone", sender_address="+819012345678",
+                                   text="2", provider_id="SM-worker-score"))
+    # The answer's commit queued the "why?": the worker sends it once, in the surveyed conversation.
+    asked = Message.objects.filter(conversation=conversation, direction="outbound", text="Why?")
+    wait_for(lambda: asked.exists())
+    wait_for(lambda: SurveyRequest.objects.get(pk=due_sms_survey.pk).comment_ask_message_id == asked.get().pk)
+    message_receive(InboundMessage(inbox=conversation.inbox, sender_kind="phone", sender_address="+819012345678",
+                                   text="nobody called me back", provider_id="SM-worker-why"))
+    assert SurveyRequest.objects.get(pk=due_sms_survey.pk).response.comment == "nobody called me back"
+
+
+@pytest.mark.production
+def test_two_executions_of_the_why_question_ask_once(due_sms_survey):
+    from surveys.comments import survey_ask_why
+
+    assert survey_send(request_id=due_sms_survey.pk) == SurveyStatus.SENT
+    conversation = due_sms_survey.conversation
+    message_receive(InboundMessage(inbox=conversation.inbox, sender_kind="phone", sender_address="+819012345678",
+                                   text="3", provider_id="SM-race-score"))
+    results = _race(lambda: survey_ask_why(request_id=due_sms_survey.pk), n=4)
+    assert sorted(results) == [False, False, False, True]
+    assert Message.objects.filter(conversation=conversation, direction="outbound", text="Why?").count() == 1

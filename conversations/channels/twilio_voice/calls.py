@@ -18,6 +18,7 @@ from contactcenter.storable import text_storable
 from profiles.models import Customer, IdentityKind, IdentitySource, Tag
 from profiles.services import identity_resolve
 
+from ... import lifecycle
 from ...events import notify_message_created
 from ...models import (
     CALL_FINAL_STATUSES,
@@ -120,6 +121,10 @@ def call_start(*, call_sid: str, from_: str, to: str, status: str = "", caller_n
             system_events_record(conversation, [system_event(
                 conversation, EventType.CALL_STARTED, at=now, call_sid=call_sid, withheld=withheld,
                 **({} if withheld else {"from": call.from_address}))])
+            if not withheld:
+                # The customer is back (a call is a contact as a message is): a survey still
+                # scheduled for them is canceled with the call (conversations.lifecycle).
+                lifecycle.customer_message(customer_id=customer.pk, conversation_id=conversation.pk, at=now)
     except IntegrityError:
         # A concurrent retry of the same CallSid inserted it first: that one is the call.
         existing = Call.objects.filter(call_sid=call_sid).select_related("conversation__inbox").first()
