@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from ...models import Agent, Call, CallOutcome, Queue
+from ...models import Call, CallOutcome, Queue
 from ...routing.hours import BusinessHours
 from ...routing.position import queue_position
 from . import calls, twiml
@@ -127,6 +127,15 @@ def wait(call: Call, post) -> str:
     if call.callback_requested or call.outcome == CallOutcome.VOICEMAIL:
         return twiml.twiml_wait_choice(config, language=call.language,
                                        choice="callback" if call.callback_requested else "voicemail")
+    hours = _hours(call, config)
+    now = timezone.now()
+    if not hours.is_open(now):
+        # The queue closed while they waited: nobody will answer today. Said, and a way out offered
+        # (a callback keeps their place for when it opens; silence leads to voicemail).
+        calls.call_queue_closed(call=call)
+        opens = opening_text(hours.next_open(now), hours.time_zone, call.language)
+        return twiml.twiml_closing(config, language=call.language, opens=opens,
+                                   callback=not calls.is_withheld(call.from_address))
     limit = call.ivr.get("wait_limit") or calls.DEFAULT_WAIT_LIMIT
     if call.queued_at is not None and (timezone.now() - call.queued_at).total_seconds() > limit:
         calls.call_voicemail_start(call=call, reason="no_agent")
@@ -159,31 +168,27 @@ def enqueue_action(call: Call, post) -> str:
     if call.callback_requested:
         return twiml.twiml_callback_confirmed(config, language=call.language)
     if call.outcome != CallOutcome.VOICEMAIL:
-        calls.call_voicemail_start(call=call, reason=result or "left")
+        reason = "closed_while_waiting" if call.ivr.get("closed_while_waiting") else (result or "left")
+        calls.call_voicemail_start(call=call, reason=reason)
     return twiml.twiml_voicemail(config, language=call.language)
 
 
-# --- put through ------------------------------------------------------------------------------------
+# --- put through ---------------------------------------------------------------------------------
 
-def connect(call: Call, post, *, agent_id: str) -> str:
-    """Our redirect of the waiting caller (or our callback to them, answered) after an agent
-    accepted: put them through."""
-    agent = Agent.objects.filter(pk=agent_id).first() if str(agent_id).isdigit() else None
-    if agent is None:
-        return twiml.twiml_goodbye(_config(call), language=call.language, name="agent_unreachable")
-    calls.call_connected(call=call, agent=agent)
-    return twiml.call_connect_twiml(call, agent, config=_config(call))
+def conference_join(call: Call, post) -> str:
+    """Our redirect of the waiting caller (or our callback to them, answered) after an agent took
+    the call: into the conversation's conference, where the agent is being added."""
+    return twiml.twiml_conference(_config(call), call=call, conversation_id=call.conversation_id)
 
 
-def dial_action(call: Call, post) -> str:
-    """How the Dial to the agent ended: after a conversation the call is over; an agent who did
-    not answer means the caller may leave a voicemail on the agent's conversation."""
+def requeue(call: Call, post) -> str:
+    """Our redirect of a caller whose agent did not answer: back on hold, same place in line."""
     config = _config(call)
-    status = post.get("DialCallStatus", "")
-    if status in ("completed", "answered"):
-        return twiml.twiml_hangup()
-    calls.call_agent_unreachable(call=call, dial_status=status)
-    return twiml.twiml_unreachable(config, language=call.language)
+    if call.outcome == CallOutcome.VOICEMAIL:
+        return twiml.twiml_voicemail(config, language=call.language)
+    call.conversation.refresh_from_db(fields=["queue"])
+    queue = call.conversation.queue
+    return twiml.twiml_requeued(config, language=call.language, queue_name=queue.slug if queue else "voice")
 
 
 def voicemail_done(call: Call, post) -> str:

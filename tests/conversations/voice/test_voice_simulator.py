@@ -108,8 +108,9 @@ def test_the_simulator_phone_page_steps_through_a_call(demo_line, client, settin
 
 
 def test_the_simulator_phone_leaves_a_voicemail_and_answers_our_callback(demo_line):
-    from conversations.channels.twilio_voice.tasks import voice_call_back
+    from conversations.channels.twilio_voice.tasks import voice_put_through
     from conversations.models import Agent, Message
+    from conversations.routing.assignment import conversation_assign
     from conversations.simulator.views import _call_step
 
     caller = {"from": "090-1234-5678", "to": "+815031230003"}
@@ -126,12 +127,14 @@ def test_the_simulator_phone_leaves_a_voicemail_and_answers_our_callback(demo_li
     assert _call_step("http://testserver", {**caller, "call_sid": sid, "ring": True}, *numbers)["callback"] is None
     call = Call.objects.get(call_sid=sid)
     agent = Agent.objects.get(user__username="alice")
-    voice_call_back.apply(args=[call.pk, agent.pk])
+    conversation_assign(conversation_id=call.conversation_id, agent=agent, by=None)
+    assert voice_put_through.apply(args=[call.conversation_id, agent.pk]).result == "callback"
     rang = _call_step("http://testserver", {**caller, "ring": True}, *numbers)["callback"]
     assert rang is not None
     answered = _call_step("http://testserver", {**caller, "call_sid": rang["call_sid"], "path": rang["path"],
                                                 "direction": "outbound-api"}, *numbers)
-    assert answered["next"]["kind"] == "connected" and answered["next"]["to"] == [("Client", f"agent_{agent.pk}")]
+    assert answered["next"]["kind"] == "connected" and answered["next"]["to"] == [
+        ("Conference", f"conversation-{call.conversation_id}")]
 
     # A second call, to voicemail from the hold menu, recorded from the page.
     second = _call_step("http://testserver", caller, *numbers)
