@@ -20,4 +20,5 @@ urlpatterns = [
     path("twilio/voice/conference/", voice.voice_conference, name="twilio-voice-conference"),
     path("twilio/voice/requeue/", voice.voice_requeue, name="twilio-voice-requeue"),
     path("twilio/voice/agent-leg/", voice.voice_agent_leg, name="twilio-voice-agent-leg"),
+    path("twilio/voice/survey/", voice.voice_survey, name="twilio-voice-survey"),
 ]

@@ -316,6 +316,16 @@ def call_missed_by_agent(conversation: Conversation, call: Call, *, leg_status: 
     enqueue_on_commit(ROUTE_CONVERSATION, conversation.pk)
 
 
+def call_survey_started(*, call_id: int, survey: dict) -> None:
+    """The post-call survey the caller is taken to (what to ask, in both languages, and the
+    surveys app's token for the answer)."""
+    with transaction.atomic():
+        _conversation, call = _lock(call_id)
+        call.ivr = {**call.ivr, "survey": {"token": str(survey["token"]), "high": int(survey["high"]),
+                                           "question": {lang: str(text) for lang, text in survey["question"].items()}}}
+        call.save(update_fields=["ivr", "updated_at"])
+
+
 def callback_started(*, call_id: int, callback_sid: str, agent_id: int) -> None:
     with transaction.atomic():
         conversation, call = _lock(call_id)

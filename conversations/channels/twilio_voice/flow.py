@@ -191,5 +191,29 @@ def requeue(call: Call, post) -> str:
     return twiml.twiml_requeued(config, language=call.language, queue_name=queue.slug if queue else "voice")
 
 
+SURVEY_ATTEMPTS = 2
+
+
+def survey(call: Call, post, *, attempt: int) -> str:
+    """The post-call keypad survey: its question (attempt 0), then the caller's keys, recorded by
+    the surveys app (``lifecycle.call_survey_answer``). A key off the scale, or none, asks again
+    once; then goodbye. A retried request with the same keys answers the same."""
+    from ... import lifecycle
+
+    config = _config(call)
+    asked = call.ivr.get("survey") or {}
+    if not asked.get("token"):
+        return twiml.twiml_goodbye(config, language=call.language)
+    question = asked.get("question", {}).get(call.language) or asked.get("question", {}).get("ja", "")
+    if attempt == 0:
+        return twiml.twiml_survey(config, call_id=call.pk, language=call.language, question=question, attempt=1,
+                                  two_digits=asked.get("high", 5) >= 10)
+    result = lifecycle.call_survey_answer(token=asked["token"], digits=post.get("Digits", "") or "")
+    if result == "retry" and attempt < SURVEY_ATTEMPTS:
+        return twiml.twiml_survey(config, call_id=call.pk, language=call.language, question=question, attempt=attempt + 1,
+                                  two_digits=asked.get("high", 5) >= 10)
+    return twiml.twiml_goodbye(config, language=call.language, name="survey_thanks" if result == "recorded" else "goodbye")
+
+
 def voicemail_done(call: Call, post) -> str:
     return twiml.twiml_goodbye(_config(call), language=call.language, name="voicemail_thanks")

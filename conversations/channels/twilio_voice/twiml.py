@@ -212,13 +212,15 @@ def twiml_closing(config: IvrConfig, *, language: str, opens: str, callback: boo
     return str(response)
 
 
-def twiml_survey(config: IvrConfig, *, language: str, question: str, attempt: int, token: str) -> str:
-    """The post-call keypad survey: the question in the caller's language, a key for the score."""
+def twiml_survey(config: IvrConfig, *, call_id: int, language: str, question: str, attempt: int,
+                 two_digits: bool = False) -> str:
+    """The post-call keypad survey: the question in the caller's language, keys for the score (two
+    and # for a 0-10 scale). Nothing pressed also comes back (``actionOnEmptyResult``)."""
     response = VoiceResponse()
-    gather = response.gather(input="dtmf", num_digits=1, timeout=8,
-                             action=with_query(SURVEY, attempt=attempt, survey=token), method="POST",
-                             action_on_empty_result=True, language=TWILIO_LANGUAGE[language])
-    if attempt:
+    gather = response.gather(input="dtmf", num_digits=2 if two_digits else 1, finish_on_key="#", timeout=8,
+                             action=with_query(SURVEY, call=call_id, attempt=attempt), method="POST", action_on_empty_result=True,
+                             language=TWILIO_LANGUAGE[language])
+    if attempt > 1:
         _said(gather, config, language, "survey_again")
     _say(gather, config, language, question)
     return str(response)

@@ -108,6 +108,14 @@ def voice_requeue(request: HttpRequest) -> HttpResponse:
 
 
 @_signed
+def voice_survey(request: HttpRequest) -> HttpResponse:
+    """The post-call keypad survey (``?call=<id>[&attempt=n]``): our redirect once the agent left,
+    then the Gather's answers."""
+    call = _our_call(request)
+    return _twiml(flow.survey(call, request.POST, attempt=_attempt(request)) if call else twiml.twiml_hangup())
+
+
+@_signed
 def voice_agent_leg(request: HttpRequest) -> HttpResponse:
     """Status callback of an agent's conference leg (``?conversation=<id>&agent=<id>``): answered
     keeps its CallSid; ended without an answer puts the caller back in line."""

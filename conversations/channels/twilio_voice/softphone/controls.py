@@ -284,15 +284,35 @@ def call_resume(*, conversation: Conversation, agent: Agent) -> Call:
 
 
 def call_hang_up(*, conversation: Conversation, agent: Agent) -> Call:
-    """End the call for everyone (the customer's leg completes, which ends the conference). The
-    conversation stays the agent's, in wrap-up, holding their voice capacity until they resolve."""
+    """The agent ends the call. When a post-call survey applies (``lifecycle.call_survey``: the
+    surveys app decides), the caller is redirected out of the conference to the keypad survey in
+    their language (their leaving ends the conference and the agent's leg); else the customer's
+    leg completes, which ends the conference for everyone. The conversation stays the agent's, in
+    wrap-up, holding their voice capacity until they resolve."""
     call = _require_call(conversation, agent, CallState.CONNECTED, CallState.HELD, CallState.CONSULTING,
                          CallState.CONFERENCE)
     client = twilio_client()
-    twilio_request(lambda: client.calls(call.call_sid).update(status="completed"))
+    row = CallRow.objects.filter(conversation_id=conversation.pk).order_by("-started_at", "-id").first()
+    survey = _post_call_survey(conversation, row) if row is not None else None
+    if survey:
+        url = twiml.public_base() + twiml.with_query(twiml.SURVEY, call=row.pk)
+        twilio_request(lambda: client.calls(call.call_sid).update(url=url, method="POST"))
+    else:
+        twilio_request(lambda: client.calls(call.call_sid).update(status="completed"))
     duration = int((timezone.now() - call.connected_at).total_seconds()) if call.connected_at else None
     return call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_ENDED, agent=agent,
-                             ended_by="agent", **call_duration(duration))
+                             ended_by="agent", survey=bool(survey), **call_duration(duration))
+
+
+def _post_call_survey(conversation: Conversation, row: CallRow) -> dict | None:
+    """The keypad survey to play the caller once the agent has left, when one applies (kept on the
+    call: its webhook asks it again on a retry); None otherwise."""
+    from .... import lifecycle
+
+    survey = lifecycle.call_survey(conversation_id=conversation.pk)
+    if survey:
+        voice_calls.call_survey_started(call_id=row.pk, survey=survey)
+    return survey
 
 
 def call_duration(seconds: int | None) -> dict:
