@@ -307,3 +307,26 @@ def test_the_wait_limit_is_the_lines_else_the_queues_overflow_time_when_it_overf
     inbox.save()
     _other, second = _queued_call(phone, sender="+819011110009")
     assert second.ivr["wait_limit"] == 300
+
+
+def test_the_timeline_says_when_an_agents_phone_rang_out_in_the_readers_language(
+        voice_line, voice_agent, phone, queued, django_capture_on_commit_callbacks):
+    from django.template.loader import render_to_string
+    from django.utils import translation
+
+    caller, call = _queued_call(phone)
+    route_conversation(conversation_id=call.conversation_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(offer_id=Offer.objects.get(status="pending").pk, agent=voice_agent)
+    voice_put_through.apply(args=[call.conversation_id, voice_agent.pk])
+    caller.post(f"/webhooks/twilio/voice/agent-leg/?conversation={call.conversation_id}&agent={voice_agent.pk}",
+                CallSid="CA" + "e" * 32, CallStatus="busy")
+    left = Message.objects.get(conversation_id=call.conversation_id, event_type=EventType.CALL_LEFT)
+
+    def rendered(language):
+        with translation.override(language):
+            return render_to_string("console/_timeline_entry.html", {"entry": {
+                "type": "message", "item": left, "cursor": left.pk, "at": left.created_at}})
+
+    assert "the agent's phone was not answered: back in the queue" in rendered("en")
+    assert "担当者が応答しなかったため、キューに戻しました" in rendered("ja")

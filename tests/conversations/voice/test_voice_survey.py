@@ -80,7 +80,7 @@ def test_the_agent_hangs_up_and_the_caller_answers_the_keypad_survey_in_japanese
     answered = Message.objects.get(conversation=conversation, event_type=EventType.SURVEY_ANSWERED)
     assert answered.event_data["score"] == 4 and answered.text == "CSAT 4/5"
     ended = Message.objects.filter(conversation=conversation, event_type=EventType.CALL_ENDED).last()
-    assert ended.event_data["survey"] is True
+    assert ended.event_data["to_survey"] is True
 
 
 def test_a_key_off_the_scale_asks_again_in_english_then_says_goodbye(

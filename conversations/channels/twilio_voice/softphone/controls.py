@@ -301,7 +301,7 @@ def call_hang_up(*, conversation: Conversation, agent: Agent) -> Call:
         twilio_request(lambda: client.calls(call.call_sid).update(status="completed"))
     duration = int((timezone.now() - call.connected_at).total_seconds()) if call.connected_at else None
     return call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_ENDED, agent=agent,
-                             ended_by="agent", survey=bool(survey), **call_duration(duration))
+                             ended_by="agent", to_survey=bool(survey), **call_duration(duration))
 
 
 def _post_call_survey(conversation: Conversation, row: CallRow) -> dict | None:
