@@ -118,7 +118,9 @@ def voice_survey(request: HttpRequest) -> HttpResponse:
 @_signed
 def voice_agent_leg(request: HttpRequest) -> HttpResponse:
     """Status callback of an agent's conference leg (``?conversation=<id>&agent=<id>``): answered
-    keeps its CallSid; ended without an answer puts the caller back in line."""
+    keeps its CallSid; ended without an answer puts the caller back in line; the answered leg
+    ending with the caller still on is the agent leaving (the survey, or the end). Each step is
+    idempotent (a retried callback finds it done), and only the leg that answered counts."""
     conversation_id, agent_id = request.GET.get("conversation", ""), request.GET.get("agent", "")
     if not (conversation_id.isdigit() and agent_id.isdigit()):
         return HttpResponse("conversation and agent are required", status=400, content_type="text/plain")
@@ -129,6 +131,8 @@ def voice_agent_leg(request: HttpRequest) -> HttpResponse:
         controls.call_agent_leg_answered(conversation_id=int(conversation_id), agent_id=int(agent_id), leg_sid=leg_sid)
     elif status in ("no-answer", "busy", "failed", "canceled"):
         controls.call_agent_missed(conversation_id=int(conversation_id), agent_id=int(agent_id), leg_status=status)
+    elif status == "completed":
+        controls.call_agent_left(conversation_id=int(conversation_id), agent_id=int(agent_id), leg_sid=leg_sid)
     return HttpResponse(status=204)
 
 

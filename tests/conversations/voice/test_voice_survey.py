@@ -134,3 +134,37 @@ def test_the_survey_url_refuses_another_call_and_an_unsigned_request(
     assert caller.post(f"/webhooks/twilio/voice/survey/?call={call.pk}&attempt=1", Digits="1",
                        signature="bad").status_code == 403
     assert not SurveyResponse.objects.exists()
+
+
+def test_an_agent_who_hangs_up_their_own_phone_leaves_the_caller_to_the_survey_once(
+        voice_line, voice_agent, phone, support_csat, django_capture_on_commit_callbacks):
+    caller, call, conversation = _answered_call(phone, voice_agent, django_capture_on_commit_callbacks)
+    leg = f"/webhooks/twilio/voice/agent-leg/?conversation={conversation.pk}&agent={voice_agent.pk}"
+    agent_leg = "CA" + "b" * 32
+    caller.post(leg, CallSid=agent_leg, CallStatus="in-progress")
+    # Somebody else's leg (or another agent's id) ending changes nothing.
+    caller.post(leg, CallSid="CA" + "c" * 32, CallStatus="completed")
+    from .conftest import make_agent_for_line
+
+    other = make_agent_for_line(voice_line, "ren")
+    caller.post(f"/webhooks/twilio/voice/agent-leg/?conversation={conversation.pk}&agent={other.pk}",
+                CallSid=agent_leg, CallStatus="completed")
+    assert not SurveyRequest.objects.exists()
+    for _retry in range(2):
+        assert caller.post(leg, CallSid=agent_leg, CallStatus="completed").status_code == 204
+    redirects = RecordedProviderRequest.objects.filter(uri__endswith=f"/Calls/{caller.sid}.json", params__has_key="Url")
+    assert [r.params["Url"].rsplit("/", 2)[-2] for r in redirects.order_by("id")] == ["conference", "survey"]
+    ended = Message.objects.get(conversation=conversation, event_type=EventType.CALL_ENDED)
+    assert ended.event_data["ended_by"] == "agent_left" and ended.event_data["to_survey"] is True
+    assert SurveyRequest.objects.get(conversation=conversation).status == "sent"
+
+
+def test_a_caller_who_hung_up_first_is_not_surveyed_when_the_agents_leg_ends_after(
+        voice_line, voice_agent, phone, support_csat, django_capture_on_commit_callbacks):
+    caller, _call, conversation = _answered_call(phone, voice_agent, django_capture_on_commit_callbacks)
+    leg = f"/webhooks/twilio/voice/agent-leg/?conversation={conversation.pk}&agent={voice_agent.pk}"
+    caller.post(leg, CallSid="CA" + "b" * 32, CallStatus="in-progress")
+    caller.post("/webhooks/twilio/voice/status/", CallStatus="completed", CallDuration="70")
+    caller.post(leg, CallSid="CA" + "b" * 32, CallStatus="completed")
+    assert not SurveyRequest.objects.exists()
+    assert not RecordedProviderRequest.objects.filter(params__Url__contains="/survey/").exists()

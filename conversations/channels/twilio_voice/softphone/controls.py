@@ -291,6 +291,10 @@ def call_hang_up(*, conversation: Conversation, agent: Agent) -> Call:
     wrap-up, holding their voice capacity until they resolve."""
     call = _require_call(conversation, agent, CallState.CONNECTED, CallState.HELD, CallState.CONSULTING,
                          CallState.CONFERENCE)
+    return _call_end(conversation, agent, call, ended_by="agent")
+
+
+def _call_end(conversation: Conversation, agent: Agent, call: Call, *, ended_by: str) -> Call:
     client = twilio_client()
     row = CallRow.objects.filter(conversation_id=conversation.pk).order_by("-started_at", "-id").first()
     survey = _post_call_survey(conversation, row) if row is not None else None
@@ -301,7 +305,32 @@ def call_hang_up(*, conversation: Conversation, agent: Agent) -> Call:
         twilio_request(lambda: client.calls(call.call_sid).update(status="completed"))
     duration = int((timezone.now() - call.connected_at).total_seconds()) if call.connected_at else None
     return call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_ENDED, agent=agent,
-                             ended_by="agent", to_survey=bool(survey), **call_duration(duration))
+                             ended_by=ended_by, to_survey=bool(survey), **call_duration(duration))
+
+
+def call_agent_left(*, conversation_id: int, agent_id: int, leg_sid: str) -> bool:
+    """The leg of the agent on the call ended by itself (they hung up their phone, closed the
+    browser) with the caller still there: as if they had pressed Hang up (the survey, or the end).
+    Not when the conference ended because the caller left or was taken to the survey (the call
+    is over by then), nor for a leg that is not the one that answered. False when nothing to do."""
+    conversation = Conversation.objects.select_related("inbox").filter(pk=conversation_id).first()
+    row = (CallRow.objects.filter(conversation_id=conversation_id).order_by("-started_at", "-id").first()
+           if conversation else None)
+    if row is None or not leg_sid or row.agent_call_sid != leg_sid or row.status in CALL_FINAL_STATUSES:
+        return False
+    call = call_of(conversation)
+    if call.agent != agent_id or call.state not in (CallState.CONNECTED, CallState.HELD):
+        return False
+    try:
+        # The caller's hanging up ends the conference too, and its status callback may come after
+        # this one: only a caller still on the line is taken to the survey.
+        client = twilio_client()
+        if twilio_request(lambda: client.calls(call.call_sid).fetch()).status != "in-progress":
+            return False
+        _call_end(conversation, Agent.objects.get(pk=agent_id), call, ended_by="agent_left")
+    except CallControlError:
+        return False  # the caller's leg is gone too: its status callback ends the call
+    return True
 
 
 def _post_call_survey(conversation: Conversation, row: CallRow) -> dict | None:
