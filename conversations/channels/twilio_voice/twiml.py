@@ -187,7 +187,7 @@ def twiml_conference(config: IvrConfig, *, call: Call, conversation_id: int) -> 
     dial = response.dial()
     dial.conference(conference_name(conversation_id), participant_label=CUSTOMER_LABEL, beep=False,
                     start_conference_on_enter=False, end_conference_on_exit=True,
-                    wait_url=hold_music_url(config) if config.hold_music_url else None)
+                    wait_url=hold_music_url(config), wait_method="GET")
     return str(response)
 
 

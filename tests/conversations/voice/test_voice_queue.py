@@ -330,3 +330,23 @@ def test_the_timeline_says_when_an_agents_phone_rang_out_in_the_readers_language
 
     assert "the agent's phone was not answered: back in the queue" in rendered("en")
     assert "担当者が応答しなかったため、キューに戻しました" in rendered("ja")
+
+
+def test_an_agent_leg_callback_naming_another_agent_changes_nothing(
+        voice_line, voice_agent, phone, queued, django_capture_on_commit_callbacks):
+    from .conftest import make_agent_for_line
+
+    caller, call = _queued_call(phone)
+    route_conversation(conversation_id=call.conversation_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(offer_id=Offer.objects.get(status="pending").pk, agent=voice_agent)
+    voice_put_through.apply(args=[call.conversation_id, voice_agent.pk])
+    other = make_agent_for_line(voice_line, "ren")
+    before = RecordedProviderRequest.objects.count()
+    caller.post(f"/webhooks/twilio/voice/agent-leg/?conversation={call.conversation_id}&agent={other.pk}",
+                CallSid="CA" + "e" * 32, CallStatus="no-answer")
+    assert Conversation.objects.get(pk=call.conversation_id).assignee == voice_agent
+    assert RecordedProviderRequest.objects.count() == before
+    # Nor does a put-through for an agent the conversation is not assigned to.
+    assert voice_put_through.apply(args=[call.conversation_id, other.pk]).result == "not_assigned"
+    assert caller.post("/webhooks/twilio/voice/agent-leg/?conversation=x&agent=1").status_code == 400
