@@ -243,18 +243,21 @@ def call_callback_request(*, call: Call) -> bool:
     return True
 
 
-def call_queue_closed(*, call: Call) -> None:
-    """The caller's queue closed while they waited (told once on the timeline; the waitUrl says it
-    every time it comes round until they choose)."""
-    if call.ivr.get("closed_while_waiting"):
+def call_way_out_offered(*, call: Call, reason: str) -> None:
+    """The caller on hold is offered a callback or voicemail instead of waiting: their queue
+    closed (``closed_while_waiting``, on the timeline once) or they waited past the line's limit
+    (``no_agent``). Kept on the call: the voicemail that follows says why."""
+    if call.ivr.get("way_out") == reason:
         return
     with transaction.atomic():
         conversation, call = _lock(call.pk)
-        if call.ivr.get("closed_while_waiting"):
+        if call.ivr.get("way_out") == reason:
             return
-        call.ivr = {**call.ivr, "closed_while_waiting": True}
+        call.ivr = {**call.ivr, "way_out": reason,
+                    **({"closed_while_waiting": True} if reason == "closed_while_waiting" else {})}
         call.save(update_fields=["ivr", "updated_at"])
-        system_events_record(conversation, [system_event(conversation, EventType.IVR_CHOICE, choice="queue_closed")])
+        if reason == "closed_while_waiting":
+            system_events_record(conversation, [system_event(conversation, EventType.IVR_CHOICE, choice="queue_closed")])
 
 
 def call_voicemail_start(*, call: Call, reason: str) -> Call:

@@ -37,6 +37,17 @@ def _hours(call: Call, config: IvrConfig) -> BusinessHours:
         return BusinessHours()
 
 
+def _waiting_hours(call: Call, config: IvrConfig) -> BusinessHours:
+    """The hours of the queue the caller waits in (the line's own hours first, as for the menu)."""
+    queue = call.conversation.queue if call.conversation.queue_id else None
+    if config.business_hours is None and queue is not None:
+        try:
+            return BusinessHours.from_config(queue.business_hours or None)
+        except ValidationError:
+            return BusinessHours()  # a broken config never turns a caller away (the admin names it)
+    return _hours(call, config)
+
+
 def opening_text(opens: datetime | None, zone: ZoneInfo | None, language: str) -> str:
     """When the line opens, as a caller says it: 「12月7日 月曜日 9時00分」 / "Monday, December 7 at 9:00"."""
     if opens is None:
@@ -127,19 +138,21 @@ def wait(call: Call, post) -> str:
     if call.callback_requested or call.outcome == CallOutcome.VOICEMAIL:
         return twiml.twiml_wait_choice(config, language=call.language,
                                        choice="callback" if call.callback_requested else "voicemail")
-    hours = _hours(call, config)
+    hours = _waiting_hours(call, config)
     now = timezone.now()
+    callback = not calls.is_withheld(call.from_address)
     if not hours.is_open(now):
         # The queue closed while they waited: nobody will answer today. Said, and a way out offered
         # (a callback keeps their place for when it opens; silence leads to voicemail).
-        calls.call_queue_closed(call=call)
+        calls.call_way_out_offered(call=call, reason="closed_while_waiting")
         opens = opening_text(hours.next_open(now), hours.time_zone, call.language)
-        return twiml.twiml_closing(config, language=call.language, opens=opens,
-                                   callback=not calls.is_withheld(call.from_address))
+        return twiml.twiml_way_out(config, language=call.language, reason="closed", opens=opens, callback=callback)
     limit = call.ivr.get("wait_limit") or calls.DEFAULT_WAIT_LIMIT
-    if call.queued_at is not None and (timezone.now() - call.queued_at).total_seconds() > limit:
-        calls.call_voicemail_start(call=call, reason="no_agent")
-        return twiml.twiml_wait_choice(config, language=call.language, choice="voicemail")
+    if call.queued_at is not None and (now - call.queued_at).total_seconds() > limit:
+        # Nobody took the call within the limit: the same way out (routing still offers the call
+        # while they choose; an agent who takes it puts them through).
+        calls.call_way_out_offered(call=call, reason="no_agent")
+        return twiml.twiml_way_out(config, language=call.language, reason="no_agent", callback=callback)
     position = queue_position(conversation=call.conversation)
     return twiml.twiml_wait(config, language=call.language, position=position)
 
@@ -168,7 +181,7 @@ def enqueue_action(call: Call, post) -> str:
     if call.callback_requested:
         return twiml.twiml_callback_confirmed(config, language=call.language)
     if call.outcome != CallOutcome.VOICEMAIL:
-        reason = "closed_while_waiting" if call.ivr.get("closed_while_waiting") else (result or "left")
+        reason = call.ivr.get("way_out") or result or "left"
         calls.call_voicemail_start(call=call, reason=reason)
     return twiml.twiml_voicemail(config, language=call.language)
 

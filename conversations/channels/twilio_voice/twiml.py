@@ -200,14 +200,19 @@ def twiml_requeued(config: IvrConfig, *, language: str, queue_name: str) -> str:
     return str(response)
 
 
-def twiml_closing(config: IvrConfig, *, language: str, opens: str, callback: bool) -> str:
-    """The queue closed while the caller waited (business hours ended): they are told, and offered
-    a callback (when we can call them) or voicemail; silence takes them to voicemail (``<Leave/>``
-    after the menu: the Enqueue action plays the recording)."""
+def twiml_way_out(config: IvrConfig, *, language: str, reason: str, opens: str = "", callback: bool) -> str:
+    """Nobody will answer soon: the queue closed while the caller waited (``reason="closed"``, said
+    with when it opens) or they waited past the line's limit (``"no_agent"``). They are told, and
+    offered a callback (when we can call them; it keeps their place) or voicemail; silence leads
+    to voicemail (``<Leave/>`` after the menu: the Enqueue action plays the recording)."""
     response = VoiceResponse()
     gather = response.gather(input="dtmf", num_digits=1, action=WAIT_CHOICE, method="POST", timeout=6)
-    _said(gather, config, language, "closing" if opens else "closing_unknown", opens=opens)
-    _said(gather, config, language, "closing_menu" if callback else "closing_menu_voicemail")
+    if reason == "closed":
+        _said(gather, config, language, "closing" if opens else "closing_unknown", opens=opens)
+        _said(gather, config, language, "closing_menu" if callback else "closing_menu_voicemail")
+    else:
+        _said(gather, config, language, "no_agent")
+        _said(gather, config, language, "no_agent_menu" if callback else "closing_menu_voicemail")
     response.leave()
     return str(response)
 

@@ -46,7 +46,8 @@ def _call_step(step):
     @_signed
     def view(request: HttpRequest) -> HttpResponse:
         sid = request.POST.get("CallSid", "")
-        call = Call.objects.select_related("conversation__inbox").filter(call_sid=sid[:MAX_SID]).first() if sid else None
+        call = (Call.objects.select_related("conversation__inbox", "conversation__queue").filter(call_sid=sid[:MAX_SID])
+                .first() if sid else None)
         if call is None:
             return _twiml(twiml.twiml_hangup())
         return _twiml(step(call, request))

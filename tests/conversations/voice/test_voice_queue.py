@@ -250,14 +250,32 @@ def test_a_caller_who_hangs_up_in_the_menu_closes_the_conversation(voice_line, p
     assert call.conversation.abandoned_at is None
 
 
-def test_a_caller_waiting_longer_than_the_limit_is_offered_voicemail(voice_line, phone):
+def test_a_caller_waiting_longer_than_the_limit_is_offered_a_callback_or_voicemail_and_silence_is_voicemail(
+        voice_line, phone):
     caller, call = _queued_call(phone)
     Call.objects.filter(pk=call.pk).update(queued_at=timezone.now() - timedelta(seconds=601))
-    (leave,) = verbs(caller.post(WAIT))
-    assert leave.tag == "Leave"
+    gather, leave = verbs(caller.post(WAIT))
+    sorry, menu = list(gather)
+    assert gather.get("action") == "/webhooks/twilio/voice/wait/choice/" and leave.tag == "Leave"
+    assert sorry.text == "大変お待たせして申し訳ございません。ただいま担当者がすべて対応中です。"
+    assert menu.text.startswith("順番はそのままで折り返しのお電話をご希望の場合は2")
     verbs_after = verbs(caller.post("/webhooks/twilio/voice/enqueue-action/", QueueResult="leave"))
     assert [v.tag for v in verbs_after] == ["Say", "Record", "Say", "Hangup"]
+    call.refresh_from_db()
+    assert call.outcome == "voicemail" and call.ivr["voicemail"] == "no_agent"
     assert Conversation.objects.get(pk=call.conversation_id).status == "pending"  # not offered meanwhile
+
+
+def test_a_caller_past_the_limit_may_still_keep_their_place_with_a_callback(voice_line, phone):
+    caller, call = _queued_call(phone)
+    Call.objects.filter(pk=call.pk).update(queued_at=timezone.now() - timedelta(seconds=601))
+    verbs(caller.post(WAIT))
+    (leave,) = verbs(caller.post("/webhooks/twilio/voice/wait/choice/", Digits="2"))
+    assert leave.tag == "Leave"
+    say, hangup = verbs(caller.post("/webhooks/twilio/voice/enqueue-action/", QueueResult="leave"))
+    assert say.text.startswith("順番が来ましたら") and hangup.tag == "Hangup"
+    call.refresh_from_db()
+    assert call.callback_requested and call.outcome == ""
 
 
 def test_the_timeline_shows_the_ivr_choice_the_queue_and_the_calls_duration(voice_line, phone):
@@ -300,7 +318,7 @@ def test_the_wait_limit_is_the_lines_else_the_queues_overflow_time_when_it_overf
     caller, call = _queued_call(phone)
     assert call.ivr["wait_limit"] == 120
     Call.objects.filter(pk=call.pk).update(queued_at=timezone.now() - timedelta(seconds=121))
-    (leave,) = verbs(caller.post(WAIT))
+    _gather, leave = verbs(caller.post(WAIT))
     assert leave.tag == "Leave"
     inbox = voice_line["inbox"]
     inbox.settings = {"ivr": {**inbox.settings["ivr"], "max_wait_seconds": 300}}
