@@ -227,6 +227,20 @@ def test_a_callback_keeps_the_callers_place_and_the_agent_who_takes_it_calls_the
     events = _events(conversation)
     assert EventType.CALLBACK_REQUESTED in events and EventType.CALLBACK_STARTED in events
     assert events.count(EventType.CALL_CONNECTED) == 1
+    # The agent's leg rings out: the customer on our callback goes on hold, and the next agent's
+    # put-through redirects that leg (their own call ended long ago).
+    first.post(f"/webhooks/twilio/voice/agent-leg/?conversation={conversation_id}&agent={voice_agent.pk}",
+               CallSid="CA" + "9" * 32, CallStatus="no-answer")
+    requeue = RecordedProviderRequest.objects.filter(uri__endswith=f"/Calls/{placed.sid}.json").get()
+    assert requeue.params["Url"].endswith(f"/webhooks/twilio/voice/requeue/?call={first_call.pk}")
+    assert [v.tag for v in verbs(first.post(f"/webhooks/twilio/voice/requeue/?call={first_call.pk}"))] == ["Say", "Enqueue"]
+    route_for_agent(agent_id=voice_agent.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(offer_id=Offer.objects.get(status="pending").pk, agent=voice_agent)
+    assert voice_put_through.apply(args=[conversation_id, voice_agent.pk]).result == "redirect"
+    again = RecordedProviderRequest.objects.filter(uri__endswith=f"/Calls/{placed.sid}.json").order_by("id").last()
+    assert again.params["Url"].endswith(f"/webhooks/twilio/voice/conference/?call={first_call.pk}")
+    assert RecordedProviderRequest.objects.filter(uri__endswith="/Calls.json").count() == 1  # not called twice
 
 
 def test_a_caller_who_hangs_up_on_hold_is_abandoned(voice_line, phone):

@@ -220,7 +220,9 @@ def call_put_through(*, conversation_id: int, agent: Agent) -> str:
                 status_callback_event=["initiated", "ringing", "answered", "completed"]))
             voice_calls.callback_started(call_id=row.pk, callback_sid=placed.sid, agent_id=agent.pk)
         elif mode == PutThrough.REDIRECT:
-            twilio_request(lambda: client.calls(row.call_sid).update(url=join_url, method="POST"))
+            # The customer's leg: their own call, or our callback to them once it was placed.
+            customer_sid = row.callback_call_sid or row.call_sid
+            twilio_request(lambda: client.calls(customer_sid).update(url=join_url, method="POST"))
         conference_agent_add(client, conversation, agent)
         if mode == PutThrough.RESUME:
             _customer_hold(client, conversation, False)
