@@ -89,10 +89,11 @@ def test_a_key_off_the_scale_asks_again_in_english_then_says_goodbye(
     call_hang_up(conversation=conversation, agent=voice_agent)
     (gather,) = verbs(caller.post(f"/webhooks/twilio/voice/survey/?call={call.pk}"))
     assert gather.get("language") == "en-US"
-    assert list(gather)[0].text == "How satisfied were you with this call? Please press a number from 1 to 5."
+    assert next(iter(gather)).text == "How satisfied were you with this call? Please press a number from 1 to 5."
     (again,) = verbs(caller.post(f"/webhooks/twilio/voice/survey/?call={call.pk}&attempt=1", Digits="9"))
     sorry, question = list(again)
     assert sorry.text == "Sorry, please answer with a key." and again.get("action").endswith("attempt=2")
+    assert question.text.startswith("How satisfied were you")
     goodbye, hangup = verbs(caller.post(f"/webhooks/twilio/voice/survey/?call={call.pk}&attempt=2", Digits=""))
     assert goodbye.text == "Thank you for calling. Goodbye." and hangup.tag == "Hangup"
     assert not SurveyResponse.objects.exists()
@@ -138,7 +139,7 @@ def test_the_survey_url_refuses_another_call_and_an_unsigned_request(
 
 def test_an_agent_who_hangs_up_their_own_phone_leaves_the_caller_to_the_survey_once(
         voice_line, voice_agent, phone, support_csat, django_capture_on_commit_callbacks):
-    caller, call, conversation = _answered_call(phone, voice_agent, django_capture_on_commit_callbacks)
+    caller, _call, conversation = _answered_call(phone, voice_agent, django_capture_on_commit_callbacks)
     leg = f"/webhooks/twilio/voice/agent-leg/?conversation={conversation.pk}&agent={voice_agent.pk}"
     agent_leg = "CA" + "b" * 32
     caller.post(leg, CallSid=agent_leg, CallStatus="in-progress")

@@ -152,7 +152,7 @@ def test_a_caller_waiting_when_the_queue_closes_is_told_and_offered_a_callback_o
                                   event_data__choice="queue_closed").count() == 1
     # Silence: the <Leave/> after the menu takes them to voicemail, for that reason.
     say, record, _none, _hangup = verbs(caller.post("/webhooks/twilio/voice/enqueue-action/", QueueResult="leave"))
-    assert record.tag == "Record"
+    assert say.text.startswith("発信音のあとに") and record.tag == "Record"
     call.refresh_from_db()
     assert call.outcome == "voicemail" and call.ivr["voicemail"] == "closed_while_waiting"
 
