@@ -244,3 +244,19 @@ def test_answering_on_a_phone_without_a_number_is_refused_before_anything_moves(
     assert response.status_code == 400 and "phone number" in response.json()["error"]
     assert Offer.objects.get(conversation=offered_call).status == OfferStatus.PENDING
     assert twilio_requests() == []
+
+
+def test_a_colleague_who_does_not_answer_the_consult_leaves_the_caller_on_hold_with_the_first_agent(
+        alice, agent, other_agent, offered_call):
+    control(alice, "answer", offered_call.pk)
+    control(alice, "consult", offered_call.pk, agent=other_agent.pk)
+    leg = f"/webhooks/twilio/voice/agent-leg/?conversation={offered_call.pk}&agent={other_agent.pk}"
+    for _retry in range(2):
+        assert signed_post("http://testserver" + leg, CallSid="CA" + "4" * 32, CallStatus="no-answer").status_code == 204
+    call = call_of(offered_call)
+    assert call.state == CallState.HELD and call.agent == agent.pk and call.consult_agent is None
+    held = Message.objects.filter(conversation=offered_call, event_type=EventType.CALL_HELD).get()
+    assert held.event_data["reason"] == "consult_no_answer" and held.author_agent_id == agent.pk
+    offered_call.refresh_from_db()
+    assert offered_call.assignee_id == agent.pk
+    assert control(alice, "resume", offered_call.pk).json()["call"]["state"] == CallState.CONNECTED

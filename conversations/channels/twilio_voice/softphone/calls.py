@@ -147,6 +147,8 @@ def _apply(call: Call, event: Message) -> None:
         call.answered_on = str(data.get("answered_on", ""))
     elif kind == EventType.CALL_HELD:
         call.state = CallState.HELD
+        if data.get("reason") == "consult_no_answer":
+            call.consult_agent, call.consult_agent_name = None, ""
     elif kind == EventType.CALL_RESUMED:
         call.state = CallState.CONNECTED
     elif kind == EventType.CALL_CONSULT:

@@ -244,13 +244,22 @@ def call_agent_missed(*, conversation_id: int, agent_id: int, leg_status: str) -
     """The agent's leg was not answered (no answer, busy, failed): the call was never theirs to
     talk on. The conversation goes back to its queue in the same place in line (its
     ``queued_at`` is kept), routing offers it again, and the caller, alone in the conference, is
-    redirected back to ``<Enqueue>`` (our requeue TwiML says why). False when it had moved on."""
+    redirected back to ``<Enqueue>`` (our requeue TwiML says why). A colleague's leg asked in
+    for a warm transfer that is not answered ends the consult instead (the caller holds, the
+    first agent keeps the call). False when it had moved on."""
     now = timezone.now()
     with transaction.atomic():
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
         row = (CallRow.objects.select_for_update().filter(conversation_id=conversation.pk)
                .order_by("-started_at", "-id").first())
         call = call_of(conversation)
+        if call.state == CallState.CONSULTING and call.consult_agent == agent_id:
+            # The colleague asked in (warm transfer) did not answer: the consult is over, the
+            # caller stays on hold with the first agent, who may resume or try someone else.
+            call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_HELD,
+                              agent=Agent.objects.filter(pk=call.agent).first(), reason="consult_no_answer",
+                              leg_status=leg_status[:20])
+            return True
         if (row is None or conversation.assignee_id != agent_id or row.agent_id != agent_id or row.agent_call_sid
                 or call.state != CallState.CONNECTED or call.agent != agent_id):
             return False
