@@ -17,6 +17,14 @@ When each hook runs, and what it may do:
   returns the result to send back, or None when nobody handles such frames.
   ``widget_pending_cards(customer_id)``: the rating cards still waiting for this customer (shown
   again when their widget connects).
+- ``call_survey(conversation_id)``: the agent left a voice call and the caller is still on the line;
+  a listener whose survey applies to the conversation (queue/inbox, fatigue, sampling) records it
+  as sent and returns what to ask: ``{"token", "kind", "low", "high", "question": {"ja", "en"}}``;
+  the first one wins, None when no survey applies (the call is then simply ended). Outside any
+  transaction (the voice side redirects the call afterwards).
+- ``call_survey_answer(token, digits)``: the keys the caller pressed for the survey ``token``;
+  returns ``"recorded"``, ``"retry"`` (not a score on its scale) or ``"closed"``; None when no
+  listener knows the token.
 
 This module imports nothing of ours, so anything may use it.
 """
@@ -41,6 +49,8 @@ _customer_message: list[Callable[..., None]] = []
 _inbound_claimers: list[Callable[..., int | None]] = []
 _widget_answer: list[Callable[..., dict | None]] = []
 _widget_pending: list[Callable[..., list[dict]]] = []
+_call_survey: list[Callable[..., dict | None]] = []
+_call_survey_answer: list[Callable[..., str | None]] = []
 
 
 def _add(hooks: list, fn) -> None:
@@ -70,6 +80,14 @@ def on_widget_answer(fn: Callable[..., dict | None]) -> None:
 
 def on_widget_pending(fn: Callable[..., list[dict]]) -> None:
     _add(_widget_pending, fn)
+
+
+def on_call_survey(fn: Callable[..., dict | None]) -> None:
+    _add(_call_survey, fn)
+
+
+def on_call_survey_answer(fn: Callable[..., str | None]) -> None:
+    _add(_call_survey_answer, fn)
 
 
 def _resolved_now(conversation_id: int) -> None:
@@ -114,3 +132,19 @@ def widget_answer(*, customer_id: int | None, payload: dict) -> dict | None:
 
 def widget_pending_cards(*, customer_id: int) -> list[dict]:
     return [card for fn in list(_widget_pending) for card in fn(customer_id=customer_id)]
+
+
+def call_survey(*, conversation_id: int) -> dict | None:
+    for fn in _call_survey:
+        survey = fn(conversation_id=conversation_id)
+        if survey is not None:
+            return survey
+    return None
+
+
+def call_survey_answer(*, token: str, digits: str) -> str | None:
+    for fn in _call_survey_answer:
+        result = fn(token=token, digits=digits)
+        if result is not None:
+            return result
+    return None

@@ -1,7 +1,7 @@
 from django.urls import path
 
-from .channels.twilio_messaging import webhooks
 from .channels.email import webhook as webhooks_email
+from .channels.twilio_messaging import webhooks
 from .channels.twilio_voice import webhooks as voice
 
 urlpatterns = [
@@ -17,6 +17,8 @@ urlpatterns = [
     path("twilio/voice/voicemail/", voice.voice_voicemail_done, name="twilio-voice-voicemail"),
     path("twilio/voice/recording/", voice.voice_recording, name="twilio-voice-recording"),
     path("twilio/voice/transcription/", voice.voice_transcription, name="twilio-voice-transcription"),
-    path("twilio/voice/connect/", voice.voice_connect, name="twilio-voice-connect"),
-    path("twilio/voice/dial-action/", voice.voice_dial_action, name="twilio-voice-dial-action"),
+    path("twilio/voice/conference/", voice.voice_conference, name="twilio-voice-conference"),
+    path("twilio/voice/requeue/", voice.voice_requeue, name="twilio-voice-requeue"),
+    path("twilio/voice/agent-leg/", voice.voice_agent_leg, name="twilio-voice-agent-leg"),
+    path("twilio/voice/survey/", voice.voice_survey, name="twilio-voice-survey"),
 ]

@@ -21,6 +21,7 @@ class SurveysConfig(AppConfig):
         )
         from .selectors import pending_widget_cards
         from .timeline_texts import TEXTS
+        from .voice import call_survey_key, call_survey_offer
 
         lifecycle.on_resolved(schedule_after_resolve)
         lifecycle.on_reopened(survey_cancel_for_conversation)
@@ -28,6 +29,8 @@ class SurveysConfig(AppConfig):
         lifecycle.on_inbound_claim(inbound_answer_claim)
         lifecycle.on_widget_answer(widget_answer)
         lifecycle.on_widget_pending(pending_widget_cards)
+        lifecycle.on_call_survey(call_survey_offer)
+        lifecycle.on_call_survey_answer(call_survey_key)
         tick.register("surveys_due", surveys_due_job)
         for event_type, describe in TEXTS.items():
             event_texts.register(event_type, describe)

@@ -54,7 +54,7 @@ class PresenceState(models.Model):
 
 
 class VoiceAnswerOn(models.TextChoices):
-    """Where an agent takes their calls: the console's softphone, or their own phone (``<Dial><Number>``)."""
+    """Where an agent takes their calls: the console's softphone, or their own phone (a conference participant dialled there)."""
 
     BROWSER = "browser", _("In the browser")
     PHONE = "phone", _("On my phone")

@@ -72,8 +72,12 @@ class Call(models.Model):
     duration = models.PositiveIntegerField(_("duration (s)"), null=True, blank=True)
     agent = models.ForeignKey(Agent, verbose_name=_("agent"), null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="calls")
-    # The agent's leg (Dial's DialCallSid, or the softphone's own call) once connected.
+    # The agent's leg (their conference participant's call) once it answered.
     agent_call_sid = models.CharField(_("agent call sid"), max_length=64, blank=True)
+    # The assignment (its ``assigned_at``) this call was put through for: the claim that makes the
+    # put-through happen once per assignment, whichever of the agent's Answer and the assignment's
+    # task comes first (both may run, and Twilio must not get the redirect twice).
+    connected_for = models.DateTimeField(_("put through for the assignment of"), null=True, blank=True)
     # Virtual hold: the caller hung up keeping their place; the agent who takes the offer calls back.
     callback_requested = models.BooleanField(_("callback requested"), default=False)
     callback_requested_at = models.DateTimeField(_("callback requested at"), null=True, blank=True)

@@ -208,6 +208,16 @@ def _call_step(base: str, payload: dict, sender: str, to: str) -> dict:
         redirect = voice.agent_redirect(sid)
         if redirect:  # an agent accepted: Twilio follows our redirect instead of the hold loop
             path = redirect
+    if payload.get("connected"):
+        # Talking to an agent: the call moves only when our server updates it (the agent hung up,
+        # the caller is taken to the survey, or back to the queue when the agent did not answer).
+        update = voice.latest_call_update(sid)
+        if update.get("Status") == "completed":
+            return {"call_sid": sid, "path": path, "status": 200, "verbs": [], "next": {"kind": "ended"}}
+        target = voice.voice_path(str(update["Url"])) if update.get("Url") else ""
+        if not target or target == voice.voice_path(path):
+            return {"call_sid": sid, "path": path, "status": 204, "verbs": [], "next": {"kind": "connected", "waiting": True}}
+        path = target
     if payload.get("record_callback"):
         seconds = str(payload.get("seconds") or "10")
         recording = voice.recording_params(params, seconds=min(int(seconds), 120) if seconds.isdigit() else 10)
@@ -217,7 +227,7 @@ def _call_step(base: str, payload: dict, sender: str, to: str) -> dict:
         placed = voice.callback_for(sender, since=timezone.now() - timedelta(minutes=30))
         return {"call_sid": sid, "callback": {"call_sid": placed[0], "path": placed[1]} if placed else None}
     result = voice.step(base, path, {**params, **extra})
-    return {"call_sid": sid, "status": result.status, "verbs": result.verbs, "next": result.next}
+    return {"call_sid": sid, "path": path, "status": result.status, "verbs": result.verbs, "next": result.next}
 
 
 @simulator_only

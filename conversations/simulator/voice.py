@@ -118,6 +118,17 @@ def agent_redirect(call_sid: str, *, since=None) -> str:
     return str(row.params.get("Url", "")) if row else ""
 
 
+def latest_call_update(call_sid: str) -> dict:
+    """The parameters of our newest ``calls(sid).update`` of this call (a redirect's ``Url``, a
+    hang-up's ``Status``), or {}: what Twilio would do to a call that is connected to an agent."""
+    from ..models import RecordedProviderRequest
+
+    row = (RecordedProviderRequest.objects.filter(provider="twilio", sid=call_sid, method="POST",
+                                                  uri__endswith=f"/Calls/{call_sid}.json")
+           .order_by("-created_at", "-id").first())
+    return dict(row.params) if row else {}
+
+
 def callback_for(number: str, *, since) -> tuple[str, str] | None:
     """A call our server placed to ``number`` since ``since`` (a callback): (its sid, its URL)."""
     from ..models import RecordedProviderRequest

@@ -60,6 +60,19 @@
     const data = await post(body);
     if (!call) return;
     call.sid = data.call_sid;
+    if (data.path) call.path = data.path;
+    show(data.verbs);
+    await follow(data.next || {});
+  }
+
+  // Connected to an agent: the call moves when our server redirects it (the keypad survey after
+  // the agent hung up, back on hold when the agent did not answer) or ends it.
+  async function listen() {
+    if (!call || !call.next || call.next.kind !== "connected") return;
+    const data = await post({ connected: true, path: call.path }).catch(() => null);
+    if (!call || !call.next || call.next.kind !== "connected") return;
+    if (!data || (data.next && data.next.waiting)) { holdTimer = setTimeout(listen, 3000); return; }
+    if (data.path) call.path = data.path;
     show(data.verbs);
     await follow(data.next || {});
   }
@@ -86,6 +99,7 @@
     } else if (next.kind === "connected") {
       stopTimers();
       call.hold = null;
+      holdTimer = setTimeout(listen, 3000);
     } else if (next.kind === "ended" || next.kind === "end_of_document") {
       await end(false);
     }

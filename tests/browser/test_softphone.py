@@ -8,8 +8,8 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from conversations.models import (
+    Call,
     Channel,
-    Direction,
     EventType,
     Message,
     Queue,
@@ -25,7 +25,6 @@ from ..factories import (
     make_customer,
     make_identity,
     make_inbox,
-    make_message,
 )
 from .axe import assert_accessible
 from .conftest import login, screenshot
@@ -34,6 +33,13 @@ from .seeding import console_agent, presences
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CALL_SID = "CA" + "7" * 32
+
+
+def waiting_call(conversation, *, ivr=None):
+    """What the voice webhooks store for a caller on hold (the Call row, its IVR choices)."""
+    return Call.objects.create(conversation=conversation, call_sid=CALL_SID, from_address="+819087654321",
+                               to_address=conversation.inbox.address, status="in-progress", language="ja",
+                               queued_at=timezone.now(), ivr=ivr or {})
 
 
 def entry_for(page, conversation, event_type):
@@ -52,8 +58,9 @@ def test_a_simulated_call_rings_is_answered_held_resumed_and_hung_up(new_context
     make_identity(customer, IdentityKind.PHONE, "+819087654321", verified=True)
     conversation = make_conversation(customer, inbox, queue=queue, queued_at=timezone.now())
     # What the server side of voice stores when the call comes in (CallSid, the IVR choices).
-    make_message(conversation, "Incoming call", direction=Direction.INBOUND,
-                 metadata={"call_sid": CALL_SID, "ivr": [{"digits": "1", "label": "Orders / ご注文"}]})
+    inbox.settings = {"ivr": {"options": [{"key": "1", "name": "orders", "label": {"ja": "ご注文", "en": "Orders"}}]}}
+    inbox.save()
+    waiting_call(conversation, ivr={"option": "orders", "key": "1", "how": "keypad", "digits": "1"})
 
     page = new_context(bypass_csp=True).new_page()  # axe is injected inline
     login(page, "alice", PASSWORD)
@@ -65,7 +72,8 @@ def test_a_simulated_call_rings_is_answered_held_resumed_and_hung_up(new_context
     # It rings, with the caller's conversation opened beside it and what they chose in the menu.
     status = page.locator("#softphone-status")
     expect(status).to_have_text("Incoming call: 佐藤 健")
-    expect(softphone.locator("[data-softphone-ivr]")).to_contain_text("Orders / ご注文")
+    expect(softphone.locator("[data-softphone-ivr]")).to_contain_text("Menu: Orders (keypad)")
+    expect(softphone.locator("[data-softphone-ivr]")).to_contain_text("Skills: Phone")
     expect(page.locator(f"#conversation-pane[data-conversation='{conversation.pk}']")).to_be_visible()
     assert_accessible(page, "softphone ringing", selector="#softphone")
     screenshot(page, "softphone-01-ringing")
@@ -120,7 +128,7 @@ def test_a_warm_transfer_consults_a_colleague_joins_everyone_and_hands_the_call_
     customer = make_customer("佐藤 健", language="ja")
     make_identity(customer, IdentityKind.PHONE, "+819087654321", verified=True)
     conversation = make_conversation(customer, inbox, queue=queue, queued_at=timezone.now())
-    make_message(conversation, "Incoming call", direction=Direction.INBOUND, metadata={"call_sid": CALL_SID})
+    waiting_call(conversation)
 
     bob_page = new_context().new_page()
     login(bob_page, "bob", PASSWORD)
@@ -170,7 +178,7 @@ def test_the_conversations_own_transfer_moves_the_call_the_agent_is_on(new_conte
     console_agent("alice", display_name="Alice Tanaka", presence=states.offline, skills=[skill])
     customer = make_customer("佐藤 健", language="ja")
     conversation = make_conversation(customer, inbox, queue=queue, queued_at=timezone.now())
-    make_message(conversation, "Incoming call", direction=Direction.INBOUND, metadata={"call_sid": CALL_SID})
+    waiting_call(conversation)
 
     page = new_context().new_page()
     login(page, "alice", PASSWORD)

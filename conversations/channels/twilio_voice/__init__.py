@@ -1,7 +1,8 @@
 """Twilio voice: ``webhooks`` (incoming call, IVR, hold, queue, voicemail, status callbacks),
 ``flow`` (what the caller hears at each step), ``calls`` (the writes), ``twiml`` (the TwiML,
-``call_connect_twiml`` for the softphone), ``ivr`` (the inbox's menu and its checks), ``adapter``
-and ``tasks`` (putting a caller through, calling back)."""
+the conversation's conference the caller joins), ``ivr`` (the inbox's menu and its checks),
+``adapter`` and ``tasks`` (putting a caller through once an agent took the call:
+``softphone.controls.call_put_through``), ``softphone`` (the agent's side)."""
 
 
 def ready() -> None:

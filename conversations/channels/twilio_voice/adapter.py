@@ -5,15 +5,16 @@ posted parameter). A call carries no text: a reply typed in the console is refus
 """
 
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 
 from contactcenter.enqueue import enqueue_on_commit
 
-from ...models import CALL_FINAL_STATUSES, Call, CallOutcome, Message
+from ...models import Call, CallOutcome, Message
 from .. import PermanentSendError, SendResult
 from ..twilio_messaging.adapter import verify as _verify_twilio
-from .task_names import CALL_BACK, CONNECT_CALL
+from .task_names import PUT_THROUGH
 
 
 def verify(request: HttpRequest) -> bool:
@@ -31,15 +32,12 @@ def send(message: Message, *, to: str, from_: str) -> SendResult:
 
 
 def conversation_assigned(conversation, agent) -> None:
-    """An agent took a voice conversation (accepted its offer, or was assigned it): a caller still
-    waiting on hold is put through to them (their call is redirected to our connect TwiML); one
-    who asked for a callback is called back. Caller is in the transaction: the REST request
-    leaves after commit, from a task (never a network call inside a transaction)."""
-    call = (Call.objects.filter(conversation_id=conversation.pk).order_by("-started_at", "-id")
-            .only("pk", "status", "outcome", "callback_requested", "callback_call_sid", "answered_at").first())
-    if call is None:
-        return
-    if call.callback_requested and not call.callback_call_sid and not call.answered_at:
-        enqueue_on_commit(CALL_BACK, call.pk, agent.pk)
-    elif call.status not in CALL_FINAL_STATUSES and call.outcome in ("", CallOutcome.ANSWERED):
-        enqueue_on_commit(CONNECT_CALL, call.pk, agent.pk)
+    """An agent took a voice conversation (accepted its offer, was assigned it, had it
+    transferred): its caller, on hold or waiting for a callback, is put through to them in the
+    conversation's conference. Caller is in the transaction: the REST requests leave after
+    commit, from a task (never a network call inside a transaction); the agent's Answer may
+    have done it first, which the task then finds."""
+    live = (Call.objects.filter(conversation_id=conversation.pk).exclude(outcome=CallOutcome.VOICEMAIL)
+            .filter(Q(ended_at__isnull=True) | Q(callback_requested=True)).exists())
+    if live:
+        enqueue_on_commit(PUT_THROUGH, conversation.pk, agent.pk)

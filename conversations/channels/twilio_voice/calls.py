@@ -248,6 +248,23 @@ def call_callback_request(*, call: Call) -> bool:
     return True
 
 
+def call_way_out_offered(*, call: Call, reason: str) -> None:
+    """The caller on hold is offered a callback or voicemail instead of waiting: their queue
+    closed (``closed_while_waiting``, on the timeline once) or they waited past the line's limit
+    (``no_agent``). Kept on the call: the voicemail that follows says why."""
+    if call.ivr.get("way_out") == reason:
+        return
+    with transaction.atomic():
+        conversation, call = _lock(call.pk)
+        if call.ivr.get("way_out") == reason:
+            return
+        call.ivr = {**call.ivr, "way_out": reason,
+                    **({"closed_while_waiting": True} if reason == "closed_while_waiting" else {})}
+        call.save(update_fields=["ivr", "updated_at"])
+        if reason == "closed_while_waiting":
+            system_events_record(conversation, [system_event(conversation, EventType.IVR_CHOICE, choice="queue_closed")])
+
+
 def call_voicemail_start(*, call: Call, reason: str) -> Call:
     """The caller is taken to voicemail (asked for it, the line is closed, or nobody answered within
     the limit): routing stops offering the call (pending offers canceled) until the recording
@@ -270,42 +287,51 @@ def call_voicemail_start(*, call: Call, reason: str) -> Call:
     return call
 
 
-# --- connected ----------------------------------------------------------------------------------------
+# --- connected ---------------------------------------------------------------------------------------
 
-def call_connected(*, call: Call, agent: Agent, leg_sid: str = "") -> Call:
-    """The caller's call (or our callback to them) is being put through to ``agent``."""
+def call_answered(*, call_id: int, agent: Agent) -> Call:
+    """The caller was put through to ``agent`` in the conversation's conference (the softphone's
+    ``call_put_through`` records the timeline event)."""
     now = timezone.now()
     with transaction.atomic():
-        conversation, call = _lock(call.pk)
-        if call.agent_id == agent.pk and call.answered_at is not None:
-            return call
+        _conversation, call = _lock(call_id)
         call.agent, call.answered_at, call.outcome = agent, call.answered_at or now, CallOutcome.ANSWERED
-        fields = ["agent", "answered_at", "outcome", "updated_at"]
-        if leg_sid:
-            call.agent_call_sid = leg_sid[:64]
-            fields.append("agent_call_sid")
-        call.save(update_fields=fields)
-        system_events_record(conversation, [system_event(conversation, EventType.CALL_CONNECTED, agent=agent, at=now,
-                                                         callback=call.callback_requested)])
+        call.save(update_fields=["agent", "answered_at", "outcome", "updated_at"])
     return call
 
 
-def call_agent_unreachable(*, call: Call, dial_status: str) -> Call:
-    """The Dial to the agent ended without a conversation (no answer, busy, failed): the call was
-    not answered after all; the caller is offered voicemail, which lands on the agent's
-    conversation (it stays theirs, as a missed call to call back)."""
-    now = timezone.now()
+def call_missed_by_agent(conversation: Conversation, call: Call, *, leg_status: str, at) -> None:
+    """The agent's leg rang out: the conversation is nobody's again and waits in its queue in the
+    place it had (``queued_at`` kept), routing offers it anew. Caller holds the conversation's
+    lock, then the call's, and records the ``CALL_LEFT`` event."""
+    from ...routing.offers import routing_event_publish
+
+    previous = conversation.assignee_id
+    call.agent, call.answered_at, call.connected_for = None, None, None
+    if call.outcome == CallOutcome.ANSWERED:
+        call.outcome = CallOutcome.NONE
+    call.ivr = {**call.ivr, "missed_by": [*call.ivr.get("missed_by", []), previous][-10:]}
+    call.save(update_fields=["agent", "answered_at", "connected_for", "outcome", "ivr", "updated_at"])
+    conversation.assignee = None
+    conversation.waiting_since = conversation.waiting_since or at
+    conversation.route_at = at
+    conversation.routing_note = f"back to the queue: the agent's phone was not answered ({leg_status})"[:300]
+    system_events_record(conversation, [system_event(conversation, EventType.TRANSFERRED, at=at, from_agent=previous,
+                                                     to_queue=conversation.queue_id, reason="agent_no_answer")],
+                         update_fields=["assignee", "waiting_since", "route_at", "routing_note"])
+    routing_event_publish({"type": "conversation.requeued", "conversation": conversation.pk, "agent": previous},
+                          agents=[previous], conversation_id=conversation.pk)
+    enqueue_on_commit(ROUTE_CONVERSATION, conversation.pk)
+
+
+def call_survey_started(*, call_id: int, survey: dict) -> None:
+    """The post-call survey the caller is taken to (what to ask, in both languages, and the
+    surveys app's token for the answer)."""
     with transaction.atomic():
-        conversation, call = _lock(call.pk)
-        if call.outcome == CallOutcome.VOICEMAIL:
-            return call
-        call.answered_at, call.outcome = None, CallOutcome.VOICEMAIL
-        call.ivr = {**call.ivr, "voicemail": "agent_unreachable", "dial": dial_status[:20]}
-        call.save(update_fields=["answered_at", "outcome", "ivr", "updated_at"])
-        system_events_record(conversation, [system_event(conversation, EventType.VOICEMAIL, at=now, stage="prompted",
-                                                         reason="agent_unreachable", dial=dial_status[:20],
-                                                         author_agent_id=call.agent_id)])
-    return call
+        _conversation, call = _lock(call_id)
+        call.ivr = {**call.ivr, "survey": {"token": str(survey["token"]), "high": int(survey["high"]),
+                                           "question": {lang: str(text) for lang, text in survey["question"].items()}}}
+        call.save(update_fields=["ivr", "updated_at"])
 
 
 def callback_started(*, call_id: int, callback_sid: str, agent_id: int) -> None:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from ...models import Agent, Call, CallOutcome, Queue
+from ...models import Call, CallOutcome, Queue
 from ...routing.hours import BusinessHours
 from ...routing.position import queue_position
 from . import calls, twiml
@@ -35,6 +35,17 @@ def _hours(call: Call, config: IvrConfig) -> BusinessHours:
         return BusinessHours.from_config(queue.business_hours if queue is not None else None)
     except ValidationError:
         return BusinessHours()
+
+
+def _waiting_hours(call: Call, config: IvrConfig) -> BusinessHours:
+    """The hours of the queue the caller waits in (the line's own hours first, as for the menu)."""
+    queue = call.conversation.queue if call.conversation.queue_id else None
+    if config.business_hours is None and queue is not None:
+        try:
+            return BusinessHours.from_config(queue.business_hours or None)
+        except ValidationError:
+            return BusinessHours()  # a broken config never turns a caller away (the admin names it)
+    return _hours(call, config)
 
 
 def opening_text(opens: datetime | None, zone: ZoneInfo | None, language: str) -> str:
@@ -127,10 +138,21 @@ def wait(call: Call, post) -> str:
     if call.callback_requested or call.outcome == CallOutcome.VOICEMAIL:
         return twiml.twiml_wait_choice(config, language=call.language,
                                        choice="callback" if call.callback_requested else "voicemail")
+    hours = _waiting_hours(call, config)
+    now = timezone.now()
+    callback = not calls.is_withheld(call.from_address)
+    if not hours.is_open(now):
+        # The queue closed while they waited: nobody will answer today. Said, and a way out offered
+        # (a callback keeps their place for when it opens; silence leads to voicemail).
+        calls.call_way_out_offered(call=call, reason="closed_while_waiting")
+        opens = opening_text(hours.next_open(now), hours.time_zone, call.language)
+        return twiml.twiml_way_out(config, language=call.language, reason="closed", opens=opens, callback=callback)
     limit = call.ivr.get("wait_limit") or calls.DEFAULT_WAIT_LIMIT
-    if call.queued_at is not None and (timezone.now() - call.queued_at).total_seconds() > limit:
-        calls.call_voicemail_start(call=call, reason="no_agent")
-        return twiml.twiml_wait_choice(config, language=call.language, choice="voicemail")
+    if call.queued_at is not None and (now - call.queued_at).total_seconds() > limit:
+        # Nobody took the call within the limit: the same way out (routing still offers the call
+        # while they choose; an agent who takes it puts them through).
+        calls.call_way_out_offered(call=call, reason="no_agent")
+        return twiml.twiml_way_out(config, language=call.language, reason="no_agent", callback=callback)
     position = queue_position(conversation=call.conversation)
     return twiml.twiml_wait(config, language=call.language, position=position)
 
@@ -159,31 +181,51 @@ def enqueue_action(call: Call, post) -> str:
     if call.callback_requested:
         return twiml.twiml_callback_confirmed(config, language=call.language)
     if call.outcome != CallOutcome.VOICEMAIL:
-        calls.call_voicemail_start(call=call, reason=result or "left")
+        reason = call.ivr.get("way_out") or result or "left"
+        calls.call_voicemail_start(call=call, reason=reason)
     return twiml.twiml_voicemail(config, language=call.language)
 
 
-# --- put through ------------------------------------------------------------------------------------
+# --- put through ---------------------------------------------------------------------------------
 
-def connect(call: Call, post, *, agent_id: str) -> str:
-    """Our redirect of the waiting caller (or our callback to them, answered) after an agent
-    accepted: put them through."""
-    agent = Agent.objects.filter(pk=agent_id).first() if str(agent_id).isdigit() else None
-    if agent is None:
-        return twiml.twiml_goodbye(_config(call), language=call.language, name="agent_unreachable")
-    calls.call_connected(call=call, agent=agent)
-    return twiml.call_connect_twiml(call, agent, config=_config(call))
+def conference_join(call: Call, post) -> str:
+    """Our redirect of the waiting caller (or our callback to them, answered) after an agent took
+    the call: into the conversation's conference, where the agent is being added."""
+    return twiml.twiml_conference(_config(call), call=call, conversation_id=call.conversation_id)
 
 
-def dial_action(call: Call, post) -> str:
-    """How the Dial to the agent ended: after a conversation the call is over; an agent who did
-    not answer means the caller may leave a voicemail on the agent's conversation."""
+def requeue(call: Call, post) -> str:
+    """Our redirect of a caller whose agent did not answer: back on hold, same place in line."""
     config = _config(call)
-    status = post.get("DialCallStatus", "")
-    if status in ("completed", "answered"):
-        return twiml.twiml_hangup()
-    calls.call_agent_unreachable(call=call, dial_status=status)
-    return twiml.twiml_unreachable(config, language=call.language)
+    if call.outcome == CallOutcome.VOICEMAIL:
+        return twiml.twiml_voicemail(config, language=call.language)
+    call.conversation.refresh_from_db(fields=["queue"])
+    queue = call.conversation.queue
+    return twiml.twiml_requeued(config, language=call.language, queue_name=queue.slug if queue else "voice")
+
+
+SURVEY_ATTEMPTS = 2
+
+
+def survey(call: Call, post, *, attempt: int) -> str:
+    """The post-call keypad survey: its question (attempt 0), then the caller's keys, recorded by
+    the surveys app (``lifecycle.call_survey_answer``). A key off the scale, or none, asks again
+    once; then goodbye. A retried request with the same keys answers the same."""
+    from ... import lifecycle
+
+    config = _config(call)
+    asked = call.ivr.get("survey") or {}
+    if not asked.get("token"):
+        return twiml.twiml_goodbye(config, language=call.language)
+    question = asked.get("question", {}).get(call.language) or asked.get("question", {}).get("ja", "")
+    if attempt == 0:
+        return twiml.twiml_survey(config, call_id=call.pk, language=call.language, question=question, attempt=1,
+                                  two_digits=asked.get("high", 5) >= 10)
+    result = lifecycle.call_survey_answer(token=asked["token"], digits=post.get("Digits", "") or "")
+    if result == "retry" and attempt < SURVEY_ATTEMPTS:
+        return twiml.twiml_survey(config, call_id=call.pk, language=call.language, question=question, attempt=attempt + 1,
+                                  two_digits=asked.get("high", 5) >= 10)
+    return twiml.twiml_goodbye(config, language=call.language, name="survey_thanks" if result == "recorded" else "goodbye")
 
 
 def voicemail_done(call: Call, post) -> str:

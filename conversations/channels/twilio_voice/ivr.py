@@ -72,6 +72,22 @@ DEFAULT_TEXTS = {
                          "en": "This is your callback. Connecting you to an agent."},
     "agent_unreachable": {"ja": "担当者につながりませんでした。", "en": "We could not reach the agent."},
     "goodbye": {"ja": "お電話ありがとうございました。", "en": "Thank you for calling. Goodbye."},
+    "requeued": {"ja": "申し訳ございません。担当者が応答できませんでした。順番はそのままで、引き続きお待ちください。",
+                 "en": "Sorry, the agent could not take your call. You keep your place in line; please hold."},
+    "closing": {"ja": "申し訳ございません。受付時間を過ぎたため、本日はおつなぎできません。受付は{opens}に再開いたします。",
+                "en": "We are sorry: we have just closed and cannot connect you today. We open again {opens}."},
+    "closing_unknown": {"ja": "申し訳ございません。受付時間を過ぎたため、本日はおつなぎできません。",
+                        "en": "We are sorry: we have just closed and cannot connect you today."},
+    "closing_menu": {"ja": "折り返しのお電話をご希望の場合は2、留守番電話にメッセージを残す場合は3を押してください。",
+                     "en": "To be called back when we open, press 2. To leave a voicemail, press 3."},
+    "closing_menu_voicemail": {"ja": "留守番電話にメッセージを残す場合は3を押してください。",
+                               "en": "To leave a voicemail, press 3."},
+    "no_agent": {"ja": "大変お待たせして申し訳ございません。ただいま担当者がすべて対応中です。",
+                 "en": "We are sorry for the wait: all our agents are still busy."},
+    "no_agent_menu": {"ja": "順番はそのままで折り返しのお電話をご希望の場合は2、留守番電話にメッセージを残す場合は3を押してください。",
+                      "en": "To be called back without losing your place, press 2. To leave a voicemail, press 3."},
+    "survey_again": {"ja": "恐れ入りますが、数字のボタンでお答えください。", "en": "Sorry, please answer with a key."},
+    "survey_thanks": {"ja": "ご回答ありがとうございました。", "en": "Thank you for your answer."},
 }
 
 
@@ -178,7 +194,8 @@ def ivr_settings_problems(settings, *, queue_slugs: frozenset[str] | None = None
     problems: list[str] = []
     allowed = {"greeting", "menu", "english", "no_input", "closed", "closed_unknown", "voicemail", "voicemail_none",
                "voicemail_thanks", "queued", "position", "wait", "wait_menu", "keep_waiting", "callback",
-               "callback_unavailable", "callback_connect", "agent_unreachable", "goodbye", "options",
+               "callback_unavailable", "callback_connect", "agent_unreachable", "goodbye", "requeued", "closing",
+               "closing_unknown", "closing_menu", "closing_menu_voicemail", "no_agent", "no_agent_menu", "survey_again", "survey_thanks", "options",
                "default_option", "retries", "timeout", "english_key", "hours_queue", "max_wait_seconds",
                "transcribe", "hold_music_url", "speech_model", "voices", "business_hours"}
     for key in sorted(set(raw) - allowed):

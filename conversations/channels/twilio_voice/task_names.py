@@ -2,5 +2,4 @@
 
 from contactcenter.enqueue import task_name
 
-CONNECT_CALL = task_name("conversations.voice_connect_call")
-CALL_BACK = task_name("conversations.voice_call_back")
+PUT_THROUGH = task_name("conversations.voice_put_through")

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.templatetags.static import static
 from twilio.twiml.voice_response import VoiceResponse
 
-from ...models import Agent, Call, VoiceAnswerOn
+from ...models import Agent, Call
 from .ivr import TWILIO_LANGUAGE, IvrConfig
 
 BASE = "/webhooks/twilio/voice/"
@@ -24,8 +24,11 @@ ENQUEUE_ACTION = BASE + "enqueue-action/"
 VOICEMAIL_DONE = BASE + "voicemail/"
 RECORDING = BASE + "recording/"
 TRANSCRIPTION = BASE + "transcription/"
-CONNECT = BASE + "connect/"
-DIAL_ACTION = BASE + "dial-action/"
+CONFERENCE = BASE + "conference/"
+AGENT_LEG = BASE + "agent-leg/"
+REQUEUE = BASE + "requeue/"
+SURVEY = BASE + "survey/"
+CUSTOMER_LABEL = "customer"
 HOLD_MUSIC = "voice/hold-music.wav"
 MAX_QUEUE_NAME = 64
 # A browser agent's Voice SDK identity: letters, digits and underscore only (twilio.md §3).
@@ -42,6 +45,12 @@ def with_query(path: str, **params) -> str:
 
 def client_identity(agent: Agent) -> str:
     return CLIENT_IDENTITY.format(id=agent.pk)
+
+
+def conference_name(conversation_id: int) -> str:
+    """The one conference every call of a conversation is answered in (twilio.md §3: transfers
+    and the post-call survey need the caller in a conference, not bridged by a Dial)."""
+    return f"conversation-{int(conversation_id)}"
 
 
 def _say(node, config: IvrConfig, language: str, text: str) -> None:
@@ -100,14 +109,6 @@ def _voicemail(response: VoiceResponse, config: IvrConfig, *, language: str) -> 
     )
     _said(response, config, language, "voicemail_none")
     response.hangup()
-
-
-def twiml_unreachable(config: IvrConfig, *, language: str) -> str:
-    """The agent's leg did not answer: the caller may leave a voicemail instead."""
-    response = VoiceResponse()
-    _said(response, config, language, "agent_unreachable")
-    _voicemail(response, config, language=language)
-    return str(response)
 
 
 def twiml_enqueue(config: IvrConfig, *, language: str, queue_name: str) -> str:
@@ -175,25 +176,56 @@ def twiml_hangup() -> str:
     return str(response)
 
 
-def call_connect_twiml(call: Call, agent: Agent, *, config: IvrConfig | None = None) -> str:
-    """Put the caller through to ``agent``: ``<Dial><Client>agent_<id></Client></Dial>`` for an
-    agent who answers in the browser (the softphone registers that identity), ``<Dial><Number>``
-    for one who answers on their own phone (``agent.voice_answer_on == "phone"`` with
-    ``agent.voice_phone_number``). A callback (we called the customer) first tells them why.
-    The Dial's action hears how it ended (``DIAL_ACTION``)."""
-    from .ivr import ivr_config
-
-    config = config or ivr_config(call.conversation.inbox.settings)
+def twiml_conference(config: IvrConfig, *, call: Call, conversation_id: int) -> str:
+    """The customer's leg joins the conversation's conference (our redirect out of ``<Enqueue>``
+    once an agent took the call, or our callback answered). It hears hold music until an agent
+    is in; its hanging up ends the conference for everyone; an agent leaving does not (the caller
+    may then be taken to the post-call survey)."""
     response = VoiceResponse()
     if call.callback_requested:
         _said(response, config, call.language, "callback_connect")
-    number = agent.voice_phone_number or ""
-    to_phone = agent.voice_answer_on == VoiceAnswerOn.PHONE and bool(number)
-    # A phone agent's leg must show one of our numbers; a browser agent sees the caller's own.
-    dial = response.dial(action=with_query(DIAL_ACTION, call=call.pk, agent=agent.pk), method="POST",
-                         answer_on_bridge=True, timeout=30, caller_id=(call.to_address or None) if to_phone else None)
-    if to_phone:
-        dial.number(number)
+    dial = response.dial()
+    dial.conference(conference_name(conversation_id), participant_label=CUSTOMER_LABEL, beep=False,
+                    start_conference_on_enter=False, end_conference_on_exit=True,
+                    wait_url=hold_music_url(config), wait_method="GET")
+    return str(response)
+
+
+def twiml_requeued(config: IvrConfig, *, language: str, queue_name: str) -> str:
+    """The agent's leg did not answer: back on hold, in the same place in line."""
+    response = VoiceResponse()
+    _said(response, config, language, "requeued")
+    response.enqueue((queue_name or "voice")[:MAX_QUEUE_NAME], action=ENQUEUE_ACTION, method="POST", wait_url=WAIT,
+                     wait_url_method="POST")
+    return str(response)
+
+
+def twiml_way_out(config: IvrConfig, *, language: str, reason: str, opens: str = "", callback: bool) -> str:
+    """Nobody will answer soon: the queue closed while the caller waited (``reason="closed"``, said
+    with when it opens) or they waited past the line's limit (``"no_agent"``). They are told, and
+    offered a callback (when we can call them; it keeps their place) or voicemail; silence leads
+    to voicemail (``<Leave/>`` after the menu: the Enqueue action plays the recording)."""
+    response = VoiceResponse()
+    gather = response.gather(input="dtmf", num_digits=1, action=WAIT_CHOICE, method="POST", timeout=6)
+    if reason == "closed":
+        _said(gather, config, language, "closing" if opens else "closing_unknown", opens=opens)
+        _said(gather, config, language, "closing_menu" if callback else "closing_menu_voicemail")
     else:
-        dial.client(client_identity(agent))
+        _said(gather, config, language, "no_agent")
+        _said(gather, config, language, "no_agent_menu" if callback else "closing_menu_voicemail")
+    response.leave()
+    return str(response)
+
+
+def twiml_survey(config: IvrConfig, *, call_id: int, language: str, question: str, attempt: int,
+                 two_digits: bool = False) -> str:
+    """The post-call keypad survey: the question in the caller's language, keys for the score (two
+    and # for a 0-10 scale). Nothing pressed also comes back (``actionOnEmptyResult``)."""
+    response = VoiceResponse()
+    gather = response.gather(input="dtmf", num_digits=2 if two_digits else 1, finish_on_key="#", timeout=8,
+                             action=with_query(SURVEY, call=call_id, attempt=attempt), method="POST", action_on_empty_result=True,
+                             language=TWILIO_LANGUAGE[language])
+    if attempt > 1:
+        _said(gather, config, language, "survey_again")
+    _say(gather, config, language, question)
     return str(response)

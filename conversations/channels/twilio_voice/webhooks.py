@@ -46,7 +46,8 @@ def _call_step(step):
     @_signed
     def view(request: HttpRequest) -> HttpResponse:
         sid = request.POST.get("CallSid", "")
-        call = Call.objects.select_related("conversation__inbox").filter(call_sid=sid[:MAX_SID]).first() if sid else None
+        call = (Call.objects.select_related("conversation__inbox", "conversation__queue").filter(call_sid=sid[:MAX_SID])
+                .first() if sid else None)
         if call is None:
             return _twiml(twiml.twiml_hangup())
         return _twiml(step(call, request))
@@ -80,25 +81,60 @@ voice_enqueue_action = _call_step(lambda call, request: flow.enqueue_action(call
 voice_voicemail_done = _call_step(lambda call, request: flow.voicemail_done(call, request.POST))
 
 
-@_signed
-def voice_connect(request: HttpRequest) -> HttpResponse:
-    """Our own redirect (or callback) URL: ``?call=<id>&agent=<id>``, signed by Twilio like the rest.
-    The posted CallSid must be that call's, or the callback we placed for it."""
+def _our_call(request: HttpRequest) -> Call | None:
+    """The call our own URL names (``?call=<id>``, which we gave Twilio in a REST request), when
+    the posted CallSid is that call's customer leg (or the callback we placed for it): a signed
+    request for somebody else's call changes nothing."""
     call_id = request.GET.get("call", "")
     call = Call.objects.select_related("conversation__inbox").filter(pk=call_id).first() if call_id.isdigit() else None
-    sid = request.POST.get("CallSid", "")
-    if call is None or not sid or sid not in (call.call_sid, call.callback_call_sid or (sid if call.callback_requested else None)):
-        return _twiml(twiml.twiml_hangup())
-    return _twiml(flow.connect(call, request.POST, agent_id=request.GET.get("agent", "")))
+    sid = request.POST.get("CallSid", "")[:MAX_SID]
+    if call is None or not sid or sid not in (call.call_sid, call.callback_call_sid or None):
+        return None
+    return call
 
 
 @_signed
-def voice_dial_action(request: HttpRequest) -> HttpResponse:
-    call_id = request.GET.get("call", "")
-    call = Call.objects.select_related("conversation__inbox").filter(pk=call_id).first() if call_id.isdigit() else None
-    if call is None:
-        return _twiml(twiml.twiml_hangup())
-    return _twiml(flow.dial_action(call, request.POST))
+def voice_conference(request: HttpRequest) -> HttpResponse:
+    """Our redirect (or callback) URL once an agent took the call: the caller joins the
+    conversation's conference."""
+    call = _our_call(request)
+    return _twiml(flow.conference_join(call, request.POST) if call else twiml.twiml_hangup())
+
+
+@_signed
+def voice_requeue(request: HttpRequest) -> HttpResponse:
+    """Our redirect URL when the agent's leg was not answered: back to ``<Enqueue>``."""
+    call = _our_call(request)
+    return _twiml(flow.requeue(call, request.POST) if call else twiml.twiml_hangup())
+
+
+@_signed
+def voice_survey(request: HttpRequest) -> HttpResponse:
+    """The post-call keypad survey (``?call=<id>[&attempt=n]``): our redirect once the agent left,
+    then the Gather's answers."""
+    call = _our_call(request)
+    return _twiml(flow.survey(call, request.POST, attempt=_attempt(request)) if call else twiml.twiml_hangup())
+
+
+@_signed
+def voice_agent_leg(request: HttpRequest) -> HttpResponse:
+    """Status callback of an agent's conference leg (``?conversation=<id>&agent=<id>``): answered
+    keeps its CallSid; ended without an answer puts the caller back in line; the answered leg
+    ending with the caller still on is the agent leaving (the survey, or the end). Each step is
+    idempotent (a retried callback finds it done), and only the leg that answered counts."""
+    conversation_id, agent_id = request.GET.get("conversation", ""), request.GET.get("agent", "")
+    if not (conversation_id.isdigit() and agent_id.isdigit()):
+        return HttpResponse("conversation and agent are required", status=400, content_type="text/plain")
+    from .softphone import controls
+
+    status, leg_sid = request.POST.get("CallStatus", ""), request.POST.get("CallSid", "")[:MAX_SID]
+    if status == "in-progress" and leg_sid:
+        controls.call_agent_leg_answered(conversation_id=int(conversation_id), agent_id=int(agent_id), leg_sid=leg_sid)
+    elif status in ("no-answer", "busy", "failed", "canceled"):
+        controls.call_agent_missed(conversation_id=int(conversation_id), agent_id=int(agent_id), leg_status=status)
+    elif status == "completed":
+        controls.call_agent_left(conversation_id=int(conversation_id), agent_id=int(agent_id), leg_sid=leg_sid)
+    return HttpResponse(status=204)
 
 
 @_signed

@@ -8,14 +8,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from conversations.models import (
+    Call,
     Channel,
-    Direction,
     Offer,
     OfferStatus,
     Queue,
     RecordedProviderRequest,
 )
-from tests.factories import make_conversation, make_inbox, make_message
+from tests.factories import make_conversation, make_inbox
 
 CALL_SID = "CA" + "1" * 32
 VOICE_NUMBER = "+815012340002"
@@ -40,8 +40,10 @@ def ring(conversation, agent):
 @pytest.fixture
 def waiting_call(db, customer, voice_inbox, voice_queue):
     conversation = make_conversation(customer, voice_inbox, queue=voice_queue, queued_at=timezone.now())
-    make_message(conversation, "Incoming call", direction=Direction.INBOUND,
-                 metadata={"call_sid": CALL_SID, "ivr": [{"menu": "main", "digits": "1", "label": "Orders"}]})
+    # What the voice webhooks store for a caller on hold: the Call row with the IVR choice.
+    Call.objects.create(conversation=conversation, call_sid=CALL_SID, from_address="+819012345678",
+                        to_address=VOICE_NUMBER, status="in-progress", language="ja", queued_at=timezone.now(),
+                        ivr={"option": "orders", "key": "1", "how": "keypad", "digits": "1"})
     return conversation
 
 
@@ -59,3 +61,19 @@ def twilio_requests():
     """What Twilio would have been asked, oldest first: (method, path after the account, params)."""
     rows = RecordedProviderRequest.objects.filter(provider="twilio").order_by("created_at", "id")
     return [(row.method, row.uri.split("/Accounts/", 1)[1].split("/", 1)[1], row.params) for row in rows]
+
+
+def signed_post(url: str, **params):
+    """A voice webhook as Twilio posts it to ``url`` (the URL we gave Twilio; its path on the test
+    server), signed."""
+    from urllib.parse import urlsplit
+
+    from django.test import Client
+    from twilio.request_validator import RequestValidator
+
+    from conversations.channels.twilio_client import auth_token
+
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    signature = RequestValidator(auth_token()).compute_signature("http://testserver" + path, params)
+    return Client().post(path, params, HTTP_X_TWILIO_SIGNATURE=signature)

@@ -10,6 +10,7 @@ from conversations.channels.twilio_recorded_voice import conference_sid_for
 from conversations.channels.twilio_voice.softphone.calls import CallState, call_of
 from conversations.channels.twilio_voice.softphone.controls import conference_name
 from conversations.models import (
+    Call,
     Conversation,
     ConversationStatus,
     EventType,
@@ -21,7 +22,14 @@ from conversations.models import (
 from conversations.routing.assignment import conversation_resolve
 from tests.factories import PASSWORD
 
-from .conftest import CALL_SID, VOICE_NUMBER, control, ring, twilio_requests
+from .conftest import (
+    CALL_SID,
+    VOICE_NUMBER,
+    control,
+    ring,
+    signed_post,
+    twilio_requests,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -45,16 +53,21 @@ def test_answer_accepts_the_offer_and_joins_customer_and_agent_in_the_conference
     assert offered_call.assignee_id == agent.pk
     assert Offer.objects.get(conversation=offered_call).status == OfferStatus.ACCEPTED
     (m1, path1, p1), (m2, path2, p2) = twilio_requests()
-    # The customer's leg is redirected into the conversation's conference …
+    # The customer's leg is redirected out of <Enqueue> to our conference TwiML …
     assert (m1, path1) == ("POST", f"Calls/{CALL_SID}.json")
-    dial = ElementTree.fromstring(p1["Twiml"]).find("Dial")
+    call = Call.objects.get(call_sid=CALL_SID)
+    assert p1["Url"].endswith(f"/webhooks/twilio/voice/conference/?call={call.pk}")
+    dial = ElementTree.fromstring(signed_post(p1["Url"], CallSid=CALL_SID).content).find("Dial")
     conference = dial.find("Conference")
     assert conference.text == conference_name(offered_call.pk)
     assert conference.get("participantLabel") == "customer" and conference.get("endConferenceOnExit") == "true"
     # … and the agent's browser is added to it.
     assert (m2, path2) == ("POST", f"Conferences/{conference_name(offered_call.pk)}/Participants.json")
     assert p2["To"] == f"client:agent_{agent.pk}" and p2["From"] == VOICE_NUMBER and p2["Label"] == f"agent_{agent.pk}"
+    assert p2["StatusCallback"].endswith(f"/webhooks/twilio/voice/agent-leg/?conversation={offered_call.pk}&agent={agent.pk}")
     assert events(offered_call)[-1] == EventType.CALL_CONNECTED
+    call.refresh_from_db()
+    assert call.agent == agent and call.answered_at is not None and call.outcome == "answered"
 
 
 def test_an_agent_who_answers_on_their_phone_is_dialled_there(alice, agent, offered_call):
@@ -202,11 +215,26 @@ def test_an_offer_to_someone_else_cannot_be_answered(client, agent, other_agent,
     assert twilio_requests() == []
 
 
-def test_call_state_shows_the_ivr_choices(alice, offered_call):
+def test_the_screen_pop_shows_the_ivr_choices_from_the_call_in_the_readers_language(
+        alice, offered_call, voice_inbox, voice_queue):
+    from conversations.models import Skill
+
+    voice_inbox.settings = {"ivr": {"options": [{"key": "1", "name": "orders", "label": {"ja": "ご注文", "en": "Orders"}}]}}
+    voice_inbox.save()
+    voice_queue.required_skills.add(Skill.objects.create(name="Phone orders", slug="phone-orders"))
+    Call.objects.filter(call_sid=CALL_SID).update(language="en", callback_requested=True)
     body = alice.get(reverse("softphone:call", args=[offered_call.pk])).json()
     assert body["call"]["state"] == "waiting" and body["call"]["call_sid"] == CALL_SID
-    assert body["call"]["ivr"] == [{"menu": "main", "digits": "1", "label": "Orders"}]
+    assert body["call"]["ivr"] == [
+        {"kind": "language", "label": "Language: English"},
+        {"kind": "option", "label": "Menu: Orders (keypad)"},
+        {"kind": "queue", "label": "Queue: Phone"},
+        {"kind": "skills", "label": "Skills: Phone orders"},
+        {"kind": "callback", "label": "Asked to be called back"},
+    ]
     assert body["customer_name"] == "山田 花子"
+    in_japanese = alice.get(reverse("softphone:call", args=[offered_call.pk]), HTTP_ACCEPT_LANGUAGE="ja").json()
+    assert [item["label"] for item in in_japanese["call"]["ivr"]][:2] == ["言語: English", "メニュー: ご注文（キー入力）"]
 
 
 def test_answering_on_a_phone_without_a_number_is_refused_before_anything_moves(alice, agent, offered_call):
@@ -216,3 +244,19 @@ def test_answering_on_a_phone_without_a_number_is_refused_before_anything_moves(
     assert response.status_code == 400 and "phone number" in response.json()["error"]
     assert Offer.objects.get(conversation=offered_call).status == OfferStatus.PENDING
     assert twilio_requests() == []
+
+
+def test_a_colleague_who_does_not_answer_the_consult_leaves_the_caller_on_hold_with_the_first_agent(
+        alice, agent, other_agent, offered_call):
+    control(alice, "answer", offered_call.pk)
+    control(alice, "consult", offered_call.pk, agent=other_agent.pk)
+    leg = f"/webhooks/twilio/voice/agent-leg/?conversation={offered_call.pk}&agent={other_agent.pk}"
+    for _retry in range(2):
+        assert signed_post("http://testserver" + leg, CallSid="CA" + "4" * 32, CallStatus="no-answer").status_code == 204
+    call = call_of(offered_call)
+    assert call.state == CallState.HELD and call.agent == agent.pk and call.consult_agent is None
+    held = Message.objects.filter(conversation=offered_call, event_type=EventType.CALL_HELD).get()
+    assert held.event_data["reason"] == "consult_no_answer" and held.author_agent_id == agent.pk
+    offered_call.refresh_from_db()
+    assert offered_call.assignee_id == agent.pk
+    assert control(alice, "resume", offered_call.pk).json()["call"]["state"] == CallState.CONNECTED

@@ -121,3 +121,10 @@ def verbs(response) -> list[ET.Element]:
     root = ET.fromstring(response.content)
     assert root.tag == "Response"
     return list(root)
+
+
+def make_agent_for_line(voice_line, username: str):
+    """Another available agent with the line's skills."""
+    agent = make_agent(username, presence=voice_line["available"], languages=["ja", "en"])
+    AgentSkill.objects.create(agent=agent, skill=voice_line["skills"]["support"])
+    return agent

@@ -6,11 +6,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from conversations.channels.twilio_voice.tasks import (
-    voice_call_back,
-    voice_connect_call,
-)
-from conversations.channels.twilio_voice.twiml import call_connect_twiml
+from conversations.channels.twilio_voice.tasks import voice_put_through
 from conversations.models import (
     Call,
     Conversation,
@@ -57,7 +53,7 @@ def test_the_wait_url_announces_the_exact_position_and_offers_the_keypad_menu_ov
     assert keep.tag == "Say" and keep.text == "このままお待ちください。"
 
 
-def test_two_calls_and_one_free_agent_the_first_caller_is_put_through_to_the_agents_browser(
+def test_two_calls_and_one_free_agent_the_first_caller_is_put_through_to_the_agents_browser_in_a_conference(
         voice_line, voice_agent, phone, queued, django_capture_on_commit_callbacks):
     first, first_call = _queued_call(phone, sender="+819011110001")
     second, second_call = _queued_call(phone, sender="+819011110002")
@@ -67,17 +63,33 @@ def test_two_calls_and_one_free_agent_the_first_caller_is_put_through_to_the_age
     assert offer.conversation_id == first_call.conversation_id  # voice capacity 1: one offer
     with django_capture_on_commit_callbacks(execute=True):
         offer_accept(offer_id=offer.pk, agent=voice_agent)
-    assert queued.args_of("conversations.voice_connect_call") == [(first_call.pk, voice_agent.pk)]
-    assert voice_connect_call.apply(args=[first_call.pk, voice_agent.pk]).result == "redirected"
-    redirect = RecordedProviderRequest.objects.get(sid=first.sid)
+    conversation_id = first_call.conversation_id
+    assert queued.args_of("conversations.voice_put_through") == [(conversation_id, voice_agent.pk)]
+    assert voice_put_through.apply(args=[conversation_id, voice_agent.pk]).result == "redirect"
+    # The REST requests: the caller out of <Enqueue> to our conference URL, the agent's browser in.
+    redirect, participant = RecordedProviderRequest.objects.filter(provider="twilio").order_by("id")
     assert redirect.uri.endswith(f"/Calls/{first.sid}.json")
-    assert redirect.params["Url"].endswith(f"/webhooks/twilio/voice/connect/?call={first_call.pk}&agent={voice_agent.pk}")
-    (dial,) = verbs(first.post(f"/webhooks/twilio/voice/connect/?call={first_call.pk}&agent={voice_agent.pk}"))
-    assert dial.tag == "Dial" and dial.get("answerOnBridge") == "true"
-    (client,) = list(dial)
-    assert client.tag == "Client" and client.text == f"agent_{voice_agent.pk}"
+    conference_url = redirect.params["Url"]
+    assert conference_url.endswith(f"/webhooks/twilio/voice/conference/?call={first_call.pk}")
+    assert participant.uri.endswith(f"/Conferences/conversation-{conversation_id}/Participants.json")
+    assert participant.params["To"] == f"client:agent_{voice_agent.pk}"
+    assert participant.params["Label"] == f"agent_{voice_agent.pk}"
+    assert participant.params["StatusCallback"].endswith(
+        f"/webhooks/twilio/voice/agent-leg/?conversation={conversation_id}&agent={voice_agent.pk}")
+    # Twilio follows the redirect: the caller joins the conversation's conference.
+    path = f"/webhooks/twilio/voice/conference/?call={first_call.pk}"
+    (dial,) = verbs(first.post(path))
+    (conference,) = list(dial)
+    assert dial.tag == "Dial" and conference.tag == "Conference" and conference.text == f"conversation-{conversation_id}"
+    assert conference.get("participantLabel") == "customer" and conference.get("endConferenceOnExit") == "true"
+    assert conference.get("startConferenceOnEnter") == "false"
+    # A retried webhook answers the same; the task run again (or the agent's Answer) asks nothing more.
+    assert [v.tag for v in verbs(first.post(path))] == ["Dial"]
+    assert voice_put_through.apply(args=[conversation_id, voice_agent.pk]).result == "claimed"
+    assert RecordedProviderRequest.objects.filter(provider="twilio").count() == 2
     first_call.refresh_from_db()
     assert first_call.agent == voice_agent and first_call.answered_at is not None
+    assert _events(first_call.conversation).count(EventType.CALL_CONNECTED) == 1
     # The second caller is first in line now.
     (gather,) = verbs(second.post(WAIT))
     assert next(gather.iter("Say")).text == "現在1番目にお待ちいただいております。"
@@ -88,22 +100,85 @@ def test_two_calls_and_one_free_agent_the_first_caller_is_put_through_to_the_age
     ended = Message.objects.get(conversation=first_call.conversation, event_type=EventType.CALL_ENDED)
     assert ended.event_data["duration_seconds"] == 95 and ended.event_data["duration"] == "1:35"
     assert _events(first_call.conversation)[:3] == [EventType.CALL_STARTED, EventType.IVR_CHOICE, EventType.CALL_QUEUED]
-    assert EventType.CALL_CONNECTED in _events(first_call.conversation)
 
 
-def test_an_agent_answering_on_their_phone_gets_the_call_on_their_number(voice_line, voice_agent, phone):
+def test_the_conference_url_answers_only_the_call_it_names(voice_line, voice_agent, phone):
+    caller, call = _queued_call(phone)
+    other, _other_call = _queued_call(phone, sender="+819011110007")
+    (hangup,) = verbs(other.post(f"/webhooks/twilio/voice/conference/?call={call.pk}"))
+    assert hangup.tag == "Hangup"
+    assert caller.post(f"/webhooks/twilio/voice/conference/?call={call.pk}", signature="bad").status_code == 403
+    for path in ("/webhooks/twilio/voice/requeue/?call=" + str(call.pk),
+                 f"/webhooks/twilio/voice/agent-leg/?conversation={call.conversation_id}&agent={voice_agent.pk}"):
+        assert caller.post(path, signature="bad").status_code == 403
+
+
+def test_an_agent_answering_on_their_phone_is_dialled_on_their_number(voice_line, voice_agent, phone,
+                                                                     django_capture_on_commit_callbacks):
     _caller, call = _queued_call(phone)
     voice_agent.voice_answer_on, voice_agent.voice_phone_number = "phone", "+819099998888"
-    (dial,) = verbs_of(call_connect_twiml(call, voice_agent))
-    assert dial.get("callerId") == call.to_address
-    (number,) = list(dial)
-    assert number.tag == "Number" and number.text == "+819099998888"
+    voice_agent.save()
+    route_conversation(conversation_id=call.conversation_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(offer_id=Offer.objects.get(status="pending").pk, agent=voice_agent)
+    voice_put_through.apply(args=[call.conversation_id, voice_agent.pk])
+    participant = RecordedProviderRequest.objects.filter(uri__contains="/Participants").get()
+    assert participant.params["To"] == "+819099998888" and participant.params["From"] == call.to_address
 
 
-def verbs_of(text: str):
-    import xml.etree.ElementTree as ET
+def test_an_agent_whose_phone_rings_out_sends_the_caller_back_to_the_queue_in_the_same_place(
+        voice_line, voice_agent, phone, queued, django_capture_on_commit_callbacks):
+    caller, call = _queued_call(phone)
+    conversation = Conversation.objects.get(pk=call.conversation_id)
+    queued_at = conversation.queued_at
+    route_conversation(conversation_id=conversation.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(offer_id=Offer.objects.get(status="pending").pk, agent=voice_agent)
+    voice_put_through.apply(args=[conversation.pk, voice_agent.pk])
+    leg = f"/webhooks/twilio/voice/agent-leg/?conversation={conversation.pk}&agent={voice_agent.pk}"
+    agent_leg_sid = "CA" + "e" * 32
+    before = RecordedProviderRequest.objects.count()
+    for _retry in range(2):  # Twilio retries: the second changes nothing
+        response = caller.post(leg, CallSid=agent_leg_sid, CallStatus="no-answer", ParentCallSid="")
+        assert response.status_code == 204
+    conversation.refresh_from_db()
+    assert conversation.assignee_id is None and conversation.queued_at == queued_at
+    assert queued.args_of("conversations.route_conversation")[-1] == (conversation.pk,)
+    (redirect,) = RecordedProviderRequest.objects.filter(pk__gt=0).order_by("id")[before:]
+    assert redirect.uri.endswith(f"/Calls/{caller.sid}.json")
+    assert redirect.params["Url"].endswith(f"/webhooks/twilio/voice/requeue/?call={call.pk}")
+    say, enqueue = verbs(caller.post(f"/webhooks/twilio/voice/requeue/?call={call.pk}"))
+    assert say.text.startswith("申し訳ございません。担当者が応答できませんでした")
+    assert enqueue.tag == "Enqueue" and enqueue.text == "support"
+    assert enqueue.get("waitUrl") == WAIT
+    call.refresh_from_db()
+    assert call.agent is None and call.answered_at is None and call.outcome == "" and call.connected_for is None
+    left = Message.objects.filter(conversation=conversation, event_type=EventType.CALL_LEFT).get()
+    assert left.event_data["reason"] == "no_answer"
+    # Offered again, the next agent's put-through redirects from <Enqueue> again (not a resume).
+    from conversations.channels.twilio_voice.softphone.calls import call_of
 
-    return list(ET.fromstring(text))
+    state = call_of(conversation)
+    assert state.state == "waiting" and not state.in_conference
+    route_conversation(conversation_id=conversation.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(offer_id=Offer.objects.get(status="pending").pk, agent=voice_agent)
+    assert voice_put_through.apply(args=[conversation.pk, voice_agent.pk]).result == "redirect"
+
+
+def test_an_agent_leg_that_answered_is_kept_and_is_not_a_missed_call(
+        voice_line, voice_agent, phone, django_capture_on_commit_callbacks):
+    caller, call = _queued_call(phone)
+    route_conversation(conversation_id=call.conversation_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(offer_id=Offer.objects.get(status="pending").pk, agent=voice_agent)
+    voice_put_through.apply(args=[call.conversation_id, voice_agent.pk])
+    leg = f"/webhooks/twilio/voice/agent-leg/?conversation={call.conversation_id}&agent={voice_agent.pk}"
+    caller.post(leg, CallSid="CA" + "f" * 32, CallStatus="in-progress")
+    caller.post(leg, CallSid="CA" + "f" * 32, CallStatus="no-answer")
+    call.refresh_from_db()
+    assert call.agent_call_sid == "CA" + "f" * 32
+    assert Conversation.objects.get(pk=call.conversation_id).assignee == voice_agent
 
 
 def test_a_callback_keeps_the_callers_place_and_the_agent_who_takes_it_calls_them_back(
@@ -134,19 +209,38 @@ def test_a_callback_keeps_the_callers_place_and_the_agent_who_takes_it_calls_the
     assert offer.conversation_id == first_call.conversation_id  # their turn came first
     with django_capture_on_commit_callbacks(execute=True):
         offer_accept(offer_id=offer.pk, agent=voice_agent)
-    assert queued.args_of("conversations.voice_call_back") == [(first_call.pk, voice_agent.pk)]
-    assert not queued.args_of("conversations.voice_connect_call")
-    callback_sid = voice_call_back.apply(args=[first_call.pk, voice_agent.pk]).result
-    placed = RecordedProviderRequest.objects.get(sid=callback_sid)
+    conversation_id = first_call.conversation_id
+    assert queued.args_of("conversations.voice_put_through") == [(conversation_id, voice_agent.pk)]
+    assert voice_put_through.apply(args=[conversation_id, voice_agent.pk]).result == "callback"
+    placed = RecordedProviderRequest.objects.get(uri__endswith="/Calls.json")
     assert placed.to == "+819011110001" and placed.from_address == voice_line["inbox"].address
-    assert placed.params["Url"].endswith(f"/webhooks/twilio/voice/connect/?call={first_call.pk}&agent={voice_agent.pk}")
-    # The customer answers our call: told why, then put through.
-    first.sid = callback_sid
-    say, dial = verbs(first.post(f"/webhooks/twilio/voice/connect/?call={first_call.pk}&agent={voice_agent.pk}",
-                                 Direction="outbound-api"))
-    assert say.text.startswith("お待たせいたしました") and dial.find("Client").text == f"agent_{voice_agent.pk}"
+    assert placed.params["Url"].endswith(f"/webhooks/twilio/voice/conference/?call={first_call.pk}")
+    participant = RecordedProviderRequest.objects.get(uri__contains="/Participants")
+    assert participant.uri.endswith(f"/Conferences/conversation-{conversation_id}/Participants.json")
+    # The customer answers our call: told why, then into the same conference as the agent.
+    first.sid = placed.sid
+    say, dial = verbs(first.post(f"/webhooks/twilio/voice/conference/?call={first_call.pk}", Direction="outbound-api"))
+    assert say.text.startswith("お待たせいたしました")
+    assert dial.find("Conference").text == f"conversation-{conversation_id}"
+    assert voice_put_through.apply(args=[conversation_id, voice_agent.pk]).result == "claimed"
+    assert RecordedProviderRequest.objects.filter(uri__endswith="/Calls.json").count() == 1
     events = _events(conversation)
     assert EventType.CALLBACK_REQUESTED in events and EventType.CALLBACK_STARTED in events
+    assert events.count(EventType.CALL_CONNECTED) == 1
+    # The agent's leg rings out: the customer on our callback goes on hold, and the next agent's
+    # put-through redirects that leg (their own call ended long ago).
+    first.post(f"/webhooks/twilio/voice/agent-leg/?conversation={conversation_id}&agent={voice_agent.pk}",
+               CallSid="CA" + "9" * 32, CallStatus="no-answer")
+    requeue = RecordedProviderRequest.objects.filter(uri__endswith=f"/Calls/{placed.sid}.json").get()
+    assert requeue.params["Url"].endswith(f"/webhooks/twilio/voice/requeue/?call={first_call.pk}")
+    assert [v.tag for v in verbs(first.post(f"/webhooks/twilio/voice/requeue/?call={first_call.pk}"))] == ["Say", "Enqueue"]
+    route_for_agent(agent_id=voice_agent.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(offer_id=Offer.objects.get(status="pending").pk, agent=voice_agent)
+    assert voice_put_through.apply(args=[conversation_id, voice_agent.pk]).result == "redirect"
+    again = RecordedProviderRequest.objects.filter(uri__endswith=f"/Calls/{placed.sid}.json").order_by("id").last()
+    assert again.params["Url"].endswith(f"/webhooks/twilio/voice/conference/?call={first_call.pk}")
+    assert RecordedProviderRequest.objects.filter(uri__endswith="/Calls.json").count() == 1  # not called twice
 
 
 def test_a_caller_who_hangs_up_on_hold_is_abandoned(voice_line, phone):
@@ -170,14 +264,32 @@ def test_a_caller_who_hangs_up_in_the_menu_closes_the_conversation(voice_line, p
     assert call.conversation.abandoned_at is None
 
 
-def test_a_caller_waiting_longer_than_the_limit_is_offered_voicemail(voice_line, phone):
+def test_a_caller_waiting_longer_than_the_limit_is_offered_a_callback_or_voicemail_and_silence_is_voicemail(
+        voice_line, phone):
     caller, call = _queued_call(phone)
     Call.objects.filter(pk=call.pk).update(queued_at=timezone.now() - timedelta(seconds=601))
-    (leave,) = verbs(caller.post(WAIT))
-    assert leave.tag == "Leave"
+    gather, leave = verbs(caller.post(WAIT))
+    sorry, menu = list(gather)
+    assert gather.get("action") == "/webhooks/twilio/voice/wait/choice/" and leave.tag == "Leave"
+    assert sorry.text == "大変お待たせして申し訳ございません。ただいま担当者がすべて対応中です。"
+    assert menu.text.startswith("順番はそのままで折り返しのお電話をご希望の場合は2")
     verbs_after = verbs(caller.post("/webhooks/twilio/voice/enqueue-action/", QueueResult="leave"))
     assert [v.tag for v in verbs_after] == ["Say", "Record", "Say", "Hangup"]
+    call.refresh_from_db()
+    assert call.outcome == "voicemail" and call.ivr["voicemail"] == "no_agent"
     assert Conversation.objects.get(pk=call.conversation_id).status == "pending"  # not offered meanwhile
+
+
+def test_a_caller_past_the_limit_may_still_keep_their_place_with_a_callback(voice_line, phone):
+    caller, call = _queued_call(phone)
+    Call.objects.filter(pk=call.pk).update(queued_at=timezone.now() - timedelta(seconds=601))
+    verbs(caller.post(WAIT))
+    (leave,) = verbs(caller.post("/webhooks/twilio/voice/wait/choice/", Digits="2"))
+    assert leave.tag == "Leave"
+    say, hangup = verbs(caller.post("/webhooks/twilio/voice/enqueue-action/", QueueResult="leave"))
+    assert say.text.startswith("順番が来ましたら") and hangup.tag == "Hangup"
+    call.refresh_from_db()
+    assert call.callback_requested and call.outcome == ""
 
 
 def test_the_timeline_shows_the_ivr_choice_the_queue_and_the_calls_duration(voice_line, phone):
@@ -213,25 +325,6 @@ def test_a_call_whose_end_twilio_never_reported_is_ended_by_the_tick(voice_line,
     assert Call.objects.get(call_sid=fresh.sid).ended_at is None
 
 
-def test_an_agent_who_does_not_pick_up_leaves_the_caller_a_voicemail_on_their_conversation(
-        voice_line, voice_agent, phone, django_capture_on_commit_callbacks):
-    caller, call = _queued_call(phone)
-    route_conversation(conversation_id=call.conversation_id)
-    with django_capture_on_commit_callbacks(execute=True):
-        offer_accept(offer_id=Offer.objects.get(status="pending").pk, agent=voice_agent)
-    caller.post(f"/webhooks/twilio/voice/connect/?call={call.pk}&agent={voice_agent.pk}")
-    after = verbs(caller.post(f"/webhooks/twilio/voice/dial-action/?call={call.pk}&agent={voice_agent.pk}",
-                              DialCallStatus="no-answer"))
-    assert [verb.tag for verb in after] == ["Say", "Say", "Record", "Say", "Hangup"]
-    assert after[0].text == "担当者につながりませんでした。"
-    call.refresh_from_db()
-    assert call.answered_at is None and call.outcome == "voicemail" and call.ivr["dial"] == "no-answer"
-    caller.post("/webhooks/twilio/voice/status/", CallStatus="completed", CallDuration="50")
-    call.refresh_from_db()
-    assert call.outcome == "voicemail"
-    assert Conversation.objects.get(pk=call.conversation_id).assignee == voice_agent
-
-
 def test_the_wait_limit_is_the_lines_else_the_queues_overflow_time_when_it_overflows_nowhere(voice_line, phone):
     support = voice_line["support"]
     support.overflow_after_seconds = 120
@@ -239,10 +332,53 @@ def test_the_wait_limit_is_the_lines_else_the_queues_overflow_time_when_it_overf
     caller, call = _queued_call(phone)
     assert call.ivr["wait_limit"] == 120
     Call.objects.filter(pk=call.pk).update(queued_at=timezone.now() - timedelta(seconds=121))
-    (leave,) = verbs(caller.post(WAIT))
+    _gather, leave = verbs(caller.post(WAIT))
     assert leave.tag == "Leave"
     inbox = voice_line["inbox"]
     inbox.settings = {"ivr": {**inbox.settings["ivr"], "max_wait_seconds": 300}}
     inbox.save()
     _other, second = _queued_call(phone, sender="+819011110009")
     assert second.ivr["wait_limit"] == 300
+
+
+def test_the_timeline_says_when_an_agents_phone_rang_out_in_the_readers_language(
+        voice_line, voice_agent, phone, queued, django_capture_on_commit_callbacks):
+    from django.template.loader import render_to_string
+    from django.utils import translation
+
+    caller, call = _queued_call(phone)
+    route_conversation(conversation_id=call.conversation_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(offer_id=Offer.objects.get(status="pending").pk, agent=voice_agent)
+    voice_put_through.apply(args=[call.conversation_id, voice_agent.pk])
+    caller.post(f"/webhooks/twilio/voice/agent-leg/?conversation={call.conversation_id}&agent={voice_agent.pk}",
+                CallSid="CA" + "e" * 32, CallStatus="busy")
+    left = Message.objects.get(conversation_id=call.conversation_id, event_type=EventType.CALL_LEFT)
+
+    def rendered(language):
+        with translation.override(language):
+            return render_to_string("console/_timeline_entry.html", {"entry": {
+                "type": "message", "item": left, "cursor": left.pk, "at": left.created_at}})
+
+    assert "the agent's phone was not answered: back in the queue" in rendered("en")
+    assert "担当者が応答しなかったため、キューに戻しました" in rendered("ja")
+
+
+def test_an_agent_leg_callback_naming_another_agent_changes_nothing(
+        voice_line, voice_agent, phone, queued, django_capture_on_commit_callbacks):
+    from .conftest import make_agent_for_line
+
+    caller, call = _queued_call(phone)
+    route_conversation(conversation_id=call.conversation_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        offer_accept(offer_id=Offer.objects.get(status="pending").pk, agent=voice_agent)
+    voice_put_through.apply(args=[call.conversation_id, voice_agent.pk])
+    other = make_agent_for_line(voice_line, "ren")
+    before = RecordedProviderRequest.objects.count()
+    caller.post(f"/webhooks/twilio/voice/agent-leg/?conversation={call.conversation_id}&agent={other.pk}",
+                CallSid="CA" + "e" * 32, CallStatus="no-answer")
+    assert Conversation.objects.get(pk=call.conversation_id).assignee == voice_agent
+    assert RecordedProviderRequest.objects.count() == before
+    # Nor does a put-through for an agent the conversation is not assigned to.
+    assert voice_put_through.apply(args=[call.conversation_id, other.pk]).result == "not_assigned"
+    assert caller.post("/webhooks/twilio/voice/agent-leg/?conversation=x&agent=1").status_code == 400

@@ -108,8 +108,9 @@ def test_the_simulator_phone_page_steps_through_a_call(demo_line, client, settin
 
 
 def test_the_simulator_phone_leaves_a_voicemail_and_answers_our_callback(demo_line):
-    from conversations.channels.twilio_voice.tasks import voice_call_back
+    from conversations.channels.twilio_voice.tasks import voice_put_through
     from conversations.models import Agent, Message
+    from conversations.routing.assignment import conversation_assign
     from conversations.simulator.views import _call_step
 
     caller = {"from": "090-1234-5678", "to": "+815031230003"}
@@ -126,12 +127,14 @@ def test_the_simulator_phone_leaves_a_voicemail_and_answers_our_callback(demo_li
     assert _call_step("http://testserver", {**caller, "call_sid": sid, "ring": True}, *numbers)["callback"] is None
     call = Call.objects.get(call_sid=sid)
     agent = Agent.objects.get(user__username="alice")
-    voice_call_back.apply(args=[call.pk, agent.pk])
+    conversation_assign(conversation_id=call.conversation_id, agent=agent, by=None)
+    assert voice_put_through.apply(args=[call.conversation_id, agent.pk]).result == "callback"
     rang = _call_step("http://testserver", {**caller, "ring": True}, *numbers)["callback"]
     assert rang is not None
     answered = _call_step("http://testserver", {**caller, "call_sid": rang["call_sid"], "path": rang["path"],
                                                 "direction": "outbound-api"}, *numbers)
-    assert answered["next"]["kind"] == "connected" and answered["next"]["to"] == [("Client", f"agent_{agent.pk}")]
+    assert answered["next"]["kind"] == "connected" and answered["next"]["to"] == [
+        ("Conference", f"conversation-{call.conversation_id}")]
 
     # A second call, to voicemail from the hold menu, recorded from the page.
     second = _call_step("http://testserver", caller, *numbers)
@@ -146,3 +149,39 @@ def test_the_simulator_phone_leaves_a_voicemail_and_answers_our_callback(demo_li
     assert done["next"]["kind"] == "ended"
     voicemail = Message.objects.get(conversation__calls__call_sid=sid2, kind="message")
     assert voicemail.text == "Voicemail (9 s): no transcript"
+
+
+def test_the_simulator_phone_is_put_through_then_taken_to_the_keypad_survey_when_the_agent_hangs_up(demo_line):
+    from conversations.channels.twilio_voice.softphone.controls import call_hang_up
+    from conversations.channels.twilio_voice.tasks import voice_put_through
+    from conversations.models import Agent, Conversation
+    from conversations.routing.assignment import conversation_assign
+    from conversations.simulator.views import _call_step
+    from surveys.models import SurveyDefinition, SurveyPolicy, SurveyResponse
+
+    SurveyPolicy.objects.get_or_create(pk=1)
+    SurveyDefinition.objects.update(is_active=False)
+    SurveyDefinition.objects.create(name="Phone", kind="csat", question_en="How was it?", question_ja="いかがでしたか？")
+    caller = {"from": "090-1234-5678", "to": "+815031230003"}
+    numbers = ("+819012345678", "+815031230003")
+    dialed = _call_step("http://testserver", caller, *numbers)
+    sid = dialed["call_sid"]
+    held = _call_step("http://testserver", {**caller, "call_sid": sid, "path": dialed["next"]["action"], "digits": "1"}, *numbers)
+    call = Call.objects.get(call_sid=sid)
+    agent = Agent.objects.get(user__username="alice")
+    conversation_assign(conversation_id=call.conversation_id, agent=agent, by=None)
+    assert voice_put_through.apply(args=[call.conversation_id, agent.pk]).result == "redirect"
+    # The hold loop's next request follows our redirect: into the conference.
+    joined = _call_step("http://testserver", {**caller, "call_sid": sid, "path": held["next"]["wait_url"], "hold": True},
+                        *numbers)
+    assert joined["next"]["kind"] == "connected"
+    assert joined["next"]["to"] == [("Conference", f"conversation-{call.conversation_id}")]
+    waiting = _call_step("http://testserver", {**caller, "call_sid": sid, "path": joined["path"], "connected": True}, *numbers)
+    assert waiting["next"] == {"kind": "connected", "waiting": True} and waiting["verbs"] == []
+    call_hang_up(conversation=Conversation.objects.get(pk=call.conversation_id), agent=agent)
+    survey = _call_step("http://testserver", {**caller, "call_sid": sid, "path": joined["path"], "connected": True}, *numbers)
+    assert survey["next"]["kind"] == "gather" and survey["verbs"][0]["children"][0]["text"].startswith("いかがでしたか？")
+    thanks = _call_step("http://testserver", {**caller, "call_sid": sid, "path": survey["next"]["action"], "digits": "5"},
+                        *numbers)
+    assert thanks["next"]["kind"] == "ended" and thanks["verbs"][0]["text"] == "ご回答ありがとうございました。"
+    assert SurveyResponse.objects.get().score == 5

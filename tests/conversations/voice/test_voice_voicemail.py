@@ -125,3 +125,54 @@ def test_a_failed_transcription_says_no_transcript(voice_line, phone, status):
     caller.post("/webhooks/twilio/voice/transcription/", RecordingSid="RE" + "a" * 32, TranscriptionText="",
                 TranscriptionStatus=status)
     assert Message.objects.get(inbox=inbox, kind="message").text == "Voicemail (3 s): no transcript"
+
+
+def test_a_caller_waiting_when_the_queue_closes_is_told_and_offered_a_callback_or_voicemail(voice_line, phone, monkeypatch):
+    _close_the_line(voice_line)  # open on Mondays 09:00-18:00 (Tokyo)
+    clock = {"now": datetime(2026, 12, 7, 17, 55, tzinfo=ZoneInfo("Asia/Tokyo"))}
+    monkeypatch.setattr(timezone, "now", lambda: clock["now"].astimezone(ZoneInfo("UTC")))
+    caller = phone()
+    caller.dial()
+    caller.post("/webhooks/twilio/voice/gather/?attempt=0", Digits="1")
+    (gather,) = verbs(caller.post("/webhooks/twilio/voice/wait/"))  # still open: their place in line
+    assert next(gather.iter("Say")).text == "現在1番目にお待ちいただいております。"
+
+    clock["now"] = datetime(2026, 12, 7, 18, 1, tzinfo=ZoneInfo("Asia/Tokyo"))
+    for _retry in range(2):  # every round of the hold loop says it; the timeline has it once
+        gather, leave = verbs(caller.post("/webhooks/twilio/voice/wait/"))
+        closing, menu = list(gather)
+        assert gather.get("action") == "/webhooks/twilio/voice/wait/choice/" and gather.get("input") == "dtmf"
+        assert closing.text == ("申し訳ございません。受付時間を過ぎたため、本日はおつなぎできません。"
+                                "受付は12月14日 月曜日 9時00分に再開いたします。")
+        assert menu.text.startswith("折り返しのお電話をご希望の場合は2") and leave.tag == "Leave"
+    call = Call.objects.get(call_sid=caller.sid)
+    assert call.ivr["closed_while_waiting"] is True
+    conversation = call.conversation
+    assert Message.objects.filter(conversation=conversation, event_type=EventType.IVR_CHOICE,
+                                  event_data__choice="queue_closed").count() == 1
+    # Silence: the <Leave/> after the menu takes them to voicemail, for that reason.
+    say, record, _none, _hangup = verbs(caller.post("/webhooks/twilio/voice/enqueue-action/", QueueResult="leave"))
+    assert say.text.startswith("発信音のあとに") and record.tag == "Record"
+    call.refresh_from_db()
+    assert call.outcome == "voicemail" and call.ivr["voicemail"] == "closed_while_waiting"
+
+
+def test_a_caller_waiting_when_the_queue_closes_may_ask_for_a_callback_in_english(voice_line, phone, monkeypatch):
+    _close_the_line(voice_line)
+    clock = {"now": datetime(2026, 12, 7, 17, 55, tzinfo=ZoneInfo("Asia/Tokyo"))}
+    monkeypatch.setattr(timezone, "now", lambda: clock["now"].astimezone(ZoneInfo("UTC")))
+    caller = phone()
+    caller.dial()
+    caller.post("/webhooks/twilio/voice/gather/?attempt=0", Digits="9")
+    caller.post("/webhooks/twilio/voice/gather/?attempt=0", Digits="1")
+    clock["now"] = datetime(2026, 12, 7, 18, 1, tzinfo=ZoneInfo("Asia/Tokyo"))
+    gather, _leave = verbs(caller.post("/webhooks/twilio/voice/wait/"))
+    closing, _menu = list(gather)
+    assert closing.get("language") == "en-US"
+    assert closing.text == "We are sorry: we have just closed and cannot connect you today. We open again Monday, December 14 at 9:00."
+    (leave,) = verbs(caller.post("/webhooks/twilio/voice/wait/choice/", Digits="2"))
+    assert leave.tag == "Leave"
+    say, hangup = verbs(caller.post("/webhooks/twilio/voice/enqueue-action/", QueueResult="leave"))
+    assert say.text.startswith("We will call you back") and hangup.tag == "Hangup"
+    call = Call.objects.get(call_sid=caller.sid)
+    assert call.callback_requested and call.conversation.abandoned_at is None

@@ -1,6 +1,7 @@
 """The whole path with the real worker of the current mode (in-process embedded, or a celery
 process on Redis): a call chooses an option, the worker routes it to the free agent, the agent
-accepts, the worker redirects the caller's call to our connect TwiML, which dials the agent."""
+accepts, the worker redirects the caller's call to our conference TwiML and adds the agent's
+browser to the same conference."""
 
 import pytest
 from twilio.request_validator import RequestValidator
@@ -31,9 +32,11 @@ def test_a_call_is_routed_offered_accepted_and_put_through_by_the_worker(voice_l
     assert offer.agent == voice_agent and offer.channel == "voice"
     offer_accept(offer_id=offer.pk, agent=voice_agent)
     redirect = wait_for(lambda: RecordedProviderRequest.objects.filter(sid=sid).first())
-    connect_path = redirect.params["Url"].split("://", 1)[1].split("/", 1)[1]
-    (dial,) = verbs(_post(client, "/" + connect_path, params))
-    assert dial.find("Client").text == f"agent_{voice_agent.pk}"
+    conference_path = redirect.params["Url"].split("://", 1)[1].split("/", 1)[1]
+    (dial,) = verbs(_post(client, "/" + conference_path, params))
+    assert dial.find("Conference").text == f"conversation-{call.conversation_id}"
+    participant = wait_for(lambda: RecordedProviderRequest.objects.filter(uri__contains="/Participants").first())
+    assert participant.params["To"] == f"client:agent_{voice_agent.pk}"
     _post(client, "/webhooks/twilio/voice/status/", {**params, "CallStatus": "completed", "CallDuration": "61"})
     call.refresh_from_db()
     assert call.outcome == "answered" and call.agent == voice_agent and call.duration == 61

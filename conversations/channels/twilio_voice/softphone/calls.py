@@ -13,6 +13,9 @@ customer's call SID and the IVR choices are read from the conversation's message
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from django.utils.translation import get_language, gettext_lazy
+from django.utils.translation import gettext as _
+
 from ....models import Conversation, EventType, Message
 
 CALL_EVENT_TYPES = (
@@ -70,20 +73,56 @@ def customer_call_sid(conversation: Conversation) -> str:
 
 
 def ivr_choices(conversation: Conversation) -> list:
-    """What the caller chose in the IVR, oldest first (each a small dict the server side wrote):
-    the voice channel's Call row, else choices recorded in messages' metadata."""
+    """What the caller chose in the IVR, for the screen pop, each ``{"kind", "label"}`` in the
+    reader's language: the language, the menu option (and how it was chosen), the queue and the
+    skills it asks for, a callback asked for. From the voice channel's Call row; else choices
+    recorded in messages' metadata (a call that came in before the Call row existed)."""
     from ....models import Call as CallRow
 
-    ivr = (CallRow.objects.filter(conversation_id=conversation.pk).order_by("-started_at", "-id")
-           .values_list("ivr", flat=True).first())
-    if ivr:
-        return list(ivr) if isinstance(ivr, list) else [ivr]
+    row = (CallRow.objects.filter(conversation_id=conversation.pk).order_by("-started_at", "-id")
+           .values("ivr", "language", "callback_requested").first())
+    if row is not None:
+        return _screen_pop(conversation, row)
     rows = (Message.objects.filter(conversation_id=conversation.pk, metadata__has_key="ivr")
             .order_by("seq", "id").values_list("metadata__ivr", flat=True)[:20])
     choices = []
     for value in rows:
         choices.extend(value if isinstance(value, list) else [value])
     return [choice for choice in choices if isinstance(choice, (dict, str))]
+
+
+LANGUAGE_NAMES = {"ja": "日本語", "en": "English"}
+HOW = {"keypad": gettext_lazy("keypad"), "speech": gettext_lazy("speech"), "default": gettext_lazy("no answer: default"),
+       "no_menu": gettext_lazy("no menu")}
+
+
+def _screen_pop(conversation: Conversation, row: dict) -> list[dict]:
+    from ....models import Queue
+    from ..ivr import ivr_config
+
+    ivr = row["ivr"] if isinstance(row["ivr"], dict) else {}
+    language = row["language"] or "ja"
+    items = [{"kind": "language", "label": _("Language: %(language)s") % {
+        "language": LANGUAGE_NAMES.get(language, language)}}]
+    if ivr.get("option"):
+        inbox_settings = conversation.inbox.settings if conversation.inbox_id else {}
+        option = ivr_config(inbox_settings).option(str(ivr["option"]))
+        label = (option.label.get(get_language()[:2]) or option.label.get(language)) if option and option.label else ""
+        said = f" “{ivr['speech']}”" if ivr.get("speech") else ""
+        items.append({"kind": "option", "label": _("Menu: %(option)s (%(how)s%(said)s)") % {
+            "option": label or ivr["option"], "how": HOW.get(ivr.get("how", ""), ivr.get("how", "")), "said": said}})
+    queue = (Queue.objects.filter(pk=conversation.queue_id).prefetch_related("required_skills").first()
+             if conversation.queue_id else None)
+    if queue is not None:
+        items.append({"kind": "queue", "label": _("Queue: %(queue)s") % {"queue": queue.name}})
+        skills = sorted(skill.name for skill in queue.required_skills.all())
+        if skills:
+            items.append({"kind": "skills", "label": _("Skills: %(skills)s") % {"skills": ", ".join(skills)}})
+    if row["callback_requested"]:
+        items.append({"kind": "callback", "label": _("Asked to be called back")})
+    if ivr.get("closed_while_waiting"):
+        items.append({"kind": "closed", "label": _("The queue closed while they waited")})
+    return items
 
 
 def call_of(conversation: Conversation) -> Call:
@@ -108,6 +147,8 @@ def _apply(call: Call, event: Message) -> None:
         call.answered_on = str(data.get("answered_on", ""))
     elif kind == EventType.CALL_HELD:
         call.state = CallState.HELD
+        if data.get("reason") == "consult_no_answer":
+            call.consult_agent, call.consult_agent_name = None, ""
     elif kind == EventType.CALL_RESUMED:
         call.state = CallState.CONNECTED
     elif kind == EventType.CALL_CONSULT:
@@ -122,7 +163,10 @@ def _apply(call: Call, event: Message) -> None:
             call.consult_agent_name = ""
         else:
             # Cold transfer: the customer holds in the conference until the next agent answers.
+            # An agent whose phone rang out: the caller was sent back to <Enqueue>, out of it.
             call.state, call.agent, call.consult_agent, call.consult_agent_name = CallState.WAITING, None, None, ""
+            if data.get("reason") == "no_answer":
+                call.in_conference = False
     elif kind == EventType.CALL_ENDED:
         call.state, call.ended_at = CallState.ENDED, event.created_at
         call.duration_seconds = data.get("duration_seconds")

@@ -1,8 +1,11 @@
 """Call controls: answer, hold, resume, cold and warm transfer, hang up.
 
 Every call an agent takes goes through a ``<Conference>`` named after the conversation
-(twilio.md §3: transfers work best that way): the customer's leg joins it with the label
-``customer``, each agent joins as a participant labelled with their client identity. Hold is the
+(twilio.md §3: transfers work best that way), and ``call_put_through`` is the one way in: the
+waiting caller is redirected out of ``<Enqueue>`` into it (or called back into it), with the label
+``customer``, and the agent's endpoint is added as a participant labelled with their client
+identity. The Answer button and the assignment's task (``conversations.voice_put_through``) both
+call it; a claim on the call makes it happen once per assignment. Hold is the
 customer participant's ``hold``; a cold transfer holds the customer and takes the agent out; a warm
 transfer holds the customer, adds the colleague, joins everyone, then the first agent leaves.
 
@@ -21,7 +24,9 @@ from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from ....events import send_on_commit
 from ....models import (
+    CALL_FINAL_STATUSES,
     Agent,
+    CallOutcome,
     Conversation,
     ConversationStatus,
     EventType,
@@ -29,23 +34,21 @@ from ....models import (
     Queue,
     VoiceAnswerOn,
 )
+from ....models import Call as CallRow
 from ....routing.assignment import conversation_transfer
 from ....routing.offers import offer_accept
 from ....services.system_events import system_event
 from ...twilio_client import twilio_client
+from .. import calls as voice_calls
+from .. import twiml
+from ..twiml import CUSTOMER_LABEL, conference_name
 from .calls import Call, CallState, call_of
 from .events import call_event, call_recipients
 from .token import agent_identity
 
-CUSTOMER_LABEL = "customer"
-
 
 class CallControlError(ValidationError):
     """The control cannot be used now (no call, not the agent on it, Twilio refused…)."""
-
-
-def conference_name(conversation_id: int) -> str:
-    return f"conversation-{int(conversation_id)}"
 
 
 def customer_join_twiml(conversation_id: int) -> str:
@@ -87,10 +90,15 @@ def _conference_sid(client, conversation_id: int) -> str:
 
 
 def conference_agent_add(client, conversation: Conversation, agent: Agent) -> None:
+    """Ring ``agent``'s endpoint into the conversation's conference. Its leg's status comes back
+    to ``AGENT_LEG`` (signed): a leg nobody answers puts the caller back in line."""
     endpoint = agent_endpoint(agent)
+    status_url = twiml.public_base() + twiml.with_query(twiml.AGENT_LEG, conversation=conversation.pk, agent=agent.pk)
     twilio_request(lambda: client.conferences(conference_name(conversation.pk)).participants.create(
         from_=conversation.inbox.address, to=endpoint, label=agent_identity(agent.pk), early_media=True, beep="false",
-        start_conference_on_enter=True, end_conference_on_exit=False))
+        start_conference_on_enter=True, end_conference_on_exit=False, timeout=30,
+        status_callback=status_url, status_callback_method="POST",
+        status_callback_event=["answered", "completed"]))
 
 
 def _customer_hold(client, conversation: Conversation, hold: bool) -> None:
@@ -134,30 +142,144 @@ def _require_call(conversation: Conversation, agent: Agent, *states: str) -> Cal
 
 
 def call_answer(*, conversation: Conversation, agent: Agent) -> Call:
-    """The agent answers: their pending offer is accepted, the customer's leg joins the
-    conversation's conference (or, after a transfer, is taken off hold there) and the agent's leg
-    is added to it (it rings in their browser, which answers it, or on their phone)."""
+    """The agent answers: their pending offer is accepted (or the conversation is theirs already,
+    after a transfer or an assignment), then the caller is put through (``call_put_through``)."""
     call = call_of(conversation)
     if not call.call_sid:
         raise CallControlError(_("There is no call in this conversation."), code="no_call")
     if call.state != CallState.WAITING:
         raise CallControlError(_("This call has already been answered."), code="call_answered")
-    endpoint = agent_endpoint(agent)  # refused before anything moves when the agent has no phone
+    agent_endpoint(agent)  # refused before anything moves when the agent has no phone
     if conversation.assignee_id != agent.pk:
         offer = conversation.offers.filter(agent=agent, status=OfferStatus.PENDING).first()
         if offer is None:
             raise CallControlError(_("This call is not offered to you."), code="not_offered")
         # Accepted first: if Twilio then fails, the call is already theirs and Answer again retries.
         offer_accept(offer_id=offer.pk, agent=agent)
+    call_put_through(conversation_id=conversation.pk, agent=agent)
+    return call_of(conversation)
+
+
+class PutThrough:
+    REDIRECT = "redirect"  # the caller waits on <Enqueue>: redirected into the conference
+    CALLBACK = "callback"  # the caller kept their place and hung up: we call them into it
+    RESUME = "resume"      # the caller holds in the conference already (a cold transfer)
+
+
+def _put_through_claim(conversation_id: int, agent: Agent) -> tuple[Conversation, CallRow | None, str] | str:
+    """Under the conversation's lock, then the call's (the order every writer of a call takes):
+    whether this assignment still needs its caller put through, and how; claims it when so."""
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().select_related("inbox").get(pk=conversation_id)
+        row = (CallRow.objects.select_for_update().filter(conversation_id=conversation.pk)
+               .order_by("-started_at", "-id").first())
+        if conversation.assignee_id != agent.pk or conversation.status == ConversationStatus.RESOLVED:
+            return "not_assigned"
+        if row is None:
+            # A call the agent placed (click-to-call) and handed on: its customer holds in the
+            # conference; no Call row to claim (the conversation's lock orders the Answers).
+            call = call_of(conversation)
+            return (conversation, None, PutThrough.RESUME) if call.state == CallState.WAITING and call.in_conference \
+                else "no_call"
+        if row.connected_for is not None and row.connected_for == conversation.assigned_at:
+            return "claimed"  # the Answer button and the assignment's task: the first one did it
+        if row.outcome == CallOutcome.VOICEMAIL:
+            return "voicemail"
+        if row.callback_requested and not row.callback_call_sid:
+            mode = PutThrough.CALLBACK  # their own call ended when they hung up to wait
+        elif call_of(conversation).state != CallState.WAITING:
+            return "not_waiting"
+        elif row.callback_call_sid or row.status not in CALL_FINAL_STATUSES:
+            mode = PutThrough.RESUME if call_of(conversation).in_conference else PutThrough.REDIRECT
+        else:
+            return "ended"
+        row.connected_for, row.agent, row.agent_call_sid = conversation.assigned_at, agent, ""
+        row.save(update_fields=["connected_for", "agent", "agent_call_sid", "updated_at"])
+    return conversation, row, mode
+
+
+def call_put_through(*, conversation_id: int, agent: Agent) -> str:
+    """Join the caller of a voice conversation assigned to ``agent`` and the agent in the
+    conversation's conference: the caller's call is redirected (Twilio REST ``calls(sid).update``)
+    from ``<Enqueue>`` to our conference TwiML, or called back into it (``calls.create``), or taken
+    off hold in it; the agent's browser or phone is added as a participant. Returns how, or why
+    nothing was done (not theirs any more, done already, the caller gone). Idempotent."""
+    endpoint = agent_endpoint(agent)
+    claimed = _put_through_claim(conversation_id, agent)
+    if isinstance(claimed, str):
+        return claimed
+    conversation, row, mode = claimed
     client = twilio_client()
-    if call.in_conference:
+    base = twiml.public_base()
+    join_url = base + twiml.with_query(twiml.CONFERENCE, call=row.pk if row else "")
+    try:
+        if mode == PutThrough.CALLBACK:
+            placed = twilio_request(lambda: client.calls.create(
+                to=row.callback_number, from_=conversation.inbox.address, url=join_url, method="POST",
+                status_callback=base + twiml.STATUS, status_callback_method="POST",
+                status_callback_event=["initiated", "ringing", "answered", "completed"]))
+            voice_calls.callback_started(call_id=row.pk, callback_sid=placed.sid, agent_id=agent.pk)
+        elif mode == PutThrough.REDIRECT:
+            # The customer's leg: their own call, or our callback to them once it was placed.
+            customer_sid = row.callback_call_sid or row.call_sid
+            twilio_request(lambda: client.calls(customer_sid).update(url=join_url, method="POST"))
         conference_agent_add(client, conversation, agent)
-        _customer_hold(client, conversation, False)
-    else:
-        twilio_request(lambda: client.calls(call.call_sid).update(twiml=customer_join_twiml(conversation.pk)))
-        conference_agent_add(client, conversation, agent)
-    return call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_CONNECTED, agent=agent,
-                             answered_on=agent.voice_answer_on, endpoint_kind="client" if endpoint.startswith("client:") else "phone")
+        if mode == PutThrough.RESUME:
+            _customer_hold(client, conversation, False)
+    except CallControlError:
+        # Nothing was put through: the next Answer (or the task's retry) tries again.
+        if row is not None:
+            CallRow.objects.filter(pk=row.pk, connected_for=row.connected_for).update(connected_for=None)
+        raise
+    with transaction.atomic():
+        if row is not None:
+            voice_calls.call_answered(call_id=row.pk, agent=agent)
+        call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_CONNECTED, agent=agent,
+                          answered_on=agent.voice_answer_on, how=mode,
+                          endpoint_kind="client" if endpoint.startswith("client:") else "phone")
+    return mode
+
+
+def call_agent_missed(*, conversation_id: int, agent_id: int, leg_status: str) -> bool:
+    """The agent's leg was not answered (no answer, busy, failed): the call was never theirs to
+    talk on. The conversation goes back to its queue in the same place in line (its
+    ``queued_at`` is kept), routing offers it again, and the caller, alone in the conference, is
+    redirected back to ``<Enqueue>`` (our requeue TwiML says why). A colleague's leg asked in
+    for a warm transfer that is not answered ends the consult instead (the caller holds, the
+    first agent keeps the call). False when it had moved on."""
+    now = timezone.now()
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id)
+        row = (CallRow.objects.select_for_update().filter(conversation_id=conversation.pk)
+               .order_by("-started_at", "-id").first())
+        call = call_of(conversation)
+        if call.state == CallState.CONSULTING and call.consult_agent == agent_id:
+            # The colleague asked in (warm transfer) did not answer: the consult is over, the
+            # caller stays on hold with the first agent, who may resume or try someone else.
+            call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_HELD,
+                              agent=Agent.objects.filter(pk=call.agent).first(), reason="consult_no_answer",
+                              leg_status=leg_status[:20])
+            return True
+        if (row is None or conversation.assignee_id != agent_id or row.agent_id != agent_id or row.agent_call_sid
+                or call.state != CallState.CONNECTED or call.agent != agent_id):
+            return False
+        customer_sid = row.callback_call_sid or row.call_sid
+        voice_calls.call_missed_by_agent(conversation, row, leg_status=leg_status, at=now)
+        call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_LEFT,
+                          agent=Agent.objects.get(pk=agent_id), reason="no_answer", leg_status=leg_status[:20])
+    url = twiml.public_base() + twiml.with_query(twiml.REQUEUE, call=row.pk)
+    client = twilio_client()
+    try:
+        twilio_request(lambda: client.calls(customer_sid).update(url=url, method="POST"))
+    except CallControlError:
+        # The caller hung up meanwhile: their status callback ends the call.
+        pass
+    return True
+
+
+def call_agent_leg_answered(*, conversation_id: int, agent_id: int, leg_sid: str) -> None:
+    CallRow.objects.filter(conversation_id=conversation_id, agent_id=agent_id, agent_call_sid="").exclude(
+        connected_for=None).update(agent_call_sid=leg_sid[:64])
 
 
 def call_hold(*, conversation: Conversation, agent: Agent) -> Call:
@@ -173,15 +295,64 @@ def call_resume(*, conversation: Conversation, agent: Agent) -> Call:
 
 
 def call_hang_up(*, conversation: Conversation, agent: Agent) -> Call:
-    """End the call for everyone (the customer's leg completes, which ends the conference). The
-    conversation stays the agent's, in wrap-up, holding their voice capacity until they resolve."""
+    """The agent ends the call. When a post-call survey applies (``lifecycle.call_survey``: the
+    surveys app decides), the caller is redirected out of the conference to the keypad survey in
+    their language (their leaving ends the conference and the agent's leg); else the customer's
+    leg completes, which ends the conference for everyone. The conversation stays the agent's, in
+    wrap-up, holding their voice capacity until they resolve."""
     call = _require_call(conversation, agent, CallState.CONNECTED, CallState.HELD, CallState.CONSULTING,
                          CallState.CONFERENCE)
+    return _call_end(conversation, agent, call, ended_by="agent")
+
+
+def _call_end(conversation: Conversation, agent: Agent, call: Call, *, ended_by: str) -> Call:
     client = twilio_client()
-    twilio_request(lambda: client.calls(call.call_sid).update(status="completed"))
+    row = CallRow.objects.filter(conversation_id=conversation.pk).order_by("-started_at", "-id").first()
+    survey = _post_call_survey(conversation, row) if row is not None else None
+    if survey:
+        url = twiml.public_base() + twiml.with_query(twiml.SURVEY, call=row.pk)
+        twilio_request(lambda: client.calls(call.call_sid).update(url=url, method="POST"))
+    else:
+        twilio_request(lambda: client.calls(call.call_sid).update(status="completed"))
     duration = int((timezone.now() - call.connected_at).total_seconds()) if call.connected_at else None
     return call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_ENDED, agent=agent,
-                             ended_by="agent", **call_duration(duration))
+                             ended_by=ended_by, to_survey=bool(survey), **call_duration(duration))
+
+
+def call_agent_left(*, conversation_id: int, agent_id: int, leg_sid: str) -> bool:
+    """The leg of the agent on the call ended by itself (they hung up their phone, closed the
+    browser) with the caller still there: as if they had pressed Hang up (the survey, or the end).
+    Not when the conference ended because the caller left or was taken to the survey (the call
+    is over by then), nor for a leg that is not the one that answered. False when nothing to do."""
+    conversation = Conversation.objects.select_related("inbox").filter(pk=conversation_id).first()
+    row = (CallRow.objects.filter(conversation_id=conversation_id).order_by("-started_at", "-id").first()
+           if conversation else None)
+    if row is None or not leg_sid or row.agent_call_sid != leg_sid or row.status in CALL_FINAL_STATUSES:
+        return False
+    call = call_of(conversation)
+    if call.agent != agent_id or call.state not in (CallState.CONNECTED, CallState.HELD):
+        return False
+    try:
+        # The caller's hanging up ends the conference too, and its status callback may come after
+        # this one: only a caller still on the line is taken to the survey.
+        client = twilio_client()
+        if twilio_request(lambda: client.calls(call.call_sid).fetch()).status != "in-progress":
+            return False
+        _call_end(conversation, Agent.objects.get(pk=agent_id), call, ended_by="agent_left")
+    except CallControlError:
+        return False  # the caller's leg is gone too: its status callback ends the call
+    return True
+
+
+def _post_call_survey(conversation: Conversation, row: CallRow) -> dict | None:
+    """The keypad survey to play the caller once the agent has left, when one applies (kept on the
+    call: its webhook asks it again on a retry); None otherwise."""
+    from .... import lifecycle
+
+    survey = lifecycle.call_survey(conversation_id=conversation.pk)
+    if survey:
+        voice_calls.call_survey_started(call_id=row.pk, survey=survey)
+    return survey
 
 
 def call_duration(seconds: int | None) -> dict:

@@ -11,7 +11,7 @@ IDENTITY_MAX_CHARS = 121
 
 
 def agent_identity(agent_id: int) -> str:
-    """The client identity an agent's browser registers as (``<Dial><Client>agent_7</Client>``):
+    """The client identity an agent's browser registers as (the conference participant ``client:agent_7``):
     built from the id alone, never from a name or an e-mail address Twilio would refuse."""
     identity = f"agent_{int(agent_id)}"
     assert len(identity) <= IDENTITY_MAX_CHARS and identity.replace("_", "").isalnum()
