@@ -37,17 +37,14 @@ def offers_expire(*, limit: int = 200) -> int:
                 continue
             offer.conversation = conversation
             system_events_record(conversation, [offer_close(offer, OfferStatus.TIMEOUT, now)])
-            agent = Agent.objects.select_for_update(of=("self",)).select_related("presence").get(pk=offer.agent_id)
-            sent_away = bool(agent.presence and agent.presence.is_available)
-            if sent_away:
-                presence_record(agent, missed_offer_presence(), now, reason="missed_offer")
+            sent_away = agent_send_away_after_missed(offer.agent_id, now)
             enqueue_on_commit(ROUTE_CONVERSATION, conversation.pk)
             done += 1
         if sent_away:
             # A transaction of its own: its conversations are locked before their offers, and the
             # one above ended holding the agent's lock (lock order: conversation -> agent).
             with transaction.atomic():
-                pending_offers_rescind(agent.pk, now)
+                pending_offers_rescind(offer.agent_id, now)
     return done
 
 
@@ -71,3 +68,16 @@ def agent_presence_set(*, agent: Agent, presence: PresenceState, reason: str = "
         if presence.is_available:
             enqueue_on_commit(ROUTE_FOR_AGENT, agent.pk)
     return agent
+
+
+def agent_send_away_after_missed(agent_id: int, now) -> bool:
+    """An agent who let work ring out (an offer timed out, the phone of a call put through to
+    them not answered) is not at their desk: an available one moves to "Missed offer", so routing
+    does not hand the next customer (or the same one) to them again. In the caller's transaction,
+    after the conversation's lock (lock order: conversation -> agent). True when they were moved:
+    the caller then rescinds their other pending offers in a transaction of its own."""
+    agent = Agent.objects.select_for_update(of=("self",)).select_related("presence").get(pk=agent_id)
+    if not (agent.presence and agent.presence.is_available):
+        return False
+    presence_record(agent, missed_offer_presence(), now, reason="missed_offer")
+    return True

@@ -17,6 +17,7 @@ from conversations.models import (
 )
 from conversations.routing.decisions import route_conversation, route_for_agent
 from conversations.routing.offers import offer_accept
+from conversations.routing.presence import agent_presence_set
 
 from .conftest import verbs
 
@@ -160,6 +161,13 @@ def test_an_agent_whose_phone_rings_out_sends_the_caller_back_to_the_queue_in_th
 
     state = call_of(conversation)
     assert state.state == "waiting" and not state.in_conference
+    # As after an offer that timed out, the agent is not at their desk: not offered the call again.
+    voice_agent.refresh_from_db()
+    assert voice_agent.presence.name == "Missed offer" and not voice_agent.presence.is_available
+    route_conversation(conversation_id=conversation.pk)
+    assert not Offer.objects.filter(status="pending").exists()
+    # Back at their desk, they are offered it again (a colleague would be just the same).
+    agent_presence_set(agent=voice_agent, presence=voice_line["available"])
     route_conversation(conversation_id=conversation.pk)
     with django_capture_on_commit_callbacks(execute=True):
         offer_accept(offer_id=Offer.objects.get(status="pending").pk, agent=voice_agent)
@@ -234,6 +242,7 @@ def test_a_callback_keeps_the_callers_place_and_the_agent_who_takes_it_calls_the
     requeue = RecordedProviderRequest.objects.filter(uri__endswith=f"/Calls/{placed.sid}.json").get()
     assert requeue.params["Url"].endswith(f"/webhooks/twilio/voice/requeue/?call={first_call.pk}")
     assert [v.tag for v in verbs(first.post(f"/webhooks/twilio/voice/requeue/?call={first_call.pk}"))] == ["Say", "Enqueue"]
+    agent_presence_set(agent=voice_agent, presence=voice_line["available"])  # back at their desk
     route_for_agent(agent_id=voice_agent.pk)
     with django_capture_on_commit_callbacks(execute=True):
         offer_accept(offer_id=Offer.objects.get(status="pending").pk, agent=voice_agent)

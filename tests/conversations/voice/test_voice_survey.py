@@ -78,7 +78,7 @@ def test_the_agent_hangs_up_and_the_caller_answers_the_keypad_survey_in_japanese
     response = SurveyResponse.objects.get(request=request)
     assert (response.score, response.via, response.channel) == (4, "keypad", "voice")
     answered = Message.objects.get(conversation=conversation, event_type=EventType.SURVEY_ANSWERED)
-    assert answered.event_data["score"] == 4 and answered.text == "CSAT 4/5"
+    assert answered.event_data["score"] == 4 and answered.text == "CSAT 4 of 5"
     ended = Message.objects.filter(conversation=conversation, event_type=EventType.CALL_ENDED).last()
     assert ended.event_data["to_survey"] is True
 

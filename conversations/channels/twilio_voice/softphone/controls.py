@@ -36,7 +36,8 @@ from ....models import (
 )
 from ....models import Call as CallRow
 from ....routing.assignment import conversation_transfer
-from ....routing.offers import offer_accept
+from ....routing.offers import offer_accept, pending_offers_rescind
+from ....routing.presence import agent_send_away_after_missed
 from ....services.system_events import system_event
 from ...twilio_client import twilio_client
 from .. import calls as voice_calls
@@ -267,6 +268,11 @@ def call_agent_missed(*, conversation_id: int, agent_id: int, leg_status: str) -
         voice_calls.call_missed_by_agent(conversation, row, leg_status=leg_status, at=now)
         call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_LEFT,
                           agent=Agent.objects.get(pk=agent_id), reason="no_answer", leg_status=leg_status[:20])
+        # As for an offer that timed out: before routing (queued on commit) looks for an agent.
+        sent_away = agent_send_away_after_missed(agent_id, now)
+    if sent_away:
+        with transaction.atomic():
+            pending_offers_rescind(agent_id, now)
     url = twiml.public_base() + twiml.with_query(twiml.REQUEUE, call=row.pk)
     client = twilio_client()
     try:
