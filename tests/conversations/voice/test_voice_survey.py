@@ -169,3 +169,27 @@ def test_a_caller_who_hung_up_first_is_not_surveyed_when_the_agents_leg_ends_aft
     caller.post(leg, CallSid="CA" + "b" * 32, CallStatus="completed")
     assert not SurveyRequest.objects.exists()
     assert not any("/survey/" in str(row.params.get("Url", "")) for row in RecordedProviderRequest.objects.all())
+
+
+def test_a_survey_redirect_twilio_refuses_leaves_no_survey_marked_sent(
+        voice_line, voice_agent, phone, support_csat, django_capture_on_commit_callbacks, monkeypatch):
+    """The caller hung up just as the agent did: Twilio refuses the redirect. The agent is told,
+    and no survey is recorded as sent that was never played (the resolve may still survey them)."""
+    from twilio.base.exceptions import TwilioRestException
+
+    from conversations.channels.twilio_voice.softphone import controls
+
+    caller, call, conversation = _answered_call(phone, voice_agent, django_capture_on_commit_callbacks)
+
+    class CallGone:
+        def calls(self, sid):
+            class Leg:
+                def update(self, **params):
+                    raise TwilioRestException(404, f"/Calls/{sid}.json", "The requested resource was not found")
+            return Leg()
+
+    monkeypatch.setattr(controls, "twilio_client", CallGone)
+    with pytest.raises(controls.CallControlError):
+        call_hang_up(conversation=conversation, agent=voice_agent)
+    assert not SurveyRequest.objects.filter(conversation=conversation).exists()
+    assert not Message.objects.filter(conversation=conversation, event_type=EventType.CALL_ENDED).exists()

@@ -314,11 +314,15 @@ def call_hang_up(*, conversation: Conversation, agent: Agent) -> Call:
 def _call_end(conversation: Conversation, agent: Agent, call: Call, *, ended_by: str) -> Call:
     client = twilio_client()
     row = CallRow.objects.filter(conversation_id=conversation.pk).order_by("-started_at", "-id").first()
-    survey = _post_call_survey(conversation, row) if row is not None else None
-    if survey:
-        url = twiml.public_base() + twiml.with_query(twiml.SURVEY, call=row.pk)
-        twilio_request(lambda: client.calls(call.call_sid).update(url=url, method="POST"))
-    else:
+    # The survey is recorded as sent in the transaction that Twilio's answer to the redirect
+    # ends: a redirect refused (the caller gone meanwhile) leaves no survey marked sent that was
+    # never played, and the conversation may still be surveyed after the resolve.
+    with transaction.atomic():
+        survey = _post_call_survey(conversation, row) if row is not None else None
+        if survey:
+            url = twiml.public_base() + twiml.with_query(twiml.SURVEY, call=row.pk)
+            twilio_request(lambda: client.calls(call.call_sid).update(url=url, method="POST"))
+    if not survey:
         twilio_request(lambda: client.calls(call.call_sid).update(status="completed"))
     duration = int((timezone.now() - call.connected_at).total_seconds()) if call.connected_at else None
     return call_event_record(conversation_id=conversation.pk, event_type=EventType.CALL_ENDED, agent=agent,
