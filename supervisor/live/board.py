@@ -99,14 +99,24 @@ def board_fingerprints(snapshot: dict) -> dict[str, str]:
     return {row_key(section, row): _fingerprint(row) for section, _n, _t in _BLOCKS for row in snapshot[section]}
 
 
-def board_changes(before: dict | None, after: dict, *, before_prints: dict[str, str] | None = None):
+def board_changes(before: dict | None, after: dict, *, before_prints: dict[str, str] | None = None,
+                  only: set[str] | None = None):
     """The keys of the rows that changed from ``before`` to ``after`` (durations ticking aside),
     with ``after``'s fingerprints; keys None when the layout changed (a queue, channel or agent
-    came or went, the day rolled over …): then only a whole board will do."""
-    prints = board_fingerprints(after)
-    if before is None or board_layout(before) != board_layout(after):
-        return None, prints
+    came or went, the day rolled over …): then only a whole board will do. ``only``: the keys of
+    the rows that may have changed (an agent's and the queues' after a presence change, whose
+    layout is ``before``'s); the others keep their fingerprints."""
+    if before is None:
+        return None, board_fingerprints(after)
     before_prints = before_prints if before_prints is not None else board_fingerprints(before)
+    if only is not None:
+        prints = dict(before_prints)
+        prints.update({row_key(section, row): _fingerprint(row) for section, _n, _t in _BLOCKS
+                       for row in after[section] if row_key(section, row) in only})
+    else:
+        prints = board_fingerprints(after)
+        if board_layout(before) != board_layout(after):
+            return None, prints
     return [key for key, value in prints.items() if before_prints.get(key) != value], prints
 
 

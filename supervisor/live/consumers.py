@@ -7,8 +7,10 @@ keeps the board it last sent; on an event that can change it, it reads again and
 wallboard socket of the process only the rows that changed (``wallboard.delta``, from the version
 the socket has), each delta encoded once per language and the same text sent to each socket.
 
-What is read again depends on the event: an agent's presence change (``agent.presence``) reads
-that agent's row and recounts the queues' agents by presence (a few small queries, at once); any
+What is read again depends on the event: an agent's presence change (``agent.presence``, which
+carries the committed change whole) is applied to the board as the event tells it and the
+queues' agents by presence recounted, at once and without a query (an event without those fields
+reads the agent's presence: one query); any
 other change reads the whole board, at most once every ``COALESCE_SECONDS`` (the events arriving
 meanwhile are coalesced into one more read). Every socket of the process receives every group
 event, so only one of them (the hub's first) tells the hub: one read per event per process,
@@ -25,6 +27,7 @@ import asyncio
 import itertools
 import logging
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -37,7 +40,7 @@ from conversations.groups import supervisors_group, user_group
 
 from .board import board_changes, board_render, delta_rows
 from .events import board_data, delta_frame_text, event_changes_board, event_moves_agent, snapshot_frame_text
-from .selectors import wallboard_agents_refresh, wallboard_snapshot
+from .selectors import board_with_presences, presence_from_event, wallboard_agents_refresh, wallboard_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +65,15 @@ class BoardHub:
     def __init__(self):
         self.sockets: dict["WallboardConsumer", None] = {}  # ordered: the first one tells the hub
         self.whole = False  # the next read is of the whole board
-        self.agents: set[int] = set()  # else, of these agents' rows
+        self.agents: set[int] = set()  # else, of these agents' presence
+        self.presences: dict[int, dict] = {}  # and these presence changes, as their events tell them
         self.task: asyncio.Task | None = None
         self.ticker: asyncio.Task | None = None
         self.last_whole_read = float("-inf")
         self.board: dict | None = None
         self.prints: dict[str, str] = {}
         self.version = 0
+        self.executor: ThreadPoolExecutor | None = None
 
     def join(self, socket: "WallboardConsumer") -> None:
         self.sockets[socket] = None
@@ -82,13 +87,32 @@ class BoardHub:
                 self.ticker.cancel()
                 self.ticker = None
             self.board, self.prints = None, {}  # nobody watches: the next socket starts afresh
+            if self.executor is not None:
+                self.executor.submit(connections.close_all)
+                self.executor.shutdown(wait=False)
+                self.executor = None
+
+    async def _in_reader(self, function, *args):
+        """Reads and renderings run in the hub's own thread, not in the one thread that every
+        consumer's database work shares by default: a whole board takes tens of milliseconds, and
+        the consoles connecting or acting meanwhile must not queue behind it. The thread keeps its
+        database connection between reads (twenty presence changes a second would otherwise open
+        twenty connections a second) and closes it when the last socket leaves."""
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wallboard-reads")
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     def is_listener(self, socket: "WallboardConsumer") -> bool:
         return next(iter(self.sockets), None) is socket
 
     def event(self, event: dict) -> None:
         if event_moves_agent(event):
-            self.agents.add(int(event["agent"]))
+            change = presence_from_event(event)
+            agent = int(event["agent"])
+            if change is None:
+                self.agents.add(agent)
+            elif agent not in self.presences or self.presences[agent]["presence_since"] <= change["presence_since"]:
+                self.presences[agent] = change
             self._start()
         elif event_changes_board(event):
             self.changed()
@@ -114,18 +138,20 @@ class BoardHub:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while (self.whole or self.agents) and self.sockets:
+        while (self.whole or self.agents or self.presences) and self.sockets:
             whole = self.whole or self.board is None
             if whole:
                 wait = self.last_whole_read + COALESCE_SECONDS - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 self.last_whole_read = loop.time()
-            agents, self.whole, self.agents = set(self.agents), False, set()  # later events ask for the next read
+            # Later events ask for the next read.
+            agents, presences, self.whole, self.agents, self.presences = self.agents, self.presences, False, set(), {}
             version = next_version()
             languages = {socket.language for socket in self.sockets}
             try:
-                read = await _read_changes(self.board, self.prints, None if whole else agents, languages)
+                read = await self._in_reader(_changes, self.board, self.prints, None if whole else (agents, presences),
+                                             languages)
             except Exception:  # noqa: BLE001 - the next event or tick reads again
                 logger.exception("wallboard: could not read the board")
                 continue
@@ -147,43 +173,40 @@ class BoardHub:
                     await socket.board_send_text(version, deltas[socket.language])
                     continue
                 if socket.language not in snapshots:
-                    snapshots[socket.language] = await _render_snapshot(board, version, socket.language)
+                    snapshots[socket.language] = await self._in_reader(_snapshot_text, board, version,
+                                                                       socket.language)
                 await socket.board_send_text(version, snapshots[socket.language])
 
 
-def _read_changes(board, prints, agents, languages):
-    """The read in a thread of its own, not in the one thread that every consumer's database work
-    shares by default (``thread_sensitive``): a whole board read takes tens of milliseconds, and
-    the consoles connecting or acting meanwhile must not queue behind it. The read touches
-    nothing of the consumer's; its connection is closed after it (the executor's threads
-    outlive the read, and a connection left open in one keeps the database busy)."""
-    return database_sync_to_async(_changes_closing, thread_sensitive=False)(board, prints, agents, languages)
-
-
-def _changes_closing(board, prints, agents, languages):
+def _changes(board, prints, moved, languages):
     """(new board, its fingerprints, rows): rows maps each language to the changed rows rendered in
-    it, ``{}`` when no row changed, None when only a whole board will do."""
+    it, ``{}`` when no row changed, None when only a whole board will do. ``moved``: None for a
+    whole read, else the agents whose presence changed (ids to read, and changes as their events
+    told them)."""
     try:
-        after = None
-        if agents is not None and agents <= {row["id"] for row in board["agents"]}:
-            after = wallboard_agents_refresh(board, agents)  # None when one of them is gone
+        after = only = None
+        if moved is not None and (moved[0] | set(moved[1])) <= {row["id"] for row in board["agents"]}:
+            agents, presences = moved
+            after = board_with_presences(board, presences) if presences else board
+            if agents:
+                after = wallboard_agents_refresh(after, agents)  # None when one of them is gone
+            only = {f"agent-{agent}" for agent in (agents | set(presences))} | {
+                f"queue-{row['id']}" for row in board["queues"]}
         if after is None:  # a new agent is a new row: the whole board is read
-            after = wallboard_snapshot()
-        keys, after_prints = board_changes(board, after, before_prints=prints)
-        if keys is None:
-            return after, after_prints, None
-        if not keys:
-            return after, after_prints, {}
-        return after, after_prints, {language: delta_rows(after, keys, language) for language in languages}
-    finally:
-        connections.close_all()
+            after, only = wallboard_snapshot(), None
+    except Exception:
+        connections.close_all()  # a broken connection: the next read opens another
+        raise
+    keys, after_prints = board_changes(board, after, before_prints=prints, only=only)
+    if keys is None:
+        return after, after_prints, None
+    if not keys:
+        return after, after_prints, {}
+    return after, after_prints, {language: delta_rows(after, keys, language) for language in languages}
 
 
-async def _render_snapshot(board: dict, version: int, language: str) -> str:
-    def render():
-        return snapshot_frame_text(version=version, html=board_render(board, language), data=board_data(board))
-
-    return await database_sync_to_async(render, thread_sensitive=False)()
+def _snapshot_text(board: dict, version: int, language: str) -> str:
+    return snapshot_frame_text(version=version, html=board_render(board, language), data=board_data(board))
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, BoardHub]" = weakref.WeakKeyDictionary()

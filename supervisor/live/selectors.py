@@ -8,7 +8,9 @@ agents and conversations there are (tests/supervisor/test_selectors.py counts th
 
 "Today" is the contact center's day (``CC_DEFAULT_TIME_ZONE``, Tokyo by default), from its
 midnight. A conversation counts in a queue's day when it entered that queue today
-(``queued_at``): offered; handled once an agent took it (``assigned_at``); abandoned when the
+(``queued_at``): offered; handled once an agent took it, answered at its *first* acceptance since
+(``answered_at``: a reassignment or a transfer to another agent does not move it, so the wait
+and the service level are not stretched by later hand-offs); abandoned when the
 customer left first (``abandoned_at``), a *short* abandon when within
 ``CC_SHORT_ABANDON_SECONDS`` of entering.
 
@@ -75,11 +77,11 @@ class DayCounts:
 
 
 def _count_day(counts: DayCounts, row: tuple, *, sla: timedelta, short: timedelta, now: datetime) -> None:
-    _queue, _channel, queued_at, assigned_at, abandoned_at = row
+    _queue, _channel, queued_at, answered_at, abandoned_at = row
     counts.offered += 1
-    if assigned_at is not None and assigned_at >= queued_at:
+    if answered_at is not None and answered_at >= queued_at:
         counts.handled += 1
-        if assigned_at - queued_at <= sla:
+        if answered_at - queued_at <= sla:
             counts.answered_in_sla += 1
     elif abandoned_at is not None:
         counts.abandoned += 1
@@ -127,18 +129,23 @@ def _work_of_agents(handling: list[dict], offers: list[tuple], now: datetime):
     return held, load, offered_to
 
 
-def _agent_row(agent: Agent, *, now: datetime, load: Counter, handling: list[dict], pending_offers: int,
-               missed: int, serves: list[int]) -> dict:
-    loads = [{"channel": value, "load": load[value], "capacity": agent.capacity_for(value)}
-             for value, _label in Channel.choices if load[value] or agent.capacity_for(value)]
+def _presence_of(agent: Agent, now: datetime) -> dict:
     return {
-        "id": agent.pk, "name": agent.display_name,
         "presence": agent.presence.name if agent.presence else "",
         "presence_id": agent.presence_id,
         "available": bool(agent.presence and agent.presence.is_available),
         "offline": bool(agent.presence is None or agent.presence.is_offline),
         "presence_since": agent.presence_changed_at,
         "presence_seconds": max(0, int((now - agent.presence_changed_at).total_seconds())),
+    }
+
+
+def _agent_row(agent: Agent, *, now: datetime, load: Counter, handling: list[dict], pending_offers: int,
+               missed: int, serves: list[int]) -> dict:
+    loads = [{"channel": value, "load": load[value], "capacity": agent.capacity_for(value)}
+             for value, _label in Channel.choices if load[value] or agent.capacity_for(value)]
+    return {
+        "id": agent.pk, "name": agent.display_name, **_presence_of(agent, now),
         "load": loads, "handling": handling, "pending_offers": pending_offers, "missed_offers_today": missed,
         "serves": serves,
     }
@@ -152,7 +159,7 @@ def wallboard_snapshot(*, now: datetime | None = None) -> dict:
 
     queues = list(Queue.objects.filter(is_active=True).prefetch_related("queueskill_set").order_by("name", "id"))  # 2
     today = list(Conversation.objects.filter(queued_at__gte=start, queue__isnull=False)  # 3
-                 .values_list("queue_id", "channel", "queued_at", "assigned_at", "abandoned_at"))
+                 .values_list("queue_id", "channel", "queued_at", "answered_at", "abandoned_at"))
     waiting = list(Conversation.objects.filter(  # 4: the routing index's condition (conv_routing_order_idx)
         status=ConversationStatus.OPEN, assignee__isnull=True, abandoned_at__isnull=True, queue__isnull=False)
         .order_by("queued_at", "created_at", "id")
@@ -230,41 +237,57 @@ def _count_serving(queue_rows: list[dict], agent_rows: list[dict]) -> None:
         queue["serving"] = _by_presence([row for row in agent_rows if queue["id"] in row["serves"]])
 
 
-def wallboard_agents_refresh(board: dict, agent_ids: set[int], *, now: datetime | None = None) -> dict:
-    """``board`` with the rows of ``agent_ids`` read again and the queues' agents by presence
-    counted again: what an agent's presence change moves on the board, in seven small queries
-    instead of the whole board's ten. None when one of them is not in the database any more (the
-    board's rows changed: read it whole). ``board`` itself is not changed."""
+def wallboard_agents_refresh(board: dict, agent_ids: set[int], *, now: datetime | None = None) -> dict | None:
+    """``board`` after a presence change of ``agent_ids``: their presence read again (one query)
+    and the queues' agents by presence counted again. A presence change alone moves nothing else
+    on the board: the offers it rescinds and the work it routes are events of their own, which
+    read the whole board. None when one of them is not in the database any more (the board's rows
+    changed: read it whole). ``board`` itself is not changed."""
     now = now or timezone.now()
-    start = day_start(now)
     agents = {agent.pk: agent for agent in Agent.objects.filter(pk__in=agent_ids).select_related("presence")}  # 1
-    queues = list(Queue.objects.filter(is_active=True).prefetch_related("queueskill_set").order_by("name", "id"))  # 2, 3
-    agent_levels: dict[int, dict[int, int]] = defaultdict(dict)
-    for agent_id, skill_id, level in AgentSkill.objects.filter(agent_id__in=agent_ids).values_list(  # 4
-            "agent_id", "skill_id", "level"):
-        agent_levels[agent_id][skill_id] = level
-    handling = list(Conversation.objects.filter(assignee_id__in=agent_ids, status__in=ACTIVE_STATUSES)  # 5
-                    .order_by("assigned_at", "id")
-                    .values("pk", "assignee_id", "channel", "status", "assigned_at", "queue_id", "customer_id",
-                            "customer__display_name"))
-    offers = list(Offer.objects.filter(status=OfferStatus.PENDING, agent_id__in=agent_ids)  # 6
-                  .values_list("agent_id", "channel", "conversation_id", "created_at"))
     if len(agents) != len(agent_ids):
         return None
-    missed = _missed_offers(start, agent_ids=agent_ids)  # 7
-    held, load, offered_to = _work_of_agents(handling, offers, now)
     agent_rows = []
     for row in board["agents"]:
         agent = agents.get(row["id"])
-        if agent is None:
-            agent_rows.append(row)
-            continue
-        agent_rows.append(_agent_row(agent, now=now, load=load[agent.pk], handling=held.get(agent.pk, []),
-                                     pending_offers=offered_to.get(agent.pk, 0), missed=missed.get(agent.pk, 0),
-                                     serves=[queue.pk for queue in queues if _serves(agent_levels, agent, queue)]))
+        if agent is not None:
+            row = {**row, **_presence_of(agent, now)}
+        agent_rows.append(row)
     queue_rows = [dict(row) for row in board["queues"]]
     _count_serving(queue_rows, agent_rows)
     return {**board, "at": now, "queues": queue_rows, "agents": agent_rows}
+
+
+def board_with_presences(board: dict, presences: dict[int, dict], *, now: datetime | None = None) -> dict:
+    """``board`` after the presence changes ``presences`` (agent id → the fields of
+    ``presence_from_event``) as their events tell them, the queues' agents by presence counted
+    again; no query. A change older than the row's (events from two processes crossing) is left
+    out. ``board`` itself is not changed."""
+    now = now or timezone.now()
+    agent_rows = []
+    for row in board["agents"]:
+        change = presences.get(row["id"])
+        if change is not None and change["presence_since"] >= row["presence_since"]:
+            row = {**row, **change,
+                   "presence_seconds": max(0, int((now - change["presence_since"]).total_seconds()))}
+        agent_rows.append(row)
+    queue_rows = [dict(row) for row in board["queues"]]
+    _count_serving(queue_rows, agent_rows)
+    return {**board, "at": now, "queues": queue_rows, "agents": agent_rows}
+
+
+def presence_from_event(event: dict) -> dict | None:
+    """The row fields of an ``agent.presence`` event (conversations.events), None when it does not
+    carry them all (then the agent is read again)."""
+    try:
+        since = datetime.fromisoformat(event["since"])
+        if since.tzinfo is None:
+            return None
+        return {"presence": str(event["name"] or ""), "presence_id": event["presence"],
+                "available": bool(event["available"]), "offline": bool(event["offline"]),
+                "presence_since": since}
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _missed_offers(start: datetime, *, agent_ids=None) -> dict[int, int]:

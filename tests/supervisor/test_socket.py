@@ -210,10 +210,16 @@ async def test_a_presence_change_sends_only_the_rows_it_changed(desk, carol, mon
     communicator, connected, _ = await connect(carol.user)
     try:
         first = await next_board(communicator)
+        reads = []
+        monkeypatch.setattr(consumers, "wallboard_snapshot", lambda: reads.append("whole"))
+        monkeypatch.setattr(consumers, "wallboard_agents_refresh", lambda *args: reads.append("agents"))
         committed = time.monotonic()
         await database_sync_to_async(agent_presence_set)(agent=alice, presence=desk.lunch, reason="agent")
         frame = await next_frame(communicator)
         assert time.monotonic() - committed < 1.0
+        assert reads == []  # the event told the change whole: nothing was read
+        monkeypatch.undo()
+        monkeypatch.setattr(consumers, "REFRESH_SECONDS", 3600)
         assert frame["type"] == "wallboard.delta" and frame["base"] == first["version"]
         assert sorted(row["key"] for row in frame["rows"]) == [f"agent-{alice.pk}", f"queue-{desk.queue.pk}",
                                                              f"queue-{desk.sales.pk}"]
