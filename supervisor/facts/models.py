@@ -75,9 +75,19 @@ class ConversationFact(models.Model):
         return f"facts of #{self.conversation_id}"
 
 
+class PresenceChangeSource(models.TextChoices):
+    """Who made a presence change."""
+
+    AGENT = "agent", _("the agent")
+    SUPERVISOR = "supervisor", _("a supervisor")
+    SYSTEM = "system", _("the system")
+    ADMIN = "admin", _("the admin")
+
+
 class AgentPresenceChange(models.Model):
-    """An agent entered a presence at ``changed_at`` (recorded from the agent row's save: the core
-    keeps only the current presence and ``presence_changed_at``)."""
+    """An agent entered a presence at ``changed_at``, and who made the change (recorded from
+    ``lifecycle.presence_changed`` and, for saves outside the routing services such as the admin's,
+    the agent row's save: the core keeps only the current presence and ``presence_changed_at``)."""
 
     agent = models.ForeignKey(Agent, verbose_name=_("agent"), on_delete=models.CASCADE, related_name="+")
     presence = models.ForeignKey(PresenceState, verbose_name=_("presence"), null=True, blank=True,
@@ -86,6 +96,13 @@ class AgentPresenceChange(models.Model):
     is_available = models.BooleanField(_("is available"), default=False)
     is_offline = models.BooleanField(_("is offline"), default=False)
     changed_at = models.DateTimeField(_("changed at"))
+    # Empty: recorded before who made changes was kept.
+    source = models.CharField(_("made by"), max_length=16, choices=PresenceChangeSource.choices, blank=True)
+    # Why, as the core says it ("agent", "signed_out", "supervisor", "missed_offer", "disconnected" …).
+    reason = models.CharField(_("reason"), max_length=32, blank=True)
+    # Who, when a person other than the agent made it (a supervisor).
+    changed_by = models.ForeignKey(Agent, verbose_name=_("changed by"), null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         verbose_name = _("agent presence change")

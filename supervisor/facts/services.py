@@ -14,7 +14,7 @@ from django.utils import timezone
 from conversations.models import Conversation, Message, MessageKind, Queue
 
 from .derive import ConversationRow, Entry, conversation_facts
-from .models import AgentPresenceChange, ConversationFact
+from .models import AgentPresenceChange, ConversationFact, PresenceChangeSource
 
 # A queue's service-level target is its ``sla_seconds``; read with getattr so the facts work with a
 # Queue model without the field (it came with the wallboard), against this default.
@@ -120,11 +120,30 @@ def facts_rebuild(*, batch_size: int = 500, stdout=None) -> int:
             stdout.write(f"{done} conversations\n")
 
 
-def presence_change_record(*, agent_id: int, presence, changed_at) -> None:
-    """Keep the presence an agent entered at ``changed_at`` (idempotent: one row per agent and
-    instant)."""
-    AgentPresenceChange.objects.bulk_create([AgentPresenceChange(
+# The core's reasons (conversations.routing) by who made the change; any other is the system's.
+_SOURCE_OF_REASON = {"agent": PresenceChangeSource.AGENT, "signed_out": PresenceChangeSource.AGENT,
+                     "supervisor": PresenceChangeSource.SUPERVISOR}
+
+
+def presence_change_record(*, agent_id: int, presence, changed_at, reason: str | None = None,
+                           by_agent_id: int | None = None) -> None:
+    """Keep the presence an agent entered at ``changed_at`` and who made the change (idempotent:
+    one row per agent and instant). ``reason`` None: a save outside the routing services (the
+    admin, a new agent), which never overwrites a row the services recorded; with a reason, the
+    row says who: the agent, a supervisor (``by_agent_id``) or the system."""
+    if reason is None:
+        source = PresenceChangeSource.ADMIN
+    else:
+        source = _SOURCE_OF_REASON.get(reason, PresenceChangeSource.SYSTEM)
+    if source == PresenceChangeSource.AGENT:
+        by_agent_id = agent_id
+    row = AgentPresenceChange(
         agent_id=agent_id, presence=presence, name=presence.name if presence else "",
         is_available=bool(presence and presence.is_available), is_offline=bool(presence and presence.is_offline),
-        changed_at=changed_at,
-    )], ignore_conflicts=True)
+        changed_at=changed_at, source=source, reason=(reason or "")[:32], changed_by_id=by_agent_id,
+    )
+    if reason is None:
+        AgentPresenceChange.objects.bulk_create([row], ignore_conflicts=True)
+    else:  # the agent's save (post_save, without a reason) may have written the row a moment ago
+        AgentPresenceChange.objects.bulk_create([row], update_conflicts=True, unique_fields=["agent", "changed_at"],
+                                                update_fields=["source", "reason", "changed_by"])

@@ -13,6 +13,7 @@ from supervisor.facts.models import ConversationFact
 
 from . import selectors
 from .filters import ReportFilters
+from .presenting import presence_change_text
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -77,7 +78,7 @@ def table_rows(filters: ReportFilters, table: str):
     if table == "agent_status":
         return ["agent_id", "agent", "day", "available_seconds", "handling_seconds", "occupancy", "presence_changes"], (
             [r["agent_id"], r["agent"], r["day"], r["available_seconds"], r["handling_seconds"], r["occupancy"],
-             " ".join(f"{at.astimezone(filters.tz):%H:%M} {name}" for at, name, _ok in r["changes"])]
+             "; ".join(presence_change_text(change, filters.tz) for change in r["changes"])]
             for r in selectors.agent_status(filters))
     if table == "conversations":
         facts = (ConversationFact.objects.filter(filters.q()).order_by("started_at", "conversation_id")

@@ -58,3 +58,33 @@ def group_filters(filters: ReportFilters, dimension: str, key) -> ReportFilters 
     if key in (None, ""):
         return None
     return replace(filters, **{dimension: key})
+
+
+def _reason_labels() -> dict[str, str]:
+    return {"missed_offer": _("an offer went unanswered"), "disconnected": _("the console closed"),
+            "signed_out": _("signed out")}
+
+
+def presence_change_author(change: dict) -> str:
+    """Who made a presence change, in the reader's language ("" when it was not recorded)."""
+    source, by = change.get("source"), change.get("by")
+    reason = _reason_labels().get(change.get("reason") or "")
+    if source == "supervisor":
+        return _("by supervisor %(name)s") % {"name": by} if by else _("by a supervisor")
+    if source == "agent":
+        return _("by the agent (%(reason)s)") % {"reason": reason} if reason else _("by the agent")
+    if source == "system":
+        return _("by the system (%(reason)s)") % {"reason": reason} if reason else _("by the system")
+    if source == "admin":
+        return _("in the admin")
+    return ""
+
+
+def presence_change_text(change: dict, tz) -> str:
+    """One change for the CSV: "12:00 Lunch (supervisor: Carol Sato)"; codes, not translations."""
+    who = change.get("source") or "unknown"
+    if change.get("by") and who == "supervisor":
+        who = f"{who}: {change['by']}"
+    elif change.get("reason") and who in ("system", "agent") and change["reason"] != "agent":
+        who = f"{who}: {change['reason']}"
+    return f"{change['at'].astimezone(tz):%H:%M} {change['name']} ({who})"

@@ -19,7 +19,7 @@ from .charts import Bar, bar_chart
 from .csv_export import TABLES, csv_response
 from .filters import ReportFilters, _date, _int
 from .metrics import definitions
-from .presenting import drill_url, duration_text, group_filters, percent_text, row_present
+from .presenting import drill_url, duration_text, group_filters, percent_text, presence_change_author, row_present
 
 PAGE_SIZE = 100
 
@@ -98,7 +98,9 @@ def reports_page(request):
         status_rows = [{**row, "link": reverse("supervisor_reports:index") + "?"
                         + replace(filters, agent=row["agent_id"]).query() + "#status-title"}
                        for row in selectors.agent_status_totals(status_rows)]
-    status = [{**row, "available_text": duration_text(row["available_seconds"]),
+    status = [{**row, "changes": [{**change, "author": presence_change_author(change)}
+                                  for change in row.get("changes", [])] if filters.agent else row.get("changes"),
+               "available_text": duration_text(row["available_seconds"]),
                "handling_text": duration_text(row["handling_seconds"]), "occupancy_text": percent_text(row["occupancy"])}
               for row in status_rows]
     return render(request, "supervisor/reports/index.html", {

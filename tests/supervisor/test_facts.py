@@ -157,6 +157,35 @@ def test_presence_changes_are_recorded_from_the_agent_row(db, staff, available_p
     assert AgentPresenceChange.objects.filter(agent=staff["alice"]).count() == len(changes)
 
 
+def test_each_presence_change_says_who_made_it(db, staff, available_presence, queue):
+    """The agent themselves, a supervisor on their behalf, the system (an offer nobody answered),
+    the admin (a save outside the routing services)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.models import Agent, Offer, OfferStatus, PresenceState
+    from conversations.routing.presence import offers_expire
+
+    alice, bob = staff["alice"], staff["bob"]
+    lunch = PresenceState.objects.create(name="Lunch")
+    agent_presence_set(agent=alice, presence=lunch)  # the agent, at the console
+    agent_presence_set(agent=alice, presence=available_presence, reason="supervisor", by=bob)
+    conversation = Story(customer=make_customer(), start=timezone.now() - timedelta(minutes=2), queue=queue) \
+        .customer_says(0).conversation
+    Offer.objects.create(conversation=conversation, agent=alice, queue=queue, channel=conversation.channel,
+                         step="queue", expires_at=timezone.now() - timedelta(seconds=1))
+    assert offers_expire() == 1  # Alice did not answer: the system puts her away
+    admin_at = timezone.now() + timedelta(seconds=1)
+    edited = Agent.objects.get(pk=alice.pk)
+    edited.presence, edited.presence_changed_at = lunch, admin_at
+    edited.save()  # as the admin saves the form
+    rows = list(AgentPresenceChange.objects.filter(agent=alice).order_by("changed_at", "id")
+                .values_list("name", "source", "reason", "changed_by_id"))[-4:]
+    assert rows == [("Lunch", "agent", "agent", alice.pk), ("Available", "supervisor", "supervisor", bob.pk),
+                    ("Missed offer", "system", "missed_offer", None), ("Lunch", "admin", "", None)]
+
+
 def test_a_merge_moves_the_facts_with_the_conversations_and_undo_moves_them_back(day_of_scenarios):
     from profiles.services.merge import customer_merge, customer_merge_undo
 

@@ -102,6 +102,12 @@ def test_presence_change_by_a_supervisor(desk, carol):
                            {"presence": desk.offline.pk, "csrfmiddlewaretoken": _token(client)}, **JSON)
     assert response.status_code == 200, response.content
     assert Agent.objects.get(pk=alice.pk).presence_id == desk.offline.pk
+    # Recorded with the supervisor as its author, for the agent status timeline.
+    from supervisor.facts.models import AgentPresenceChange
+
+    change = AgentPresenceChange.objects.filter(agent=alice).latest("changed_at")
+    assert (change.name, change.source, change.reason, change.changed_by_id) == ("Offline", "supervisor",
+                                                                                 "supervisor", carol.pk)
 
 
 def test_agents_get_403_and_change_nothing(desk, waiting):

@@ -128,7 +128,7 @@ def test_occupancy_is_handling_over_available_time(db, queue, staff):
     assert rows[0]["available_seconds"] == 8 * 3600  # 9–12 and 13–18
     assert rows[0]["handling_seconds"] == 2 * 3600
     assert rows[0]["occupancy"] == pytest.approx(0.25)
-    assert [name for _at, name, _ok in rows[0]["changes"]] == ["Available", "Lunch", "Available", "Lunch"]
+    assert [change["name"] for change in rows[0]["changes"]] == ["Available", "Lunch", "Available", "Lunch"]
 
 
 # --- the pages -------------------------------------------------------------------------------------
@@ -281,13 +281,26 @@ def test_agent_status_on_the_page_adds_up_per_agent_and_shows_one_agents_days(cl
     for day in (10, 11):
         for hour, presence in ((9, available), (13, lunch)):
             AgentPresenceChange.objects.create(agent=alice, presence=presence, name=presence.name,
-                                               is_available=presence.is_available, changed_at=tokyo(2026, 3, day, hour))
+                                               is_available=presence.is_available, changed_at=tokyo(2026, 3, day, hour),
+                                               source="agent", reason="agent", changed_by=alice)
+    AgentPresenceChange.objects.create(agent=alice, presence=lunch, name="Lunch", changed_at=tokyo(2026, 3, 11, 17),
+                                       source="supervisor", reason="supervisor", changed_by=staff["bob"])
+    AgentPresenceChange.objects.create(agent=alice, presence=lunch, name="Missed offer",
+                                       changed_at=tokyo(2026, 3, 11, 18), source="system", reason="missed_offer")
     _login(client, "carol")
     url = reverse("supervisor_reports:index")
     page = client.get(url, {"start": "2026-03-10", "end": "2026-03-11"})
     (row,) = [row for row in page.context["agent_status"] if row["agent_id"] == alice.pk]
-    assert (row["days"], row["change_count"], row["available_seconds"]) == (2, 4, 8 * 3600)
+    assert (row["days"], row["change_count"], row["available_seconds"]) == (2, 6, 8 * 3600)
     assert f"agent={alice.pk}" in row["link"]
     one = client.get(url, {"start": "2026-03-10", "end": "2026-03-11", "agent": alice.pk})
     assert [r["day"] for r in one.context["agent_status"]] == [date(2026, 3, 10), date(2026, 3, 11)]
-    assert "13:00" in one.content.decode()
+    html = one.content.decode()
+    assert "13:00" in html
+    # Who made each change: the agent, a supervisor (named), the system (and why).
+    assert "by the agent" in html and f"by supervisor {staff['bob'].display_name}" in html
+    assert "by the system (an offer went unanswered)" in html
+    export = b"".join(client.get(reverse("supervisor_reports:export", args=["agent_status"]), {
+        "start": "2026-03-11", "end": "2026-03-11", "agent": alice.pk}).streaming_content).decode()
+    assert f"17:00 Lunch (supervisor: {staff['bob'].display_name})" in export
+    assert "18:00 Missed offer (system: missed_offer)" in export
