@@ -53,7 +53,9 @@ class ConversationFact(models.Model):
         _("short abandon"), default=False, help_text=_("Left within CC_SHORT_ABANDON_SECONDS of entering the queue"))
     handle_seconds = models.PositiveIntegerField(_("handle seconds"), null=True, blank=True,
                                                  help_text=_("Accepted to resolved, wrap-up included"))
-    # Filled once surveys exist (issue 20 leaves them for the surveys app).
+    # From the surveys app's request and answer for this contact (read as the facts are derived):
+    # when the survey went out, the score of its kind, and when it was answered.
+    survey_sent_at = models.DateTimeField(_("survey sent at"), null=True, blank=True)
     csat_score = models.PositiveSmallIntegerField(_("CSAT score"), null=True, blank=True)
     nps_score = models.PositiveSmallIntegerField(_("NPS score"), null=True, blank=True)
     ces_score = models.PositiveSmallIntegerField(_("CES score"), null=True, blank=True)

@@ -12,6 +12,7 @@ ROW_LINKS = {
     "offered": "offered", "handled": "handled", "abandoned": "abandoned", "short_abandoned": "short_abandoned",
     "within_sla": "within_sla", "service_level": "offered", "asa": "handled", "frt": "responded", "handle": "handle",
     "transfers": "transferred", "reopened": "reopened", "reopen_rate": "reopened",
+    "csat": "csat_answered", "nps": "nps_answered", "ces": "ces_answered", "response_rate": "surveys_sent",
 }
 
 
@@ -28,6 +29,19 @@ def duration_text(seconds) -> str:
 
 def percent_text(value) -> str:
     return "—" if value is None else f"{value * 100:.1f} %"
+
+
+def number_text(value) -> str:
+    """A mean score to one decimal ("–" when there is none)."""
+    return "—" if value is None else f"{value:.1f}"
+
+
+def nps_text(value) -> str:
+    """An NPS with its sign, to a whole number: "+32", "−5", "0"."""
+    if value is None:
+        return "—"
+    rounded = round(value)
+    return f"+{rounded}" if rounded > 0 else (f"−{-rounded}" if rounded < 0 else "0")
 
 
 def drill_url(filters: ReportFilters, metric: str, **extra) -> str:
@@ -48,6 +62,12 @@ def row_present(row: dict, filters: ReportFilters, **extra) -> dict:
     row["handle_text"] = duration_text(row.get("handle"))
     row["service_level_text"] = percent_text(row.get("service_level"))
     row["reopen_rate_text"] = percent_text(row.get("reopen_rate"))
+    row["csat_text"] = percent_text(row.get("csat"))
+    row["csat_mean_text"] = number_text(row.get("csat_mean"))
+    row["nps_text"] = nps_text(row.get("nps"))
+    row["ces_text"] = number_text(row.get("ces"))
+    row["ces_easy_text"] = percent_text(row.get("ces_easy_share"))
+    row["response_rate_text"] = percent_text(row.get("response_rate"))
     row["links"] = _drill_urls(filters, **extra)
     return row
 

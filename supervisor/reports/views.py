@@ -78,6 +78,9 @@ def reports_page(request):
     summary = row_present(selectors.report_summary(filters, grid=grid), filters)
     summary["handle_p90_text"] = duration_text(summary["handle_p90"])
     summary["fcr_text"] = percent_text(summary["fcr"])
+    summary["survey_links"] = {metric: drill_url(filters, metric) for metric in (
+        "surveys_sent", "surveys_answered", "csat_answered", "csat_satisfied", "nps_answered", "nps_promoters",
+        "nps_detractors", "ces_answered", "ces_easy")}
     by_day = [{**row_present(row, filters, day=row["day"])} for row in selectors.report_by_day(filters, grid=grid)]
     by_hour = selectors.report_by_hour(filters, grid=grid)
     distribution = selectors.frt_distribution(filters, grid=grid)

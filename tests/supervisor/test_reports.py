@@ -154,7 +154,7 @@ def test_page_shows_figures_definitions_and_drill_down_links(client, day_of_scen
     html = response.content.decode()
     assert response.status_code == 200
     assert "50.0 %" in html and "Answered within the queue" in html  # service level and its definition
-    assert "No surveys yet" in html
+    assert "No answers in this range" in html and "No surveys sent in this range" in html
     drill = reverse("supervisor_reports:conversations") + "?start=2026-03-10&amp;end=2026-03-10&amp;metric=short_abandoned"
     assert drill in html
     listing = client.get(reverse("supervisor_reports:conversations"),
@@ -162,6 +162,56 @@ def test_page_shows_figures_definitions_and_drill_down_links(client, day_of_scen
     assert listing.context["page"].paginator.count == 1
     assert listing.context["rows"][0]["fact"].conversation_id == day_of_scenarios["B"].conversation.pk
     assert client.get(reverse("supervisor_reports:conversations"), {"metric": "nonsense"}).status_code == 404
+
+
+def _surveyed(day_of_scenarios):
+    """A: CSAT 5, B: CSAT 3, C: NPS 10, D: CES 6, E: sent and not answered (as the facts keep them)."""
+    from supervisor.facts.models import ConversationFact
+
+    sent = tokyo(2026, 3, 11, 9)
+    for key, fields in (("A", {"csat_score": 5}), ("B", {"csat_score": 3}), ("C", {"nps_score": 10}),
+                        ("D", {"ces_score": 6}), ("E", {})):
+        answered = {"survey_answered_at": sent + timedelta(minutes=5)} if fields else {}
+        ConversationFact.objects.filter(conversation=day_of_scenarios[key].conversation).update(
+            survey_sent_at=sent, **fields, **answered)
+
+
+def test_survey_figures_with_their_definitions_and_drill_downs(client, day_of_scenarios, supervisor):
+    _surveyed(day_of_scenarios)
+    summary = selectors.report_summary(MARCH_10)
+    assert (summary["csat_count"], summary["csat_satisfied"], summary["csat"]) == (2, 1, 0.5)
+    assert summary["csat_mean"] == 4.0
+    assert (summary["nps_count"], summary["nps_promoters"], summary["nps_detractors"], summary["nps"]) == (1, 1, 0, 100)
+    assert (summary["ces_count"], summary["ces"], summary["ces_easy_share"]) == (1, 6.0, 1.0)
+    assert (summary["surveys_answered"], summary["surveys_sent"], summary["response_rate"]) == (4, 5, 0.8)
+
+    _login(client, "carol")
+    html = client.get(reverse("supervisor_reports:index") + "?start=2026-03-10&end=2026-03-10").content.decode()
+    assert "promoters (9–10) minus" in html and "scoring 4 or 5" in html  # definitions beside the figures
+    assert "+100" in html and "80.0 %" in html
+    for metric, expected in (("csat_satisfied", ["A"]), ("csat_answered", ["A", "B"]), ("nps_promoters", ["C"]),
+                             ("ces_answered", ["D"]), ("surveys_sent", ["A", "B", "C", "D", "E"]),
+                             ("surveys_answered", ["A", "B", "C", "D"])):
+        assert f"metric={metric}" in html
+        listing = client.get(reverse("supervisor_reports:conversations"),
+                             {"start": "2026-03-10", "end": "2026-03-10", "metric": metric})
+        assert sorted(row["fact"].conversation_id for row in listing.context["rows"]) == sorted(
+            day_of_scenarios[key].conversation.pk for key in expected), metric
+    export = _csv(client.get(reverse("supervisor_reports:export", args=["summary"]),
+                             {"start": "2026-03-10", "end": "2026-03-10"}))
+    assert export[1][export[0].index("response_rate")] == "0.8000"
+
+
+def test_nps_counts_detractors_against_promoters():
+    from supervisor.reports.metrics import figures_complete
+    from supervisor.reports.presenting import nps_text
+
+    row = figures_complete({**dict.fromkeys(["offered", "handled", "short_abandoned", "within_sla", "responded",
+                                             "handle_count", "reopened_count", "resolved_once", "surveys_sent",
+                                             "surveys_answered", "csat_count", "csat_satisfied", "ces_count",
+                                             "ces_easy"], 0),
+                            "nps_count": 5, "nps_promoters": 1, "nps_detractors": 3})
+    assert row["nps"] == -40 and nps_text(row["nps"]) == "−40"
 
 
 def test_charts_are_accessible_svg_with_table_fallback(client, day_of_scenarios, supervisor):
