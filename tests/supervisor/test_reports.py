@@ -233,6 +233,7 @@ def test_page_in_japanese(client, day_of_scenarios, supervisor):
     client.post(reverse("set_language"), {"language": "ja", "next": "/"})
     html = client.get(reverse("supervisor_reports:index") + "?start=2026-03-10&end=2026-03-10").content.decode()
     assert "サービスレベル" in html and "初回応答時間" in html and "1〜5分" in html
+    assert "アンケート回答率" in html and "推奨者（9〜10）" in html and "この期間の回答はありません" in html
 
 
 def test_hostile_names_are_escaped(client, db, queue, staff, supervisor):
