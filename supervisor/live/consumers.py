@@ -9,7 +9,7 @@ the socket has), each delta encoded once per language and the same text sent to 
 
 What is read again depends on the event: an agent's presence change (``agent.presence``, which
 carries the committed change whole) is applied to the board as the event tells it and the
-queues' agents by presence recounted, at once and without a query (an event without those fields
+queues' and channels' agents by presence recounted, at once and without a query (an event without those fields
 reads the agent's presence: one query); any
 other change reads the whole board, at most once every ``COALESCE_SECONDS`` (the events arriving
 meanwhile are coalesced into one more read). Every socket of the process receives every group
@@ -191,7 +191,7 @@ def _changes(board, prints, moved, languages):
             if agents:
                 after = wallboard_agents_refresh(after, agents)  # None when one of them is gone
             only = {f"agent-{agent}" for agent in (agents | set(presences))} | {
-                f"queue-{row['id']}" for row in board["queues"]}
+                f"queue-{row['id']}" for row in board["queues"]} | {f"channel-{row['channel']}" for row in board["channels"]}
         if after is None:  # a new agent is a new row: the whole board is read
             after, only = wallboard_snapshot(), None
     except Exception:

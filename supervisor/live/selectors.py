@@ -147,7 +147,7 @@ def _agent_row(agent: Agent, *, now: datetime, load: Counter, handling: list[dic
     return {
         "id": agent.pk, "name": agent.display_name, **_presence_of(agent, now),
         "load": loads, "handling": handling, "pending_offers": pending_offers, "missed_offers_today": missed,
-        "serves": serves,
+        "serves": serves, "channels": [value for value, _label in Channel.choices if agent.capacity_for(value) > 0],
     }
 
 
@@ -213,8 +213,6 @@ def wallboard_snapshot(*, now: datetime | None = None) -> dict:
                              serves=[queue.pk for queue in queues if _serves(agent_levels, agent, queue)])
                   for agent in agents]
 
-    _count_serving(queue_rows, agent_rows)
-
     channel_rows = []
     for value, label in Channel.choices:
         queued = waiting_by_channel.get(value, [])
@@ -224,17 +222,21 @@ def wallboard_snapshot(*, now: datetime | None = None) -> dict:
         channel_rows.append({
             "channel": value, "waiting": len(queued),
             "longest_wait_seconds": queued[0]["wait_seconds"] if queued else None,
-            "oldest": queued[:OLDEST_WAITING_SHOWN], "today": day.as_dict(),
+            "oldest": queued[:OLDEST_WAITING_SHOWN], "today": day.as_dict(), "serving": [],
         })
+    _count_serving(queue_rows, channel_rows, agent_rows)
 
     return {"at": now, "day_start": start, "short_abandon_seconds": settings.CC_SHORT_ABANDON_SECONDS,
             "queues": queue_rows, "channels": channel_rows, "agents": agent_rows, "presences": presences}
 
 
-def _count_serving(queue_rows: list[dict], agent_rows: list[dict]) -> None:
-    """Each queue's agents by presence, from the agents' rows (``serves``)."""
+def _count_serving(queue_rows: list[dict], channel_rows: list[dict], agent_rows: list[dict]) -> None:
+    """Each queue's and channel's agents by presence, from the agents' rows (``serves``: the queues
+    whose skills they have; ``channels``: those they have capacity on)."""
     for queue in queue_rows:
         queue["serving"] = _by_presence([row for row in agent_rows if queue["id"] in row["serves"]])
+    for channel in channel_rows:
+        channel["serving"] = _by_presence([row for row in agent_rows if channel["channel"] in row["channels"]])
 
 
 def wallboard_agents_refresh(board: dict, agent_ids: set[int], *, now: datetime | None = None) -> dict | None:
@@ -253,9 +255,9 @@ def wallboard_agents_refresh(board: dict, agent_ids: set[int], *, now: datetime 
         if agent is not None:
             row = {**row, **_presence_of(agent, now)}
         agent_rows.append(row)
-    queue_rows = [dict(row) for row in board["queues"]]
-    _count_serving(queue_rows, agent_rows)
-    return {**board, "at": now, "queues": queue_rows, "agents": agent_rows}
+    queue_rows, channel_rows = [dict(row) for row in board["queues"]], [dict(row) for row in board["channels"]]
+    _count_serving(queue_rows, channel_rows, agent_rows)
+    return {**board, "at": now, "queues": queue_rows, "channels": channel_rows, "agents": agent_rows}
 
 
 def board_with_presences(board: dict, presences: dict[int, dict], *, now: datetime | None = None) -> dict:
@@ -271,9 +273,9 @@ def board_with_presences(board: dict, presences: dict[int, dict], *, now: dateti
             row = {**row, **change,
                    "presence_seconds": max(0, int((now - change["presence_since"]).total_seconds()))}
         agent_rows.append(row)
-    queue_rows = [dict(row) for row in board["queues"]]
-    _count_serving(queue_rows, agent_rows)
-    return {**board, "at": now, "queues": queue_rows, "agents": agent_rows}
+    queue_rows, channel_rows = [dict(row) for row in board["queues"]], [dict(row) for row in board["channels"]]
+    _count_serving(queue_rows, channel_rows, agent_rows)
+    return {**board, "at": now, "queues": queue_rows, "channels": channel_rows, "agents": agent_rows}
 
 
 def presence_from_event(event: dict) -> dict | None:

@@ -30,15 +30,16 @@ def test_only_the_blocks_an_event_changed_are_rendered_again(desk):
     assert len(cache._blocks) == rendered
     assert later.count("data-since") == first.count("data-since")
 
-    # Bob goes to lunch: his row and the Sales queue's (agents by presence) change, nothing else.
+    # Bob goes to lunch: his row, the Sales queue's and the SMS channel's (agents by presence)
+    # change, nothing else.
     Agent.objects.filter(pk=bob.pk).update(presence=desk.lunch, presence_changed_at=now)
     page = board_render(wallboard_snapshot(now=now + timedelta(seconds=11)), "en", cache=cache)
-    assert len(cache._blocks) == rendered + 2
+    assert len(cache._blocks) == rendered + 3
     assert "Lunch: 1" in page
 
     # Another language is rendered (and kept) apart.
     board_render(wallboard_snapshot(now=now + timedelta(seconds=12)), "ja", cache=cache)
-    assert len(cache._blocks) == rendered + 2 + 5
+    assert len(cache._blocks) == rendered + 3 + 5
 
 
 def test_a_presence_event_older_than_the_row_is_left_out(desk):

@@ -88,6 +88,9 @@ def test_queue_figures_today_and_now(desk):
     assert channels["sms"]["waiting"] == 2 and channels["sms"]["today"]["offered"] == 6
     assert channels["webchat"]["waiting"] == 1 and channels["webchat"]["today"]["offered"] == 1
     assert "email" not in channels  # nothing today, nothing waiting
+    # Agents with capacity on the channel, by presence.
+    assert channels["sms"]["serving"] == [{"presence": "Available", "available": True, "agents": 1},
+                                          {"presence": "Lunch", "available": False, "agents": 1}]
 
 
 @override_settings(CC_SHORT_ABANDON_SECONDS=5)
