@@ -6,6 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Conversation, EventType, Message
+from supervisor.facts.models import AgentPresenceChange
 
 from ..conftest import wait_for
 from ..factories import PASSWORD
@@ -65,6 +66,21 @@ def test_a_new_waiting_customer_appears_live_and_the_supervisor_assigns_it_to_an
 
     assigned = Message.objects.get(conversation=conversation, event_type=EventType.ASSIGNED)
     assert assigned.author_agent_id == carol.pk and assigned.event_data.get("note") == "Please take this one."
+
+    # Carol puts Alice offline from the board: her row changes in place (a delta swaps the row, the
+    # board around it stays), and the change is recorded with Carol as its author.
+    board.evaluate("() => { document.querySelector('#wallboard-live .wallboard').__kept = 1; }")
+    alice_row = board.locator(f'#wallboard-live tr[data-agent="{alice.pk}"]')
+    alice_row.locator("button[data-presence-agent]").click()
+    presence_dialog = board.locator("#presence-dialog")
+    expect(presence_dialog).to_be_visible()
+    presence_dialog.locator("#presence-state").select_option(str(states.offline.pk))
+    presence_dialog.locator("button[type=submit]").click()
+    expect(presence_dialog).to_be_hidden()
+    expect(alice_row.locator(".presence-chip")).to_have_text("Offline")
+    assert board.evaluate("() => document.querySelector('#wallboard-live .wallboard').__kept") == 1
+    change = AgentPresenceChange.objects.filter(agent=alice).latest("changed_at")
+    assert (change.source, change.changed_by_id) == ("supervisor", carol.pk)
     assert board.evaluate("() => window.__marker") == 1  # never reloaded
     assert csp_violations(board) == []
     assert csp_violations(alice_page) == []
