@@ -81,7 +81,12 @@ class BoardHub:
             self.ticker = asyncio.ensure_future(self._tick())
 
     def leave(self, socket: "WallboardConsumer") -> None:
+        was_listening = self.is_listener(socket)
         self.sockets.pop(socket, None)
+        if self.sockets and was_listening:
+            # The next socket tells the hub from now on; an event that reached only the one leaving
+            # while it left would be missed until the periodic read: read the board now instead.
+            self.changed()
         if not self.sockets:
             if self.ticker is not None:
                 self.ticker.cancel()

@@ -326,3 +326,23 @@ async def test_a_change_of_roles_makes_the_socket_authenticate_again(desk, carol
         assert output == {"type": "websocket.close", "code": 4001}
     finally:
         await communicator.disconnect()
+
+
+async def test_when_the_socket_that_tells_the_hub_leaves_the_next_one_does(desk, carol, monkeypatch):
+    from conversations.routing.presence import agent_presence_set
+
+    monkeypatch.setattr(consumers, "REFRESH_SECONDS", 3600)
+    alice = await database_sync_to_async(desk_agent)(desk, "alice")
+    first, _connected, _ = await connect(carol.user)
+    second, _connected, _ = await connect(carol.user)
+    try:
+        await next_board(first)
+        await next_board(second)
+        await first.disconnect()
+        while not await second.receive_nothing(timeout=consumers.COALESCE_SECONDS * 3):
+            await next_frame(second)  # the read its leaving asked for (nothing changed: maybe no frame)
+        await database_sync_to_async(agent_presence_set)(agent=alice, presence=desk.lunch, reason="agent")
+        frame = await next_frame(second)
+        assert next(a for a in frame["data"]["agents"] if a["id"] == alice.pk)["presence"] == "Lunch"
+    finally:
+        await second.disconnect()
