@@ -63,6 +63,9 @@ def _charts(filters: ReportFilters, by_day: list[dict], by_hour: list[dict], dis
         {"id": "chart-asa-day", "title": _("Average speed of answer by day"), "bars": [
             Bar(label, row["asa"], duration_text(row["asa"]), drill_url(filters, "handled", day=row["day"]))
             for label, row in days]},
+        {"id": "chart-csat-day", "title": _("CSAT by day"), "bars": [
+            Bar(label, row["csat"], percent_text(row["csat"]), drill_url(filters, "csat_answered", day=row["day"]))
+            for label, row in days]},
         {"id": "chart-frt-distribution", "title": _("First response time distribution"), "bars": [
             Bar(bucket["label"], bucket["count"], str(bucket["count"]),
                 drill_url(filters, "responded", frt_from=bucket["min"], frt_to=bucket["max"]))

@@ -189,6 +189,7 @@ def test_survey_figures_with_their_definitions_and_drill_downs(client, day_of_sc
     html = client.get(reverse("supervisor_reports:index") + "?start=2026-03-10&end=2026-03-10").content.decode()
     assert "promoters (9–10) minus" in html and "scoring 4 or 5" in html  # definitions beside the figures
     assert "+100" in html and "80.0 %" in html
+    assert 'id="chart-csat-day"' in html  # charted by day too
     for metric, expected in (("csat_satisfied", ["A"]), ("csat_answered", ["A", "B"]), ("nps_promoters", ["C"]),
                              ("ces_answered", ["D"]), ("surveys_sent", ["A", "B", "C", "D", "E"]),
                              ("surveys_answered", ["A", "B", "C", "D"])):
@@ -217,10 +218,11 @@ def test_nps_counts_detractors_against_promoters():
 def test_charts_are_accessible_svg_with_table_fallback(client, day_of_scenarios, supervisor):
     _login(client, "carol")
     html = client.get(reverse("supervisor_reports:index") + "?start=2026-03-10&end=2026-03-10").content.decode()
-    for chart_id in ["chart-volume-hour", "chart-volume-day", "chart-sl-day", "chart-asa-day", "chart-frt-distribution"]:
+    for chart_id in ["chart-volume-hour", "chart-volume-day", "chart-sl-day", "chart-asa-day", "chart-csat-day",
+                     "chart-frt-distribution"]:
         assert f'<svg class="chart" id="{chart_id}" role="img" aria-labelledby="{chart_id}-title {chart_id}-desc"' in html
         assert f'<title id="{chart_id}-title">' in html and f'<desc id="{chart_id}-desc">' in html
-    assert html.count("<summary>As a table</summary>") == 5
+    assert html.count("<summary>As a table</summary>") == 6
     # The "1–5 min" bar of the first-response distribution links to A (60 s) and D (130 s), not E (20 s).
     listing = client.get(reverse("supervisor_reports:conversations"), {
         "start": "2026-03-10", "end": "2026-03-10", "metric": "responded", "frt_from": "60", "frt_to": "300"})
