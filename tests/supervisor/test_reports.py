@@ -220,7 +220,7 @@ def test_charts_are_accessible_svg_with_table_fallback(client, day_of_scenarios,
     html = client.get(reverse("supervisor_reports:index") + "?start=2026-03-10&end=2026-03-10").content.decode()
     for chart_id in ["chart-volume-hour", "chart-volume-day", "chart-sl-day", "chart-asa-day", "chart-csat-day",
                      "chart-frt-distribution"]:
-        assert f'<svg class="chart" id="{chart_id}" role="img" aria-labelledby="{chart_id}-title {chart_id}-desc"' in html
+        assert f'<svg class="chart" id="{chart_id}" role="group" aria-labelledby="{chart_id}-title {chart_id}-desc"' in html
         assert f'<title id="{chart_id}-title">' in html and f'<desc id="{chart_id}-desc">' in html
     assert html.count("<summary>As a table</summary>") == 6
     # The "1–5 min" bar of the first-response distribution links to A (60 s) and D (130 s), not E (20 s).
