@@ -14,8 +14,8 @@ from django.utils import timezone
 from conversations.models import Conversation, Message, MessageKind, Queue
 
 from .derive import ConversationRow, Entry, conversation_facts
-from .survey_facts import NO_SURVEY, survey_facts
 from .models import AgentPresenceChange, ConversationFact, PresenceChangeSource
+from .survey_facts import NO_SURVEY, survey_facts
 
 # A queue's service-level target is its ``sla_seconds``; read with getattr so the facts work with a
 # Queue model without the field (it came with the wallboard), against this default.

@@ -17,9 +17,6 @@ from django.template.loader import get_template
 from django.utils import translation
 from django.utils.safestring import mark_safe
 
-from .events import board_data
-from .selectors import wallboard_snapshot
-
 # Figures derived from "now" only: the block's timestamps change when they do.
 _TICKING = frozenset({"wait_seconds", "longest_wait_seconds", "presence_seconds", "seconds"})
 _BLOCKS = (("queues", "q", "supervisor/_queue_block.html"), ("channels", "c", "supervisor/_channel_row.html"),
@@ -67,12 +64,6 @@ def board_render(snapshot: dict, language: str, *, cache: BlockCache = _cache) -
         blocks = {section: [mark_safe(cache.render(language, template, name, row)) for row in snapshot[section]]
                   for section, name, template in _BLOCKS}
         return get_template("supervisor/_live.html").render({"board": snapshot, "blocks": blocks})
-
-
-def board_build(languages: set[str]) -> tuple[str, dict[str, str]]:
-    """One read of the database, then its JSON text and one rendering per language asked for."""
-    snapshot = wallboard_snapshot()
-    return board_data(snapshot), {language: board_render(snapshot, language) for language in languages}
 
 
 def row_key(section: str, row: dict) -> str:

@@ -194,7 +194,7 @@ def test_each_presence_change_says_who_made_it(db, staff, available_presence, qu
 
     from django.utils import timezone
 
-    from conversations.models import Agent, Offer, OfferStatus, PresenceState
+    from conversations.models import Agent, Offer, PresenceState
     from conversations.routing.presence import offers_expire
 
     alice, bob = staff["alice"], staff["bob"]
