@@ -56,10 +56,30 @@
     var live = $("#wallboard-live");
     var template = document.createElement("template");
     template.innerHTML = frame.html.trim();
+    var key = focusKey(live);
     live.replaceChildren(template.content);
+    refocus(live, key);
     live.setAttribute("data-version", String(frame.version));
     if (frame.data && frame.data.at) adoptSkew(frame.data.at);
     tick();
+  }
+
+  // A row replaced under the keyboard's focus gives it to the same control in the new row (a
+  // supervisor tabbing through the board must not be thrown back to the top by a change).
+  function focusKey(root) {
+    var active = document.activeElement;
+    if (!active || !root.contains(active)) return null;
+    var names = ["data-manage", "data-presence-agent"];
+    for (var i = 0; i < names.length; i++) {
+      if (active.hasAttribute(names[i])) return "[" + names[i] + '="' + CSS.escape(active.getAttribute(names[i])) + '"]';
+    }
+    return null;
+  }
+
+  function refocus(root, key) {
+    if (!key) return;
+    var again = root.querySelector(key);
+    if (again) again.focus({ preventScroll: true });
   }
 
   function applyDelta(frame) {
@@ -79,7 +99,10 @@
       var template = document.createElement("template");
       template.innerHTML = row.html.trim();
       var fresh = template.content.firstElementChild;
-      if (fresh) current.replaceWith(fresh);
+      if (!fresh) return;
+      var key = focusKey(current);
+      current.replaceWith(fresh);
+      refocus(fresh, key);
     });
     if (missing) { // the page is not the board the server thinks: ask for it whole
       state.socket && state.socket.send(JSON.stringify({ type: "refresh" }));
