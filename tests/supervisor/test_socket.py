@@ -186,7 +186,9 @@ async def test_events_in_a_burst_are_read_once(desk, carol, monkeypatch):
         await asyncio.gather(*(get_channel_layer().group_send(supervisors_group(), {
             "type": "console.event", "event": {"type": "agent.presence", "agent": alice.pk}}) for _n in range(20)))
         assert await communicator.receive_nothing(timeout=consumers.COALESCE_SECONDS * 3)  # nothing changed
-        assert whole == [] and 1 <= len(rows) < 20 and all(agents == {alice.pk} for agents in rows)
+        # Presence reads are not held back (one small query each, at once), but two sockets receiving
+        # the same twenty events make at most twenty of them, not forty.
+        assert whole == [] and 1 <= len(rows) <= 20 and all(agents == {alice.pk} for agents in rows)
 
         before = len(rows)
         # Events that change nothing on the board (a delivery receipt) cost no read at all.
