@@ -166,3 +166,21 @@ def test_a_transfer_or_reassignment_does_not_move_the_answer_time(desk):
     conversation_assign(conversation_id=conversation.pk, agent=bob, by=None, via="offer")
     row = Conversation.objects.get(pk=conversation.pk)
     assert row.answered_at == row.assigned_at and row.answered_at >= row.queued_at  # its wait in Sales
+
+
+def test_an_agents_presence_is_read_again_in_one_query(desk, django_assert_num_queries):
+    """What the wallboard reads for a presence event that does not tell the change whole."""
+    from django.utils import timezone
+
+    from conversations.models import Agent
+    from supervisor.live.selectors import wallboard_agents_refresh
+
+    alice, bob = _scenario(desk)[:2]
+    board = wallboard_snapshot(now=NOW)
+    Agent.objects.filter(pk=alice.pk).update(presence=desk.lunch, presence_changed_at=timezone.now())
+    with django_assert_num_queries(1):
+        after = wallboard_agents_refresh(board, {alice.pk}, now=NOW)
+    assert next(a for a in after["agents"] if a["id"] == alice.pk)["presence"] == "Lunch"
+    support = next(q for q in after["queues"] if q["id"] == desk.queue.pk)
+    assert support["serving"] == [{"presence": "Lunch", "available": False, "agents": 1}]
+    assert wallboard_agents_refresh(board, {alice.pk, 10**6}, now=NOW) is None  # one is gone: read it whole
