@@ -11,8 +11,9 @@ socket (``/ws/console/``), all connected and read throughout.
 Subject: RATE state changes a second, open loop, from this process: agent ``i % AGENTS`` is put
 on Break or Lunch through routing's ``agent_presence_set`` (a real service: one transaction, the
 ``agent.presence`` event to the supervisors' group after commit). Latency = the commit (an
-``on_commit`` hook registered before the service's own) → the first board on a supervisor's
-socket that shows the change (its ``presence_since``), for every supervisor socket. Zero lost:
+``on_commit`` hook registered before the service's own) → the first frame on a supervisor's
+socket that shows the change (its ``presence_since``: a ``wallboard.delta`` with the agent's row,
+or a whole board), for every supervisor socket. Zero lost:
 every change must show on every supervisor socket (``lost``), none may be closed
 (``sockets_closed``).
 

@@ -160,9 +160,12 @@ def conversation_event(conversation, event_type: str, **extra) -> dict:
 
 
 def agent_presence_event(agent, presence, *, reason: str = "") -> dict:
-    """An agent's presence changed; ``reason`` says why ("agent" when they chose it)."""
+    """An agent's presence changed; ``reason`` says why ("agent" when they chose it). ``since``
+    (ISO 8601) and ``offline`` are the committed change whole, so a wallboard can show it without
+    reading the agent again."""
     return {"type": "agent.presence", "agent": agent.pk, "presence": presence.pk, "name": presence.name,
-            "available": presence.is_available, "reason": reason}
+            "available": presence.is_available, "offline": presence.is_offline,
+            "since": agent.presence_changed_at.isoformat(), "reason": reason}
 
 
 def viewer_message(*, sender: str, reply: bool, conversation_id: int, agent_id: int, name: str, state: str) -> dict:

@@ -43,6 +43,13 @@ logger = logging.getLogger(__name__)
 # importing them.
 demo_seeded = Signal()
 
+# Sent by ``routing.presence_record`` inside the transaction that changes an agent's presence, after
+# the agent's row is saved, with ``agent_id``, ``presence`` (a PresenceState), ``changed_at``,
+# ``reason`` ("agent", "signed_out", "supervisor", "missed_offer", "disconnected" …) and
+# ``by_agent_id`` (who made it when someone did on the agent's behalf: a supervisor), so a
+# history kept elsewhere (supervisor: the agent status timeline) says who made each change.
+presence_changed = Signal()
+
 _resolved: list[Callable[[int], None]] = []
 _reopened: list[Callable[[int], None]] = []
 _customer_message: list[Callable[..., None]] = []

@@ -214,6 +214,9 @@ def conversation_detail(request, conversation_id: int):
     customer = _customer_rows(conversation.customer_id)
     conversation.customer = customer
     context = _workspace_context(request, customer=customer, conversation=conversation)
+    # ``?watch=1`` (a supervisor's "watch live" from the wallboard): the same live page without the
+    # composer and the actions, until they choose to take part (the link drops the parameter).
+    context["watching"] = request.GET.get("watch") == "1"
     if request.GET.get("fragment") == "panes":
         return render(request, "console/_panes.html", context)
     return render(request, "console/workspace.html", context)

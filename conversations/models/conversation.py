@@ -51,6 +51,11 @@ class Conversation(models.Model):
     # agent took it, and whether the customer left before anyone did (abandoned).
     queued_at = models.DateTimeField(_("queued at"), null=True, blank=True)
     assigned_at = models.DateTimeField(_("assigned at"), null=True, blank=True)
+    # The first acceptance since it entered its current queue (``queued_at``): what its wait and
+    # the service level are measured to. A reassignment or a transfer to an agent moves
+    # ``assigned_at`` (since when its agent has it) but not this; entering a queue again starts a
+    # new wait, answered by the next acceptance (``accepted``).
+    answered_at = models.DateTimeField(_("answered at"), null=True, blank=True)
     abandoned_at = models.DateTimeField(_("abandoned at"), null=True, blank=True)
     routing_note = models.CharField(
         _("routing note"), max_length=300, blank=True, help_text=_("Why it is where it is (last decision)"))
@@ -109,6 +114,14 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.get_channel_display()} · {self.customer}"
+
+    def accepted(self, at) -> list[str]:
+        """An agent takes it at ``at`` (not saved): ``assigned_at`` always, ``answered_at`` only
+        when no acceptance answered its current wait yet. Returns the fields for the save."""
+        self.assigned_at = at
+        if self.queued_at is not None and (self.answered_at is None or self.answered_at < self.queued_at):
+            self.answered_at = at
+        return ["assigned_at", "answered_at"]
 
     def save(self, *args, **kwargs):
         # ``last_seq`` is only ever moved by ``next_message_seq``'s UPDATE; a full save of a stale

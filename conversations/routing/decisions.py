@@ -377,20 +377,21 @@ class _OfferTo:
         fields = [*self.fields, "routing_note"]
         if queue.auto_accept:
             offer.status, offer.decided_at = OfferStatus.ACCEPTED, now
-            previous = conversation.assignee, conversation.assigned_at, conversation.routing_note
-            conversation.assignee, conversation.assigned_at = agent, now
+            previous = conversation.assignee, conversation.assigned_at, conversation.answered_at, conversation.routing_note
+            conversation.assignee = agent
+            fields += ["assignee", *conversation.accepted(now)]
             conversation.routing_note = f"assigned to {display_name}"[:300]
-            fields += ["assignee", "assigned_at"]
             event = system_event(conversation, EventType.ASSIGNED, **assigned_event_data(agent, via="auto_accept"))
         else:
             offer.expires_at = now + timedelta(seconds=queue.offer_timeout_seconds)
-            previous = None, None, conversation.routing_note
+            previous = None, None, conversation.answered_at, conversation.routing_note
             conversation.routing_note = f"offered to {display_name}"[:300]
             event = system_event(conversation, EventType.OFFERED, agent=agent, offer=None, step=self.step,
                                  queue=queue.pk)
         if not available or not offer_write(offer, limit=capacity_on(capacity, conversation.channel),
                                             conversation=conversation, conversation_fields=fields, event=event):
-            conversation.assignee, conversation.assigned_at, conversation.routing_note = previous
+            (conversation.assignee, conversation.assigned_at, conversation.answered_at,
+             conversation.routing_note) = previous
             if savepoint:
                 transaction.savepoint_rollback(savepoint)
             return _NO_ROOM

@@ -38,13 +38,13 @@ def assignment_record(conversation: Conversation, agent: Agent, now, *, via: str
     """Caller holds the conversation lock (and the agent's, when capacity matters), and saves the
     conversation's ``ASSIGNED_FIELDS`` with the returned timeline event (``system_events_record``)."""
     conversation.assignee = agent
-    conversation.assigned_at = now
+    conversation.accepted(now)
     Agent.objects.filter(pk=agent.pk).update(last_assigned_at=now)
     assigned_publish(conversation, agent, via=via)
     return system_event(conversation, EventType.ASSIGNED, agent=by, **assigned_event_data(agent, via=via, note=note))
 
 
-ASSIGNED_FIELDS = ["assignee", "assigned_at"]
+ASSIGNED_FIELDS = ["assignee", "assigned_at", "answered_at"]
 
 
 def assigned_event_data(agent: Agent, *, via: str, note: str = "") -> dict:

@@ -53,8 +53,8 @@ def queue_position(*, conversation: Conversation) -> dict | None:
         | Q(priority=conversation.priority, queued_at=conversation.queued_at, pk__lt=conversation.pk)
     ).count()
     recent = list(
-        Conversation.objects.filter(queue_id=conversation.queue_id, assigned_at__isnull=False, queued_at__isnull=False)
-        .order_by("-assigned_at").values_list("queued_at", "assigned_at")[:50]
+        Conversation.objects.filter(queue_id=conversation.queue_id, answered_at__isnull=False, queued_at__isnull=False)
+        .order_by("-answered_at").values_list("queued_at", "answered_at")[:50]
     )
     waits = sorted((assigned - queued).total_seconds() for queued, assigned in recent if assigned >= queued)
     median = waits[len(waits) // 2] if waits else None

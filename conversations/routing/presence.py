@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from contactcenter.enqueue import enqueue_on_commit
 
+from .. import lifecycle
 from ..events import agent_presence_event, send_on_commit
 from ..groups import agent_group, supervisors_group
 from ..models import Agent, Offer, OfferStatus, PresenceState
@@ -48,23 +49,28 @@ def offers_expire(*, limit: int = 200) -> int:
     return done
 
 
-def presence_record(agent: Agent, presence: PresenceState, now, *, reason: str = "") -> None:
+def presence_record(agent: Agent, presence: PresenceState, now, *, reason: str = "", by: Agent | None = None) -> None:
+    """Caller holds the agent's lock. ``reason`` says why, ``by`` who made the change for the agent
+    (a supervisor), both for the listeners of ``lifecycle.presence_changed``."""
     agent.presence = presence
     agent.presence_changed_at = now
     agent.save(update_fields=["presence", "presence_changed_at"])
+    lifecycle.presence_changed.send(sender=Agent, agent_id=agent.pk, presence=presence, changed_at=now,
+                                    reason=reason, by_agent_id=by.pk if by is not None else None)
     send_on_commit([agent_group(agent.pk), supervisors_group()], agent_presence_event(agent, presence, reason=reason))
 
 
-def agent_presence_set(*, agent: Agent, presence: PresenceState, reason: str = "agent") -> Agent:
+def agent_presence_set(*, agent: Agent, presence: PresenceState, reason: str = "agent",
+                       by: Agent | None = None) -> Agent:
     """Change an agent's presence (``reason``, for the agent and supervisors: "agent" when they
-    chose it). Becoming available routes waiting work to them; going offline or unavailable
+    chose it; ``by``: who did it for them, a supervisor). Becoming available routes waiting work to them; going offline or unavailable
     rescinds their pending offers (which go to the next agent)."""
     now = timezone.now()
     with transaction.atomic():
         if presence.is_offline or not presence.is_available:
             pending_offers_rescind(agent.pk, now)
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
-        presence_record(agent, presence, now, reason=reason)
+        presence_record(agent, presence, now, reason=reason, by=by)
         if presence.is_available:
             enqueue_on_commit(ROUTE_FOR_AGENT, agent.pk)
     return agent

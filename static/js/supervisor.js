@@ -1,8 +1,10 @@
 // The supervisor's wallboard: kept live over /ws/supervisor/. The server renders the board
-// (customer names escaped by Django's templates) and sends it whole, with a version; this file
-// swaps the live region, keeps the wait clocks ticking and posts the interventions. It never
-// builds HTML from data. After a drop it reconnects, and the server sends a fresh board first:
-// nothing depends on frames missed while away.
+// (customer names escaped by Django's templates) and sends it whole on connect ("snapshot"), then
+// only the rows that changed ("delta": each row's HTML replaces the element with its data-key),
+// each frame with a version and a delta with the version it applies to ("base"). A delta whose
+// base is not the version on screen means a frame was missed: the page asks for a fresh board.
+// This file swaps the rows, keeps the wait clocks ticking and posts the interventions; it never
+// builds HTML from data. After a drop it reconnects, and the server sends a fresh board first.
 (function () {
   "use strict";
 
@@ -54,9 +56,61 @@
     var live = $("#wallboard-live");
     var template = document.createElement("template");
     template.innerHTML = frame.html.trim();
+    var key = focusKey(live);
     live.replaceChildren(template.content);
+    refocus(live, key);
     live.setAttribute("data-version", String(frame.version));
     if (frame.data && frame.data.at) adoptSkew(frame.data.at);
+    tick();
+  }
+
+  // A row replaced under the keyboard's focus gives it to the same control in the new row (a
+  // supervisor tabbing through the board must not be thrown back to the top by a change).
+  function focusKey(root) {
+    var active = document.activeElement;
+    if (!active || !root.contains(active)) return null;
+    var names = ["data-manage", "data-presence-agent"];
+    for (var i = 0; i < names.length; i++) {
+      if (active.hasAttribute(names[i])) return "[" + names[i] + '="' + CSS.escape(active.getAttribute(names[i])) + '"]';
+    }
+    return null;
+  }
+
+  function refocus(root, key) {
+    if (!key) return;
+    var again = root.querySelector(key);
+    if (again) again.focus({ preventScroll: true });
+  }
+
+  function applyDelta(frame) {
+    if (frame.version <= state.version) return; // older than what is on screen
+    if (frame.base !== state.version) { // a frame went missing: start again from a whole board
+      if (state.socket && state.socket.readyState === WebSocket.OPEN) {
+        state.socket.send(JSON.stringify({ type: "refresh" }));
+      }
+      return;
+    }
+    var live = $("#wallboard-live");
+    var missing = false;
+    (frame.rows || []).forEach(function (row) {
+      var current = live.querySelector('[data-key="' + CSS.escape(row.key) + '"]');
+      if (!current) { missing = true; return; }
+      // A <template> parses table rows and bodies where a <div> would drop them.
+      var template = document.createElement("template");
+      template.innerHTML = row.html.trim();
+      var fresh = template.content.firstElementChild;
+      if (!fresh) return;
+      var key = focusKey(current);
+      current.replaceWith(fresh);
+      refocus(fresh, key);
+    });
+    if (missing) { // the page is not the board the server thinks: ask for it whole
+      state.socket && state.socket.send(JSON.stringify({ type: "refresh" }));
+      return;
+    }
+    state.version = frame.version;
+    live.setAttribute("data-version", String(frame.version));
+    if (frame.at) adoptSkew(frame.at);
     tick();
   }
 
@@ -70,6 +124,7 @@
       var frame;
       try { frame = JSON.parse(message.data); } catch (e) { return; }
       if (frame.type === "wallboard.snapshot") showBoard(frame);
+      else if (frame.type === "wallboard.delta") applyDelta(frame);
     };
     socket.onclose = function (event) {
       state.socket = null;

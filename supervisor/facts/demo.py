@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from conversations.models import PresenceState
 
-from .models import AgentPresenceChange, ConversationFact
+from .models import AgentPresenceChange, ConversationFact, PresenceChangeSource
 
 SHIFT = [(time(9), "Available"), (time(12), "Lunch"), (time(13), "Available"), (time(18), "Offline")]
 
@@ -27,7 +27,8 @@ def demo_presence_history(tz) -> int:
     rows = [
         AgentPresenceChange(agent_id=agent_id, presence=states[name], name=name,
                             is_available=states[name].is_available, is_offline=states[name].is_offline,
-                            changed_at=datetime.combine(day, at, tzinfo=tz))
+                            changed_at=datetime.combine(day, at, tzinfo=tz), source=PresenceChangeSource.AGENT,
+                            reason="agent", changed_by_id=agent_id)
         for agent_id, day in worked if day < today for at, name in SHIFT
     ]
     before = AgentPresenceChange.objects.count()

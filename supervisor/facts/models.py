@@ -53,7 +53,9 @@ class ConversationFact(models.Model):
         _("short abandon"), default=False, help_text=_("Left within CC_SHORT_ABANDON_SECONDS of entering the queue"))
     handle_seconds = models.PositiveIntegerField(_("handle seconds"), null=True, blank=True,
                                                  help_text=_("Accepted to resolved, wrap-up included"))
-    # Filled once surveys exist (issue 20 leaves them for the surveys app).
+    # From the surveys app's request and answer for this contact (read as the facts are derived):
+    # when the survey went out, the score of its kind, and when it was answered.
+    survey_sent_at = models.DateTimeField(_("survey sent at"), null=True, blank=True)
     csat_score = models.PositiveSmallIntegerField(_("CSAT score"), null=True, blank=True)
     nps_score = models.PositiveSmallIntegerField(_("NPS score"), null=True, blank=True)
     ces_score = models.PositiveSmallIntegerField(_("CES score"), null=True, blank=True)
@@ -75,9 +77,19 @@ class ConversationFact(models.Model):
         return f"facts of #{self.conversation_id}"
 
 
+class PresenceChangeSource(models.TextChoices):
+    """Who made a presence change."""
+
+    AGENT = "agent", _("the agent")
+    SUPERVISOR = "supervisor", _("a supervisor")
+    SYSTEM = "system", _("the system")
+    ADMIN = "admin", _("the admin")
+
+
 class AgentPresenceChange(models.Model):
-    """An agent entered a presence at ``changed_at`` (recorded from the agent row's save: the core
-    keeps only the current presence and ``presence_changed_at``)."""
+    """An agent entered a presence at ``changed_at``, and who made the change (recorded from
+    ``lifecycle.presence_changed`` and, for saves outside the routing services such as the admin's,
+    the agent row's save: the core keeps only the current presence and ``presence_changed_at``)."""
 
     agent = models.ForeignKey(Agent, verbose_name=_("agent"), on_delete=models.CASCADE, related_name="+")
     presence = models.ForeignKey(PresenceState, verbose_name=_("presence"), null=True, blank=True,
@@ -86,6 +98,13 @@ class AgentPresenceChange(models.Model):
     is_available = models.BooleanField(_("is available"), default=False)
     is_offline = models.BooleanField(_("is offline"), default=False)
     changed_at = models.DateTimeField(_("changed at"))
+    # Empty: recorded before who made changes was kept.
+    source = models.CharField(_("made by"), max_length=16, choices=PresenceChangeSource.choices, blank=True)
+    # Why, as the core says it ("agent", "signed_out", "supervisor", "missed_offer", "disconnected" …).
+    reason = models.CharField(_("reason"), max_length=32, blank=True)
+    # Who, when a person other than the agent made it (a supervisor).
+    changed_by = models.ForeignKey(Agent, verbose_name=_("changed by"), null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         verbose_name = _("agent presence change")

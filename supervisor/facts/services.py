@@ -14,17 +14,14 @@ from django.utils import timezone
 from conversations.models import Conversation, Message, MessageKind, Queue
 
 from .derive import ConversationRow, Entry, conversation_facts
-from .models import AgentPresenceChange, ConversationFact
+from .models import AgentPresenceChange, ConversationFact, PresenceChangeSource
+from .survey_facts import NO_SURVEY, survey_facts
 
 # A queue's service-level target is its ``sla_seconds``; read with getattr so the facts work with a
 # Queue model without the field (it came with the wallboard), against this default.
 DEFAULT_SLA_SECONDS = 60
 
-# Written by whoever records survey answers (the surveys app, later), never by the derivation: a
-# new timeline entry must not wipe a score.
-SURVEY_FIELDS = ("csat_score", "nps_score", "ces_score", "survey_answered_at")
-_UPDATE_FIELDS = [f.name for f in ConversationFact._meta.concrete_fields
-                  if f.name != "conversation" and f.name not in SURVEY_FIELDS]
+_UPDATE_FIELDS = [f.name for f in ConversationFact._meta.concrete_fields if f.name != "conversation"]
 
 
 def queue_sla_seconds(queue: Queue | None) -> int:
@@ -36,7 +33,9 @@ def queue_sla_seconds(queue: Queue | None) -> int:
 def facts_refresh(conversation_ids: list[int]) -> int:
     """Derive and store the facts of ``conversation_ids``. The conversations are read before their
     timelines: a row then never claims a ``source_seq`` newer than the entries it was derived from
-    (an entry committed in between only makes it look stale, and the next tick derives it again)."""
+    (an entry committed in between only makes it look stale, and the next tick derives it again).
+    Their surveys are read with them (one query): a survey sent or answered writes an event on the
+    contact's timeline, which makes its facts stale, so the tick reads them again."""
     if not conversation_ids:
         return 0
     rows = [ConversationRow(*values) for values in Conversation.objects.filter(pk__in=conversation_ids).order_by().values_list(
@@ -53,11 +52,13 @@ def facts_refresh(conversation_ids: list[int]) -> int:
                              "author_agent_id"))
     for conversation_id, seq, *rest in timeline.iterator(chunk_size=2000):
         entries[conversation_id].append(Entry(seq or 0, *rest))
+    surveys = survey_facts([row.pk for row in rows])
     now = timezone.now()
     short = settings.CC_SHORT_ABANDON_SECONDS
     facts = [
         ConversationFact(conversation_id=row.pk, derived_at=now, **conversation_facts(
-            row, entries[row.pk], sla_seconds=queue_sla_seconds(queues.get(row.queue_id)), short_abandon_seconds=short))
+            row, entries[row.pk], sla_seconds=queue_sla_seconds(queues.get(row.queue_id)), short_abandon_seconds=short),
+            **surveys.get(row.pk, NO_SURVEY))
         for row in rows
     ]
     ConversationFact.objects.bulk_create(
@@ -120,11 +121,30 @@ def facts_rebuild(*, batch_size: int = 500, stdout=None) -> int:
             stdout.write(f"{done} conversations\n")
 
 
-def presence_change_record(*, agent_id: int, presence, changed_at) -> None:
-    """Keep the presence an agent entered at ``changed_at`` (idempotent: one row per agent and
-    instant)."""
-    AgentPresenceChange.objects.bulk_create([AgentPresenceChange(
+# The core's reasons (conversations.routing) by who made the change; any other is the system's.
+_SOURCE_OF_REASON = {"agent": PresenceChangeSource.AGENT, "signed_out": PresenceChangeSource.AGENT,
+                     "supervisor": PresenceChangeSource.SUPERVISOR}
+
+
+def presence_change_record(*, agent_id: int, presence, changed_at, reason: str | None = None,
+                           by_agent_id: int | None = None) -> None:
+    """Keep the presence an agent entered at ``changed_at`` and who made the change (idempotent:
+    one row per agent and instant). ``reason`` None: a save outside the routing services (the
+    admin, a new agent), which never overwrites a row the services recorded; with a reason, the
+    row says who: the agent, a supervisor (``by_agent_id``) or the system."""
+    if reason is None:
+        source = PresenceChangeSource.ADMIN
+    else:
+        source = _SOURCE_OF_REASON.get(reason, PresenceChangeSource.SYSTEM)
+    if source == PresenceChangeSource.AGENT:
+        by_agent_id = agent_id
+    row = AgentPresenceChange(
         agent_id=agent_id, presence=presence, name=presence.name if presence else "",
         is_available=bool(presence and presence.is_available), is_offline=bool(presence and presence.is_offline),
-        changed_at=changed_at,
-    )], ignore_conflicts=True)
+        changed_at=changed_at, source=source, reason=(reason or "")[:32], changed_by_id=by_agent_id,
+    )
+    if reason is None:
+        AgentPresenceChange.objects.bulk_create([row], ignore_conflicts=True)
+    else:  # the agent's save (post_save, without a reason) may have written the row a moment ago
+        AgentPresenceChange.objects.bulk_create([row], update_conflicts=True, unique_fields=["agent", "changed_at"],
+                                                update_fields=["source", "reason", "changed_by"])

@@ -1,5 +1,6 @@
 """How the facts hang on the core without the core knowing: the tick's registry, the merge
-registry and a ``post_save`` listener on agents (the core imports nothing of ``supervisor``)."""
+registry, ``lifecycle.presence_changed`` and a ``post_save`` listener on agents (the core imports
+nothing of ``supervisor``)."""
 
 
 def agent_presence_saved(sender, instance, created=False, update_fields=None, **kwargs) -> None:
@@ -14,10 +15,19 @@ def agent_presence_saved(sender, instance, created=False, update_fields=None, **
     presence_change_record(agent_id=instance.pk, presence=presence, changed_at=instance.presence_changed_at)
 
 
+def presence_changed(sender, agent_id, presence, changed_at, reason="", by_agent_id=None, **kwargs) -> None:
+    """``lifecycle.presence_changed``: the same change as the save's, with who made it."""
+    from .services import presence_change_record
+
+    presence_change_record(agent_id=agent_id, presence=presence, changed_at=changed_at, reason=reason or "",
+                           by_agent_id=by_agent_id)
+
+
 def facts_ready() -> None:
     from django.db.models.signals import post_save
 
     from contactcenter import tick
+    from conversations import lifecycle
     from conversations.models import Agent, Conversation
     from profiles import merge_registry
 
@@ -28,3 +38,4 @@ def facts_ready() -> None:
     # A merge moves conversations to another customer without a timeline entry: their facts follow.
     merge_registry.register(ConversationFact, "customer", follows=(Conversation, "conversation"))
     post_save.connect(agent_presence_saved, sender=Agent, dispatch_uid="supervisor.agent_presence_saved")
+    lifecycle.presence_changed.connect(presence_changed, dispatch_uid="supervisor.presence_changed")

@@ -1,4 +1,5 @@
-"""The board as the wallboard sends it: the snapshot, its JSON, and its HTML per language.
+"""The board as the wallboard sends it: the snapshot, its JSON, and its HTML per language; and
+between two boards, the rows that changed (the delta a socket is sent instead of the whole board).
 
 The HTML is rendered block by block (a queue with its waiting customers, a channel, an agent), and
 a block whose figures did not change since the last rendering in that language is reused: an
@@ -15,9 +16,6 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.template.loader import get_template
 from django.utils import translation
 from django.utils.safestring import mark_safe
-
-from .events import board_data
-from .selectors import wallboard_snapshot
 
 # Figures derived from "now" only: the block's timestamps change when they do.
 _TICKING = frozenset({"wait_seconds", "longest_wait_seconds", "presence_seconds", "seconds"})
@@ -68,7 +66,59 @@ def board_render(snapshot: dict, language: str, *, cache: BlockCache = _cache) -
         return get_template("supervisor/_live.html").render({"board": snapshot, "blocks": blocks})
 
 
-def board_build(languages: set[str]) -> tuple[str, dict[str, str]]:
-    """One read of the database, then its JSON text and one rendering per language asked for."""
-    snapshot = wallboard_snapshot()
-    return board_data(snapshot), {language: board_render(snapshot, language) for language in languages}
+def row_key(section: str, row: dict) -> str:
+    """The row's ``data-key`` in the page (the templates write the same)."""
+    if section == "queues":
+        return f"queue-{row['id']}"
+    if section == "channels":
+        return f"channel-{row['channel']}"
+    return f"agent-{row['id']}"
+
+
+# What a row does not carry but the page shows around the rows: when it changes, the whole board goes.
+_FRAME = ("day_start", "short_abandon_seconds", "presences")
+
+
+def board_layout(snapshot: dict) -> tuple:
+    """The rows' order per section and the figures outside the rows: two boards with the same
+    layout differ only inside rows, and a delta of rows can take the page from one to the other."""
+    return (tuple(tuple(row_key(section, row) for row in snapshot[section]) for section, _n, _t in _BLOCKS),
+            _fingerprint({name: snapshot.get(name) for name in _FRAME}))
+
+
+def board_fingerprints(snapshot: dict) -> dict[str, str]:
+    return {row_key(section, row): _fingerprint(row) for section, _n, _t in _BLOCKS for row in snapshot[section]}
+
+
+def board_changes(before: dict | None, after: dict, *, before_prints: dict[str, str] | None = None,
+                  only: set[str] | None = None):
+    """The keys of the rows that changed from ``before`` to ``after`` (durations ticking aside),
+    with ``after``'s fingerprints; keys None when the layout changed (a queue, channel or agent
+    came or went, the day rolled over …): then only a whole board will do. ``only``: the keys of
+    the rows that may have changed (an agent's and the queues' after a presence change, whose
+    layout is ``before``'s); the others keep their fingerprints."""
+    if before is None:
+        return None, board_fingerprints(after)
+    before_prints = before_prints if before_prints is not None else board_fingerprints(before)
+    if only is not None:
+        prints = dict(before_prints)
+        prints.update({row_key(section, row): _fingerprint(row) for section, _n, _t in _BLOCKS
+                       for row in after[section] if row_key(section, row) in only})
+    else:
+        prints = board_fingerprints(after)
+        if board_layout(before) != board_layout(after):
+            return None, prints
+    return [key for key, value in prints.items() if before_prints.get(key) != value], prints
+
+
+def delta_rows(snapshot: dict, keys: list[str], language: str, *, cache: BlockCache = _cache) -> list[tuple]:
+    """``(key, html, row)`` of each changed row, rendered in ``language``."""
+    wanted = set(keys)
+    rows = []
+    with translation.override(language):
+        for section, name, template in _BLOCKS:
+            for row in snapshot[section]:
+                key = row_key(section, row)
+                if key in wanted:
+                    rows.append((key, cache.render(language, template, name, row), row))
+    return rows

@@ -141,6 +141,6 @@ def presence(request, agent_id: int) -> str:
     state = PresenceState.objects.filter(pk=_id(request, "presence")).first()
     if agent is None or state is None:
         raise InterventionError(_("Unknown agent or presence."), 404 if agent is None else 400)
-    agent_presence_set(agent=agent, presence=state, reason="supervisor")
+    agent_presence_set(agent=agent, presence=state, reason="supervisor", by=by)
     logger.info("presence of agent %s set to %r by supervisor agent %s", agent.pk, state.name, by.pk)
     return _("%(agent)s is now %(presence)s.") % {"agent": agent.display_name, "presence": state.label}

@@ -8,7 +8,9 @@ agents and conversations there are (tests/supervisor/test_selectors.py counts th
 
 "Today" is the contact center's day (``CC_DEFAULT_TIME_ZONE``, Tokyo by default), from its
 midnight. A conversation counts in a queue's day when it entered that queue today
-(``queued_at``): offered; handled once an agent took it (``assigned_at``); abandoned when the
+(``queued_at``): offered; handled once an agent took it, answered at its *first* acceptance since
+(``answered_at``: a reassignment or a transfer to another agent does not move it, so the wait
+and the service level are not stretched by later hand-offs); abandoned when the
 customer left first (``abandoned_at``), a *short* abandon when within
 ``CC_SHORT_ABANDON_SECONDS`` of entering.
 
@@ -75,11 +77,11 @@ class DayCounts:
 
 
 def _count_day(counts: DayCounts, row: tuple, *, sla: timedelta, short: timedelta, now: datetime) -> None:
-    _queue, _channel, queued_at, assigned_at, abandoned_at = row
+    _queue, _channel, queued_at, answered_at, abandoned_at = row
     counts.offered += 1
-    if assigned_at is not None and assigned_at >= queued_at:
+    if answered_at is not None and answered_at >= queued_at:
         counts.handled += 1
-        if assigned_at - queued_at <= sla:
+        if answered_at - queued_at <= sla:
             counts.answered_in_sla += 1
     elif abandoned_at is not None:
         counts.abandoned += 1
@@ -97,17 +99,56 @@ def _waiting_entry(row: dict, now: datetime) -> dict:
             "channel": row["channel"], "since": since, "wait_seconds": max(0, int((now - since).total_seconds()))}
 
 
-def _serving(agent_levels: dict[int, dict[int, int]], agents: list[Agent], queue: Queue) -> list[Agent]:
-    required = [(link.skill_id, link.min_level) for link in queue.queueskill_set.all()]
-    return [agent for agent in agents
-            if all(agent_levels.get(agent.pk, {}).get(skill, 0) >= level for skill, level in required)]
+def _serves(agent_levels: dict[int, dict[int, int]], agent: Agent, queue: Queue) -> bool:
+    return all(agent_levels.get(agent.pk, {}).get(link.skill_id, 0) >= link.min_level
+               for link in queue.queueskill_set.all())
 
 
-def _by_presence(agents: list[Agent]) -> list[dict]:
-    counts = Counter((agent.presence.name if agent.presence else "", bool(agent.presence and agent.presence.is_available))
-                     for agent in agents)
+def _by_presence(agent_rows: list[dict]) -> list[dict]:
+    counts = Counter((row["presence"], row["available"]) for row in agent_rows)
     return [{"presence": name, "available": available, "agents": count}
             for (name, available), count in sorted(counts.items(), key=lambda item: (not item[0][1], item[0][0]))]
+
+
+def _work_of_agents(handling: list[dict], offers: list[tuple], now: datetime):
+    """What each agent holds, their load per channel (held open/pending + pending offers) and
+    their pending offers, from the rows of queries 7 and 8."""
+    held: dict[int, list[dict]] = defaultdict(list)
+    load: dict[int, Counter] = defaultdict(Counter)
+    for row in handling:
+        held[row["assignee_id"]].append({
+            "conversation": row["pk"], "customer": row["customer__display_name"], "customer_id": row["customer_id"],
+            "channel": row["channel"], "status": row["status"], "since": row["assigned_at"],
+            "seconds": max(0, int((now - row["assigned_at"]).total_seconds())) if row["assigned_at"] else None})
+        if row["status"] in LOAD_STATUSES:
+            load[row["assignee_id"]][row["channel"]] += 1
+    offered_to: dict[int, int] = Counter()
+    for agent_id, channel, _conversation, _created in offers:
+        load[agent_id][channel] += 1
+        offered_to[agent_id] += 1
+    return held, load, offered_to
+
+
+def _presence_of(agent: Agent, now: datetime) -> dict:
+    return {
+        "presence": agent.presence.name if agent.presence else "",
+        "presence_id": agent.presence_id,
+        "available": bool(agent.presence and agent.presence.is_available),
+        "offline": bool(agent.presence is None or agent.presence.is_offline),
+        "presence_since": agent.presence_changed_at,
+        "presence_seconds": max(0, int((now - agent.presence_changed_at).total_seconds())),
+    }
+
+
+def _agent_row(agent: Agent, *, now: datetime, load: Counter, handling: list[dict], pending_offers: int,
+               missed: int, serves: list[int]) -> dict:
+    loads = [{"channel": value, "load": load[value], "capacity": agent.capacity_for(value)}
+             for value, _label in Channel.choices if load[value] or agent.capacity_for(value)]
+    return {
+        "id": agent.pk, "name": agent.display_name, **_presence_of(agent, now),
+        "load": loads, "handling": handling, "pending_offers": pending_offers, "missed_offers_today": missed,
+        "serves": serves, "channels": [value for value, _label in Channel.choices if agent.capacity_for(value) > 0],
+    }
 
 
 def wallboard_snapshot(*, now: datetime | None = None) -> dict:
@@ -118,7 +159,7 @@ def wallboard_snapshot(*, now: datetime | None = None) -> dict:
 
     queues = list(Queue.objects.filter(is_active=True).prefetch_related("queueskill_set").order_by("name", "id"))  # 2
     today = list(Conversation.objects.filter(queued_at__gte=start, queue__isnull=False)  # 3
-                 .values_list("queue_id", "channel", "queued_at", "assigned_at", "abandoned_at"))
+                 .values_list("queue_id", "channel", "queued_at", "answered_at", "abandoned_at"))
     waiting = list(Conversation.objects.filter(  # 4: the routing index's condition (conv_routing_order_idx)
         status=ConversationStatus.OPEN, assignee__isnull=True, abandoned_at__isnull=True, queue__isnull=False)
         .order_by("queued_at", "created_at", "id")
@@ -162,39 +203,15 @@ def wallboard_snapshot(*, now: datetime | None = None) -> dict:
             "id": queue.pk, "name": queue.name, "sla_seconds": queue.sla_seconds,
             "waiting": len(queued), "longest_wait_seconds": queued[0]["wait_seconds"] if queued else None,
             "oldest": queued[:OLDEST_WAITING_SHOWN], "today": queue_days[queue.pk].as_dict(),
-            "serving": _by_presence(_serving(agent_levels, agents, queue)),
+            "serving": [],  # below, from the agents' rows
         })
 
-    held: dict[int, list[dict]] = defaultdict(list)
-    load: dict[int, Counter] = defaultdict(Counter)
-    for row in handling:
-        held[row["assignee_id"]].append({
-            "conversation": row["pk"], "customer": row["customer__display_name"], "customer_id": row["customer_id"],
-            "channel": row["channel"], "status": row["status"], "since": row["assigned_at"],
-            "seconds": max(0, int((now - row["assigned_at"]).total_seconds())) if row["assigned_at"] else None})
-        if row["status"] in LOAD_STATUSES:
-            load[row["assignee_id"]][row["channel"]] += 1
-    offered_to: dict[int, int] = Counter()
-    for agent_id, channel, _conversation, _created in offers:
-        load[agent_id][channel] += 1
-        offered_to[agent_id] += 1
+    held, load, offered_to = _work_of_agents(handling, offers, now)
 
-    agent_rows = []
-    for agent in agents:
-        loads = [{"channel": value, "load": load[agent.pk][value], "capacity": agent.capacity_for(value)}
-                 for value, _label in Channel.choices
-                 if load[agent.pk][value] or agent.capacity_for(value)]
-        agent_rows.append({
-            "id": agent.pk, "name": agent.display_name,
-            "presence": agent.presence.name if agent.presence else "",
-            "presence_id": agent.presence_id,
-            "available": bool(agent.presence and agent.presence.is_available),
-            "offline": bool(agent.presence is None or agent.presence.is_offline),
-            "presence_since": agent.presence_changed_at,
-            "presence_seconds": max(0, int((now - agent.presence_changed_at).total_seconds())),
-            "load": loads, "handling": held.get(agent.pk, []), "pending_offers": offered_to.get(agent.pk, 0),
-            "missed_offers_today": missed.get(agent.pk, 0),
-        })
+    agent_rows = [_agent_row(agent, now=now, load=load[agent.pk], handling=held.get(agent.pk, []),
+                             pending_offers=offered_to.get(agent.pk, 0), missed=missed.get(agent.pk, 0),
+                             serves=[queue.pk for queue in queues if _serves(agent_levels, agent, queue)])
+                  for agent in agents]
 
     channel_rows = []
     for value, label in Channel.choices:
@@ -205,17 +222,82 @@ def wallboard_snapshot(*, now: datetime | None = None) -> dict:
         channel_rows.append({
             "channel": value, "waiting": len(queued),
             "longest_wait_seconds": queued[0]["wait_seconds"] if queued else None,
-            "oldest": queued[:OLDEST_WAITING_SHOWN], "today": day.as_dict(),
+            "oldest": queued[:OLDEST_WAITING_SHOWN], "today": day.as_dict(), "serving": [],
         })
+    _count_serving(queue_rows, channel_rows, agent_rows)
 
     return {"at": now, "day_start": start, "short_abandon_seconds": settings.CC_SHORT_ABANDON_SECONDS,
             "queues": queue_rows, "channels": channel_rows, "agents": agent_rows, "presences": presences}
 
 
-def _missed_offers(start: datetime) -> dict[int, int]:
+def _count_serving(queue_rows: list[dict], channel_rows: list[dict], agent_rows: list[dict]) -> None:
+    """Each queue's and channel's agents by presence, from the agents' rows (``serves``: the queues
+    whose skills they have; ``channels``: those they have capacity on)."""
+    for queue in queue_rows:
+        queue["serving"] = _by_presence([row for row in agent_rows if queue["id"] in row["serves"]])
+    for channel in channel_rows:
+        channel["serving"] = _by_presence([row for row in agent_rows if channel["channel"] in row["channels"]])
+
+
+def wallboard_agents_refresh(board: dict, agent_ids: set[int], *, now: datetime | None = None) -> dict | None:
+    """``board`` after a presence change of ``agent_ids``: their presence read again (one query)
+    and the queues' agents by presence counted again. A presence change alone moves nothing else
+    on the board: the offers it rescinds and the work it routes are events of their own, which
+    read the whole board. None when one of them is not in the database any more (the board's rows
+    changed: read it whole). ``board`` itself is not changed."""
+    now = now or timezone.now()
+    agents = {agent.pk: agent for agent in Agent.objects.filter(pk__in=agent_ids).select_related("presence")}  # 1
+    if len(agents) != len(agent_ids):
+        return None
+    agent_rows = []
+    for row in board["agents"]:
+        agent = agents.get(row["id"])
+        if agent is not None:
+            row = {**row, **_presence_of(agent, now)}
+        agent_rows.append(row)
+    queue_rows, channel_rows = [dict(row) for row in board["queues"]], [dict(row) for row in board["channels"]]
+    _count_serving(queue_rows, channel_rows, agent_rows)
+    return {**board, "at": now, "queues": queue_rows, "channels": channel_rows, "agents": agent_rows}
+
+
+def board_with_presences(board: dict, presences: dict[int, dict], *, now: datetime | None = None) -> dict:
+    """``board`` after the presence changes ``presences`` (agent id → the fields of
+    ``presence_from_event``) as their events tell them, the queues' agents by presence counted
+    again; no query. A change older than the row's (events from two processes crossing) is left
+    out. ``board`` itself is not changed."""
+    now = now or timezone.now()
+    agent_rows = []
+    for row in board["agents"]:
+        change = presences.get(row["id"])
+        if change is not None and change["presence_since"] >= row["presence_since"]:
+            row = {**row, **change,
+                   "presence_seconds": max(0, int((now - change["presence_since"]).total_seconds()))}
+        agent_rows.append(row)
+    queue_rows, channel_rows = [dict(row) for row in board["queues"]], [dict(row) for row in board["channels"]]
+    _count_serving(queue_rows, channel_rows, agent_rows)
+    return {**board, "at": now, "queues": queue_rows, "channels": channel_rows, "agents": agent_rows}
+
+
+def presence_from_event(event: dict) -> dict | None:
+    """The row fields of an ``agent.presence`` event (conversations.events), None when it does not
+    carry them all (then the agent is read again)."""
+    try:
+        since = datetime.fromisoformat(event["since"])
+        if since.tzinfo is None:
+            return None
+        return {"presence": str(event["name"] or ""), "presence_id": event["presence"],
+                "available": bool(event["available"]), "offline": bool(event["offline"]),
+                "presence_since": since}
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _missed_offers(start: datetime, *, agent_ids=None) -> dict[int, int]:
     """Offers each agent let time out today (one grouped query)."""
-    rows = (Offer.objects.filter(status=OfferStatus.TIMEOUT, decided_at__gte=start)
-            .order_by().values("agent_id").annotate(missed=Count("id")).values_list("agent_id", "missed"))
+    offers = Offer.objects.filter(status=OfferStatus.TIMEOUT, decided_at__gte=start)
+    if agent_ids is not None:
+        offers = offers.filter(agent_id__in=agent_ids)
+    rows = offers.order_by().values("agent_id").annotate(missed=Count("id")).values_list("agent_id", "missed")
     return dict(rows)
 
 

@@ -26,7 +26,8 @@ def bar_chart(*, chart_id: str, title: str, description: str, bars: list[Bar]) -
     step = plot_w / max(len(bars), 1)
     label_every = max(1, len(bars) // 12)  # at most a dozen axis labels, whatever the range
     parts = [format_html(
-        '<svg class="chart" id="{}" role="img" aria-labelledby="{}-title {}-desc" viewBox="0 0 {} {}" '
+        # A group, not an image: its bars are links (an image's inside is not for assistive tech).
+        '<svg class="chart" id="{}" role="group" aria-labelledby="{}-title {}-desc" viewBox="0 0 {} {}" '
         'width="100%" preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg">'
         '<title id="{}-title">{}</title><desc id="{}-desc">{}</desc>',
         chart_id, chart_id, chart_id, WIDTH, HEIGHT, chart_id, title, chart_id, description)]

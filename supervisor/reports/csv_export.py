@@ -13,19 +13,22 @@ from supervisor.facts.models import ConversationFact
 
 from . import selectors
 from .filters import ReportFilters
+from .presenting import presence_change_text
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 FIGURE_COLUMNS = ["offered", "handled", "abandoned", "short_abandoned", "within_sla", "sl_base", "service_level",
                   "asa", "responded", "frt", "handle_count", "handle", "transfers_total", "transferred", "reopened_count",
-                  "resolved_once", "reopen_rate"]
+                  "resolved_once", "reopen_rate", "surveys_sent", "surveys_answered", "response_rate", "csat_count",
+                  "csat_satisfied", "csat", "csat_mean", "nps_count", "nps_promoters", "nps_detractors", "nps",
+                  "ces_count", "ces_easy", "ces"]
 
 FACT_COLUMNS = [
     "conversation_id", "customer_id", "customer", "channel", "inbox", "queue", "agent", "started_at",
     "entered_queue_at", "first_offered_at", "accepted_at", "wait_seconds", "sla_seconds", "answered_within_sla",
     "first_customer_message_at", "first_agent_reply_at", "first_reply_agent", "first_response_seconds", "transfers",
     "first_resolved_at", "resolved_at", "reopened", "abandoned_at", "abandoned_short", "handle_seconds",
-    "csat_score", "nps_score", "ces_score", "survey_answered_at",
+    "survey_sent_at", "csat_score", "nps_score", "ces_score", "survey_answered_at",
 ]
 
 
@@ -77,7 +80,7 @@ def table_rows(filters: ReportFilters, table: str):
     if table == "agent_status":
         return ["agent_id", "agent", "day", "available_seconds", "handling_seconds", "occupancy", "presence_changes"], (
             [r["agent_id"], r["agent"], r["day"], r["available_seconds"], r["handling_seconds"], r["occupancy"],
-             " ".join(f"{at.astimezone(filters.tz):%H:%M} {name}" for at, name, _ok in r["changes"])]
+             "; ".join(presence_change_text(change, filters.tz) for change in r["changes"])]
             for r in selectors.agent_status(filters))
     if table == "conversations":
         facts = (ConversationFact.objects.filter(filters.q()).order_by("started_at", "conversation_id")
@@ -86,8 +89,8 @@ def table_rows(filters: ReportFilters, table: str):
                               "first_offered_at", "accepted_at", "wait_seconds", "sla_seconds", "answered_within_sla",
                               "first_customer_message_at", "first_agent_reply_at", "first_reply_agent__display_name",
                               "first_response_seconds", "transfers", "first_resolved_at", "resolved_at", "reopened",
-                              "abandoned_at", "abandoned_short", "handle_seconds", "csat_score", "nps_score",
-                              "ces_score", "survey_answered_at"))
+                              "abandoned_at", "abandoned_short", "handle_seconds", "survey_sent_at", "csat_score",
+                              "nps_score", "ces_score", "survey_answered_at"))
         return FACT_COLUMNS, facts.iterator(chunk_size=2000)
     return None
 

@@ -13,6 +13,8 @@ from django.utils.translation import gettext_lazy as _
 from supervisor.facts.models import ConversationFact
 
 OFFERED = Q(entered_queue_at__isnull=False)
+SURVEY_SENT = Q(survey_sent_at__isnull=False)
+SURVEY_ANSWERED = SURVEY_SENT & Q(survey_answered_at__isnull=False)
 
 
 def fcr_days() -> int:
@@ -73,7 +75,15 @@ DEFINITIONS = [
            _("Resolved conversations after which the same customer did not contact us again, on any channel, "
              "within %(days)s days, and that were not reopened ÷ resolved conversations whose %(days)s days have "
              "passed.")),
-    Metric("surveys", _("CSAT, NPS, CES"), _("From survey answers, once surveys exist.")),
+    Metric("csat", _("CSAT"), _("Customer satisfaction: the share of CSAT answers scoring 4 or 5 on the 1–5 scale "
+                                "(the mean score beside it).")),
+    Metric("nps", _("NPS"), _("Net promoter score: the percentage of NPS answers from promoters (9–10) minus the "
+                              "percentage from detractors (0–6), on the 0–10 scale; from −100 to +100.")),
+    Metric("ces", _("CES"), _("Customer effort score: the mean of the CES answers on the 1–7 scale (7: very easy), "
+                              "and the share answering 5–7.")),
+    Metric("response_rate", _("Survey response rate"), _("Surveys answered ÷ surveys sent, of the conversations in "
+                                                         "the range (a survey skipped or canceled before it went out "
+                                                         "is not sent).")),
 ]
 
 
@@ -102,6 +112,15 @@ def drill_q(metric: str, *, now=None) -> Q | None:
         "fcr_eligible": fcr_eligible(now),
         "fcr": fcr_eligible(now) & Q(reopened=0, has_repeat=False),
         "repeat": fcr_eligible(now) & (Q(reopened__gt=0) | Q(has_repeat=True)),
+        "surveys_sent": SURVEY_SENT,
+        "surveys_answered": SURVEY_ANSWERED,
+        "csat_answered": Q(csat_score__isnull=False),
+        "csat_satisfied": Q(csat_score__gte=4),
+        "nps_answered": Q(nps_score__isnull=False),
+        "nps_promoters": Q(nps_score__gte=9),
+        "nps_detractors": Q(nps_score__lte=6),
+        "ces_answered": Q(ces_score__isnull=False),
+        "ces_easy": Q(ces_score__gte=5),
     }
     return conditions.get(metric)
 
@@ -126,6 +145,17 @@ def figure_aggregates() -> dict:
         "transferred": Count("pk", filter=Q(transfers__gt=0)),
         "reopened_count": Count("pk", filter=Q(reopened__gt=0)),
         "resolved_once": Count("pk", filter=Q(first_resolved_at__isnull=False)),
+        "surveys_sent": Count("pk", filter=SURVEY_SENT),
+        "surveys_answered": Count("pk", filter=SURVEY_ANSWERED),
+        "csat_count": Count("csat_score"),
+        "csat_satisfied": Count("pk", filter=Q(csat_score__gte=4)),
+        "csat_sum": Sum("csat_score"),
+        "nps_count": Count("nps_score"),
+        "nps_promoters": Count("pk", filter=Q(nps_score__gte=9)),
+        "nps_detractors": Count("pk", filter=Q(nps_score__lte=6)),
+        "ces_count": Count("ces_score"),
+        "ces_easy": Count("pk", filter=Q(ces_score__gte=5)),
+        "ces_sum": Sum("ces_score"),
     }
 
 
@@ -150,7 +180,7 @@ def figures_add(rows) -> dict:
 def figures_complete(row: dict) -> dict:
     """The means and ratios of a row of ``figure_aggregates``."""
     row = dict(row)
-    for name in ("transfers_total", "wait_sum", "frt_sum", "handle_sum"):
+    for name in ("transfers_total", "wait_sum", "frt_sum", "handle_sum", "csat_sum", "ces_sum"):
         row[name] = row.get(name) or 0
     row["asa"] = ratio(row["wait_sum"], row["handled"])
     row["frt"] = ratio(row["frt_sum"], row["responded"])
@@ -158,4 +188,11 @@ def figures_complete(row: dict) -> dict:
     row["sl_base"] = row["offered"] - row["short_abandoned"]
     row["service_level"] = ratio(row["within_sla"], row["sl_base"])
     row["reopen_rate"] = ratio(row["reopened_count"], row["resolved_once"])
+    row["csat"] = ratio(row["csat_satisfied"], row["csat_count"])
+    row["csat_mean"] = ratio(row["csat_sum"], row["csat_count"])
+    row["nps"] = (None if not row["nps_count"]
+                  else 100 * (row["nps_promoters"] - row["nps_detractors"]) / row["nps_count"])
+    row["ces"] = ratio(row["ces_sum"], row["ces_count"])
+    row["ces_easy_share"] = ratio(row["ces_easy"], row["ces_count"])
+    row["response_rate"] = ratio(row["surveys_answered"], row["surveys_sent"])
     return row

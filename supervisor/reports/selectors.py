@@ -183,7 +183,9 @@ def _available_seconds(changes: list[tuple[datetime, bool]], start_available: bo
 
 
 def agent_status(filters: ReportFilters, *, now: datetime | None = None) -> list[dict]:
-    """Per agent and day: the presence changes, the time available, the time handling and the
+    """Per agent and day: the presence changes (each with who made it: ``source`` the agent, a
+    supervisor, the system or the admin, ``reason`` as the core said it, ``by`` the supervisor's
+    name), the time available, the time handling and the
     occupancy (handling ÷ available). Three queries: the agents with their presence when the range
     starts, the changes inside it, the handle time of the conversations they accepted each day."""
     now = now or timezone.now()
@@ -195,11 +197,13 @@ def agent_status(filters: ReportFilters, *, now: datetime | None = None) -> list
     agents = list(agents.annotate(available_at_start=Subquery(before.values("is_available")[:1]))
                   .values("pk", "display_name", "available_at_start"))
     changes: dict[int, list] = {}
-    for agent_id, at, name, is_available in (
+    for agent_id, at, name, is_available, source, reason, by in (
             AgentPresenceChange.objects.filter(changed_at__gte=starts, changed_at__lt=filters.ends_before,
                                                agent_id__in=[a["pk"] for a in agents])
-            .order_by("agent_id", "changed_at", "id").values_list("agent_id", "changed_at", "name", "is_available")):
-        changes.setdefault(agent_id, []).append((at, name, is_available))
+            .order_by("agent_id", "changed_at", "id").values_list(
+                "agent_id", "changed_at", "name", "is_available", "source", "reason", "changed_by__display_name")):
+        changes.setdefault(agent_id, []).append({"at": at, "name": name, "available": is_available,
+                                                 "source": source, "reason": reason, "by": by or ""})
     handling = {(row["agent_id"], row["day"]): row["seconds"] or 0 for row in (
         ConversationFact.objects.filter(accepted_at__gte=starts, accepted_at__lt=filters.ends_before,
                                         agent_id__in=[a["pk"] for a in agents])
@@ -214,11 +218,12 @@ def agent_status(filters: ReportFilters, *, now: datetime | None = None) -> list
             day_end = min(day_start + timedelta(days=1), ends)
             if day_start >= ends:
                 break
-            inside = [(at, name, ok) for at, name, ok in agent_changes if day_start <= at < day_end]
-            seconds = _available_seconds([(at, ok) for at, _n, ok in inside], available, day_start, day_end)
+            inside = [change for change in agent_changes if day_start <= change["at"] < day_end]
+            seconds = _available_seconds([(change["at"], change["available"]) for change in inside], available,
+                                         day_start, day_end)
             handled = handling.get((agent["pk"], day), 0)
             if inside:
-                available = inside[-1][2]
+                available = inside[-1]["available"]
             if not inside and not seconds and not handled:
                 continue
             rows.append({

@@ -19,7 +19,7 @@ from .charts import Bar, bar_chart
 from .csv_export import TABLES, csv_response
 from .filters import ReportFilters, _date, _int
 from .metrics import definitions
-from .presenting import drill_url, duration_text, group_filters, percent_text, row_present
+from .presenting import drill_url, duration_text, group_filters, percent_text, presence_change_author, row_present
 
 PAGE_SIZE = 100
 
@@ -63,6 +63,9 @@ def _charts(filters: ReportFilters, by_day: list[dict], by_hour: list[dict], dis
         {"id": "chart-asa-day", "title": _("Average speed of answer by day"), "bars": [
             Bar(label, row["asa"], duration_text(row["asa"]), drill_url(filters, "handled", day=row["day"]))
             for label, row in days]},
+        {"id": "chart-csat-day", "title": _("CSAT by day"), "bars": [
+            Bar(label, row["csat"], percent_text(row["csat"]), drill_url(filters, "csat_answered", day=row["day"]))
+            for label, row in days]},
         {"id": "chart-frt-distribution", "title": _("First response time distribution"), "bars": [
             Bar(bucket["label"], bucket["count"], str(bucket["count"]),
                 drill_url(filters, "responded", frt_from=bucket["min"], frt_to=bucket["max"]))
@@ -78,6 +81,9 @@ def reports_page(request):
     summary = row_present(selectors.report_summary(filters, grid=grid), filters)
     summary["handle_p90_text"] = duration_text(summary["handle_p90"])
     summary["fcr_text"] = percent_text(summary["fcr"])
+    summary["survey_links"] = {metric: drill_url(filters, metric) for metric in (
+        "surveys_sent", "surveys_answered", "csat_answered", "csat_satisfied", "nps_answered", "nps_promoters",
+        "nps_detractors", "ces_answered", "ces_easy")}
     by_day = [{**row_present(row, filters, day=row["day"])} for row in selectors.report_by_day(filters, grid=grid)]
     by_hour = selectors.report_by_hour(filters, grid=grid)
     distribution = selectors.frt_distribution(filters, grid=grid)
@@ -98,7 +104,9 @@ def reports_page(request):
         status_rows = [{**row, "link": reverse("supervisor_reports:index") + "?"
                         + replace(filters, agent=row["agent_id"]).query() + "#status-title"}
                        for row in selectors.agent_status_totals(status_rows)]
-    status = [{**row, "available_text": duration_text(row["available_seconds"]),
+    status = [{**row, "changes": [{**change, "author": presence_change_author(change)}
+                                  for change in row.get("changes", [])] if filters.agent else row.get("changes"),
+               "available_text": duration_text(row["available_seconds"]),
                "handling_text": duration_text(row["handling_seconds"]), "occupancy_text": percent_text(row["occupancy"])}
               for row in status_rows]
     return render(request, "supervisor/reports/index.html", {

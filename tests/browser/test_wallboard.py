@@ -6,6 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conversations.models import Conversation, EventType, Message
+from supervisor.facts.models import AgentPresenceChange
 
 from ..conftest import wait_for
 from ..factories import PASSWORD
@@ -65,6 +66,35 @@ def test_a_new_waiting_customer_appears_live_and_the_supervisor_assigns_it_to_an
 
     assigned = Message.objects.get(conversation=conversation, event_type=EventType.ASSIGNED)
     assert assigned.author_agent_id == carol.pk and assigned.event_data.get("note") == "Please take this one."
+
+    # A change to a row under the keyboard's focus keeps the focus on the same control in the new row.
+    manage = f'#wallboard-live tr[data-agent="{alice.pk}"] button[data-manage="{conversation.pk}"]'
+    board.locator(manage).focus()
+    since = board.locator(f'#wallboard-live tr[data-agent="{alice.pk}"] .ticker').first.get_attribute("data-since")
+    board.evaluate("""async ([url, presence]) => {
+        const token = document.querySelector("#presence-dialog input[name=csrfmiddlewaretoken]").value;
+        const body = new FormData(); body.append("presence", presence);
+        await fetch(url, {method: "POST", body, credentials: "same-origin",
+                          headers: {"X-CSRFToken": token, "Accept": "application/json"}});
+    }""", [f"/supervisor/agents/{alice.pk}/presence/", str(states.available.pk)])  # the focus stays put
+    expect(board.locator(f'#wallboard-live tr[data-agent="{alice.pk}"] .ticker').first).not_to_have_attribute(
+        "data-since", since)
+    assert board.evaluate("() => document.activeElement.getAttribute('data-manage')") == str(conversation.pk)
+
+    # Carol puts Alice offline from the board: her row changes in place (a delta swaps the row, the
+    # board around it stays), and the change is recorded with Carol as its author.
+    board.evaluate("() => { document.querySelector('#wallboard-live .wallboard').__kept = 1; }")
+    alice_row = board.locator(f'#wallboard-live tr[data-agent="{alice.pk}"]')
+    alice_row.locator("button[data-presence-agent]").click()
+    presence_dialog = board.locator("#presence-dialog")
+    expect(presence_dialog).to_be_visible()
+    presence_dialog.locator("#presence-state").select_option(str(states.offline.pk))
+    presence_dialog.locator("button[type=submit]").click()
+    expect(presence_dialog).to_be_hidden()
+    expect(alice_row.locator(".presence-chip")).to_have_text("Offline")
+    assert board.evaluate("() => document.querySelector('#wallboard-live .wallboard').__kept") == 1
+    change = AgentPresenceChange.objects.filter(agent=alice).latest("changed_at")
+    assert (change.source, change.changed_by_id) == ("supervisor", carol.pk)
     assert board.evaluate("() => window.__marker") == 1  # never reloaded
     assert csp_violations(board) == []
     assert csp_violations(alice_page) == []

@@ -97,7 +97,7 @@ def test_signing_out_puts_an_available_agent_offline_and_their_offer_goes_to_the
     assert {group for group, _ in events} == {f"agent.{leaving.pk}", "supervisors"}
     assert events[0][1] | {"presence": None} == {
         "type": "agent.presence", "agent": leaving.pk, "presence": None, "name": "Signed out", "available": False,
-        "reason": "signed_out"}
+        "offline": True, "since": leaving.presence_changed_at.isoformat(), "reason": "signed_out"}
 
 
 def test_signing_out_creates_an_offline_presence_when_there_is_none(states, support):

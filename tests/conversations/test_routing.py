@@ -579,11 +579,15 @@ def test_manual_assign_pick_and_transfer_with_a_handoff_note(support, presence):
 def test_queue_position_and_estimated_wait(support):
     now = timezone.now()
     for minutes in (2, 4, 6):
+        answered = now - timedelta(minutes=10) + timedelta(minutes=minutes)
         make_conversation(make_customer(), make_inbox("sms"), queue=support, queued_at=now - timedelta(minutes=10),
-                          assigned_at=now - timedelta(minutes=10) + timedelta(minutes=minutes),
-                          assignee=make_agent(f"a{minutes}"))
+                          answered_at=answered, assigned_at=answered, assignee=make_agent(f"a{minutes}"))
+    # Answered within a minute, then handed to a colleague an hour later: its wait was a minute.
+    make_conversation(make_customer(), make_inbox("sms"), queue=support, queued_at=now - timedelta(minutes=70),
+                      answered_at=now - timedelta(minutes=69), assigned_at=now, assignee=make_agent("later"))
     first = waiting(support, age_seconds=50)
     second = waiting(support, age_seconds=20)
+    # Median of 1, 2, 4 and 6 min (the upper middle): 4 min; not stretched by the hand-off's 70.
     assert queue_position(conversation=first) == {"position": 1, "ahead": 0, "estimated_wait_seconds": 240}
     assert queue_position(conversation=second) == {"position": 2, "ahead": 1, "estimated_wait_seconds": 480}
 

@@ -33,3 +33,6 @@ def test_demo_fills_weeks_of_facts_and_presence(db):
     status = selectors.agent_status(filters)
     assert any(row["occupancy"] for row in status)
     assert AgentPresenceChange.objects.exists()
+    # The demo's surveys are in the facts, and so in the report's figures.
+    assert summary["surveys_sent"] > summary["surveys_answered"] > 0
+    assert summary["csat"] is not None and summary["nps"] is not None and summary["ces"] is not None

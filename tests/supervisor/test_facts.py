@@ -12,7 +12,7 @@ from conversations.models import Conversation, Direction
 from conversations.routing.assignment import conversation_assign, conversation_resolve, conversation_transfer
 from conversations.routing.presence import agent_presence_set
 from supervisor.facts.models import AgentPresenceChange, ConversationFact
-from supervisor.facts.services import facts_refresh_due, queue_sla_seconds
+from supervisor.facts.services import facts_rebuild, facts_refresh_due, queue_sla_seconds
 
 from ..factories import make_customer, make_message
 from .conftest import Story, tokyo
@@ -111,11 +111,41 @@ def test_the_tick_sweeps_everything_now_and_then(db, queue, staff):
     assert fact(story).wait_seconds == 20
 
 
-def test_deriving_again_keeps_survey_scores(day_of_scenarios, staff):
-    ConversationFact.objects.filter(conversation=day_of_scenarios["D"].conversation).update(csat_score=5, nps_score=9)
-    day_of_scenarios["D"].agent_says(400, staff["alice"], "one more thing")
-    assert facts_refresh_due() == 1
-    assert (fact(day_of_scenarios["D"]).csat_score, fact(day_of_scenarios["D"]).nps_score) == (5, 9)
+def test_survey_columns_come_from_the_surveys_app(day_of_scenarios):
+    """A sent survey and its answer (the surveys app's service) fill the facts; the answer's event on
+    the contact's timeline makes its facts stale, so the tick reads the score; deriving again keeps
+    it. A survey never sent leaves the columns empty."""
+    from surveys.answers import survey_answer
+    from surveys.links import new_token
+    from surveys.models import SurveyDefinition, SurveyKind, SurveyPolicy, SurveyRequest, SurveyStatus
+
+    SurveyPolicy.objects.create()
+    csat = SurveyDefinition.objects.create(name="CSAT", kind=SurveyKind.CSAT, question_en="How was it?")
+    nps = SurveyDefinition.objects.create(name="NPS", kind=SurveyKind.NPS, question_en="Recommend us?")
+    now = timezone.now()
+
+    def survey(story, definition, status=SurveyStatus.SENT):
+        conversation = story.conversation
+        sent = status == SurveyStatus.SENT
+        return SurveyRequest.objects.create(
+            conversation=conversation, customer_id=conversation.customer_id, channel=conversation.channel,
+            definition=definition, status=status, due_at=now, token=new_token(),
+            sent_at=now if sent else None, sent_channel=conversation.channel if sent else "")
+
+    answered = survey(day_of_scenarios["A"], csat)
+    survey(day_of_scenarios["D"], nps)
+    survey(day_of_scenarios["E"], csat, status=SurveyStatus.SKIPPED)
+    facts_rebuild()  # (the real sending records an event on the timeline: the tick would do it)
+    survey_answer(request_id=answered.pk, score=4, via="reply")
+    assert facts_refresh_due() >= 1  # the answer's event made A's facts stale
+    a, d, e = (fact(day_of_scenarios[key]) for key in "ADE")
+    assert (a.survey_sent_at, a.csat_score, a.nps_score, a.ces_score) == (answered.sent_at, 4, None, None)
+    assert a.survey_answered_at is not None
+    assert (d.survey_sent_at is not None, d.nps_score, d.survey_answered_at) == (True, None, None)
+    assert (e.survey_sent_at, e.csat_score) == (None, None)
+    day_of_scenarios["A"].agent_says(400, day_of_scenarios["A"].conversation.assignee or None, "one more thing")
+    facts_refresh_due()
+    assert fact(day_of_scenarios["A"]).csat_score == 4  # deriving again reads it again
 
 
 def test_facts_from_the_real_services(db, queue, staff, settings):
@@ -155,6 +185,35 @@ def test_presence_changes_are_recorded_from_the_agent_row(db, staff, available_p
     staff["alice"].refresh_from_db()
     staff["alice"].save()  # a save that does not change the presence adds nothing
     assert AgentPresenceChange.objects.filter(agent=staff["alice"]).count() == len(changes)
+
+
+def test_each_presence_change_says_who_made_it(db, staff, available_presence, queue):
+    """The agent themselves, a supervisor on their behalf, the system (an offer nobody answered),
+    the admin (a save outside the routing services)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.models import Agent, Offer, PresenceState
+    from conversations.routing.presence import offers_expire
+
+    alice, bob = staff["alice"], staff["bob"]
+    lunch = PresenceState.objects.create(name="Lunch")
+    agent_presence_set(agent=alice, presence=lunch)  # the agent, at the console
+    agent_presence_set(agent=alice, presence=available_presence, reason="supervisor", by=bob)
+    conversation = Story(customer=make_customer(), start=timezone.now() - timedelta(minutes=2), queue=queue) \
+        .customer_says(0).conversation
+    Offer.objects.create(conversation=conversation, agent=alice, queue=queue, channel=conversation.channel,
+                         step="queue", expires_at=timezone.now() - timedelta(seconds=1))
+    assert offers_expire() == 1  # Alice did not answer: the system puts her away
+    admin_at = timezone.now() + timedelta(seconds=1)
+    edited = Agent.objects.get(pk=alice.pk)
+    edited.presence, edited.presence_changed_at = lunch, admin_at
+    edited.save()  # as the admin saves the form
+    rows = list(AgentPresenceChange.objects.filter(agent=alice).order_by("changed_at", "id")
+                .values_list("name", "source", "reason", "changed_by_id"))[-4:]
+    assert rows == [("Lunch", "agent", "agent", alice.pk), ("Available", "supervisor", "supervisor", bob.pk),
+                    ("Missed offer", "system", "missed_offer", None), ("Lunch", "admin", "", None)]
 
 
 def test_a_merge_moves_the_facts_with_the_conversations_and_undo_moves_them_back(day_of_scenarios):

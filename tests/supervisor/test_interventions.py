@@ -102,6 +102,12 @@ def test_presence_change_by_a_supervisor(desk, carol):
                            {"presence": desk.offline.pk, "csrfmiddlewaretoken": _token(client)}, **JSON)
     assert response.status_code == 200, response.content
     assert Agent.objects.get(pk=alice.pk).presence_id == desk.offline.pk
+    # Recorded with the supervisor as its author, for the agent status timeline.
+    from supervisor.facts.models import AgentPresenceChange
+
+    change = AgentPresenceChange.objects.filter(agent=alice).latest("changed_at")
+    assert (change.name, change.source, change.reason, change.changed_by_id) == ("Offline", "supervisor",
+                                                                                 "supervisor", carol.pk)
 
 
 def test_agents_get_403_and_change_nothing(desk, waiting):
@@ -162,3 +168,18 @@ def test_without_script_an_intervention_redirects_back_with_its_outcome(desk, ca
                            {"text": "plain form", "csrfmiddlewaretoken": _token(client)})
     assert response.status_code == 302 and response["Location"] == "/supervisor/"
     assert "Note added." in client.get("/supervisor/").content.decode()
+
+
+def test_watching_a_conversation_is_read_only_until_the_supervisor_takes_part(desk, carol, waiting):
+    """The wallboard's "watch live" opens the console without the composer and the actions; its
+    "take part" link is the ordinary page, with both."""
+    client = _csrf_client(carol.user)
+    board = client.get("/supervisor/").content.decode()
+    assert 'data-href-template="/console/conversations/0/?watch=1"' in board
+    watching = client.get(f"/console/conversations/{waiting.pk}/?watch=1").content.decode()
+    assert 'id="composer"' not in watching and 'data-open-dialog="resolve-dialog"' not in watching
+    assert "Watching live, read-only." in watching and f'href="/console/conversations/{waiting.pk}/"' in watching
+    panes = client.get(f"/console/conversations/{waiting.pk}/?watch=1&fragment=panes").content.decode()
+    assert 'id="composer"' not in panes
+    taking_part = client.get(f"/console/conversations/{waiting.pk}/").content.decode()
+    assert 'id="composer"' in taking_part and 'data-open-dialog="resolve-dialog"' in taking_part

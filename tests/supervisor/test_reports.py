@@ -128,7 +128,7 @@ def test_occupancy_is_handling_over_available_time(db, queue, staff):
     assert rows[0]["available_seconds"] == 8 * 3600  # 9–12 and 13–18
     assert rows[0]["handling_seconds"] == 2 * 3600
     assert rows[0]["occupancy"] == pytest.approx(0.25)
-    assert [name for _at, name, _ok in rows[0]["changes"]] == ["Available", "Lunch", "Available", "Lunch"]
+    assert [change["name"] for change in rows[0]["changes"]] == ["Available", "Lunch", "Available", "Lunch"]
 
 
 # --- the pages -------------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ def test_page_shows_figures_definitions_and_drill_down_links(client, day_of_scen
     html = response.content.decode()
     assert response.status_code == 200
     assert "50.0 %" in html and "Answered within the queue" in html  # service level and its definition
-    assert "No surveys yet" in html
+    assert "No answers in this range" in html and "No surveys sent in this range" in html
     drill = reverse("supervisor_reports:conversations") + "?start=2026-03-10&amp;end=2026-03-10&amp;metric=short_abandoned"
     assert drill in html
     listing = client.get(reverse("supervisor_reports:conversations"),
@@ -164,13 +164,65 @@ def test_page_shows_figures_definitions_and_drill_down_links(client, day_of_scen
     assert client.get(reverse("supervisor_reports:conversations"), {"metric": "nonsense"}).status_code == 404
 
 
+def _surveyed(day_of_scenarios):
+    """A: CSAT 5, B: CSAT 3, C: NPS 10, D: CES 6, E: sent and not answered (as the facts keep them)."""
+    from supervisor.facts.models import ConversationFact
+
+    sent = tokyo(2026, 3, 11, 9)
+    for key, fields in (("A", {"csat_score": 5}), ("B", {"csat_score": 3}), ("C", {"nps_score": 10}),
+                        ("D", {"ces_score": 6}), ("E", {})):
+        answered = {"survey_answered_at": sent + timedelta(minutes=5)} if fields else {}
+        ConversationFact.objects.filter(conversation=day_of_scenarios[key].conversation).update(
+            survey_sent_at=sent, **fields, **answered)
+
+
+def test_survey_figures_with_their_definitions_and_drill_downs(client, day_of_scenarios, supervisor):
+    _surveyed(day_of_scenarios)
+    summary = selectors.report_summary(MARCH_10)
+    assert (summary["csat_count"], summary["csat_satisfied"], summary["csat"]) == (2, 1, 0.5)
+    assert summary["csat_mean"] == 4.0
+    assert (summary["nps_count"], summary["nps_promoters"], summary["nps_detractors"], summary["nps"]) == (1, 1, 0, 100)
+    assert (summary["ces_count"], summary["ces"], summary["ces_easy_share"]) == (1, 6.0, 1.0)
+    assert (summary["surveys_answered"], summary["surveys_sent"], summary["response_rate"]) == (4, 5, 0.8)
+
+    _login(client, "carol")
+    html = client.get(reverse("supervisor_reports:index") + "?start=2026-03-10&end=2026-03-10").content.decode()
+    assert "promoters (9–10) minus" in html and "scoring 4 or 5" in html  # definitions beside the figures
+    assert "+100" in html and "80.0 %" in html
+    assert 'id="chart-csat-day"' in html  # charted by day too
+    for metric, expected in (("csat_satisfied", ["A"]), ("csat_answered", ["A", "B"]), ("nps_promoters", ["C"]),
+                             ("ces_answered", ["D"]), ("surveys_sent", ["A", "B", "C", "D", "E"]),
+                             ("surveys_answered", ["A", "B", "C", "D"])):
+        assert f"metric={metric}" in html
+        listing = client.get(reverse("supervisor_reports:conversations"),
+                             {"start": "2026-03-10", "end": "2026-03-10", "metric": metric})
+        assert sorted(row["fact"].conversation_id for row in listing.context["rows"]) == sorted(
+            day_of_scenarios[key].conversation.pk for key in expected), metric
+    export = _csv(client.get(reverse("supervisor_reports:export", args=["summary"]),
+                             {"start": "2026-03-10", "end": "2026-03-10"}))
+    assert export[1][export[0].index("response_rate")] == "0.8000"
+
+
+def test_nps_counts_detractors_against_promoters():
+    from supervisor.reports.metrics import figures_complete
+    from supervisor.reports.presenting import nps_text
+
+    row = figures_complete({**dict.fromkeys(["offered", "handled", "short_abandoned", "within_sla", "responded",
+                                             "handle_count", "reopened_count", "resolved_once", "surveys_sent",
+                                             "surveys_answered", "csat_count", "csat_satisfied", "ces_count",
+                                             "ces_easy"], 0),
+                            "nps_count": 5, "nps_promoters": 1, "nps_detractors": 3})
+    assert row["nps"] == -40 and nps_text(row["nps"]) == "−40"
+
+
 def test_charts_are_accessible_svg_with_table_fallback(client, day_of_scenarios, supervisor):
     _login(client, "carol")
     html = client.get(reverse("supervisor_reports:index") + "?start=2026-03-10&end=2026-03-10").content.decode()
-    for chart_id in ["chart-volume-hour", "chart-volume-day", "chart-sl-day", "chart-asa-day", "chart-frt-distribution"]:
-        assert f'<svg class="chart" id="{chart_id}" role="img" aria-labelledby="{chart_id}-title {chart_id}-desc"' in html
+    for chart_id in ["chart-volume-hour", "chart-volume-day", "chart-sl-day", "chart-asa-day", "chart-csat-day",
+                     "chart-frt-distribution"]:
+        assert f'<svg class="chart" id="{chart_id}" role="group" aria-labelledby="{chart_id}-title {chart_id}-desc"' in html
         assert f'<title id="{chart_id}-title">' in html and f'<desc id="{chart_id}-desc">' in html
-    assert html.count("<summary>As a table</summary>") == 5
+    assert html.count("<summary>As a table</summary>") == 6
     # The "1–5 min" bar of the first-response distribution links to A (60 s) and D (130 s), not E (20 s).
     listing = client.get(reverse("supervisor_reports:conversations"), {
         "start": "2026-03-10", "end": "2026-03-10", "metric": "responded", "frt_from": "60", "frt_to": "300"})
@@ -183,6 +235,7 @@ def test_page_in_japanese(client, day_of_scenarios, supervisor):
     client.post(reverse("set_language"), {"language": "ja", "next": "/"})
     html = client.get(reverse("supervisor_reports:index") + "?start=2026-03-10&end=2026-03-10").content.decode()
     assert "サービスレベル" in html and "初回応答時間" in html and "1〜5分" in html
+    assert "アンケート回答率" in html and "推奨者（9〜10）" in html and "この期間の回答はありません" in html
 
 
 def test_hostile_names_are_escaped(client, db, queue, staff, supervisor):
@@ -281,13 +334,26 @@ def test_agent_status_on_the_page_adds_up_per_agent_and_shows_one_agents_days(cl
     for day in (10, 11):
         for hour, presence in ((9, available), (13, lunch)):
             AgentPresenceChange.objects.create(agent=alice, presence=presence, name=presence.name,
-                                               is_available=presence.is_available, changed_at=tokyo(2026, 3, day, hour))
+                                               is_available=presence.is_available, changed_at=tokyo(2026, 3, day, hour),
+                                               source="agent", reason="agent", changed_by=alice)
+    AgentPresenceChange.objects.create(agent=alice, presence=lunch, name="Lunch", changed_at=tokyo(2026, 3, 11, 17),
+                                       source="supervisor", reason="supervisor", changed_by=staff["bob"])
+    AgentPresenceChange.objects.create(agent=alice, presence=lunch, name="Missed offer",
+                                       changed_at=tokyo(2026, 3, 11, 18), source="system", reason="missed_offer")
     _login(client, "carol")
     url = reverse("supervisor_reports:index")
     page = client.get(url, {"start": "2026-03-10", "end": "2026-03-11"})
     (row,) = [row for row in page.context["agent_status"] if row["agent_id"] == alice.pk]
-    assert (row["days"], row["change_count"], row["available_seconds"]) == (2, 4, 8 * 3600)
+    assert (row["days"], row["change_count"], row["available_seconds"]) == (2, 6, 8 * 3600)
     assert f"agent={alice.pk}" in row["link"]
     one = client.get(url, {"start": "2026-03-10", "end": "2026-03-11", "agent": alice.pk})
     assert [r["day"] for r in one.context["agent_status"]] == [date(2026, 3, 10), date(2026, 3, 11)]
-    assert "13:00" in one.content.decode()
+    html = one.content.decode()
+    assert "13:00" in html
+    # Who made each change: the agent, a supervisor (named), the system (and why).
+    assert "by the agent" in html and f"by supervisor {staff['bob'].display_name}" in html
+    assert "by the system (an offer went unanswered)" in html
+    export = b"".join(client.get(reverse("supervisor_reports:export", args=["agent_status"]), {
+        "start": "2026-03-11", "end": "2026-03-11", "agent": alice.pk}).streaming_content).decode()
+    assert f"17:00 Lunch (supervisor: {staff['bob'].display_name})" in export
+    assert "18:00 Missed offer (system: missed_offer)" in export

@@ -41,10 +41,12 @@ def _scenario(desk):
 
     c = {
         # 23:59 Tokyo, yesterday: not in today's figures, but Alice is handling it.
-        "yesterday": conv("Yesterday", queued_at=at(14, 59), assigned_at=at(15, 0, 10), assignee=alice),
-        "in_sla": conv("In SLA", queued_at=at(15, 1), assigned_at=at(15, 1, 30), assignee=alice,
-                       status=ConversationStatus.PENDING),
-        "late": conv("Late", queued_at=at(15, 2), assigned_at=at(15, 4), assignee=alice,
+        "yesterday": conv("Yesterday", queued_at=at(14, 59), answered_at=at(15, 0, 10), assigned_at=at(15, 0, 10),
+                          assignee=alice),
+        # Answered by Bob in 30 s, reassigned to Alice at 15:20: answered within the SLA all the same.
+        "in_sla": conv("In SLA", queued_at=at(15, 1), answered_at=at(15, 1, 30), assigned_at=at(15, 20),
+                       assignee=alice, status=ConversationStatus.PENDING),
+        "late": conv("Late", queued_at=at(15, 2), answered_at=at(15, 4), assigned_at=at(15, 4), assignee=alice,
                      status=ConversationStatus.RESOLVED),
         "short": conv("Short", queued_at=at(15, 3), abandoned_at=at(15, 3, 3)),
         "abandoned": conv("Abandoned", queued_at=at(15, 5), abandoned_at=at(15, 7)),
@@ -86,6 +88,9 @@ def test_queue_figures_today_and_now(desk):
     assert channels["sms"]["waiting"] == 2 and channels["sms"]["today"]["offered"] == 6
     assert channels["webchat"]["waiting"] == 1 and channels["webchat"]["today"]["offered"] == 1
     assert "email" not in channels  # nothing today, nothing waiting
+    # Agents with capacity on the channel, by presence.
+    assert channels["sms"]["serving"] == [{"presence": "Available", "available": True, "agents": 1},
+                                          {"presence": "Lunch", "available": False, "agents": 1}]
 
 
 @override_settings(CC_SHORT_ABANDON_SECONDS=5)
@@ -97,7 +102,7 @@ def test_agent_figures(desk):
     a = agents[alice.pk]
     assert (a["presence"], a["available"], a["presence_seconds"]) == ("Available", True, 300)
     assert [(h["conversation"], h["seconds"]) for h in a["handling"]] == [
-        (c["yesterday"].pk, 30 * 60 - 10), (c["in_sla"].pk, 30 * 60 - 90)]  # the resolved one is done
+        (c["yesterday"].pk, 30 * 60 - 10), (c["in_sla"].pk, 10 * 60)]  # the resolved one is done; since 15:20
     sms_load = next(row for row in a["load"] if row["channel"] == "sms")
     assert sms_load == {"channel": "sms", "load": 2, "capacity": 5}
     assert a["missed_offers_today"] == 1  # the one at 23:59:30 Tokyo was yesterday
@@ -128,3 +133,54 @@ def test_the_snapshot_takes_ten_queries_however_much_there_is(desk, django_asser
     with django_assert_num_queries(10):
         large = wallboard_snapshot(now=NOW)
     assert len(large["agents"]) == len(small["agents"]) + 5
+
+
+def test_a_transfer_or_reassignment_does_not_move_the_answer_time(desk):
+    """The service level and the wait are measured to the *first* acceptance: a supervisor's
+    reassignment or an agent's transfer later does not make a customer answered in 30 s look
+    answered after two minutes. Entering a queue again starts a new wait."""
+    from django.utils import timezone
+
+    from conversations.models import Conversation
+    from conversations.routing.assignment import conversation_assign, conversation_transfer
+
+    alice, bob = desk_agent(desk, "alice"), desk_agent(desk, "bob")
+    conversation = make_conversation(make_customer("Ken"), make_inbox(Channel.SMS), queue=desk.queue,
+                                     queued_at=timezone.now())
+    conversation_assign(conversation_id=conversation.pk, agent=alice, by=None, via="offer")
+    answered = Conversation.objects.get(pk=conversation.pk).answered_at
+    # As if it had entered the queue 130 s ago and been answered 30 s later.
+    Conversation.objects.filter(pk=conversation.pk).update(
+        queued_at=answered - timedelta(seconds=130), answered_at=answered - timedelta(seconds=100),
+        assigned_at=answered - timedelta(seconds=100))
+    conversation_transfer(conversation_id=conversation.pk, by=alice, note="billing", to_agent=bob)
+    conversation_assign(conversation_id=conversation.pk, agent=alice, by=bob, note="back to you")
+    row = Conversation.objects.get(pk=conversation.pk)
+    assert row.answered_at == answered - timedelta(seconds=100)
+    assert row.assigned_at >= answered  # since when Alice has it again
+    support = next(q for q in wallboard_snapshot()["queues"] if q["id"] == desk.queue.pk)
+    assert support["today"]["answered_in_sla"] == 1 and support["today"]["service_level"] == 100.0
+
+    conversation_transfer(conversation_id=conversation.pk, by=alice, note="sales", to_queue=desk.sales)
+    assert Conversation.objects.get(pk=conversation.pk).answered_at == answered - timedelta(seconds=100)
+    conversation_assign(conversation_id=conversation.pk, agent=bob, by=None, via="offer")
+    row = Conversation.objects.get(pk=conversation.pk)
+    assert row.answered_at == row.assigned_at and row.answered_at >= row.queued_at  # its wait in Sales
+
+
+def test_an_agents_presence_is_read_again_in_one_query(desk, django_assert_num_queries):
+    """What the wallboard reads for a presence event that does not tell the change whole."""
+    from django.utils import timezone
+
+    from conversations.models import Agent
+    from supervisor.live.selectors import wallboard_agents_refresh
+
+    alice, bob = _scenario(desk)[:2]
+    board = wallboard_snapshot(now=NOW)
+    Agent.objects.filter(pk=alice.pk).update(presence=desk.lunch, presence_changed_at=timezone.now())
+    with django_assert_num_queries(1):
+        after = wallboard_agents_refresh(board, {alice.pk}, now=NOW)
+    assert next(a for a in after["agents"] if a["id"] == alice.pk)["presence"] == "Lunch"
+    support = next(q for q in after["queues"] if q["id"] == desk.queue.pk)
+    assert support["serving"] == [{"presence": "Lunch", "available": False, "agents": 1}]
+    assert wallboard_agents_refresh(board, {alice.pk, 10**6}, now=NOW) is None  # one is gone: read it whole
