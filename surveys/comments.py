@@ -3,7 +3,7 @@
 A customer who answers "2" by SMS is asked the survey's "why?" question, in their language, when
 the definition has one and their answer carried no remark of its own ("2 too slow" already says
 why). Their next message to that number within the policy's comment window is the survey's
-comment: kept on the timeline in the surveyed conversation, which stays resolved (no new work is
+comment (unless it asks a question: that is an ordinary message, routed to someone): kept on the timeline in the surveyed conversation, which stays resolved (no new work is
 routed for it), on the answer and its ``survey_answered`` event (the customer 360), and as a note
 in the follow-up an unhappy answer opened, for its owner. A later message, or one after the
 comment, is an ordinary message. The link page and the widget's card take the comment with the
@@ -17,6 +17,7 @@ was: a Twilio retry of the answer is a duplicate the ingest ignores, a redeliver
 nothing twice, and one that was lost is queued again by the tick.
 """
 
+import re
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -47,6 +48,8 @@ from .models import (
 )
 from .task_names import ASK_WHY
 from .timeline_texts import stored_text
+
+_QUESTION = re.compile(r"[?？]")
 
 # A "why?" owed this long and still not asked: its task was lost; the tick queues it again.
 LOST_ASK = timedelta(minutes=2)
@@ -123,8 +126,13 @@ def inbound_comment_claim(request: SurveyRequest, *, inbox, text: str, at: datet
     window = timedelta(minutes=SurveyPolicy.current().comment_window_minutes)
     if asked is None or asked.inbox_id != inbox.pk or not asked.created_at <= at <= asked.created_at + window:
         return None
-    if not (text or "").strip():
+    if not (text or "").strip() or _QUESTION.search(text):
+        # A question wants an answer, not a place in a survey: an ordinary message, routed to
+        # someone (as a score with a question in it is, surveys.answers). Never swallowed.
         return None
+    if Message.objects.filter(customer_id=request.customer_id, inbox_id=inbox.pk, direction=Direction.INBOUND,
+                              created_at__gt=asked.created_at).exists():
+        return None  # only the first reply: after a question, the conversation it opened goes on
     locked = SurveyRequest.objects.select_for_update(of=("self",)).get(pk=request.pk)
     response = SurveyResponse.objects.filter(request=locked).first()
     if locked.status != SurveyStatus.ANSWERED or response is None or response.comment:

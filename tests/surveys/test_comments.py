@@ -169,6 +169,23 @@ def test_a_survey_without_a_why_question_asks_nothing(sent_survey, csat, django_
     assert second.conversation_reopened  # no question asked: an ordinary message
 
 
+def test_a_question_after_the_why_question_is_never_swallowed(sent_survey, django_capture_on_commit_callbacks):
+    """A happy customer asked "why?" who writes back a new question: it is a message for someone to
+    answer (routed), not a survey comment nobody reads; and what they write next belongs to the
+    conversation that question opened, not to the survey."""
+    request = sent_survey()
+    _answer(request, "5", "SM-score", django_capture_on_commit_callbacks)
+    assert survey_ask_why(request_id=request.pk) is True
+    question = _reply(request, "Thanks! Can I also change my delivery address？", "SM-question")
+    assert question.conversation_reopened or question.conversation_opened
+    request.refresh_from_db()
+    assert request.response.comment == ""
+    following = _reply(request, "It is 1-2-3 Shibuya now", "SM-following")
+    request.refresh_from_db()
+    assert request.response.comment == ""
+    assert following.conversation.pk == question.conversation.pk
+
+
 def test_after_the_comment_window_a_reply_is_an_ordinary_message(sent_survey, daytime,
                                                                  django_capture_on_commit_callbacks):
     request = sent_survey()
