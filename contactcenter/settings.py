@@ -154,13 +154,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # Bounded, waiting pool (contactcenter.redis_pools): a mass disconnect queues for a
+            # connection instead of failing its group cleanup with MaxConnectionsError.
+            "BACKEND": "contactcenter.redis_pools.BoundedRedisChannelLayer",
             # redis-py 8 defaults to a 5 s socket timeout, the same length as channels_redis's
             # blocking receive: an idle console socket then died with 1011 every ~5 s
             # (django/channels_redis#422). A longer timeout keeps the blocking read inside it.
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, "socket_timeout": env_int("CC_CHANNELS_SOCKET_TIMEOUT", 30)}],
                 "prefix": env_str("CC_CHANNELS_PREFIX", "cc"),
+                "max_connections": env_int("CC_CHANNELS_MAX_CONNECTIONS", 100),
+                # Every socket of a daphne receives through ONE Redis key (channels_redis's
+                # process-local channels), and "capacity" bounds that key: at 100 (the default)
+                # a busy process dropped a fifth of its widget acks ("channel over capacity").
+                "capacity": env_int("CC_CHANNELS_PROCESS_CAPACITY", 5000),
             },
         }
     }
@@ -169,7 +176,10 @@ else:
 
 # --- Cache ----------------------------------------------------------------------------------
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # One bounded pool per process shared by every consumer (contactcenter.redis_pools), not a
+    # Redis client per socket.
+    CACHES = {"default": {"BACKEND": "contactcenter.redis_pools.SharedPoolRedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": {"max_connections": env_int("CC_CACHE_MAX_CONNECTIONS", 50)}}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

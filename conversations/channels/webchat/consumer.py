@@ -19,6 +19,7 @@ Frames out: history {conversations, messages} · status {online, reason} · mess
 import base64
 import json
 import logging
+from collections import deque
 from urllib.parse import parse_qs, urlparse
 
 from channels.db import database_sync_to_async
@@ -32,6 +33,8 @@ from ... import lifecycle
 from ...groups import visitor_group, widget_group
 from ...layer_watch import LAYER_LOST_CLOSE_CODE, ChannelLayerWatch
 from ...models import Inbox
+from ...socket_caps import SOCKET_CAP_CLOSE_CODE, claim_socket_slot, release_socket_slot
+from ...socket_cleanup import leave_groups
 from ...socket_stop import DisconnectWhenServerStops
 from . import ingest as webchat_ingest
 from . import input_limits as webchat_input_limits
@@ -43,6 +46,9 @@ from .input_limits import WidgetError
 logger = logging.getLogger(__name__)
 
 MAX_ATTACHMENT_FRAME_BYTES = 2 * 1024 * 1024
+# Message ids this socket was last sent (its own acks go straight to it, and the same message
+# then also arrives through the visitor's group): enough to cover a burst of typing.
+SENT_MESSAGES_REMEMBERED = 64
 
 
 def _query_widget(scope) -> str:
@@ -88,15 +94,12 @@ class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncWebsocke
     async def connect(self):
         self.visitor = None
         self.joined: set[str] = set()
+        self.sent_messages: deque[int] = deque(maxlen=SENT_MESSAGES_REMEMBERED)
         # Per-address limits count this (contactcenter.client_address: the proxy's hop, not a
         # forgeable X-Forwarded-For entry).
         self.ip = scope_client_address(self.scope)
         await self.accept()
         self.layer_watch_start()
-
-    def layer_watch_group(self) -> str | None:
-        # Before hello the socket is in no group: the probe then only proves the layer is up.
-        return min(self.joined) if self.joined else None
 
     async def layer_watch_lost(self):
         """Its conversations' groups are gone or the layer is down: close with 4503; widget.js
@@ -105,9 +108,26 @@ class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncWebsocke
         await self.close(code=LAYER_LOST_CLOSE_CODE)
 
     async def disconnect(self, code):
+        await self._clean_up()
+
+    async def _clean_up(self):
+        """Everything a closing socket undoes, once, never raising (conversations.socket_cleanup):
+        also run from ``__call__`` however the instance ends (socket_stop)."""
+        if getattr(self, "_cleaned_up", False):
+            return
+        self._cleaned_up = True
         self.layer_watch_stop()
-        for group in self.joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        await release_socket_slot(self)
+        groups, self.joined = list(getattr(self, "joined", ())), set()
+        await leave_groups(self.channel_layer, self.channel_name, groups)
+
+    async def socket_evicted(self, event):
+        """The visitor opened more sockets (tabs) than the cap allows and this one is the oldest:
+        the widget says so and does not reconnect (widget.js, code 4429)."""
+        await self.send_json(WidgetError(429, "too_many_tabs").frame())
+        groups, self.joined = list(self.joined), set()
+        await leave_groups(self.channel_layer, self.channel_name, groups)
+        await self.close(code=SOCKET_CAP_CLOSE_CODE)
 
     async def _join(self, group: str) -> None:
         if group not in self.joined:
@@ -175,6 +195,8 @@ class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncWebsocke
         )
         self.visitor = visitor
         await self._join(visitor_group(visitor.key))
+        # Every tab of a visitor token counts: past the cap the oldest closes (4429).
+        await claim_socket_slot(self, kind="widget", owner=visitor.key)
         await self._send_history()
         await self.send_json(await database_sync_to_async(webchat_status.widget_status)(inbox, visitor=visitor))
         for frame in await database_sync_to_async(self._pending_survey_cards)():
@@ -226,8 +248,19 @@ class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncWebsocke
                 exc.client_id = content["id"][:64]
             raise
         await self._join(widget_group(frame["conversation"]))
+        # The acknowledgement goes straight to this socket, never only through the layer, which
+        # drops frames when a busy process's inbox is full; the visitor's other tabs hear it
+        # through the visitor's group. A resend (its ack was lost) is acked again, stored once.
         if duplicate:
-            await self.send_json(frame)  # a resend after a lost ack: answered, nothing stored twice
+            await self.send_json(frame)
+        else:
+            await self._send_message_once(frame)
+
+    async def _send_message_once(self, frame: dict) -> None:
+        if frame.get("id") in self.sent_messages:
+            return
+        self.sent_messages.append(frame.get("id"))
+        await self.send_json(frame)
 
     async def on_typing(self, content):
         conversation_id = content.get("conversation")
@@ -288,6 +321,9 @@ class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncWebsocke
         tab makes this tab join that conversation's group too."""
         frame = event["event"]
         conversation_id = frame.get("conversation")
-        if frame.get("type") == "message" and isinstance(conversation_id, int):
-            await self._join(widget_group(conversation_id))
+        if frame.get("type") == "message":
+            if isinstance(conversation_id, int):
+                await self._join(widget_group(conversation_id))
+            await self._send_message_once(frame)
+            return
         await self.send_json(frame)
