@@ -75,7 +75,8 @@ def _groups_send(groups: list[str], event: dict, *, handler: str = "console.even
     if layer is None:
         return
     messages = {group: {"type": watched_handler(group, handler), "event": event} for group in groups}
-    if type(layer).__module__.startswith("channels_redis."):
+    # channels_redis or a subclass of it (contactcenter.redis_pools.BoundedRedisChannelLayer).
+    if any(cls.__module__.startswith("channels_redis.") for cls in type(layer).__mro__):
         async def send_all():
             return await asyncio.gather(*(layer.group_send(group, messages[group]) for group in groups),
                                         return_exceptions=True)
