@@ -201,6 +201,7 @@ async def test_a_message_whose_ack_was_lost_is_resent_stored_once_and_acked_once
 
     again, history, _ = await _hello(token)
     try:
+        assert [m["client_id"] for m in history["messages"]] == [client_id]  # it was stored
         # widget.js resends every message not acknowledged, by its id, on the new socket
         await again.send_json_to({"type": "message", "id": client_id, "text": "where is my parcel?"})
         ack = await again.receive_json_from(timeout=5)

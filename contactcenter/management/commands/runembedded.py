@@ -7,7 +7,6 @@ import sys
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-
 # A reconnect storm (every browser after a restart) arrives at once: a listen backlog of 2048
 # instead of Twisted's 50 keeps the kernel from resetting connections daphne has not accepted yet,
 # and 30 s to finish a websocket handshake (instead of 5) lets a busy daphne catch up on them.
