@@ -192,3 +192,13 @@ def typing_event(conversation_id: int, *, on: bool, agent_id: int | None = None,
     else:
         event["agent"] = agent_id
     return event
+
+
+def layer_probe_message(token: str) -> dict:
+    """The probe conversations.layer_watch sends through its process's group and expects back."""
+    return {"type": "layer.probe", "token": token}
+
+
+def socket_evicted_message() -> dict:
+    """To a socket pushed over its owner's cap (conversations.socket_caps): it closes with 4429."""
+    return {"type": "socket.evicted"}

@@ -25,6 +25,7 @@ import uuid
 
 from django.conf import settings
 
+from .events import layer_probe_message
 from .groups import layer_watch_group
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class ProcessLayerWatch:
         token = uuid.uuid4().hex
         self.probes_sent += 1
         try:
-            await self.layer.group_send(group, {"type": "layer.probe", "token": token})
+            await self.layer.group_send(group, layer_probe_message(token))
         except Exception as exc:  # noqa: BLE001 - any failure of the layer means: reconnect
             return f"the channel layer refused a probe: {type(exc).__name__}: {exc}"
         try:

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 
+from .events import socket_evicted_message
 from .socket_cleanup import suppress_and_log
 
 SOCKET_CAP_CLOSE_CODE = 4429
@@ -107,7 +108,7 @@ async def claim_socket_slot(consumer, *, kind: str, owner: str) -> None:
             kind=kind, owner=owner, channel_name=consumer.channel_name)
         for channel_name in evicted:
             with suppress_and_log("evicting a socket"):
-                await consumer.channel_layer.send(channel_name, {"type": "socket.evicted"})
+                await consumer.channel_layer.send(channel_name, socket_evicted_message())
 
 
 async def release_socket_slot(consumer) -> None:
