@@ -127,7 +127,7 @@ class Crowd:
                         raise ConnectionResetError(f"closed before greeting: {frame.type} {ws.close_code}")
                     if json.loads(frame.data).get("type") == greeted:
                         return ws
-            except (aiohttp.ClientError, ConnectionError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError, ConnectionError, OSError) as exc:
                 self.resets += 1
                 reason = f"{type(exc).__name__}: {str(exc)[:80]}"
                 self.reset_reasons[reason] = self.reset_reasons.get(reason, 0) + 1

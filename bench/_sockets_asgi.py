@@ -6,20 +6,21 @@ so cleanup is compared too. Run with ``bench/`` on PYTHONPATH: ``daphne _sockets
 
 import json
 import os
+from typing import ClassVar
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "_sockets_settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.asgi import get_asgi_application
 
 http = get_asgi_application()
 
-from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.urls import path  # noqa: E402
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.routing import ProtocolTypeRouter, URLRouter
+from django.urls import path
 
 
 class BareConsumer(AsyncWebsocketConsumer):
-    greeting = None
+    greeting: ClassVar[dict | None] = None
 
     async def connect(self):
         self.group = "bare." + self.channel_name.rsplit("!", 1)[-1]
@@ -43,7 +44,7 @@ class BareConsumer(AsyncWebsocketConsumer):
 
 
 class BareConsoleConsumer(BareConsumer):
-    greeting = {"type": "hello", "groups": 1}
+    greeting: ClassVar[dict] = {"type": "hello", "groups": 1}
 
 
 application = ProtocolTypeRouter({

@@ -5,4 +5,4 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "_sockets_settings")
 
-from contactcenter.asgi import application  # noqa: E402, F401
+from contactcenter.asgi import application  # noqa: F401

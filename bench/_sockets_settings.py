@@ -3,7 +3,7 @@ widget's per-address limits lifted (every simulated visitor connects from 127.0.
 sale-day crowd comes from thousands of addresses); every limit is still checked, so its cost is
 measured."""
 
-from contactcenter.settings import *  # noqa: F403
+from contactcenter.settings import *
 
 CC_WIDGET_LIMITS = {
     "hello_per_ip": (10**9, 60),

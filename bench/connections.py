@@ -42,7 +42,16 @@ import secrets
 import statistics
 import time
 
-from _harness import REPO, SMOKE, Processes, RoundRatios, bench_database, bench_line, database_url, free_port
+from _harness import (
+    REPO,
+    SMOKE,
+    Processes,
+    RoundRatios,
+    bench_database,
+    bench_line,
+    database_url,
+    free_port,
+)
 from _sockets import (
     Crowd,
     daphne_problems,
@@ -129,7 +138,7 @@ async def one_side(args, *, label: str, application: str, env: dict, cookies: li
 
             # The storm: every socket back, each at a random moment of the window, no gate.
             async def later(opener):
-                await asyncio.sleep(random.uniform(0, args.window))  # noqa: S311 - spread, not security
+                await asyncio.sleep(random.uniform(0, args.window))
                 return await opener()
 
             resets_before = crowd.resets
@@ -210,7 +219,7 @@ def main() -> int:
     rss = RoundRatios([max(b["rss_per_socket_kib"], 0.1) for b, _p in pairs],
                       [p["rss_per_socket_kib"] for _b, p in pairs], label="RSS per socket, project / bare")
     project = [p for _b, p in pairs]
-    bound = (int(os.environ.get("CC_CACHE_MAX_CONNECTIONS", 50)) + 2 * int(os.environ.get("CC_CHANNELS_MAX_CONNECTIONS", 100))
+    bound = (int(os.environ.get("CC_CACHE_MAX_CONNECTIONS", "50")) + 2 * int(os.environ.get("CC_CHANNELS_MAX_CONNECTIONS", "100"))
              + 4)
     redis_clients = max(p["redis_clients"] for p in project)
     errors = sum(p["errors"] for p in project)

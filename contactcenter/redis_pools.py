@@ -77,3 +77,15 @@ class BoundedRedisChannelLayer(RedisChannelLayer):
         host.setdefault("max_connections", self.max_connections)
         host.setdefault("timeout", self.pool_timeout)
         return AsyncBlockingConnectionPool.from_url(address, **host)
+
+
+def cache_redis_client(alias: str = "default"):
+    """The raw redis-py client behind cache ``alias`` (on the process's shared pool) when it is a
+    Redis cache, else None (the embedded mode's in-memory cache): for what needs one round trip
+    where Django's cache API takes several (a pipeline, a script)."""
+    from django.core.cache import caches
+
+    backend = caches[alias]
+    if isinstance(backend, RedisCache):
+        return backend._cache.get_client(None, write=True)
+    return None

@@ -16,8 +16,8 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
+
+from contactcenter.redis_pools import cache_redis_client
 
 from .events import socket_evicted_message
 from .socket_cleanup import suppress_and_log
@@ -50,10 +50,7 @@ def _key(kind: str, owner: str) -> str:
 
 
 def _redis():
-    backend = caches["default"]
-    if isinstance(backend, RedisCache):
-        return backend._cache.get_client(None, write=True)
-    return None
+    return cache_redis_client()
 
 
 def socket_register(*, kind: str, owner: str, channel_name: str) -> list[str]:

@@ -227,3 +227,52 @@ async def test_a_new_message_is_acked_exactly_once_on_its_socket_and_echoed_to_t
     finally:
         await tab.disconnect()
         await other.disconnect()
+
+
+# --- a cheaper hello ----------------------------------------------------------------------------------
+
+def _hello_statements(widget, token) -> int:  # noqa: F811 - the inbox, passed on
+    """Statements the whole hello runs on the database thread (the consumer's ``_hello``, as
+    on_hello calls it after the Origin check read the inbox)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from conversations.channels.webchat.consumer import WidgetConsumer
+
+    consumer = WidgetConsumer()
+    consumer.scope = {"widget_inbox_id": widget.pk, "widget_inbox": widget,
+                      "query_string": f"widget={widget.address}".encode()}
+    consumer.ip = "198.51.100.7"
+    with CaptureQueriesContext(connection) as captured:
+        visitor, ids, _history, status, cards = consumer._hello(
+            {"type": "hello", "widget": widget.address, "token": token, "locale": "en"})
+    assert visitor.key == _key(token) and status["type"] == "status" and cards == []
+    return len(captured.captured_queries), ids
+
+
+def test_a_hello_reads_the_inbox_once_and_the_visitor_once(widget, online):  # noqa: F811
+    """The Origin check's inbox serves the hello (no second read), and the visitor's customer is
+    read once for the history, the status and the rating cards (it was read three times): a new
+    visitor's hello ran 8 statements, now 4 (their customer: none; the rules, the default queue,
+    an available agent), a returning one's 12, now 9."""
+    from profiles.models import IdentityKind
+    from tests.factories import (
+        make_conversation,
+        make_customer,
+        make_identity,
+        make_message,
+    )
+
+    new_visitor, ids = _hello_statements(widget, _token())
+    assert ids == []
+    assert new_visitor == 4
+
+    token = _token()
+    customer = make_customer("Returning")
+    make_identity(customer, IdentityKind.WEB_VISITOR, _key(token))
+    chat = make_conversation(customer, widget)
+    make_message(chat, "hello again",
+                 metadata={"visitor": _key(token), "client_id": "c" * 16})
+    returning, ids = _hello_statements(widget, token)
+    assert ids == [chat.pk]
+    assert returning == 9  # + its conversations, history, chat; the surveys app's policy and cards

@@ -72,7 +72,7 @@ def _inbox_origins(address: str):
     if inbox is None:
         return None, None
     origins = inbox.settings.get("allowed_origins") or []
-    return inbox.pk, [str(o) for o in origins] if isinstance(origins, list) else []
+    return inbox, [str(o) for o in origins] if isinstance(origins, list) else []
 
 
 class WidgetOriginValidator:
@@ -83,11 +83,12 @@ class WidgetOriginValidator:
         self.application = application
 
     async def __call__(self, scope, receive, send):
-        inbox_id, origins = await _inbox_origins(_query_widget(scope))
-        allowed = inbox_id is not None and (not origins or OriginValidator(None, origins).valid_origin(_origin(scope)))
+        inbox, origins = await _inbox_origins(_query_widget(scope))
+        allowed = inbox is not None and (not origins or OriginValidator(None, origins).valid_origin(_origin(scope)))
         if not allowed:
             return await WebsocketDenier()(scope, receive, send)
-        return await self.application(dict(scope, widget_inbox_id=inbox_id), receive, send)
+        # The inbox read here is the hello's too (one query less per socket).
+        return await self.application(dict(scope, widget_inbox_id=inbox.pk, widget_inbox=inbox), receive, send)
 
 
 class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncWebsocketConsumer):
@@ -179,33 +180,50 @@ class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncWebsocke
     async def on_hello(self, content):
         if self.visitor is not None:
             raise WidgetError(400, "already_hello")
+        # The visitor's group first: a message stored while the history is read still arrives.
+        await self._join(visitor_group(webchat_visitors.visitor_key(content.get("token"))))
+        # One hop to the database thread for the whole hello (it was five: a reconnect storm
+        # queues every socket's hops on that one thread).
+        visitor, ids, history, status, cards = await database_sync_to_async(self._hello)(content)
+        self.visitor = visitor
+        for conversation_id in ids:
+            await self._join(widget_group(conversation_id))
+        # Every tab of a visitor token counts: past the cap the oldest closes (4429).
+        await claim_socket_slot(self, kind="widget", owner=visitor.key)
+        await self.send_json({"type": "history", "conversations": ids, "messages": history})
+        await self.send_json(status)
+        for frame in cards:
+            await self.send_json(frame)
+
+    def _hello(self, content: dict):
+        """Who the visitor is, their conversations and history, the status and the rating cards
+        they missed: what a hello answers, read in one go."""
         inbox_id = self.scope["widget_inbox_id"]
         widget = content.get("widget")
-        inbox = await database_sync_to_async(webchat_visitors.widget_inbox)(widget) if widget else None
-        if widget and (inbox is None or inbox.pk != inbox_id):
-            raise WidgetError(400, "bad_widget")
-        if inbox is None:
-            inbox = await database_sync_to_async(lambda: Inbox.objects.get(pk=inbox_id))()
+        inbox = self.scope.get("widget_inbox")
+        if widget and widget != _query_widget(self.scope) or inbox is None:
+            inbox = webchat_visitors.widget_inbox(widget) if widget else None
+            if widget and (inbox is None or inbox.pk != inbox_id):
+                raise WidgetError(400, "bad_widget")
+            if inbox is None:
+                inbox = Inbox.objects.get(pk=inbox_id)
         # Only the token and the site's signature count; "verified" or "customer" fields are ignored.
         # "language" is the browser's (the customer's), not "locale", the widget's display language
         # that the site may fix.
-        visitor = await database_sync_to_async(webchat_visitors.visitor_hello)(
+        visitor = webchat_visitors.visitor_hello(
             inbox=inbox, token=content.get("token"), ip=self.ip, user=content.get("user") or None,
             language=content.get("language"),
         )
-        self.visitor = visitor
-        await self._join(visitor_group(visitor.key))
-        # Every tab of a visitor token counts: past the cap the oldest closes (4429).
-        await claim_socket_slot(self, kind="widget", owner=visitor.key)
-        await self._send_history()
-        await self.send_json(await database_sync_to_async(webchat_status.widget_status)(inbox, visitor=visitor))
-        for frame in await database_sync_to_async(self._pending_survey_cards)():
-            await self.send_json(frame)
+        customer = webchat_visitors.visitor_customer(visitor)
+        ids = webchat_visitors.visitor_conversation_ids(visitor, customer=customer)
+        history = webchat_ingest.visitor_history(visitor, ids)
+        status = webchat_status.widget_status(inbox, visitor=visitor, customer=customer)
+        return visitor, ids, history, status, self._pending_survey_cards(customer)
 
-    def _pending_survey_cards(self) -> list[dict]:
+    @staticmethod
+    def _pending_survey_cards(customer) -> list[dict]:
         """A rating card sent while the visitor was away is shown on their next visit (the
         database is the truth, not the frame): asked of whoever answers widget surveys."""
-        customer = webchat_visitors.visitor_customer(self.visitor)
         if customer is None:
             return []
         return [survey_card_frame(card) for card in lifecycle.widget_pending_cards(customer_id=customer.pk)]
