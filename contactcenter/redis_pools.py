@@ -61,10 +61,12 @@ def shared_cache_pools() -> list[BlockingConnectionPool]:
 
 class BoundedRedisChannelLayer(RedisChannelLayer):
     """channels_redis whose pool (one per event loop and host) is bounded and *waits* for a free
-    connection (``pool_timeout`` seconds at most, then the redis ConnectionError every caller of
-    the layer already handles) instead of raising ``MaxConnectionsError`` at once."""
+    connection instead of raising ``MaxConnectionsError`` at once. By default it waits as long as
+    it takes (``pool_timeout``: seconds, then redis's ConnectionError): connections are only ever
+    held for one command (or channels_redis's 5 s blocking read), each bounded by the socket
+    timeout, and a reconnect storm on a saturated daphne made a 20 s bound refuse joins.)"""
 
-    def __init__(self, *args, max_connections: int = 100, pool_timeout: float = 20, **kwargs):
+    def __init__(self, *args, max_connections: int = 100, pool_timeout: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.max_connections = max_connections
         self.pool_timeout = pool_timeout
