@@ -219,6 +219,9 @@ CC_DB_OUTAGE_SECONDS = env_int("CC_DB_OUTAGE_SECONDS", 1)
 # membership): if not back within two checks, it closes with 4503 and the client reconnects and
 # catches up. 0: off.
 CC_CHANNEL_LAYER_CHECK_SECONDS = env_int("CC_CHANNEL_LAYER_CHECK_SECONDS", 10)
+# Open sockets per console session and per widget visitor token; past it the oldest closes with
+# 4429 (conversations.socket_caps): one tab loop or script cannot take a daphne.
+CC_SOCKETS_PER_OWNER = env_int("CC_SOCKETS_PER_OWNER", 20)
 CELERY_BEAT_SCHEDULE = {
     "tick": {"task": "contactcenter.tick", "schedule": float(CC_TICK_SECONDS)},
 }

@@ -42,7 +42,7 @@ _local_lock = threading.Lock()
 
 
 def socket_cap() -> int:
-    return int(getattr(settings, "CC_SOCKETS_PER_OWNER", 20))
+    return settings.CC_SOCKETS_PER_OWNER
 
 
 def _key(kind: str, owner: str) -> str:
