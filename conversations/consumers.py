@@ -21,7 +21,12 @@ from .groups import (
 )
 from .layer_watch import LAYER_LOST_CLOSE_CODE, ChannelLayerWatch
 from .socket_caps import SOCKET_CAP_CLOSE_CODE, claim_socket_slot, release_socket_slot
-from .socket_cleanup import leave_groups, suppress_and_log
+from .socket_cleanup import (
+    CLEANUP_BUDGET_SECONDS,
+    finish_despite_cancellation,
+    leave_groups,
+    suppress_and_log,
+)
 from .socket_stop import DisconnectWhenServerStops
 
 
@@ -203,7 +208,9 @@ class ConsoleConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncJsonWeb
         await sync_to_async(presence.console_seen)(agent_id=self.agent_id, at=at)
 
     async def disconnect(self, code):
-        await self._clean_up()
+        # Not cut short by a cancellation (daphne cancels an instance that takes long to close,
+        # as it may when thousands close at once): the groups are left all the same.
+        await finish_despite_cancellation(self._clean_up(), timeout=CLEANUP_BUDGET_SECONDS)
 
     async def _clean_up(self):
         """Everything a closing socket undoes, once, never raising (conversations.socket_cleanup):

@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Iterable
 logger = logging.getLogger(__name__)
 
 LEAVE_ATTEMPTS = 4
+# How long a closing socket's cleanup may take: generous, since when thousands close at once
+# each waits its turn for the process's bounded Redis pools.
+CLEANUP_BUDGET_SECONDS = 10
 LEAVE_FIRST_PAUSE_SECONDS = 0.1  # doubled after each failed round: 0.1, 0.2, 0.4
 
 

@@ -34,7 +34,11 @@ from ...groups import visitor_group, widget_group
 from ...layer_watch import LAYER_LOST_CLOSE_CODE, ChannelLayerWatch
 from ...models import Inbox
 from ...socket_caps import SOCKET_CAP_CLOSE_CODE, claim_socket_slot, release_socket_slot
-from ...socket_cleanup import leave_groups
+from ...socket_cleanup import (
+    CLEANUP_BUDGET_SECONDS,
+    finish_despite_cancellation,
+    leave_groups,
+)
 from ...socket_stop import DisconnectWhenServerStops
 from . import ingest as webchat_ingest
 from . import input_limits as webchat_input_limits
@@ -109,7 +113,9 @@ class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncWebsocke
         await self.close(code=LAYER_LOST_CLOSE_CODE)
 
     async def disconnect(self, code):
-        await self._clean_up()
+        # Not cut short by a cancellation (daphne cancels an instance that takes long to close,
+        # as it may when thousands close at once): the groups are left all the same.
+        await finish_despite_cancellation(self._clean_up(), timeout=CLEANUP_BUDGET_SECONDS)
 
     async def _clean_up(self):
         """Everything a closing socket undoes, once, never raising (conversations.socket_cleanup):
