@@ -27,6 +27,7 @@ from .socket_cleanup import (
     leave_groups,
     suppress_and_log,
 )
+from .socket_dispatch import NoDatabaseHopPerEvent
 from .socket_stop import DisconnectWhenServerStops
 
 
@@ -136,7 +137,7 @@ def _typing(user, conversation_id: int, on: bool) -> None:
 BAD_FRAME_CLOSE_CODE = 4400
 
 
-class ConsoleConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncJsonWebsocketConsumer):
+class ConsoleConsumer(DisconnectWhenServerStops, ChannelLayerWatch, NoDatabaseHopPerEvent, AsyncJsonWebsocketConsumer):
     """``/ws/console/``: events for the signed-in agent (and supervisors)."""
 
     @classmethod
@@ -205,7 +206,8 @@ class ConsoleConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncJsonWeb
         if not now and at - self.seen_at < presence.SEEN_REFRESH_SECONDS:
             return
         self.seen_at = at
-        await sync_to_async(presence.console_seen)(agent_id=self.agent_id, at=at)
+        # The cache only: off the database thread.
+        await sync_to_async(presence.console_seen, thread_sensitive=False)(agent_id=self.agent_id, at=at)
 
     async def disconnect(self, code):
         # Not cut short by a cancellation (daphne cancels an instance that takes long to close,

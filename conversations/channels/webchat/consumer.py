@@ -39,6 +39,7 @@ from ...socket_cleanup import (
     finish_despite_cancellation,
     leave_groups,
 )
+from ...socket_dispatch import NoDatabaseHopPerEvent
 from ...socket_stop import DisconnectWhenServerStops
 from . import ingest as webchat_ingest
 from . import input_limits as webchat_input_limits
@@ -95,7 +96,7 @@ class WidgetOriginValidator:
         return await self.application(dict(scope, widget_inbox_id=inbox.pk, widget_inbox=inbox), receive, send)
 
 
-class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncWebsocketConsumer):
+class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, NoDatabaseHopPerEvent, AsyncWebsocketConsumer):
     async def connect(self):
         self.visitor = None
         self.joined: set[str] = set()
