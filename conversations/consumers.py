@@ -221,10 +221,10 @@ class ConsoleConsumer(DisconnectWhenServerStops, ChannelLayerWatch, NoDatabaseHo
             return
         self._cleaned_up = True
         self.layer_watch_stop()
+        await self._leave_groups()
         await release_socket_slot(self)
         with suppress_and_log("the console's last seen"):
             await self._seen(now=True)
-        await self._leave_groups()
 
     async def socket_evicted(self, event):
         """More sockets of this session opened than the cap allows and this one is the oldest:

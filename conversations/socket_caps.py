@@ -11,8 +11,10 @@ so the sockets of a daphne that died are forgotten (and, oldest first, evicted f
 Embedded: the same in the process's memory (one process serves every socket).
 """
 
+import asyncio
 import threading
 import time
+import weakref
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -108,11 +110,61 @@ async def claim_socket_slot(consumer, *, kind: str, owner: str) -> None:
                 await consumer.channel_layer.send(channel_name, socket_evicted_message())
 
 
+def socket_unregister_many(slots: list[tuple[str, str, str]]) -> None:
+    """``socket_unregister`` for many ``(kind, owner, channel_name)`` in one round trip."""
+    client = _redis()
+    if client is None:
+        for kind, owner, channel_name in slots:
+            socket_unregister(kind=kind, owner=owner, channel_name=channel_name)
+        return
+    pipe = client.pipeline(transaction=False)
+    for kind, owner, channel_name in slots:
+        pipe.zrem(_key(kind, owner), channel_name)
+    pipe.execute()
+
+
+class _Releases:
+    """The slots of one event loop's closing sockets, given back together: when thousands close
+    at once, one thread hop and one Redis round trip per batch instead of one each."""
+
+    def __init__(self):
+        self.pending: list[tuple[tuple[str, str, str], asyncio.Future]] = []
+        self.task: asyncio.Task | None = None
+
+    async def release(self, slot: tuple[str, str, str]) -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self.pending.append((slot, done))
+        if self.task is None or self.task.done():
+            self.task = loop.create_task(self._flush())
+        await asyncio.shield(done)
+
+    async def _flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            try:
+                await sync_to_async(socket_unregister_many, thread_sensitive=False)([slot for slot, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - each waiting socket logs it
+                for _slot, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _slot, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+
+_releases: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Releases]" = weakref.WeakKeyDictionary()
+
+
 async def release_socket_slot(consumer) -> None:
     slot = getattr(consumer, "_socket_slot", None)
     if slot is None:
         return
     consumer._socket_slot = None
+    loop = asyncio.get_running_loop()
+    releases = _releases.get(loop)
+    if releases is None:
+        releases = _releases[loop] = _Releases()
     with suppress_and_log("unregistering a socket"):
-        await sync_to_async(socket_unregister, thread_sensitive=False)(
-            kind=slot[0], owner=slot[1], channel_name=consumer.channel_name)
+        await releases.release((slot[0], slot[1], consumer.channel_name))

@@ -125,9 +125,9 @@ class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, NoDatabaseHop
             return
         self._cleaned_up = True
         self.layer_watch_stop()
-        await release_socket_slot(self)
         groups, self.joined = list(getattr(self, "joined", ())), set()
         await leave_groups(self.channel_layer, self.channel_name, groups)
+        await release_socket_slot(self)
 
     async def socket_evicted(self, event):
         """The visitor opened more sockets (tabs) than the cap allows and this one is the oldest:
