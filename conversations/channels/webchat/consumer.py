@@ -39,7 +39,7 @@ from ...socket_cleanup import (
     finish_despite_cancellation,
     leave_groups,
 )
-from ...socket_dispatch import NoDatabaseHopPerEvent
+from ...socket_dispatch import NoDatabaseHopPerEvent, database_work_in_parallel
 from ...socket_stop import DisconnectWhenServerStops
 from . import ingest as webchat_ingest
 from . import input_limits as webchat_input_limits
@@ -71,7 +71,6 @@ def _origin(scope):
     return None
 
 
-@database_sync_to_async
 def _inbox_origins(address: str):
     inbox = webchat_visitors.widget_inbox(address)
     if inbox is None:
@@ -88,7 +87,7 @@ class WidgetOriginValidator:
         self.application = application
 
     async def __call__(self, scope, receive, send):
-        inbox, origins = await _inbox_origins(_query_widget(scope))
+        inbox, origins = await database_work_in_parallel(_inbox_origins)(_query_widget(scope))
         allowed = inbox is not None and (not origins or OriginValidator(None, origins).valid_origin(_origin(scope)))
         if not allowed:
             return await WebsocketDenier()(scope, receive, send)
@@ -189,9 +188,9 @@ class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, NoDatabaseHop
             raise WidgetError(400, "already_hello")
         # The visitor's group first: a message stored while the history is read still arrives.
         await self._join(visitor_group(webchat_visitors.visitor_key(content.get("token"))))
-        # One hop to the database thread for the whole hello (it was five: a reconnect storm
-        # queues every socket's hops on that one thread).
-        visitor, ids, history, status, cards = await database_sync_to_async(self._hello)(content)
+        # One hop for the whole hello (it was five on the one database thread, where a reconnect
+        # storm queued every socket's hops), on threads of its own where connections are pooled.
+        visitor, ids, history, status, cards = await database_work_in_parallel(self._hello)(content)
         self.visitor = visitor
         for conversation_id in ids:
             await self._join(widget_group(conversation_id))
