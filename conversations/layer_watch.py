@@ -89,10 +89,36 @@ class ProcessLayerWatch:
         try:
             await asyncio.wait_for(self._returned(channel, token), timeout=self.period * PROBE_PATIENCE)
         except TimeoutError:
-            return "a probe did not come back (group memberships lost?)"
+            pass
         except Exception as exc:  # noqa: BLE001
             return f"the channel layer failed receiving a probe: {type(exc).__name__}: {exc}"
+        else:
+            return None
+        # Late. A daphne busy with a reconnect storm answers its own probe late too, and closing
+        # every socket for that would start the next storm: the layer is asked whether the
+        # process's membership is still there (a restarted Redis has none).
+        try:
+            member = await asyncio.wait_for(self._still_member(group, channel), timeout=self.period)
+        except Exception as exc:  # noqa: BLE001 - a layer that cannot answer is a lost layer
+            return f"a probe did not come back and the layer did not answer: {type(exc).__name__}: {exc}"
+        if member is False:
+            return "a probe did not come back: the process's group membership is gone"
+        if member is None:
+            return "a probe did not come back (group memberships lost?)"
+        logger.info("a layer probe came back late; the process's membership is there: sockets kept")
         return None
+
+    async def _still_member(self, group: str, channel: str) -> bool | None:
+        """Whether ``channel`` is still in ``group`` by the layer's own record (None: this layer
+        cannot tell)."""
+        groups = getattr(self.layer, "groups", None)
+        if isinstance(groups, dict):  # channels' in-memory layer
+            return channel in groups.get(group, {})
+        group_key = getattr(self.layer, "_group_key", None)
+        if group_key is None or not hasattr(self.layer, "consistent_hash"):
+            return None
+        connection = self.layer.connection(self.layer.consistent_hash(group))  # channels_redis
+        return await connection.zscore(group_key(group), channel) is not None
 
     async def _returned(self, channel: str, token: str) -> None:
         while True:

@@ -16,7 +16,9 @@ Frames out: history {conversations, messages} · status {online, reason} · mess
             error {code, reason, id?} (id: the refused message's)
 """
 
+import asyncio
 import base64
+import contextlib
 import json
 import logging
 from collections import deque
@@ -108,8 +110,11 @@ class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, NoDatabaseHop
 
     async def layer_watch_lost(self):
         """Its conversations' groups are gone or the layer is down: close with 4503; widget.js
-        reconnects, says hello again (joining the groups anew) and gets the history it missed."""
-        self.joined = set()
+        reconnects, says hello again (joining the groups anew) and gets the history it missed.
+        What can still be left is left, briefly (the layer may be down)."""
+        groups, self.joined = list(self.joined), set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(leave_groups(self.channel_layer, self.channel_name, groups), timeout=2)
         await self.close(code=LAYER_LOST_CLOSE_CODE)
 
     async def disconnect(self, code):
