@@ -59,6 +59,7 @@ IDLE = 30 if SMOKE else 2000
 RATE = 10 if SMOKE else 20
 SECONDS = 1 if SMOKE else 10
 DRAIN_SECONDS = 10 if SMOKE else 30
+SETTLE_SECONDS = 0.5 if SMOKE else 8
 TARGET = 3.0
 WIDGET_KEY = "bench-widget"
 
@@ -142,6 +143,9 @@ async def drive(args, *, base: str, daphne_pid: int) -> dict:
                 finally:
                     crowd.closed_by_server.extend(idle_crowd.closed_by_server)
                     await idle_crowd.close_all()
+                    # The daphne cleans up after the idle sockets before the next baseline round
+                    # (else that round measures the mass disconnect, not the load alone).
+                    await asyncio.sleep(SETTLE_SECONDS)
 
         pairs = await alternate_async(args.rounds, baseline, subject)
         closed = list(crowd.closed_by_server)
