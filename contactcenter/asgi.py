@@ -54,3 +54,8 @@ if settings.CC_EMBEDDED_WORKER and not settings.CC_PRODUCTION:
 
     start_worker()
     start_smtp_listener()
+
+from .gc_tuning import tune_gc_after_start_up  # noqa: E402
+
+# Last: everything start-up built is in place (contactcenter.gc_tuning says why).
+tune_gc_after_start_up()

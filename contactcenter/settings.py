@@ -154,13 +154,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # Bounded, waiting pool (contactcenter.redis_pools): a mass disconnect queues for a
+            # connection instead of failing its group cleanup with MaxConnectionsError.
+            "BACKEND": "contactcenter.redis_pools.BoundedRedisChannelLayer",
             # redis-py 8 defaults to a 5 s socket timeout, the same length as channels_redis's
             # blocking receive: an idle console socket then died with 1011 every ~5 s
             # (django/channels_redis#422). A longer timeout keeps the blocking read inside it.
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, "socket_timeout": env_int("CC_CHANNELS_SOCKET_TIMEOUT", 30)}],
                 "prefix": env_str("CC_CHANNELS_PREFIX", "cc"),
+                "max_connections": env_int("CC_CHANNELS_MAX_CONNECTIONS", 100),
+                # Every socket of a daphne receives through ONE Redis key (channels_redis's
+                # process-local channels), and "capacity" bounds that key: at 100 (the default)
+                # a busy process dropped a fifth of its widget acks ("channel over capacity").
+                "capacity": env_int("CC_CHANNELS_PROCESS_CAPACITY", 5000),
             },
         }
     }
@@ -169,7 +176,10 @@ else:
 
 # --- Cache ----------------------------------------------------------------------------------
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # One bounded pool per process shared by every consumer (contactcenter.redis_pools), not a
+    # Redis client per socket.
+    CACHES = {"default": {"BACKEND": "contactcenter.redis_pools.SharedPoolRedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": {"max_connections": env_int("CC_CACHE_MAX_CONNECTIONS", 50)}}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -213,6 +223,9 @@ CC_CHANNEL_LAYER_CHECK_SECONDS = env_int("CC_CHANNEL_LAYER_CHECK_SECONDS", 10)
 # killed between its commit and the publish): every this many seconds, and after each reconnect,
 # the console compares its work list and open timeline with /console/sync/ and catches up. 0: off.
 CC_CONSOLE_SYNC_SECONDS = env_int("CC_CONSOLE_SYNC_SECONDS", 20)
+# Open sockets per console session and per widget visitor token; past it the oldest closes with
+# 4429 (conversations.socket_caps): one tab loop or script cannot take a daphne.
+CC_SOCKETS_PER_OWNER = env_int("CC_SOCKETS_PER_OWNER", 20)
 CELERY_BEAT_SCHEDULE = {
     "tick": {"task": "contactcenter.tick", "schedule": float(CC_TICK_SECONDS)},
 }

@@ -20,6 +20,14 @@ from .groups import (
     user_group,
 )
 from .layer_watch import LAYER_LOST_CLOSE_CODE, ChannelLayerWatch
+from .socket_caps import SOCKET_CAP_CLOSE_CODE, claim_socket_slot, release_socket_slot
+from .socket_cleanup import (
+    CLEANUP_BUDGET_SECONDS,
+    finish_despite_cancellation,
+    leave_groups,
+    suppress_and_log,
+)
+from .socket_dispatch import NoDatabaseHopPerEvent
 from .socket_stop import DisconnectWhenServerStops
 
 
@@ -129,7 +137,7 @@ def _typing(user, conversation_id: int, on: bool) -> None:
 BAD_FRAME_CLOSE_CODE = 4400
 
 
-class ConsoleConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncJsonWebsocketConsumer):
+class ConsoleConsumer(DisconnectWhenServerStops, ChannelLayerWatch, NoDatabaseHopPerEvent, AsyncJsonWebsocketConsumer):
     """``/ws/console/``: events for the signed-in agent (and supervisors)."""
 
     @classmethod
@@ -166,6 +174,8 @@ class ConsoleConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncJsonWeb
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        # One browser's tabs share the session: past the cap its oldest socket closes (4429).
+        await claim_socket_slot(self, kind="console", owner=session_key)
         from .routing import console_presence as presence
 
         # This socket keeps its agent "seen" (services.presence): an agent none of whose consoles
@@ -176,11 +186,6 @@ class ConsoleConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncJsonWeb
         if missed is not None:
             await self.send_json(missed)
         self.layer_watch_start()
-
-    def layer_watch_group(self) -> str | None:
-        # The session's group: joined with all the others at connect, lost with them.
-        joined = getattr(self, "joined", [])
-        return joined[0] if joined else None
 
     async def layer_watch_lost(self):
         """The layer no longer delivers to this socket: leave what can still be left (briefly: the
@@ -201,14 +206,31 @@ class ConsoleConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncJsonWeb
         if not now and at - self.seen_at < presence.SEEN_REFRESH_SECONDS:
             return
         self.seen_at = at
-        await sync_to_async(presence.console_seen)(agent_id=self.agent_id, at=at)
+        # The cache only: off the database thread.
+        await sync_to_async(presence.console_seen, thread_sensitive=False)(agent_id=self.agent_id, at=at)
 
     async def disconnect(self, code):
+        # Not cut short by a cancellation (daphne cancels an instance that takes long to close,
+        # as it may when thousands close at once): the groups are left all the same.
+        await finish_despite_cancellation(self._clean_up(), timeout=CLEANUP_BUDGET_SECONDS)
+
+    async def _clean_up(self):
+        """Everything a closing socket undoes, once, never raising (conversations.socket_cleanup):
+        also run from ``__call__`` however the instance ends (socket_stop)."""
+        if getattr(self, "_cleaned_up", False):
+            return
+        self._cleaned_up = True
         self.layer_watch_stop()
-        await self._seen(now=True)
-        await self._unwatch()
-        for group in getattr(self, "joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+        await self._leave_groups()
+        await release_socket_slot(self)
+        with suppress_and_log("the console's last seen"):
+            await self._seen(now=True)
+
+    async def socket_evicted(self, event):
+        """More sockets of this session opened than the cap allows and this one is the oldest:
+        the console says so and does not reconnect (console.js, code 4429)."""
+        await self.send_json({"type": "error", "code": 429, "reason": "too many open consoles"})
+        await self._leave_and_close(SOCKET_CAP_CLOSE_CODE)
 
     # -- watching a conversation: its events, its customer's timeline, who else is looking ------
 
@@ -323,10 +345,16 @@ class ConsoleConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncJsonWeb
         await self.close(code=code)
 
     async def _leave_groups(self):
-        await self._unwatch()
-        for group in getattr(self, "joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
-        self.joined = []
+        """Leave the session's groups and what it watches; never raises (a layer that refused is
+        retried, then logged: socket_cleanup.leave_groups)."""
+        groups = list(getattr(self, "joined", []))
+        watching = getattr(self, "watching", None)
+        self.joined, self.watching = [], None
+        if watching:
+            with suppress_and_log("telling the conversation this console left"):
+                await self._viewer(watching, "left")
+            groups += [conversation_group(watching["conversation"]), customer_group(watching["customer"])]
+        await leave_groups(self.channel_layer, self.channel_name, groups)
 
     async def console_event(self, event):
         """Relay an event built by a service (``{"type": "console.event", "event": {...}}``)."""

@@ -75,7 +75,8 @@ def _groups_send(groups: list[str], event: dict, *, handler: str = "console.even
     if layer is None:
         return
     messages = {group: {"type": watched_handler(group, handler), "event": event} for group in groups}
-    if type(layer).__module__.startswith("channels_redis."):
+    # channels_redis or a subclass of it (contactcenter.redis_pools.BoundedRedisChannelLayer).
+    if any(cls.__module__.startswith("channels_redis.") for cls in type(layer).__mro__):
         async def send_all():
             return await asyncio.gather(*(layer.group_send(group, messages[group]) for group in groups),
                                         return_exceptions=True)
@@ -194,3 +195,13 @@ def typing_event(conversation_id: int, *, on: bool, agent_id: int | None = None,
     else:
         event["agent"] = agent_id
     return event
+
+
+def layer_probe_message(token: str) -> dict:
+    """The probe conversations.layer_watch sends through its process's group and expects back."""
+    return {"type": "layer.probe", "token": token}
+
+
+def socket_evicted_message() -> dict:
+    """To a socket pushed over its owner's cap (conversations.socket_caps): it closes with 4429."""
+    return {"type": "socket.evicted"}

@@ -43,3 +43,9 @@ def widget_group(conversation_id: int) -> str:
 def visitor_group(key: str) -> str:
     """Every socket (tab) of one visitor token: their own messages echo to all of them."""
     return f"visitor.{key}"
+
+
+def layer_watch_group(token: str) -> str:
+    """One process's probe group (conversations.layer_watch): only the process's own channel is
+    in it, so a probe that no longer comes back means the layer forgot the process's groups."""
+    return f"layerwatch.{token}"

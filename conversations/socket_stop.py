@@ -7,6 +7,11 @@ channels_redis expires them (a day) and the console's last "seen" (conversations
 console_presence) a refresh behind. So the cancelled instance first closes the socket with 1012
 ("service restart": console.js and widget.js reconnect, to another process or this one restarted)
 and runs the consumer's own disconnect, bounded, then ends as cancelled.
+
+However the instance ends (its client left, the server cancelled it, a handler raised), its
+``_clean_up()`` (leave the groups, leave the layer watch, give back its socket slot) then runs to
+its end once more, even under cancellation (conversations.socket_cleanup): it is idempotent, so
+after a ``disconnect()`` that did it all this costs nothing.
 """
 
 import asyncio
@@ -16,6 +21,8 @@ import logging
 from channels.exceptions import StopConsumer
 
 from contactcenter.graceful_stop import SERVER_RESTART_CLOSE_CODE
+
+from .socket_cleanup import finish_despite_cancellation
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +44,10 @@ class DisconnectWhenServerStops:
             if not self._disconnecting and getattr(self, "channel_layer", None) is not None:
                 await self._disconnect_on_stop()
             raise
+        finally:
+            clean_up = getattr(self, "_clean_up", None)
+            if clean_up is not None and getattr(self, "channel_layer", None) is not None:
+                await finish_despite_cancellation(clean_up(), timeout=self.DISCONNECT_BUDGET_SECONDS)
 
     async def _disconnect_on_stop(self) -> None:
         with contextlib.suppress(Exception):

@@ -500,6 +500,15 @@
         toLogin();
         return;
       }
+      if (closed.code === 4429) {
+        // Too many consoles of this session are open and this one is the oldest: said plainly,
+        // and no reconnect (it would only close another tab in turn).
+        var banner = $("#connection");
+        banner.textContent = t("too_many_consoles", "This console was closed because too many console tabs are open.");
+        banner.hidden = false;
+        document.body.classList.add("is-offline");
+        return;
+      }
       if (state.signedOut) return;
       // A socket refused because the session expired looks like a network failure (1006): after
       // a couple of failures a page request tells the two apart (checked() goes to the login page).

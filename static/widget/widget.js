@@ -44,6 +44,7 @@
       err_403: "This chat is not configured correctly for this site.",
       err_404: "Not found.", err_503: "Messages cannot be left right now. Please try later.",
       err_other: "Something went wrong. Please try again.",
+      too_many_tabs: "This chat is open in too many tabs or windows, so it was closed here. Close some of them, then reload this page to chat here.",
       survey_title: "Rate this chat", survey_comment: "Anything to add? (optional)", survey_send: "Send rating",
       survey_pick: "Choose a score first.", survey_scale: "{min} = {min_label}, {max} = {max_label}"
     },
@@ -68,6 +69,7 @@
       end_yes: "終了する", end_no: "キャンセル", ended: "チャットを終了しました。メッセージを送ると新しいチャットが始まります。",
       err_413: "メッセージが長すぎます。短くしてください。",
       err_429: "ただいま送信が集中しています。少し待ってから「再送」を押してください。",
+      too_many_tabs: "このチャットを開いているタブやウィンドウが多すぎるため、ここでは閉じました。いくつか閉じてから、このページを再読み込みしてください。",
       err_400: "送信できませんでした。内容をご確認ください。",
       err_bad_email: "正しいメールアドレスを入力してください。",
       err_403: "このサイトではチャットが正しく設定されていません。",
@@ -346,6 +348,7 @@
   var socket = null;
   var attempt = 0;
   var stopped = false;
+  var stoppedText = "";   // said instead of "Connecting…" when the server told this tab to stop
   var ready = false;
   var online = null;      // null until the server said: nothing is announced before it is known
   var messages = {};      // server id -> rendered
@@ -412,6 +415,7 @@
     if (frame.client_id && pending[frame.client_id]) {
       var stale = pending[frame.client_id].node;
       if (stale && stale.parentNode) { stale.parentNode.removeChild(stale); }
+      window.clearTimeout(pending[frame.client_id].resendTimer);
       delete pending[frame.client_id];
       saveDrafts();
     }
@@ -460,12 +464,28 @@
     return node;
   }
   function renderPending() { Object.keys(pending).forEach(renderDraft); }
+  // A message not acknowledged in time is sent again by its id (the server stores it once and
+  // acknowledges the resend), after 3 s, 6 s, 12 s … at most 60 s apart, until acknowledged or
+  // refused: an acknowledgement lost on the way is never a message shown as "Sending…" forever.
+  var RESEND_FIRST_MS = 3000;
+  var RESEND_MAX_MS = 60000;
   function sendDraft(id) {
-    send({ type: "message", id: id, text: pending[id].text });  // same id: a resend stores nothing twice
+    var draft = pending[id];
+    if (!draft) { return; }
+    send({ type: "message", id: id, text: draft.text });  // same id: a resend stores nothing twice
+    window.clearTimeout(draft.resendTimer);
+    draft.resendWait = Math.min(RESEND_MAX_MS, draft.resendWait ? draft.resendWait * 2 : RESEND_FIRST_MS);
+    draft.resendTimer = window.setTimeout(function () {
+      if (pending[id] === draft && !draft.failed && !stopped) { sendDraft(id); }
+    }, draft.resendWait + Math.random() * 500);
+  }
+  function clearResends() {
+    Object.keys(pending).forEach(function (id) { window.clearTimeout(pending[id].resendTimer); });
   }
   function retryDraft(id) {
     if (!pending[id]) { return; }
     pending[id].failed = null;
+    pending[id].resendWait = 0;
     saveDrafts();
     renderDraft(id);
     sendDraft(id);
@@ -474,6 +494,7 @@
   function discardDraft(id) {
     var draft = pending[id];
     if (!draft) { return; }
+    window.clearTimeout(draft.resendTimer);
     if (draft.node && draft.node.parentNode) { draft.node.parentNode.removeChild(draft.node); }
     delete pending[id];
     saveDrafts();
@@ -481,6 +502,8 @@
     updateForms();
   }
   function refuseDraft(id, code, reason) {
+    window.clearTimeout(pending[id].resendTimer);
+    pending[id].resendWait = 0;
     pending[id].failed = { code: code, reason: reason };
     saveDrafts();
     var node = renderDraft(id);
@@ -533,7 +556,7 @@
     var hasHistory = conversations.length > 0 || Object.keys(pending).length > 0;
     var offlineMode = online === false;
     var known = ready && online !== null;
-    setText(statusLine, !known ? (attempt ? T.reconnecting : T.connecting)
+    setText(statusLine, stoppedText ? stoppedText : !known ? (attempt ? T.reconnecting : T.connecting)
       : online ? T.online : T[offlineReason] || T.no_agent);
     show(offline, known && offlineMode);
     show(prechat, known && !offlineMode && !prechatDone && !hasHistory);
@@ -597,6 +620,15 @@
       socket = null;
       if (event.code === 4409) { connect(true); return; }        // token of another user: new token
       if (event.code === 4403 || event.code === 4400) { stopped = true; updateForms(); return; }
+      if (event.code === 4429) {
+        // Too many tabs of this visitor and this is the oldest: no reconnect (it would only close
+        // another tab in turn), and the visitor is told why.
+        stopped = true;
+        stoppedText = T.too_many_tabs;
+        clearResends();
+        updateForms();
+        return;
+      }
       attempt += 1;
       updateForms();
       var delay = Math.min(30000, 500 * Math.pow(2, Math.min(attempt, 6))) + Math.random() * 500;
@@ -687,6 +719,7 @@
         surveyAnswered(frame);
         break;
       case "error":
+        if (frame.reason === "too_many_tabs") { break; }  // the close (4429) that follows says it
         if (typeof frame.id === "string" && pending[frame.id]) {
           // That message was not accepted: it says so next to it, with Retry, and is kept.
           refuseDraft(frame.id, frame.code, frame.reason);

@@ -38,6 +38,8 @@ MUST_BE_ZERO = {
     "wallboard": ("lost", "floor_lost", "sockets_closed", "tracebacks"),
     "surveys": ("duplicates", "missing"),
     "reports": ("mismatches",),
+    "connections": ("errors", "leaked_groups", "sockets_closed", "redis_over_bound"),
+    "widget": ("missing", "duplicates", "sockets_closed", "errors"),
 }
 LINE = re.compile(r"^BENCH (?P<name>\S+) ratio=(?P<ratio>\S+) target=\S+ spread=(?P<low>[\d.]+)-(?P<high>[\d.]+) "
                   r"rounds=(?P<rounds>\d+)(?P<rest>.*)$")

@@ -10,7 +10,7 @@ from conversations.models import Channel, Conversation, Direction, Message, Mess
 
 from ..factories import PASSWORD, make_inbox
 from .axe import assert_accessible
-from .conftest import login, screenshot
+from .conftest import login, off_the_browser_thread, screenshot
 from .seeding import console_agent, presences, support_desk
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -263,3 +263,49 @@ def test_axe_finds_nothing_serious_in_the_offline_form_in_japanese(new_context, 
     expect(page.locator(".cc-form textarea")).to_be_visible()
     wait_focus(page, ".cc-form:not(.cc-hidden) input[type=email]")  # the offline form's first field
     assert_accessible(page, "shop page, widget offline form (ja)")
+
+
+def test_an_acknowledgement_lost_on_the_way_is_resent_by_its_id_and_stored_once(new_context, browser_server):
+    """Issue 23: at saturation acknowledgements were dropped and the visitor's message stayed
+    "Sending…" although stored. The widget now sends again, by the same id, whatever it has not
+    seen acknowledged (after 3 s, then doubling): the server stores nothing twice and acknowledges
+    the resend. Here the first acknowledgement is lost between the server and the page."""
+    import json
+    import re
+
+    chat_desk()
+    context = new_context()
+    context.add_init_script(STATUS_RECORDER)
+    lost, sent = [], []
+
+    def between(ws):
+        server = ws.connect_to_server()
+
+        def to_server(message):
+            frame = json.loads(message) if isinstance(message, str) else {}
+            if frame.get("type") == "message":
+                sent.append(frame["id"])
+            server.send(message)
+
+        def to_page(message):
+            frame = json.loads(message) if isinstance(message, str) else {}
+            if frame.get("type") == "message" and frame.get("from") == "visitor" and not lost:
+                lost.append(frame["client_id"])  # this one never reaches the page
+                return
+            ws.send(message)
+
+        ws.on_message(to_server)
+        server.on_message(to_page)
+
+    context.route_web_socket(re.compile(r".*/ws/widget/.*"), between)
+    page = context.new_page()
+    page.goto(SHOP)
+    page.locator(LAUNCHER).wait_for()
+    start_chat(page, "Is my parcel on its way?")
+    expect(accepted(page)).to_have_count(1)
+    expect(page.locator(".cc-pending")).to_have_count(0)
+
+    assert len(lost) == 1
+    assert sent.count(lost[0]) >= 2  # sent, then sent again by the same id
+    stored = off_the_browser_thread(lambda: Message.objects.filter(metadata__client_id=lost[0]).count())
+    assert stored == 1

@@ -22,7 +22,7 @@ def test_mode_matches_environment():
     if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
         assert settings.CC_MODE == "production"
         assert settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
-        assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+        assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "contactcenter.redis_pools.BoundedRedisChannelLayer"
         assert app.conf.broker_url.startswith("redis://")
     else:
         assert settings.CC_MODE == "embedded"

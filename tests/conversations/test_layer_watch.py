@@ -4,6 +4,8 @@ so the client reconnects and catches up from the database (conversations/layer_w
 layer here is the in-memory one in both modes: forgetting its groups is what a Redis restart
 does to channels_redis; the fault suite (tests/faults) restarts a real Redis."""
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -96,3 +98,50 @@ async def test_a_widget_before_hello_checks_the_layer_itself(widget, monkeypatch
         assert await _closed_with(communicator) == LAYER_LOST_CLOSE_CODE
     finally:
         await communicator.disconnect()
+
+
+async def test_a_probe_late_on_a_busy_server_closes_nothing_while_the_membership_is_there(agent, monkeypatch):
+    """A daphne busy with a reconnect storm answers its own probe late: closing every socket for
+    that started the next storm (bench/connections). The layer is asked whether the process's
+    membership is still there; it is, so the sockets stay."""
+    from conversations import layer_watch
+
+    async def never(self, channel, token):
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(layer_watch.ProcessLayerWatch, "_returned", never)
+    communicator = await _console(agent)
+    try:
+        assert await communicator.receive_nothing(timeout=40 * CHECK_SECONDS)  # many patience periods: still open
+        await get_channel_layer().group_send(agent_group(agent.pk), {"type": "console.event", "event": {"type": "x"}})
+        assert await communicator.receive_json_from(timeout=2) == {"type": "x"}
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.production
+async def test_on_redis_a_late_probe_asks_redis_for_the_membership(agent, monkeypatch, settings):
+    """The same on channels_redis: kept while the process's membership is in Redis, closed with
+    4503 once it is gone (what a Redis restarted empty looks like)."""
+    from contactcenter import settings as project_settings
+    from conversations import layer_watch
+
+    settings.CHANNEL_LAYERS = {"default": dict(project_settings.CHANNEL_LAYERS["default"])}  # channels_redis
+    layer = get_channel_layer()
+    await layer.flush()
+
+    async def never(self, channel, token):
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(layer_watch.ProcessLayerWatch, "_returned", never)
+    communicator = await _console(agent)
+    try:
+        assert await communicator.receive_nothing(timeout=40 * CHECK_SECONDS)
+        connection = layer.connection(0)
+        keys = [key async for key in connection.scan_iter(match=f"{layer.prefix}:group:layerwatch.*")]
+        assert len(keys) == 1
+        await connection.delete(*keys)
+        assert await _closed_with(communicator) == LAYER_LOST_CLOSE_CODE
+    finally:
+        await communicator.disconnect()
+        await layer.flush()

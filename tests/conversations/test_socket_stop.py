@@ -11,6 +11,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from conversations import layer_watch
 from conversations.socket_stop import SERVER_RESTART_CLOSE_CODE
 
 from .test_console_socket import _connect as _connect_console
@@ -26,13 +27,15 @@ def _probing_sockets_on_an_in_memory_layer(settings):
     settings.CC_CHANNEL_LAYER_CHECK_SECONDS = 0.05
 
 
-def _probe_loops() -> list[asyncio.Task]:
-    return [task for task in asyncio.all_tasks()
-            if not task.done() and task.get_coro().__qualname__.endswith("ChannelLayerWatch._layer_watch")]
+def _probe_loops() -> list[int]:
+    """The process's probe loop, once per socket under watch (one loop speaks for them all)."""
+    return [layer_watch.probe_loops()] * layer_watch.watched_sockets() if layer_watch.probe_loops() else []
 
 
 def _memberships() -> int:
-    return sum(len(channels) for channels in get_channel_layer().groups.values())
+    """The sockets' memberships (the process's own probe group is not a socket's)."""
+    return sum(len(channels) for group, channels in get_channel_layer().groups.items()
+               if not group.startswith("layerwatch."))
 
 
 async def _stop_server_for(communicator) -> dict:

@@ -756,7 +756,7 @@ async def test_queue_position_and_estimate_of_two_waiting_visitors(widget, agent
         # One chat of this queue was answered after two minutes: the estimate's median.
         now = timezone.now()
         make_conversation(make_customer(), widget, queue=default_queue, queued_at=now - timedelta(seconds=120),
-                          assigned_at=now, assignee=agent, status="resolved")
+                          assigned_at=now, answered_at=now, assignee=agent, status="resolved")
 
     await database_sync_to_async(answered_before)()
     first, _, _ = await _hello(_token())

@@ -16,9 +16,12 @@ Frames out: history {conversations, messages} · status {online, reason} · mess
             error {code, reason, id?} (id: the refused message's)
 """
 
+import asyncio
 import base64
+import contextlib
 import json
 import logging
+from collections import deque
 from urllib.parse import parse_qs, urlparse
 
 from channels.db import database_sync_to_async
@@ -32,6 +35,13 @@ from ... import lifecycle
 from ...groups import visitor_group, widget_group
 from ...layer_watch import LAYER_LOST_CLOSE_CODE, ChannelLayerWatch
 from ...models import Inbox
+from ...socket_caps import SOCKET_CAP_CLOSE_CODE, claim_socket_slot, release_socket_slot
+from ...socket_cleanup import (
+    CLEANUP_BUDGET_SECONDS,
+    finish_despite_cancellation,
+    leave_groups,
+)
+from ...socket_dispatch import NoDatabaseHopPerEvent, database_work_in_parallel
 from ...socket_stop import DisconnectWhenServerStops
 from . import ingest as webchat_ingest
 from . import input_limits as webchat_input_limits
@@ -43,6 +53,9 @@ from .input_limits import WidgetError
 logger = logging.getLogger(__name__)
 
 MAX_ATTACHMENT_FRAME_BYTES = 2 * 1024 * 1024
+# Message ids this socket was last sent (its own acks go straight to it, and the same message
+# then also arrives through the visitor's group): enough to cover a burst of typing.
+SENT_MESSAGES_REMEMBERED = 64
 
 
 def _query_widget(scope) -> str:
@@ -60,13 +73,12 @@ def _origin(scope):
     return None
 
 
-@database_sync_to_async
 def _inbox_origins(address: str):
     inbox = webchat_visitors.widget_inbox(address)
     if inbox is None:
         return None, None
     origins = inbox.settings.get("allowed_origins") or []
-    return inbox.pk, [str(o) for o in origins] if isinstance(origins, list) else []
+    return inbox, [str(o) for o in origins] if isinstance(origins, list) else []
 
 
 class WidgetOriginValidator:
@@ -77,37 +89,57 @@ class WidgetOriginValidator:
         self.application = application
 
     async def __call__(self, scope, receive, send):
-        inbox_id, origins = await _inbox_origins(_query_widget(scope))
-        allowed = inbox_id is not None and (not origins or OriginValidator(None, origins).valid_origin(_origin(scope)))
+        inbox, origins = await database_work_in_parallel(_inbox_origins)(_query_widget(scope))
+        allowed = inbox is not None and (not origins or OriginValidator(None, origins).valid_origin(_origin(scope)))
         if not allowed:
             return await WebsocketDenier()(scope, receive, send)
-        return await self.application(dict(scope, widget_inbox_id=inbox_id), receive, send)
+        # The inbox read here is the hello's too (one query less per socket).
+        return await self.application(dict(scope, widget_inbox_id=inbox.pk, widget_inbox=inbox), receive, send)
 
 
-class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncWebsocketConsumer):
+class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, NoDatabaseHopPerEvent, AsyncWebsocketConsumer):
     async def connect(self):
         self.visitor = None
         self.joined: set[str] = set()
+        self.sent_messages: deque[int] = deque(maxlen=SENT_MESSAGES_REMEMBERED)
         # Per-address limits count this (contactcenter.client_address: the proxy's hop, not a
         # forgeable X-Forwarded-For entry).
         self.ip = scope_client_address(self.scope)
         await self.accept()
         self.layer_watch_start()
 
-    def layer_watch_group(self) -> str | None:
-        # Before hello the socket is in no group: the probe then only proves the layer is up.
-        return min(self.joined) if self.joined else None
-
     async def layer_watch_lost(self):
         """Its conversations' groups are gone or the layer is down: close with 4503; widget.js
-        reconnects, says hello again (joining the groups anew) and gets the history it missed."""
-        self.joined = set()
+        reconnects, says hello again (joining the groups anew) and gets the history it missed.
+        What can still be left is left, briefly (the layer may be down)."""
+        groups, self.joined = list(self.joined), set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(leave_groups(self.channel_layer, self.channel_name, groups), timeout=2)
         await self.close(code=LAYER_LOST_CLOSE_CODE)
 
     async def disconnect(self, code):
+        # Not cut short by a cancellation (daphne cancels an instance that takes long to close,
+        # as it may when thousands close at once): the groups are left all the same.
+        await finish_despite_cancellation(self._clean_up(), timeout=CLEANUP_BUDGET_SECONDS)
+
+    async def _clean_up(self):
+        """Everything a closing socket undoes, once, never raising (conversations.socket_cleanup):
+        also run from ``__call__`` however the instance ends (socket_stop)."""
+        if getattr(self, "_cleaned_up", False):
+            return
+        self._cleaned_up = True
         self.layer_watch_stop()
-        for group in self.joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        groups, self.joined = list(getattr(self, "joined", ())), set()
+        await leave_groups(self.channel_layer, self.channel_name, groups)
+        await release_socket_slot(self)
+
+    async def socket_evicted(self, event):
+        """The visitor opened more sockets (tabs) than the cap allows and this one is the oldest:
+        the widget says so and does not reconnect (widget.js, code 4429)."""
+        await self.send_json(WidgetError(429, "too_many_tabs").frame())
+        groups, self.joined = list(self.joined), set()
+        await leave_groups(self.channel_layer, self.channel_name, groups)
+        await self.close(code=SOCKET_CAP_CLOSE_CODE)
 
     async def _join(self, group: str) -> None:
         if group not in self.joined:
@@ -159,31 +191,50 @@ class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncWebsocke
     async def on_hello(self, content):
         if self.visitor is not None:
             raise WidgetError(400, "already_hello")
+        # The visitor's group first: a message stored while the history is read still arrives.
+        await self._join(visitor_group(webchat_visitors.visitor_key(content.get("token"))))
+        # One hop for the whole hello (it was five on the one database thread, where a reconnect
+        # storm queued every socket's hops), on threads of its own where connections are pooled.
+        visitor, ids, history, status, cards = await database_work_in_parallel(self._hello)(content)
+        self.visitor = visitor
+        for conversation_id in ids:
+            await self._join(widget_group(conversation_id))
+        # Every tab of a visitor token counts: past the cap the oldest closes (4429).
+        await claim_socket_slot(self, kind="widget", owner=visitor.key)
+        await self.send_json({"type": "history", "conversations": ids, "messages": history})
+        await self.send_json(status)
+        for frame in cards:
+            await self.send_json(frame)
+
+    def _hello(self, content: dict):
+        """Who the visitor is, their conversations and history, the status and the rating cards
+        they missed: what a hello answers, read in one go."""
         inbox_id = self.scope["widget_inbox_id"]
         widget = content.get("widget")
-        inbox = await database_sync_to_async(webchat_visitors.widget_inbox)(widget) if widget else None
-        if widget and (inbox is None or inbox.pk != inbox_id):
-            raise WidgetError(400, "bad_widget")
-        if inbox is None:
-            inbox = await database_sync_to_async(lambda: Inbox.objects.get(pk=inbox_id))()
+        inbox = self.scope.get("widget_inbox")
+        if widget and widget != _query_widget(self.scope) or inbox is None:
+            inbox = webchat_visitors.widget_inbox(widget) if widget else None
+            if widget and (inbox is None or inbox.pk != inbox_id):
+                raise WidgetError(400, "bad_widget")
+            if inbox is None:
+                inbox = Inbox.objects.get(pk=inbox_id)
         # Only the token and the site's signature count; "verified" or "customer" fields are ignored.
         # "language" is the browser's (the customer's), not "locale", the widget's display language
         # that the site may fix.
-        visitor = await database_sync_to_async(webchat_visitors.visitor_hello)(
+        visitor = webchat_visitors.visitor_hello(
             inbox=inbox, token=content.get("token"), ip=self.ip, user=content.get("user") or None,
             language=content.get("language"),
         )
-        self.visitor = visitor
-        await self._join(visitor_group(visitor.key))
-        await self._send_history()
-        await self.send_json(await database_sync_to_async(webchat_status.widget_status)(inbox, visitor=visitor))
-        for frame in await database_sync_to_async(self._pending_survey_cards)():
-            await self.send_json(frame)
+        customer = webchat_visitors.visitor_customer(visitor)
+        ids = webchat_visitors.visitor_conversation_ids(visitor, customer=customer)
+        history = webchat_ingest.visitor_history(visitor, ids)
+        status = webchat_status.widget_status(inbox, visitor=visitor, customer=customer)
+        return visitor, ids, history, status, self._pending_survey_cards(customer)
 
-    def _pending_survey_cards(self) -> list[dict]:
+    @staticmethod
+    def _pending_survey_cards(customer) -> list[dict]:
         """A rating card sent while the visitor was away is shown on their next visit (the
         database is the truth, not the frame): asked of whoever answers widget surveys."""
-        customer = webchat_visitors.visitor_customer(self.visitor)
         if customer is None:
             return []
         return [survey_card_frame(card) for card in lifecycle.widget_pending_cards(customer_id=customer.pk)]
@@ -226,8 +277,19 @@ class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncWebsocke
                 exc.client_id = content["id"][:64]
             raise
         await self._join(widget_group(frame["conversation"]))
+        # The acknowledgement goes straight to this socket, never only through the layer, which
+        # drops frames when a busy process's inbox is full; the visitor's other tabs hear it
+        # through the visitor's group. A resend (its ack was lost) is acked again, stored once.
         if duplicate:
-            await self.send_json(frame)  # a resend after a lost ack: answered, nothing stored twice
+            await self.send_json(frame)
+        else:
+            await self._send_message_once(frame)
+
+    async def _send_message_once(self, frame: dict) -> None:
+        if frame.get("id") in self.sent_messages:
+            return
+        self.sent_messages.append(frame.get("id"))
+        await self.send_json(frame)
 
     async def on_typing(self, content):
         conversation_id = content.get("conversation")
@@ -288,6 +350,9 @@ class WidgetConsumer(DisconnectWhenServerStops, ChannelLayerWatch, AsyncWebsocke
         tab makes this tab join that conversation's group too."""
         frame = event["event"]
         conversation_id = frame.get("conversation")
-        if frame.get("type") == "message" and isinstance(conversation_id, int):
-            await self._join(widget_group(conversation_id))
+        if frame.get("type") == "message":
+            if isinstance(conversation_id, int):
+                await self._join(widget_group(conversation_id))
+            await self._send_message_once(frame)
+            return
         await self.send_json(frame)

@@ -26,7 +26,11 @@ from .visitors import Visitor, _ended_by_visitor, _visitor_target
 logger = logging.getLogger(__name__)
 
 
-def _visitor_chat(inbox: Inbox, visitor: Visitor | None, now: datetime) -> tuple[Customer | None, Conversation | None]:
+_UNKNOWN = object()
+
+
+def _visitor_chat(inbox: Inbox, visitor: Visitor | None, now: datetime,
+                  customer=_UNKNOWN) -> tuple[Customer | None, Conversation | None]:
     """The visitor's customer, as the ingest resolves them (their ``web_visitor`` identity, which
     follows merges; signed visitors have one too), and the conversation of this widget their next
     message would join (the ingest's choice: the customer's latest here, unless it is abandoned;
@@ -36,7 +40,9 @@ def _visitor_chat(inbox: Inbox, visitor: Visitor | None, now: datetime) -> tuple
 
     if visitor is None:
         return None, None
-    customer = Customer.objects.filter(identities__kind=IdentityKind.WEB_VISITOR, identities__value=visitor.key).first()
+    if customer is _UNKNOWN:
+        customer = Customer.objects.filter(identities__kind=IdentityKind.WEB_VISITOR,
+                                           identities__value=visitor.key).first()
     if customer is None:
         return customer, None
     latest = (
@@ -113,7 +119,8 @@ def _queue_open(queue: Queue | None, now: datetime) -> bool:
         return True  # validated on save; an unreadable config never closes the chat silently
 
 
-def widget_status(inbox: Inbox, *, visitor: Visitor | None = None, now: datetime | None = None) -> dict:
+def widget_status(inbox: Inbox, *, visitor: Visitor | None = None, now: datetime | None = None,
+                  customer=_UNKNOWN) -> dict:
     """Whether a live agent can take ``visitor``'s chat now; when not, the widget offers the offline form.
 
     It speaks for where the chat is or would go, so it never promises a live agent the router would
@@ -123,9 +130,10 @@ def widget_status(inbox: Inbox, *, visitor: Visitor | None = None, now: datetime
     (the ones routing applies) and an available agent with its skills.
 
     Every hello and every opening of the widget asks, on every page of the site: a fixed number of
-    statements whatever the rules, skills, agents or history (tests: test_widget)."""
+    statements whatever the rules, skills, agents or history (tests: test_widget). ``customer``:
+    the visitor's (``visitors.visitor_customer``), when the caller (the hello) has read it already."""
     now = now or timezone.now()
-    customer, chat = _visitor_chat(inbox, visitor, now)
+    customer, chat = _visitor_chat(inbox, visitor, now, customer)
     if chat is not None and chat.assignee_id is not None:
         # An agent has the chat: whether they are here is the answer, closing time or not (they
         # finish what they started, and nobody else will be offered it). A resolved chat the next

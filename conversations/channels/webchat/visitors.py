@@ -158,8 +158,12 @@ def _link_signed_user(inbox: Inbox, key: str, user_id: str) -> Customer:
     return _active(customer)
 
 
-def visitor_conversation_ids(visitor: Visitor) -> list[int]:
-    """The widget conversations this visitor may see, oldest first."""
+_UNKNOWN = object()
+
+
+def visitor_conversation_ids(visitor: Visitor, *, customer=_UNKNOWN) -> list[int]:
+    """The widget conversations this visitor may see, oldest first. ``customer``: the visitor's
+    (``visitor_customer``), when the caller has read it already."""
     if visitor.signed:
         customer = Customer.objects.filter(pk=visitor.signed_customer_id).first()
         if customer is None:
@@ -167,7 +171,8 @@ def visitor_conversation_ids(visitor: Visitor) -> list[int]:
         customer = _active(customer)
         query = Conversation.objects.filter(customer=customer, inbox_id=visitor.inbox_id)
     else:
-        customer = _visitor_customer(visitor.key)
+        if customer is _UNKNOWN:
+            customer = _visitor_customer(visitor.key)
         if customer is None:
             return []
         mine = Message.objects.filter(
