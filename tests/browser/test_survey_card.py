@@ -7,8 +7,9 @@ from datetime import time
 import pytest
 from playwright.sync_api import expect
 
-from conversations.models import Channel, Conversation, Direction, Message, MessageKind
+from conversations.models import Channel, Conversation
 from conversations.routing.assignment import conversation_resolve
+from conversations.services.outbound import message_send
 from surveys.models import SurveyDefinition, SurveyKind, SurveyPolicy, SurveyRequest, SurveyStatus
 
 from .axe import assert_accessible
@@ -27,9 +28,9 @@ def test_the_rating_card_is_answered_by_keyboard_and_passes_axe(new_context, bro
     start_chat(page, "Do you ship to Osaka?")
     expect(accepted(page)).to_have_count(1)
     conversation = Conversation.objects.get(channel=Channel.WEBCHAT)
-    Message.objects.create(conversation=conversation, customer=conversation.customer, inbox=conversation.inbox,
-                           channel=Channel.WEBCHAT, direction=Direction.OUTBOUND, kind=MessageKind.MESSAGE,
-                           author_agent=agent, text="Yes, next day.")
+    # The agent's reply as the console sends it: the conversation locked first, as the server's
+    # own writers do (a bare insert beside them can deadlock on PostgreSQL).
+    off_the_browser_thread(message_send, conversation=conversation, agent=agent, text="Yes, next day.")
     off_the_browser_thread(conversation_resolve, conversation_id=conversation.pk, by=agent)
     assert SurveyRequest.objects.get(conversation=conversation).status == SurveyStatus.SCHEDULED
 
