@@ -47,6 +47,11 @@ class GracefulStop:
     def __init__(self, app, *, drain_seconds: float):
         self.app = app
         self.drain_seconds = drain_seconds
+        # Past the drain, an aborted request and a cancelled socket get this long to end (Django
+        # joining a view's thread, a socket's bounded cleanup); then the server stops without
+        # them: one instance that never ends must not keep a stopping server alive for ever.
+        self.end_grace_seconds = 12.0
+        self.stop_limit_seconds = drain_seconds + self.end_grace_seconds + 3.0
         self.stopping = False  # set by the server's stop step (under daphne)
         self.running: set[asyncio.Task] = set()  # instances in flight
         self._hooked = False
@@ -77,7 +82,13 @@ class GracefulStop:
         from twisted.internet import defer
 
         async def wait_then_close_pools():
-            await self.all_ended()
+            try:
+                await asyncio.wait_for(self.all_ended(), self.stop_limit_seconds)
+            except TimeoutError:
+                # Stopping must end (a process manager would kill us anyway, losing the rest):
+                # name what is left and let the server go.
+                logger.warning("server stopping: %d instance(s) still in flight after %g s; stopping anyway",
+                               len(self.running), self.stop_limit_seconds)
             await asyncio.to_thread(close_database_pools)
 
         def server_stopping():
@@ -121,7 +132,12 @@ class GracefulStop:
                 await self._drain(instance, abort)
             else:
                 instance.cancel()  # the consumer closes and disconnects itself (conversations.socket_stop)
-                await _wait_uncancellable(instance, None)
+                done, _ = await _wait_uncancellable(instance, self.end_grace_seconds)
+                if not done:
+                    logger.warning("a websocket did not end within %g s of the server stopping",
+                                   self.end_grace_seconds)
+        if not instance.done():
+            return None  # left behind (logged above): the server stops without it
         # Ended, not cancelled: daphne's gather waits for every instance only if none ends cancelled.
         if not instance.cancelled() and instance.exception() is not None:
             logger.warning("%s instance failed while the server stopped", kind, exc_info=instance.exception())
@@ -136,7 +152,10 @@ class GracefulStop:
             return
         logger.warning("a request did not finish in %g s of the server stopping: aborting it", self.drain_seconds)
         abort.set()
-        await _wait_uncancellable(request, None)
+        done, _ = await _wait_uncancellable(request, self.end_grace_seconds)
+        if not done:
+            logger.warning("an aborted request did not end within %g s: the server stops without it",
+                           self.end_grace_seconds)
 
     async def _refuse(self, kind: str, send) -> None:
         if kind == "websocket":

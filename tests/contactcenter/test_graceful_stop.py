@@ -177,3 +177,36 @@ async def test_under_daphne_the_reactor_stops_only_after_every_instance_ended(mo
     assert ours.called
     assert in_view.status == 200
     assert _other_tasks() == set()
+
+
+async def test_a_socket_that_never_ends_does_not_keep_a_stopping_server_alive(monkeypatch, caplog):
+    """A websocket instance that ignores its cancellation for ever (a cleanup stuck on a dead
+    connection): the server's stop waits for it a bounded time, says so, and goes on, as a
+    process manager would otherwise kill it and lose everything else still finishing."""
+    steps = _fake_reactor(monkeypatch)
+    stuck_forever = asyncio.Event()
+
+    async def stuck_socket(scope, receive, send):
+        while not stuck_forever.is_set():
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # swallowed: it never ends by itself
+
+    app = GracefulStop(stuck_socket, drain_seconds=0.2)
+    app.end_grace_seconds, app.stop_limit_seconds = 0.3, 1.0
+    scope = {"type": "websocket", "path": "/ws/widget/", "headers": []}
+    instance = asyncio.ensure_future(app(scope, asyncio.Queue().get, lambda message: asyncio.sleep(0)))
+    await asyncio.sleep(0.05)
+    [(_phase, _event, our_step)] = steps
+    instance.cancel()  # daphne's step
+    ours = our_step()
+    await asyncio.wait_for(instance, 5)  # the wrapper gave up on it: daphne's gather can end
+    for _ in range(100):
+        if ours.called:
+            break
+        await asyncio.sleep(0.05)
+    assert ours.called  # the reactor may stop
+    assert "did not end within" in caplog.text
+    stuck_forever.set()
+    await asyncio.sleep(0.1)
