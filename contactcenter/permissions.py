@@ -1,5 +1,10 @@
 """Who may use the console and the API: members of the agent, supervisor or admin group."""
 
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import BasePermission
 
 STAFF_GROUPS = ("agent", "supervisor", "admin")
@@ -26,3 +31,27 @@ class IsContactCenterStaff(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return is_contact_center_staff(request.user)
+
+
+def role_required(allowed, refusal):
+    """A page decorator: anonymous, to the login page; signed in without the role
+    (``allowed(user)`` false), 403 saying ``refusal``."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not allowed(request.user):
+                raise PermissionDenied(refusal)
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+# Console pages and fragments: agents, supervisors, admins.
+console_staff_required = role_required(is_contact_center_staff, _("You need an agent, supervisor or admin account."))
+# The supervisors' pages (wallboard, reports).
+supervisor_required = role_required(is_supervisor, _("You need a supervisor or admin account."))

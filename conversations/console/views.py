@@ -12,7 +12,7 @@ from functools import wraps
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, Q
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET
 
 from contactcenter.decoding import database_integer, json_decode
-from contactcenter.permissions import is_contact_center_staff
+from contactcenter.permissions import console_staff_required, is_contact_center_staff
 from profiles.models import Consent, Customer, CustomerNote, Identity, IdentityKind, JourneyStage, MergeSuggestion, SuggestionStatus
 from profiles.models import CustomerAccessDoor
 from profiles.selectors import access_customer, customer_search
@@ -47,20 +47,6 @@ SUGGESTION_REASONS = {
     "signature_phone": gettext_lazy("Phone number found in an email signature"),
     "same_name_same_domain": gettext_lazy("Same name and the same email domain"),
 }
-
-
-def console_staff_required(view):
-    """Anonymous: redirect to the login page. Signed in without a contact-center role: 403."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not is_contact_center_staff(request.user):
-            raise PermissionDenied(_("You need an agent, supervisor or admin account."))
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 def console_login_required(view):

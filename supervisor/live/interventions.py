@@ -20,14 +20,13 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from contactcenter.decoding import UndecodableInput, database_integer
+from contactcenter.permissions import supervisor_required
 from contactcenter.storable import text_storable
 from conversations.models import Agent, PresenceState, Queue
 from conversations.routing.assignment import conversation_assign, conversation_transfer
 from conversations.routing.presence import agent_presence_set
 from conversations.selectors import access_conversation, agent_of
 from conversations.services.agent_actions import note_add
-
-from .views import supervisor_required
 
 logger = logging.getLogger(__name__)
 

@@ -1,17 +1,14 @@
 """The reports pages (supervisors and admins only; agents get 403): thin, reads in selectors."""
 
 from dataclasses import replace
-from functools import wraps
 
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
-from contactcenter.permissions import is_supervisor
+from contactcenter.permissions import supervisor_required
 from conversations.models import Channel
 
 from . import selectors
@@ -22,17 +19,6 @@ from .metrics import definitions
 from .presenting import drill_url, duration_text, group_filters, percent_text, presence_change_author, row_present
 
 PAGE_SIZE = 100
-
-
-def supervisor_required(view):
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not is_supervisor(request.user):
-            raise PermissionDenied(_("Reports are for supervisors."))
-        return view(request, *args, **kwargs)
-    return wrapper
 
 
 def _group_rows(filters: ReportFilters, dimension: str, grid: list[dict] | None = None) -> list[dict]:
